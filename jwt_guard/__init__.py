@@ -1,0 +1,79 @@
+"""jwt_guard: JWT verification middleware for ASGI and WSGI, strict by default."""
+
+from __future__ import annotations
+
+from ._denylist import Denylist
+from ._errors import (
+    AlgorithmNotAllowed,
+    AudienceInvalid,
+    AuthenticationRequired,
+    ClaimError,
+    ClaimInvalid,
+    ClaimMissing,
+    ConfigurationError,
+    CriticalHeaderUnsupported,
+    CSRFFailed,
+    DenylistUnavailable,
+    Forbidden,
+    InsufficientRole,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidSignature,
+    InvalidToken,
+    IssuerInvalid,
+    JWTGuardError,
+    KeyNotFound,
+    KeySourceUnavailable,
+    MalformedToken,
+    ServiceUnavailable,
+    TokenExpired,
+    TokenIssuedInFuture,
+    TokenNotYetValid,
+    TokenRevoked,
+    TokenTooLarge,
+    TypeInvalid,
+)
+from ._keys import JWK, KeySet, KeySource, StaticKeys
+from ._principal import Principal
+from ._verifier import TrustedIssuer, Verifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JWK",
+    "AlgorithmNotAllowed",
+    "AudienceInvalid",
+    "AuthenticationRequired",
+    "CSRFFailed",
+    "ClaimError",
+    "ClaimInvalid",
+    "ClaimMissing",
+    "ConfigurationError",
+    "CriticalHeaderUnsupported",
+    "Denylist",
+    "DenylistUnavailable",
+    "Forbidden",
+    "InsufficientRole",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidSignature",
+    "InvalidToken",
+    "IssuerInvalid",
+    "JWTGuardError",
+    "KeyNotFound",
+    "KeySet",
+    "KeySource",
+    "KeySourceUnavailable",
+    "MalformedToken",
+    "Principal",
+    "ServiceUnavailable",
+    "StaticKeys",
+    "TokenExpired",
+    "TokenIssuedInFuture",
+    "TokenNotYetValid",
+    "TokenRevoked",
+    "TokenTooLarge",
+    "TrustedIssuer",
+    "TypeInvalid",
+    "Verifier",
+]

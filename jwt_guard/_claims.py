@@ -1,0 +1,190 @@
+"""Claim rules (RFC 7519 §4.1, RFC 9068 §4, RFC 8725 §3.8-3.11). Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._errors import (
+    AudienceInvalid,
+    ClaimInvalid,
+    ClaimMissing,
+    IssuerInvalid,
+    TokenExpired,
+    TokenIssuedInFuture,
+    TokenNotYetValid,
+    TypeInvalid,
+)
+
+__all__ = [
+    "MAX_LEEWAY",
+    "MAX_NUMERIC_DATE",
+    "ClaimRules",
+    "check_time_claims",
+    "normalize_typ",
+    "resolve_claim_path",
+]
+
+#: Clock skew tolerated, in seconds. Beyond five minutes "leeway" stops being skew and starts
+#: being a longer token lifetime.
+MAX_LEEWAY: Final = 300
+#: 9999-12-31T23:59:59Z. A NumericDate beyond this is not a date but an attack on arithmetic.
+MAX_NUMERIC_DATE: Final = 253_402_300_799
+
+
+def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """A NumericDate claim (RFC 7519 §2): a JSON number, finite, in a sane range."""
+    value = claims.get(name)
+    if value is None:
+        if name in claims:
+            raise ClaimInvalid()  # "exp": null is not an absent claim
+        return None
+    # bool is an int subclass in Python; JSON true is not a number.
+    if type(value) is int or type(value) is float:
+        if type(value) is float and not math.isfinite(value):
+            raise ClaimInvalid()
+        if 0 <= value <= MAX_NUMERIC_DATE:
+            return value
+    raise ClaimInvalid()
+
+
+def check_time_claims(
+    claims: Mapping[str, Any],
+    now: float,
+    leeway: float,
+    max_age: float | None,
+) -> float | None:
+    """Check ``exp``, ``nbf``, ``iat`` (RFC 7519 §4.1.4-4.1.6); return ``exp``."""
+    exp = numeric_date(claims, "exp")
+    nbf = numeric_date(claims, "nbf")
+    iat = numeric_date(claims, "iat")
+    if exp is not None and now - leeway >= exp:
+        # §4.1.4: the current time MUST be before "exp".
+        raise TokenExpired()
+    if nbf is not None and now + leeway < nbf:
+        raise TokenNotYetValid()
+    if iat is not None and now + leeway < iat:
+        raise TokenIssuedInFuture()
+    if max_age is not None:
+        if iat is None:
+            raise ClaimMissing()
+        if now - leeway > iat + max_age:
+            raise TokenExpired(code="token_too_old", description="The token is too old.")
+    return exp
+
+
+def normalize_typ(value: str) -> str:
+    """RFC 7515 §4.1.9 / RFC 9068 §4: compare case-insensitively, ``application/`` optional."""
+    lowered = value.lower()
+    return lowered[12:] if lowered.startswith("application/") else lowered
+
+
+def resolve_claim_path(claims: Mapping[str, Any], path: str) -> Any:
+    """Find a claim by a dotted path that may also name claims containing dots.
+
+    ``realm_access.roles`` reaches the nested Keycloak claim; ``https://example.com/roles``
+    (an Auth0 namespaced claim) is found as one name. At each level the longest run of path
+    segments that is a member name wins.
+    """
+    if path in claims:
+        return claims[path]
+    parts = path.split(".")
+    node: Any = claims
+    i = 0
+    while i < len(parts):
+        if not isinstance(node, Mapping):
+            return None
+        for j in range(len(parts), i, -1):
+            name = ".".join(parts[i:j])
+            if name in node:
+                node = node[name]
+                i = j
+                break
+        else:
+            return None
+    return node
+
+
+def _string_set(value: Any, *, split: bool) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        # A role given as a string is one role ("admin"), never matched as a substring;
+        # OAuth "scope" is a space-separated list (RFC 8693 §4.2, RFC 9068 §2.2.3).
+        return frozenset(value.split()) if split else frozenset((value,))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return frozenset(value)
+    raise ClaimInvalid()
+
+
+@dataclass(frozen=True)
+class ClaimRules:
+    """The claim checks of one trusted issuer configuration."""
+
+    issuers: frozenset[str] | None
+    audiences: frozenset[str] | None
+    required: tuple[str, ...]
+    typ: str | None
+
+    def check_header_typ(self, header: Mapping[str, Any]) -> None:
+        typ = header.get("typ")
+        if typ is not None and not isinstance(typ, str):
+            raise TypeInvalid()
+        if self.typ is None:
+            return
+        # RFC 8725 §3.11: explicit typing keeps one kind of JWT from being used as another.
+        if typ is None or normalize_typ(typ) != self.typ:
+            raise TypeInvalid()
+
+    def check(self, claims: Mapping[str, Any]) -> None:
+        """Issuer, audience, required claims and the types of the registered string claims."""
+        for name in self.required:
+            if name not in claims:
+                raise ClaimMissing()
+        iss = claims.get("iss")
+        if iss is not None and not isinstance(iss, str):
+            raise ClaimInvalid()
+        if self.issuers is not None:
+            # Exact comparison against each configured issuer: no prefix, no substring
+            # (CVE-2024-53861 was "in" applied to a string).
+            if iss is None:
+                raise ClaimMissing()
+            if iss not in self.issuers:
+                raise IssuerInvalid()
+        self._check_audience(claims)
+        for name in ("sub", "jti"):
+            value = claims.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ClaimInvalid()
+
+    def _check_audience(self, claims: Mapping[str, Any]) -> None:
+        if "aud" not in claims:
+            if self.audiences is not None:
+                raise ClaimMissing()
+            return
+        aud = claims["aud"]
+        present: Collection[str]
+        if isinstance(aud, str):
+            present = (aud,)
+        elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
+            present = aud
+        else:
+            raise ClaimInvalid()
+        if self.audiences is None:
+            # RFC 7519 §4.1.3: a recipient that does not identify itself with a value in
+            # "aud" MUST reject the token. Configure ``audience`` to accept it.
+            raise AudienceInvalid()
+        if self.audiences.isdisjoint(present):
+            raise AudienceInvalid()
+
+
+def collect_strings(
+    claims: Mapping[str, Any], paths: Sequence[str], *, split: bool
+) -> frozenset[str]:
+    """Union of the string sets found at each claim path."""
+    found: frozenset[str] = frozenset()
+    for path in paths:
+        found |= _string_set(resolve_claim_path(claims, path), split=split)
+    return found

@@ -1,0 +1,312 @@
+"""The one error tree of jwt_guard.
+
+Every error carries a stable machine ``code``, the RFC 6750 §3.1 ``error`` it maps to (or
+``None``), the HTTP ``status_code`` an adapter answers with, and a fixed ``description``. The
+description never contains the token, a claim value, a key id or a URL: it is safe to send to the
+client as it is.
+
+    JWTGuardError
+    ├── ConfigurationError            (also ValueError)  raised at start-up, never per request
+    ├── AuthenticationRequired        401, no ``error``   token_missing
+    ├── InvalidRequest                400 invalid_request multiple_tokens, header_malformed
+    ├── InvalidToken                  401 invalid_token
+    │   ├── MalformedToken                                token_malformed
+    │   ├── TokenTooLarge                                 token_too_large
+    │   ├── AlgorithmNotAllowed                           algorithm_not_allowed
+    │   ├── CriticalHeaderUnsupported                     critical_header_unsupported
+    │   ├── TypeInvalid                                   type_invalid
+    │   ├── KeyNotFound                                   key_not_found
+    │   ├── InvalidSignature                              signature_invalid
+    │   ├── TokenRevoked                                  token_revoked
+    │   └── ClaimError
+    │       ├── TokenExpired                              token_expired, token_too_old
+    │       ├── TokenNotYetValid                          token_not_yet_valid
+    │       ├── TokenIssuedInFuture                       token_issued_in_future
+    │       ├── IssuerInvalid                             issuer_invalid
+    │       ├── AudienceInvalid                           audience_invalid
+    │       ├── ClaimMissing                              claim_missing
+    │       └── ClaimInvalid                              claim_invalid
+    ├── Forbidden                     403
+    │   ├── InsufficientRole          insufficient_scope  insufficient_role
+    │   ├── InsufficientScope         insufficient_scope  insufficient_scope
+    │   └── CSRFFailed                (no ``error``)      csrf_failed
+    └── ServiceUnavailable            503 + Retry-After
+        ├── KeySourceUnavailable                          jwks_unavailable
+        └── DenylistUnavailable                           denylist_unavailable
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "AlgorithmNotAllowed",
+    "AudienceInvalid",
+    "AuthenticationRequired",
+    "CSRFFailed",
+    "ClaimError",
+    "ClaimInvalid",
+    "ClaimMissing",
+    "ConfigurationError",
+    "CriticalHeaderUnsupported",
+    "DenylistUnavailable",
+    "Forbidden",
+    "InsufficientRole",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidSignature",
+    "InvalidToken",
+    "IssuerInvalid",
+    "JWTGuardError",
+    "KeyNotFound",
+    "KeySourceUnavailable",
+    "MalformedToken",
+    "ServiceUnavailable",
+    "TokenExpired",
+    "TokenIssuedInFuture",
+    "TokenNotYetValid",
+    "TokenRevoked",
+    "TokenTooLarge",
+    "TypeInvalid",
+]
+
+
+class JWTGuardError(Exception):
+    """Base of every error jwt_guard raises."""
+
+    code: str = "jwt_guard_error"
+    error: str | None = None
+    status_code: int = 500
+    description: str = "The request could not be authenticated."
+
+    def __init__(self, description: str | None = None, *, code: str | None = None) -> None:
+        # Only fixed, code-chosen texts are passed here; never data from the token.
+        if description is not None:
+            self.description = description
+        if code is not None:
+            self.code = code
+        super().__init__(self.description)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r})"
+
+
+class ConfigurationError(JWTGuardError, ValueError):
+    """A setting is missing or invalid; raised when the verifier or a key source is built."""
+
+    code = "configuration_invalid"
+    status_code = 500
+    description = "jwt_guard is misconfigured."
+
+
+class AuthenticationRequired(JWTGuardError):
+    """No credentials in the request (RFC 6750 §3.1: no ``error`` attribute)."""
+
+    code = "token_missing"
+    status_code = 401
+    description = "Authentication is required."
+
+
+class InvalidRequest(JWTGuardError):
+    """The request is malformed, e.g. it carries more than one token (RFC 6750 §2)."""
+
+    code = "invalid_request"
+    error = "invalid_request"
+    status_code = 400
+    description = "The request is malformed."
+
+
+class InvalidToken(JWTGuardError):
+    """The token is expired, revoked, malformed or otherwise not acceptable."""
+
+    code = "token_invalid"
+    error = "invalid_token"
+    status_code = 401
+    description = "The access token is invalid."
+
+
+class MalformedToken(InvalidToken):
+    """The token is not a well-formed compact JWS (RFC 7515 §7.1)."""
+
+    code = "token_malformed"
+    description = "The access token is malformed."
+
+
+class TokenTooLarge(InvalidToken):
+    """The token is longer than the configured limit; rejected before decoding."""
+
+    code = "token_too_large"
+    description = "The access token is too large."
+
+
+class AlgorithmNotAllowed(InvalidToken):
+    """The header ``alg`` is not one of the configured algorithms (RFC 8725 §3.1)."""
+
+    code = "algorithm_not_allowed"
+    description = "The token's signing algorithm is not allowed."
+
+
+class CriticalHeaderUnsupported(InvalidToken):
+    """The header lists a ``crit`` extension we do not implement (RFC 7515 §4.1.11)."""
+
+    code = "critical_header_unsupported"
+    description = "The token uses an unsupported critical header."
+
+
+class TypeInvalid(InvalidToken):
+    """The header ``typ`` does not match the expected type (RFC 8725 §3.11)."""
+
+    code = "type_invalid"
+    description = "The token type is not accepted."
+
+
+class KeyNotFound(InvalidToken):
+    """No trusted key fits the token's ``kid`` and ``alg``."""
+
+    code = "key_not_found"
+    description = "No trusted key matches the token."
+
+
+class InvalidSignature(InvalidToken):
+    """The signature does not verify with the selected key."""
+
+    code = "signature_invalid"
+    description = "The token signature is invalid."
+
+
+class TokenRevoked(InvalidToken):
+    """The token, or every token of its subject issued before a time, was revoked."""
+
+    code = "token_revoked"
+    description = "The token has been revoked."
+
+
+class ClaimError(InvalidToken):
+    """A registered claim is missing, of the wrong type, or has an unacceptable value."""
+
+    code = "claim_invalid"
+    description = "The token claims are invalid."
+
+
+class TokenExpired(ClaimError):
+    """``exp`` is in the past beyond the leeway, or ``iat`` is older than ``max_token_age``."""
+
+    code = "token_expired"
+    description = "The token has expired."
+
+
+class TokenNotYetValid(ClaimError):
+    """``nbf`` is in the future beyond the leeway."""
+
+    code = "token_not_yet_valid"
+    description = "The token is not valid yet."
+
+
+class TokenIssuedInFuture(ClaimError):
+    """``iat`` is in the future beyond the leeway."""
+
+    code = "token_issued_in_future"
+    description = "The token was issued in the future."
+
+
+class IssuerInvalid(ClaimError):
+    """``iss`` is not a configured issuer."""
+
+    code = "issuer_invalid"
+    description = "The token issuer is not trusted."
+
+
+class AudienceInvalid(ClaimError):
+    """``aud`` does not contain a configured audience."""
+
+    code = "audience_invalid"
+    description = "The token audience is not accepted."
+
+
+class ClaimMissing(ClaimError):
+    """A required claim is absent."""
+
+    code = "claim_missing"
+    description = "A required claim is missing from the token."
+
+
+class ClaimInvalid(ClaimError):
+    """A claim has the wrong JSON type or an out-of-range value."""
+
+    code = "claim_invalid"
+    description = "A token claim has an invalid value."
+
+
+class Forbidden(JWTGuardError):
+    """The token is valid but does not grant what the resource needs."""
+
+    code = "forbidden"
+    error: str | None = "insufficient_scope"
+    status_code = 403
+    description = "The token does not grant access to this resource."
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        code: str | None = None,
+        required: Iterable[str] = (),
+    ) -> None:
+        super().__init__(description, code=code)
+        # Names the route requires (configured by the app, not taken from the token):
+        # RFC 6750 §3 lets the server advertise them in the ``scope`` attribute.
+        self.required: tuple[str, ...] = tuple(required)
+
+
+class InsufficientRole(Forbidden):
+    """The principal lacks a role the route requires."""
+
+    code = "insufficient_role"
+    description = "The token lacks a required role."
+
+
+class InsufficientScope(Forbidden):
+    """The principal lacks a scope the route requires (RFC 6750 §3.1)."""
+
+    code = "insufficient_scope"
+    description = "The token lacks a required scope."
+
+
+class CSRFFailed(Forbidden):
+    """A cookie-authenticated unsafe request came without a valid CSRF proof."""
+
+    code = "csrf_failed"
+    error = None
+    description = "The request failed the CSRF check."
+
+
+class ServiceUnavailable(JWTGuardError):
+    """A dependency needed to decide (key source, denylist) is not reachable."""
+
+    code = "service_unavailable"
+    status_code = 503
+    description = "Authentication is temporarily unavailable."
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        code: str | None = None,
+        retry_after: int = 5,
+    ) -> None:
+        super().__init__(description, code=code)
+        self.retry_after = max(1, int(retry_after))
+
+
+class KeySourceUnavailable(ServiceUnavailable):
+    """No usable key set: the JWKS could not be fetched and nothing fresh enough is cached."""
+
+    code = "jwks_unavailable"
+    description = "The signing keys are temporarily unavailable."
+
+
+class DenylistUnavailable(ServiceUnavailable):
+    """The revocation store did not answer in time."""
+
+    code = "denylist_unavailable"
+    description = "The revocation list is temporarily unavailable."

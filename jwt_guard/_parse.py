@@ -1,0 +1,117 @@
+"""Strict parsing of a compact JWS (RFC 7515 §7.1) into header, payload and signature.
+
+No I/O and no key material here: this module only answers "is this a well-formed compact JWS
+whose header and payload are JSON objects", as cheaply as the strictness allows.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from ._errors import MalformedToken, TokenTooLarge
+
+__all__ = ["DEFAULT_MAX_TOKEN_BYTES", "CompactJWS", "b64url_decode", "parse_compact", "parse_json"]
+
+#: Real access tokens are 0.5-2 KiB; 8 KiB leaves room for fat claim sets while bounding the
+#: work an attacker can make us do before the signature is checked.
+DEFAULT_MAX_TOKEN_BYTES = 8192
+
+# RFC 7515 §7.1: three base64url segments (RFC 7515 §2: no padding, no line breaks, no
+# whitespace). The signature segment must not be empty: unsecured JWTs are never accepted.
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+
+# A base64url text is canonical only if the bits after the last full octet are zero; otherwise
+# several strings decode to the same bytes. Characters allowed last, by ``len % 4``.
+_CANONICAL_LAST = {
+    0: None,
+    2: frozenset("AQgw"),
+    3: frozenset("AEIMQUYcgkosw048"),
+}
+_TO_STD = str.maketrans("-_", "+/")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode one unpadded, canonical base64url segment whose alphabet was already checked."""
+    rest = len(segment) % 4
+    if rest == 1:
+        raise MalformedToken()
+    allowed_last = _CANONICAL_LAST[rest]
+    if allowed_last is not None and segment[-1] not in allowed_last:
+        raise MalformedToken()
+    try:
+        return binascii.a2b_base64(segment.translate(_TO_STD) + "=" * (-len(segment) % 4))
+    except binascii.Error as exc:  # pragma: no cover - alphabet and length were checked
+        raise MalformedToken() from exc
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 7515 §5.2 step 4 / RFC 7519 §4: duplicate member names MUST be rejected (or the
+    # last one wins, which lets two parsers disagree about the same token).
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise MalformedToken()
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259 §6).
+    raise MalformedToken()
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object, rejecting duplicates and non-JSON constants."""
+    try:
+        # RFC 7515 §2: the header is UTF-8; json.loads(bytes) would also guess UTF-16/32.
+        text = raw.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except MalformedToken:
+        raise
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers UnicodeDecodeError, JSONDecodeError and integers beyond
+        # sys.get_int_max_str_digits(); RecursionError covers absurd nesting.
+        raise MalformedToken() from exc
+    if not isinstance(value, dict):
+        raise MalformedToken()
+    return value
+
+
+class CompactJWS(NamedTuple):
+    """The parts of a compact JWS, decoded but not verified."""
+
+    header_segment: str
+    header: Mapping[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def split_compact(token: object, max_bytes: int) -> tuple[str, str, str]:
+    """Check size and syntax and return the three segments."""
+    if not isinstance(token, str):
+        raise MalformedToken()
+    # The limit is applied before any decoding (RFC 8725 §3.x resource limits, issue #9).
+    if len(token) > max_bytes:
+        raise TokenTooLarge()
+    match = _COMPACT.fullmatch(token)
+    if match is None:
+        raise MalformedToken()
+    return match.group(1), match.group(2), match.group(3)
+
+
+def parse_header(segment: str) -> Mapping[str, Any]:
+    """Decode and parse a protected header segment into a read-only mapping."""
+    return MappingProxyType(parse_json(b64url_decode(segment)))
+
+
+def parse_compact(token: object, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> CompactJWS:
+    """Parse a compact JWS without checking anything but its form."""
+    h64, p64, s64 = split_compact(token, max_bytes)
+    header = parse_header(h64)
+    payload = parse_json(b64url_decode(p64))
+    signature = b64url_decode(s64)
+    return CompactJWS(h64, header, payload, f"{h64}.{p64}".encode("ascii"), signature)

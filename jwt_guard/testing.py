@@ -1,0 +1,279 @@
+"""A test kit for applications protected by jwt_guard.
+
+:class:`LocalIssuer` makes a key pair, hands a :class:`Verifier` its keys without any network,
+serves its JWKS on a loopback port when a test wants real HTTP, and mints tokens with sane
+defaults and easy overrides::
+
+    issuer = LocalIssuer()
+    verifier = issuer.verifier()
+    token = issuer.mint(sub="alice", roles=["admin"])
+    expired = issuer.mint(expired=True)
+
+The pytest plugin (installed with the package) provides a ``jwt_issuer`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ._keys import StaticKeys
+from ._signing import PrivateKey, b64url, encode_compact, generate_key, public_jwk, sign
+from ._verifier import Verifier
+
+__all__ = ["JWKSServer", "LocalIssuer", "compact", "forge"]
+
+
+def compact(
+    header: bytes | Mapping[str, Any], payload: bytes | Mapping[str, Any], sig: bytes
+) -> str:
+    """Assemble a compact JWS from raw parts, without any checks (for attack tests)."""
+
+    def part(value: bytes | Mapping[str, Any]) -> str:
+        if isinstance(value, (bytes, bytearray)):
+            return b64url(bytes(value))
+        return b64url(json.dumps(dict(value), separators=(",", ":")).encode("utf-8"))
+
+    return f"{part(header)}.{part(payload)}.{b64url(sig)}"
+
+
+def forge(
+    header: bytes | Mapping[str, Any],
+    payload: bytes | Mapping[str, Any],
+    key: PrivateKey,
+    alg: str,
+) -> str:
+    """Sign arbitrary header/payload bytes with ``key`` using ``alg`` (for attack tests)."""
+    unsigned = compact(header, payload, b"")[:-1]
+    return unsigned + "." + b64url(sign(alg, key, unsigned.encode("ascii")))
+
+
+class LocalIssuer:
+    """An in-process token issuer for tests and development."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        *,
+        issuer: str = "https://issuer.test",
+        audience: str = "api://test",
+        algorithm: str = "RS256",
+        kid: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.algorithm = algorithm
+        self.clock = clock
+        self._keys: list[tuple[str, PrivateKey]] = []
+        self.rotate(kid)
+
+    def __repr__(self) -> str:
+        return f"LocalIssuer(issuer={self.issuer!r}, algorithm={self.algorithm!r})"
+
+    @property
+    def kid(self) -> str:
+        """The kid of the current signing key."""
+        return self._keys[-1][0]
+
+    @property
+    def private_key(self) -> PrivateKey:
+        return self._keys[-1][1]
+
+    def rotate(self, kid: str | None = None, *, keep_old: bool = True) -> str:
+        """Start signing with a new key; the old ones stay in the JWKS unless ``keep_old=False``."""
+        new_kid = kid or f"key-{uuid.uuid4().hex[:12]}"
+        entry = (new_kid, generate_key(self.algorithm))
+        self._keys = [*self._keys, entry] if keep_old else [entry]
+        return new_kid
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public JWKS document (RFC 7517 §5)."""
+        return {"keys": [public_jwk(key, kid=kid, alg=self.algorithm) for kid, key in self._keys]}
+
+    def keys(self) -> StaticKeys:
+        """A key source holding this issuer's public keys: no network needed."""
+        return StaticKeys.from_jwks(self.jwks)
+
+    def verifier(self, **overrides: Any) -> Verifier:
+        """A verifier that trusts this issuer (keyword arguments override the defaults)."""
+        settings: dict[str, Any] = {
+            "keys": self.keys(),
+            "algorithms": [self.algorithm],
+            "issuer": self.issuer,
+            "audience": self.audience,
+            "clock": self.clock,
+        }
+        settings.update(overrides)
+        return Verifier(**settings)
+
+    def claims(
+        self,
+        *,
+        sub: str = "user-1",
+        roles: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        ttl: float = 300,
+        expired: bool = False,
+        audience: str | Sequence[str] | None = None,
+        issuer: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The default claim set, with overrides; ``None`` values in ``extra`` drop a claim."""
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "iss": issuer if issuer is not None else self.issuer,
+            "sub": sub,
+            "aud": audience if audience is not None else self.audience,
+            "iat": now - 600 if expired else now,
+            "exp": now - 300 if expired else int(now + ttl),
+            "jti": uuid.uuid4().hex,
+        }
+        if roles is not None:
+            claims["roles"] = list(roles) if isinstance(roles, (list, tuple)) else roles
+        if scopes is not None:
+            claims["scope"] = " ".join(scopes)
+        for name, value in extra.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        return claims
+
+    def mint(
+        self,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        header: Mapping[str, Any] | None = None,
+        kid: str | None = None,
+        **overrides: Any,
+    ) -> str:
+        """A signed token. ``claims`` replaces the default claim set; ``overrides`` adjust it."""
+        payload = dict(claims) if claims is not None else self.claims(**overrides)
+        use_kid = kid or self.kid
+        key = dict(self._keys).get(use_kid, self.private_key)
+        hdr: dict[str, Any] = {"alg": self.algorithm, "typ": "JWT", "kid": use_kid}
+        if header is not None:
+            hdr.update(header)
+            hdr = {k: v for k, v in hdr.items() if v is not None}
+        return encode_compact(hdr, payload, key, self.algorithm)
+
+    @contextmanager
+    def serve(self) -> Iterator[JWKSServer]:
+        """Serve this issuer's JWKS (and discovery document) on a loopback port."""
+        server = JWKSServer(lambda: self.jwks, issuer=self.issuer)
+        with server:
+            yield server
+
+
+class JWKSServer:
+    """A threaded HTTP server on 127.0.0.1 that serves a JWKS and counts requests.
+
+    ``behaviour`` can be changed while it runs, to simulate an identity provider that is slow
+    (``delay``), failing (``status``), broken (``body``), redirecting (``headers``) or
+    oversized. ``requests`` counts every request received, by path.
+    """
+
+    def __init__(
+        self,
+        jwks: Callable[[], Mapping[str, Any]] | Mapping[str, Any],
+        *,
+        issuer: str | None = None,
+        max_age: int | None = None,
+    ) -> None:
+        self._jwks = jwks
+        self.issuer = issuer
+        self.status = 200
+        self.delay = 0.0
+        self.body: bytes | None = None
+        self.headers: dict[str, str] = {}
+        self.max_age = max_age
+        self.requests: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def count(self) -> int:
+        """Requests made to the JWKS path."""
+        return self.requests.get("/jwks.json", 0)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/jwks.json"
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "server not started"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    def jwks_document(self) -> Mapping[str, Any]:
+        return self._jwks() if callable(self._jwks) else self._jwks
+
+    def _respond(self, handler: BaseHTTPRequestHandler) -> None:
+        path = handler.path.split("?", 1)[0]
+        with self._lock:
+            self.requests[path] = self.requests.get(path, 0) + 1
+        if self.delay:
+            time.sleep(self.delay)
+        if path == "/.well-known/openid-configuration":
+            body = json.dumps(
+                {"issuer": self.issuer or self.base_url, "jwks_uri": self.url}
+            ).encode()
+            status = 200
+        elif path == "/jwks.json":
+            status = self.status
+            body = self.body if self.body is not None else json.dumps(self.jwks_document()).encode()
+        else:
+            status, body = 404, b"{}"
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            if self.max_age is not None:
+                handler.send_header("Cache-Control", f"max-age={self.max_age}")
+            for name, value in self.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout, size cap): that is what some tests want
+
+    def start(self) -> JWKSServer:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                outer._respond(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> JWKSServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,242 @@
+"""One regression test per known attack on JWT verifiers, named after its RFC section or CVE.
+
+These drive the core directly; tests/security/ repeats them through the middleware.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from threading import Thread
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from jwt_guard import (
+    AlgorithmNotAllowed,
+    ClaimInvalid,
+    CriticalHeaderUnsupported,
+    InvalidSignature,
+    IssuerInvalid,
+    JWTGuardError,
+    KeyNotFound,
+    MalformedToken,
+    StaticKeys,
+    TokenTooLarge,
+    Verifier,
+)
+from jwt_guard._signing import b64url, generate_key, public_jwk
+from jwt_guard.testing import LocalIssuer, compact, forge
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE", "NoNe"])
+def test_rfc8725_3_1_alg_none_in_any_case(issuer: LocalIssuer, alg: str) -> None:
+    verifier = issuer.verifier()
+    claims = issuer.claims()
+    for sig in (b"", b"x"):
+        token = compact({"alg": alg, "kid": issuer.kid}, claims, sig)
+        with pytest.raises((AlgorithmNotAllowed, MalformedToken)):
+            verifier.verify(token)
+
+
+def _rsa_public_forms(issuer: LocalIssuer) -> dict[str, bytes]:
+    public = issuer.private_key.public_key()
+    return {
+        "spki_pem": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "pkcs1_pem": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
+        ),
+        "der": public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "jwk_json": json.dumps(public_jwk(issuer.private_key, kid=issuer.kid)).encode(),
+    }
+
+
+@pytest.mark.parametrize("form", ["spki_pem", "pkcs1_pem", "der", "jwk_json"])
+@pytest.mark.parametrize("allowed", [["RS256"], ["RS256", "HS256"]])
+def test_cve_2022_29217_algorithm_confusion_public_key_as_hmac_secret(
+    issuer: LocalIssuer, form: str, allowed: list[str]
+) -> None:
+    # The attacker signs HS256 with the server's public key, in every encoding.
+    secret = _rsa_public_forms(issuer)[form]
+    token = forge({"alg": "HS256", "kid": issuer.kid}, issuer.claims(), secret, "HS256")
+    verifier = issuer.verifier(algorithms=allowed)
+    with pytest.raises((AlgorithmNotAllowed, KeyNotFound)):
+        verifier.verify(token)
+
+
+def test_rfc8725_3_1_jwk_alg_binding_ps256_key_rejects_rs256(clock: Any) -> None:
+    private = generate_key("RS256")
+    keys = StaticKeys.from_jwks({"keys": [public_jwk(private, kid="k", alg="PS256")]})
+    verifier = Verifier(keys=keys, algorithms=["RS256", "PS256"], clock=clock)
+    claims = {"exp": clock.now + 60}
+    assert verifier.verify(forge({"alg": "PS256", "kid": "k"}, claims, private, "PS256"))
+    with pytest.raises(KeyNotFound):
+        verifier.verify(forge({"alg": "RS256", "kid": "k"}, claims, private, "RS256"))
+
+
+def test_rfc8725_3_10_embedded_jwk_is_ignored(issuer: LocalIssuer) -> None:
+    attacker = generate_key("RS256")
+    header = {"alg": "RS256", "kid": issuer.kid, "jwk": public_jwk(attacker, kid=issuer.kid)}
+    token = forge(header, issuer.claims(), attacker, "RS256")
+    with pytest.raises(InvalidSignature):
+        issuer.verifier().verify(token)
+    # without a kid the attacker's embedded key is still not a candidate
+    header.pop("kid")
+    with pytest.raises(InvalidSignature):
+        issuer.verifier().verify(forge(header, issuer.claims(), attacker, "RS256"))
+
+
+class _Counter(BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        attacker_jwks = json.dumps({"keys": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(attacker_jwks)))
+        self.end_headers()
+        self.wfile.write(attacker_jwks)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("member", ["jku", "x5u"])
+def test_rfc8725_3_10_jku_and_x5u_are_never_fetched(issuer: LocalIssuer, member: str) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+        attacker = generate_key("RS256")
+        token = forge(
+            {"alg": "RS256", "kid": "attacker", member: url}, issuer.claims(), attacker, "RS256"
+        )
+        with pytest.raises(KeyNotFound):
+            issuer.verifier().verify(token)
+        assert _Counter.hits == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "crit",
+    [["exp"], ["b64"], ["http://example.com/ext"], [], "exp", [1]],
+)
+def test_rfc7515_4_1_11_unknown_or_malformed_crit(issuer: LocalIssuer, crit: Any) -> None:
+    header = {"alg": "RS256", "kid": issuer.kid, "crit": crit, "exp": 1, "b64": True}
+    if isinstance(crit, list) and crit and isinstance(crit[0], str):
+        header[crit[0]] = True
+    token = forge(header, issuer.claims(), issuer.private_key, "RS256")
+    with pytest.raises((CriticalHeaderUnsupported, MalformedToken)):
+        issuer.verifier().verify(token)
+
+
+def test_rfc7797_7_b64_false_rejected(issuer: LocalIssuer) -> None:
+    for header in (
+        {"alg": "RS256", "kid": issuer.kid, "b64": False, "crit": ["b64"]},
+        {"alg": "RS256", "kid": issuer.kid, "b64": False},
+    ):
+        token = forge(header, issuer.claims(), issuer.private_key, "RS256")
+        with pytest.raises(CriticalHeaderUnsupported):
+            issuer.verifier().verify(token)
+
+
+def test_rfc7519_2_exp_as_string_rejected(issuer: LocalIssuer) -> None:
+    claims = issuer.claims()
+    claims["exp"] = str(claims["exp"])
+    with pytest.raises(ClaimInvalid):
+        issuer.verifier().verify(issuer.mint(claims))
+
+
+@pytest.mark.parametrize("iss", ["https://issuer", "https://issuer.test.attacker", "issuer"])
+def test_cve_2024_53861_issuer_prefix_or_substring_rejected(issuer: LocalIssuer, iss: str) -> None:
+    with pytest.raises(IssuerInvalid):
+        issuer.verifier().verify(issuer.mint(issuer=iss))
+
+
+def test_rfc7518_3_4_der_encoded_es256_signature_rejected(
+    make_issuer: Callable[[str], LocalIssuer],
+) -> None:
+    es = make_issuer("ES256")
+    h = b64url(json.dumps({"alg": "ES256", "kid": es.kid}).encode())
+    p = b64url(json.dumps(es.claims()).encode())
+    der = es.private_key.sign(f"{h}.{p}".encode(), ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(InvalidSignature):
+        es.verifier().verify(f"{h}.{p}.{b64url(der)}")
+
+
+@pytest.mark.parametrize("alg,size", [("ES256", 64), ("ES384", 96), ("ES512", 132)])
+def test_cve_2022_21449_all_zero_ecdsa_signature_rejected(
+    make_issuer: Callable[[str], LocalIssuer], alg: str, size: int
+) -> None:
+    es = make_issuer(alg)
+    token = compact({"alg": alg, "kid": es.kid}, es.claims(), b"\x00" * size)
+    with pytest.raises(InvalidSignature):
+        es.verifier().verify(token)
+
+
+def test_ecdsa_signature_with_r_equal_to_curve_order_rejected(
+    make_issuer: Callable[[str], LocalIssuer],
+) -> None:
+    es = make_issuer("ES256")
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    sig = n.to_bytes(32, "big") * 2
+    with pytest.raises(InvalidSignature):
+        es.verifier().verify(compact({"alg": "ES256", "kid": es.kid}, es.claims(), sig))
+
+
+def test_rfc7515_2_padded_token_rejected(issuer: LocalIssuer) -> None:
+    token = issuer.mint()
+    for padded in (token + "=", token.replace(".", "=.", 1), token + "=="):
+        with pytest.raises(MalformedToken):
+            issuer.verifier().verify(padded)
+
+
+def test_rfc7515_5_2_duplicate_header_names_rejected(issuer: LocalIssuer) -> None:
+    header = f'{{"alg":"RS256","kid":"{issuer.kid}","alg":"HS256"}}'.encode()
+    token = forge(header, issuer.claims(), issuer.private_key, "RS256")
+    with pytest.raises(MalformedToken):
+        issuer.verifier().verify(token)
+
+
+def test_duplicate_claim_names_rejected(issuer: LocalIssuer) -> None:
+    payload = b'{"iss":"https://issuer.test","aud":"api://test","exp":1,"exp":9999999999}'
+    token = forge({"alg": "RS256", "kid": issuer.kid}, payload, issuer.private_key, "RS256")
+    with pytest.raises(MalformedToken):
+        issuer.verifier().verify(token)
+
+
+def test_oversized_token_rejected_before_decoding(issuer: LocalIssuer) -> None:
+    token = issuer.mint(padding="x" * 9000)
+    with pytest.raises(TokenTooLarge):
+        issuer.verifier().verify(token)
+
+
+@pytest.mark.parametrize(
+    "kid",
+    ["../../etc/passwd", "' OR 1=1 --", "$(touch /tmp/pwned); `id`", "k" * 300, 5, None, ["a"]],
+)
+def test_rfc7515_4_1_4_kid_injection(issuer: LocalIssuer, kid: Any) -> None:
+    attacker = generate_key("RS256")
+    header: dict[str, Any] = {"alg": "RS256", "kid": kid}
+    token = forge(header, issuer.claims(), attacker, "RS256")
+    with pytest.raises((KeyNotFound, MalformedToken, InvalidSignature)):
+        issuer.verifier().verify(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "a", "a.b", "a.b.c", "....", "\x00.\x00.\x00", "é.é.é", "eyJ.eyJ.eyJ"],
+)
+def test_garbage_ends_in_our_error_type(issuer: LocalIssuer, token: str) -> None:
+    with pytest.raises(JWTGuardError) as info:
+        issuer.verifier().verify(token)
+    assert info.value.status_code == 401

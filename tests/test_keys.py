@@ -1,0 +1,178 @@
+"""Key loading, algorithm binding and selection (RFC 7517, RFC 7518 §3, RFC 8725 §3.1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from jwt_guard import JWK, ConfigurationError, KeyNotFound, StaticKeys
+from jwt_guard._keys import KeySet
+from jwt_guard._signing import generate_key, public_jwk, public_pem, sign
+
+DATA = b"header.payload"
+
+
+@pytest.mark.parametrize(
+    "alg",
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"],
+)
+def test_every_asymmetric_algorithm_round_trips(alg: str) -> None:
+    private = generate_key(alg)
+    key = JWK.from_dict(public_jwk(private, kid="k", alg=alg))
+    assert key.fits(alg)
+    assert key.verify(alg, DATA, sign(alg, private, DATA))
+    assert not key.verify(alg, DATA + b"x", sign(alg, private, DATA))
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_hmac_round_trips(alg: str) -> None:
+    secret = generate_key(alg)
+    key = JWK.from_secret(secret, algorithm=alg)
+    assert key.verify(alg, DATA, sign(alg, secret, DATA))
+    assert not key.verify(alg, DATA, b"\x00" * len(sign(alg, secret, DATA)))
+
+
+def test_pem_public_key_and_certificate_load() -> None:
+    private = generate_key("ES256")
+    key = JWK.from_pem(public_pem(private), kid="pem")
+    assert key.kty == "EC" and key.crv == "P-256"
+    assert key.verify("ES256", DATA, sign("ES256", private, DATA))
+
+
+def test_private_pem_is_refused() -> None:
+    from jwt_guard._signing import private_pem
+
+    with pytest.raises(ValueError, match="public key"):
+        JWK.from_pem(private_pem(generate_key("ES256")))
+
+
+def test_rfc7518_3_3_rsa_under_2048_bits_refused() -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(ValueError, match="2048"):
+        JWK.from_dict(public_jwk(small))
+    with pytest.raises(ConfigurationError):
+        StaticKeys.from_pem(public_pem(small))
+
+
+def test_rsa_exponent_other_than_65537_refused() -> None:
+    jwk = public_jwk(generate_key("RS256"))
+    jwk["e"] = "Aw"  # 3
+    with pytest.raises(ValueError, match="exponent"):
+        JWK.from_dict(jwk)
+
+
+def test_rfc7518_3_2_short_hmac_secret_refused() -> None:
+    with pytest.raises(ConfigurationError, match="32"):
+        StaticKeys.from_secret("too-short")
+    with pytest.raises(ConfigurationError, match="64"):
+        StaticKeys.from_secret("x" * 40, algorithm="HS512")
+    StaticKeys.from_secret("s" * 32)
+
+
+def test_hmac_key_too_short_for_a_longer_hash_does_not_fit() -> None:
+    key = JWK.from_secret(b"k" * 32, algorithm=None)
+    assert key.fits("HS256")
+    assert not key.fits("HS512")
+
+
+def test_jwk_private_material_refused() -> None:
+    jwk = public_jwk(generate_key("ES256"))
+    jwk["d"] = jwk["x"]
+    with pytest.raises(ValueError, match="private"):
+        JWK.from_dict(jwk)
+
+
+def test_ec_point_not_on_curve_refused() -> None:
+    jwk = public_jwk(generate_key("ES256"))
+    jwk["y"] = jwk["x"]
+    with pytest.raises(ValueError):
+        JWK.from_dict(jwk)
+
+
+def test_key_type_must_fit_algorithm() -> None:
+    rsa_key = JWK.from_dict(public_jwk(generate_key("RS256")))
+    ec_key = JWK.from_dict(public_jwk(generate_key("ES256")))
+    assert rsa_key.fits("RS256") and rsa_key.fits("PS256")
+    assert not rsa_key.fits("ES256") and not rsa_key.fits("HS256")
+    assert ec_key.fits("ES256") and not ec_key.fits("ES384")  # curve mismatch
+
+
+def test_use_and_key_ops_restrict_keys() -> None:
+    jwk = public_jwk(generate_key("RS256"))
+    assert not JWK.from_dict({**jwk, "use": "enc"}).fits("RS256")
+    assert not JWK.from_dict({**jwk, "key_ops": ["encrypt"]}).fits("RS256")
+    assert JWK.from_dict({**jwk, "key_ops": ["verify"]}).fits("RS256")
+
+
+def test_rfc8725_3_1_jwk_alg_binds_key_to_one_algorithm() -> None:
+    jwk = public_jwk(generate_key("RS256"), alg="PS256")
+    key = JWK.from_dict(jwk)
+    assert key.fits("PS256")
+    assert not key.fits("RS256")
+
+
+def test_key_set_selects_by_kid_and_alg() -> None:
+    a = JWK.from_dict(public_jwk(generate_key("ES256"), kid="a"))
+    b = JWK.from_dict(public_jwk(generate_key("ES256"), kid="b"))
+    keys = KeySet([a, b])
+    assert list(keys.candidates("b", "ES256")) == [b]
+    assert list(keys.candidates(None, "ES256")) == [a, b]
+    with pytest.raises(KeyNotFound):
+        keys.candidates("c", "ES256")
+    with pytest.raises(KeyNotFound):
+        keys.candidates("a", "RS256")
+
+
+def test_static_keys_from_jwks_dict_text_and_file(tmp_path: Path) -> None:
+    doc = {"keys": [public_jwk(generate_key("ES256"), kid="one")]}
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(doc))
+    for source in (doc, json.dumps(doc), path, str(path)):
+        assert StaticKeys.from_jwks(source).key_set.key_ids == ("one",)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"keys": "nope"},
+        {"nokeys": []},
+        {"keys": [{"kty": "RSA"}]},
+        {"keys": [{"kty": "XYZ", "kid": "a"}]},
+    ],
+)
+def test_bad_static_jwks_is_a_configuration_error(doc: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        StaticKeys.from_jwks(doc)
+
+
+def test_static_keys_refuse_duplicate_kids() -> None:
+    jwk = public_jwk(generate_key("ES256"), kid="same")
+    other = public_jwk(generate_key("ES256"), kid="same")
+    with pytest.raises(ConfigurationError):
+        StaticKeys.from_jwks({"keys": [jwk, other]})
+
+
+def test_unreadable_jwks_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        StaticKeys.from_jwks(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOC\n-----END PUBLIC KEY-----",
+        '{"kty":"RSA","n":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","e":"AQAB"}',
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC0 user@host",
+    ],
+)
+def test_cve_2022_29217_key_material_refused_as_hmac_secret(secret: str) -> None:
+    with pytest.raises(ConfigurationError, match="looks like"):
+        StaticKeys.from_secret(secret)
+
+
+def test_repr_never_shows_secret() -> None:
+    key = JWK.from_secret("a-very-secret-value-that-is-32-bytes!")
+    assert "secret" not in repr(key)
