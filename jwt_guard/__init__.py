@@ -33,6 +33,7 @@ from ._errors import (
     TokenTooLarge,
     TypeInvalid,
 )
+from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
 from ._keys import JWK, KeySet, KeySource, StaticKeys
 from ._principal import Principal
 from ._verifier import TrustedIssuer, Verifier
@@ -59,12 +60,15 @@ __all__ = [
     "InvalidSignature",
     "InvalidToken",
     "IssuerInvalid",
+    "JWKSKeys",
+    "JWKSStats",
     "JWTGuardError",
     "KeyNotFound",
     "KeySet",
     "KeySource",
     "KeySourceUnavailable",
     "MalformedToken",
+    "OIDCDiscovery",
     "Principal",
     "ServiceUnavailable",
     "StaticKeys",

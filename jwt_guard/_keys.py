@@ -609,11 +609,11 @@ class KeySource(abc.ABC):
     async def akeys(self, kid: str | None) -> KeySet:
         """The key set for a token with this kid, without blocking the event loop."""
 
-    def prefetch(self) -> None:  # noqa: B027 - optional hook, a no-op for static keys
-        """Warm the cache (sync)."""
+    def prefetch(self, *, required: bool = False) -> None:  # noqa: B027 - optional hook
+        """Warm the cache (sync); raise only if ``required`` and no keys could be had."""
 
-    async def aprefetch(self) -> None:  # noqa: B027
-        """Warm the cache (async)."""
+    async def aprefetch(self, *, required: bool = False) -> None:  # noqa: B027
+        """Warm the cache (async); raise only if ``required`` and no keys could be had."""
 
     def close(self) -> None:  # noqa: B027
         """Release network resources."""

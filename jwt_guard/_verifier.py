@@ -274,6 +274,24 @@ class Verifier:
         """Every key source this verifier uses (for prefetch, stats and shutdown)."""
         return tuple(dict.fromkeys(p.keys for p in self._policies))
 
+    def prefetch(self, *, required: bool = False) -> None:
+        """Warm every key source (sync). Failures are logged; raised only when ``required``."""
+        for source in self.key_sources:
+            source.prefetch(required=required)
+
+    async def aprefetch(self, *, required: bool = False) -> None:
+        """Warm every key source without blocking the loop (e.g. in an ASGI lifespan)."""
+        for source in self.key_sources:
+            await source.aprefetch(required=required)
+
+    def close(self) -> None:
+        for source in self.key_sources:
+            source.close()
+
+    async def aclose(self) -> None:
+        for source in self.key_sources:
+            await source.aclose()
+
     @property
     def denylist(self) -> Denylist | None:
         return self._denylist

@@ -239,6 +239,10 @@ class JWKSServer:
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(body)))
+            # One request per connection: a stopped server must look like a dead one, not
+            # keep answering on a kept-alive connection.
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
             if self.max_age is not None:
                 handler.send_header("Cache-Control", f"max-age={self.max_age}")
             for name, value in self.headers.items():
@@ -262,7 +266,9 @@ class JWKSServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

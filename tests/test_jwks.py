@@ -1,0 +1,526 @@
+"""The remote JWKS key source, against a real HTTP server on 127.0.0.1 that counts requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from jwt_guard import (
+    ConfigurationError,
+    IssuerInvalid,
+    KeyNotFound,
+    KeySourceUnavailable,
+    TrustedIssuer,
+    Verifier,
+)
+from jwt_guard._jwks import JWKSKeys, OIDCDiscovery
+from jwt_guard._signing import generate_key, public_jwk
+from jwt_guard.testing import JWKSServer, LocalIssuer, compact
+
+from .conftest import FakeClock
+
+
+@pytest.fixture
+def idp(clock: FakeClock) -> LocalIssuer:
+    return LocalIssuer(algorithm="ES256", clock=clock, kid="k1")
+
+
+@pytest.fixture
+def server(idp: LocalIssuer) -> Iterator[JWKSServer]:
+    with JWKSServer(lambda: idp.jwks, issuer=idp.issuer) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def source(server: JWKSServer, clock: FakeClock) -> AsyncIterator[JWKSKeys]:
+    src = JWKSKeys(server.url, clock=clock, timeout=2.0)
+    yield src
+    await src.aclose()
+
+
+def verifier_for(idp: LocalIssuer, source: Any, **kw: Any) -> Verifier:
+    kw.setdefault("cache_size", 0)
+    return idp.verifier(keys=source, **kw)
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# 1. single flight ---------------------------------------------------------------------------
+
+
+async def test_single_flight_1000_concurrent_averify_make_one_request(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys
+) -> None:
+    server.delay = 0.2
+    verifier = verifier_for(idp, source)
+    token = idp.mint()
+    results = await asyncio.gather(*(verifier.averify(token) for _ in range(1000)))
+    assert len(results) == 1000 and all(p.subject == "user-1" for p in results)
+    assert server.count == 1
+
+
+def test_single_flight_32_threads_make_one_request(
+    idp: LocalIssuer, server: JWKSServer, clock: FakeClock
+) -> None:
+    server.delay = 0.2
+    source = JWKSKeys(server.url, clock=clock)
+    verifier = verifier_for(idp, source)
+    token = idp.mint()
+    barrier = threading.Barrier(32)
+    outcomes: list[object] = []
+
+    def worker() -> None:
+        barrier.wait()
+        outcomes.append(verifier.verify(token).subject)
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == ["user-1"] * 32
+    assert server.count == 1
+    source.close()
+
+
+# 2. TTL and refresh ahead -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "max_age,refresh_after",
+    [(None, 480), (120, 96), (5, 48), (10**9, 86400 * 0.8)],
+)
+async def test_ttl_from_cache_control_clamped(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    source: JWKSKeys,
+    clock: FakeClock,
+    max_age: int | None,
+    refresh_after: float,
+) -> None:
+    server.max_age = max_age
+    verifier = verifier_for(idp, source)
+    await verifier.averify(idp.mint(ttl=10**6))
+    clock.advance(refresh_after - 1)
+    await verifier.averify(idp.mint(ttl=10**6))
+    await asyncio.sleep(0.05)
+    assert server.count == 1
+    clock.advance(1)
+    await verifier.averify(idp.mint(ttl=10**6))
+    await _settle(source)
+    assert server.count == 2
+
+
+async def _settle(source: JWKSKeys) -> None:
+    for _ in range(200):
+        if not source._background:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_refresh_ahead_does_not_make_requests_wait(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
+) -> None:
+    verifier = verifier_for(idp, source)
+    await verifier.averify(idp.mint())
+    first_fetch = source.stats.last_success
+    clock.advance(500)
+    server.delay = 0.5
+    principal = await verifier.averify(idp.mint(ttl=3600))
+    # Answered from the cached set while the refresh is still in flight.
+    assert principal.subject == "user-1"
+    assert source.stats.last_success == first_fetch
+    await _settle(source)
+    assert server.count == 2
+    assert source.stats.last_success != first_fetch
+
+
+def test_sync_refresh_ahead_runs_in_background(
+    idp: LocalIssuer, server: JWKSServer, clock: FakeClock
+) -> None:
+    source = JWKSKeys(server.url, clock=clock)
+    verifier = verifier_for(idp, source)
+    verifier.verify(idp.mint())
+    first = source.stats.last_success
+    clock.advance(500)
+    server.delay = 0.5
+    assert verifier.verify(idp.mint(ttl=3600))
+    assert source.stats.last_success == first  # not waited for
+    wait_until(lambda: source.stats.last_success != first)
+    assert server.count == 2
+    source.close()
+
+
+# 3. unknown kid ---------------------------------------------------------------------------
+
+
+async def test_unknown_kid_refetches_once_after_cooldown(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
+) -> None:
+    verifier = verifier_for(idp, source)
+    await verifier.averify(idp.mint())
+    new_kid = idp.rotate("k2")
+    token = idp.mint(kid=new_kid)
+    # inside the cooldown: immediate key_not_found, no request
+    clock.advance(10)
+    with pytest.raises(KeyNotFound):
+        await verifier.averify(token)
+    assert server.count == 1
+    assert source.stats.unknown_kid_misses == 1
+    # after the cooldown: the first token signed with the new key passes
+    clock.advance(21)
+    assert (await verifier.averify(token)).subject == "user-1"
+    assert server.count == 2
+
+
+def test_unknown_kid_sync_path(idp: LocalIssuer, server: JWKSServer, clock: FakeClock) -> None:
+    source = JWKSKeys(server.url, clock=clock)
+    verifier = verifier_for(idp, source)
+    verifier.verify(idp.mint())
+    token = idp.mint(kid=idp.rotate("k2"))
+    with pytest.raises(KeyNotFound):
+        verifier.verify(token)
+    clock.advance(31)
+    assert verifier.verify(token)
+    assert server.count == 2
+    source.close()
+
+
+async def test_flood_of_random_kids_makes_at_most_one_fetch(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
+) -> None:
+    verifier = verifier_for(idp, source)
+    good = idp.mint(ttl=3600)
+    await verifier.averify(good)
+    clock.advance(31)  # cooldown passed: the flood may trigger one fetch
+    claims = idp.claims()
+    rejected = 0
+    for i in range(10_000):
+        bogus = compact({"alg": "ES256", "kid": uuid.uuid4().hex}, claims, b"\x01" * 64)
+        with pytest.raises(KeyNotFound):
+            await verifier.averify(bogus)
+        rejected += 1
+        if i % 1000 == 0:
+            assert await verifier.averify(good)
+        clock.advance(0.0025)  # 10,000 tokens over 25 s
+    assert rejected == 10_000
+    assert server.count <= 2  # the initial fetch + at most one refetch
+    assert source.stats.unknown_kid_misses >= 9_999
+
+
+# 4. stale on error ---------------------------------------------------------------------
+
+
+def _break(server: JWKSServer, mode: str, idp: LocalIssuer) -> None:
+    if mode == "status_500":
+        server.status = 500
+    elif mode == "bad_json":
+        server.body = b"<html>oops"
+    elif mode == "not_an_object":
+        server.body = b"[1,2,3]"
+    elif mode == "no_usable_key":
+        server.body = json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).encode()
+    elif mode == "timeout":
+        server.delay = 1.5
+    elif mode == "oversized":
+        server.body = b'{"keys":[], "pad":"' + b"x" * 600_000 + b'"}'
+    elif mode == "redirect":
+        server.status = 302
+        server.headers = {"Location": server.base_url + "/other.json"}
+    else:
+        raise AssertionError(mode)
+
+
+FAULTS = [
+    "status_500",
+    "bad_json",
+    "not_an_object",
+    "no_usable_key",
+    "timeout",
+    "oversized",
+    "redirect",
+]
+
+
+@pytest.mark.parametrize("mode", FAULTS)
+async def test_stale_on_error_keeps_last_good_set(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    clock: FakeClock,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = JWKSKeys(server.url, clock=clock, timeout=1.0)
+    verifier = verifier_for(idp, source)
+    await verifier.averify(idp.mint())
+    _break(server, mode, idp)
+    clock.advance(700)  # past the default TTL
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        assert await verifier.averify(idp.mint())  # served stale, refresh in background
+        await _settle(source)
+    stats = source.stats
+    assert stats.failures == 1 and stats.fetches == 2
+    assert stats.stale_serves >= 1
+    assert stats.key_ids == ("k1",)
+    assert any("JWKS fetch failed" in r.getMessage() for r in caplog.records)
+    assert all(idp.kid not in r.getMessage() or "k1" == idp.kid for r in caplog.records)
+    assert await verifier.averify(idp.mint())
+    assert server.requests.get("/other.json", 0) == 0  # redirects are never followed
+    await source.aclose()
+
+
+def test_stale_on_error_sync_connection_refused(idp: LocalIssuer, clock: FakeClock) -> None:
+    with JWKSServer(lambda: idp.jwks) as srv:
+        source = JWKSKeys(srv.url, clock=clock)
+        verifier = verifier_for(idp, source)
+        verifier.verify(idp.mint())
+    clock.advance(700)  # server now gone
+    assert verifier.verify(idp.mint())
+    wait_until(lambda: source.stats.failures == 1)
+    assert verifier.verify(idp.mint())
+    source.close()
+
+
+async def test_successful_fetch_replaces_set(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
+) -> None:
+    verifier = verifier_for(idp, source)
+    old_token = idp.mint(ttl=10**5)
+    await verifier.averify(old_token)
+    idp.rotate("k2", keep_old=False)
+    clock.advance(601)
+    await verifier.averify(idp.mint())  # triggers the refresh; new kid, waits for it
+    await _settle(source)
+    assert source.stats.key_ids == ("k2",)
+    with pytest.raises(KeyNotFound):
+        await verifier.averify(old_token)
+
+
+# 5. no keys at all -------------------------------------------------------------------------
+
+
+async def test_cold_start_with_provider_down_is_503(idp: LocalIssuer, clock: FakeClock) -> None:
+    source = JWKSKeys(f"http://127.0.0.1:{free_port()}/jwks.json", clock=clock)
+    verifier = verifier_for(idp, source)
+    with pytest.raises(KeySourceUnavailable) as info:
+        await verifier.averify(idp.mint())
+    assert info.value.status_code == 503 and info.value.code == "jwks_unavailable"
+    assert info.value.retry_after >= 1
+    with pytest.raises(KeySourceUnavailable):
+        verifier.verify(idp.mint())
+    await source.aclose()
+
+
+async def test_stale_beyond_max_stale_is_503(
+    idp: LocalIssuer, server: JWKSServer, clock: FakeClock
+) -> None:
+    source = JWKSKeys(server.url, clock=clock, max_stale=3600)
+    verifier = verifier_for(idp, source)
+    await verifier.averify(idp.mint())
+    server.status = 503
+    clock.advance(600 + 3000)
+    assert await verifier.averify(idp.mint())
+    await _settle(source)
+    clock.advance(700)
+    with pytest.raises(KeySourceUnavailable):
+        await verifier.averify(idp.mint())
+    await source.aclose()
+
+
+# 6. backoff ------------------------------------------------------------------------------
+
+
+async def test_backoff_doubles_to_60_seconds(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
+) -> None:
+    server.status = 500
+    verifier = verifier_for(idp, source)
+    token = idp.mint(ttl=10**5)
+    expected_max = [1, 2, 4, 8, 16, 32, 60, 60]
+    for attempt, ceiling in enumerate(expected_max, start=1):
+        with pytest.raises(KeySourceUnavailable):
+            await verifier.averify(token)
+        assert server.count == attempt
+        # inside the backoff window: no new request
+        clock.advance(ceiling * 0.49)
+        with pytest.raises(KeySourceUnavailable):
+            await verifier.averify(token)
+        assert server.count == attempt
+        clock.advance(ceiling * 0.52)
+    server.status = 200
+    assert await verifier.averify(token)
+
+
+# 7. hardening ----------------------------------------------------------------------------
+
+
+async def test_refused_entries_are_skipped(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    good = idp.jwks["keys"][0]
+    private = public_jwk(generate_key("ES256"), kid="with-d")
+    private["d"] = private["x"]
+    weak = public_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), kid="weak")
+    dup1 = public_jwk(generate_key("ES256"), kid="dup")
+    dup2 = public_jwk(generate_key("ES256"), kid="dup")
+    server.body = json.dumps(
+        {
+            "keys": [
+                good,
+                private,
+                {"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "kid": "hs"},
+                weak,
+                dup1,
+                dup2,
+                "not an object",
+                {"kty": "EC", "crv": "P-256", "kid": "broken"},
+            ]
+        }
+    ).encode()
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        await source.aprefetch()
+    assert source.stats.key_ids == ("k1",)
+    assert len([r for r in caplog.records if "skipping JWKS entry" in r.getMessage()]) == 5
+
+
+async def test_too_many_keys_is_a_failed_fetch(server: JWKSServer, source: JWKSKeys) -> None:
+    key = public_jwk(generate_key("ES256"))
+    server.body = json.dumps({"keys": [dict(key, kid=str(i)) for i in range(101)]}).encode()
+    await source.aprefetch()
+    assert source.stats.failures == 1 and source.stats.key_ids == ()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://idp.example.com/jwks", "ftp://127.0.0.1/x", "/jwks.json", "https://"]
+)
+def test_url_must_be_https_unless_loopback(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        JWKSKeys(url)
+
+
+def test_http_allowed_for_loopback_and_by_name() -> None:
+    JWKSKeys("http://127.0.0.1:1/jwks.json")
+    JWKSKeys("http://localhost:1/jwks.json")
+    JWKSKeys("http://[::1]:1/jwks.json")
+    JWKSKeys("http://idp.internal/jwks.json", allow_http=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"timeout": 0}, {"min_ttl": 10, "max_ttl": 5}, {"cooldown": -1}, {"max_bytes": 10}],
+)
+def test_invalid_options(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        JWKSKeys("https://idp.example.com/jwks", **kwargs)
+
+
+# 8. start-up -----------------------------------------------------------------------------
+
+
+async def test_prefetch_warms_and_does_not_fail_unless_asked(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
+) -> None:
+    verifier = verifier_for(idp, source)
+    await verifier.aprefetch()
+    assert server.count == 1
+    await verifier.averify(idp.mint())
+    assert server.count == 1
+    down = JWKSKeys(f"http://127.0.0.1:{free_port()}/jwks.json", clock=clock)
+    await down.aprefetch()  # logged, not raised
+    with pytest.raises(KeySourceUnavailable):
+        await down.aprefetch(required=True)
+    down.prefetch()
+    with pytest.raises(KeySourceUnavailable):
+        down.prefetch(required=True)
+    await down.aclose()
+
+
+# OIDC discovery and several issuers ---------------------------------------------------------
+
+
+async def test_oidc_discovery(idp: LocalIssuer, clock: FakeClock) -> None:
+    with JWKSServer(lambda: idp.jwks) as srv:
+        issuer = srv.base_url
+        source = OIDCDiscovery(issuer, clock=clock)
+        verifier = verifier_for(idp, source, issuer=issuer)
+        assert await verifier.averify(idp.mint(issuer=issuer))
+        assert srv.requests["/.well-known/openid-configuration"] == 1 and srv.count == 1
+        sync_source = OIDCDiscovery(issuer, clock=clock)
+        assert verifier_for(idp, sync_source, issuer=issuer).verify(idp.mint(issuer=issuer))
+        await source.aclose()
+        sync_source.close()
+
+
+async def test_oidc_discovery_issuer_must_match_exactly(idp: LocalIssuer, clock: FakeClock) -> None:
+    with JWKSServer(lambda: idp.jwks, issuer="https://evil.example") as srv:
+        source = OIDCDiscovery(srv.base_url, clock=clock)
+        verifier = verifier_for(idp, source, issuer=srv.base_url)
+        with pytest.raises(KeySourceUnavailable):
+            await verifier.averify(idp.mint(issuer=srv.base_url))
+        assert srv.count == 0
+        assert source.stats.last_failure_reason == "discovery document issuer does not match"
+        await source.aclose()
+
+
+async def test_unknown_issuer_makes_no_request(
+    idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
+) -> None:
+    verifier = Verifier(
+        algorithms=["ES256"],
+        issuers=[TrustedIssuer(idp.issuer, source, audience=idp.audience)],
+        clock=clock,
+    )
+    with pytest.raises(IssuerInvalid):
+        await verifier.averify(idp.mint(issuer="https://other.example"))
+    assert server.count == 0
+    assert await verifier.averify(idp.mint())
+    assert server.count == 1
+
+
+def test_provider_constructors() -> None:
+    from jwt_guard import providers
+
+    cases = {
+        providers.auth0("acme.eu.auth0.com", audience="api"): "https://acme.eu.auth0.com/",
+        providers.keycloak("https://sso.acme.io", "main", audience="api", client_id="web"): (
+            "https://sso.acme.io/realms/main"
+        ),
+        providers.entra_id("0000-1111", audience="api"): (
+            "https://login.microsoftonline.com/0000-1111/v2.0"
+        ),
+        providers.cognito("eu-west-1", "eu-west-1_AbC123"): (
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+        ),
+        providers.okta("acme.okta.com", audience="api"): "https://acme.okta.com/oauth2/default",
+        providers.google(audience="client-id"): "https://accounts.google.com",
+    }
+    for trusted, issuer in cases.items():
+        assert trusted.issuer == issuer
+        assert isinstance(trusted.keys, JWKSKeys)
+    verifier = Verifier(algorithms=["RS256"], issuers=list(cases))
+    assert len(verifier.key_sources) == 6
+    with pytest.raises(ValueError):
+        providers.auth0("evil.com/x?", audience="api")
