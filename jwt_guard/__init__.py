@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._answer import Answer
+from ._authz import Requirement, require_roles, require_scopes
 from ._denylist import Denylist
 from ._errors import (
     AlgorithmNotAllowed,
@@ -33,16 +35,20 @@ from ._errors import (
     TokenTooLarge,
     TypeInvalid,
 )
+from ._extract import CSRF
 from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
 from ._keys import JWK, KeySet, KeySource, StaticKeys
 from ._principal import Principal
 from ._verifier import TrustedIssuer, Verifier
+from .asgi import JWTGuardMiddleware
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSRF",
     "JWK",
     "AlgorithmNotAllowed",
+    "Answer",
     "AudienceInvalid",
     "AuthenticationRequired",
     "CSRFFailed",
@@ -63,6 +69,7 @@ __all__ = [
     "JWKSKeys",
     "JWKSStats",
     "JWTGuardError",
+    "JWTGuardMiddleware",
     "KeyNotFound",
     "KeySet",
     "KeySource",
@@ -70,6 +77,7 @@ __all__ = [
     "MalformedToken",
     "OIDCDiscovery",
     "Principal",
+    "Requirement",
     "ServiceUnavailable",
     "StaticKeys",
     "TokenExpired",
@@ -80,4 +88,6 @@ __all__ = [
     "TrustedIssuer",
     "TypeInvalid",
     "Verifier",
+    "require_roles",
+    "require_scopes",
 ]

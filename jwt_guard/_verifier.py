@@ -265,6 +265,15 @@ class Verifier:
         )
         self._cache_lock = threading.Lock()
 
+    @classmethod
+    def from_env(cls, prefix: str = "JWT_GUARD_", **overrides: Any) -> Verifier:
+        """A verifier configured by environment variables (see ``_config.verifier_from_env``):
+        ``ISSUER``, ``AUDIENCE``, ``JWKS_URL`` or ``DISCOVERY_URL``, ``ALGORITHMS``, ``LEEWAY``,
+        ``TYP``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword arguments win."""
+        from ._config import verifier_from_env
+
+        return verifier_from_env(prefix, **overrides)
+
     def __repr__(self) -> str:
         algs = sorted(self._all_algorithms)
         return f"Verifier(algorithms={algs!r}, issuers={len(self._policies)})"

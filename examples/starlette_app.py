@@ -1,0 +1,49 @@
+"""A Starlette API protected by jwt_guard.
+
+    JWT_GUARD_ISSUER=https://issuer.example JWT_GUARD_AUDIENCE=orders-api \
+    JWT_GUARD_JWKS_URL=https://issuer.example/.well-known/jwks.json \
+    uvicorn examples.starlette_app:app
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from jwt_guard import JWTGuardMiddleware, Principal, Verifier, require_roles
+
+
+async def me(request: Request) -> JSONResponse:
+    user: Principal = request.user
+    return JSONResponse(
+        {"sub": user.subject, "roles": sorted(user.roles), "scopes": sorted(user.scopes)}
+    )
+
+
+@require_roles("admin")
+async def admin(request: Request) -> JSONResponse:
+    return JSONResponse({"message": f"hello admin {request.user.identity}"})
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+app = Starlette(
+    routes=[
+        Route("/api/me", me),
+        Route("/api/admin", admin),
+        Route("/health", health),
+    ],
+    middleware=[
+        Middleware(
+            JWTGuardMiddleware,
+            verifier=Verifier.from_env(),
+            cookie="access_token",
+            exclude=["/health"],
+        )
+    ],
+)

@@ -1,0 +1,140 @@
+"""Role and scope requirements: one object that is a decorator and a FastAPI dependency.
+
+    @require_roles("admin")                      # Starlette endpoint, HTTPEndpoint method,
+    async def endpoint(request): ...             # or Flask view
+
+    @app.get("/x", dependencies=[Depends(require_scopes("orders:read"))])   # FastAPI
+
+The requirement only *reads* the principal the middleware placed; it raises
+:class:`AuthenticationRequired` (401) when there is none, and :class:`InsufficientRole` /
+:class:`InsufficientScope` (403) when it falls short. The adapters turn those into answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from starlette.requests import HTTPConnection
+
+from ._errors import AuthenticationRequired, ConfigurationError, InsufficientRole, InsufficientScope
+from ._guard import PRINCIPAL_KEY
+from ._principal import Principal
+
+__all__ = ["Requirement", "require_roles", "require_scopes"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _flask_principal() -> object:
+    try:
+        import flask
+    except ImportError:  # pragma: no cover - only without the flask extra
+        flask = None  # type: ignore[assignment]
+    if flask is None or not flask.has_request_context():
+        raise RuntimeError(
+            "require_roles/require_scopes found no request: use them on Starlette endpoints, "
+            "FastAPI dependencies or Flask views"
+        )
+    return flask.request.environ.get(PRINCIPAL_KEY)
+
+
+def _bearer_parameter() -> inspect.Parameter | None:
+    # With FastAPI installed, the dependency also declares the HTTP Bearer scheme, so the
+    # OpenAPI docs show the lock icon on every protected route.
+    try:
+        from fastapi import Security
+
+        from .fastapi import bearer_scheme
+    except ImportError:
+        return None
+    return inspect.Parameter(
+        "_bearer",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=Security(bearer_scheme),
+    )
+
+
+class Requirement:
+    """Roles or scopes a route requires (all of them, or ``any_of`` them)."""
+
+    def __init__(self, kind: str, names: tuple[str, ...], any_of: bool) -> None:
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigurationError(f"require_{kind} needs at least one non-empty name")
+        self.kind = kind
+        self.names = names
+        self.any_of = any_of
+        params = [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
+            )
+        ]
+        bearer = _bearer_parameter()
+        if bearer is not None:
+            params.append(bearer)
+        self.__signature__ = inspect.Signature(params)
+
+    def __repr__(self) -> str:
+        mode = "any_of=True" if self.any_of else "all"
+        return f"require_{self.kind}({', '.join(map(repr, self.names))}, {mode})"
+
+    def check(self, user: object) -> Principal:
+        """The principal if it satisfies the requirement; raises otherwise."""
+        if not isinstance(user, Principal):
+            # Not authenticated at all: 401, not 403 (RFC 6750 §3.1).
+            raise AuthenticationRequired()
+        held = user.roles if self.kind == "roles" else user.scopes
+        ok = (not held.isdisjoint(self.names)) if self.any_of else held.issuperset(self.names)
+        if not ok:
+            error = InsufficientRole if self.kind == "roles" else InsufficientScope
+            raise error(required=self.names)
+        return user
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if (
+            len(args) == 1
+            and not kwargs
+            and callable(args[0])
+            and not isinstance(args[0], HTTPConnection)
+        ):
+            return self.decorate(args[0])
+        # FastAPI dependency: called with the connection.
+        conn = kwargs.get("request", args[0] if args else None)
+        if not isinstance(conn, HTTPConnection):
+            raise TypeError("a requirement is called with a request, or used as a decorator")
+        return self.check(conn.scope.get("user"))
+
+    def _principal_from(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, HTTPConnection):
+                return value.scope.get("user")
+        return _flask_principal()
+
+    def decorate(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                self.check(self._principal_from(args, kwargs))
+                return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.check(self._principal_from(args, kwargs))
+            return func(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+
+def require_roles(*roles: str, any_of: bool = False) -> Requirement:
+    """Require every role (or, with ``any_of=True``, at least one)."""
+    return Requirement("roles", roles, any_of)
+
+
+def require_scopes(*scopes: str, any_of: bool = False) -> Requirement:
+    """Require every scope (or, with ``any_of=True``, at least one)."""
+    return Requirement("scopes", scopes, any_of)

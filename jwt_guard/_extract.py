@@ -1,0 +1,195 @@
+"""Reading the token from a request (RFC 6750 §2) and the CSRF check for cookie authentication.
+
+Framework-neutral: the ASGI and WSGI adapters each build a :class:`RequestView` from their own
+request representation and call :func:`extract` and :func:`check_csrf`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
+
+from ._errors import CSRFFailed, InvalidRequest
+
+__all__ = ["CSRF", "Credentials", "RequestView", "check_csrf", "extract", "parse_cookies"]
+
+# RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; b64token is token68 (RFC 7235 §2.1).
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
+_SCHEME = re.compile(r"[^ \t]*")
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: RFC 9110 §9.2.1: only these methods are safe; anything else needs a CSRF proof when the
+#: browser sent the credentials by itself (a cookie).
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: Headers and parameters some frameworks honour to change the method; their presence with an
+#: unsafe value makes the request unsafe (so they cannot be used to skip the CSRF check).
+METHOD_OVERRIDE_HEADERS: Final = ("x-http-method-override", "x-http-method", "x-method-override")
+
+
+@dataclass(frozen=True)
+class CSRF:
+    """Settings of the CSRF check for cookie-authenticated requests.
+
+    A request passes with a double-submit token (the ``cookie`` value echoed in ``header``,
+    compared in constant time), or when the browser says it is same-origin (``Sec-Fetch-Site:
+    same-origin``, or an ``Origin`` equal to the request's own origin or one of
+    ``trusted_origins``). No claim inside the JWT is needed, so tokens from any identity
+    provider work.
+    """
+
+    cookie: str = "csrf_token"
+    header: str = "x-csrf-token"
+    trusted_origins: Sequence[str] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header", self.header.lower())
+        object.__setattr__(
+            self, "trusted_origins", tuple(o.rstrip("/").lower() for o in self.trusted_origins)
+        )
+
+
+class RequestView(NamedTuple):
+    """What the guard needs from a request, in plain strings."""
+
+    method: str
+    scheme: str
+    host: str | None
+    path: str
+    authorization: Sequence[str]
+    cookie_headers: Sequence[str]
+    headers: dict[str, str]  # other single-valued headers, lower-case names
+    query_string: str = ""
+
+
+class Credentials(NamedTuple):
+    token: str
+    source: str  # "header" | "cookie" | "query"
+
+
+def parse_cookies(headers: Sequence[str]) -> dict[str, list[str]]:
+    """All values of each cookie name (a name seen twice may be a cookie-tossing attempt)."""
+    cookies: dict[str, list[str]] = {}
+    for header in headers:
+        for chunk in header.split(";"):
+            name, sep, value = chunk.partition("=")
+            if not sep:
+                continue
+            name = name.strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if name:
+                cookies.setdefault(name, []).append(value)
+    return cookies
+
+
+def extract(
+    view: RequestView,
+    *,
+    header: bool,
+    cookie: str | None,
+    query_param: str | None = None,
+) -> Credentials | None:
+    """The request's token and where it came from; ``None`` when it carries none.
+
+    Raises :class:`InvalidRequest` (400) for two Authorization headers, a malformed Bearer
+    header, or different tokens in different places (RFC 6750 §2: one method per request).
+    """
+    found: list[Credentials] = []
+    if header and view.authorization:
+        if len(view.authorization) > 1:
+            raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+        value = view.authorization[0]
+        scheme = _SCHEME.match(value)[0]  # type: ignore[index]  # always matches
+        if scheme.lower() == "bearer":
+            match = _BEARER.fullmatch(value.strip())
+            if match is None:
+                raise InvalidRequest(
+                    code="header_malformed",
+                    description="The Authorization header is malformed.",
+                )
+            found.append(Credentials(match.group(1), "header"))
+        # Another scheme (Basic, DPoP, ...) is not ours: as if no bearer token was sent.
+    if cookie is not None and view.cookie_headers:
+        values = set(parse_cookies(view.cookie_headers).get(cookie, ()))
+        values.discard("")
+        if len(values) > 1:
+            raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+        if values:
+            value = values.pop()
+            if not _TOKEN68.fullmatch(value):
+                raise InvalidRequest(
+                    code="cookie_malformed", description="The token cookie is malformed."
+                )
+            found.append(Credentials(value, "cookie"))
+    if query_param is not None and view.query_string:
+        values = {
+            v
+            for k, v in urllib.parse.parse_qsl(view.query_string, keep_blank_values=True)
+            if k == query_param and v
+        }
+        if len(values) > 1:
+            raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+        if values:
+            found.append(Credentials(values.pop(), "query"))
+    if not found:
+        return None
+    if len({c.token for c in found}) > 1:
+        raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+    # The same token in the header and the cookie: the header wins, so no CSRF check is
+    # needed (a cross-site page cannot set an Authorization header).
+    return found[0]
+
+
+def _effective_method(view: RequestView) -> str:
+    method = view.method.upper()
+    overrides = [view.headers.get(name, "") for name in METHOD_OVERRIDE_HEADERS]
+    if view.query_string and "_method" in view.query_string:
+        overrides += [
+            v for k, v in urllib.parse.parse_qsl(view.query_string) if k.lower() == "_method"
+        ]
+    for value in overrides:
+        if value and value.strip().upper() not in SAFE_METHODS:
+            return value.strip().upper()
+    return method
+
+
+def _origin(view: RequestView) -> str | None:
+    if view.host is None:
+        return None
+    return f"{view.scheme}://{view.host}".lower()
+
+
+def check_csrf(view: RequestView, csrf: CSRF, *, websocket: bool = False) -> None:
+    """Raise :class:`CSRFFailed` unless a cookie-authenticated request proves same-site intent.
+
+    For a WebSocket handshake (always a GET) the Origin is what matters: a cross-site page
+    can open a socket with the user's cookies (cross-site WebSocket hijacking).
+    """
+    if not websocket and _effective_method(view) in SAFE_METHODS:
+        return
+    if not websocket:
+        sent = view.headers.get(csrf.header)
+        if sent:
+            expected = parse_cookies(view.cookie_headers).get(csrf.cookie, [])
+            if (
+                len(expected) == 1
+                and expected[0]
+                and hmac.compare_digest(
+                    sent.encode("utf-8", "surrogateescape"),
+                    expected[0].encode("utf-8", "surrogateescape"),
+                )
+            ):
+                return
+        if view.headers.get("sec-fetch-site", "").lower() == "same-origin":
+            return
+    origin = view.headers.get("origin")
+    if origin and origin.lower() != "null":
+        normalized = origin.rstrip("/").lower()
+        own = _origin(view)
+        if (own is not None and normalized == own) or normalized in csrf.trusted_origins:
+            return
+    raise CSRFFailed()

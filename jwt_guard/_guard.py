@@ -1,0 +1,94 @@
+"""What the ASGI and WSGI adapters share: configuration, extraction order, answers.
+
+An adapter builds a :class:`RequestView`, calls :meth:`Guard.credentials`, verifies the token
+with its own driver (``averify`` or ``verify``) and places the principal. Nothing here does
+I/O, and no verification rule lives in an adapter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+from ._answer import Answer, ErrorHandler, Responder
+from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
+from ._extract import CSRF, Credentials, RequestView, check_csrf, extract
+from ._verifier import Verifier
+
+__all__ = ["PRINCIPAL_KEY", "Guard"]
+
+#: Where the WSGI adapter stores the principal in the environ (and ASGI in the scope).
+PRINCIPAL_KEY: Final = "jwt_guard.principal"
+
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
+
+
+class Guard:
+    """Adapter settings and the framework-neutral steps of one request."""
+
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        cookie: str | None = None,
+        header: bool = True,
+        optional: bool = False,
+        exclude: Sequence[str] = (),
+        csrf: bool | CSRF = True,
+        realm: str | None = None,
+        on_error: ErrorHandler | None = None,
+        websocket_query_param: str | None = None,
+    ) -> None:
+        if not isinstance(verifier, Verifier):
+            raise ConfigurationError("verifier must be a jwt_guard.Verifier")
+        if cookie is not None and not (isinstance(cookie, str) and _COOKIE_NAME.fullmatch(cookie)):
+            raise ConfigurationError("cookie must be a valid cookie name")
+        if not header and cookie is None and websocket_query_param is None:
+            raise ConfigurationError("enable the header, a cookie or both")
+        if isinstance(exclude, str) or not all(
+            isinstance(p, str) and p.startswith("/") for p in exclude
+        ):
+            raise ConfigurationError("exclude must be a list of paths starting with '/'")
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError("on_error must be callable")
+        self.verifier = verifier
+        self.cookie = cookie
+        self.header = header
+        self.optional = optional
+        self.csrf: CSRF | None = CSRF() if csrf is True else (csrf or None)
+        self.websocket_query_param = websocket_query_param
+        self._exact = frozenset(p for p in exclude if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in exclude if p.endswith("*"))
+        try:
+            self.responder = Responder(realm if realm is not None else "api", on_error)
+        except ValueError as exc:
+            raise ConfigurationError(f"realm: {exc}") from exc
+
+    def is_excluded(self, path: str) -> bool:
+        """Public paths: exact matches, or prefixes given as ``"/static/*"``."""
+        return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
+
+    def credentials(self, view: RequestView, *, websocket: bool = False) -> Credentials | None:
+        """The token to verify, or ``None`` for an anonymous request allowed by ``optional``.
+
+        Raises :class:`AuthenticationRequired` (401), :class:`InvalidRequest` (400) or
+        :class:`CSRFFailed` (403).
+        """
+        found = extract(
+            view,
+            header=self.header,
+            cookie=self.cookie,
+            query_param=self.websocket_query_param if websocket else None,
+        )
+        if found is None:
+            if self.optional:
+                return None
+            raise AuthenticationRequired()
+        if found.source == "cookie" and self.csrf is not None:
+            # The browser attaches cookies on its own; prove the request is same-site intent.
+            check_csrf(view, self.csrf, websocket=websocket)
+        return found
+
+    def answer(self, exc: JWTGuardError) -> Answer:
+        return self.responder.answer(exc)

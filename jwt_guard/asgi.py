@@ -1,0 +1,162 @@
+"""Pure ASGI middleware for Starlette and FastAPI (no ``BaseHTTPMiddleware``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+
+from ._answer import ErrorHandler
+from ._errors import JWTGuardError
+from ._extract import CSRF, RequestView
+from ._guard import PRINCIPAL_KEY, Guard
+from ._types import ASGIApp, Message, Receive, Scope, Send
+from ._verifier import Verifier
+
+__all__ = ["JWTGuardMiddleware"]
+
+logger = logging.getLogger("jwt_guard")
+
+#: RFC 6455 §7.4.1: 1008 "policy violation", for servers without the HTTP denial extension.
+WS_POLICY_VIOLATION = 1008
+
+
+def _view(scope: Scope) -> RequestView:
+    authorization: list[str] = []
+    cookies: list[str] = []
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name == "authorization":
+            authorization.append(value)
+        elif name == "cookie":
+            cookies.append(value)
+        else:
+            headers[name] = value
+    scheme = scope.get("scheme", "http")
+    if scope["type"] == "websocket":
+        scheme = "https" if scheme in ("wss", "https") else "http"
+    return RequestView(
+        method=scope.get("method", "GET"),
+        scheme=scheme,
+        host=headers.get("host"),
+        path=scope.get("path", "/"),
+        authorization=authorization,
+        cookie_headers=cookies,
+        headers=headers,
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+    )
+
+
+class JWTGuardMiddleware:
+    """Verify the request's JWT and put the :class:`Principal` in ``scope["user"]``.
+
+    ``scope["auth"]`` gets Starlette ``AuthCredentials`` holding ``"authenticated"`` plus the
+    token's scopes, so ``request.user``, ``request.auth`` and Starlette's ``@requires`` work
+    unchanged. Errors become RFC 6750 answers; :class:`JWTGuardError` raised further down
+    (by ``require_roles``/``require_scopes``) is answered the same way.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        cookie: str | None = None,
+        header: bool = True,
+        optional: bool = False,
+        exclude: Sequence[str] = (),
+        websocket_query_param: str | None = None,
+        csrf: bool | CSRF = True,
+        realm: str | None = None,
+        on_error: ErrorHandler | None = None,
+        prefetch: bool = True,
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.guard = Guard(
+            verifier=verifier,
+            cookie=cookie,
+            header=header,
+            optional=optional,
+            exclude=exclude,
+            csrf=csrf,
+            realm=realm,
+            on_error=on_error,
+            websocket_query_param=websocket_query_param,
+        )
+        self.prefetch = prefetch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if kind not in ("http", "websocket") or self.guard.is_excluded(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        try:
+            found = self.guard.credentials(_view(scope), websocket=kind == "websocket")
+            if found is None:
+                scope["user"] = UnauthenticatedUser()
+                scope["auth"] = AuthCredentials()
+            else:
+                principal = await self.verifier.averify(found.token)
+                scope["user"] = principal
+                scope["auth"] = AuthCredentials(["authenticated", *sorted(principal.scopes)])
+                scope[PRINCIPAL_KEY] = principal
+        except JWTGuardError as exc:
+            await self._reject(scope, send, exc)
+            return
+
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except JWTGuardError as exc:
+            # Raised by require_roles/require_scopes or a FastAPI dependency before the
+            # response started: answer it like our own errors.
+            if started:
+                raise
+            await self._reject(scope, send, exc)
+
+    async def _reject(self, scope: Scope, send: Send, exc: JWTGuardError) -> None:
+        answer = self.guard.answer(exc)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+        if scope["type"] == "websocket":
+            if "websocket.http.response" in scope.get("extensions", {}):
+                # ASGI WebSocket Denial Response: a real 401/403 for the handshake.
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": answer.status,
+                        "headers": headers,
+                    }
+                )
+                await send({"type": "websocket.http.response.body", "body": answer.body})
+            else:
+                await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+            return
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and self.prefetch:
+                # Warm the key cache; a provider that is down must not stop the app from
+                # starting (requests will get 503 until keys can be fetched).
+                await self.verifier.aprefetch(required=False)
+            elif message["type"] == "lifespan.shutdown":
+                await self.verifier.aclose()
+            return message
+
+        return wrapped

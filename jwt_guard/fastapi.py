@@ -1,0 +1,62 @@
+"""FastAPI helpers (``pip install jwt_guard[fastapi]``).
+
+    from jwt_guard.fastapi import CurrentPrincipal
+
+    @app.get("/me")
+    async def me(principal: CurrentPrincipal) -> dict[str, str | None]:
+        return {"sub": principal.subject}
+
+The dependencies read what :class:`JWTGuardMiddleware` verified; they are declared as an HTTP
+Bearer security scheme, so the OpenAPI docs show the Authorize button and the lock icons.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
+
+from ._errors import AuthenticationRequired
+from ._principal import Principal
+
+__all__ = [
+    "CurrentPrincipal",
+    "OptionalPrincipal",
+    "bearer_scheme",
+    "get_optional_principal",
+    "get_principal",
+]
+
+#: The OpenAPI security scheme. ``auto_error=False``: the middleware, not FastAPI, answers
+#: missing or invalid tokens, with RFC 6750 errors.
+bearer_scheme = HTTPBearer(
+    bearerFormat="JWT",
+    description="An access token (JWT) in the Authorization header.",
+    auto_error=False,
+)
+
+
+async def get_principal(
+    request: HTTPConnection,
+    _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+) -> Principal:
+    """The verified principal; 401 when the request is anonymous."""
+    user = request.scope.get("user")
+    if not isinstance(user, Principal):
+        raise AuthenticationRequired()
+    return user
+
+
+async def get_optional_principal(
+    request: HTTPConnection,
+    _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+) -> Principal | None:
+    """The verified principal, or ``None`` on routes the middleware lets through anonymously."""
+    user = request.scope.get("user")
+    return user if isinstance(user, Principal) else None
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]

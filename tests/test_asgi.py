@@ -1,0 +1,379 @@
+"""The adapter behaviour suite (RFC 6750 §2-3, CSRF, optional/exclude) through real requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from jwt_guard import Answer, JWTGuardError
+from jwt_guard.testing import LocalIssuer
+
+from .apps import starlette_app
+
+AppFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture(params=["asgi"])
+async def make_client(
+    request: pytest.FixtureRequest, issuer: LocalIssuer
+) -> AsyncIterator[AppFactory]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(verifier: Any = None, **options: Any) -> httpx.AsyncClient:
+        app = starlette_app(verifier or issuer.verifier(), **options)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_no_leak(response: httpx.Response, *secrets: str) -> None:
+    text = response.text + json.dumps(dict(response.headers))
+    for secret in secrets:
+        assert secret not in text
+    for marker in ("Traceback", "Error(", "Exception"):
+        assert marker not in text
+
+
+def challenge(response: httpx.Response) -> str:
+    return response.headers["www-authenticate"]
+
+
+# -- success and placement ---------------------------------------------------------------------
+
+
+async def test_bearer_token_sets_user(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    client = make_client()
+    token = issuer.mint(sub="alice", roles=["admin"], scopes=["read"])
+    response = await client.get("/me", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.json() == {"sub": "alice", "roles": ["admin"], "scopes": ["read"]}
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+async def test_rfc6750_2_1_scheme_is_case_insensitive(
+    make_client: AppFactory, issuer: LocalIssuer, scheme: str
+) -> None:
+    response = await make_client().get(
+        "/me", headers={"Authorization": f"{scheme} {issuer.mint()}"}
+    )
+    assert response.status_code == 200
+
+
+async def test_cookie_token(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    client = make_client(cookie="access_token")
+    response = await client.get("/me", headers={"Cookie": f"access_token={issuer.mint()}"})
+    assert response.status_code == 200 and response.json()["sub"] == "user-1"
+
+
+async def test_same_token_in_header_and_cookie_is_fine(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    token = issuer.mint()
+    client = make_client(cookie="access_token")
+    response = await client.post(
+        "/me", headers={**bearer(token), "Cookie": f"access_token={token}"}
+    )
+    assert response.status_code == 200  # header-authenticated: no CSRF needed
+
+
+# -- RFC 6750 answers ------------------------------------------------------------------------
+
+
+async def test_rfc6750_3_missing_token_is_401_without_error(make_client: AppFactory) -> None:
+    response = await make_client(realm="orders").get("/me")
+    assert response.status_code == 401
+    assert challenge(response) == 'Bearer realm="orders"'
+    assert response.json() == {
+        "error": "unauthorized",
+        "error_description": "Authentication is required.",
+        "code": "token_missing",
+    }
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_other_scheme_counts_as_missing(make_client: AppFactory) -> None:
+    response = await make_client().get("/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert response.status_code == 401 and "error=" not in challenge(response)
+
+
+async def test_rfc6750_3_1_invalid_token_is_401_invalid_token(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    token = issuer.mint(expired=True, sub="secret-subject")
+    response = await make_client().get("/me", headers=bearer(token))
+    assert response.status_code == 401
+    assert challenge(response) == (
+        'Bearer realm="api", error="invalid_token", error_description="The token has expired."'
+    )
+    assert response.json()["code"] == "token_expired"
+    assert_no_leak(response, token, "secret-subject", issuer.kid, issuer.issuer)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer",
+        "Bearer ",
+        "Bearer a b",
+        "Bearer tok=en",
+        "Bearer tök",
+        "Bearer\ttoken",
+        "Bearer  ,",
+    ],
+)
+async def test_rfc6750_2_1_malformed_header_is_400(make_client: AppFactory, value: str) -> None:
+    raw = value.encode("latin-1")
+    response = await make_client().get("/me", headers=[(b"Authorization", raw)])
+    assert response.status_code == 400
+    assert 'error="invalid_request"' in challenge(response)
+
+
+async def test_rfc6750_2_two_authorization_headers_is_400(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    token = issuer.mint()
+    response = await make_client().get(
+        "/me", headers=[("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {token}")]
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "multiple_tokens"
+
+
+async def test_rfc6750_2_header_and_cookie_with_different_tokens_is_400(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    response = await make_client(cookie="at").get(
+        "/me", headers={**bearer(issuer.mint()), "Cookie": f"at={issuer.mint(sub='other')}"}
+    )
+    assert response.status_code == 400 and response.json()["code"] == "multiple_tokens"
+
+
+async def test_two_different_token_cookies_is_400(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    response = await make_client(cookie="at").get(
+        "/me", headers={"Cookie": f"at={issuer.mint()}; at={issuer.mint(sub='x')}"}
+    )
+    assert response.status_code == 400
+
+
+async def test_rfc6750_2_3_query_parameter_is_never_read_for_http(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = make_client(websocket_query_param="access_token")
+    response = await client.get("/me", params={"access_token": issuer.mint()})
+    assert response.status_code == 401
+    assert "error=" not in challenge(response)
+
+
+async def test_rfc6750_3_1_insufficient_role_is_403(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = make_client()
+    response = await client.get("/admin", headers=bearer(issuer.mint(roles=["user"])))
+    assert response.status_code == 403
+    assert challenge(response) == (
+        'Bearer realm="api", error="insufficient_scope", '
+        'error_description="The token lacks a required role.", scope="admin"'
+    )
+    assert response.json()["code"] == "insufficient_role"
+    ok = await client.get("/admin", headers=bearer(issuer.mint(roles=["admin"])))
+    assert ok.status_code == 200
+
+
+async def test_rfc6750_3_1_insufficient_scope_is_403_with_scope(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = make_client()
+    response = await client.get("/scoped", headers=bearer(issuer.mint(scopes=["read"])))
+    assert response.status_code == 403
+    assert 'scope="read write"' in challenge(response)
+    assert response.json()["code"] == "insufficient_scope"
+    ok = await client.get("/scoped", headers=bearer(issuer.mint(scopes=["write", "read"])))
+    assert ok.status_code == 200
+
+
+async def test_any_of_roles(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    client = make_client()
+    ok = await client.get("/any-role", headers=bearer(issuer.mint(roles=["auditor"])))
+    no = await client.get("/any-role", headers=bearer(issuer.mint(roles=["user"])))
+    assert (ok.status_code, no.status_code) == (200, 403)
+
+
+async def test_unauthenticated_on_role_route_is_401_not_403(make_client: AppFactory) -> None:
+    response = await make_client(optional=True).get("/admin")
+    assert response.status_code == 401
+
+
+async def test_key_source_down_is_503_with_retry_after(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    from jwt_guard import JWKSKeys
+
+    source = JWKSKeys("http://127.0.0.1:9/jwks.json", timeout=0.5)
+    client = make_client(issuer.verifier(keys=source))
+    response = await client.get("/me", headers=bearer(issuer.mint()))
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["code"] == "jwks_unavailable"
+    assert_no_leak(response, "127.0.0.1", "jwks.json")
+    await source.aclose()
+
+
+async def test_on_error_shapes_the_answer(make_client: AppFactory) -> None:
+    seen: list[str] = []
+
+    def on_error(exc: JWTGuardError, answer: Answer) -> Answer:
+        seen.append(exc.code)
+        answer.headers.append(("x-auth-error", exc.code))
+        answer.body = b'{"message":"login first"}'
+        return answer
+
+    response = await make_client(on_error=on_error).get("/me")
+    assert response.status_code == 401
+    assert response.headers["x-auth-error"] == "token_missing"
+    assert response.json() == {"message": "login first"}
+    assert seen == ["token_missing"]
+
+
+# -- optional / exclude ------------------------------------------------------------------------
+
+
+async def test_optional_lets_anonymous_through_but_rejects_invalid(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = make_client(optional=True)
+    anonymous = await client.get("/me")
+    assert anonymous.status_code == 200 and anonymous.json() == {"sub": None}
+    invalid = await client.get("/me", headers=bearer(issuer.mint(expired=True)))
+    assert invalid.status_code == 401
+
+
+async def test_exclude_public_paths(make_client: AppFactory) -> None:
+    client = make_client(exclude=["/health", "/public/*"])
+    assert (await client.get("/health")).status_code == 200
+    assert (await client.get("/public/info")).status_code == 200
+    assert (await client.get("/me")).status_code == 401
+    assert (await client.get("/healthz")).status_code in (401, 404)
+
+
+# -- CSRF for cookie authentication ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_cookie_auth_unsafe_method_needs_csrf_proof(
+    make_client: AppFactory, issuer: LocalIssuer, method: str
+) -> None:
+    client = make_client(cookie="at")
+    token = issuer.mint()
+    cookie = f"at={token}; csrf_token=abc123"
+    refused = await client.request(method, "/me", headers={"Cookie": cookie})
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
+    assert_no_leak(refused, token)
+    wrong = await client.request(
+        method, "/me", headers={"Cookie": cookie, "X-CSRF-Token": "abc124"}
+    )
+    assert wrong.status_code == 403
+    ok = await client.request(method, "/me", headers={"Cookie": cookie, "X-CSRF-Token": "abc123"})
+    assert ok.status_code == 200
+
+
+async def test_csrf_same_origin_headers_pass(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    client = make_client(cookie="at")
+    cookie = {"Cookie": f"at={issuer.mint()}"}
+    same = await client.post("/me", headers={**cookie, "Origin": "http://testserver"})
+    fetch_site = await client.post("/me", headers={**cookie, "Sec-Fetch-Site": "same-origin"})
+    cross = await client.post("/me", headers={**cookie, "Origin": "http://evil.example"})
+    cross_site = await client.post("/me", headers={**cookie, "Sec-Fetch-Site": "cross-site"})
+    null_origin = await client.post("/me", headers={**cookie, "Origin": "null"})
+    assert [r.status_code for r in (same, fetch_site, cross, cross_site, null_origin)] == [
+        200,
+        200,
+        403,
+        403,
+        403,
+    ]
+
+
+async def test_csrf_trusted_origins(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    from jwt_guard import CSRF
+
+    client = make_client(cookie="at", csrf=CSRF(trusted_origins=["https://app.example"]))
+    response = await client.post(
+        "/me", headers={"Cookie": f"at={issuer.mint()}", "Origin": "https://app.example"}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"X-HTTP-Method-Override": "DELETE"},
+        {"X-HTTP-Method": "POST"},
+        {"X-Method-Override": "PUT"},
+    ],
+)
+async def test_method_override_cannot_bypass_csrf(
+    make_client: AppFactory, issuer: LocalIssuer, override: dict[str, str]
+) -> None:
+    client = make_client(cookie="at")
+    response = await client.get("/me", headers={"Cookie": f"at={issuer.mint()}", **override})
+    assert response.status_code == 403
+    query = await client.get(
+        "/me", params={"_method": "DELETE"}, headers={"Cookie": f"at={issuer.mint()}"}
+    )
+    assert query.status_code == 403
+
+
+async def test_cookie_auth_safe_method_needs_no_csrf(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    response = await make_client(cookie="at").get("/me", headers={"Cookie": f"at={issuer.mint()}"})
+    assert response.status_code == 200
+
+
+async def test_header_auth_needs_no_csrf(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    response = await make_client(cookie="at").post("/me", headers=bearer(issuer.mint()))
+    assert response.status_code == 200
+
+
+async def test_csrf_can_be_disabled_by_name(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    client = make_client(cookie="at", csrf=False)
+    response = await client.post("/me", headers={"Cookie": f"at={issuer.mint()}"})
+    assert response.status_code == 200
+
+
+# -- leaks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-4] + "AAAA",  # bad signature
+        lambda t: t + "x",  # bad base64 length
+        lambda t: t.replace(".", "..", 1),
+        lambda t: t * 9,  # too large
+    ],
+)
+async def test_no_rejection_echoes_token_or_claims(
+    make_client: AppFactory, issuer: LocalIssuer, mutate: Callable[[str], str]
+) -> None:
+    token = issuer.mint(sub="leaky-subject", email="someone@example.com")
+    bad = mutate(token)
+    response = await make_client().get("/me", headers=bearer(bad))
+    assert response.status_code in (400, 401)
+    assert_no_leak(response, bad, token, "leaky-subject", "someone@example.com", issuer.kid)

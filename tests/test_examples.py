@@ -1,0 +1,77 @@
+"""The examples start from environment configuration and protect their routes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from jwt_guard import ConfigurationError, Verifier
+from jwt_guard.testing import JWKSServer, LocalIssuer
+
+
+@pytest.fixture
+def issuer() -> LocalIssuer:
+    # The examples verify against the real clock.
+    return LocalIssuer(algorithm="ES256")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer) -> Iterator[JWKSServer]:
+    with JWKSServer(lambda: issuer.jwks) as server:
+        monkeypatch.setenv("JWT_GUARD_ISSUER", issuer.issuer)
+        monkeypatch.setenv("JWT_GUARD_AUDIENCE", f"other,{issuer.audience}")
+        monkeypatch.setenv("JWT_GUARD_JWKS_URL", server.url)
+        monkeypatch.setenv("JWT_GUARD_ALGORITHMS", "ES256")
+        yield server
+
+
+def load(name: str) -> Any:
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("module", ["examples.starlette_app", "examples.fastapi_app"])
+async def test_asgi_examples(env: JWKSServer, issuer: LocalIssuer, module: str) -> None:
+    app = load(module).app
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        assert (await client.get("/api/me")).status_code == 401
+        user = {"Authorization": f"Bearer {issuer.mint(sub='bob', roles=['user'])}"}
+        me = await client.get("/api/me", headers=user)
+        assert me.json() == {"sub": "bob", "roles": ["user"], "scopes": []}
+        assert (await client.get("/api/admin", headers=user)).status_code == 403
+        admin = {"Authorization": f"Bearer {issuer.mint(sub='alice', roles=['admin'])}"}
+        assert (await client.get("/api/admin", headers=admin)).status_code == 200
+    assert env.count == 1
+
+
+def test_from_env_reports_every_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ISSUER", "AUDIENCE", "JWKS_URL", "DISCOVERY_URL"):
+        monkeypatch.delenv(f"JWT_GUARD_{name}", raising=False)
+    monkeypatch.setenv("JWT_GUARD_LEEWAY", "soon")
+    with pytest.raises(ConfigurationError) as info:
+        Verifier.from_env()
+    message = str(info.value)
+    for expected in ("ISSUER", "AUDIENCE", "JWKS_URL", "LEEWAY"):
+        assert expected in message
+
+
+def test_from_env_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_ISSUER", "https://idp.example")
+    monkeypatch.setenv("X_AUDIENCE", "a, b")
+    monkeypatch.setenv("X_DISCOVERY_URL", "https://idp.example")
+    monkeypatch.setenv("X_ALGORITHMS", "ES256,RS256")
+    monkeypatch.setenv("X_LEEWAY", "10")
+    monkeypatch.setenv("X_ROLES_CLAIM", "realm_access.roles")
+    monkeypatch.setenv("X_TYP", "at+jwt")
+    verifier = Verifier.from_env("X_")
+    assert verifier.leeway == 10
+    monkeypatch.setenv("X_JWKS_URL", "http://idp.example/jwks")
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        Verifier.from_env("X_")

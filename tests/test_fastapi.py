@@ -1,0 +1,98 @@
+"""FastAPI integration: dependencies, OpenAPI security scheme, error answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+
+from jwt_guard import JWTGuardMiddleware, require_roles, require_scopes
+from jwt_guard.fastapi import CurrentPrincipal, OptionalPrincipal
+from jwt_guard.testing import LocalIssuer
+
+
+def make_app(issuer: LocalIssuer, optional: bool = False) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(
+        JWTGuardMiddleware,
+        verifier=issuer.verifier(),
+        optional=optional,
+        exclude=["/docs", "/openapi.json"],
+    )
+
+    @app.get("/me")
+    async def me(principal: CurrentPrincipal) -> dict[str, object]:
+        return {"sub": principal.subject, "roles": sorted(principal.roles)}
+
+    @app.get("/maybe")
+    async def maybe(principal: OptionalPrincipal) -> dict[str, object]:
+        return {"sub": principal.subject if principal else None}
+
+    @app.get("/admin", dependencies=[Depends(require_roles("admin"))])
+    async def admin() -> dict[str, bool]:
+        return {"admin": True}
+
+    @app.get("/orders", dependencies=[Depends(require_scopes("orders:read"))])
+    def orders() -> dict[str, bool]:
+        return {"orders": True}
+
+    return app
+
+
+@pytest.fixture
+async def client(issuer: LocalIssuer) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=make_app(issuer))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_current_principal(client: httpx.AsyncClient, issuer: LocalIssuer) -> None:
+    response = await client.get("/me", headers=auth(issuer.mint(sub="al", roles=["x"])))
+    assert response.json() == {"sub": "al", "roles": ["x"]}
+
+
+async def test_role_dependency(client: httpx.AsyncClient, issuer: LocalIssuer) -> None:
+    ok = await client.get("/admin", headers=auth(issuer.mint(roles=["admin"])))
+    denied = await client.get("/admin", headers=auth(issuer.mint(roles=["user"])))
+    assert (ok.status_code, denied.status_code) == (200, 403)
+    assert denied.json()["code"] == "insufficient_role"
+    assert 'scope="admin"' in denied.headers["www-authenticate"]
+
+
+async def test_scope_dependency_on_sync_route(
+    client: httpx.AsyncClient, issuer: LocalIssuer
+) -> None:
+    ok = await client.get("/orders", headers=auth(issuer.mint(scopes=["orders:read"])))
+    denied = await client.get("/orders", headers=auth(issuer.mint(scopes=["orders:write"])))
+    assert (ok.status_code, denied.status_code) == (200, 403)
+
+
+async def test_optional_and_anonymous(issuer: LocalIssuer) -> None:
+    transport = httpx.ASGITransport(app=make_app(issuer, optional=True))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        assert (await c.get("/maybe")).json() == {"sub": None}
+        me = await c.get("/me")
+        assert me.status_code == 401 and me.json()["code"] == "token_missing"
+        admin = await c.get("/admin")
+        assert admin.status_code == 401  # not 403
+
+
+async def test_openapi_declares_bearer_scheme_and_locks(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token (JWT) in the Authorization header.",
+    }
+    for path in ("/me", "/admin", "/orders"):
+        assert spec["paths"][path]["get"]["security"] == [{"HTTPBearer": []}]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
