@@ -53,3 +53,38 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
         ],
         middleware=[Middleware(JWTGuardMiddleware, verifier=verifier, **options)],
     )
+
+
+def flask_app(verifier: Verifier, **options: Any) -> Any:
+    from flask import Flask, jsonify
+
+    from jwt_guard.flask import JWTGuard, current_principal
+
+    app = Flask(__name__)
+    JWTGuard(app, verifier=verifier, **options)
+
+    @app.route("/me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def me() -> Any:
+        return jsonify(describe(current_principal or None))
+
+    @app.get("/admin")
+    @require_roles("admin")
+    def admin() -> Any:
+        return jsonify({"admin": True})
+
+    @app.get("/scoped")
+    @require_scopes("read", "write")
+    def scoped() -> Any:
+        return jsonify({"scoped": True})
+
+    @app.get("/any-role")
+    @require_roles("admin", "auditor", any_of=True)
+    def any_role() -> Any:
+        return jsonify({"ok": True})
+
+    @app.get("/health")
+    @app.get("/public/info")
+    def health() -> Any:
+        return jsonify({"ok": True})
+
+    return app

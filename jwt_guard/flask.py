@@ -1,0 +1,107 @@
+"""Flask integration (``pip install jwt_guard[flask]``).
+
+    from jwt_guard.flask import JWTGuard, current_principal, require_roles
+
+    guard = JWTGuard(app)        # settings from app.config["JWT_GUARD_*"], or verifier=...
+
+    @app.get("/api/admin")
+    @require_roles("admin")
+    def admin():
+        return {"sub": current_principal.subject}
+
+Config keys: ``JWT_GUARD_ISSUER``, ``JWT_GUARD_AUDIENCE`` (string or list), ``JWT_GUARD_JWKS_URL``
+or ``JWT_GUARD_DISCOVERY_URL``, ``JWT_GUARD_ALGORITHMS``, ``JWT_GUARD_LEEWAY``, ``JWT_GUARD_TYP``,
+``JWT_GUARD_ROLES_CLAIM``, ``JWT_GUARD_SCOPES_CLAIM``, ``JWT_GUARD_ALLOW_HTTP``, and for the
+middleware ``JWT_GUARD_COOKIE``, ``JWT_GUARD_OPTIONAL``, ``JWT_GUARD_EXCLUDE``,
+``JWT_GUARD_REALM``, ``JWT_GUARD_CSRF``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from flask import Flask, Response, request
+from werkzeug.local import LocalProxy
+
+from ._authz import require_roles, require_scopes
+from ._config import verifier_from_env
+from ._errors import JWTGuardError
+from ._guard import PRINCIPAL_KEY
+from ._principal import Principal
+from ._verifier import Verifier
+from .wsgi import JWTGuardWSGIMiddleware
+
+__all__ = ["JWTGuard", "current_principal", "get_principal", "require_roles", "require_scopes"]
+
+_VERIFIER_KEYS = (
+    "ISSUER",
+    "AUDIENCE",
+    "JWKS_URL",
+    "DISCOVERY_URL",
+    "ALGORITHMS",
+    "LEEWAY",
+    "TYP",
+    "ROLES_CLAIM",
+    "SCOPES_CLAIM",
+    "ALLOW_HTTP",
+)
+
+
+def get_principal() -> Principal | None:
+    """The verified principal of the current request, or ``None`` when anonymous."""
+    value = request.environ.get(PRINCIPAL_KEY)
+    return value if isinstance(value, Principal) else None
+
+
+#: A proxy to the current request's principal (``None`` when anonymous).
+current_principal = cast(Principal, LocalProxy(get_principal))
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+class JWTGuard:
+    """The Flask extension: wraps ``app.wsgi_app`` and answers jwt_guard errors."""
+
+    def __init__(
+        self, app: Flask | None = None, *, verifier: Verifier | None = None, **options: Any
+    ) -> None:
+        self.verifier = verifier
+        self.options = options
+        self.middleware: JWTGuardWSGIMiddleware | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        config = app.config
+        verifier = self.verifier
+        if verifier is None:
+            env = {
+                f"JWT_GUARD_{key}": _as_text(config[f"JWT_GUARD_{key}"])
+                for key in _VERIFIER_KEYS
+                if config.get(f"JWT_GUARD_{key}") is not None
+            }
+            verifier = verifier_from_env(environ=env)
+        options = {
+            "cookie": config.get("JWT_GUARD_COOKIE"),
+            "optional": bool(config.get("JWT_GUARD_OPTIONAL", False)),
+            "exclude": tuple(config.get("JWT_GUARD_EXCLUDE", ())),
+            "realm": config.get("JWT_GUARD_REALM"),
+            "csrf": config.get("JWT_GUARD_CSRF", True),
+        }
+        options.update(self.options)
+        middleware = JWTGuardWSGIMiddleware(app.wsgi_app, verifier=verifier, **options)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        self.middleware = middleware
+        app.extensions["jwt_guard"] = self
+
+        def handle(exc: JWTGuardError) -> Response:
+            answer = middleware.guard.answer(exc)
+            return Response(answer.body, status=answer.status, headers=answer.headers)
+
+        app.register_error_handler(JWTGuardError, handle)

@@ -1,0 +1,106 @@
+"""WSGI middleware: the same guard as the ASGI middleware, driven synchronously.
+
+No event loop is hidden in here: the verifier's sync driver fetches keys with ``httpx.Client``
+under a lock (single flight across threads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from ._answer import ErrorHandler
+from ._errors import JWTGuardError
+from ._extract import CSRF, RequestView
+from ._guard import PRINCIPAL_KEY, Guard
+from ._types import Environ, StartResponse, WSGIApp
+from ._verifier import Verifier
+
+__all__ = ["JWTGuardWSGIMiddleware"]
+
+
+def _view(environ: Environ) -> RequestView:
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_") and key not in ("HTTP_AUTHORIZATION", "HTTP_COOKIE"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    authorization = environ.get("HTTP_AUTHORIZATION")
+    # WSGI servers join repeated headers with commas; a comma cannot occur in a bearer
+    # token (token68), so each part is one Authorization header.
+    auth_values = [v.strip() for v in authorization.split(",")] if authorization else []
+    cookie = environ.get("HTTP_COOKIE")
+    return RequestView(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+        path=environ.get("PATH_INFO", "/") or "/",
+        authorization=auth_values,
+        cookie_headers=[cookie] if cookie else [],
+        headers=headers,
+        query_string=environ.get("QUERY_STRING", ""),
+    )
+
+
+class JWTGuardWSGIMiddleware:
+    """Verify the request's JWT and store the :class:`Principal` at
+    ``environ["jwt_guard.principal"]`` (``None`` for anonymous requests when ``optional``)."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        verifier: Verifier,
+        cookie: str | None = None,
+        header: bool = True,
+        optional: bool = False,
+        exclude: Sequence[str] = (),
+        csrf: bool | CSRF = True,
+        realm: str | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.guard = Guard(
+            verifier=verifier,
+            cookie=cookie,
+            header=header,
+            optional=optional,
+            exclude=exclude,
+            csrf=csrf,
+            realm=realm,
+            on_error=on_error,
+        )
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self.guard.is_excluded(environ.get("PATH_INFO", "") or "/"):
+            return self.app(environ, start_response)
+        try:
+            found = self.guard.credentials(_view(environ))
+            environ[PRINCIPAL_KEY] = (
+                self.verifier.verify(found.token) if found is not None else None
+            )
+        except JWTGuardError as exc:
+            return self.reject(exc, start_response)
+
+        started = False
+
+        def start_tracking(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            nonlocal started
+            started = True
+            return start_response(status, headers, *args)
+
+        try:
+            return self.app(environ, start_tracking)
+        except JWTGuardError as exc:
+            # Raised by require_roles/require_scopes in a plain WSGI app (Flask answers these
+            # itself through the extension's error handler).
+            if started:
+                raise
+            return self.reject(exc, start_response)
+
+    def reject(self, exc: JWTGuardError, start_response: StartResponse) -> Iterable[bytes]:
+        answer = self.guard.answer(exc)
+        headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
+        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
+        return [answer.body]
