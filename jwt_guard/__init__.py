@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._answer import Answer
 from ._authz import Requirement, require_roles, require_scopes
-from ._denylist import Denylist
+from ._denylist import Denylist, MemoryDenylist, RedisDenylist
 from ._errors import (
     AlgorithmNotAllowed,
     AudienceInvalid,
@@ -75,8 +75,10 @@ __all__ = [
     "KeySource",
     "KeySourceUnavailable",
     "MalformedToken",
+    "MemoryDenylist",
     "OIDCDiscovery",
     "Principal",
+    "RedisDenylist",
     "Requirement",
     "ServiceUnavailable",
     "StaticKeys",

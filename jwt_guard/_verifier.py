@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from cachetools import LRUCache
 
@@ -25,6 +25,7 @@ from ._claims import (
     collect_strings,
     normalize_typ,
 )
+from ._denylist import DEFAULT_NO_EXP_TTL, DEFAULT_SUBJECT_TTL, Denylist
 from ._errors import (
     AlgorithmNotAllowed,
     ClaimMissing,
@@ -40,9 +41,6 @@ from ._errors import (
 from ._keys import ALGORITHMS, JWK, MAX_KID_LENGTH, KeySet, KeySource
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
 from ._principal import Principal
-
-if TYPE_CHECKING:
-    from ._denylist import Denylist
 
 __all__ = ["TrustedIssuer", "Verifier"]
 
@@ -350,6 +348,91 @@ class Verifier:
         if self._denylist is not None:
             await self._denylist.acheck(principal, self._leeway)
         return principal
+
+    # -- revocation --------------------------------------------------------------------------
+
+    def _revocation(self, token_or_principal: str | Principal) -> tuple[Principal, float]:
+        if self._denylist is None:
+            raise ConfigurationError("revocation needs Verifier(denylist=...)")
+        if not isinstance(token_or_principal, Principal):
+            raise TypeError("pass a Principal (use revoke()/arevoke() for a token string)")
+        principal = token_or_principal
+        if principal.token_id is None:
+            raise ClaimMissing()  # a token without jti cannot be revoked individually
+        exp = principal.expires_at
+        until = exp + self._leeway if exp is not None else self._clock() + DEFAULT_NO_EXP_TTL
+        return principal, until
+
+    def revoke(self, token_or_principal: str | Principal) -> Principal:
+        """Revoke one token (its ``jti``, scoped by issuer) until it expires anyway.
+
+        A token string is verified first: only a token this verifier accepts can be revoked.
+        """
+        principal = (
+            self.verify(token_or_principal)
+            if isinstance(token_or_principal, str)
+            else token_or_principal
+        )
+        principal, until = self._revocation(principal)
+        assert self._denylist is not None and principal.token_id is not None
+        self._denylist.add_token(principal.issuer, principal.token_id, until)
+        return principal
+
+    async def arevoke(self, token_or_principal: str | Principal) -> Principal:
+        """Async twin of :meth:`revoke`."""
+        principal = (
+            await self.averify(token_or_principal)
+            if isinstance(token_or_principal, str)
+            else token_or_principal
+        )
+        principal, until = self._revocation(principal)
+        assert self._denylist is not None and principal.token_id is not None
+        await self._denylist.aadd_token(principal.issuer, principal.token_id, until)
+        return principal
+
+    def _subject_revocation(self, issued_before: float | None, ttl: float) -> tuple[float, float]:
+        if self._denylist is None:
+            raise ConfigurationError("revocation needs Verifier(denylist=...)")
+        now = self._clock()
+        return (now if issued_before is None else float(issued_before)), now + ttl
+
+    def revoke_subject(
+        self,
+        subject: str,
+        *,
+        issuer: str | None = None,
+        issued_before: float | None = None,
+        ttl: float = DEFAULT_SUBJECT_TTL,
+    ) -> None:
+        """Reject every token of ``subject`` issued before ``issued_before`` (default: now).
+
+        "Log out everywhere" / "ban this account". ``issuer`` defaults to the verifier's only
+        configured issuer; ``ttl`` must outlive the longest token lifetime.
+        """
+        cutoff, until = self._subject_revocation(issued_before, ttl)
+        assert self._denylist is not None
+        self._denylist.add_subject(self._issuer_for(issuer), subject, cutoff, until)
+
+    async def arevoke_subject(
+        self,
+        subject: str,
+        *,
+        issuer: str | None = None,
+        issued_before: float | None = None,
+        ttl: float = DEFAULT_SUBJECT_TTL,
+    ) -> None:
+        """Async twin of :meth:`revoke_subject`."""
+        cutoff, until = self._subject_revocation(issued_before, ttl)
+        assert self._denylist is not None
+        await self._denylist.aadd_subject(self._issuer_for(issuer), subject, cutoff, until)
+
+    def _issuer_for(self, issuer: str | None) -> str | None:
+        if issuer is not None:
+            return issuer
+        names = [n for p in self._policies for n in (p.rules.issuers or ())]
+        if len(names) > 1:
+            raise ConfigurationError("several issuers are trusted: pass issuer=")
+        return names[0] if names else None
 
     # -- the core (no I/O) ------------------------------------------------------------------
 
