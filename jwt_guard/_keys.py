@@ -538,6 +538,11 @@ class KeySet:
         """The keys that may verify a token with this header; raises :class:`KeyNotFound`."""
         if kid is not None:
             found = [k for k in self._by_kid.get(kid, ()) if k.fits(alg)]
+            if not found and kid not in self._by_kid:
+                # A key configured without a kid (a PEM key, say) is not bound to any kid:
+                # it may verify tokens whatever kid their issuer put in the header.
+                found = [k for k in self.keys if k.kid is None and k.fits(alg)]
+                found = found[:MAX_KIDLESS_CANDIDATES]
         else:
             found = [k for k in self.keys if k.fits(alg)][:MAX_KIDLESS_CANDIDATES]
         if not found:

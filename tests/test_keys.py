@@ -176,3 +176,11 @@ def test_cve_2022_29217_key_material_refused_as_hmac_secret(secret: str) -> None
 def test_repr_never_shows_secret() -> None:
     key = JWK.from_secret("a-very-secret-value-that-is-32-bytes!")
     assert "secret" not in repr(key)
+
+
+def test_key_without_kid_matches_any_kid_but_kid_bound_keys_do_not() -> None:
+    loose = JWK.from_dict(public_jwk(generate_key("ES256")))
+    bound = JWK.from_dict(public_jwk(generate_key("ES256"), kid="a"))
+    keys = KeySet([loose, bound])
+    assert list(keys.candidates("anything", "ES256")) == [loose]
+    assert list(keys.candidates("a", "ES256")) == [bound]

@@ -1,0 +1,19 @@
+"""pytest plugin (registered through the ``pytest11`` entry point): the ``jwt_issuer`` fixture.
+
+    def test_admin_only(jwt_issuer):
+        app = make_app(verifier=jwt_issuer.verifier())
+        token = jwt_issuer.mint(roles=["admin"])
+        ...
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .testing import LocalIssuer
+
+
+@pytest.fixture
+def jwt_issuer() -> LocalIssuer:
+    """A fresh in-process issuer (ES256 key pair) for one test."""
+    return LocalIssuer(algorithm="ES256")

@@ -1,0 +1,54 @@
+"""The test kit our users get: LocalIssuer, JWKSServer and the pytest plugin's fixture."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from jwt_guard import AudienceInvalid, JWKSKeys, TokenExpired
+from jwt_guard.testing import LocalIssuer
+
+from .apps import starlette_app
+
+
+def test_jwt_issuer_fixture_comes_from_the_plugin(jwt_issuer: LocalIssuer) -> None:
+    assert isinstance(jwt_issuer, LocalIssuer)
+    verifier = jwt_issuer.verifier()
+    principal = verifier.verify(jwt_issuer.mint(sub="tester", roles=["admin"]))
+    assert principal.subject == "tester" and principal.has_roles("admin")
+
+
+def test_overrides(jwt_issuer: LocalIssuer) -> None:
+    verifier = jwt_issuer.verifier()
+    with pytest.raises(TokenExpired):
+        verifier.verify(jwt_issuer.mint(expired=True))
+    with pytest.raises(AudienceInvalid):
+        verifier.verify(jwt_issuer.mint(audience="someone-else"))
+    p = verifier.verify(jwt_issuer.mint(scopes=["a", "b"], tenant="t1"))
+    assert p.scopes == {"a", "b"} and p.claims["tenant"] == "t1"
+    assert "exp" not in jwt_issuer.claims(exp=None)
+
+
+async def test_serve_gives_a_real_jwks_endpoint(jwt_issuer: LocalIssuer) -> None:
+    with jwt_issuer.serve() as server:
+        source = JWKSKeys(server.url)
+        app = starlette_app(jwt_issuer.verifier(keys=source))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as client:
+            token = jwt_issuer.mint()
+            response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert server.count == 1
+        discovery = httpx.get(server.base_url + "/.well-known/openid-configuration").json()
+        assert discovery == {"issuer": jwt_issuer.issuer, "jwks_uri": server.url}
+        await source.aclose()
+
+
+def test_rotation_keeps_old_keys_published(jwt_issuer: LocalIssuer) -> None:
+    first = jwt_issuer.kid
+    second = jwt_issuer.rotate()
+    kids = [k["kid"] for k in jwt_issuer.jwks["keys"]]
+    assert kids == [first, second]
+    jwt_issuer.rotate(keep_old=False)
+    assert len(jwt_issuer.jwks["keys"]) == 1
