@@ -1,9 +1,9 @@
 """pytest plugin (registered through the ``pytest11`` entry point): the ``jwt_issuer`` fixture.
 
-    def test_admin_only(jwt_issuer):
-        app = make_app(verifier=jwt_issuer.verifier())
-        token = jwt_issuer.mint(roles=["admin"])
-        ...
+def test_admin_only(jwt_issuer):
+    app = make_app(verifier=jwt_issuer.verifier())
+    token = jwt_issuer.mint(roles=["admin"])
+    ...
 """
 
 from __future__ import annotations
