@@ -186,5 +186,9 @@ def collect_strings(
     """Union of the string sets found at each claim path."""
     found: frozenset[str] = frozenset()
     for path in paths:
-        found |= _string_set(resolve_claim_path(claims, path), split=split)
+        value = claims.get(path)
+        if value is None and "." in path:
+            value = resolve_claim_path(claims, path)
+        if value is not None:
+            found |= _string_set(value, split=split)
     return found

@@ -299,7 +299,7 @@ class RedisDenylist(Denylist):
             return
         try:
             values = await asyncio.wait_for(self._async_client().mget(keys), self.timeout)
-        except (self._redis.RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, self._redis.RedisError, OSError) as exc:
             self._unavailable(exc)
             return
         self._decide(principal, keys, values)
@@ -317,7 +317,7 @@ class RedisDenylist(Denylist):
                 self._async_client().set(self.prefix + key, value, ex=self._ttl(until)),
                 self.timeout,
             )
-        except (self._redis.RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, self._redis.RedisError, OSError) as exc:
             raise DenylistUnavailable() from exc
 
     def add_token(self, issuer: str | None, jti: str, until: float) -> None:

@@ -15,11 +15,18 @@ from typing import Final, NamedTuple
 
 from ._errors import CSRFFailed, InvalidRequest
 
-__all__ = ["CSRF", "Credentials", "RequestView", "check_csrf", "extract", "parse_cookies"]
+__all__ = [
+    "CSRF",
+    "Credentials",
+    "RequestView",
+    "bearer_token",
+    "check_csrf",
+    "extract",
+    "is_token68",
+    "parse_cookies",
+]
 
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; b64token is token68 (RFC 7235 §2.1).
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
-_SCHEME = re.compile(r"[^ \t]*")
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: RFC 9110 §9.2.1: only these methods are safe; anything else needs a CSRF proof when the
 #: browser sent the credentials by itself (a cookie).
@@ -86,8 +93,43 @@ def parse_cookies(headers: Sequence[str]) -> dict[str, list[str]]:
     return cookies
 
 
+def _malformed_header() -> InvalidRequest:
+    return InvalidRequest(
+        code="header_malformed", description="The Authorization header is malformed."
+    )
+
+
+def _multiple() -> InvalidRequest:
+    return InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+
+
+def bearer_token(value: str) -> str | None:
+    """The token of one ``Authorization`` value, ``None`` for another scheme.
+
+    RFC 6750 §2.1: ``"Bearer" 1*SP b64token``, the scheme case-insensitive. Plain string
+    operations, no regex over the token: the token's full syntax is checked by the verifier
+    (and :func:`is_token68` on the failure path decides between 400 and 401).
+    """
+    if value[:6].lower() != "bearer":
+        return None
+    rest = value[6:]
+    if rest and rest[0] not in " \t":
+        return None  # a scheme that merely starts with "bearer"
+    token = rest.lstrip(" ")
+    if not rest.startswith(" ") or not token or " " in token or "\t" in token or "," in token:
+        raise _malformed_header()
+    return token
+
+
+def is_token68(token: str) -> bool:
+    """RFC 7235 §2.1 token68 syntax (used only once a token has failed verification)."""
+    return _TOKEN68.fullmatch(token) is not None
+
+
 def extract(
-    view: RequestView,
+    authorization: Sequence[str],
+    cookie_headers: Sequence[str],
+    query_string: str = "",
     *,
     header: bool,
     cookie: str | None,
@@ -98,50 +140,42 @@ def extract(
     Raises :class:`InvalidRequest` (400) for two Authorization headers, a malformed Bearer
     header, or different tokens in different places (RFC 6750 §2: one method per request).
     """
-    found: list[Credentials] = []
-    if header and view.authorization:
-        if len(view.authorization) > 1:
-            raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
-        value = view.authorization[0]
-        scheme = _SCHEME.match(value)[0]  # type: ignore[index]  # always matches
-        if scheme.lower() == "bearer":
-            match = _BEARER.fullmatch(value.strip())
-            if match is None:
-                raise InvalidRequest(
-                    code="header_malformed",
-                    description="The Authorization header is malformed.",
-                )
-            found.append(Credentials(match.group(1), "header"))
+    found: Credentials | None = None
+    if header and authorization:
+        if len(authorization) > 1:
+            raise _multiple()
+        token = bearer_token(authorization[0])
         # Another scheme (Basic, DPoP, ...) is not ours: as if no bearer token was sent.
-    if cookie is not None and view.cookie_headers:
-        values = set(parse_cookies(view.cookie_headers).get(cookie, ()))
+        if token is not None:
+            found = Credentials(token, "header")
+    if cookie is not None and cookie_headers:
+        values = set(parse_cookies(cookie_headers).get(cookie, ()))
         values.discard("")
         if len(values) > 1:
-            raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+            raise _multiple()
         if values:
             value = values.pop()
-            if not _TOKEN68.fullmatch(value):
-                raise InvalidRequest(
-                    code="cookie_malformed", description="The token cookie is malformed."
-                )
-            found.append(Credentials(value, "cookie"))
-    if query_param is not None and view.query_string:
+            if found is None:
+                found = Credentials(value, "cookie")
+            elif found.token != value:
+                raise _multiple()
+            # The same token in the header and the cookie: the header wins, so no CSRF
+            # check is needed (a cross-site page cannot set an Authorization header).
+    if query_param is not None and query_string:
         values = {
             v
-            for k, v in urllib.parse.parse_qsl(view.query_string, keep_blank_values=True)
+            for k, v in urllib.parse.parse_qsl(query_string, keep_blank_values=True)
             if k == query_param and v
         }
         if len(values) > 1:
-            raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+            raise _multiple()
         if values:
-            found.append(Credentials(values.pop(), "query"))
-    if not found:
-        return None
-    if len({c.token for c in found}) > 1:
-        raise InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
-    # The same token in the header and the cookie: the header wins, so no CSRF check is
-    # needed (a cross-site page cannot set an Authorization header).
-    return found[0]
+            value = values.pop()
+            if found is None:
+                found = Credentials(value, "query")
+            elif found.token != value:
+                raise _multiple()
+    return found
 
 
 def _effective_method(view: RequestView) -> str:

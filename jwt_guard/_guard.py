@@ -8,12 +8,26 @@ I/O, and no verification rule lives in an adapter.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from ._answer import Answer, ErrorHandler, Responder
-from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
-from ._extract import CSRF, Credentials, RequestView, check_csrf, extract
+from ._errors import (
+    AuthenticationRequired,
+    ConfigurationError,
+    InvalidRequest,
+    JWTGuardError,
+    MalformedToken,
+)
+from ._extract import (
+    CSRF,
+    Credentials,
+    RequestView,
+    bearer_token,
+    check_csrf,
+    extract,
+    is_token68,
+)
 from ._verifier import Verifier
 
 __all__ = ["PRINCIPAL_KEY", "Guard"]
@@ -60,6 +74,7 @@ class Guard:
         self.websocket_query_param = websocket_query_param
         self._exact = frozenset(p for p in exclude if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in exclude if p.endswith("*"))
+        self.excludes = bool(exclude)
         try:
             self.responder = Responder(realm if realm is not None else "api", on_error)
         except ValueError as exc:
@@ -69,14 +84,31 @@ class Guard:
         """Public paths: exact matches, or prefixes given as ``"/static/*"``."""
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
-    def credentials(self, view: RequestView, *, websocket: bool = False) -> Credentials | None:
+    def credentials(
+        self,
+        authorization: Sequence[str],
+        cookie_headers: Sequence[str],
+        query_string: str,
+        view: Callable[[], RequestView],
+        *,
+        websocket: bool = False,
+    ) -> Credentials | None:
         """The token to verify, or ``None`` for an anonymous request allowed by ``optional``.
 
-        Raises :class:`AuthenticationRequired` (401), :class:`InvalidRequest` (400) or
+        ``view`` builds the full request view; it is only called for the CSRF check, so the
+        common header-token request never decodes headers it does not need. Raises
+        :class:`AuthenticationRequired` (401), :class:`InvalidRequest` (400) or
         :class:`CSRFFailed` (403).
         """
+        if len(authorization) == 1 and not cookie_headers and not websocket and self.header:
+            # The common case (one Authorization header, nothing else): no general extraction.
+            token = bearer_token(authorization[0])
+            if token is not None:
+                return Credentials(token, "header")
         found = extract(
-            view,
+            authorization,
+            cookie_headers,
+            query_string,
             header=self.header,
             cookie=self.cookie,
             query_param=self.websocket_query_param if websocket else None,
@@ -87,8 +119,20 @@ class Guard:
             raise AuthenticationRequired()
         if found.source == "cookie" and self.csrf is not None:
             # The browser attaches cookies on its own; prove the request is same-site intent.
-            check_csrf(view, self.csrf, websocket=websocket)
+            check_csrf(view(), self.csrf, websocket=websocket)
         return found
+
+    @staticmethod
+    def refine(found: Credentials, exc: JWTGuardError) -> JWTGuardError:
+        """A malformed token that is not even token68 is a malformed *request* (400)."""
+        if isinstance(exc, MalformedToken) and not is_token68(found.token):
+            where = "cookie" if found.source == "cookie" else "header"
+            return InvalidRequest(
+                code=f"{where}_malformed",
+                description=f"The {'token cookie' if where == 'cookie' else 'Authorization header'}"
+                " is malformed.",
+            )
+        return exc
 
     def answer(self, exc: JWTGuardError) -> Answer:
         return self.responder.answer(exc)

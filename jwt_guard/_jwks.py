@@ -269,6 +269,19 @@ class JWKSKeys(KeySource):
             key_ids=state.key_set.key_ids if state.key_set is not None else (),
         )
 
+    def ready(self, kid: str | None) -> KeySet | None:
+        # Only the plain "fresh set, known kid" case: everything else (refresh ahead, a fetch,
+        # stale serving, counters) goes through keys()/akeys().
+        state = self._state
+        key_set = state.key_set
+        if (
+            key_set is not None
+            and self._clock() < state.refresh_at
+            and (kid is None or key_set.has_kid(kid))
+        ):
+            return key_set
+        return None
+
     def keys(self, kid: str | None) -> KeySet:
         action = self._plan(kid)
         if action is Action.FETCH_AND_WAIT:
@@ -504,7 +517,7 @@ async def _get_async(
 
     try:
         return await asyncio.wait_for(fetch(), timeout)
-    except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+    except (TimeoutError, httpx.TimeoutException) as exc:
         raise FetchFailed("timed out") from exc
     except httpx.HTTPError as exc:
         raise FetchFailed(f"transport error: {type(exc).__name__}") from exc

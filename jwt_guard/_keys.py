@@ -606,6 +606,12 @@ class KeySource(abc.ABC):
     doing any I/O that is needed (sync and async drivers); a static source needs none.
     """
 
+    def ready(self, kid: str | None) -> KeySet | None:
+        """The key set, when it can be used right now without any I/O or background work;
+        ``None`` sends the caller to :meth:`keys` / :meth:`akeys`. (A fast path: it saves
+        the async driver a coroutine per request.)"""
+        return None
+
     @abc.abstractmethod
     def keys(self, kid: str | None) -> KeySet:
         """The key set for a token with this kid (may block on a fetch)."""
@@ -713,6 +719,9 @@ class StaticKeys(KeySource):
             if isinstance(exc, ConfigurationError):
                 raise
             raise ConfigurationError(f"invalid HMAC secret: {exc}") from exc
+
+    def ready(self, kid: str | None) -> KeySet | None:
+        return self._set
 
     def keys(self, kid: str | None) -> KeySet:
         return self._set

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -21,10 +20,6 @@ __all__ = ["DEFAULT_MAX_TOKEN_BYTES", "CompactJWS", "b64url_decode", "parse_comp
 #: work an attacker can make us do before the signature is checked.
 DEFAULT_MAX_TOKEN_BYTES = 8192
 
-# RFC 7515 §7.1: three base64url segments (RFC 7515 §2: no padding, no line breaks, no
-# whitespace). The signature segment must not be empty: unsecured JWTs are never accepted.
-_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
-
 # A base64url text is canonical only if the bits after the last full octet are zero; otherwise
 # several strings decode to the same bytes. Characters allowed last, by ``len % 4``.
 _CANONICAL_LAST = {
@@ -32,20 +27,27 @@ _CANONICAL_LAST = {
     2: frozenset("AQgw"),
     3: frozenset("AEIMQUYcgkosw048"),
 }
-_TO_STD = str.maketrans("-_", "+/")
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+_PAD = {0: b"", 2: b"==", 3: b"="}
 
 
 def b64url_decode(segment: str) -> bytes:
-    """Decode one unpadded, canonical base64url segment whose alphabet was already checked."""
+    """Decode one unpadded, canonical base64url segment (RFC 7515 §2), strictly.
+
+    No per-character Python loop: the alphabet is checked by ``binascii`` in strict mode after
+    mapping ``-_`` to ``+/``, so the characters ``+``, ``/`` and ``=`` are refused up front.
+    Whitespace, padding and any other character fail the strict decode.
+    """
     rest = len(segment) % 4
-    if rest == 1:
+    if rest == 1 or not segment or "+" in segment or "/" in segment or "=" in segment:
         raise MalformedToken()
     allowed_last = _CANONICAL_LAST[rest]
     if allowed_last is not None and segment[-1] not in allowed_last:
         raise MalformedToken()
     try:
-        return binascii.a2b_base64(segment.translate(_TO_STD) + "=" * (-len(segment) % 4))
-    except binascii.Error as exc:  # pragma: no cover - alphabet and length were checked
+        raw = segment.encode("ascii")
+        return binascii.a2b_base64(raw.translate(_TO_STD) + _PAD[rest], strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error) as exc:
         raise MalformedToken() from exc
 
 
@@ -63,12 +65,15 @@ def _reject_constant(name: str) -> Any:
     raise MalformedToken()
 
 
+# Built once: json.loads(..., object_pairs_hook=...) would build a decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object, rejecting duplicates and non-JSON constants."""
     try:
         # RFC 7515 §2: the header is UTF-8; json.loads(bytes) would also guess UTF-16/32.
-        text = raw.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except MalformedToken:
         raise
     except (ValueError, RecursionError) as exc:
@@ -90,17 +95,22 @@ class CompactJWS(NamedTuple):
     signature: bytes
 
 
-def split_compact(token: object, max_bytes: int) -> tuple[str, str, str]:
-    """Check size and syntax and return the three segments."""
-    if not isinstance(token, str):
+def split_compact(token: object, max_bytes: int) -> list[str]:
+    """Check the size and split into the three segments (RFC 7515 §7.1).
+
+    Each segment's alphabet is checked when it is decoded (:func:`b64url_decode`); an empty
+    segment — an unsecured JWS's signature included — is refused there.
+    """
+    if type(token) is not str:
         raise MalformedToken()
-    # The limit is applied before any decoding (RFC 8725 §3.x resource limits, issue #9).
+    # The limit is applied before any decoding: it bounds the work an attacker can cause
+    # before the signature is checked.
     if len(token) > max_bytes:
         raise TokenTooLarge()
-    match = _COMPACT.fullmatch(token)
-    if match is None:
+    parts = token.split(".")
+    if len(parts) != 3:
         raise MalformedToken()
-    return match.group(1), match.group(2), match.group(3)
+    return parts
 
 
 def parse_header(segment: str) -> Mapping[str, Any]:

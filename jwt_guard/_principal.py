@@ -17,27 +17,12 @@ class Principal:
     kept, so it cannot leak through a repr or a log line.
     """
 
-    __slots__ = (
-        "_audience",
-        "_claims",
-        "_expires_at",
-        "_header",
-        "_issuer",
-        "_roles",
-        "_scopes",
-        "_subject",
-        "_token_id",
-    )
+    __slots__ = ("_claims", "_header", "_roles", "_scopes")
 
-    _audience: tuple[str, ...]
     _claims: Mapping[str, Any]
-    _expires_at: float | None
     _header: Mapping[str, Any]
-    _issuer: str | None
     _roles: frozenset[str]
     _scopes: frozenset[str]
-    _subject: str | None
-    _token_id: str | None
 
     def __init__(
         self,
@@ -47,31 +32,18 @@ class Principal:
         roles: frozenset[str] = frozenset(),
         scopes: frozenset[str] = frozenset(),
     ) -> None:
-        sub = claims.get("sub")
-        iss = claims.get("iss")
-        aud = claims.get("aud")
-        jti = claims.get("jti")
-        exp = claims.get("exp")
-        object.__setattr__(self, "_claims", MappingProxyType(dict(claims)))
-        object.__setattr__(self, "_header", MappingProxyType(dict(header)))
-        object.__setattr__(self, "_subject", sub if isinstance(sub, str) else None)
-        object.__setattr__(self, "_issuer", iss if isinstance(iss, str) else None)
-        audience: tuple[str, ...]
-        if isinstance(aud, str):
-            audience = (aud,)
-        elif isinstance(aud, list):
-            audience = tuple(a for a in aud if isinstance(a, str))
-        else:
-            audience = ()
-        object.__setattr__(self, "_audience", audience)
-        object.__setattr__(self, "_token_id", jti if isinstance(jti, str) else None)
-        object.__setattr__(
-            self,
-            "_expires_at",
-            exp if (type(exp) is int or type(exp) is float) else None,
-        )
-        object.__setattr__(self, "_roles", frozenset(roles))
-        object.__setattr__(self, "_scopes", frozenset(scopes))
+        # The verifier hands over a payload dict it owns and never touches again, and a header
+        # that is already read-only: wrapping them without copying keeps this cheap. Derived
+        # attributes are read from the claims on access.
+        if not isinstance(claims, MappingProxyType):
+            claims = MappingProxyType(claims if type(claims) is dict else dict(claims))
+        if not isinstance(header, MappingProxyType):
+            header = MappingProxyType(dict(header))
+        setattr_ = object.__setattr__
+        setattr_(self, "_claims", claims)
+        setattr_(self, "_header", header)
+        setattr_(self, "_roles", roles if type(roles) is frozenset else frozenset(roles))
+        setattr_(self, "_scopes", scopes if type(scopes) is frozenset else frozenset(scopes))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Principal is immutable")
@@ -81,7 +53,7 @@ class Principal:
 
     def __repr__(self) -> str:
         return (
-            f"Principal(subject={self._subject!r}, issuer={self._issuer!r}, "
+            f"Principal(subject={self.subject!r}, issuer={self.issuer!r}, "
             f"roles={sorted(self._roles)!r}, scopes={sorted(self._scopes)!r})"
         )
 
@@ -91,19 +63,28 @@ class Principal:
         return self._claims == other._claims and self._header == other._header
 
     def __hash__(self) -> int:
-        return hash((self._subject, self._issuer, self._token_id))
+        return hash((self.subject, self.issuer, self.token_id))
+
+    def _string(self, name: str) -> str | None:
+        value = self._claims.get(name)
+        return value if isinstance(value, str) else None
 
     @property
     def subject(self) -> str | None:
-        return self._subject
+        return self._string("sub")
 
     @property
     def issuer(self) -> str | None:
-        return self._issuer
+        return self._string("iss")
 
     @property
     def audience(self) -> tuple[str, ...]:
-        return self._audience
+        aud = self._claims.get("aud")
+        if isinstance(aud, str):
+            return (aud,)
+        if isinstance(aud, list):
+            return tuple(a for a in aud if isinstance(a, str))
+        return ()
 
     @property
     def claims(self) -> Mapping[str, Any]:
@@ -123,11 +104,12 @@ class Principal:
 
     @property
     def token_id(self) -> str | None:
-        return self._token_id
+        return self._string("jti")
 
     @property
     def expires_at(self) -> float | None:
-        return self._expires_at
+        exp = self._claims.get("exp")
+        return exp if (type(exp) is int or type(exp) is float) else None
 
     def has_roles(self, *roles: str) -> bool:
         """True when every given role is held (exact names, no substring matching)."""
@@ -147,8 +129,8 @@ class Principal:
         name = self._claims.get("preferred_username") or self._claims.get("name")
         if isinstance(name, str):
             return name
-        return self._subject or ""
+        return self.subject or ""
 
     @property
     def identity(self) -> str:
-        return self._subject or ""
+        return self.subject or ""

@@ -125,7 +125,7 @@ class _Pending(NamedTuple):
     policy: _Policy
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cached:
     principal: Principal
     key: JWK
@@ -335,7 +335,11 @@ class Verifier:
         """Verify ``token`` without blocking the event loop (ASGI)."""
         cached = self._cached(token)
         if cached is not None:
-            if cached.key not in await cached.policy.keys.akeys(cached.kid):
+            source = cached.policy.keys
+            key_set = source.ready(cached.kid)
+            if key_set is None:
+                key_set = await source.akeys(cached.kid)
+            if cached.key not in key_set:
                 self._forget(token)
             else:
                 principal = cached.principal
@@ -343,7 +347,10 @@ class Verifier:
                     await self._denylist.acheck(principal, self._leeway)
                 return principal
         pending = self._begin(token)
-        key_set = await pending.policy.keys.akeys(pending.header.kid)
+        source = pending.policy.keys
+        key_set = source.ready(pending.header.kid)
+        if key_set is None:
+            key_set = await source.akeys(pending.header.kid)
         principal = self._finish(token, pending, key_set)
         if self._denylist is not None:
             await self._denylist.acheck(principal, self._leeway)

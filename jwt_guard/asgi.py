@@ -91,24 +91,43 @@ class JWTGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
-            return
-        if kind not in ("http", "websocket") or self.guard.is_excluded(scope.get("path", "")):
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
+        guard = self.guard
+        if guard.excludes and guard.is_excluded(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        # One pass over the raw headers for the two we always need; the rest is decoded only
+        # for a CSRF check (_view).
+        authorization: list[str] = []
+        cookies: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == b"cookie":
+                cookies.append(value.decode("latin-1"))
+        found = None
         try:
-            found = self.guard.credentials(_view(scope), websocket=kind == "websocket")
+            found = guard.credentials(
+                authorization,
+                cookies,
+                scope.get("query_string", b"").decode("latin-1") if kind == "websocket" else "",
+                lambda: _view(scope),
+                websocket=kind == "websocket",
+            )
             if found is None:
                 scope["user"] = UnauthenticatedUser()
                 scope["auth"] = AuthCredentials()
             else:
                 principal = await self.verifier.averify(found.token)
                 scope["user"] = principal
-                scope["auth"] = AuthCredentials(["authenticated", *sorted(principal.scopes)])
+                scope["auth"] = AuthCredentials(["authenticated", *principal.scopes])
                 scope[PRINCIPAL_KEY] = principal
         except JWTGuardError as exc:
-            await self._reject(scope, send, exc)
+            await self._reject(scope, send, guard.refine(found, exc) if found else exc)
             return
 
         started = False

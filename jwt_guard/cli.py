@@ -128,7 +128,7 @@ def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 def _human_time(value: Any) -> str:
     if type(value) in (int, float) and 0 <= value < 253402300800:
-        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc).isoformat()
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC).isoformat()
     return "(not a valid NumericDate)"
 
 

@@ -75,13 +75,23 @@ class JWTGuardWSGIMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self.guard.is_excluded(environ.get("PATH_INFO", "") or "/"):
             return self.app(environ, start_response)
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        cookie = environ.get("HTTP_COOKIE")
+        found = None
         try:
-            found = self.guard.credentials(_view(environ))
+            found = self.guard.credentials(
+                # WSGI servers join repeated headers with commas; a comma cannot occur in a
+                # bearer token (token68), so each part is one Authorization header.
+                [v.strip() for v in authorization.split(",")] if authorization else [],
+                [cookie] if cookie else [],
+                environ.get("QUERY_STRING", ""),
+                lambda: _view(environ),
+            )
             environ[PRINCIPAL_KEY] = (
                 self.verifier.verify(found.token) if found is not None else None
             )
         except JWTGuardError as exc:
-            return self.reject(exc, start_response)
+            return self.reject(self.guard.refine(found, exc) if found else exc, start_response)
 
         started = False
 

@@ -1,0 +1,400 @@
+"""jwt_guard benchmarks: ``python -m benchmarks`` (``--quick`` for a shorter run, ``--no-http``).
+
+Everything is measured in one run on this machine and reported as ratios to the raw
+``cryptography`` signature check of the same algorithm, so the table means the same on a faster
+or slower machine. Fresh-token rows use a token never seen before on every call (the verified
+token cache cannot help); cached rows repeat one token.
+
+Rows per algorithm:
+  raw          cryptography verifying one signature (prepared key, decoded signature)
+  pyjwt        jwt.decode with the key object, audience and issuer
+  hand-written Starlette AuthenticationMiddleware + a PyJWT backend: per-request overhead
+               (the same app with and without the middleware, driven through ASGI)
+  verify       jwt_guard Verifier.verify, fresh / cached token
+  middleware   JWTGuardMiddleware per-request overhead, fresh / cached token
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hmac
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jwt as pyjwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from starlette.applications import Starlette
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    SimpleUser,
+)
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from jwt_guard import JWTGuardMiddleware, Verifier
+from jwt_guard._parse import b64url_decode
+from jwt_guard.testing import LocalIssuer
+
+ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA", "HS256"]
+
+
+def per_call(fn: Callable[[int], Any], n: int, repeats: int) -> float:
+    """Best-of-``repeats`` mean time of one call, in µs (``fn`` gets the call index)."""
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e6
+
+
+def asgi_per_call(app: Any, scopes: Sequence[dict[str, Any]], repeats: int) -> float:
+    """Best-of mean µs per request of ``app`` driven directly through ASGI (no network)."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def run() -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            gc.collect()
+            start = time.perf_counter()
+            for scope in scopes:
+                await app(dict(scope), receive, send)
+            best = min(best, (time.perf_counter() - start) / len(scopes))
+        return best
+
+    result = asyncio.run(run()) * 1e6
+    bad = [s for s in statuses if s != 200]
+    if bad:
+        raise RuntimeError(f"benchmark app answered {bad[0]}: the measurement is invalid")
+    return result
+
+
+def raw_check(issuer: LocalIssuer, token: str) -> Callable[[int], Any]:
+    """The bare signature check with cryptography (or hmac), everything prepared."""
+    h, p, s = token.split(".")
+    data = f"{h}.{p}".encode()
+    sig = b64url_decode(s)
+    key = issuer.private_key
+    alg = issuer.algorithm
+    if alg == "HS256":
+        return lambda i: hmac.compare_digest(hmac.digest(key, data, "sha256"), sig)
+    public = key.public_key()
+    if alg == "RS256":
+        pad, h256 = padding.PKCS1v15(), hashes.SHA256()
+        return lambda i: public.verify(sig, data, pad, h256)
+    if alg == "PS256":
+        h256 = hashes.SHA256()
+        pss = padding.PSS(mgf=padding.MGF1(h256), salt_length=32)
+        return lambda i: public.verify(sig, data, pss, h256)
+    if alg == "ES256":
+        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+        ecdsa = ec.ECDSA(hashes.SHA256())
+        return lambda i: public.verify(der, data, ecdsa)
+    return lambda i: public.verify(sig, data)
+
+
+def pyjwt_key(issuer: LocalIssuer) -> Any:
+    key = issuer.private_key
+    return key if isinstance(key, bytes) else key.public_key()
+
+
+class PyJWTBackend(AuthenticationBackend):
+    """What people write by hand: Starlette's AuthenticationMiddleware with PyJWT."""
+
+    def __init__(self, key: Any, alg: str, issuer: str, audience: str) -> None:
+        self.key, self.alg, self.issuer, self.audience = key, alg, issuer, audience
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        header = conn.headers.get("authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        try:
+            claims = pyjwt.decode(
+                token, self.key, algorithms=[self.alg], audience=self.audience, issuer=self.issuer
+            )
+        except pyjwt.PyJWTError as exc:
+            raise AuthenticationError("invalid token") from exc
+        scopes = claims.get("scope", "").split()
+        return AuthCredentials(["authenticated", *scopes]), SimpleUser(claims["sub"])
+
+
+async def endpoint(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def app_with(middleware: list[Middleware]) -> Starlette:
+    return Starlette(routes=[Route("/", endpoint)], middleware=middleware)
+
+
+def scope_for(token: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"api.example"),
+            (b"user-agent", b"bench/1.0"),
+            (b"accept", b"*/*"),
+            (b"authorization", b"Bearer " + token.encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+def bench_algorithm(alg: str, n: int, repeats: int) -> dict[str, float]:
+    issuer = LocalIssuer(algorithm=alg, kid=f"{alg}-bench")
+    # Fresh tokens: unique claims, so every call verifies a new token.
+    tokens = [issuer.mint(sub=f"user-{i}", scopes=["read"]) for i in range(n)]
+    repeat = tokens[0]
+    r: dict[str, float] = {}
+    r["raw"] = per_call(raw_check(issuer, repeat), n, repeats)
+    key = pyjwt_key(issuer)
+    r["pyjwt"] = per_call(
+        lambda i: pyjwt.decode(
+            tokens[i], key, algorithms=[alg], audience=issuer.audience, issuer=issuer.issuer
+        ),
+        n,
+        repeats,
+    )
+
+    def fresh_verify(i: int, holder: list[Verifier] = []) -> Any:  # noqa: B006
+        if i == 0:
+            holder[:] = [issuer.verifier()]  # empty cache for each repeat
+        return holder[0].verify(tokens[i])
+
+    r["verify_fresh"] = per_call(fresh_verify, n, repeats)
+    cached = issuer.verifier()
+    cached.verify(repeat)
+    r["verify_cached"] = per_call(lambda i: cached.verify(repeat), n, repeats)
+
+    fresh_scopes = [scope_for(t) for t in tokens]
+    repeat_scopes = [scope_for(repeat)] * n
+    bare = app_with([])
+    handmade = app_with(
+        [
+            Middleware(
+                AuthenticationMiddleware,
+                backend=PyJWTBackend(key, alg, issuer.issuer, issuer.audience),
+            )
+        ]
+    )
+    bare_t = asgi_per_call(bare, fresh_scopes, repeats)
+    r["handwritten"] = asgi_per_call(handmade, fresh_scopes, repeats) - bare_t
+
+    def guarded() -> Starlette:
+        return app_with([Middleware(JWTGuardMiddleware, verifier=issuer.verifier())])
+
+    # A new app (so a new, empty verified-token cache) for every repeat of the fresh run.
+    fresh = min(asgi_per_call(guarded(), fresh_scopes, 1) for _ in range(repeats))
+    r["middleware_fresh"] = fresh - bare_t
+    warm = guarded()
+    asgi_per_call(warm, repeat_scopes[:1], 1)
+    r["middleware_cached"] = asgi_per_call(warm, repeat_scopes, repeats) - asgi_per_call(
+        bare, repeat_scopes, repeats
+    )
+    return r
+
+
+def cache_memory(entries: int) -> tuple[float, int]:
+    """Peak MB of a verifier whose cache holds ``entries`` RS256 tokens."""
+    issuer = LocalIssuer(algorithm="RS256", kid="mem")
+    tokens = [
+        issuer.mint(sub=f"user-{i}", roles=["user"], scopes=["read", "write"])
+        for i in range(entries)
+    ]
+    verifier = issuer.verifier(cache_size=entries)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for token in tokens:
+        verifier.verify(token)
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    size = len(tokens[0])
+    del tokens
+    return (peak - base) / 1e6, size
+
+
+# -- HTTP level --------------------------------------------------------------------------------
+
+SERVER = """
+import sys
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from jwt_guard import JWTGuardMiddleware, StaticKeys, Verifier
+
+async def endpoint(request):
+    return PlainTextResponse("ok")
+
+middleware = []
+if sys.argv[2] == "guarded":
+    verifier = Verifier(keys=StaticKeys.from_jwks(sys.argv[3]), algorithms=["RS256"],
+                        issuer="https://issuer.test", audience="api://test")
+    middleware = [Middleware(JWTGuardMiddleware, verifier=verifier)]
+app = Starlette(routes=[Route("/", endpoint)], middleware=middleware)
+
+import uvicorn
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def http_throughput(seconds: int) -> dict[str, float] | None:
+    """Requests/s of a bare and a guarded app under uvicorn (1 worker), load from wrk."""
+    if shutil.which("wrk") is None:
+        return None
+    issuer = LocalIssuer(algorithm="RS256")
+    token = issuer.mint(ttl=3600)
+    jwks_path = f"/tmp/jwt_guard_bench_jwks_{os.getpid()}.json"
+    with open(jwks_path, "w") as fh:
+        json.dump(issuer.jwks, fh)
+    results: dict[str, float] = {}
+    try:
+        for mode in ("bare", "guarded"):
+            port = _free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-c", SERVER, str(port), mode, jwks_path],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                _wait_port(port)
+                url = f"http://127.0.0.1:{port}/"
+                auth = f"Authorization: Bearer {token}"
+                subprocess.run(
+                    ["wrk", "-t1", "-c16", "-d1s", "-H", auth, url],
+                    capture_output=True,
+                    check=True,
+                )  # warm-up
+                rates = []
+                for _ in range(2):
+                    out = subprocess.run(
+                        ["wrk", "-t1", "-c16", f"-d{seconds}s", "-H", auth, url],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                    if "Non-2xx" in out:
+                        raise RuntimeError("the guarded server refused the benchmark token")
+                    line = next(x for x in out.splitlines() if x.startswith("Requests/sec"))
+                    rates.append(float(line.split()[1]))
+                results[mode] = max(rates)
+            finally:
+                server.terminate()
+                server.wait(10)
+    finally:
+        os.unlink(jwks_path)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk run")
+    parser.add_argument("--algorithms", nargs="*", default=ALGORITHMS)
+    args = parser.parse_args(argv)
+    n, repeats = (500, 3) if args.quick else (2000, 5)
+
+    started = time.monotonic()
+    print(
+        f"jwt_guard benchmark — {time.strftime('%Y-%m-%d')} — {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"PyJWT {pyjwt.__version__}, n={n}, best of {repeats}\n"
+    )
+    header = (
+        "| alg | raw µs | PyJWT decode | Starlette+PyJWT mw | jwt_guard verify fresh "
+        "| verify cached | middleware fresh | middleware cached |"
+    )
+    print(header)
+    print("|" + "---|" * 8)
+    for alg in args.algorithms:
+        r = bench_algorithm(alg, n, repeats)
+        raw = r["raw"]
+
+        def cell(name: str, r: dict[str, float] = r, raw: float = raw) -> str:
+            return f"{r[name]:.1f} µs ({r[name] / raw:.2f}×)"
+
+        print(
+            f"| {alg} | {raw:.1f} | {cell('pyjwt')} | {cell('handwritten')} | "
+            f"{cell('verify_fresh')} | {cell('verify_cached')} | {cell('middleware_fresh')} | "
+            f"{cell('middleware_cached')} |",
+            flush=True,
+        )
+
+    entries = 2000 if args.quick else 10_000
+    mb, size = cache_memory(entries)
+    print(f"\nverified-token cache: {entries} RS256 tokens of {size} bytes → peak {mb:.1f} MB")
+
+    if not args.no_http:
+        http = http_throughput(3 if args.quick else 5)
+        if http is None:
+            print("HTTP run skipped: wrk is not installed (apt-get install wrk)")
+        else:
+            ratio = http["guarded"] / http["bare"]
+            print(
+                f"uvicorn (1 worker) + wrk (1 thread, 16 connections), repeat RS256 token: "
+                f"bare {http['bare']:.0f} req/s, guarded {http['guarded']:.0f} req/s "
+                f"→ {ratio:.0%} of bare"
+            )
+    print(f"\n(ran in {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
