@@ -19,6 +19,9 @@ __all__ = ["DEFAULT_MAX_TOKEN_BYTES", "CompactJWS", "b64url_decode", "parse_comp
 #: Real access tokens are 0.5-2 KiB; 8 KiB leaves room for fat claim sets while bounding the
 #: work an attacker can make us do before the signature is checked.
 DEFAULT_MAX_TOKEN_BYTES = 8192
+#: Objects and arrays a header or claims set may open (counted as "[" and "{" bytes, strings
+#: included). Real claim sets open a few dozen at most; this bounds nesting cheaply.
+MAX_JSON_CONTAINERS = 256
 
 # A base64url text is canonical only if the bits after the last full octet are zero; otherwise
 # several strings decode to the same bytes. Characters allowed last, by ``len % 4``.
@@ -71,6 +74,10 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_re
 
 def parse_json(raw: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object, rejecting duplicates and non-JSON constants."""
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_CONTAINERS:
+        # Refused before the recursive parser sees it: a 6 KiB "[[[[..." costs the decoder
+        # ~60 µs to give up on; counting costs well under a microsecond.
+        raise MalformedToken()
     try:
         # RFC 7515 §2: the header is UTF-8; json.loads(bytes) would also guess UTF-16/32.
         value = _DECODER.decode(raw.decode("utf-8"))

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import builtins
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import httpx
 import pytest
 
+from jwt_guard import _errors
 from jwt_guard.testing import LocalIssuer
+
+from .apps import flask_app, starlette_app
+from .servers import run_wsgi
 
 
 class FakeClock:
@@ -46,3 +55,56 @@ def make_issuer(_issuers: dict[str, LocalIssuer], clock: FakeClock) -> Callable[
 @pytest.fixture
 def issuer(make_issuer: Callable[..., LocalIssuer]) -> LocalIssuer:
     return make_issuer("RS256")
+
+
+AppFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture(params=["asgi", "wsgi"])  # the adapter behaviour suite runs on both
+async def make_client(
+    request: pytest.FixtureRequest, issuer: LocalIssuer
+) -> AsyncIterator[AppFactory]:
+    clients: list[httpx.AsyncClient] = []
+    with contextlib.ExitStack() as servers:
+
+        def make(verifier: Any = None, **options: Any) -> httpx.AsyncClient:
+            verifier = verifier or issuer.verifier()
+            if request.param == "asgi":
+                app = starlette_app(verifier, **options)
+                client = httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+                )
+            else:
+                options.pop("websocket_query_param", None)  # no WebSockets in WSGI
+                base = servers.enter_context(run_wsgi(flask_app(verifier, **options)))
+                client = httpx.AsyncClient(base_url=base)
+            clients.append(client)
+            return client
+
+        yield make
+        for client in clients:
+            await client.aclose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+_EXCEPTION_NAMES = [
+    name
+    for name, obj in {**vars(_errors), **vars(builtins)}.items()
+    if isinstance(obj, type) and issubclass(obj, BaseException)
+]
+
+
+def assert_no_leak(response: httpx.Response, *secrets: str) -> None:
+    """Nothing in the answer but fixed texts: no token, claim, kid, URL, exception or trace."""
+    text = response.text + json.dumps(dict(response.headers))
+    for secret in secrets:
+        assert secret not in text
+    for marker in ("Traceback", 'File "', *_EXCEPTION_NAMES):
+        assert marker not in text, marker
+
+
+def challenge(response: httpx.Response) -> str:
+    return response.headers["www-authenticate"]

@@ -7,64 +7,14 @@ Written once and run against both adapters: the ASGI middleware on a Starlette a
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-import httpx
 import pytest
 
 from jwt_guard import Answer, JWTGuardError
 from jwt_guard.testing import LocalIssuer
 
-from .apps import flask_app, starlette_app
-from .servers import run_wsgi
-
-AppFactory = Callable[..., httpx.AsyncClient]
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-async def make_client(
-    request: pytest.FixtureRequest, issuer: LocalIssuer
-) -> AsyncIterator[AppFactory]:
-    clients: list[httpx.AsyncClient] = []
-    with contextlib.ExitStack() as servers:
-
-        def make(verifier: Any = None, **options: Any) -> httpx.AsyncClient:
-            verifier = verifier or issuer.verifier()
-            if request.param == "asgi":
-                app = starlette_app(verifier, **options)
-                client = httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-                )
-            else:
-                options.pop("websocket_query_param", None)  # no WebSockets in WSGI
-                base = servers.enter_context(run_wsgi(flask_app(verifier, **options)))
-                client = httpx.AsyncClient(base_url=base)
-            clients.append(client)
-            return client
-
-        yield make
-        for client in clients:
-            await client.aclose()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_no_leak(response: httpx.Response, *secrets: str) -> None:
-    text = response.text + json.dumps(dict(response.headers))
-    for secret in secrets:
-        assert secret not in text
-    for marker in ("Traceback", "Error(", "Exception"):
-        assert marker not in text
-
-
-def challenge(response: httpx.Response) -> str:
-    return response.headers["www-authenticate"]
-
+from .conftest import AppFactory, assert_no_leak, bearer, challenge
 
 # -- success and placement ---------------------------------------------------------------------
 
