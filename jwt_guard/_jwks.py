@@ -451,14 +451,36 @@ class JWKSKeys(KeySource):
         return self._url
 
 
-def _check_response(response: httpx.Response) -> None:
-    if response.status_code != 200:
-        # Redirects included: a JWKS URL that moves is configuration to fix, and following it
-        # would let whoever controls the redirect choose our keys.
-        raise FetchFailed(f"HTTP status {response.status_code}")
-    length = response.headers.get("content-length")
-    if length is not None and not length.isdigit():
-        raise FetchFailed("invalid Content-Length")
+class _Body:
+    """What both drivers do with a streamed response: status, size cap, deadline."""
+
+    def __init__(self, response: httpx.Response, max_bytes: int, deadline: float) -> None:
+        if response.status_code != 200:
+            # Redirects included: a JWKS URL that moves is configuration to fix, and following
+            # it would let whoever controls the redirect choose our keys.
+            raise FetchFailed(f"HTTP status {response.status_code}")
+        length = response.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_bytes):
+            raise FetchFailed("response too large" if length.isdigit() else "bad Content-Length")
+        self.headers: Mapping[str, str] = dict(response.headers)
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._max = max_bytes
+        self._deadline = deadline
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max:
+            raise FetchFailed("response too large")  # abandoned: never buffered whole
+        if time.monotonic() > self._deadline:
+            raise FetchFailed("timed out")  # a slow drip must not outlast the total timeout
+        self._chunks.append(chunk)
+
+    def result(self) -> tuple[bytes, Mapping[str, str]]:
+        return b"".join(self._chunks), self.headers
+
+
+_REQUEST: Final = {"follow_redirects": False, "headers": {"Accept": "application/json"}}
 
 
 def _get_sync(
@@ -466,26 +488,11 @@ def _get_sync(
 ) -> tuple[bytes, Mapping[str, str]]:
     deadline = time.monotonic() + timeout
     try:
-        with client.stream(
-            "GET",
-            url,
-            timeout=timeout,
-            follow_redirects=False,
-            headers={"Accept": "application/json"},
-        ) as response:
-            _check_response(response)
-            if int(response.headers.get("content-length") or 0) > max_bytes:
-                raise FetchFailed("response too large")
-            chunks: list[bytes] = []
-            size = 0
+        with client.stream("GET", url, timeout=timeout, **_REQUEST) as response:  # type: ignore[arg-type]
+            body = _Body(response, max_bytes, deadline)
             for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchFailed("response too large")
-                if time.monotonic() > deadline:
-                    raise FetchFailed("timed out")
-                chunks.append(chunk)
-            return b"".join(chunks), dict(response.headers)
+                body.add(chunk)
+            return body.result()
     except httpx.TimeoutException as exc:
         raise FetchFailed("timed out") from exc
     except httpx.HTTPError as exc:
@@ -495,25 +502,14 @@ def _get_sync(
 async def _get_async(
     client: httpx.AsyncClient, url: str, timeout: float, max_bytes: int
 ) -> tuple[bytes, Mapping[str, str]]:
+    deadline = time.monotonic() + timeout
+
     async def fetch() -> tuple[bytes, Mapping[str, str]]:
-        async with client.stream(
-            "GET",
-            url,
-            timeout=timeout,
-            follow_redirects=False,
-            headers={"Accept": "application/json"},
-        ) as response:
-            _check_response(response)
-            if int(response.headers.get("content-length") or 0) > max_bytes:
-                raise FetchFailed("response too large")
-            chunks: list[bytes] = []
-            size = 0
+        async with client.stream("GET", url, timeout=timeout, **_REQUEST) as response:  # type: ignore[arg-type]
+            body = _Body(response, max_bytes, deadline)
             async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchFailed("response too large")
-                chunks.append(chunk)
-            return b"".join(chunks), dict(response.headers)
+                body.add(chunk)
+            return body.result()
 
     try:
         return await asyncio.wait_for(fetch(), timeout)

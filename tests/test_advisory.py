@@ -12,7 +12,7 @@ from threading import Thread
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwt_guard import (
@@ -31,6 +31,8 @@ from jwt_guard import (
 from jwt_guard._signing import b64url, generate_key, public_jwk
 from jwt_guard.testing import LocalIssuer, compact, forge
 
+from .security.helpers import public_forms
+
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE", "NoNe"])
 def test_rfc8725_3_1_alg_none_in_any_case(issuer: LocalIssuer, alg: str) -> None:
@@ -42,29 +44,13 @@ def test_rfc8725_3_1_alg_none_in_any_case(issuer: LocalIssuer, alg: str) -> None
             verifier.verify(token)
 
 
-def _rsa_public_forms(issuer: LocalIssuer) -> dict[str, bytes]:
-    public = issuer.private_key.public_key()
-    return {
-        "spki_pem": public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        "pkcs1_pem": public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
-        ),
-        "der": public.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        "jwk_json": json.dumps(public_jwk(issuer.private_key, kid=issuer.kid)).encode(),
-    }
-
-
 @pytest.mark.parametrize("form", ["spki_pem", "pkcs1_pem", "der", "jwk_json"])
 @pytest.mark.parametrize("allowed", [["RS256"], ["RS256", "HS256"]])
 def test_cve_2022_29217_algorithm_confusion_public_key_as_hmac_secret(
     issuer: LocalIssuer, form: str, allowed: list[str]
 ) -> None:
     # The attacker signs HS256 with the server's public key, in every encoding.
-    secret = _rsa_public_forms(issuer)[form]
+    secret = public_forms(issuer)[form]
     token = forge({"alg": "HS256", "kid": issuer.kid}, issuer.claims(), secret, "HS256")
     verifier = issuer.verifier(algorithms=allowed)
     with pytest.raises((AlgorithmNotAllowed, KeyNotFound)):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
+from cryptography.hazmat.primitives import serialization
+
+from jwt_guard._signing import public_jwk
+from jwt_guard.testing import LocalIssuer
 
 from ..conftest import assert_no_leak, bearer
 
@@ -25,3 +31,20 @@ async def rejected(
         assert 'error="invalid_token"' in response.headers["www-authenticate"]
     assert_no_leak(response, token, *secrets)
     return response
+
+
+def public_forms(issuer: LocalIssuer) -> dict[str, bytes]:
+    """The server's RSA public key in every encoding an attacker might use as an HMAC secret."""
+    public = issuer.private_key.public_key()
+    return {
+        "spki_pem": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "pkcs1_pem": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
+        ),
+        "der": public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "jwk_json": json.dumps(public_jwk(issuer.private_key, kid=issuer.kid)).encode(),
+    }

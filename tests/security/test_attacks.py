@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,25 +19,9 @@ from jwt_guard._signing import b64url, generate_key, public_jwk
 from jwt_guard.testing import LocalIssuer, compact, forge
 
 from ..conftest import AppFactory
-from .helpers import rejected
+from .helpers import public_forms, rejected
 
 # -- algorithm confusion ---------------------------------------------------------------------
-
-
-def public_forms(issuer: LocalIssuer) -> dict[str, bytes]:
-    public = issuer.private_key.public_key()
-    return {
-        "spki_pem": public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        "pkcs1_pem": public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
-        ),
-        "der": public.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        "jwk_json": json.dumps(public_jwk(issuer.private_key, kid=issuer.kid)).encode(),
-    }
 
 
 @pytest.mark.parametrize("form", ["spki_pem", "pkcs1_pem", "der", "jwk_json"])
