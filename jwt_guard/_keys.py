@@ -507,7 +507,7 @@ def _fingerprint(data: Mapping[str, Any]) -> str:
 class KeySet:
     """An immutable set of keys with lookup by ``kid`` and algorithm."""
 
-    __slots__ = ("_by_kid", "_fingerprints", "keys")
+    __slots__ = ("_by_kid", "_fingerprints", "_memo", "keys")
 
     def __init__(self, keys: Iterable[JWK]) -> None:
         self.keys: tuple[JWK, ...] = tuple(keys)
@@ -517,6 +517,9 @@ class KeySet:
                 by_kid.setdefault(key.kid, []).append(key)
         self._by_kid = {kid: tuple(found) for kid, found in by_kid.items()}
         self._fingerprints = frozenset(k.fingerprint for k in self.keys)
+        # (kid, alg) -> candidates, filled only for kids in the set (and no kid), so tokens
+        # with made-up kids cannot grow it.
+        self._memo: dict[tuple[str | None, str], tuple[JWK, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -536,6 +539,19 @@ class KeySet:
 
     def candidates(self, kid: str | None, alg: str) -> Sequence[JWK]:
         """The keys that may verify a token with this header; raises :class:`KeyNotFound`."""
+        memo = self._memo.get((kid, alg))
+        if memo:
+            return memo
+        if memo is not None or alg not in ALGORITHMS:
+            raise KeyNotFound()
+        found = self._select(kid, alg)
+        if kid is None or kid in self._by_kid:
+            self._memo[(kid, alg)] = found
+        if not found:
+            raise KeyNotFound()
+        return found
+
+    def _select(self, kid: str | None, alg: str) -> tuple[JWK, ...]:
         if kid is not None:
             found = [k for k in self._by_kid.get(kid, ()) if k.fits(alg)]
             if not found and kid not in self._by_kid:
@@ -545,9 +561,7 @@ class KeySet:
                 found = found[:MAX_KIDLESS_CANDIDATES]
         else:
             found = [k for k in self.keys if k.fits(alg)][:MAX_KIDLESS_CANDIDATES]
-        if not found:
-            raise KeyNotFound()
-        return found
+        return tuple(found)
 
     @classmethod
     def from_jwks(

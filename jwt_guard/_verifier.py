@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from cachetools import LRUCache
@@ -125,15 +125,19 @@ class _Pending(NamedTuple):
     policy: _Policy
 
 
-@dataclass(slots=True)
-class _Cached:
+class _Cached(NamedTuple):
     principal: Principal
     key: JWK
     policy: _Policy
     exp: float | None
     nbf: float | None
     iat: float | None
-    kid: str | None = field(default=None)
+    kid: str | None
+
+
+# NamedTuples on the hot path are built with the C-level tuple constructor: the generated
+# ``__new__`` is Python code and costs more than everything it stores.
+_new = tuple.__new__
 
 
 class Verifier:
@@ -530,7 +534,7 @@ class Verifier:
             raise AlgorithmNotAllowed()
         signature = b64url_decode(s64)
         signing_input = token[: len(h64) + 1 + len(p64)].encode("ascii")
-        return _Pending(header, payload, signing_input, signature, policy)
+        return _new(_Pending, (header, payload, signing_input, signature, policy))
 
     def _route(self, payload: Mapping[str, Any]) -> _Policy:
         if self._routes is None:
@@ -567,14 +571,17 @@ class Verifier:
         if self._cache is not None:
             nbf = payload.get("nbf")
             iat = payload.get("iat")
-            entry = _Cached(
-                principal,
-                key,
-                policy,
-                exp,
-                nbf if isinstance(nbf, (int, float)) else None,
-                iat if isinstance(iat, (int, float)) else None,
-                header.kid,
+            entry = _new(
+                _Cached,
+                (
+                    principal,
+                    key,
+                    policy,
+                    exp,
+                    nbf if isinstance(nbf, (int, float)) else None,
+                    iat if isinstance(iat, (int, float)) else None,
+                    header.kid,
+                ),
             )
             with self._cache_lock:
                 self._cache[token] = entry

@@ -184,3 +184,16 @@ def test_key_without_kid_matches_any_kid_but_kid_bound_keys_do_not() -> None:
     keys = KeySet([loose, bound])
     assert list(keys.candidates("anything", "ES256")) == [loose]
     assert list(keys.candidates("a", "ES256")) == [bound]
+
+
+def test_candidates_are_memoized_without_growing_for_unknown_kids() -> None:
+    a = JWK.from_dict(public_jwk(generate_key("ES256"), kid="a"))
+    keys = KeySet([a])
+    for _ in range(2):  # the second round answers from the memo, with the same outcomes
+        assert keys.candidates("a", "ES256") == (a,)
+        with pytest.raises(KeyNotFound):
+            keys.candidates("a", "RS256")
+        for i in range(50):
+            with pytest.raises(KeyNotFound):
+                keys.candidates(f"unknown-{i}", "ES256")
+    assert len(keys._memo) == 2
