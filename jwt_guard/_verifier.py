@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from cachetools import LRUCache
+from cachetools import FIFOCache
 
 from ._claims import (
     MAX_LEEWAY,
@@ -262,8 +262,10 @@ class Verifier:
             )
         self._all_algorithms = frozenset().union(*(p.algorithms for p in self._policies))
         self._headers: dict[str, _Header] = {}
-        self._cache: LRUCache[str, _Cached] | None = (
-            LRUCache(maxsize=cache_size) if cache_size else None
+        # First in, first out: a hit does not reorder anything, so lookups need no lock (only
+        # insertions and removals take it). A token outliving its place is verified again.
+        self._cache: FIFOCache[str, _Cached] | None = (
+            FIFOCache(maxsize=cache_size) if cache_size else None
         )
         self._cache_lock = threading.Lock()
 
@@ -457,11 +459,12 @@ class Verifier:
         every hit: ``exp``/``nbf``/``max_token_age`` against the clock here, key presence and
         the denylist by the drivers. Failures are never cached.
         """
-        if self._cache is None or type(token) is not str:
+        cache = self._cache
+        if cache is None or type(token) is not str:
             return None
-        with self._cache_lock:
-            entry = self._cache.get(token)
-        if entry is None:
+        try:
+            entry = cache[token]
+        except KeyError:  # absent, or evicted by another thread a moment ago
             return None
         now = self._clock()
         leeway = self._leeway
