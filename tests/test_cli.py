@@ -141,6 +141,38 @@ def test_verify_against_a_jwks_url(keydir: Path) -> None:
     assert code == 0 and json.loads(out)["valid"]
 
 
+def test_verify_with_oidc_discovery(keydir: Path) -> None:
+    jwks = json.loads((keydir / "jwks.json").read_text())
+    with JWKSServer(jwks, issuer=None) as server:
+        code, token, _ = run(
+            "mint",
+            "--key",
+            str(keydir / "private.pem"),
+            "--alg",
+            "ES256",
+            "--kid",
+            "cli-1",
+            "--iss",
+            server.base_url,
+            "--aud",
+            "api",
+        )
+        code, out, _ = run(
+            "verify",
+            token.strip(),
+            "--discover",
+            server.base_url,
+            "--issuer",
+            server.base_url,
+            "--algorithm",
+            "ES256",
+            "--audience",
+            "api",
+        )
+        assert server.requests["/.well-known/openid-configuration"] == 1
+    assert code == 0 and json.loads(out)["valid"]
+
+
 def test_verify_with_hmac_secret_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     from jwt_guard._signing import encode_compact
 

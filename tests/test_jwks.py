@@ -524,3 +524,25 @@ def test_provider_constructors() -> None:
     assert len(verifier.key_sources) == 6
     with pytest.raises(ValueError):
         providers.auth0("evil.com/x?", audience="api")
+
+
+async def test_injected_clients_are_used(idp: LocalIssuer, server: JWKSServer) -> None:
+    import httpx
+
+    seen: list[str] = []
+
+    def hook(request: httpx.Request) -> None:
+        seen.append(str(request.url))
+
+    async def ahook(request: httpx.Request) -> None:
+        seen.append(str(request.url))
+
+    with httpx.Client(event_hooks={"request": [hook]}) as sync_client:
+        source = JWKSKeys(server.url, client=sync_client)
+        assert verifier_for(idp, source).verify(idp.mint())
+    async with httpx.AsyncClient(event_hooks={"request": [ahook]}) as async_client:
+        source = JWKSKeys(server.url, client=async_client)
+        assert await verifier_for(idp, source).averify(idp.mint())
+        await source.aclose()  # an injected client is left to its owner
+        assert not async_client.is_closed
+    assert seen == [server.url, server.url]
