@@ -2,7 +2,7 @@
 
 CI runs a bounded number of examples. For a long campaign:
 
-    JWT_GUARD_FUZZ_EXAMPLES=200000 python -m pytest tests/security/test_fuzz.py -p no:randomly
+    JWT_GUARD_FUZZ_EXAMPLES=200000 python -m pytest tests/security/test_fuzz.py
 """
 
 from __future__ import annotations
