@@ -394,6 +394,9 @@ class JWKSKeys(KeySource):
             key_set, headers = self._fetch_document_sync(self._sync_client)
         except FetchFailed as exc:
             self._failed(str(exc))
+        except Exception as exc:  # a bug or an exotic transport error: still only a failure
+            logger.exception("jwt_guard: unexpected error while fetching the JWKS")
+            self._failed(f"unexpected error: {type(exc).__name__}")
         else:
             self._succeeded(key_set, headers)
 
@@ -425,6 +428,9 @@ class JWKSKeys(KeySource):
             key_set, headers = await self._fetch_document_async(self._client_for_loop())
         except FetchFailed as exc:
             self._failed(str(exc))
+        except Exception as exc:  # a bug or an exotic transport error: still only a failure
+            logger.exception("jwt_guard: unexpected error while fetching the JWKS")
+            self._failed(f"unexpected error: {type(exc).__name__}")
         else:
             self._succeeded(key_set, headers)
 

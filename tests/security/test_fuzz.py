@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from typing import Any
 
@@ -170,3 +171,48 @@ def test_wsgi_requests_end_in_allowed_statuses(req: dict[str, Any]) -> None:
     response = WSGI_CLIENT.open(req["path"], method=req["method"], headers=list(merged.items()))
     assert response.status_code in ALLOWED_STATUSES | {404, 405}
     assert response.status_code != 500
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+jwk_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "kty": st.sampled_from(["RSA", "EC", "OKP", "oct", "XYZ", ""]) | json_values,
+        "kid": st.text(max_size=10) | json_values,
+        "alg": st.sampled_from(["RS256", "ES256", "EdDSA", "HS256", "none"]) | json_values,
+        "use": st.sampled_from(["sig", "enc"]) | json_values,
+        "key_ops": st.lists(st.sampled_from(["verify", "sign"])) | json_values,
+        "crv": st.sampled_from(["P-256", "P-384", "Ed25519", "secp256k1"]) | json_values,
+        "n": st.text("ABCDEFabcdef0123456789-_", max_size=40) | json_values,
+        "e": st.sampled_from(["AQAB", "Aw", ""]) | json_values,
+        "x": st.text("ABCDEFabcdef0123456789-_", max_size=60) | json_values,
+        "y": st.text("ABCDEFabcdef0123456789-_", max_size=60) | json_values,
+        "d": json_values,
+        "k": json_values,
+    },
+)
+jwks_documents = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"keys": st.lists(jwk_like | json_values, max_size=5)}),
+    st.builds(
+        lambda keys: {"keys": [*keys, ISSUER.jwks["keys"][0]]}, st.lists(jwk_like, max_size=3)
+    ),
+)
+
+
+@FUZZ
+@given(st.one_of(jwks_documents.map(lambda d: json.dumps(d).encode()), st.binary(max_size=100)))
+def test_jwks_document_parser_only_fails_cleanly(body: bytes) -> None:
+    from jwt_guard._jwks import FetchFailed, parse_document
+
+    try:
+        key_set = parse_document(body, None)
+    except FetchFailed:
+        return
+    assert len(key_set) >= 1
