@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from ._errors import CSRFFailed, InvalidRequest
+from ._errors import ConfigurationError, CSRFFailed, InvalidRequest
 
 __all__ = [
     "CSRF",
@@ -52,6 +52,14 @@ class CSRF:
     trusted_origins: Sequence[str] = field(default=())
 
     def __post_init__(self) -> None:
+        if not isinstance(self.cookie, str) or not self.cookie:
+            raise ConfigurationError("CSRF cookie must be a cookie name")
+        if not isinstance(self.header, str) or not self.header:
+            raise ConfigurationError("CSRF header must be a header name")
+        if isinstance(self.trusted_origins, str) or not all(
+            isinstance(o, str) and "://" in o for o in self.trusted_origins
+        ):
+            raise ConfigurationError("trusted_origins must be a list of origins like https://a.b")
         object.__setattr__(self, "header", self.header.lower())
         object.__setattr__(
             self, "trusted_origins", tuple(o.rstrip("/").lower() for o in self.trusted_origins)

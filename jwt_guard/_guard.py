@@ -64,6 +64,12 @@ class Guard:
             isinstance(p, str) and p.startswith("/") for p in exclude
         ):
             raise ConfigurationError("exclude must be a list of paths starting with '/'")
+        if not isinstance(csrf, (bool, CSRF)):
+            raise ConfigurationError("csrf must be True, False or a jwt_guard.CSRF")
+        if websocket_query_param is not None and (
+            not isinstance(websocket_query_param, str) or not websocket_query_param
+        ):
+            raise ConfigurationError("websocket_query_param must be a parameter name")
         if on_error is not None and not callable(on_error):
             raise ConfigurationError("on_error must be callable")
         self.verifier = verifier

@@ -58,7 +58,10 @@ _DEFAULT_SCOPES_CLAIM: Final = ("scope", "scp")
 def _strings(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
     if value is None:
         return None
-    items = (value,) if isinstance(value, str) else tuple(value)
+    try:
+        items = (value,) if isinstance(value, str) else tuple(value)
+    except TypeError:
+        items = ()
     if not items or not all(isinstance(v, str) and v for v in items):
         raise ConfigurationError(f"{what} must be a non-empty string or list of strings")
     return items
@@ -192,6 +195,10 @@ class Verifier:
             raise ConfigurationError("typ must be a non-empty string")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigurationError("cache_size must be a non-negative integer")
+        if clock is not None and not callable(clock):
+            raise ConfigurationError("clock must be a callable returning epoch seconds")
+        if denylist is not None and not isinstance(denylist, Denylist):
+            raise ConfigurationError("denylist must be a MemoryDenylist, RedisDenylist or Denylist")
         roles_paths = _strings(roles_claim, "roles_claim") or ()
         scopes_paths = _strings(scopes_claim, "scopes_claim") or ()
         required = tuple(dict.fromkeys(required_claims))

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ._errors import ConfigurationError
 from ._jwks import JWKSKeys
 from ._verifier import TrustedIssuer
 
@@ -28,7 +29,7 @@ _LABEL = re.compile(r"[A-Za-z0-9.-]+")
 def _host(value: str, what: str) -> str:
     # Values are spliced into URLs: refuse anything that could change the URL's meaning.
     if not isinstance(value, str) or not _LABEL.fullmatch(value):
-        raise ValueError(f"{what} must be a bare host name or identifier")
+        raise ConfigurationError(f"{what} must be a bare host name or identifier")
     return value
 
 
@@ -99,7 +100,7 @@ def cognito(
     """AWS Cognito: groups in ``cognito:groups``. Access tokens carry ``client_id`` and no
     ``aud``; give ``audience`` only for ID tokens."""
     if not isinstance(user_pool_id, str) or not re.fullmatch(r"[\w-]+", user_pool_id):
-        raise ValueError("user_pool_id must look like 'eu-west-1_AbCdEf123'")
+        raise ConfigurationError("user_pool_id must look like 'eu-west-1_AbCdEf123'")
     issuer = f"https://cognito-idp.{_host(region, 'region')}.amazonaws.com/{user_pool_id}"
     return TrustedIssuer(
         issuer,

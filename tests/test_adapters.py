@@ -8,6 +8,7 @@ Written once and run against both adapters: the ASGI middleware on a Starlette a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -340,3 +341,44 @@ async def test_no_rejection_echoes_token_or_claims(
     response = await make_client().get("/me", headers=bearer(bad))
     assert response.status_code in (400, 401)
     assert_no_leak(response, bad, token, "leaky-subject", "someone@example.com", issuer.kid)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cookie": "bad name;"},
+        {"exclude": "/health"},
+        {"exclude": ["health"]},
+        {"csrf": "yes"},
+        {"realm": 'a"b'},
+        {"on_error": "not callable"},
+        {"header": False},
+        {"websocket_query_param": 5},
+    ],
+)
+def test_middleware_configuration_errors(issuer: LocalIssuer, options: dict[str, Any]) -> None:
+    from jwt_guard import ConfigurationError, JWTGuardMiddleware
+    from jwt_guard.wsgi import JWTGuardWSGIMiddleware
+
+    with pytest.raises(ConfigurationError):
+        JWTGuardMiddleware(None, verifier=issuer.verifier(), **options)  # type: ignore[arg-type]
+    options.pop("websocket_query_param", None)
+    if options:
+        with pytest.raises(ConfigurationError):
+            JWTGuardWSGIMiddleware(None, verifier=issuer.verifier(), **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cookie": ""},
+        {"header": 5},
+        {"trusted_origins": "https://a.example"},
+        {"trusted_origins": ["a.example"]},
+    ],
+)
+def test_csrf_configuration_errors(kwargs: dict[str, Any]) -> None:
+    from jwt_guard import CSRF, ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        CSRF(**kwargs)

@@ -522,8 +522,10 @@ def test_provider_constructors() -> None:
         assert isinstance(trusted.keys, JWKSKeys)
     verifier = Verifier(algorithms=["RS256"], issuers=list(cases))
     assert len(verifier.key_sources) == 6
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         providers.auth0("evil.com/x?", audience="api")
+    with pytest.raises(ConfigurationError):
+        providers.cognito("eu-west-1", "../../x")
 
 
 async def test_injected_clients_are_used(idp: LocalIssuer, server: JWKSServer) -> None:

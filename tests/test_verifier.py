@@ -75,6 +75,11 @@ def test_none_can_never_be_configured(issuer: LocalIssuer, none: str) -> None:
         {"audience": [1]},
         {"cache_size": -1},
         {"keys": "not a key source"},
+        {"roles_claim": 5},
+        {"scopes_claim": [""]},
+        {"clock": "now"},
+        {"denylist": "redis://x"},
+        {"typ": ""},
     ],
 )
 def test_invalid_configuration_is_refused(issuer: LocalIssuer, kwargs: dict[str, Any]) -> None:
