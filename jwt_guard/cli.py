@@ -170,18 +170,21 @@ def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     if args.alg.startswith("HS"):
         raise UsageError("keygen makes asymmetric key pairs; for HS* use a random secret")
     outdir = Path(args.out)
-    outdir.mkdir(parents=True, exist_ok=True)
     kid = args.kid or uuid.uuid4().hex[:16]
     key = generate_key(args.alg)
     private_path = outdir / "private.pem"
-    # 0600 from the start: never a moment where the private key is world-readable.
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_pem(key))
-    os.chmod(private_path, 0o600)
-    (outdir / "public.pem").write_bytes(public_pem(key))
     jwks = {"keys": [public_jwk(key, kid=kid, alg=args.alg)]}
-    (outdir / "jwks.json").write_text(json.dumps(jwks, indent=2) + "\n")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        # 0600 from the start: never a moment where the private key is world-readable.
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private_pem(key))
+        os.chmod(private_path, 0o600)
+        (outdir / "public.pem").write_bytes(public_pem(key))
+        (outdir / "jwks.json").write_text(json.dumps(jwks, indent=2) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write to {outdir}: {exc.strerror}") from exc
     out.write(
         json.dumps(
             {

@@ -264,3 +264,64 @@ def test_issuer_fixture_unused_is_fine(issuer: LocalIssuer) -> None:
     # The CLI verifies what the library issues.
     token = issuer.mint()
     assert token.count(".") == 2
+
+
+def test_keygen_refuses_hmac_and_bad_paths(tmp_path: Path) -> None:
+    assert run("keygen", "--alg", "HS256", "--out", str(tmp_path))[0] == 2
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run("keygen", "--alg", "ES256", "--out", str(blocker / "sub"))
+    assert code == 2 and "cannot write" in err
+
+
+def test_mint_refuses_a_key_that_does_not_fit(keydir: Path) -> None:
+    code, _, err = run("mint", "--key", str(keydir / "private.pem"), "--alg", "RS256")
+    assert code == 2 and "does not fit" in err
+    code, _, err = run("mint", "--key", str(keydir / "jwks.json"), "--alg", "ES256")
+    assert code == 2 and "PEM private key" in err
+    code, _, err = run(
+        "mint", "--key", str(keydir / "private.pem"), "--alg", "ES256", "--claim", "novalue"
+    )
+    assert code == 2 and "name=value" in err
+
+
+def test_demo_command_serves_and_prints_a_working_curl(tmp_path: Path) -> None:
+    import re
+    import time
+
+    import httpx
+
+    from .redis_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jwt_guard", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = ""
+        assert proc.stdout is not None
+        while "curl" not in banner:
+            line = proc.stdout.readline()
+            assert line, "demo exited early: " + banner
+            banner += line
+        assert "alice / alice" in banner and "bob / bob" in banner
+        match = re.search(r"Bearer ([A-Za-z0-9_.-]+)' (http://\S+)", banner)
+        assert match is not None
+        token, url = match.groups()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                response = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.status_code == 200 and response.json()["sub"] == "alice"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
