@@ -154,6 +154,20 @@ class MemoryDenylist(Denylist):
         self.add_subject(issuer, subject, issued_before, until)
 
 
+# Stores max(old, new) with the longer of the two lifetimes, atomically: a second revocation
+# of a subject with an earlier cut-off, or a shorter-lived token, never weakens the first.
+_KEEP_MAX: Final = """
+local value = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current > value then value = current end
+local left = redis.call('TTL', KEYS[1])
+if left > ttl then ttl = left end
+redis.call('SET', KEYS[1], string.format('%.6f', value), 'EX', ttl)
+return 1
+"""
+
+
 class RedisDenylist(Denylist):
     """A denylist in Redis, shared by every instance (``pip install jwt_guard[redis]``).
 
@@ -306,7 +320,7 @@ class RedisDenylist(Denylist):
 
     def _write_sync(self, key: str, value: str, until: float) -> None:
         try:
-            self._sync_client().set(self.prefix + key, value, ex=self._ttl(until))
+            self._sync_client().eval(_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until))
         except (self._redis.RedisError, OSError) as exc:
             # Writes never fail open: a revocation that was not stored must not look stored.
             raise DenylistUnavailable() from exc
@@ -314,7 +328,7 @@ class RedisDenylist(Denylist):
     async def _write_async(self, key: str, value: str, until: float) -> None:
         try:
             await asyncio.wait_for(
-                self._async_client().set(self.prefix + key, value, ex=self._ttl(until)),
+                self._async_client().eval(_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until)),
                 self.timeout,
             )
         except (TimeoutError, self._redis.RedisError, OSError) as exc:

@@ -271,3 +271,25 @@ def test_revoke_kills_cached_tokens_in_memory_path(tmp_path: Path, issuer: Local
     verifier.revoke(principal)
     with pytest.raises(TokenRevoked):
         verifier.verify(token)
+
+
+async def test_later_subject_revocation_with_earlier_cutoff_does_not_weaken(
+    redis_url: str, prefix: str
+) -> None:
+    idp = real_clock_issuer()
+    denylist = RedisDenylist(redis_url, prefix=prefix)
+    verifier = idp.verifier(denylist=denylist)
+    now = int(time.time())
+    token = idp.mint(sub="eve", iat=now - 5)
+    verifier.revoke_subject("eve", issued_before=now)
+    await verifier.arevoke_subject("eve", issued_before=now - 3600, ttl=10)
+    with pytest.raises(TokenRevoked):
+        verifier.verify(token)
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    (key,) = client.keys(prefix + "*")
+    assert client.ttl(key) > 86400  # the longer lifetime is kept too
+    client.close()
+    await denylist.aclose()
+    denylist.close()
