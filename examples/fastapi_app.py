@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from jwt_guard import JWTGuardMiddleware, Verifier, require_roles
-from jwt_guard.fastapi import CurrentPrincipal
+from jwt_guard import JWTGuardMiddleware, Verifier
+from jwt_guard.fastapi import CurrentPrincipal, require_roles
 
 app = FastAPI(title="jwt_guard example")
 app.add_middleware(

@@ -12,12 +12,14 @@ Bearer security scheme, so the OpenAPI docs show the Authorize button and the lo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from ._authz import Requirement
 from ._errors import AuthenticationRequired
 from ._principal import Principal
 
@@ -27,6 +29,8 @@ __all__ = [
     "bearer_scheme",
     "get_optional_principal",
     "get_principal",
+    "require_roles",
+    "require_scopes",
 ]
 
 #: The OpenAPI security scheme. ``auto_error=False``: the middleware, not FastAPI, answers
@@ -60,3 +64,28 @@ async def get_optional_principal(
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]:
+    async def check(
+        request: HTTPConnection,
+        _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    ) -> Principal:
+        return requirement.check(request.scope.get("user"))
+
+    check.__qualname__ = check.__name__ = repr(requirement)
+    return check
+
+
+def require_roles(*roles: str, any_of: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """An async FastAPI dependency (no threadpool hop) requiring roles; returns the principal.
+
+    ``jwt_guard.require_roles`` works as a FastAPI dependency too, but FastAPI runs it in a
+    thread because it must also be a plain decorator.
+    """
+    return _dependency(Requirement("roles", roles, any_of))
+
+
+def require_scopes(*scopes: str, any_of: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """An async FastAPI dependency requiring scopes; returns the principal."""
+    return _dependency(Requirement("scopes", scopes, any_of))

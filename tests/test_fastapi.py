@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from jwt_guard import JWTGuardMiddleware, require_roles, require_scopes
+from jwt_guard import JWTGuardMiddleware, Principal, require_roles, require_scopes
 from jwt_guard.fastapi import CurrentPrincipal, OptionalPrincipal
 from jwt_guard.testing import LocalIssuer
 
@@ -96,3 +96,34 @@ async def test_openapi_declares_bearer_scheme_and_locks(client: httpx.AsyncClien
         assert spec["paths"][path]["get"]["security"] == [{"HTTPBearer": []}]
     docs = await client.get("/docs")
     assert docs.status_code == 200
+
+
+async def test_async_fastapi_variants(issuer: LocalIssuer) -> None:
+    import inspect
+
+    from jwt_guard import fastapi as jg_fastapi
+
+    dependency = jg_fastapi.require_roles("admin")
+    assert inspect.iscoroutinefunction(dependency)
+    app = FastAPI()
+    app.add_middleware(JWTGuardMiddleware, verifier=issuer.verifier(), optional=True)
+
+    @app.get("/admin")
+    async def admin(principal: Principal = Depends(dependency)) -> dict[str, object]:
+        return {"sub": principal.subject}
+
+    @app.get("/write", dependencies=[Depends(jg_fastapi.require_scopes("w", "x", any_of=True))])
+    async def write() -> dict[str, bool]:
+        return {"ok": True}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        ok = await c.get("/admin", headers=auth(issuer.mint(sub="a", roles=["admin"])))
+        assert ok.json() == {"sub": "a"}
+        no = await c.get("/admin", headers=auth(issuer.mint(roles=["user"])))
+        assert no.status_code == 403 and no.json()["code"] == "insufficient_role"
+        assert (await c.get("/admin")).status_code == 401
+        assert (await c.get("/write", headers=auth(issuer.mint(scopes=["x"])))).status_code == 200
+        assert (await c.get("/write", headers=auth(issuer.mint(scopes=["y"])))).status_code == 403
+        spec = (await c.get("/openapi.json")).json()
+        assert spec["paths"]["/admin"]["get"]["security"] == [{"HTTPBearer": []}]
