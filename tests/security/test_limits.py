@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import pytest
 
@@ -22,14 +21,22 @@ def test_token_size_limit_applies_before_decoding(issuer: LocalIssuer) -> None:
 
 
 @pytest.mark.parametrize("opener", [b"[", b'{"a":'])
-def test_deep_json_nesting_rejected_cheaply(issuer: LocalIssuer, opener: bytes) -> None:
+def test_deep_json_nesting_rejected_cheaply(
+    issuer: LocalIssuer, opener: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jwt_guard import _parse
+
     payload = opener * (2000 if opener == b"[" else 1000)
     token = forge({"alg": "RS256", "kid": issuer.kid}, payload, issuer.private_key, "RS256")
     verifier = issuer.verifier()
-    started = time.perf_counter()
-    with pytest.raises(MalformedToken):
+    verifier.verify(issuer.mint())  # the protected header is now parsed and remembered
+    decoded: list[str] = []
+    real = _parse._DECODER.decode
+    monkeypatch.setattr(_parse._DECODER, "decode", lambda text: decoded.append(text) or real(text))
+    with pytest.raises(MalformedToken) as info:
         verifier.verify(token)
-    assert time.perf_counter() - started < 0.5  # generous: a sanity bound, not a benchmark
+    # Refused by the container count, before the recursive JSON parser ever ran.
+    assert decoded == [] and info.value.__cause__ is None
 
 
 def test_invalid_token_flood_keeps_caches_bounded(issuer: LocalIssuer) -> None:
@@ -49,15 +56,25 @@ def test_jwks_key_count_cap() -> None:
         KeySet.from_jwks(doc, allow_symmetric=False, strict=False)
 
 
-def test_16384_bit_rsa_key_in_jwks_is_skipped_quickly() -> None:
+def test_16384_bit_rsa_key_in_jwks_is_skipped_before_it_is_built(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     rng = random.Random(7)
     n = rng.getrandbits(16384) | (1 << 16383) | 1
     huge = {"kty": "RSA", "kid": "huge", "n": b64url(n.to_bytes(2048, "big")), "e": "AQAB"}
     good = public_jwk(generate_key("RS256"), kid="good")
-    started = time.perf_counter()
-    key_set = KeySet.from_jwks({"keys": [huge, good]}, allow_symmetric=False, strict=False)
-    assert time.perf_counter() - started < 1.0
+    built: list[int] = []
+    real = rsa.RSAPublicNumbers.public_key
+    monkeypatch.setattr(
+        rsa.RSAPublicNumbers, "public_key", lambda self, *a: built.append(self.n) or real(self, *a)
+    )
+    with caplog.at_level("WARNING", logger="jwt_guard"):
+        key_set = KeySet.from_jwks({"keys": [huge, good]}, allow_symmetric=False, strict=False)
     assert key_set.key_ids == ("good",)
+    assert n not in built  # refused by its size, never turned into a key object
+    assert any("8192" in r.getMessage() for r in caplog.records)
 
 
 async def test_jwks_response_size_cap(clock: object) -> None:
