@@ -98,6 +98,9 @@ class JWTGuardMiddleware:
             return
         guard = self.guard
         if guard.excludes and guard.is_excluded(scope["path"]):
+            # Public path: no token is read, and request.user is a plain anonymous user.
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
             await self.app(scope, receive, send)
             return
         # One pass over the raw headers for the two we always need; the rest is decoded only

@@ -74,6 +74,7 @@ class JWTGuardWSGIMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self.guard.is_excluded(environ.get("PATH_INFO", "") or "/"):
+            environ[PRINCIPAL_KEY] = None  # public path: no token is read
             return self.app(environ, start_response)
         authorization = environ.get("HTTP_AUTHORIZATION")
         cookie = environ.get("HTTP_COOKIE")

@@ -40,7 +40,7 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
         return JSONResponse({"ok": True})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True})
+        return JSONResponse({"ok": True, "anonymous": not request.user.is_authenticated})
 
     return Starlette(
         routes=[
@@ -58,7 +58,7 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
 def flask_app(verifier: Verifier, **options: Any) -> Any:
     from flask import Flask, jsonify
 
-    from jwt_guard.flask import JWTGuard, current_principal
+    from jwt_guard.flask import JWTGuard, current_principal, get_principal
 
     app = Flask(__name__)
     JWTGuard(app, verifier=verifier, **options)
@@ -85,6 +85,6 @@ def flask_app(verifier: Verifier, **options: Any) -> Any:
     @app.get("/health")
     @app.get("/public/info")
     def health() -> Any:
-        return jsonify({"ok": True})
+        return jsonify({"ok": True, "anonymous": get_principal() is None})
 
     return app

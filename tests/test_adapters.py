@@ -229,7 +229,8 @@ async def test_optional_lets_anonymous_through_but_rejects_invalid(
 
 async def test_exclude_public_paths(make_client: AppFactory) -> None:
     client = make_client(exclude=["/health", "/public/*"])
-    assert (await client.get("/health")).status_code == 200
+    health = await client.get("/health", headers=bearer("not even a token"))
+    assert health.status_code == 200 and health.json() == {"ok": True, "anonymous": True}
     assert (await client.get("/public/info")).status_code == 200
     assert (await client.get("/me")).status_code == 401
     assert (await client.get("/healthz")).status_code in (401, 404)
