@@ -229,6 +229,10 @@ def check_csrf(view: RequestView, csrf: CSRF, *, websocket: bool = False) -> Non
         if view.headers.get("sec-fetch-site", "").lower() == "same-origin":
             return
     origin = view.headers.get("origin")
+    if websocket and origin is None:
+        # Browsers always send Origin on a WebSocket handshake (RFC 6455 §4.1); a client that
+        # sends none is not a browser a cross-site page could drive.
+        return
     if origin and origin.lower() != "null":
         normalized = origin.rstrip("/").lower()
         own = _origin(view)
