@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs, then run all of it (nothing is skipped).
-#   bash scripts/test.sh [pytest args...]
+# Install everything the test suite needs (pip packages; redis-server and chromium through
+# apt-get when run as root), so that `python3 -m pytest` runs all of it with nothing skipped.
+# The README's test command:  bash scripts/test-deps.sh && python3 -m pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -20,4 +21,3 @@ if ((${#need_apt[@]})); then
 fi
 
 python3 -m pip install -q -e ".[test]"
-exec python3 -m pytest "$@"
