@@ -23,6 +23,7 @@ __all__ = [
     "MAX_NUMERIC_DATE",
     "ClaimRules",
     "check_time_claims",
+    "check_times",
     "normalize_typ",
     "resolve_claim_path",
 ]
@@ -50,16 +51,18 @@ def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     raise ClaimInvalid()
 
 
-def check_time_claims(
-    claims: Mapping[str, Any],
+def check_times(
+    exp: float | None,
+    nbf: float | None,
+    iat: float | None,
     now: float,
     leeway: float,
     max_age: float | None,
-) -> float | None:
-    """Check ``exp``, ``nbf``, ``iat`` (RFC 7519 §4.1.4-4.1.6); return ``exp``."""
-    exp = numeric_date(claims, "exp")
-    nbf = numeric_date(claims, "nbf")
-    iat = numeric_date(claims, "iat")
+) -> None:
+    """The time rules (RFC 7519 §4.1.4-4.1.6, plus ``max_age``) on already-validated dates.
+
+    Shared by a fresh verification and by every hit of the verified-token cache.
+    """
     if exp is not None and now - leeway >= exp:
         # §4.1.4: the current time MUST be before "exp".
         raise TokenExpired()
@@ -72,6 +75,17 @@ def check_time_claims(
             raise ClaimMissing()
         if now - leeway > iat + max_age:
             raise TokenExpired(code="token_too_old", description="The token is too old.")
+
+
+def check_time_claims(
+    claims: Mapping[str, Any],
+    now: float,
+    leeway: float,
+    max_age: float | None,
+) -> float | None:
+    """Validate ``exp``, ``nbf``, ``iat`` as NumericDates and check them; return ``exp``."""
+    exp = numeric_date(claims, "exp")
+    check_times(exp, numeric_date(claims, "nbf"), numeric_date(claims, "iat"), now, leeway, max_age)
     return exp
 
 

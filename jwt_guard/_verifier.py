@@ -22,6 +22,7 @@ from ._claims import (
     MAX_LEEWAY,
     ClaimRules,
     check_time_claims,
+    check_times,
     collect_strings,
     normalize_typ,
 )
@@ -33,10 +34,8 @@ from ._errors import (
     CriticalHeaderUnsupported,
     InvalidSignature,
     IssuerInvalid,
-    JWTGuardError,
     MalformedToken,
     TokenExpired,
-    TokenNotYetValid,
 )
 from ._keys import ALGORITHMS, JWK, MAX_KID_LENGTH, KeySet, KeySource
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
@@ -371,17 +370,14 @@ class Verifier:
 
     # -- revocation --------------------------------------------------------------------------
 
-    def _revocation(self, token_or_principal: str | Principal) -> tuple[Principal, float]:
+    def _revoked_until(self, principal: Principal) -> float:
+        """Until when the principal's jti must stay on the denylist."""
         if self._denylist is None:
             raise ConfigurationError("revocation needs Verifier(denylist=...)")
-        if not isinstance(token_or_principal, Principal):
-            raise TypeError("pass a Principal (use revoke()/arevoke() for a token string)")
-        principal = token_or_principal
         if principal.token_id is None:
             raise ClaimMissing()  # a token without jti cannot be revoked individually
         exp = principal.expires_at
-        until = exp + self._leeway if exp is not None else self._clock() + DEFAULT_NO_EXP_TTL
-        return principal, until
+        return exp + self._leeway if exp is not None else self._clock() + DEFAULT_NO_EXP_TTL
 
     def revoke(self, token_or_principal: str | Principal) -> Principal:
         """Revoke one token (its ``jti``, scoped by issuer) until it expires anyway.
@@ -393,7 +389,7 @@ class Verifier:
             if isinstance(token_or_principal, str)
             else token_or_principal
         )
-        principal, until = self._revocation(principal)
+        until = self._revoked_until(principal)
         assert self._denylist is not None and principal.token_id is not None
         self._denylist.add_token(principal.issuer, principal.token_id, until)
         return principal
@@ -405,7 +401,7 @@ class Verifier:
             if isinstance(token_or_principal, str)
             else token_or_principal
         )
-        principal, until = self._revocation(principal)
+        until = self._revoked_until(principal)
         assert self._denylist is not None and principal.token_id is not None
         await self._denylist.aadd_token(principal.issuer, principal.token_id, until)
         return principal
@@ -473,20 +469,11 @@ class Verifier:
             entry = cache[token]
         except KeyError:  # absent, or evicted by another thread a moment ago
             return None
-        now = self._clock()
-        leeway = self._leeway
-        if entry.exp is not None and now - leeway >= entry.exp:
+        try:
+            check_times(entry.exp, entry.nbf, entry.iat, self._clock(), self._leeway, self._max_age)
+        except TokenExpired:
             self._forget(token)
-            raise TokenExpired()
-        if entry.nbf is not None and now + leeway < entry.nbf:
-            raise TokenNotYetValid()
-        if (
-            self._max_age is not None
-            and entry.iat is not None
-            and now - leeway > entry.iat + self._max_age
-        ):
-            self._forget(token)
-            raise TokenExpired(code="token_too_old", description="The token is too old.")
+            raise
         return entry
 
     def _forget(self, token: str) -> None:
@@ -572,26 +559,14 @@ class Verifier:
             raise InvalidSignature()
         exp = check_time_claims(payload, self._clock(), self._leeway, self._max_age)
         policy.rules.check(payload)
-        try:
-            roles = collect_strings(payload, policy.roles_paths, split=False)
-            scopes = collect_strings(payload, policy.scopes_paths, split=True)
-        except JWTGuardError:
-            raise
+        roles = collect_strings(payload, policy.roles_paths, split=False)
+        scopes = collect_strings(payload, policy.scopes_paths, split=True)
         principal = Principal(claims=payload, header=header.mapping, roles=roles, scopes=scopes)
         if self._cache is not None:
-            nbf = payload.get("nbf")
-            iat = payload.get("iat")
+            # nbf and iat were validated as NumericDates (or absent) by check_time_claims.
             entry = _new(
                 _Cached,
-                (
-                    principal,
-                    key,
-                    policy,
-                    exp,
-                    nbf if isinstance(nbf, (int, float)) else None,
-                    iat if isinstance(iat, (int, float)) else None,
-                    header.kid,
-                ),
+                (principal, key, policy, exp, payload.get("nbf"), payload.get("iat"), header.kid),
             )
             with self._cache_lock:
                 self._cache[token] = entry
