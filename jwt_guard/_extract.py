@@ -134,6 +134,22 @@ def is_token68(token: str) -> bool:
     return _TOKEN68.fullmatch(token) is not None
 
 
+def _one_token(found: Credentials | None, values: set[str], source: str) -> Credentials | None:
+    """Add the token values seen in one more place; a second, different token is a 400."""
+    if len(values) > 1:
+        raise _multiple()
+    if not values:
+        return found
+    value = values.pop()
+    if found is None:
+        return Credentials(value, source)
+    if found.token != value:
+        raise _multiple()
+    # The same token in the header and the cookie: the header wins, so no CSRF check is
+    # needed (a cross-site page cannot set an Authorization header).
+    return found
+
+
 def extract(
     authorization: Sequence[str],
     cookie_headers: Sequence[str],
@@ -159,30 +175,14 @@ def extract(
     if cookie is not None and cookie_headers:
         values = set(parse_cookies(cookie_headers).get(cookie, ()))
         values.discard("")
-        if len(values) > 1:
-            raise _multiple()
-        if values:
-            value = values.pop()
-            if found is None:
-                found = Credentials(value, "cookie")
-            elif found.token != value:
-                raise _multiple()
-            # The same token in the header and the cookie: the header wins, so no CSRF
-            # check is needed (a cross-site page cannot set an Authorization header).
+        found = _one_token(found, values, "cookie")
     if query_param is not None and query_string:
         values = {
             v
             for k, v in urllib.parse.parse_qsl(query_string, keep_blank_values=True)
             if k == query_param and v
         }
-        if len(values) > 1:
-            raise _multiple()
-        if values:
-            value = values.pop()
-            if found is None:
-                found = Credentials(value, "query")
-            elif found.token != value:
-                raise _multiple()
+        found = _one_token(found, values, "query")
     return found
 
 

@@ -363,6 +363,14 @@ class JWKSKeys(KeySource):
         self._state = after_success(self._state, key_set, ttl, self._clock())
         logger.debug("jwt_guard: JWKS refreshed, %d keys, ttl %.0fs", len(key_set), ttl)
 
+    def _fetch_error(self, exc: Exception) -> None:
+        """Record a fetch that raised (called inside the ``except``, for the traceback)."""
+        if isinstance(exc, FetchFailed):
+            self._failed(str(exc))
+        else:  # a bug or an exotic transport error: still only a failed fetch
+            logger.exception("jwt_guard: unexpected error while fetching the JWKS")
+            self._failed(f"unexpected error: {type(exc).__name__}")
+
     def _failed(self, reason: str) -> None:
         self._failures += 1
         self._last_reason = reason
@@ -392,11 +400,8 @@ class JWKSKeys(KeySource):
             if self._sync_client is None:
                 self._sync_client = httpx.Client(follow_redirects=False)
             key_set, headers = self._fetch_document_sync(self._sync_client)
-        except FetchFailed as exc:
-            self._failed(str(exc))
-        except Exception as exc:  # a bug or an exotic transport error: still only a failure
-            logger.exception("jwt_guard: unexpected error while fetching the JWKS")
-            self._failed(f"unexpected error: {type(exc).__name__}")
+        except Exception as exc:
+            self._fetch_error(exc)
         else:
             self._succeeded(key_set, headers)
 
@@ -426,11 +431,8 @@ class JWKSKeys(KeySource):
         self._fetches += 1
         try:
             key_set, headers = await self._fetch_document_async(self._client_for_loop())
-        except FetchFailed as exc:
-            self._failed(str(exc))
-        except Exception as exc:  # a bug or an exotic transport error: still only a failure
-            logger.exception("jwt_guard: unexpected error while fetching the JWKS")
-            self._failed(f"unexpected error: {type(exc).__name__}")
+        except Exception as exc:
+            self._fetch_error(exc)
         else:
             self._succeeded(key_set, headers)
 
