@@ -22,19 +22,13 @@ logger = logging.getLogger("jwt_guard")
 WS_POLICY_VIOLATION = 1008
 
 
-def _view(scope: Scope) -> RequestView:
-    authorization: list[str] = []
-    cookies: list[str] = []
+def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> RequestView:
+    """The full view, for the CSRF check (the two token headers are already read)."""
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
         name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        if name == "authorization":
-            authorization.append(value)
-        elif name == "cookie":
-            cookies.append(value)
-        else:
-            headers[name] = value
+        if name != "authorization" and name != "cookie":
+            headers[name] = raw_value.decode("latin-1")
     scheme = scope.get("scheme", "http")
     if scope["type"] == "websocket":
         scheme = "https" if scheme in ("wss", "https") else "http"
@@ -118,7 +112,7 @@ class JWTGuardMiddleware:
                 authorization,
                 cookies,
                 scope.get("query_string", b"").decode("latin-1") if kind == "websocket" else "",
-                lambda: _view(scope),
+                lambda: _view(scope, authorization, cookies),
                 websocket=kind == "websocket",
             )
             if found is None:

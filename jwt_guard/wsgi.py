@@ -20,23 +20,19 @@ from ._verifier import Verifier
 __all__ = ["JWTGuardWSGIMiddleware"]
 
 
-def _view(environ: Environ) -> RequestView:
+def _view(environ: Environ, authorization: list[str], cookies: list[str]) -> RequestView:
+    """The full view, for the CSRF check (the two token headers are already read)."""
     headers: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith("HTTP_") and key not in ("HTTP_AUTHORIZATION", "HTTP_COOKIE"):
             headers[key[5:].replace("_", "-").lower()] = value
-    authorization = environ.get("HTTP_AUTHORIZATION")
-    # WSGI servers join repeated headers with commas; a comma cannot occur in a bearer
-    # token (token68), so each part is one Authorization header.
-    auth_values = [v.strip() for v in authorization.split(",")] if authorization else []
-    cookie = environ.get("HTTP_COOKIE")
     return RequestView(
         method=environ.get("REQUEST_METHOD", "GET"),
         scheme=environ.get("wsgi.url_scheme", "http"),
         host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
         path=environ.get("PATH_INFO", "/") or "/",
-        authorization=auth_values,
-        cookie_headers=[cookie] if cookie else [],
+        authorization=authorization,
+        cookie_headers=cookies,
         headers=headers,
         query_string=environ.get("QUERY_STRING", ""),
     )
@@ -76,17 +72,19 @@ class JWTGuardWSGIMiddleware:
         if self.guard.is_excluded(environ.get("PATH_INFO", "") or "/"):
             environ[PRINCIPAL_KEY] = None  # public path: no token is read
             return self.app(environ, start_response)
-        authorization = environ.get("HTTP_AUTHORIZATION")
+        header_value = environ.get("HTTP_AUTHORIZATION")
         cookie = environ.get("HTTP_COOKIE")
+        # WSGI servers join repeated headers with commas; a comma cannot occur in a bearer
+        # token (token68), so each part is one Authorization header.
+        authorization = [v.strip() for v in header_value.split(",")] if header_value else []
+        cookies = [cookie] if cookie else []
         found = None
         try:
             found = self.guard.credentials(
-                # WSGI servers join repeated headers with commas; a comma cannot occur in a
-                # bearer token (token68), so each part is one Authorization header.
-                [v.strip() for v in authorization.split(",")] if authorization else [],
-                [cookie] if cookie else [],
+                authorization,
+                cookies,
                 environ.get("QUERY_STRING", ""),
-                lambda: _view(environ),
+                lambda: _view(environ, authorization, cookies),
             )
             environ[PRINCIPAL_KEY] = (
                 self.verifier.verify(found.token) if found is not None else None
