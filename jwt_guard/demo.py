@@ -27,12 +27,13 @@ from starlette.routing import Route
 from ._authz import require_roles
 from ._denylist import MemoryDenylist
 from ._errors import CSRFFailed
-from ._extract import CSRF, RequestView, check_csrf
+from ._extract import CSRF, check_csrf
 from ._jwks import JWKSKeys
 from ._principal import Principal
 from ._signing import PrivateKey, encode_compact, generate_key, public_jwk
 from ._verifier import Verifier
 from .asgi import JWTGuardMiddleware
+from .asgi import _view as request_view
 
 __all__ = ["DemoIssuer", "build_app", "run"]
 
@@ -215,15 +216,8 @@ def build_app(
             token = None
         if token is None:
             token = request.cookies.get("refresh_token")
-            view = RequestView(
-                method=request.method,
-                scheme=request.url.scheme,
-                host=request.headers.get("host"),
-                path=request.url.path,
-                authorization=[],
-                cookie_headers=request.headers.getlist("cookie"),
-                headers={k.lower(): v for k, v in request.headers.items()},
-            )
+            # The same view the middleware builds for its own CSRF check.
+            view = request_view(request.scope, [], request.headers.getlist("cookie"))
             try:
                 check_csrf(view, csrf)
             except CSRFFailed:
