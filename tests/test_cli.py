@@ -32,7 +32,7 @@ def keydir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def mint(keydir: Path, *extra: str) -> str:
+def mint(keydir: Path, *extra: str, iss: str = "https://iss") -> str:
     code, out, _ = run(
         "mint",
         "--key",
@@ -42,7 +42,7 @@ def mint(keydir: Path, *extra: str) -> str:
         "--kid",
         "cli-1",
         "--iss",
-        "https://iss",
+        iss,
         "--aud",
         "api",
         "--sub",
@@ -144,22 +144,10 @@ def test_verify_against_a_jwks_url(keydir: Path) -> None:
 def test_verify_with_oidc_discovery(keydir: Path) -> None:
     jwks = json.loads((keydir / "jwks.json").read_text())
     with JWKSServer(jwks, issuer=None) as server:
-        code, token, _ = run(
-            "mint",
-            "--key",
-            str(keydir / "private.pem"),
-            "--alg",
-            "ES256",
-            "--kid",
-            "cli-1",
-            "--iss",
-            server.base_url,
-            "--aud",
-            "api",
-        )
+        token = mint(keydir, iss=server.base_url)
         code, out, _ = run(
             "verify",
-            token.strip(),
+            token,
             "--discover",
             server.base_url,
             "--issuer",
