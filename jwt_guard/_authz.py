@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
 
@@ -23,7 +23,10 @@ from ._errors import AuthenticationRequired, ConfigurationError, InsufficientRol
 from ._guard import PRINCIPAL_KEY
 from ._principal import Principal
 
-__all__ = ["Requirement", "require_roles", "require_scopes"]
+if TYPE_CHECKING:
+    from fastapi.security import HTTPBearer
+
+__all__ = ["Requirement", "openapi_bearer_scheme", "require_roles", "require_scopes"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,19 +44,35 @@ def _flask_principal() -> object:
     return flask.request.environ.get(PRINCIPAL_KEY)
 
 
+@functools.cache
+def openapi_bearer_scheme() -> HTTPBearer:
+    """The HTTP Bearer security scheme of the OpenAPI docs (raises ImportError without FastAPI).
+
+    One object for every dependency, so the docs list one scheme. ``auto_error=False``: the
+    middleware, not FastAPI, answers missing or invalid tokens, with RFC 6750 errors.
+    """
+    from fastapi.security import HTTPBearer
+
+    return HTTPBearer(
+        bearerFormat="JWT",
+        description="An access token (JWT) in the Authorization header.",
+        auto_error=False,
+    )
+
+
 def _bearer_parameter() -> inspect.Parameter | None:
     # With FastAPI installed, the dependency also declares the HTTP Bearer scheme, so the
     # OpenAPI docs show the lock icon on every protected route.
     try:
         from fastapi import Security
 
-        from .fastapi import bearer_scheme
+        scheme = openapi_bearer_scheme()
     except ImportError:
         return None
     return inspect.Parameter(
         "_bearer",
         inspect.Parameter.KEYWORD_ONLY,
-        default=Security(bearer_scheme),
+        default=Security(scheme),
     )
 
 

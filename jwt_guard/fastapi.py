@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import HTTPConnection
 
-from ._authz import Requirement
+from ._authz import Requirement, openapi_bearer_scheme
 from ._errors import AuthenticationRequired
 from ._principal import Principal
 
@@ -35,11 +35,7 @@ __all__ = [
 
 #: The OpenAPI security scheme. ``auto_error=False``: the middleware, not FastAPI, answers
 #: missing or invalid tokens, with RFC 6750 errors.
-bearer_scheme = HTTPBearer(
-    bearerFormat="JWT",
-    description="An access token (JWT) in the Authorization header.",
-    auto_error=False,
-)
+bearer_scheme = openapi_bearer_scheme()
 
 
 async def get_principal(
