@@ -38,8 +38,9 @@ from ._errors import (
 from ._extract import CSRF
 from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
 from ._keys import JWK, KeySet, KeySource, StaticKeys
+from ._policy import TrustedIssuer
 from ._principal import Principal
-from ._verifier import TrustedIssuer, Verifier
+from ._verifier import Verifier
 from .asgi import JWTGuardMiddleware
 
 __version__ = "0.1.0"

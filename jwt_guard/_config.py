@@ -1,4 +1,8 @@
-"""Building a :class:`Verifier` from environment variables (twelve-factor configuration)."""
+"""The :class:`Verifier`'s options read from environment variables (twelve-factor configuration).
+
+``Verifier.from_env`` and the Flask extension pass them on to ``Verifier(...)``; this module
+only reads and checks the variables, so it depends on the key sources but not on the verifier.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,23 @@ from typing import Any
 from ._errors import ConfigurationError
 from ._jwks import JWKSKeys, OIDCDiscovery
 from ._keys import KeySource
-from ._verifier import Verifier
 
-__all__ = ["verifier_from_env"]
+__all__ = ["options_from_env"]
 
 
 def _list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def verifier_from_env(
-    prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Verifier:
+def options_from_env(
+    prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Read ``{prefix}ISSUER``, ``AUDIENCE`` (comma-separated), ``JWKS_URL`` or
     ``DISCOVERY_URL``, ``ALGORITHMS`` (default RS256), ``LEEWAY``, ``TYP``, ``ROLES_CLAIM`` and
     ``SCOPES_CLAIM`` (comma-separated paths), ``ALLOW_HTTP`` (``1`` to allow plain http).
 
-    Every problem is reported at once in one :class:`ConfigurationError`.
+    Returns the keyword arguments for ``Verifier(...)``. Every problem is reported at once in
+    one :class:`ConfigurationError`.
     """
     env = os.environ if environ is None else environ
 
@@ -75,5 +79,4 @@ def verifier_from_env(
         audience=_list(audience or ""),
         algorithms=_list(get("ALGORITHMS") or "RS256"),
     )
-    settings.update(overrides)
-    return Verifier(**settings)
+    return settings

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._errors import ConfigurationError, DenylistUnavailable, TokenRevoked
+from ._errors import ClaimMissing, ConfigurationError, DenylistUnavailable, TokenRevoked
 from ._principal import Principal
 
 __all__ = ["Denylist", "MemoryDenylist", "RedisDenylist"]
@@ -50,6 +50,17 @@ def _revoked(principal: Principal, subject_cutoff: float | None) -> bool:
     if type(iat) is not int and type(iat) is not float:
         return True  # cannot show it was issued after the cut-off
     return bool(iat < subject_cutoff)
+
+
+def token_revocation(
+    principal: Principal, leeway: float, now: float
+) -> tuple[str | None, str, float]:
+    """``(issuer, jti, until)`` to revoke the principal's token: kept until it expires anyway."""
+    if principal.token_id is None:
+        raise ClaimMissing()  # a token without jti cannot be revoked individually
+    exp = principal.expires_at
+    until = exp + leeway if exp is not None else now + DEFAULT_NO_EXP_TTL
+    return principal.issuer, principal.token_id, until
 
 
 class Denylist(abc.ABC):

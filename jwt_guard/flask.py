@@ -24,7 +24,7 @@ from flask import Flask, Response, request
 from werkzeug.local import LocalProxy
 
 from ._authz import require_roles, require_scopes
-from ._config import verifier_from_env
+from ._config import options_from_env
 from ._errors import JWTGuardError
 from ._guard import PRINCIPAL_KEY
 from ._principal import Principal
@@ -86,7 +86,7 @@ class JWTGuard:
                 for key in _VERIFIER_KEYS
                 if config.get(f"JWT_GUARD_{key}") is not None
             }
-            verifier = verifier_from_env(environ=env)
+            verifier = Verifier(**options_from_env(environ=env))
         options = {
             "cookie": config.get("JWT_GUARD_COOKIE"),
             "optional": bool(config.get("JWT_GUARD_OPTIONAL", False)),

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 from ._jwks import JWKSKeys
-from ._verifier import TrustedIssuer
+from ._policy import TrustedIssuer
 
 __all__ = ["auth0", "cognito", "entra_id", "google", "keycloak", "okta"]
 

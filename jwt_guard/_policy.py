@@ -1,0 +1,246 @@
+"""Configuration: the :class:`Verifier`'s options, validated once, into per-issuer policies.
+
+    Verifier(keys=..., issuer=..., ...)          ─► one Policy
+    Verifier(issuers=[TrustedIssuer(...), ...])  ─► one Policy per issuer, routed by "iss"
+
+A :class:`Policy` is what one issuer's tokens are held to: its key source, its algorithms, its
+claim rules and where its roles and scopes are read. :class:`Configuration` holds the policies,
+the verifier-wide settings, and the routing from a token to its policy. Everything wrong is a
+:class:`ConfigurationError` here, so a running verifier only raises errors about tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._claims import MAX_LEEWAY, ClaimRules, normalize_typ
+from ._denylist import Denylist
+from ._errors import ClaimMissing, ConfigurationError, IssuerInvalid
+from ._keys import ALGORITHMS, KeySource
+
+__all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
+
+#: Default number of verified tokens remembered (issue #8); 0 turns the cache off.
+DEFAULT_CACHE_SIZE: Final = 10_000
+DEFAULT_ROLES_CLAIM: Final = ("roles",)
+DEFAULT_SCOPES_CLAIM: Final = ("scope", "scp")
+
+
+def _strings(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        items = (value,) if isinstance(value, str) else tuple(value)
+    except TypeError:
+        items = ()
+    if not items or not all(isinstance(v, str) and v for v in items):
+        raise ConfigurationError(f"{what} must be a non-empty string or list of strings")
+    return items
+
+
+def _algorithms(value: str | Sequence[str] | None) -> frozenset[str]:
+    algs = _strings(value, "algorithms")
+    if algs is None:
+        # RFC 8725 §3.1: the algorithms must be given by the application, never taken from
+        # the token.
+        raise ConfigurationError("algorithms must be given, e.g. algorithms=['RS256']")
+    for alg in algs:
+        if alg.lower() == "none":
+            raise ConfigurationError("'none' can never be an allowed algorithm (RFC 8725 §3.1)")
+        if alg not in ALGORITHMS:
+            raise ConfigurationError(
+                f"unsupported algorithm {alg!r}; use one of {sorted(ALGORITHMS)}"
+            )
+    return frozenset(algs)
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """One issuer a multi-issuer :class:`Verifier` trusts, with its own keys and rules.
+
+    ``audience``, ``algorithms``, ``roles_claim`` and ``scopes_claim`` default to the
+    verifier's settings when ``None``.
+    """
+
+    issuer: str
+    keys: KeySource
+    audience: str | Sequence[str] | None = None
+    algorithms: str | Sequence[str] | None = None
+    roles_claim: str | Sequence[str] | None = None
+    scopes_claim: str | Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.issuer, str) or not self.issuer:
+            raise ConfigurationError("issuer must be a non-empty string")
+        if not isinstance(self.keys, KeySource):
+            raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the tokens of one configured issuer (or of the single configuration) are held to."""
+
+    keys: KeySource
+    algorithms: frozenset[str]
+    rules: ClaimRules
+    roles_paths: tuple[str, ...]
+    scopes_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Every option of a :class:`Verifier`, validated; built by :func:`configure`."""
+
+    policies: tuple[Policy, ...]
+    routes: Mapping[str, Policy] | None  # by configured issuer; None with a single policy
+    algorithms: frozenset[str]  # the union of the policies' algorithms
+    leeway: float
+    max_age: float | None
+    max_bytes: int
+    clock: Callable[[], float]
+    denylist: Denylist | None
+    cache_size: int
+
+    def route(self, payload: Mapping[str, Any]) -> Policy:
+        """The policy for a token, chosen by its (not yet verified) ``iss``."""
+        routes = self.routes
+        if routes is None:
+            return self.policies[0]
+        # The unverified "iss" only *selects* among configured issuers; an unknown one is
+        # refused here, before any key source is asked (so before any network request).
+        iss = payload.get("iss")
+        if iss is None:
+            raise ClaimMissing()
+        if not isinstance(iss, str) or iss not in routes:
+            raise IssuerInvalid()
+        return routes[iss]
+
+    @property
+    def key_sources(self) -> tuple[KeySource, ...]:
+        return tuple(dict.fromkeys(p.keys for p in self.policies))
+
+    def issuer_for(self, issuer: str | None) -> str | None:
+        """``issuer``, or the only configured issuer when it is ``None`` (for revocation)."""
+        if issuer is not None:
+            return issuer
+        names = [n for p in self.policies for n in (p.rules.issuers or ())]
+        if len(names) > 1:
+            raise ConfigurationError("several issuers are trusted: pass issuer=")
+        return names[0] if names else None
+
+
+def configure(
+    *,
+    keys: KeySource | None,
+    algorithms: str | Sequence[str] | None,
+    issuer: str | Sequence[str] | None,
+    audience: str | Sequence[str] | None,
+    leeway: float,
+    required_claims: Sequence[str],
+    typ: str | None,
+    max_token_age: float | None,
+    max_token_bytes: int,
+    roles_claim: str | Sequence[str],
+    scopes_claim: str | Sequence[str],
+    clock: Callable[[], float] | None,
+    issuers: Sequence[TrustedIssuer] | None,
+    denylist: Denylist | None,
+    allow_tokens_without_jti: bool,
+    cache_size: int,
+) -> Configuration:
+    """Validate the options of :class:`Verifier` (see there) and build its policies."""
+    if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
+        raise ConfigurationError("leeway must be a number of seconds")
+    if not 0 <= leeway <= MAX_LEEWAY:
+        raise ConfigurationError(f"leeway must be between 0 and {MAX_LEEWAY} seconds")
+    if max_token_age is not None and (
+        isinstance(max_token_age, bool)
+        or not isinstance(max_token_age, (int, float))
+        or max_token_age <= 0
+    ):
+        raise ConfigurationError("max_token_age must be a positive number of seconds")
+    if (
+        isinstance(max_token_bytes, bool)
+        or not isinstance(max_token_bytes, int)
+        or not 256 <= max_token_bytes <= 65536
+    ):
+        raise ConfigurationError("max_token_bytes must be an integer from 256 to 65536")
+    if isinstance(required_claims, str) or not all(
+        isinstance(c, str) and c for c in required_claims
+    ):
+        raise ConfigurationError("required_claims must be a list of claim names")
+    if typ is not None and (not isinstance(typ, str) or not typ):
+        raise ConfigurationError("typ must be a non-empty string")
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+        raise ConfigurationError("cache_size must be a non-negative integer")
+    if clock is not None and not callable(clock):
+        raise ConfigurationError("clock must be a callable returning epoch seconds")
+    if denylist is not None and not isinstance(denylist, Denylist):
+        raise ConfigurationError("denylist must be a MemoryDenylist, RedisDenylist or Denylist")
+    roles_paths = _strings(roles_claim, "roles_claim") or ()
+    scopes_paths = _strings(scopes_claim, "scopes_claim") or ()
+    required = tuple(dict.fromkeys(required_claims))
+    if denylist is not None and not allow_tokens_without_jti and "jti" not in required:
+        # A token without jti could never be revoked (issue #6).
+        required += ("jti",)
+    typ = normalize_typ(typ) if typ is not None else None
+
+    def policy(
+        source: KeySource,
+        algs: str | Sequence[str] | None,
+        issuer_names: tuple[str, ...] | None,
+        aud: str | Sequence[str] | None,
+        roles: tuple[str, ...],
+        scopes: tuple[str, ...],
+    ) -> Policy:
+        if not isinstance(source, KeySource):
+            raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
+        auds = _strings(aud, "audience")
+        rules = ClaimRules(
+            issuers=frozenset(issuer_names) if issuer_names is not None else None,
+            audiences=frozenset(auds) if auds is not None else None,
+            required=required,
+            typ=typ,
+        )
+        return Policy(source, _algorithms(algs), rules, roles, scopes)
+
+    routes: dict[str, Policy] | None = None
+    if issuers is not None:
+        if keys is not None or issuer is not None:
+            raise ConfigurationError("give either issuers=[...] or keys=/issuer=, not both")
+        if not issuers:
+            raise ConfigurationError("issuers must list at least one TrustedIssuer")
+        routes = {}
+        for trusted in issuers:
+            if not isinstance(trusted, TrustedIssuer):
+                raise ConfigurationError("issuers must be TrustedIssuer objects")
+            if trusted.issuer in routes:
+                raise ConfigurationError("an issuer is listed twice")
+            routes[trusted.issuer] = policy(
+                trusted.keys,
+                trusted.algorithms if trusted.algorithms is not None else algorithms,
+                (trusted.issuer,),
+                trusted.audience if trusted.audience is not None else audience,
+                _strings(trusted.roles_claim, "roles_claim") or roles_paths,
+                _strings(trusted.scopes_claim, "scopes_claim") or scopes_paths,
+            )
+        policies = tuple(routes.values())
+    elif keys is None:
+        raise ConfigurationError("keys must be given (StaticKeys, JWKSKeys, ...)")
+    else:
+        names = _strings(issuer, "issuer")
+        policies = (policy(keys, algorithms, names, audience, roles_paths, scopes_paths),)
+    return Configuration(
+        policies=policies,
+        routes=routes,
+        algorithms=frozenset().union(*(p.algorithms for p in policies)),
+        leeway=float(leeway),
+        max_age=float(max_token_age) if max_token_age is not None else None,
+        max_bytes=max_token_bytes,
+        clock=clock or time.time,
+        denylist=denylist,
+        cache_size=cache_size,
+    )
