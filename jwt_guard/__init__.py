@@ -42,6 +42,7 @@ from ._policy import TrustedIssuer
 from ._principal import Principal
 from ._verifier import Verifier
 from .asgi import JWTGuardMiddleware
+from .wsgi import JWTGuardWSGIMiddleware
 
 __version__ = "0.1.0"
 
@@ -71,6 +72,7 @@ __all__ = [
     "JWKSStats",
     "JWTGuardError",
     "JWTGuardMiddleware",
+    "JWTGuardWSGIMiddleware",
     "KeyNotFound",
     "KeySet",
     "KeySource",

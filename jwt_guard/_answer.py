@@ -1,26 +1,41 @@
 """Turning an error into the HTTP answer (RFC 6750 §3), the same for ASGI and WSGI.
 
-The body and headers carry only the error's fixed texts and the route's configured scope
-names: never the token, a claim, a kid or a URL.
+The body and headers carry only fixed texts and the route's configured scope names: never the
+token, a claim, a kid or a URL. This layer cannot fail: whatever the error (ours or one the app
+raised with its own text) and whatever ``on_error`` returns, the adapter gets an answer it can
+send.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from ._errors import Forbidden, JWTGuardError, ServiceUnavailable
 
-__all__ = ["Answer", "ErrorHandler", "Responder"]
+__all__ = ["Answer", "ErrorHandler", "Responder", "reason_phrase"]
+
+logger = logging.getLogger("jwt_guard")
 
 # RFC 6750 §3: realm is a quoted-string; error_description and scope are restricted to
 # %x20-21 / %x23-5B / %x5D-7E (printable ASCII without '"' and '\').
 _QUOTED_SAFE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# RFC 9110 §5.5: a field value is visible ASCII/obs-text, spaces and tabs; no CR, LF or NUL.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a token
 
 _BODY_ERROR = {400: "invalid_request", 401: "unauthorized", 403: "forbidden"}
+_ANSWERED = (400, 401, 403, 503)
+#: The body of a 500: our bug or the operator's (a request-time ConfigurationError), never
+#: the client's, and its message is for the log only.
+_INTERNAL_BODY = (
+    b'{"error":"server_error","error_description":"Internal error.","code":"server_error"}'
+)
 
 
 @dataclass
@@ -41,6 +56,44 @@ def _quoted(value: str) -> str:
     return f'"{value}"'
 
 
+def reason_phrase(status: int) -> str:
+    """The reason phrase for a status line; any status ``on_error`` may choose has one."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"  # RFC 9112 §4: the reason phrase carries no meaning
+
+
+def _fixed_description(cls: type[JWTGuardError]) -> str:
+    """The fixed text of an error class for ``error_description``: the nearest class in the
+    hierarchy whose own text RFC 6750 §3 allows (an app's subclass may use any text)."""
+    for klass in cls.__mro__:
+        text = vars(klass).get("description")
+        if isinstance(text, str) and _QUOTED_SAFE.fullmatch(text):
+            return text
+    return JWTGuardError.description
+
+
+def _sendable(answer: object) -> bool:
+    """Whether an adapter can send ``answer`` as it is (``on_error`` returns app data)."""
+    return (
+        isinstance(answer, Answer)
+        and type(answer.status) is int
+        and 100 <= answer.status <= 599
+        and isinstance(answer.body, bytes)
+        and isinstance(answer.headers, list)
+        and all(
+            isinstance(item, tuple)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], str)
+            and _FIELD_NAME.fullmatch(item[0]) is not None
+            and _FIELD_VALUE.fullmatch(item[1]) is not None
+            for item in answer.headers
+        )
+    )
+
+
 class Responder:
     """Builds answers for one adapter configuration; constant parts computed once."""
 
@@ -49,23 +102,65 @@ class Responder:
         self._on_error = on_error
 
     def challenge(self, exc: JWTGuardError) -> str:
-        """The ``WWW-Authenticate`` value for ``exc``."""
+        """The ``WWW-Authenticate`` value for ``exc``: only fixed texts, so it cannot fail.
+
+        ``error_description`` is the fixed text of the error's class: an error raised with its
+        own words (``InsufficientRole("Réservé aux administrateurs")``) shows them in the JSON
+        body, where any character is fine, not in the header.
+        """
         params = [self._realm_param] if self._realm_param else []
-        if exc.error is not None:
-            params.append(f"error={_quoted(exc.error)}")
-            params.append(f"error_description={_quoted(exc.description)}")
+        error = exc.error
+        if error is not None:
+            if not _SCOPE_TOKEN.fullmatch(error):
+                error = type(exc).error if isinstance(type(exc).error, str) else None
+            if error is not None and _SCOPE_TOKEN.fullmatch(error):
+                params.append(f'error="{error}"')
+                params.append(f'error_description="{_fixed_description(type(exc))}"')
         if isinstance(exc, Forbidden) and exc.error == "insufficient_scope":
-            names = [n for n in exc.required if _SCOPE_TOKEN.fullmatch(n)]
+            names = [n for n in exc.required if isinstance(n, str) and _SCOPE_TOKEN.fullmatch(n)]
             if names:
-                params.append(f"scope={_quoted(' '.join(names))}")
+                params.append(f'scope="{" ".join(names)}"')
         return "Bearer " + ", ".join(params) if params else "Bearer"
 
     def answer(self, exc: JWTGuardError) -> Answer:
-        status = exc.status_code if exc.status_code in (400, 401, 403, 503) else 401
+        status = exc.status_code
+        if status not in _ANSWERED:
+            # A ConfigurationError at request time (or an app's error with another status) is
+            # not the client's fault: a fixed 500, and the reason in the log.
+            logger.error(
+                "jwt_guard: %s while answering a request: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            answer = Answer(
+                500,
+                [("content-type", "application/json"), ("cache-control", "no-store")],
+                _INTERNAL_BODY,
+            )
+        else:
+            answer = self._default(exc, status)
+        if self._on_error is None:
+            return answer
+        fallback = Answer(answer.status, list(answer.headers), answer.body)
+        try:
+            shaped = self._on_error(exc, answer)
+        except Exception:
+            logger.exception("jwt_guard: on_error raised; sending the default answer")
+            return fallback
+        if not _sendable(shaped):
+            logger.error("jwt_guard: on_error returned an answer that cannot be sent; ignored")
+            return fallback
+        return shaped
+
+    def _default(self, exc: JWTGuardError, status: int) -> Answer:
+        description = exc.description if isinstance(exc.description, str) else ""
+        error = exc.error if isinstance(exc.error, str) else None
         body = {
-            "error": exc.error or _BODY_ERROR.get(status, "temporarily_unavailable"),
-            "error_description": exc.description,
-            "code": exc.code,
+            "error": error or _BODY_ERROR.get(status, "temporarily_unavailable"),
+            # json.dumps escapes every non-ASCII character: the app's own text is safe here.
+            "error_description": description,
+            "code": exc.code if isinstance(exc.code, str) else JWTGuardError.code,
         }
         headers = [
             ("content-type", "application/json"),
@@ -75,7 +170,4 @@ class Responder:
             headers.append(("www-authenticate", self.challenge(exc)))
         if isinstance(exc, ServiceUnavailable):
             headers.append(("retry-after", str(exc.retry_after)))
-        answer = Answer(status, headers, json.dumps(body, separators=(",", ":")).encode())
-        if self._on_error is not None:
-            answer = self._on_error(exc, answer)
-        return answer
+        return Answer(status, headers, json.dumps(body, separators=(",", ":")).encode())

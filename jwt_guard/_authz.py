@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
 
-from ._errors import AuthenticationRequired, ConfigurationError, InsufficientRole, InsufficientScope
-from ._guard import PRINCIPAL_KEY
+from ._answer import Answer
+from ._errors import (
+    AuthenticationRequired,
+    ConfigurationError,
+    InsufficientRole,
+    InsufficientScope,
+    JWTGuardError,
+)
+from ._guard import GUARD_KEY, PRINCIPAL_KEY
 from ._principal import Principal
 
 if TYPE_CHECKING:
@@ -31,7 +38,7 @@ __all__ = ["Requirement", "openapi_bearer_scheme", "require_roles", "require_sco
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _flask_principal() -> object:
+def _flask_environ() -> dict[str, Any]:
     try:
         import flask
     except ImportError:  # pragma: no cover - only without the flask extra
@@ -41,7 +48,15 @@ def _flask_principal() -> object:
             "require_roles/require_scopes found no request: use them on Starlette endpoints, "
             "FastAPI dependencies or Flask views"
         )
-    return flask.request.environ.get(PRINCIPAL_KEY)
+    environ: dict[str, Any] = flask.request.environ
+    return environ
+
+
+def flask_response(answer: Answer) -> Any:
+    """A Flask response for an error answer."""
+    from flask import Response
+
+    return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 @functools.cache
@@ -125,25 +140,39 @@ class Requirement:
             raise TypeError("a requirement is called with a request, or used as a decorator")
         return self.check(conn.scope.get("user"))
 
-    def _principal_from(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         for value in (*args, *kwargs.values()):
             if isinstance(value, HTTPConnection):
-                return value.scope.get("user")
-        return _flask_principal()
+                # The ASGI middleware answers what this raises.
+                self.check(value.scope.get("user"))
+                return
+        environ = _flask_environ()
+        try:
+            self.check(environ.get(PRINCIPAL_KEY))
+        except JWTGuardError as exc:
+            guard = environ.get(GUARD_KEY)
+            if guard is None:
+                raise
+            # Flask answers a view's exceptions itself (a 500 for ours, unless the Flask
+            # extension registered its handler), so answer here with the WSGI middleware's
+            # settings: the same 401/403 with or without the extension.
+            from werkzeug.exceptions import abort
+
+            abort(flask_response(guard.answer(exc)))
 
     def decorate(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                self.check(self._principal_from(args, kwargs))
+                self._check_call(args, kwargs)
                 return await func(*args, **kwargs)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self.check(self._principal_from(args, kwargs))
+            self._check_call(args, kwargs)
             return func(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -6,7 +6,7 @@ description never contains the token, a claim value, a key id or a URL: it is sa
 client as it is.
 
     JWTGuardError
-    ├── ConfigurationError            (also ValueError)  raised at start-up, never per request
+    ├── ConfigurationError            (also ValueError)  raised at start-up; per request: 500
     ├── AuthenticationRequired        401, no ``error``   token_missing
     ├── InvalidRequest                400 invalid_request multiple_tokens, header_malformed
     ├── InvalidToken                  401 invalid_token

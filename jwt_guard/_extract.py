@@ -23,11 +23,15 @@ __all__ = [
     "check_csrf",
     "extract",
     "is_token68",
+    "joined_authorization",
     "parse_cookies",
 ]
 
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; b64token is token68 (RFC 7235 §2.1).
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]; the start of
+# one with content: a scheme token, spaces, then something.
+_CREDENTIALS_START = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+[^ \t]")
 #: RFC 9110 §9.2.1: only these methods are safe; anything else needs a CSRF proof when the
 #: browser sent the credentials by itself (a cookie).
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -129,6 +133,37 @@ def bearer_token(value: str) -> str | None:
     return token
 
 
+def _is_bearer(value: str) -> bool:
+    """Whether an ``Authorization`` value uses the Bearer scheme (case-insensitive)."""
+    return value[:6].lower() == "bearer" and (len(value) == 6 or value[6] in " \t")
+
+
+def joined_authorization(value: str) -> list[str]:
+    """The Bearer credentials in a WSGI ``HTTP_AUTHORIZATION`` value.
+
+    WSGI servers join repeated headers with commas (RFC 9110 §5.3), so commas are how a second
+    ``Authorization`` header shows. Only Bearer credentials count: another scheme's own commas
+    (Digest parameters, AWS SigV4's ``Credential=…, SignedHeaders=…``) are not a second token,
+    as they are not under ASGI, which sees the headers apart. A comma cannot occur in a bearer
+    token (token68), so text after one that does not start other credentials was part of the
+    same header, and that header is malformed (400, as under ASGI).
+    """
+    if "," not in value:
+        return [value]
+    bearers: list[str] = []
+    in_bearer = False
+    for part in value.split(","):
+        start = part.lstrip(" \t")
+        if _is_bearer(start):
+            bearers.append(start)
+            in_bearer = True
+        elif in_bearer and not _CREDENTIALS_START.match(start):
+            bearers[-1] += "," + part
+        else:
+            in_bearer = False
+    return bearers
+
+
 def is_token68(token: str) -> bool:
     """RFC 7235 §2.1 token68 syntax (used only once a token has failed verification)."""
     return _TOKEN68.fullmatch(token) is not None
@@ -161,17 +196,20 @@ def extract(
 ) -> Credentials | None:
     """The request's token and where it came from; ``None`` when it carries none.
 
-    Raises :class:`InvalidRequest` (400) for two Authorization headers, a malformed Bearer
+    Raises :class:`InvalidRequest` (400) for two Bearer credentials, a malformed Bearer
     header, or different tokens in different places (RFC 6750 §2: one method per request).
     """
     found: Credentials | None = None
     if header and authorization:
-        if len(authorization) > 1:
+        # Another scheme (Basic, Digest, DPoP, ...) is not ours: as if no bearer token was
+        # sent, and it does not count as a second token either.
+        bearers = [value for value in authorization if _is_bearer(value)]
+        if len(bearers) > 1:
             raise _multiple()
-        token = bearer_token(authorization[0])
-        # Another scheme (Basic, DPoP, ...) is not ours: as if no bearer token was sent.
-        if token is not None:
-            found = Credentials(token, "header")
+        if bearers:
+            token = bearer_token(bearers[0])
+            if token is not None:
+                found = Credentials(token, "header")
     if cookie is not None and cookie_headers:
         values = set(parse_cookies(cookie_headers).get(cookie, ()))
         values.discard("")

@@ -30,10 +30,13 @@ from ._extract import (
 )
 from ._verifier import Verifier
 
-__all__ = ["PRINCIPAL_KEY", "Guard"]
+__all__ = ["GUARD_KEY", "PRINCIPAL_KEY", "Guard"]
 
 #: Where the WSGI adapter stores the principal in the environ (and ASGI in the scope).
 PRINCIPAL_KEY: Final = "jwt_guard.principal"
+#: Where the WSGI adapter stores its :class:`Guard`, so a requirement on a Flask view can
+#: answer with the middleware's settings (realm, ``on_error``).
+GUARD_KEY: Final = "jwt_guard.guard"
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
 
@@ -87,7 +90,11 @@ class Guard:
             raise ConfigurationError(f"realm: {exc}") from exc
 
     def is_excluded(self, path: str) -> bool:
-        """Public paths: exact matches, or prefixes given as ``"/static/*"``."""
+        """Public paths: exact matches, or prefixes given as ``"/static/*"``.
+
+        ``path`` is the path as the app's own routes see it: without the prefix the app is
+        mounted under (ASGI ``root_path``, WSGI ``SCRIPT_NAME``), percent-decoded as UTF-8.
+        """
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
     def credentials(

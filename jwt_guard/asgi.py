@@ -22,6 +22,20 @@ logger = logging.getLogger("jwt_guard")
 WS_POLICY_VIOLATION = 1008
 
 
+def route_path(scope: Scope) -> str:
+    """The path as the app's routes see it: ``path`` without the ``root_path`` prefix.
+
+    ASGI's ``path`` includes the prefix the app is mounted under (a Starlette ``Mount``, a
+    proxy's ``--root-path``); WSGI's ``PATH_INFO`` never does. ``exclude`` means the app's own
+    paths under both adapters.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :] or "/"
+    return path
+
+
 def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> RequestView:
     """The full view, for the CSRF check (the two token headers are already read)."""
     headers: dict[str, str] = {}
@@ -91,7 +105,7 @@ class JWTGuardMiddleware:
             await self.app(scope, receive, send)
             return
         guard = self.guard
-        if guard.excludes and guard.is_excluded(scope["path"]):
+        if guard.excludes and guard.is_excluded(route_path(scope)):
             # Public path: no token is read, and request.user is a plain anonymous user.
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
@@ -147,7 +161,8 @@ class JWTGuardMiddleware:
         answer = self.guard.answer(exc)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
         if scope["type"] == "websocket":
-            if "websocket.http.response" in scope.get("extensions", {}):
+            # A server may send ``"extensions": None`` (or leave it out).
+            if "websocket.http.response" in (scope.get("extensions") or {}):
                 # ASGI WebSocket Denial Response: a real 401/403 for the handshake.
                 await send(
                     {

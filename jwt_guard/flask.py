@@ -23,7 +23,7 @@ from typing import Any, cast
 from flask import Flask, Response, request
 from werkzeug.local import LocalProxy
 
-from ._authz import require_roles, require_scopes
+from ._authz import flask_response, require_roles, require_scopes
 from ._config import options_from_env
 from ._errors import JWTGuardError
 from ._guard import PRINCIPAL_KEY
@@ -101,7 +101,6 @@ class JWTGuard:
         app.extensions["jwt_guard"] = self
 
         def handle(exc: JWTGuardError) -> Response:
-            answer = middleware.guard.answer(exc)
-            return Response(answer.body, status=answer.status, headers=answer.headers)
+            return cast(Response, flask_response(middleware.guard.answer(exc)))
 
         app.register_error_handler(JWTGuardError, handle)

@@ -7,17 +7,32 @@ under a lock (single flight across threads).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from http import HTTPStatus
 from typing import Any
 
-from ._answer import ErrorHandler
+from ._answer import ErrorHandler, reason_phrase
 from ._errors import JWTGuardError
-from ._extract import CSRF, RequestView
-from ._guard import PRINCIPAL_KEY, Guard
+from ._extract import CSRF, RequestView, joined_authorization
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, Guard
 from ._types import Environ, StartResponse, WSGIApp
 from ._verifier import Verifier
 
 __all__ = ["JWTGuardWSGIMiddleware"]
+
+
+def route_path(environ: Environ) -> str:
+    """The path as the app's routes see it, decoded like ASGI's ``path``.
+
+    ``PATH_INFO`` is already without the mount prefix (``SCRIPT_NAME``), but PEP 3333 hands
+    it over as the raw bytes decoded as latin-1; ASGI decodes them as UTF-8, so ``exclude``
+    re-decodes them the same way to mean the same paths under both adapters.
+    """
+    path: str = environ.get("PATH_INFO", "") or "/"
+    if path.isascii():
+        return path
+    try:
+        return path.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that already decoded it
+        return path
 
 
 def _view(environ: Environ, authorization: list[str], cookies: list[str]) -> RequestView:
@@ -69,14 +84,15 @@ class JWTGuardWSGIMiddleware:
         )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self.guard.is_excluded(environ.get("PATH_INFO", "") or "/"):
+        # For the framework-neutral require_roles/require_scopes on a Flask view without the
+        # Flask extension: Flask answers a view's exceptions itself, so they answer with this.
+        environ[GUARD_KEY] = self.guard
+        if self.guard.excludes and self.guard.is_excluded(route_path(environ)):
             environ[PRINCIPAL_KEY] = None  # public path: no token is read
             return self.app(environ, start_response)
         header_value = environ.get("HTTP_AUTHORIZATION")
         cookie = environ.get("HTTP_COOKIE")
-        # WSGI servers join repeated headers with commas; a comma cannot occur in a bearer
-        # token (token68), so each part is one Authorization header.
-        authorization = [v.strip() for v in header_value.split(",")] if header_value else []
+        authorization = joined_authorization(header_value) if header_value else []
         cookies = [cookie] if cookie else []
         found = None
         try:
@@ -111,5 +127,5 @@ class JWTGuardWSGIMiddleware:
     def reject(self, exc: JWTGuardError, start_response: StartResponse) -> Iterable[bytes]:
         answer = self.guard.answer(exc)
         headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
-        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
+        start_response(f"{answer.status} {reason_phrase(answer.status)}", headers)
         return [answer.body]

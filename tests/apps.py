@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -10,7 +11,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from jwt_guard import JWTGuardMiddleware, Principal, Verifier, require_roles, require_scopes
+from jwt_guard import (
+    ConfigurationError,
+    Forbidden,
+    InsufficientRole,
+    JWTGuardError,
+    JWTGuardMiddleware,
+    JWTGuardWSGIMiddleware,
+    Principal,
+    Verifier,
+    require_roles,
+    require_scopes,
+)
+
+#: Errors the app itself raises in a view (``/raise/<name>``), with the app's own words.
+RAISED: dict[str, Callable[[], JWTGuardError]] = {
+    "role-fr": lambda: InsufficientRole("Réservé aux administrateurs"),
+    "quoted": lambda: Forbidden('Needs the "admin" role'),
+    "control": lambda: Forbidden("line\r\nX-Injected: 1"),
+    "config": lambda: ConfigurationError("redis://internal-host:6379/0 is an async client"),
+}
 
 
 def describe(user: object) -> dict[str, Any]:
@@ -42,6 +62,9 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "anonymous": not request.user.is_authenticated})
 
+    async def raise_(request: Request) -> JSONResponse:
+        raise RAISED[request.path_params["name"]]()
+
     return Starlette(
         routes=[
             Route("/me", me, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
@@ -50,18 +73,26 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
             Route("/any-role", any_role),
             Route("/health", health),
             Route("/public/info", health),
+            Route("/raise/{name}", raise_),
         ],
         middleware=[Middleware(JWTGuardMiddleware, verifier=verifier, **options)],
     )
 
 
-def flask_app(verifier: Verifier, **options: Any) -> Any:
+def flask_app(verifier: Verifier, *, extension: bool = True, **options: Any) -> Any:
+    """The Flask app under the Flask extension, or (``extension=False``) under the plain WSGI
+    middleware, with the framework-neutral ``jwt_guard.require_roles``."""
     from flask import Flask, jsonify
 
     from jwt_guard.flask import JWTGuard, current_principal, get_principal
 
     app = Flask(__name__)
-    JWTGuard(app, verifier=verifier, **options)
+    if extension:
+        JWTGuard(app, verifier=verifier, **options)
+    else:
+        app.wsgi_app = JWTGuardWSGIMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, verifier=verifier, **options
+        )
 
     @app.route("/me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def me() -> Any:
@@ -86,5 +117,9 @@ def flask_app(verifier: Verifier, **options: Any) -> Any:
     @app.get("/public/info")
     def health() -> Any:
         return jsonify({"ok": True, "anonymous": get_principal() is None})
+
+    @app.get("/raise/<name>")
+    def raise_(name: str) -> Any:
+        raise RAISED[name]()
 
     return app

@@ -60,23 +60,22 @@ def issuer(make_issuer: Callable[..., LocalIssuer]) -> LocalIssuer:
 AppFactory = Callable[..., httpx.AsyncClient]
 
 
-@pytest.fixture(params=["asgi", "wsgi"])  # the adapter behaviour suite runs on both
-async def make_client(
-    request: pytest.FixtureRequest, issuer: LocalIssuer
-) -> AsyncIterator[AppFactory]:
+@contextlib.asynccontextmanager
+async def _clients(kind: str, issuer: LocalIssuer) -> AsyncIterator[AppFactory]:
     clients: list[httpx.AsyncClient] = []
     with contextlib.ExitStack() as servers:
 
         def make(verifier: Any = None, **options: Any) -> httpx.AsyncClient:
             verifier = verifier or issuer.verifier()
-            if request.param == "asgi":
+            if kind == "asgi":
                 app = starlette_app(verifier, **options)
                 client = httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app), base_url="http://testserver"
                 )
             else:
                 options.pop("websocket_query_param", None)  # no WebSockets in WSGI
-                base = servers.enter_context(run_wsgi(flask_app(verifier, **options)))
+                app = flask_app(verifier, extension=kind == "wsgi", **options)
+                base = servers.enter_context(run_wsgi(app))
                 client = httpx.AsyncClient(base_url=base)
             clients.append(client)
             return client
@@ -84,6 +83,23 @@ async def make_client(
         yield make
         for client in clients:
             await client.aclose()
+
+
+@pytest.fixture(params=["asgi", "wsgi"])  # the adapter behaviour suite runs on both
+async def make_client(
+    request: pytest.FixtureRequest, issuer: LocalIssuer
+) -> AsyncIterator[AppFactory]:
+    async with _clients(request.param, issuer) as make:
+        yield make
+
+
+@pytest.fixture(params=["asgi", "wsgi", "wsgi-plain"])
+async def make_any_client(
+    request: pytest.FixtureRequest, issuer: LocalIssuer
+) -> AsyncIterator[AppFactory]:
+    """Also the plain WSGI middleware on a Flask app without the Flask extension."""
+    async with _clients(request.param, issuer) as make:
+        yield make
 
 
 def bearer(token: str) -> dict[str, str]:

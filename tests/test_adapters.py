@@ -7,15 +7,21 @@ Written once and run against both adapters: the ASGI middleware on a Starlette a
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+from starlette.routing import Route
 
 from jwt_guard import Answer, JWTGuardError
 from jwt_guard.testing import LocalIssuer
 
+from .apps import flask_app, starlette_app
 from .conftest import AppFactory, assert_no_leak, bearer, challenge
+from .servers import run_wsgi
 
 # -- success and placement ---------------------------------------------------------------------
 
@@ -383,3 +389,200 @@ def test_csrf_configuration_errors(kwargs: dict[str, Any]) -> None:
 
     with pytest.raises(ConfigurationError):
         CSRF(**kwargs)
+
+
+# -- the answer layer cannot fail --------------------------------------------------------------
+
+_FIXED = {
+    "insufficient_role": "The token lacks a required role.",
+    "forbidden": "The token does not grant access to this resource.",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "text"),
+    [
+        ("role-fr", "insufficient_role", "Réservé aux administrateurs"),
+        ("quoted", "forbidden", 'Needs the "admin" role'),
+        ("control", "forbidden", "line\r\nX-Injected: 1"),
+    ],
+)
+async def test_rfc6750_3_app_raised_error_with_its_own_text(
+    make_client: AppFactory, issuer: LocalIssuer, name: str, code: str, text: str
+) -> None:
+    """Fixed texts in WWW-Authenticate (RFC 6750 §3 allows printable ASCII only), the app's
+    own text in the JSON body."""
+    response = await make_client().get(f"/raise/{name}", headers=bearer(issuer.mint()))
+    assert response.status_code == 403
+    assert challenge(response) == (
+        f'Bearer realm="api", error="insufficient_scope", error_description="{_FIXED[code]}"'
+    )
+    body = {"error": "insufficient_scope", "error_description": text, "code": code}
+    assert response.json() == body
+    assert "x-injected" not in response.headers
+
+
+async def test_request_time_configuration_error_is_500_and_logged(
+    make_client: AppFactory, issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="jwt_guard"):
+        response = await make_client().get("/raise/config", headers=bearer(issuer.mint()))
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "server_error",
+        "error_description": "Internal error.",
+        "code": "server_error",
+    }
+    assert "www-authenticate" not in response.headers
+    assert_no_leak(response, "internal-host", "redis://")
+    assert any(
+        r.levelno == logging.ERROR and "internal-host" in r.getMessage() for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize("status", [299, 418, 499, 599])
+async def test_on_error_may_choose_any_status(make_client: AppFactory, status: int) -> None:
+    def on_error(exc: JWTGuardError, answer: Answer) -> Answer:
+        answer.status = status
+        return answer
+
+    response = await make_client(on_error=on_error).get("/me")
+    assert response.status_code == status
+    assert response.json()["code"] == "token_missing"
+
+
+def _raises(exc: JWTGuardError, answer: Answer) -> Answer:
+    answer.headers.append(("x-half", "done"))
+    raise RuntimeError("bug in on_error")
+
+
+@pytest.mark.parametrize(
+    "on_error",
+    [
+        _raises,
+        lambda exc, answer: None,
+        lambda exc, answer: Answer(42, [], b"{}"),
+        lambda exc, answer: Answer(401, [("x-bad", "a\r\nSet-Cookie: s=1")], b"{}"),
+        lambda exc, answer: Answer(401, [("x-bad", "é€")], b"{}"),
+        lambda exc, answer: Answer(401, [], "not bytes"),  # type: ignore[arg-type]
+    ],
+)
+async def test_on_error_that_fails_leaves_the_default_answer(
+    make_client: AppFactory,
+    caplog: pytest.LogCaptureFixture,
+    on_error: Callable[[JWTGuardError, Answer], Answer],
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="jwt_guard"):
+        response = await make_client(on_error=on_error).get("/me")
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_missing"
+    assert "x-half" not in response.headers and "x-bad" not in response.headers
+    assert "set-cookie" not in response.headers
+    assert any("on_error" in r.getMessage() for r in caplog.records)
+
+
+# -- the framework-neutral decorators under the plain WSGI middleware ----------------------------
+
+
+async def test_require_roles_answers_the_same_under_every_adapter(
+    make_any_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = make_any_client(realm="orders")
+    user = await client.get("/admin", headers=bearer(issuer.mint(roles=["user"])))
+    assert user.status_code == 403
+    assert challenge(user) == (
+        'Bearer realm="orders", error="insufficient_scope", '
+        'error_description="The token lacks a required role.", scope="admin"'
+    )
+    assert user.json()["code"] == "insufficient_role"
+    scope = await client.get("/scoped", headers=bearer(issuer.mint(scopes=["read"])))
+    assert scope.status_code == 403 and 'scope="read write"' in challenge(scope)
+    admin = await client.get("/admin", headers=bearer(issuer.mint(roles=["admin"])))
+    assert admin.status_code == 200
+    anonymous = await make_any_client(optional=True).get("/admin")
+    assert anonymous.status_code == 401 and challenge(anonymous) == 'Bearer realm="api"'
+
+
+def test_wsgi_middleware_is_importable_from_the_package() -> None:
+    import jwt_guard
+    from jwt_guard.wsgi import JWTGuardWSGIMiddleware
+
+    assert jwt_guard.JWTGuardWSGIMiddleware is JWTGuardWSGIMiddleware
+    assert "JWTGuardWSGIMiddleware" in jwt_guard.__all__
+
+
+# -- only Bearer credentials count as tokens -----------------------------------------------------
+
+_OTHER_SCHEMES = [
+    'Digest username="bob", realm="api@example.com", nonce="dcd98b", uri="/me", '
+    'response="6629fae49393a05397450978507c4ef1"',
+    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, "
+    "SignedHeaders=content-type;host;x-amz-date, "
+    "Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7",
+]
+
+
+@pytest.mark.parametrize("value", _OTHER_SCHEMES)
+async def test_another_scheme_with_commas_is_not_a_second_token(
+    make_client: AppFactory, value: str
+) -> None:
+    optional = await make_client(optional=True).get("/me", headers={"Authorization": value})
+    assert optional.status_code == 200 and optional.json() == {"sub": None}
+    required = await make_client().get("/me", headers={"Authorization": value})
+    assert required.status_code == 401 and "error=" not in challenge(required)
+
+
+@pytest.mark.parametrize("other", ["Basic dXNlcjpwYXNz", *_OTHER_SCHEMES])
+async def test_bearer_beside_another_scheme_is_one_token(
+    make_client: AppFactory, issuer: LocalIssuer, other: str
+) -> None:
+    token = issuer.mint()
+    response = await make_client().get(
+        "/me", headers=[("Authorization", other), ("Authorization", f"Bearer {token}")]
+    )
+    assert response.status_code == 200 and response.json()["sub"] == "user-1"
+
+
+# -- exclude means the app's own paths, wherever the app is mounted ----------------------------
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+async def test_exclude_under_a_mount_prefix(issuer: LocalIssuer, adapter: str) -> None:
+    """The app is mounted under /api (Starlette Mount / ASGI root_path, WSGI SCRIPT_NAME):
+    ``exclude=["/health", "/café/*"]`` means the app's own /health and /café/... in both."""
+    options = {"exclude": ["/health", "/public/*", "/café"]}
+    with contextlib.ExitStack() as stack:
+        if adapter == "asgi":
+            from starlette.applications import Starlette
+            from starlette.routing import Mount
+
+            inner = starlette_app(issuer.verifier(), **options)
+            inner.router.routes.append(Route("/café", _cafe_asgi))
+            outer = Starlette(routes=[Mount("/api", app=inner)])
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=outer), base_url="http://t"
+            )
+        else:
+            from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+            app = flask_app(issuer.verifier(), **options)
+            app.add_url_rule("/café", "cafe", lambda: {"ok": True, "anonymous": True})
+            mounted = DispatcherMiddleware(_not_found, {"/api": app})
+            client = httpx.AsyncClient(base_url=stack.enter_context(run_wsgi(mounted)))
+        async with client:
+            health = await client.get("/api/health")
+            assert health.status_code == 200 and health.json()["anonymous"] is True
+            assert (await client.get("/api/public/info")).status_code == 200
+            assert (await client.get("/api/caf%C3%A9")).status_code == 200
+            assert (await client.get("/api/me")).status_code == 401
+
+
+async def _cafe_asgi(request: Any) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"ok": True, "anonymous": True})
+
+
+def _not_found(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return []

@@ -153,6 +153,10 @@ async def test_websocket_without_denial_extension_closes_with_1008(issuer: Local
     scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
     await app(scope, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008}]
+    sent.clear()
+    # A server that sends "extensions": None (the key is optional in the ASGI spec).
+    await app({**scope, "extensions": None}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
 def test_lifespan_prefetches_jwks_and_passes_through(issuer: LocalIssuer) -> None:
