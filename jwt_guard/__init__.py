@@ -37,7 +37,8 @@ from ._errors import (
 )
 from ._extract import CSRF
 from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
-from ._keys import JWK, KeySet, KeySource, StaticKeys
+from ._keys import JWK
+from ._keyset import KeySet, KeySource, StaticKeys
 from ._policy import TrustedIssuer
 from ._principal import Principal
 from ._verifier import Verifier

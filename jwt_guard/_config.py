@@ -12,7 +12,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 from ._jwks import JWKSKeys, OIDCDiscovery
-from ._keys import KeySource
+from ._keyset import KeySource
 
 __all__ = ["options_from_env"]
 

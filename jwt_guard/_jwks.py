@@ -33,7 +33,7 @@ from typing import Any, Final
 import httpx
 
 from ._errors import ConfigurationError, KeySourceUnavailable
-from ._keys import KeySet, KeySource
+from ._keyset import KeySet, KeySource
 
 __all__ = ["JWKSKeys", "JWKSStats", "OIDCDiscovery"]
 

@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._algorithms import ALGORITHMS
 from ._claims import MAX_LEEWAY, ClaimRules, normalize_typ
 from ._denylist import Denylist
 from ._errors import ClaimMissing, ConfigurationError, IssuerInvalid
-from ._keys import ALGORITHMS, KeySource
+from ._keyset import KeySource
 
 __all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
 

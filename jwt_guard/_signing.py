@@ -1,135 +1,147 @@
-"""Making tokens: key generation, signing and JWK export.
+"""Making tokens: key generation, and signing and JWK export by PyJWT.
 
-Used by the test kit, the CLI (``keygen``, ``mint``) and the demo issuer. A verification
-library that can also sign is a footgun in production code paths, so nothing in the request
-path imports this module.
+Used by the test kit, the CLI (``keygen``, ``mint``) and the demo issuer. The tokens are made
+by PyJWT, the most used Python JWT library, so the tokens our users' tests verify come from an
+independent implementation rather than from an encoder of our own. Keys are generated with
+``cryptography``, with the sizes and curves of ``_algorithms``.
+
+A verification library that can also sign is a footgun in production code paths: nothing on
+the verification path imports this module, nor PyJWT (tests/test_structure.py checks it).
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.utils import base64url_encode
 
-from ._keys import _CURVES, _DIGEST_SIZE, ALGORITHMS
+from ._algorithms import ALGORITHMS, CURVES
 
 __all__ = [
     "PrivateKey",
     "b64url",
-    "encode_compact",
+    "encode",
     "generate_key",
     "load_private_pem",
     "private_pem",
     "public_jwk",
+    "public_pem",
     "sign",
 ]
 
 PrivateKey = Any  # rsa/ec/ed25519/ed448 private key objects, or bytes for HMAC
 
-_HASH: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
+# PyJWT's JWS encoder with every algorithm of our table. PyJWT (2.15) knows "EdDSA" but not
+# RFC 9864's fully specified "Ed25519" and "Ed448"; its EdDSA signer serves both, and
+# encode() checks that the key is on the named curve. A private instance, so the
+# application's own use of PyJWT is not changed.
+_JWS = jwt.PyJWS()
+for _name, _spec in ALGORITHMS.items():
+    if _name not in _JWS.get_algorithms():
+        assert _spec.family == "OKP", _name
+        _JWS.register_algorithm(_name, OKPAlgorithm())
 
 
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return base64url_encode(data).decode("ascii")
 
 
 def generate_key(alg: str, *, rsa_bits: int = 2048) -> PrivateKey:
     """A fresh private key (or HMAC secret) for ``alg``."""
     spec = ALGORITHMS[alg]
-    if spec.family in ("RSA", "PSS"):
+    if spec.kty == "RSA":
         return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    if spec.family == "EC":
-        assert spec.curve is not None
-        return ec.generate_private_key(_CURVES[spec.curve][0])
-    if spec.family == "OKP":
-        return ed25519.Ed25519PrivateKey.generate()
-    assert spec.hash_name is not None
-    return secrets.token_bytes(_DIGEST_SIZE[spec.hash_name])
+    if spec.kty == "EC":
+        ec_curve = CURVES[spec.curves[0]].ec_curve
+        assert ec_curve is not None
+        return ec.generate_private_key(ec_curve())
+    if spec.kty == "OKP":
+        # "EdDSA" gets Ed25519, the curve every EdDSA verifier supports.
+        return (
+            ed448.Ed448PrivateKey.generate()
+            if spec.curves[0] == "Ed448"
+            else ed25519.Ed25519PrivateKey.generate()
+        )
+    return secrets.token_bytes(spec.min_key_bits // 8)
 
 
 def sign(alg: str, key: PrivateKey, data: bytes) -> bytes:
-    """A JWS signature (RFC 7518 §3) over ``data``."""
-    spec = ALGORITHMS[alg]
-    if spec.family == "HMAC":
-        assert spec.hash_name is not None
-        return hmac.digest(key, data, spec.hash_name)
-    if spec.family == "OKP":
-        signature: bytes = key.sign(data)
-        return signature
-    assert spec.hash_name is not None
-    hash_obj = _HASH[spec.hash_name]()
-    if spec.family == "RSA":
-        rsa_sig: bytes = key.sign(data, padding.PKCS1v15(), hash_obj)
-        return rsa_sig
-    if spec.family == "PSS":
-        pss = padding.PSS(mgf=padding.MGF1(hash_obj), salt_length=hash_obj.digest_size)
-        pss_sig: bytes = key.sign(data, pss, hash_obj)
-        return pss_sig
-    assert spec.curve is not None
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hash_obj)))
-    size = _CURVES[spec.curve][1]
-    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    """PyJWT's JWS signature (RFC 7518 §3) over ``data``.
+
+    Without PyJWT's key checks, on purpose: attack tests sign with keys that do not fit the
+    ``alg`` (an Ed448 key under "Ed25519") or with a public key as an HMAC secret.
+    """
+    signature: bytes = _JWS.get_algorithm_by_name(alg).sign(data, key)
+    return signature
 
 
-def encode_compact(
-    header: Mapping[str, Any], payload: Mapping[str, Any], key: PrivateKey, alg: str | None = None
+def _curve_of(key: PrivateKey) -> str | None:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PrivateKey):
+        return "Ed448"
+    return None
+
+
+def encode(
+    payload: Mapping[str, Any],
+    key: PrivateKey,
+    alg: str,
+    *,
+    header: Mapping[str, Any] | None = None,
 ) -> str:
-    """A signed compact JWS. ``alg`` defaults to ``header["alg"]``."""
-    algorithm = alg or str(header["alg"])
-    h = b64url(json.dumps(dict(header), separators=(",", ":")).encode("utf-8"))
-    p = b64url(json.dumps(dict(payload), separators=(",", ":")).encode("utf-8"))
-    signing_input = f"{h}.{p}".encode("ascii")
-    return f"{h}.{p}.{b64url(sign(algorithm, key, signing_input))}"
+    """A compact JWS signed by PyJWT. ``header`` adds members; it has ``typ`` only if given.
+
+    Raises ``ValueError`` when the key does not fit ``alg``.
+    """
+    spec = ALGORITHMS[alg]
+    if spec.family == "OKP" and _curve_of(key) not in spec.curves:
+        raise ValueError(f"the key does not fit {alg}")  # RFC 9864 §2.2
+    # PyJWT adds "typ": "JWT" unless told None; the caller decides.
+    headers = {"typ": None, **(header or {}), "alg": alg}
+    # Any JSON claims, not only what jwt.encode allows (it refuses a non-string "iss"):
+    # tests need tokens with claims of the wrong type.
+    body = json.dumps(dict(payload), separators=(",", ":")).encode("utf-8")
+    try:
+        return _JWS.encode(body, key, algorithm=alg, headers=headers, sort_headers=False)
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"the key does not fit {alg}: {exc}") from exc
 
 
 def public_jwk(
     key: PrivateKey, *, kid: str | None = None, alg: str | None = None
 ) -> dict[str, Any]:
-    """The public JWK (RFC 7517) of a private key; for HMAC the secret itself as ``oct``."""
+    """The public JWK (RFC 7517) of a private key, as PyJWT exports it; for HMAC the secret
+    itself as ``oct``."""
     jwk: dict[str, Any]
     if isinstance(key, (bytes, bytearray)):
-        jwk = {"kty": "oct", "k": b64url(bytes(key))}
-    elif isinstance(key, rsa.RSAPrivateKey):
-        numbers = key.public_key().public_numbers()
-        jwk = {
-            "kty": "RSA",
-            "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-            "e": b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
-        }
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
-        size = _CURVES[crv][1]
-        pub = key.public_key().public_numbers()
-        jwk = {
-            "kty": "EC",
-            "crv": crv,
-            "x": b64url(pub.x.to_bytes(size, "big")),
-            "y": b64url(pub.y.to_bytes(size, "big")),
-        }
-    elif isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
-        raw = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        crv = "Ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "Ed448"
-        jwk = {"kty": "OKP", "crv": crv, "x": b64url(raw)}
+        jwk = HMACAlgorithm.to_jwk(bytes(key), as_dict=True)
     else:
-        raise TypeError("unsupported key type")
+        public = key.public_key()
+        if isinstance(public, rsa.RSAPublicKey):
+            jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            jwk = ECAlgorithm.to_jwk(public, as_dict=True)
+        elif isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
+        else:
+            raise TypeError("unsupported key type")
+    jwk = dict(jwk)
     if kid is not None:
         jwk["kid"] = kid
     if alg is not None:
         jwk["alg"] = alg
-    jwk["use"] = "sig"
+    if "key_ops" not in jwk:
+        # RFC 7517 §4.3: "use" and "key_ops" should not both be given; PyJWT gives RSA keys
+        # key_ops ["verify"], which says the same.
+        jwk["use"] = "sig"
     return jwk
 
 

@@ -26,7 +26,8 @@ from ._errors import (
     InvalidSignature,
     MalformedToken,
 )
-from ._keys import MAX_KID_LENGTH, KeySet, KeySource
+from ._keys import MAX_KID_LENGTH
+from ._keyset import KeySet, KeySource
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
 from ._policy import (
     DEFAULT_CACHE_SIZE,

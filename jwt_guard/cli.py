@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from ._algorithms import ALGORITHMS
 from ._errors import ConfigurationError, JWTGuardError
 from ._jwks import JWKSKeys, OIDCDiscovery
-from ._keys import ALGORITHMS, KeySource, StaticKeys
+from ._keyset import KeySource, StaticKeys
 from ._parse import b64url_decode, parse_json, split_compact
 from ._signing import (
-    encode_compact,
+    encode,
     generate_key,
     load_private_pem,
     private_pem,
@@ -226,11 +227,11 @@ def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
         if not sep or not name:
             raise UsageError("--claim takes name=value (value may be JSON)")
         claims[name] = _claim_value(value)
-    header: dict[str, Any] = {"alg": args.alg, "typ": args.typ}
+    header: dict[str, Any] = {"typ": args.typ}
     if args.kid:
         header["kid"] = args.kid
     try:
-        token = encode_compact(header, claims, key, args.alg)
+        token = encode(claims, key, args.alg, header=header)
     except (TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"the key does not fit {args.alg}") from exc
     out.write(token + "\n")

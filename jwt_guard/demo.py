@@ -30,7 +30,7 @@ from ._errors import CSRFFailed
 from ._extract import CSRF, check_csrf
 from ._jwks import JWKSKeys
 from ._principal import Principal
-from ._signing import PrivateKey, encode_compact, generate_key, public_jwk
+from ._signing import PrivateKey, encode, generate_key, public_jwk
 from ._verifier import Verifier
 from .asgi import JWTGuardMiddleware
 from .asgi import _view as request_view
@@ -99,8 +99,7 @@ class DemoIssuer:
         }
         key = self._keys[self._current][0]
         # RFC 9068 §2.1: access tokens are typed "at+jwt".
-        header = {"alg": ALGORITHM, "typ": "at+jwt", "kid": self._current}
-        return encode_compact(header, claims, key)
+        return encode(claims, key, ALGORITHM, header={"typ": "at+jwt", "kid": self._current})
 
     def refresh_token(self, username: str) -> str:
         token = secrets.token_urlsafe(32)

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._keys import StaticKeys
-from ._signing import PrivateKey, b64url, encode_compact, generate_key, public_jwk, sign
+from ._keyset import StaticKeys
+from ._signing import PrivateKey, b64url, encode, generate_key, public_jwk, sign
 from ._verifier import Verifier
 
 __all__ = ["JWKSServer", "LocalIssuer", "compact", "forge"]
@@ -49,7 +49,11 @@ def forge(
     key: PrivateKey,
     alg: str,
 ) -> str:
-    """Sign arbitrary header/payload bytes with ``key`` using ``alg`` (for attack tests)."""
+    """Sign arbitrary header/payload bytes with ``key`` using ``alg`` (for attack tests).
+
+    The signature is PyJWT's; the header and payload are taken as they are, so they may say
+    anything, even an ``alg`` other than the one signed with.
+    """
     unsigned = compact(header, payload, b"")[:-1]
     return unsigned + "." + b64url(sign(alg, key, unsigned.encode("ascii")))
 
@@ -156,7 +160,9 @@ class LocalIssuer:
         kid: str | None = None,
         **overrides: Any,
     ) -> str:
-        """A signed token. ``claims`` replaces the default claim set; ``overrides`` adjust it."""
+        """A signed token (signed by PyJWT). ``claims`` replaces the default claim set;
+        ``overrides`` adjust it; ``header`` adds or replaces header members (``None`` drops
+        one). The signature is always made with the issuer's algorithm and key."""
         payload = dict(claims) if claims is not None else self.claims(**overrides)
         use_kid = kid or self.kid
         key = dict(self._keys).get(use_kid, self.private_key)
@@ -164,7 +170,11 @@ class LocalIssuer:
         if header is not None:
             hdr.update(header)
             hdr = {k: v for k, v in hdr.items() if v is not None}
-        return encode_compact(hdr, payload, key, self.algorithm)
+        if hdr.get("alg") != self.algorithm or not hdr.get("typ", True):
+            # PyJWT signs with the alg its header names and drops a falsy typ; a test that
+            # asks for another header gets it as asked.
+            return forge(hdr, payload, key, self.algorithm)
+        return encode(payload, key, self.algorithm, header=hdr)
 
     @contextmanager
     def serve(self) -> Iterator[JWKSServer]:

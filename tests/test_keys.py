@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jwt_guard import JWK, ConfigurationError, KeyNotFound, StaticKeys
-from jwt_guard._keys import KeySet
+from jwt_guard._keyset import KeySet
 from jwt_guard._signing import generate_key, public_jwk, public_pem, sign
 
 DATA = b"header.payload"

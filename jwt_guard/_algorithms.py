@@ -1,0 +1,142 @@
+"""The JWA signature algorithms and curves jwt_guard knows: the one table every part reads.
+
+Verification (which key fits a token, how its signature is checked), key loading (curve and
+coordinate sizes, the RSA and HMAC minimums), making tokens (key generation) and the CLI
+(its ``--alg`` choices) all read :data:`ALGORITHMS` and :data:`CURVES`; no other module lists
+facts about an algorithm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = [
+    "ALGORITHMS",
+    "CURVES",
+    "DIGEST_SIZES",
+    "MIN_HMAC_BYTES",
+    "MIN_RSA_BITS",
+    "Algorithm",
+    "Curve",
+]
+
+#: RFC 7518 §3.3 and RFC 8725 §3.5: RSA keys of 2048 bits or more.
+MIN_RSA_BITS: Final = 2048
+#: RFC 7518 §3.2: an HMAC key must be at least as long as the hash output; 32 bytes for HS256,
+#: the floor for a secret not bound to one HS* algorithm.
+MIN_HMAC_BYTES: Final = 32
+#: Output size in bytes of the hashes JWA uses.
+DIGEST_SIZES: Final[Mapping[str, int]] = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """A curve a JWK may name in ``crv`` (RFC 7518 §6.2.1.1, RFC 8037 §2)."""
+
+    name: str
+    kty: str  # "EC" or "OKP"
+    #: The curve's size in bits: for the NIST curves the bit length of n and cryptography's
+    #: ``key_size``; for the Edwards curves the size of the field.
+    bits: int
+    size: int  # bytes of one coordinate (EC, RFC 7518 §6.2.1.2) or of the public key (OKP)
+    #: The order n of the base point (FIPS 186-4 §D.1.2): ECDSA's r and s lie in [1, n-1].
+    order: int | None = None
+    ec_curve: type[ec.EllipticCurve] | None = None  # cryptography's class for EC curves
+
+
+#: Curves by JWK ``crv`` name.
+CURVES: Final[Mapping[str, Curve]] = {
+    c.name: c
+    for c in (
+        Curve(
+            "P-256",
+            "EC",
+            256,
+            32,
+            0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+            ec.SECP256R1,
+        ),
+        Curve(
+            "P-384",
+            "EC",
+            384,
+            48,
+            int(
+                "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                "C7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
+                16,
+            ),
+            ec.SECP384R1,
+        ),
+        Curve(
+            "P-521",
+            "EC",
+            521,
+            66,
+            int(
+                "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+                16,
+            ),
+            ec.SECP521R1,
+        ),
+        Curve("Ed25519", "OKP", 255, 32),
+        Curve("Ed448", "OKP", 448, 57),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Algorithm:
+    """One JWS ``alg`` value and what it needs from a key."""
+
+    name: str
+    family: str  # "RSA" (PKCS#1 v1.5), "PSS", "EC" (ECDSA), "OKP" (EdDSA), "HMAC"
+    kty: str  # the JWK key type that can verify it
+    hash_name: str | None  # hashlib name; None for EdDSA, where the curve fixes the hash
+    curves: tuple[str, ...] = ()  # the curves a key may be on (EC and OKP)
+    #: The smallest key: RSA modulus bits, HMAC secret bits. A curve fixes its own key size.
+    min_key_bits: int = 0
+
+    @property
+    def digest_size(self) -> int:
+        """Bytes of the hash output (0 for EdDSA)."""
+        return DIGEST_SIZES[self.hash_name] if self.hash_name is not None else 0
+
+
+def _rsa(name: str, family: str, hash_name: str) -> Algorithm:
+    return Algorithm(name, family, "RSA", hash_name, min_key_bits=MIN_RSA_BITS)
+
+
+def _hmac(name: str, hash_name: str) -> Algorithm:
+    # RFC 7518 §3.2: a key of the same size as the hash output or larger.
+    return Algorithm(name, "HMAC", "oct", hash_name, min_key_bits=8 * DIGEST_SIZES[hash_name])
+
+
+#: The signature algorithms jwt_guard verifies (RFC 7518 §3.1, RFC 8037 §3.1, RFC 9864 §2.2).
+ALGORITHMS: Final[Mapping[str, Algorithm]] = {
+    a.name: a
+    for a in (
+        _rsa("RS256", "RSA", "sha256"),
+        _rsa("RS384", "RSA", "sha384"),
+        _rsa("RS512", "RSA", "sha512"),
+        _rsa("PS256", "PSS", "sha256"),
+        _rsa("PS384", "PSS", "sha384"),
+        _rsa("PS512", "PSS", "sha512"),
+        Algorithm("ES256", "EC", "EC", "sha256", ("P-256",)),
+        Algorithm("ES384", "EC", "EC", "sha384", ("P-384",)),
+        Algorithm("ES512", "EC", "EC", "sha512", ("P-521",)),
+        # RFC 8037 §3.1: "EdDSA" names the curve only through the key, so it takes both.
+        Algorithm("EdDSA", "OKP", "OKP", None, ("Ed25519", "Ed448")),
+        # RFC 9864 §2.2: the fully specified names, each bound to one curve.
+        Algorithm("Ed25519", "OKP", "OKP", None, ("Ed25519",)),
+        Algorithm("Ed448", "OKP", "OKP", None, ("Ed448",)),
+        _hmac("HS256", "sha256"),
+        _hmac("HS384", "sha384"),
+        _hmac("HS512", "sha512"),
+    )
+}

@@ -1,0 +1,241 @@
+"""Key selection: which loaded keys may verify a token with this ``kid`` and ``alg``.
+
+A :class:`KeySet` answers that question without any I/O. A key *source*
+(:class:`KeySource`) hands the verifier a key set: :class:`StaticKeys` always the same one,
+the remote JWKS source (``_jwks``) a cached one that it refreshes. Selection is the same code
+for both, as panva/jose keeps ``jwks/local`` apart from ``jwks/remote``. Loading and checking
+the keys is ``_keys``' job.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from ._algorithms import ALGORITHMS
+from ._errors import ConfigurationError, KeyNotFound
+from ._keys import JWK, load_jwks, load_key, read_jwks
+
+__all__ = ["KeySet", "KeySource", "StaticKeys"]
+
+logger = logging.getLogger("jwt_guard")
+
+#: Tokens without ``kid`` are tried against at most this many fitting keys, so a flood of
+#: kid-less tokens cannot multiply the signature checks per request.
+MAX_KIDLESS_CANDIDATES: Final = 4
+
+
+class KeySet:
+    """An immutable set of keys with lookup by ``kid`` and algorithm."""
+
+    __slots__ = ("_by_kid", "_fingerprints", "_memo", "keys")
+
+    def __init__(self, keys: Iterable[JWK]) -> None:
+        self.keys: tuple[JWK, ...] = tuple(keys)
+        by_kid: dict[str, list[JWK]] = {}
+        for key in self.keys:
+            if key.kid is not None:
+                by_kid.setdefault(key.kid, []).append(key)
+        self._by_kid = {kid: tuple(found) for kid, found in by_kid.items()}
+        self._fingerprints = frozenset(k.fingerprint for k in self.keys)
+        # (kid, alg) -> candidates, filled only for kids in the set (and no kid), so tokens
+        # with made-up kids cannot grow it.
+        self._memo: dict[tuple[str | None, str], tuple[JWK, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, JWK) and key.fingerprint in self._fingerprints
+
+    def __repr__(self) -> str:
+        return f"KeySet({len(self.keys)} keys)"
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self._by_kid))
+
+    def has_kid(self, kid: str) -> bool:
+        return kid in self._by_kid
+
+    def candidates(self, kid: str | None, alg: str) -> Sequence[JWK]:
+        """The keys that may verify a token with this header; raises :class:`KeyNotFound`."""
+        memo = self._memo.get((kid, alg))
+        if memo:
+            return memo
+        if memo is not None or alg not in ALGORITHMS:
+            raise KeyNotFound()
+        found = self._select(kid, alg)
+        if kid is None or kid in self._by_kid:
+            self._memo[(kid, alg)] = found
+        if not found:
+            raise KeyNotFound()
+        return found
+
+    def _select(self, kid: str | None, alg: str) -> tuple[JWK, ...]:
+        if kid is not None:
+            found = [k for k in self._by_kid.get(kid, ()) if k.fits(alg)]
+            if not found and kid not in self._by_kid:
+                # A key configured without a kid (a PEM key, say) is not bound to any kid:
+                # it may verify tokens whatever kid their issuer put in the header.
+                found = [k for k in self.keys if k.kid is None and k.fits(alg)]
+                found = found[:MAX_KIDLESS_CANDIDATES]
+        else:
+            found = [k for k in self.keys if k.fits(alg)][:MAX_KIDLESS_CANDIDATES]
+        return tuple(found)
+
+    @classmethod
+    def from_jwks(
+        cls,
+        document: Mapping[str, Any],
+        *,
+        allow_symmetric: bool,
+        strict: bool,
+        reuse: KeySet | None = None,
+        max_keys: int = 100,
+    ) -> KeySet:
+        """Build a key set from a JWKS document (RFC 7517 §5).
+
+        ``strict`` raises on the first bad entry (static configuration); otherwise bad
+        entries are skipped with a log line (a remote document, where one odd key must not
+        take the others down). Keys sharing a ``kid`` are refused either way.
+        """
+        loaded = load_jwks(
+            document,
+            allow_symmetric=allow_symmetric,
+            strict=strict,
+            reuse=reuse.keys if reuse is not None else (),
+            max_keys=max_keys,
+        )
+        counts: dict[str, int] = {}
+        for key in loaded:
+            if key.kid is not None:
+                counts[key.kid] = counts.get(key.kid, 0) + 1
+        duplicated = {kid for kid, n in counts.items() if n > 1}
+        if duplicated:
+            if strict:
+                raise ConfigurationError("JWKS has several keys with the same kid")
+            # RFC 7517 §4.5: kids are meant to be distinct. Which of two keys is "the" key for
+            # a kid is ambiguous, so neither is trusted.
+            logger.warning("jwt_guard: refusing %d JWKS keys with duplicated kids", len(duplicated))
+            loaded = [k for k in loaded if k.kid not in duplicated]
+        return cls(loaded)
+
+
+class KeySource(abc.ABC):
+    """Where a verifier gets its keys: a static set, or a remote JWKS with a cache.
+
+    ``keys(kid)`` / ``akeys(kid)`` return the key set to use for a token with that ``kid``,
+    doing any I/O that is needed (sync and async drivers); a static source needs none.
+    """
+
+    def ready(self, kid: str | None) -> KeySet | None:
+        """The key set, when it can be used right now without any I/O or background work;
+        ``None`` sends the caller to :meth:`keys` / :meth:`akeys`. (A fast path: it saves
+        the async driver a coroutine per request.)"""
+        return None
+
+    @abc.abstractmethod
+    def keys(self, kid: str | None) -> KeySet:
+        """The key set for a token with this kid (may block on a fetch)."""
+
+    @abc.abstractmethod
+    async def akeys(self, kid: str | None) -> KeySet:
+        """The key set for a token with this kid, without blocking the event loop."""
+
+    def prefetch(self, *, required: bool = False) -> None:  # noqa: B027 - optional hook
+        """Warm the cache (sync); raise only if ``required`` and no keys could be had."""
+
+    async def aprefetch(self, *, required: bool = False) -> None:  # noqa: B027
+        """Warm the cache (async); raise only if ``required`` and no keys could be had."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release network resources."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release network resources (async)."""
+
+
+class StaticKeys(KeySource):
+    """Keys given in configuration: PEM keys, JWKs, a JWKS document or HMAC secrets.
+
+    ``StaticKeys(keys)`` takes :class:`JWK` objects, PEM strings/bytes or JWK dicts; the
+    ``from_*`` constructors cover the common cases. Everything is loaded by ``_keys`` with
+    the same checks, at construction, and a bad key raises :class:`ConfigurationError`.
+    """
+
+    def __init__(self, keys: Iterable[JWK | str | bytes | Mapping[str, Any]]) -> None:
+        loaded: list[JWK] = []
+        if isinstance(keys, (str, bytes, Mapping, JWK)):
+            keys = [keys]
+        for item in keys:
+            try:
+                loaded.append(load_key(item))
+            except (ValueError, TypeError) as exc:
+                raise ConfigurationError(f"invalid key: {exc}") from exc
+        if not loaded:
+            raise ConfigurationError("StaticKeys needs at least one key")
+        kids = [k.kid for k in loaded if k.kid is not None]
+        if len(kids) != len(set(kids)):
+            raise ConfigurationError("several keys share a kid")
+        self._set = KeySet(loaded)
+
+    def __repr__(self) -> str:
+        return f"StaticKeys({len(self._set)} keys)"
+
+    @property
+    def key_set(self) -> KeySet:
+        return self._set
+
+    @classmethod
+    def from_pem(
+        cls, *pems: str | bytes, kid: str | None = None, algorithm: str | None = None
+    ) -> StaticKeys:
+        """One or more PEM public keys or certificates (``kid``/``algorithm`` bind a single key)."""
+        if len(pems) > 1 and kid is not None:
+            raise ConfigurationError("kid can only be given for a single key")
+        try:
+            return cls([JWK.from_pem(p, kid=kid, algorithm=algorithm) for p in pems])
+        except ValueError as exc:
+            if isinstance(exc, ConfigurationError):
+                raise
+            raise ConfigurationError(f"invalid PEM key: {exc}") from exc
+
+    @classmethod
+    def from_jwks(cls, document: Mapping[str, Any] | str | bytes | os.PathLike[str]) -> StaticKeys:
+        """A JWKS document: a dict, its JSON text, or the path of a JSON file."""
+        try:
+            key_set = KeySet.from_jwks(read_jwks(document), allow_symmetric=True, strict=True)
+        except ConfigurationError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read the JWKS document: {exc}") from exc
+        return cls(key_set.keys)
+
+    @classmethod
+    def from_secret(
+        cls,
+        secret: str | bytes,
+        *,
+        algorithm: str | None = "HS256",
+        kid: str | None = None,
+    ) -> StaticKeys:
+        """An HMAC secret of at least 32 bytes (RFC 7518 §3.2)."""
+        try:
+            return cls([JWK.from_secret(secret, algorithm=algorithm, kid=kid)])
+        except ValueError as exc:
+            if isinstance(exc, ConfigurationError):
+                raise
+            raise ConfigurationError(f"invalid HMAC secret: {exc}") from exc
+
+    def ready(self, kid: str | None) -> KeySet | None:
+        return self._set
+
+    def keys(self, kid: str | None) -> KeySet:
+        return self._set
+
+    async def akeys(self, kid: str | None) -> KeySet:
+        return self._set
