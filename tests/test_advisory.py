@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwt_guard import (
+    JWK,
     AlgorithmNotAllowed,
     ClaimInvalid,
     CriticalHeaderUnsupported,
@@ -23,6 +24,7 @@ from jwt_guard import (
     IssuerInvalid,
     JWTGuardError,
     KeyNotFound,
+    KeySet,
     MalformedToken,
     StaticKeys,
     TokenTooLarge,
@@ -226,3 +228,144 @@ def test_garbage_ends_in_our_error_type(issuer: LocalIssuer, token: str) -> None
     with pytest.raises(JWTGuardError) as info:
         issuer.verifier().verify(token)
     assert info.value.status_code == 401
+
+
+# -- CVE-2022-29217: a public key as the HMAC secret, through every way a key comes in --------
+
+
+def _lookalikes(issuer: LocalIssuer) -> dict[str, bytes]:
+    """The issuer's RSA public key in every shape an operator might paste as a 'secret'."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    private = issuer.private_key
+    public = private.public_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuer.test")])
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(private, hashes.SHA256())
+    )
+    jwk = public_jwk(private, kid=issuer.kid)
+    return {
+        **public_forms(issuer),  # SPKI PEM, PKCS#1 PEM, DER, JWK JSON
+        "certificate_pem": certificate.public_bytes(serialization.Encoding.PEM),
+        "jwk_json_sorted": json.dumps(jwk, sort_keys=True).encode(),  # "kty" not first
+        "jwks_json": json.dumps({"keys": [jwk]}).encode(),
+        "openssh": public.public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ),
+    }
+
+
+def _oct(secret: bytes) -> dict[str, str]:
+    return {"kty": "oct", "k": b64url(secret), "kid": "hs"}
+
+
+#: Every way an HMAC secret comes in. Each must refuse a lookalike at start-up.
+SECRET_ENTRY_POINTS: dict[str, Callable[[bytes, Any], object]] = {
+    "JWK.from_secret": lambda s, _: JWK.from_secret(s),
+    "JWK.from_secret(alg=None)": lambda s, _: JWK.from_secret(s, algorithm=None),
+    "JWK(kty='oct')": lambda s, _: JWK(kty="oct", material=s, fingerprint="t"),
+    "JWK.from_dict(oct)": lambda s, _: JWK.from_dict(_oct(s)),
+    "StaticKeys.from_secret": lambda s, _: StaticKeys.from_secret(s),
+    "StaticKeys([oct])": lambda s, _: StaticKeys([_oct(s)]),
+    "StaticKeys.from_jwks(dict)": lambda s, _: StaticKeys.from_jwks({"keys": [_oct(s)]}),
+    "StaticKeys.from_jwks(json)": lambda s, _: StaticKeys.from_jwks(
+        json.dumps({"keys": [_oct(s)]})
+    ),
+    "StaticKeys.from_jwks(path)": lambda s, tmp: StaticKeys.from_jwks(_write(tmp, s)),
+    "KeySet.from_jwks(strict)": lambda s, _: KeySet.from_jwks(
+        {"keys": [_oct(s)]}, allow_symmetric=True, strict=True
+    ),
+}
+
+
+def _write(tmp: Any, secret: bytes) -> Any:
+    path = tmp / "jwks.json"
+    path.write_text(json.dumps({"keys": [_oct(secret)]}))
+    return path
+
+
+#: Every way a public key comes in: the lookalike is loaded as the typed public key it is
+#: (never as an HMAC secret), or refused.
+PUBLIC_ENTRY_POINTS: dict[str, Callable[[bytes], object]] = {
+    "JWK.from_pem": lambda s: StaticKeys([JWK.from_pem(s)]),
+    "JWK.from_der_certificate": lambda s: StaticKeys([JWK.from_der_certificate(s)]),
+    "StaticKeys.from_pem": lambda s: StaticKeys.from_pem(s),
+    "StaticKeys([bytes])": lambda s: StaticKeys([s]),
+    "StaticKeys([str])": lambda s: StaticKeys([s.decode("latin-1")]),
+}
+
+LOOKALIKES = [
+    "spki_pem",
+    "pkcs1_pem",
+    "certificate_pem",
+    "der",
+    "jwk_json",
+    "jwk_json_sorted",
+    "jwks_json",
+    "openssh",
+]
+
+
+@pytest.mark.parametrize("entry", [*SECRET_ENTRY_POINTS, *PUBLIC_ENTRY_POINTS, "KeySet.remote"])
+@pytest.mark.parametrize("form", LOOKALIKES)
+def test_cve_2022_29217_key_lookalike_refused_through_every_entry_point(
+    issuer: LocalIssuer,
+    form: str,
+    entry: str,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = _lookalikes(issuer)[form]
+    token = forge({"alg": "HS256", "kid": "hs"}, issuer.claims(), secret, "HS256")
+    if entry in SECRET_ENTRY_POINTS:
+        with pytest.raises(ValueError, match="looks like"):
+            SECRET_ENTRY_POINTS[entry](secret, tmp_path)
+        return
+    if entry == "KeySet.remote":
+        # A fetched document: the entry is skipped with the reason logged, never used.
+        with caplog.at_level("WARNING", logger="jwt_guard"):
+            keys = KeySet.from_jwks({"keys": [_oct(secret)]}, allow_symmetric=True, strict=False)
+        assert len(keys) == 0
+        assert "looks like" in caplog.text
+        return
+    try:
+        source = PUBLIC_ENTRY_POINTS[entry](secret)
+    except ValueError:
+        return  # not a public key in this shape: refused at start-up
+    assert isinstance(source, StaticKeys)
+    assert all(key.kty == "RSA" for key in source.key_set.keys)
+    verifier = issuer.verifier(keys=source, algorithms=["HS256", "RS256"])
+    with pytest.raises((KeyNotFound, AlgorithmNotAllowed)):
+        verifier.verify(token)
+    assert verifier.verify(issuer.mint(kid="hs", header={"kid": "hs"}))
+
+
+def test_cve_2022_29217_cli_secret_env_refuses_a_public_key(
+    issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from jwt_guard.cli import main
+
+    monkeypatch.setenv("HS_SECRET", public_forms(issuer)["spki_pem"].decode())
+    token = forge({"alg": "HS256"}, issuer.claims(), public_forms(issuer)["spki_pem"], "HS256")
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["verify", token, "--secret-env", "HS_SECRET", "--algorithm", "HS256"],
+            stdout=io.StringIO(),
+            stderr=err,
+        )
+    assert exit_info.value.code == 2 and "looks like" in err.getvalue()

@@ -406,6 +406,24 @@ async def test_refused_entries_are_skipped(
     assert len([r for r in caplog.records if "skipping JWKS entry" in r.getMessage()]) == 5
 
 
+@pytest.mark.parametrize("alg", ["Ed25519", "Ed448"])
+async def test_rfc9864_jwks_publishing_fully_specified_eddsa_is_used(
+    alg: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ed = LocalIssuer(algorithm=alg, clock=clock, kid="ed-1")
+    with ed.serve() as srv, caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        async_source = JWKSKeys(srv.url, clock=clock, timeout=2.0)
+        sync_source = JWKSKeys(srv.url, clock=clock, timeout=2.0)
+        try:
+            assert await verifier_for(ed, async_source).averify(ed.mint(sub="a"))
+            assert verifier_for(ed, sync_source).verify(ed.mint(sub="s"))
+            assert async_source.stats.key_ids == ("ed-1",)
+        finally:
+            await async_source.aclose()
+            sync_source.close()
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]
+
+
 async def test_too_many_keys_is_a_failed_fetch(server: JWKSServer, source: JWKSKeys) -> None:
     key = public_jwk(generate_key("ES256"))
     server.body = json.dumps({"keys": [dict(key, kid=str(i)) for i in range(101)]}).encode()

@@ -8,16 +8,21 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jwt_guard import JWK, ConfigurationError, KeyNotFound, StaticKeys
+from jwt_guard import JWK, ConfigurationError, KeyNotFound, StaticKeys, Verifier
 from jwt_guard._keyset import KeySet
-from jwt_guard._signing import generate_key, public_jwk, public_pem, sign
+from jwt_guard._parse import b64url_decode
+from jwt_guard._signing import encode, generate_key, public_jwk, public_pem, sign
+from jwt_guard.testing import LocalIssuer, forge
 
 DATA = b"header.payload"
 
 
 @pytest.mark.parametrize(
     "alg",
-    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"],
+    [
+        *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"),
+        *("EdDSA", "Ed25519", "Ed448"),
+    ],
 )
 def test_every_asymmetric_algorithm_round_trips(alg: str) -> None:
     private = generate_key(alg)
@@ -197,3 +202,44 @@ def test_candidates_are_memoized_without_growing_for_unknown_kids() -> None:
             with pytest.raises(KeyNotFound):
                 keys.candidates(f"unknown-{i}", "ES256")
     assert len(keys._memo) == 2
+
+
+# -- RFC 9864 §2.2: the fully specified EdDSA names ------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["Ed25519", "Ed448", "EdDSA"])
+def test_rfc9864_tokens_signed_with_each_name_verify(alg: str) -> None:
+    # LocalIssuer signs with PyJWT and publishes "alg": <name> in its JWKS.
+    issuer = LocalIssuer(algorithm=alg)
+    assert issuer.jwks["keys"][0]["alg"] == alg
+    token = issuer.mint(sub="ed")
+    assert json.loads(b64url_decode(token.split(".")[0]))["alg"] == alg
+    assert issuer.verifier().verify(token).subject == "ed"
+    assert issuer.verifier(algorithms=[alg]).verify(token).subject == "ed"
+
+
+@pytest.mark.parametrize(("name", "other"), [("Ed25519", "Ed448"), ("Ed448", "Ed25519")])
+def test_rfc9864_a_key_of_the_other_curve_never_verifies_the_name(name: str, other: str) -> None:
+    # A key published without "alg" (so only its curve decides), signing tokens that say
+    # the other curve's name: refused. "EdDSA" keeps taking both curves, as before.
+    private = generate_key(other)
+    keys = StaticKeys([public_jwk(private, kid="k")])
+    verifier = Verifier(keys=keys, algorithms=[name, "EdDSA"], audience=None, clock=lambda: 0)
+    claims = {"sub": "x", "exp": 60}
+    with pytest.raises(KeyNotFound):
+        verifier.verify(forge({"alg": name, "kid": "k"}, claims, private, name))
+    assert verifier.verify(forge({"alg": "EdDSA", "kid": "k"}, claims, private, "EdDSA"))
+    # and minting refuses the mismatch outright
+    with pytest.raises(ValueError, match="does not fit"):
+        encode(claims, private, name)
+
+
+def test_rfc9864_key_bound_to_eddsa_does_not_verify_ed25519_and_back() -> None:
+    # RFC 7517 §4.4: a JWK's "alg" binds it to exactly that name.
+    private = generate_key("Ed25519")
+    claims = {"sub": "x", "exp": 60}
+    for bound, used in (("EdDSA", "Ed25519"), ("Ed25519", "EdDSA")):
+        keys = StaticKeys([public_jwk(private, kid="k", alg=bound)])
+        verifier = Verifier(keys=keys, algorithms=[used], clock=lambda: 0)
+        with pytest.raises(KeyNotFound):
+            verifier.verify(forge({"alg": used, "kid": "k"}, claims, private, used))

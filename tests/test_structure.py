@@ -1,8 +1,11 @@
-"""The package's layout: no import cycles between its modules."""
+"""The package's layout: no import cycles between its modules; PyJWT off the verify path."""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -127,3 +130,41 @@ def test_graph_sees_every_kind_of_import(tmp_path: Path) -> None:
 )
 def test_find_cycle(graph: dict[str, set[str]], cycle: list[str] | None) -> None:
     assert find_cycle(graph) == cycle
+
+
+_VERIFY_IN_A_FRESH_INTERPRETER = """
+import asyncio, json, sys
+import jwt_guard, jwt_guard.asgi, jwt_guard.wsgi, jwt_guard.fastapi, jwt_guard.flask
+from jwt_guard import StaticKeys, Verifier
+
+jwks, token, issuer, audience = json.loads(sys.stdin.read())
+verifier = Verifier(
+    keys=StaticKeys.from_jwks(jwks), algorithms=["ES256"], issuer=issuer, audience=audience
+)
+assert verifier.verify(token).subject == "fresh"
+assert asyncio.run(verifier.averify(token)).subject == "fresh"
+loaded = lambda: sorted(m for m in sys.modules if m == "jwt" or m.startswith("jwt."))
+print(json.dumps(loaded()))
+import jwt_guard.testing  # the test kit mints with PyJWT: the check above can see it
+print(json.dumps(loaded()[:1]))
+"""
+
+
+def test_verification_path_never_imports_pyjwt() -> None:
+    # jwt_guard verifies with cryptography; PyJWT only makes tokens (testing, CLI mint, demo).
+    from jwt_guard.testing import LocalIssuer
+
+    issuer = LocalIssuer(algorithm="ES256")
+    given = [issuer.jwks, issuer.mint(sub="fresh"), issuer.issuer, issuer.audience]
+    result = subprocess.run(
+        [sys.executable, "-c", _VERIFY_IN_A_FRESH_INTERPRETER],
+        input=json.dumps(given),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    on_verify_path, with_test_kit = (json.loads(line) for line in result.stdout.splitlines())
+    assert on_verify_path == []
+    assert with_test_kit == ["jwt"]
