@@ -61,7 +61,7 @@ def test_keygen_writes_private_key_0600_and_jwks(keydir: Path) -> None:
     assert b"PRIVATE" not in (keydir / "public.pem").read_bytes()
 
 
-@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES384", "EdDSA"])
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES384", "ES512", "EdDSA", "Ed25519", "Ed448"])
 def test_keygen_mint_verify_each_algorithm(tmp_path: Path, alg: str) -> None:
     assert run("keygen", "--alg", alg, "--kid", "k", "--out", str(tmp_path))[0] == 0
     code, token, _ = run(
@@ -271,6 +271,16 @@ def test_mint_refuses_a_key_that_does_not_fit(keydir: Path) -> None:
         "mint", "--key", str(keydir / "private.pem"), "--alg", "ES256", "--claim", "novalue"
     )
     assert code == 2 and "name=value" in err
+
+
+@pytest.mark.parametrize(("made", "named"), [("Ed448", "Ed25519"), ("Ed25519", "Ed448")])
+def test_rfc9864_mint_refuses_a_key_on_the_other_curve(
+    tmp_path: Path, made: str, named: str
+) -> None:
+    assert run("keygen", "--alg", made, "--out", str(tmp_path))[0] == 0
+    code, _, err = run("mint", "--key", str(tmp_path / "private.pem"), "--alg", named)
+    assert code == 2 and "does not fit" in err
+    assert run("mint", "--key", str(tmp_path / "private.pem"), "--alg", "EdDSA")[0] == 0
 
 
 def test_demo_command_serves_and_prints_a_working_curl(tmp_path: Path) -> None:
