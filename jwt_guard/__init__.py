@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ._answer import Answer
-from ._authz import Requirement, require_roles, require_scopes
+from ._authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
 from ._denylist import Denylist, MemoryDenylist, RedisDenylist
 from ._errors import (
     AlgorithmNotAllowed,
     AudienceInvalid,
     AuthenticationRequired,
+    AuthenticationTooOld,
     ClaimError,
     ClaimInvalid,
     ClaimMissing,
@@ -19,6 +20,7 @@ from ._errors import (
     Forbidden,
     InsufficientRole,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidRequest,
     InvalidSignature,
     InvalidToken,
@@ -39,6 +41,7 @@ from ._extract import CSRF
 from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
 from ._keys import JWK
 from ._keyset import KeySet, KeySource, StaticKeys
+from ._metadata import ProtectedResource
 from ._policy import TrustedIssuer
 from ._principal import Principal
 from ._verifier import Verifier
@@ -54,6 +57,7 @@ __all__ = [
     "Answer",
     "AudienceInvalid",
     "AuthenticationRequired",
+    "AuthenticationTooOld",
     "CSRFFailed",
     "ClaimError",
     "ClaimInvalid",
@@ -65,6 +69,7 @@ __all__ = [
     "Forbidden",
     "InsufficientRole",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
@@ -82,6 +87,7 @@ __all__ = [
     "MemoryDenylist",
     "OIDCDiscovery",
     "Principal",
+    "ProtectedResource",
     "RedisDenylist",
     "Requirement",
     "ServiceUnavailable",
@@ -94,6 +100,8 @@ __all__ = [
     "TrustedIssuer",
     "TypeInvalid",
     "Verifier",
+    "require_acr",
+    "require_auth_age",
     "require_roles",
     "require_scopes",
 ]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-from ._errors import Forbidden, JWTGuardError, ServiceUnavailable
+from ._errors import Forbidden, InsufficientUserAuthentication, JWTGuardError, ServiceUnavailable
 
 __all__ = ["Answer", "ErrorHandler", "Responder", "reason_phrase"]
 
@@ -97,9 +97,20 @@ def _sendable(answer: object) -> bool:
 class Responder:
     """Builds answers for one adapter configuration; constant parts computed once."""
 
-    def __init__(self, realm: str | None, on_error: ErrorHandler | None) -> None:
+    def __init__(
+        self,
+        realm: str | None,
+        on_error: ErrorHandler | None,
+        resource_metadata: str | None = None,
+    ) -> None:
         self._realm_param = f"realm={_quoted(realm)}" if realm is not None else None
         self._on_error = on_error
+        # RFC 9728 §5.1: every challenge points to the protected resource metadata.
+        self._metadata_param = (
+            f"resource_metadata={_quoted(resource_metadata)}"
+            if resource_metadata is not None
+            else None
+        )
 
     def challenge(self, exc: JWTGuardError) -> str:
         """The ``WWW-Authenticate`` value for ``exc``: only fixed texts, so it cannot fail.
@@ -120,6 +131,15 @@ class Responder:
             names = [n for n in exc.required if isinstance(n, str) and _SCOPE_TOKEN.fullmatch(n)]
             if names:
                 params.append(f'scope="{" ".join(names)}"')
+        if isinstance(exc, InsufficientUserAuthentication):
+            # RFC 9470 §3: what the client asks the authorization server for on its next try.
+            values = [v for v in exc.acr_values if isinstance(v, str) and _SCOPE_TOKEN.fullmatch(v)]
+            if values:
+                params.append(f'acr_values="{" ".join(values)}"')
+            if type(exc.max_age) is int and exc.max_age >= 0:
+                params.append(f'max_age="{exc.max_age}"')
+        if self._metadata_param:
+            params.append(self._metadata_param)
         return "Bearer " + ", ".join(params) if params else "Bearer"
 
     def answer(self, exc: JWTGuardError) -> Answer:

@@ -1,4 +1,4 @@
-"""Role and scope requirements: one object that is a decorator and a FastAPI dependency.
+"""Role, scope and step-up requirements: one object that is a decorator and a FastAPI dependency.
 
     @require_roles("admin")                      # Starlette endpoint, HTTPEndpoint method,
     async def endpoint(request): ...             # or Flask view
@@ -7,13 +7,17 @@
 
 The requirement only *reads* the principal the middleware placed; it raises
 :class:`AuthenticationRequired` (401) when there is none, and :class:`InsufficientRole` /
-:class:`InsufficientScope` (403) when it falls short. The adapters turn those into answers.
+:class:`InsufficientScope` (403) when it falls short. ``require_acr`` and ``require_auth_age``
+(RFC 9470 step-up) raise :class:`InsufficientUserAuthentication` (401): the token is fine, the
+login behind it is too weak or too old. The adapters turn those into answers.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -22,18 +26,31 @@ from starlette.requests import HTTPConnection
 from ._answer import Answer
 from ._errors import (
     AuthenticationRequired,
+    AuthenticationTooOld,
     ConfigurationError,
     InsufficientRole,
     InsufficientScope,
+    InsufficientUserAuthentication,
     JWTGuardError,
 )
-from ._guard import GUARD_KEY, PRINCIPAL_KEY
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._principal import Principal
+from ._verifier import Verifier
 
 if TYPE_CHECKING:
     from fastapi.security import HTTPBearer
 
-__all__ = ["Requirement", "openapi_bearer_scheme", "require_roles", "require_scopes"]
+__all__ = [
+    "Requirement",
+    "openapi_bearer_scheme",
+    "require_acr",
+    "require_auth_age",
+    "require_roles",
+    "require_scopes",
+]
+
+# RFC 9470 §3: acr_values is a space-separated list inside a quoted string.
+_ACR_VALUE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +117,9 @@ class Requirement:
         self.kind = kind
         self.names = names
         self.any_of = any_of
+        self._declare_signature()
+
+    def _declare_signature(self) -> None:
         params = [
             inspect.Parameter(
                 "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
@@ -114,8 +134,11 @@ class Requirement:
         mode = "any_of=True" if self.any_of else "all"
         return f"require_{self.kind}({', '.join(map(repr, self.names))}, {mode})"
 
-    def check(self, user: object) -> Principal:
-        """The principal if it satisfies the requirement; raises otherwise."""
+    def check(self, user: object, verifier: object = None) -> Principal:
+        """The principal if it satisfies the requirement; raises otherwise.
+
+        ``verifier`` is the one that accepted the principal (its clock judges time rules).
+        """
         if not isinstance(user, Principal):
             # Not authenticated at all: 401, not 403 (RFC 6750 §3.1).
             raise AuthenticationRequired()
@@ -138,17 +161,17 @@ class Requirement:
         conn = kwargs.get("request", args[0] if args else None)
         if not isinstance(conn, HTTPConnection):
             raise TypeError("a requirement is called with a request, or used as a decorator")
-        return self.check(conn.scope.get("user"))
+        return self.check(conn.scope.get("user"), conn.scope.get(VERIFIER_KEY))
 
     def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         for value in (*args, *kwargs.values()):
             if isinstance(value, HTTPConnection):
                 # The ASGI middleware answers what this raises.
-                self.check(value.scope.get("user"))
+                self.check(value.scope.get("user"), value.scope.get(VERIFIER_KEY))
                 return
         environ = _flask_environ()
         try:
-            self.check(environ.get(PRINCIPAL_KEY))
+            self.check(environ.get(PRINCIPAL_KEY), environ.get(VERIFIER_KEY))
         except JWTGuardError as exc:
             guard = environ.get(GUARD_KEY)
             if guard is None:
@@ -186,3 +209,59 @@ def require_roles(*roles: str, any_of: bool = False) -> Requirement:
 def require_scopes(*scopes: str, any_of: bool = False) -> Requirement:
     """Require every scope (or, with ``any_of=True``, at least one)."""
     return Requirement("scopes", scopes, any_of)
+
+
+class StepUp(Requirement):
+    """A login strong enough (``acr``) or recent enough (``auth_time``) for the route (RFC 9470)."""
+
+    def __init__(self, acr_values: tuple[str, ...] = (), max_age: int | None = None) -> None:
+        if acr_values:
+            if not all(isinstance(v, str) and _ACR_VALUE.fullmatch(v) for v in acr_values):
+                raise ConfigurationError("require_acr values must be names without spaces, quotes")
+            self.kind, self.names = "acr", acr_values
+        elif max_age is None:
+            raise ConfigurationError("require_acr needs at least one acr value")
+        else:
+            if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0:
+                raise ConfigurationError("require_auth_age needs a whole number of seconds >= 0")
+            self.kind, self.names = "auth_age", (str(max_age),)
+        self.any_of = True
+        self.acr_values = acr_values
+        self.max_age = max_age
+        self._declare_signature()
+
+    def __repr__(self) -> str:
+        if self.acr_values:
+            return f"require_acr({', '.join(map(repr, self.acr_values))})"
+        return f"require_auth_age({self.max_age})"
+
+    def check(self, user: object, verifier: object = None) -> Principal:
+        if not isinstance(user, Principal):
+            raise AuthenticationRequired()
+        if self.acr_values:
+            # RFC 9470 §4: acr values are compared as exact strings; any listed one will do.
+            if user.acr not in self.acr_values:
+                raise InsufficientUserAuthentication(acr_values=self.acr_values)
+            return user
+        assert self.max_age is not None
+        auth_time = user.auth_time
+        if isinstance(verifier, Verifier):
+            now, leeway = verifier.now(), verifier.leeway
+        else:
+            now, leeway = time.time(), 0.0
+        # No auth_time: the age of the login is unknown, so it cannot be recent enough.
+        if auth_time is None or now - leeway > auth_time + self.max_age:
+            raise AuthenticationTooOld(max_age=self.max_age)
+        return user
+
+
+def require_acr(*values: str) -> Requirement:
+    """Require a login whose ``acr`` is one of ``values`` (in order of preference); otherwise a
+    401 ``insufficient_user_authentication`` asking for ``acr_values`` (RFC 9470 §3)."""
+    return StepUp(acr_values=values)
+
+
+def require_auth_age(max_age: int) -> Requirement:
+    """Require a login at most ``max_age`` seconds old (the ``auth_time`` claim); otherwise a
+    401 ``insufficient_user_authentication`` asking for ``max_age`` (RFC 9470 §3)."""
+    return StepUp(max_age=max_age)

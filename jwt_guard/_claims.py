@@ -83,9 +83,16 @@ def check_time_claims(
     leeway: float,
     max_age: float | None,
 ) -> float | None:
-    """Validate ``exp``, ``nbf``, ``iat`` as NumericDates and check them; return ``exp``."""
+    """Validate ``exp``, ``nbf``, ``iat``, ``auth_time`` as NumericDates and check them; return
+    ``exp``."""
     exp = numeric_date(claims, "exp")
     check_times(exp, numeric_date(claims, "nbf"), numeric_date(claims, "iat"), now, leeway, max_age)
+    if "auth_time" in claims:
+        # OIDC Core §2 / RFC 9470 §4: when the user last logged in. A login in the future is a
+        # broken or forged token, and would pass every require_auth_age check.
+        auth_time = numeric_date(claims, "auth_time")
+        if auth_time is not None and now + leeway < auth_time:
+            raise ClaimInvalid(code="auth_time_in_future")
     return exp
 
 
@@ -168,7 +175,8 @@ class ClaimRules:
             if iss not in self.issuers:
                 raise IssuerInvalid()
         self._check_audience(claims)
-        for name in ("sub", "jti"):
+        # RFC 7519 §4.1.2/§4.1.7; "acr" is a string too (OIDC Core §2, RFC 9470 §4).
+        for name in ("sub", "jti", "acr"):
             value = claims.get(name)
             if value is not None and not isinstance(value, str):
                 raise ClaimInvalid()

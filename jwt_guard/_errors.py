@@ -26,6 +26,8 @@ client as it is.
     │       ├── AudienceInvalid                           audience_invalid
     │       ├── ClaimMissing                              claim_missing
     │       └── ClaimInvalid                              claim_invalid
+    ├── InsufficientUserAuthentication  401 insufficient_user_authentication  acr_not_satisfied
+    │   └── AuthenticationTooOld                          authentication_too_old
     ├── Forbidden                     403
     │   ├── InsufficientRole          insufficient_scope  insufficient_role
     │   ├── InsufficientScope         insufficient_scope  insufficient_scope
@@ -43,6 +45,7 @@ __all__ = [
     "AlgorithmNotAllowed",
     "AudienceInvalid",
     "AuthenticationRequired",
+    "AuthenticationTooOld",
     "CSRFFailed",
     "ClaimError",
     "ClaimInvalid",
@@ -53,6 +56,7 @@ __all__ = [
     "Forbidden",
     "InsufficientRole",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
@@ -235,6 +239,37 @@ class ClaimInvalid(ClaimError):
 
     code = "claim_invalid"
     description = "A token claim has an invalid value."
+
+
+class InsufficientUserAuthentication(JWTGuardError):
+    """The login behind the token is too weak or too old for the route (RFC 9470 §3)."""
+
+    # A 401: the client gets a new token by signing the user in again, asking the
+    # authorization server for ``acr_values`` and/or ``max_age`` (from the route's settings).
+
+    code = "acr_not_satisfied"
+    error = "insufficient_user_authentication"
+    status_code = 401
+    description = "A different authentication level is required."
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        code: str | None = None,
+        acr_values: Iterable[str] = (),
+        max_age: int | None = None,
+    ) -> None:
+        super().__init__(description, code=code)
+        self.acr_values: tuple[str, ...] = tuple(acr_values)
+        self.max_age = max_age
+
+
+class AuthenticationTooOld(InsufficientUserAuthentication):
+    """The user's login (``auth_time``) is older than the route allows, or unknown."""
+
+    code = "authentication_too_old"
+    description = "More recent authentication is required."
 
 
 class Forbidden(JWTGuardError):

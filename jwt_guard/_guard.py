@@ -28,17 +28,30 @@ from ._extract import (
     extract,
     is_token68,
 )
+from ._metadata import MetadataEndpoint, ProtectedResource
 from ._verifier import Verifier
 
-__all__ = ["GUARD_KEY", "PRINCIPAL_KEY", "Guard"]
+__all__ = ["GUARD_KEY", "PRINCIPAL_KEY", "VERIFIER_KEY", "Guard"]
 
 #: Where the WSGI adapter stores the principal in the environ (and ASGI in the scope).
 PRINCIPAL_KEY: Final = "jwt_guard.principal"
 #: Where the WSGI adapter stores its :class:`Guard`, so a requirement on a Flask view can
 #: answer with the middleware's settings (realm, ``on_error``).
 GUARD_KEY: Final = "jwt_guard.guard"
+#: Where both adapters store the verifier that accepted the principal: requirements that
+#: depend on time (``require_auth_age``) read its clock and leeway.
+VERIFIER_KEY: Final = "jwt_guard.verifier"
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
+
+
+def _dpop_settings(verifier: Verifier) -> tuple[tuple[str, ...] | None, bool]:
+    """The DPoP settings the metadata document advertises (RFC 9728 §2), when DPoP is on."""
+    dpop = getattr(verifier, "dpop", None)
+    algorithms = getattr(dpop, "algorithms", None)
+    if dpop is None or algorithms is None:
+        return None, False
+    return tuple(algorithms), bool(getattr(dpop, "required", False))
 
 
 class Guard:
@@ -56,6 +69,7 @@ class Guard:
         realm: str | None = None,
         on_error: ErrorHandler | None = None,
         websocket_query_param: str | None = None,
+        protected_resource: ProtectedResource | None = None,
     ) -> None:
         if not isinstance(verifier, Verifier):
             raise ConfigurationError("verifier must be a jwt_guard.Verifier")
@@ -84,8 +98,25 @@ class Guard:
         self._exact = frozenset(p for p in exclude if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in exclude if p.endswith("*"))
         self.excludes = bool(exclude)
+        #: The RFC 9728 document, served by the adapters before any token is looked for.
+        self.metadata: MetadataEndpoint | None = None
+        if protected_resource is not None:
+            dpop_algorithms, dpop_required = _dpop_settings(verifier)
+            self.metadata = MetadataEndpoint(
+                protected_resource,
+                audiences=verifier.audiences,
+                # RFC 9728 §2 names RFC 6750 methods: a cookie is none of them, and the query
+                # parameter is read on WebSocket handshakes only.
+                bearer_methods=["header"] if header else [],
+                dpop_algorithms=dpop_algorithms,
+                dpop_required=dpop_required,
+            )
         try:
-            self.responder = Responder(realm if realm is not None else "api", on_error)
+            self.responder = Responder(
+                realm if realm is not None else "api",
+                on_error,
+                self.metadata.url if self.metadata is not None else None,
+            )
         except ValueError as exc:
             raise ConfigurationError(f"realm: {exc}") from exc
 

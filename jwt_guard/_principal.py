@@ -69,6 +69,10 @@ class Principal:
         value = self._claims.get(name)
         return value if isinstance(value, str) else None
 
+    def _date(self, name: str) -> float | None:
+        value = self._claims.get(name)
+        return value if (type(value) is int or type(value) is float) else None
+
     @property
     def subject(self) -> str | None:
         return self._string("sub")
@@ -108,8 +112,17 @@ class Principal:
 
     @property
     def expires_at(self) -> float | None:
-        exp = self._claims.get("exp")
-        return exp if (type(exp) is int or type(exp) is float) else None
+        return self._date("exp")
+
+    @property
+    def acr(self) -> str | None:
+        """The authentication context class of the login behind the token (RFC 9470 §4)."""
+        return self._string("acr")
+
+    @property
+    def auth_time(self) -> float | None:
+        """When the user last authenticated, epoch seconds (OIDC Core §2, RFC 9470 §4)."""
+        return self._date("auth_time")
 
     def has_roles(self, *roles: str) -> bool:
         """True when every given role is held (exact names, no substring matching)."""

@@ -163,6 +163,11 @@ class Verifier:
             await source.aclose()
 
     @property
+    def audiences(self) -> frozenset[str]:
+        """Every audience a token may carry to be accepted, over all trusted issuers."""
+        return frozenset().union(*(p.rules.audiences or () for p in self._config.policies))
+
+    @property
     def denylist(self) -> Denylist | None:
         return self._denylist
 

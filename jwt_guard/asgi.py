@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
-from ._answer import ErrorHandler
+from ._answer import Answer, ErrorHandler
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView
-from ._guard import PRINCIPAL_KEY, Guard
+from ._guard import PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._metadata import ProtectedResource
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._verifier import Verifier
 
@@ -58,6 +59,14 @@ def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> Request
     )
 
 
+async def _send_answer(send: Send, answer: Answer, *, head: bool = False) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+    if answer.status != 304:
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else answer.body})
+
+
 class JWTGuardMiddleware:
     """Verify the request's JWT and put the :class:`Principal` in ``scope["user"]``.
 
@@ -81,6 +90,7 @@ class JWTGuardMiddleware:
         realm: str | None = None,
         on_error: ErrorHandler | None = None,
         prefetch: bool = True,
+        protected_resource: ProtectedResource | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -94,6 +104,7 @@ class JWTGuardMiddleware:
             realm=realm,
             on_error=on_error,
             websocket_query_param=websocket_query_param,
+            protected_resource=protected_resource,
         )
         self.prefetch = prefetch
 
@@ -105,6 +116,16 @@ class JWTGuardMiddleware:
             await self.app(scope, receive, send)
             return
         guard = self.guard
+        if guard.metadata is not None and kind == "http" and scope["path"] in guard.metadata.paths:
+            # RFC 9728 §3: the metadata document is public; no token is looked for.
+            method = scope["method"]
+            if_none_match = None
+            for name, value in scope["headers"]:
+                if name == b"if-none-match":
+                    if_none_match = value.decode("latin-1")
+            answer = guard.metadata.answer(method, if_none_match)
+            await _send_answer(send, answer, head=method == "HEAD")
+            return
         if guard.excludes and guard.is_excluded(route_path(scope)):
             # Public path: no token is read, and request.user is a plain anonymous user.
             scope["user"] = UnauthenticatedUser()
@@ -137,6 +158,7 @@ class JWTGuardMiddleware:
                 scope["user"] = principal
                 scope["auth"] = AuthCredentials(["authenticated", *principal.scopes])
                 scope[PRINCIPAL_KEY] = principal
+                scope[VERIFIER_KEY] = self.verifier
         except JWTGuardError as exc:
             await self._reject(scope, send, guard.refine(found, exc) if found else exc)
             return
@@ -159,8 +181,8 @@ class JWTGuardMiddleware:
 
     async def _reject(self, scope: Scope, send: Send, exc: JWTGuardError) -> None:
         answer = self.guard.answer(exc)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
         if scope["type"] == "websocket":
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
             # A server may send ``"extensions": None`` (or leave it out).
             if "websocket.http.response" in (scope.get("extensions") or {}):
                 # ASGI WebSocket Denial Response: a real 401/403 for the handshake.
@@ -175,9 +197,7 @@ class JWTGuardMiddleware:
             else:
                 await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
             return
-        headers.append((b"content-length", str(len(answer.body)).encode()))
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": answer.body})
+        await _send_answer(send, answer)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

@@ -19,8 +19,9 @@ from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import HTTPConnection
 
-from ._authz import Requirement, openapi_bearer_scheme
+from ._authz import Requirement, StepUp, openapi_bearer_scheme
 from ._errors import AuthenticationRequired
+from ._guard import VERIFIER_KEY
 from ._principal import Principal
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "bearer_scheme",
     "get_optional_principal",
     "get_principal",
+    "require_acr",
+    "require_auth_age",
     "require_roles",
     "require_scopes",
 ]
@@ -67,7 +70,7 @@ def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]
         request: HTTPConnection,
         _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
     ) -> Principal:
-        return requirement.check(request.scope.get("user"))
+        return requirement.check(request.scope.get("user"), request.scope.get(VERIFIER_KEY))
 
     check.__qualname__ = check.__name__ = repr(requirement)
     return check
@@ -85,3 +88,13 @@ def require_roles(*roles: str, any_of: bool = False) -> Callable[..., Awaitable[
 def require_scopes(*scopes: str, any_of: bool = False) -> Callable[..., Awaitable[Principal]]:
     """An async FastAPI dependency requiring scopes; returns the principal."""
     return _dependency(Requirement("scopes", scopes, any_of))
+
+
+def require_acr(*values: str) -> Callable[..., Awaitable[Principal]]:
+    """An async FastAPI dependency requiring a login with one of the ``acr`` values (RFC 9470)."""
+    return _dependency(StepUp(acr_values=values))
+
+
+def require_auth_age(max_age: int) -> Callable[..., Awaitable[Principal]]:
+    """An async FastAPI dependency requiring a login at most ``max_age`` seconds old."""
+    return _dependency(StepUp(max_age=max_age))

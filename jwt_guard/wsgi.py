@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ._answer import ErrorHandler, reason_phrase
+from ._answer import Answer, ErrorHandler, reason_phrase
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView, joined_authorization
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, Guard
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._metadata import ProtectedResource
 from ._types import Environ, StartResponse, WSGIApp
 from ._verifier import Verifier
 
@@ -69,6 +70,7 @@ class JWTGuardWSGIMiddleware:
         csrf: bool | CSRF = True,
         realm: str | None = None,
         on_error: ErrorHandler | None = None,
+        protected_resource: ProtectedResource | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -81,9 +83,19 @@ class JWTGuardWSGIMiddleware:
             csrf=csrf,
             realm=realm,
             on_error=on_error,
+            protected_resource=protected_resource,
         )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        metadata = self.guard.metadata
+        if metadata is not None:
+            # RFC 9728 §3: the metadata document is public; no token is looked for. Its URL is
+            # host-relative, so the full path counts (SCRIPT_NAME + PATH_INFO).
+            path = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
+            if path in metadata.paths:
+                method = environ.get("REQUEST_METHOD", "GET")
+                answer = metadata.answer(method, environ.get("HTTP_IF_NONE_MATCH"))
+                return _send(answer, start_response, head=method == "HEAD")
         # For the framework-neutral require_roles/require_scopes on a Flask view without the
         # Flask extension: Flask answers a view's exceptions itself, so they answer with this.
         environ[GUARD_KEY] = self.guard
@@ -105,6 +117,7 @@ class JWTGuardWSGIMiddleware:
             environ[PRINCIPAL_KEY] = (
                 self.verifier.verify(found.token) if found is not None else None
             )
+            environ[VERIFIER_KEY] = self.verifier
         except JWTGuardError as exc:
             return self.reject(self.guard.refine(found, exc) if found else exc, start_response)
 
@@ -125,7 +138,12 @@ class JWTGuardWSGIMiddleware:
             return self.reject(exc, start_response)
 
     def reject(self, exc: JWTGuardError, start_response: StartResponse) -> Iterable[bytes]:
-        answer = self.guard.answer(exc)
-        headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
-        start_response(f"{answer.status} {reason_phrase(answer.status)}", headers)
-        return [answer.body]
+        return _send(self.guard.answer(exc), start_response)
+
+
+def _send(answer: Answer, start_response: StartResponse, *, head: bool = False) -> Iterable[bytes]:
+    headers = list(answer.headers)
+    if answer.status != 304:
+        headers.append(("Content-Length", str(len(answer.body))))
+    start_response(f"{answer.status} {reason_phrase(answer.status)}", headers)
+    return [b"" if head else answer.body]

@@ -20,6 +20,8 @@ from jwt_guard import (
     JWTGuardWSGIMiddleware,
     Principal,
     Verifier,
+    require_acr,
+    require_auth_age,
     require_roles,
     require_scopes,
 )
@@ -31,6 +33,10 @@ RAISED: dict[str, Callable[[], JWTGuardError]] = {
     "control": lambda: Forbidden("line\r\nX-Injected: 1"),
     "config": lambda: ConfigurationError("redis://internal-host:6379/0 is an async client"),
 }
+
+#: The step-up routes' requirements (RFC 9470), the same on every adapter.
+STRONG_ACR = ("urn:example:mfa", "phr")
+RECENT_SECONDS = 300
 
 
 def describe(user: object) -> dict[str, Any]:
@@ -65,6 +71,14 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
     async def raise_(request: Request) -> JSONResponse:
         raise RAISED[request.path_params["name"]]()
 
+    @require_acr(*STRONG_ACR)
+    async def strong(request: Request) -> JSONResponse:
+        return JSONResponse({"acr": request.user.acr})
+
+    @require_auth_age(RECENT_SECONDS)
+    def recent(request: Request) -> JSONResponse:  # a sync endpoint
+        return JSONResponse({"auth_time": request.user.auth_time})
+
     return Starlette(
         routes=[
             Route("/me", me, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
@@ -74,6 +88,8 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
             Route("/health", health),
             Route("/public/info", health),
             Route("/raise/{name}", raise_),
+            Route("/strong", strong),
+            Route("/recent", recent),
         ],
         middleware=[Middleware(JWTGuardMiddleware, verifier=verifier, **options)],
     )
@@ -121,5 +137,15 @@ def flask_app(verifier: Verifier, *, extension: bool = True, **options: Any) -> 
     @app.get("/raise/<name>")
     def raise_(name: str) -> Any:
         raise RAISED[name]()
+
+    @app.get("/strong")
+    @require_acr(*STRONG_ACR)
+    def strong() -> Any:
+        return jsonify({"acr": current_principal.acr})
+
+    @app.get("/recent")
+    @require_auth_age(RECENT_SECONDS)
+    def recent() -> Any:
+        return jsonify({"auth_time": current_principal.auth_time})
 
     return app

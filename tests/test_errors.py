@@ -52,7 +52,8 @@ def test_each_error_maps_to_one_answer(cls: type[jwt_guard.JWTGuardError]) -> No
     assert cls.status_code in (400, 401, 403, 503)
     expected = {
         400: {"invalid_request"},
-        401: {"invalid_token", None},
+        # RFC 9470 §3 adds insufficient_user_authentication to the 401 errors.
+        401: {"invalid_token", "insufficient_user_authentication", None},
         403: {"insufficient_scope", None},
         503: {None},
     }[cls.status_code]

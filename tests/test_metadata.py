@@ -1,0 +1,236 @@
+"""RFC 9728 protected resource metadata, through both adapters (ASGI and WSGI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from jwt_guard import ConfigurationError, JWTGuardMiddleware, ProtectedResource
+from jwt_guard.testing import LocalIssuer
+from jwt_guard.wsgi import JWTGuardWSGIMiddleware
+
+from .conftest import AppFactory, bearer, challenge
+
+RESOURCE = "https://api.example.com/orders"
+AUTH_SERVER = "https://login.example.com"
+METADATA_URL = "https://api.example.com/.well-known/oauth-protected-resource/orders"
+
+
+def resource(**overrides: Any) -> ProtectedResource:
+    settings: dict[str, Any] = {
+        "resource": RESOURCE,
+        "authorization_servers": [AUTH_SERVER],
+        "scopes_supported": ["orders:read", "orders:write"],
+        "resource_name": "Orders API",
+    }
+    settings.update(overrides)
+    return ProtectedResource(**settings)
+
+
+def client_for(make_client: AppFactory, issuer: LocalIssuer, **options: Any) -> httpx.AsyncClient:
+    # The API accepts its old audience and its URL (RFC 8707) during a migration.
+    verifier = issuer.verifier(audience=["api://test", RESOURCE])
+    options.setdefault("protected_resource", resource())
+    return make_client(verifier, **options)
+
+
+# -- the document -------------------------------------------------------------------------------
+
+
+async def test_rfc9728_3_1_document_at_path_inserted_url(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    response = await client_for(make_client, issuer).get(
+        "/.well-known/oauth-protected-resource/orders"
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "resource": RESOURCE,
+        "authorization_servers": [AUTH_SERVER],
+        "scopes_supported": ["orders:read", "orders:write"],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Orders API",
+    }
+
+
+async def test_rfc9728_3_document_also_at_plain_well_known_path(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = client_for(make_client, issuer)
+    plain = await client.get("/.well-known/oauth-protected-resource")
+    inserted = await client.get("/.well-known/oauth-protected-resource/orders")
+    assert plain.status_code == 200 and plain.json() == inserted.json()
+    other = await client.get("/.well-known/oauth-protected-resource/other")
+    assert other.status_code == 401  # not ours: the app behind the guard
+
+
+async def test_document_is_public_whatever_the_token(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = client_for(make_client, issuer)
+    path = "/.well-known/oauth-protected-resource/orders"
+    for headers in ({}, bearer("not a token"), bearer(issuer.mint(expired=True))):
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 200, headers
+        assert "www-authenticate" not in response.headers
+
+
+async def test_document_is_cacheable(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    client = client_for(make_client, issuer, protected_resource=resource(max_age=600))
+    path = "/.well-known/oauth-protected-resource/orders"
+    response = await client.get(path)
+    assert response.headers["cache-control"] == "public, max-age=600"
+    assert response.headers["access-control-allow-origin"] == "*"
+    etag = response.headers["etag"]
+    revalidated = await client.get(path, headers={"If-None-Match": etag})
+    assert revalidated.status_code == 304 and revalidated.content == b""
+    assert revalidated.headers["etag"] == etag
+    weak = await client.get(path, headers={"If-None-Match": f'"x", W/{etag}'})
+    assert weak.status_code == 304
+    changed = await client.get(path, headers={"If-None-Match": '"something-else"'})
+    assert changed.status_code == 200 and changed.json()["resource"] == RESOURCE
+
+
+async def test_head_and_other_methods(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    client = client_for(make_client, issuer)
+    path = "/.well-known/oauth-protected-resource/orders"
+    full = await client.get(path)
+    head = await client.head(path)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(full.content))
+    post = await client.post(path, headers=bearer(issuer.mint()))
+    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+
+
+async def test_cookie_only_api_supports_no_rfc6750_method(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = client_for(make_client, issuer, header=False, cookie="at")
+    response = await client.get("/.well-known/oauth-protected-resource/orders")
+    # RFC 9728 §2: [] says no bearer method of RFC 6750 is supported.
+    assert response.json()["bearer_methods_supported"] == []
+
+
+async def test_resource_without_path_uses_plain_well_known_path(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    root = "https://api.example.com"
+    verifier = issuer.verifier(audience=root)
+    client = make_client(verifier, protected_resource=resource(resource=root))
+    response = await client.get("/.well-known/oauth-protected-resource")
+    assert response.status_code == 200 and response.json()["resource"] == root
+    missing = await client.get("/me")
+    assert missing.headers["www-authenticate"].endswith(
+        'resource_metadata="https://api.example.com/.well-known/oauth-protected-resource"'
+    )
+
+
+async def test_extra_members_and_response_signing_are_explicit(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = client_for(
+        make_client,
+        issuer,
+        protected_resource=resource(
+            scopes_supported=None,
+            resource_name=None,
+            resource_documentation="https://docs.example.com/orders",
+            resource_signing_alg_values_supported=["PS256"],
+            extra={"tls_client_certificate_bound_access_tokens": False},
+        ),
+    )
+    document = (await client.get("/.well-known/oauth-protected-resource/orders")).json()
+    assert document == {
+        "resource": RESOURCE,
+        "authorization_servers": [AUTH_SERVER],
+        "bearer_methods_supported": ["header"],
+        "resource_signing_alg_values_supported": ["PS256"],
+        "resource_documentation": "https://docs.example.com/orders",
+        "tls_client_certificate_bound_access_tokens": False,
+    }
+
+
+# -- challenges point to it (RFC 9728 §5.1) --------------------------------------------------------
+
+
+async def test_rfc9728_5_1_every_challenge_carries_resource_metadata(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = client_for(make_client, issuer)
+    suffix = f'resource_metadata="{METADATA_URL}"'
+    missing = await client.get("/me")
+    assert missing.status_code == 401
+    assert challenge(missing) == f'Bearer realm="api", {suffix}'
+    expired = await client.get("/me", headers=bearer(issuer.mint(expired=True)))
+    assert expired.status_code == 401 and challenge(expired).endswith(suffix)
+    assert 'error="invalid_token"' in challenge(expired)
+    wrong_audience = await client.get(
+        "/me", headers=bearer(issuer.mint(audience="https://other.example.com"))
+    )
+    assert wrong_audience.status_code == 401 and challenge(wrong_audience).endswith(suffix)
+    scoped = await client.get("/scoped", headers=bearer(issuer.mint(scopes=["read"])))
+    assert scoped.status_code == 403 and challenge(scoped).endswith(suffix)
+    malformed = await client.get("/me", headers={"Authorization": "Bearer a b"})
+    assert malformed.status_code == 400 and challenge(malformed).endswith(suffix)
+    ok = await client.get("/me", headers=bearer(issuer.mint(audience=RESOURCE)))
+    assert ok.status_code == 200
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def test_resource_must_be_one_of_the_audiences(issuer: LocalIssuer) -> None:
+    verifier = issuer.verifier()  # audience "api://test" only
+    for middleware in (JWTGuardMiddleware, JWTGuardWSGIMiddleware):
+        with pytest.raises(ConfigurationError, match="audiences"):
+            middleware(None, verifier=verifier, protected_resource=resource())  # type: ignore[arg-type]
+    slash = issuer.verifier(audience=RESOURCE + "/")  # exact match, no normalization
+    with pytest.raises(ConfigurationError):
+        JWTGuardMiddleware(None, verifier=slash, protected_resource=resource())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"resource": "http://api.example.com/orders"},  # RFC 9728 §2: https
+        {"resource": "https://api.example.com/orders#frag"},  # §1.2: no fragment
+        {"resource": "https://api.example.com/orders?tenant=1"},
+        {"resource": "/orders"},
+        {"resource": 'https://api.example.com/"x"'},
+        {"authorization_servers": "https://login.example.com"},  # a string, not a list
+        {"authorization_servers": ["ftp://login.example.com"]},
+        {"scopes_supported": ["two words"]},
+        {"scopes_supported": "orders:read"},
+        {"resource_signing_alg_values_supported": ["none"]},
+        {"resource_documentation": "docs"},
+        {"extra": {"resource": "https://elsewhere.example"}},
+        {"extra": {"x": object()}},
+        {"max_age": -1},
+        {"max_age": True},
+    ],
+)
+def test_invalid_settings_are_refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        resource(**overrides)
+
+
+def test_http_only_for_loopback_or_by_name() -> None:
+    local = resource(resource="http://127.0.0.1:8000/mcp", authorization_servers=[])
+    assert local.metadata_url == "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp"
+    named = resource(resource="http://api.internal/orders", allow_http=True)
+    assert named.metadata_paths == (
+        "/.well-known/oauth-protected-resource/orders",
+        "/.well-known/oauth-protected-resource",
+    )
+
+
+def test_rfc9728_3_1_terminating_slash_is_removed() -> None:
+    assert resource(resource="https://api.example.com/").metadata_paths == (
+        "/.well-known/oauth-protected-resource",
+    )
+    assert resource(resource="https://api.example.com/v1/orders/").metadata_url == (
+        "https://api.example.com/.well-known/oauth-protected-resource/v1/orders"
+    )
