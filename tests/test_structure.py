@@ -1,9 +1,11 @@
-"""The package's layout: no import cycles between its modules; PyJWT off the verify path."""
+"""The package's layout: no import cycles between its modules, a README that names them, and
+PyJWT off the verify path."""
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -14,6 +16,7 @@ import pytest
 import jwt_guard
 
 PACKAGE_DIR = Path(jwt_guard.__file__).parent
+README = PACKAGE_DIR.parent / "README.md"
 
 
 def module_files(package_dir: Path) -> dict[str, Path]:
@@ -168,3 +171,18 @@ def test_verification_path_never_imports_pyjwt() -> None:
     on_verify_path, with_test_kit = (json.loads(line) for line in result.stdout.splitlines())
     assert on_verify_path == []
     assert with_test_kit == ["jwt"]
+
+
+def architecture_modules(readme: str) -> list[str]:
+    """The modules the README's "Architecture" section lists (items "- `name`: its job")."""
+    match = re.search(r"^## Architecture\n(.*?)(?=^## |\Z)", readme, re.MULTILINE | re.DOTALL)
+    assert match, "the README has no '## Architecture' section"
+    return re.findall(r"^- `([\w.]+)`", match.group(1), re.MULTILINE)
+
+
+def test_readme_architecture_names_every_module() -> None:
+    listed = architecture_modules(README.read_text(encoding="utf-8"))
+    modules = {path.stem for path in PACKAGE_DIR.glob("*.py") if not path.stem.startswith("__")}
+    assert sorted(modules - set(listed)) == [], "modules missing from README's Architecture"
+    assert sorted(set(listed) - modules) == [], "README's Architecture names missing modules"
+    assert len(listed) == len(set(listed)), "a module is listed twice"
