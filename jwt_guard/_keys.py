@@ -14,6 +14,9 @@ Choosing among loaded keys is ``_keyset``'s job; the facts about algorithms are
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -52,15 +55,15 @@ _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 
 # Secrets that look like key material: configuring one of these as an HMAC secret is the
 # setup for algorithm confusion (CVE-2022-29217, CVE-2017-11424): PEM anywhere in it,
-# OpenSSH public keys, base64 DER of a public key (RSA "MII...", EC and Edwards SPKI
-# prefixes), JWK or JWKS JSON. Raw DER is recognised by parsing it (see _looks_like_key).
+# OpenSSH public keys, JWK or JWKS JSON. DER, raw or base64, is recognised by parsing it
+# (see _looks_like_key), so a random secret that happens to start like one is not refused.
 _KEY_LOOKALIKE = re.compile(
     rb"-----BEGIN [A-Z0-9 ]+-----"
     rb"|^\s*(sk-)?(ssh-[a-z0-9@.-]+|ecdsa-sha2-[a-z0-9@.-]+) "
-    rb"|^\s*(MII|MFkw|MHYw|MIGb|MCow|MEMw)"
     rb"|^\s*[\[{].*\"(kty|keys)\"",
     re.DOTALL,
 )
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 
 _HASHES: Final[Mapping[str, Callable[[], hashes.HashAlgorithm]]] = {
     "sha256": hashes.SHA256,
@@ -122,11 +125,20 @@ def _check_rsa(public: rsa.RSAPublicKey) -> None:
 def _looks_like_key(raw: bytes) -> bool:
     if _KEY_LOOKALIKE.search(raw):
         return True
-    if raw[:1] != b"\x30":  # every DER key or certificate is a SEQUENCE
+    ders = [raw]
+    text = b"".join(raw.split())
+    if _BASE64.fullmatch(text):
+        with contextlib.suppress(binascii.Error):
+            ders.append(base64.b64decode(text + b"=" * (-len(text) % 4)))
+    return any(_is_der_key(der) for der in ders)
+
+
+def _is_der_key(der: bytes) -> bool:
+    if der[:1] != b"\x30":  # every DER key or certificate is a SEQUENCE
         return False
     for load in (serialization.load_der_public_key, load_der_x509_certificate):
         try:
-            load(raw)
+            load(der)
         except (ValueError, TypeError, UnsupportedAlgorithm):
             continue
         return True

@@ -5,6 +5,7 @@ These drive the core directly; tests/security/ repeats them through the middlewa
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -261,6 +262,10 @@ def _lookalikes(issuer: LocalIssuer) -> dict[str, bytes]:
         "certificate_pem": certificate.public_bytes(serialization.Encoding.PEM),
         "jwk_json_sorted": json.dumps(jwk, sort_keys=True).encode(),  # "kty" not first
         "jwks_json": json.dumps({"keys": [jwk]}).encode(),
+        "base64_der": base64.b64encode(public_forms(issuer)["der"]),
+        "base64_der_lines": base64.encodebytes(
+            certificate.public_bytes(serialization.Encoding.DER)
+        ),
         "openssh": public.public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
         ),
@@ -314,6 +319,8 @@ LOOKALIKES = [
     "jwk_json",
     "jwk_json_sorted",
     "jwks_json",
+    "base64_der",
+    "base64_der_lines",
     "openssh",
 ]
 
@@ -350,6 +357,22 @@ def test_cve_2022_29217_key_lookalike_refused_through_every_entry_point(
     with pytest.raises((KeyNotFound, AlgorithmNotAllowed)):
         verifier.verify(token)
     assert verifier.verify(issuer.mint(kid="hs", header={"kid": "hs"}))
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "MIIB" + "A" * 60,
+        "MFkwEwYHKoZIzj0CAQ" + "x" * 40,
+        "0" * 48,
+        '["not", "a", "key"]' + "." * 20,
+    ],
+)
+def test_cve_2022_29217_random_secrets_that_merely_start_like_a_key_are_accepted(
+    secret: str,
+) -> None:
+    # Lookalikes are recognised by parsing, not by their first letters.
+    assert JWK.from_secret(secret).kty == "oct"
 
 
 def test_cve_2022_29217_cli_secret_env_refuses_a_public_key(
