@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +14,17 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import uvicorn
 
 
+def loopback_socket() -> socket.socket:
+    """A listening-ready socket on 127.0.0.1 with a free port, for an app that must know its
+    own URL before it starts (pass it to ``run_uvicorn(app, sock=...)``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @contextmanager
-def run_uvicorn(app: Any, **config: Any) -> Iterator[str]:
+def run_uvicorn(app: Any, *, sock: socket.socket | None = None, **config: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread; yields the base URL."""
     settings: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -25,7 +35,9 @@ def run_uvicorn(app: Any, **config: Any) -> Iterator[str]:
     }
     settings.update(config)
     server = uvicorn.Server(uvicorn.Config(app, **settings))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock] if sock else None}, daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:

@@ -1,0 +1,90 @@
+"""An MCP server (the official ``mcp`` SDK, streamable HTTP) protected by jwt_guard.
+
+    MCP_SERVER_URL=https://mcp.example.com/mcp MCP_ISSUER=https://login.example.com \
+    uvicorn --factory examples.mcp_server:create_app
+
+``MCP_ISSUER`` is the authorization server (OpenID discovery gives its keys). Tokens must be
+issued for ``MCP_SERVER_URL`` (their ``aud``, RFC 8707); ``add_note`` needs the
+``notes:write`` scope. Clients find the authorization server through
+``/.well-known/oauth-protected-resource/mcp`` (RFC 9728), named in every 401.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+from jwt_guard import OIDCDiscovery, ProtectedResource, Verifier
+from jwt_guard.asgi import JWTGuardMiddleware
+from jwt_guard.mcp import get_principal, protect, require_scopes
+
+NOTES: dict[str, list[str]] = {}
+
+
+def make_server() -> MCPServer:
+    server = MCPServer("notes")
+
+    @server.tool()
+    def whoami(ctx: Context) -> dict[str, object]:
+        """Who the token speaks for."""
+        principal = get_principal(ctx)
+        sdk_token = get_access_token()  # the SDK's own view works too
+        return {
+            "sub": principal.subject,
+            "scopes": sorted(principal.scopes),
+            "client_id": sdk_token.client_id if sdk_token else None,
+        }
+
+    @server.tool()
+    def add_note(text: str, ctx: Context) -> int:
+        """Save a note (needs notes:write, checked before the call by protect())."""
+        notes = NOTES.setdefault(get_principal(ctx).subject or "", [])
+        notes.append(text)
+        return len(notes)
+
+    @server.tool()
+    def list_notes(ctx: Context) -> dict[str, list[str]]:
+        """The caller's notes; the tool checks the scope itself."""
+        principal = require_scopes(ctx, "notes:read")
+        return {"notes": NOTES.get(principal.subject or "", [])}
+
+    return server
+
+
+def build(server_url: str, verifier: Verifier, authorization_server: str) -> JWTGuardMiddleware:
+    """The protected app for an MCP endpoint at ``server_url``."""
+    parts = urllib.parse.urlsplit(server_url)
+    app = make_server().streamable_http_app(
+        streamable_http_path=parts.path or "/mcp",
+        # The SDK's DNS-rebinding check: only requests addressed to this server's host.
+        transport_security=TransportSecuritySettings(
+            allowed_hosts=[parts.netloc],
+            allowed_origins=[f"{parts.scheme}://{parts.netloc}"],
+        ),
+    )
+    return protect(
+        app,
+        verifier=verifier,
+        protected_resource=ProtectedResource(
+            server_url,
+            [authorization_server],
+            scopes_supported=["notes:read", "notes:write"],
+            resource_name="Notes (MCP)",
+        ),
+        tool_scopes={"add_note": ["notes:write"]},
+    )
+
+
+def create_app() -> JWTGuardMiddleware:
+    server_url, issuer = os.environ["MCP_SERVER_URL"], os.environ["MCP_ISSUER"]
+    verifier = Verifier(
+        keys=OIDCDiscovery(issuer),
+        algorithms=["RS256", "ES256"],
+        issuer=issuer,
+        audience=server_url,  # the server's canonical URL: tokens for other servers are refused
+    )
+    return build(server_url, verifier, issuer)
