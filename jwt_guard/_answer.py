@@ -3,7 +3,7 @@
 The body and headers carry only fixed texts and the route's configured scope names: never the
 token, a claim, a kid or a URL. This layer cannot fail: whatever the error (ours or one the app
 raised with its own text) and whatever ``on_error`` returns, the adapter gets an answer it can
-send.
+send. Only with ``debug=True`` (development) does the body also carry the error's ``detail``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 from ._errors import Forbidden, InsufficientUserAuthentication, JWTGuardError, ServiceUnavailable
 
@@ -102,9 +103,11 @@ class Responder:
         realm: str | None,
         on_error: ErrorHandler | None,
         resource_metadata: str | None = None,
+        debug: bool = False,
     ) -> None:
         self._realm_param = f"realm={_quoted(realm)}" if realm is not None else None
         self._on_error = on_error
+        self._debug = debug
         # RFC 9728 §5.1: every challenge points to the protected resource metadata.
         self._metadata_param = (
             f"resource_metadata={_quoted(resource_metadata)}"
@@ -148,7 +151,7 @@ class Responder:
             # A ConfigurationError at request time (or an app's error with another status) is
             # not the client's fault: a fixed 500, and the reason in the log.
             logger.error(
-                "jwt_guard: %s while answering a request: %s",
+                "%s while answering a request: %s",
                 type(exc).__name__,
                 exc,
                 exc_info=exc,
@@ -166,22 +169,26 @@ class Responder:
         try:
             shaped = self._on_error(exc, answer)
         except Exception:
-            logger.exception("jwt_guard: on_error raised; sending the default answer")
+            logger.exception("on_error raised; sending the default answer")
             return fallback
         if not _sendable(shaped):
-            logger.error("jwt_guard: on_error returned an answer that cannot be sent; ignored")
+            logger.error("on_error returned an answer that cannot be sent; ignored")
             return fallback
         return shaped
 
     def _default(self, exc: JWTGuardError, status: int) -> Answer:
         description = exc.description if isinstance(exc.description, str) else ""
         error = exc.error if isinstance(exc.error, str) else None
-        body = {
+        body: dict[str, Any] = {
             "error": error or _BODY_ERROR.get(status, "temporarily_unavailable"),
             # json.dumps escapes every non-ASCII character: the app's own text is safe here.
             "error_description": description,
             "code": exc.code if isinstance(exc.code, str) else JWTGuardError.code,
         }
+        detail = getattr(exc, "detail", None)
+        if self._debug and isinstance(detail, Mapping):
+            # Development only (debug=True): the detail's safe facts, never the token.
+            body["detail"] = detail
         headers = [
             ("content-type", "application/json"),
             ("cache-control", "no-store"),  # RFC 6750 §5.3 / RFC 9111: never cache auth errors
@@ -190,4 +197,7 @@ class Responder:
             headers.append(("www-authenticate", self.challenge(exc)))
         if isinstance(exc, ServiceUnavailable):
             headers.append(("retry-after", str(exc.retry_after)))
-        return Answer(status, headers, json.dumps(body, separators=(",", ":")).encode())
+        # default=str: an app's own detail may hold values JSON does not know.
+        return Answer(
+            status, headers, json.dumps(body, separators=(",", ":"), default=str).encode()
+        )

@@ -32,6 +32,7 @@ from ._errors import (
     InsufficientScope,
     InsufficientUserAuthentication,
     JWTGuardError,
+    safe_value,
 )
 from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._principal import Principal
@@ -141,12 +142,20 @@ class Requirement:
         """
         if not isinstance(user, Principal):
             # Not authenticated at all: 401, not 403 (RFC 6750 §3.1).
-            raise AuthenticationRequired()
+            raise AuthenticationRequired(
+                detail={"reason": f"require_{self.kind} found no verified principal"}
+            )
         held = user.roles if self.kind == "roles" else user.scopes
         ok = (not held.isdisjoint(self.names)) if self.any_of else held.issuperset(self.names)
         if not ok:
             error = InsufficientRole if self.kind == "roles" else InsufficientScope
-            raise error(required=self.names)
+            detail = {
+                "required": list(self.names),
+                "mode": "any_of" if self.any_of else "all",
+                "present": safe_value(held),
+                "missing": sorted(set(self.names) - held),
+            }
+            raise error(required=self.names, detail=detail)
         return user
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

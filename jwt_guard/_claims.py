@@ -16,6 +16,8 @@ from ._errors import (
     TokenIssuedInFuture,
     TokenNotYetValid,
     TypeInvalid,
+    json_type,
+    safe_value,
 )
 
 __all__ = [
@@ -40,15 +42,30 @@ def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         if name in claims:
-            raise ClaimInvalid()  # "exp": null is not an absent claim
+            raise _not_a_date(name, value)  # "exp": null is not an absent claim
         return None
     # bool is an int subclass in Python; JSON true is not a number.
     if type(value) is int or type(value) is float:
         if type(value) is float and not math.isfinite(value):
-            raise ClaimInvalid()
+            raise _not_a_date(name, value)
         if 0 <= value <= MAX_NUMERIC_DATE:
             return value
-    raise ClaimInvalid()
+    raise _not_a_date(name, value)
+
+
+def _not_a_date(name: str, value: Any) -> ClaimInvalid:
+    # A time claim is not secret; its value shows what the issuer got wrong.
+    return ClaimInvalid(
+        detail={
+            "claim": name,
+            "reason": f"must be a NumericDate from 0 to {MAX_NUMERIC_DATE} (RFC 7519 §2)",
+            "found": safe_value(value),
+        }
+    )
+
+
+def _times(name: str, value: float, now: float, leeway: float) -> dict[str, Any]:
+    return {"claim": name, name: value, "now": round(now, 3), "leeway": leeway}
 
 
 def check_times(
@@ -65,16 +82,27 @@ def check_times(
     """
     if exp is not None and now - leeway >= exp:
         # §4.1.4: the current time MUST be before "exp".
-        raise TokenExpired()
+        detail = _times("exp", exp, now, leeway)
+        detail["expired_seconds_ago"] = round(now - exp, 3)
+        raise TokenExpired(detail=detail)
     if nbf is not None and now + leeway < nbf:
-        raise TokenNotYetValid()
+        detail = _times("nbf", nbf, now, leeway)
+        detail["valid_in_seconds"] = round(nbf - now, 3)
+        raise TokenNotYetValid(detail=detail)
     if iat is not None and now + leeway < iat:
-        raise TokenIssuedInFuture()
+        detail = _times("iat", iat, now, leeway)
+        detail["issued_in_seconds"] = round(iat - now, 3)
+        raise TokenIssuedInFuture(detail=detail)
     if max_age is not None:
         if iat is None:
-            raise ClaimMissing()
+            raise ClaimMissing(detail={"claim": "iat", "reason": "max_token_age needs it"})
         if now - leeway > iat + max_age:
-            raise TokenExpired(code="token_too_old", description="The token is too old.")
+            detail = _times("iat", iat, now, leeway)
+            detail["max_token_age"] = max_age
+            detail["age_seconds"] = round(now - iat, 3)
+            raise TokenExpired(
+                code="token_too_old", description="The token is too old.", detail=detail
+            )
 
 
 def check_time_claims(
@@ -137,7 +165,7 @@ def _string_set(value: Any, *, split: bool) -> frozenset[str]:
         return frozenset(value.split()) if split else frozenset((value,))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return frozenset(value)
-    raise ClaimInvalid()
+    raise ClaimInvalid(detail={"reason": "must be a string or a list of strings"})
 
 
 @dataclass(frozen=True)
@@ -152,39 +180,44 @@ class ClaimRules:
     def check_header_typ(self, header: Mapping[str, Any]) -> None:
         typ = header.get("typ")
         if typ is not None and not isinstance(typ, str):
-            raise TypeInvalid()
+            raise TypeInvalid(detail={"typ": safe_value(typ), "reason": "'typ' must be a string"})
         if self.typ is None:
             return
         # RFC 8725 §3.11: explicit typing keeps one kind of JWT from being used as another.
         if typ is None or normalize_typ(typ) != self.typ:
-            raise TypeInvalid()
+            raise TypeInvalid(detail={"typ": safe_value(typ), "expected": self.typ})
 
     def check(self, claims: Mapping[str, Any]) -> None:
         """Issuer, audience, required claims and the types of the registered string claims."""
         for name in self.required:
             if name not in claims:
-                raise ClaimMissing()
+                raise ClaimMissing(detail={"claim": name, "required": list(self.required)})
         iss = claims.get("iss")
         if iss is not None and not isinstance(iss, str):
-            raise ClaimInvalid()
+            raise ClaimInvalid(
+                detail={"claim": "iss", "reason": "must be a string", "found": safe_value(iss)}
+            )
         if self.issuers is not None:
             # Exact comparison against each configured issuer: no prefix, no substring
             # (CVE-2024-53861 was "in" applied to a string).
             if iss is None:
-                raise ClaimMissing()
+                raise ClaimMissing(detail={"claim": "iss", "expected": sorted(self.issuers)})
             if iss not in self.issuers:
-                raise IssuerInvalid()
+                raise issuer_invalid(iss, self.issuers)
         self._check_audience(claims)
         # RFC 7519 §4.1.2/§4.1.7; "acr" is a string too (OIDC Core §2, RFC 9470 §4).
         for name in ("sub", "jti", "acr"):
             value = claims.get(name)
             if value is not None and not isinstance(value, str):
-                raise ClaimInvalid()
+                # Only the JSON type: sub and jti values are not for logs.
+                raise ClaimInvalid(
+                    detail={"claim": name, "reason": "must be a string", "found": json_type(value)}
+                )
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
         if "aud" not in claims:
             if self.audiences is not None:
-                raise ClaimMissing()
+                raise ClaimMissing(detail={"claim": "aud", "expected": sorted(self.audiences)})
             return
         aud = claims["aud"]
         present: Collection[str]
@@ -193,13 +226,41 @@ class ClaimRules:
         elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
             present = aud
         else:
-            raise ClaimInvalid()
+            raise ClaimInvalid(
+                detail={
+                    "claim": "aud",
+                    "reason": "must be a string or a non-empty list of strings",
+                    "found": safe_value(aud),
+                }
+            )
         if self.audiences is None:
             # RFC 7519 §4.1.3: a recipient that does not identify itself with a value in
             # "aud" MUST reject the token. Configure ``audience`` to accept it.
-            raise AudienceInvalid()
+            raise AudienceInvalid(
+                detail={
+                    "expected": None,
+                    "found": safe_value(aud),
+                    "hint": "the token has 'aud' but no audience is configured (RFC 7519 §4.1.3)",
+                }
+            )
         if self.audiences.isdisjoint(present):
-            raise AudienceInvalid()
+            raise AudienceInvalid(
+                detail={"expected": sorted(self.audiences), "found": safe_value(aud)}
+            )
+
+
+def issuer_invalid(found: Any, expected: Collection[str]) -> IssuerInvalid:
+    """``issuer_invalid`` with expected versus found, and a hint for the common near misses."""
+    detail: dict[str, Any] = {"expected": sorted(expected), "found": safe_value(found)}
+    if isinstance(found, str):
+        for name in expected:
+            if found.rstrip("/") == name.rstrip("/"):
+                detail["hint"] = "differs from a configured issuer only by a trailing slash"
+                break
+            if found.lower() == name.lower():
+                detail["hint"] = "differs from a configured issuer only in letter case"
+                break
+    return IssuerInvalid(detail=detail)
 
 
 def collect_strings(
@@ -212,5 +273,10 @@ def collect_strings(
         if value is None and "." in path:
             value = resolve_claim_path(claims, path)
         if value is not None:
-            found |= _string_set(value, split=split)
+            try:
+                found |= _string_set(value, split=split)
+            except ClaimInvalid as exc:
+                exc.detail["claim"] = path
+                exc.detail["found"] = json_type(value)
+                raise
     return found

@@ -43,6 +43,18 @@ def _key(kind: str, issuer: str | None, value: str) -> str:
     return f"{kind}:{digest}"
 
 
+# Details name the kind of revocation, never the jti or the subject.
+_BY_JTI: Final = {"revoked": "token", "reason": "its jti is on the denylist"}
+_BY_SUBJECT: Final = {
+    "revoked": "subject",
+    "reason": "every token of its subject issued before a cut-off was revoked",
+}
+
+
+def _redis_down(exc: BaseException) -> dict[str, Any]:
+    return {"store": "redis", "reason": type(exc).__name__}
+
+
 def _revoked(principal: Principal, subject_cutoff: float | None) -> bool:
     if subject_cutoff is None:
         return False
@@ -57,7 +69,8 @@ def token_revocation(
 ) -> tuple[str | None, str, float]:
     """``(issuer, jti, until)`` to revoke the principal's token: kept until it expires anyway."""
     if principal.token_id is None:
-        raise ClaimMissing()  # a token without jti cannot be revoked individually
+        # a token without jti cannot be revoked individually
+        raise ClaimMissing(detail={"claim": "jti", "reason": "needed to revoke one token"})
     exp = principal.expires_at
     until = exp + leeway if exp is not None else now + DEFAULT_NO_EXP_TTL
     return principal.issuer, principal.token_id, until
@@ -123,11 +136,11 @@ class MemoryDenylist(Denylist):
         if principal.token_id is not None and self._lookup(
             _key("jti", iss, principal.token_id), now
         ):
-            raise TokenRevoked()
+            raise TokenRevoked(detail=_BY_JTI)
         if principal.subject is not None:
             entry = self._lookup(_key("sub", iss, principal.subject), now)
             if _revoked(principal, entry[1] if entry else None):
-                raise TokenRevoked()
+                raise TokenRevoked(detail=_BY_SUBJECT)
 
     async def acheck(self, principal: Principal, leeway: float) -> None:
         self.check(principal, leeway)
@@ -140,8 +153,10 @@ class MemoryDenylist(Denylist):
                     del self._entries[stale]
                 if len(self._entries) >= self.max_entries:
                     # Dropping a live revocation would silently un-revoke a token.
-                    logger.error("jwt_guard: memory denylist is full (%d)", self.max_entries)
-                    raise DenylistUnavailable()
+                    logger.error("memory denylist is full (%d entries)", self.max_entries)
+                    raise DenylistUnavailable(
+                        detail={"store": "memory", "reason": f"full ({self.max_entries} entries)"}
+                    )
             previous = self._entries.get(key)
             if previous is not None:
                 until = max(until, previous[0])
@@ -282,7 +297,7 @@ class RedisDenylist(Denylist):
         if principal.token_id is not None and found.get(
             self.prefix + _key("jti", principal.issuer, principal.token_id)
         ):
-            raise TokenRevoked()
+            raise TokenRevoked(detail=_BY_JTI)
         if principal.subject is not None:
             raw = found.get(self.prefix + _key("sub", principal.issuer, principal.subject))
             try:
@@ -290,17 +305,17 @@ class RedisDenylist(Denylist):
             except (TypeError, ValueError):
                 cutoff = float("inf")  # an unreadable entry fails closed
             if _revoked(principal, cutoff):
-                raise TokenRevoked()
+                raise TokenRevoked(detail=_BY_SUBJECT)
 
     def _unavailable(self, exc: BaseException) -> None:
         if self.fail_open:
             logger.warning(
-                "jwt_guard: denylist unavailable (%s); letting the request through (fail_open)",
+                "Redis denylist unavailable (%s); letting the request through (fail_open)",
                 type(exc).__name__,
             )
             return
-        logger.warning("jwt_guard: denylist unavailable (%s); refusing", type(exc).__name__)
-        raise DenylistUnavailable() from exc
+        logger.warning("Redis denylist unavailable (%s); refusing", type(exc).__name__)
+        raise DenylistUnavailable(detail=_redis_down(exc)) from exc
 
     def _ttl(self, until: float) -> int:
         return max(1, int(until - self._clock() + 0.999))
@@ -334,7 +349,7 @@ class RedisDenylist(Denylist):
             self._sync_client().eval(_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until))
         except (self._redis.RedisError, OSError) as exc:
             # Writes never fail open: a revocation that was not stored must not look stored.
-            raise DenylistUnavailable() from exc
+            raise DenylistUnavailable(detail=_redis_down(exc)) from exc
 
     async def _write_async(self, key: str, value: str, until: float) -> None:
         try:
@@ -343,7 +358,7 @@ class RedisDenylist(Denylist):
                 self.timeout,
             )
         except (TimeoutError, self._redis.RedisError, OSError) as exc:
-            raise DenylistUnavailable() from exc
+            raise DenylistUnavailable(detail=_redis_down(exc)) from exc
 
     def add_token(self, issuer: str | None, jti: str, until: float) -> None:
         self._write_sync(_key("jti", issuer, jti), "1", until)

@@ -5,6 +5,12 @@ Every error carries a stable machine ``code``, the RFC 6750 §3.1 ``error`` it m
 description never contains the token, a claim value, a key id or a URL: it is safe to send to the
 client as it is.
 
+``detail`` is for the developer and the operator (log lines, ``on_error``, the CLI, and the error
+body only with ``debug=True``): a mapping of safe facts about *why* — which claim, expected versus
+found for values that are not secret (``iss``, ``aud``, ``alg``, ``typ``, ``kid``, the key set's
+kids), time claims against the clock and the leeway, needed versus present roles and scopes. It
+never holds the token, a signature, a secret or other claim values.
+
     JWTGuardError
     ├── ConfigurationError            (also ValueError)  raised at start-up; per request: 500
     ├── AuthenticationRequired        401, no ``error``   token_missing
@@ -39,7 +45,8 @@ client as it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
 __all__ = [
     "AlgorithmNotAllowed",
@@ -75,6 +82,49 @@ __all__ = [
 ]
 
 
+#: Longest text kept from a token-supplied value in a detail (an ``iss`` or ``kid`` is short;
+#: a long one is an attack or a bug, and a log line must stay a line).
+MAX_DETAIL_TEXT: Final = 200
+#: Most items kept from a list in a detail (kids of a key set, roles present...).
+MAX_DETAIL_ITEMS: Final = 20
+
+_JSON_TYPES: Final = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    type(None): "null",
+}
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of a parsed value: a safe fact about a claim whose value is not."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def safe_value(value: Any) -> Any:
+    """A JSON-ready, bounded copy of a non-secret value for a ``detail``."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= MAX_DETAIL_TEXT else value[:MAX_DETAIL_TEXT] + "..."
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value)
+        kept = [safe_value(v) for v in items[:MAX_DETAIL_ITEMS]]
+        if len(items) > MAX_DETAIL_ITEMS:
+            kept.append(f"... {len(items) - MAX_DETAIL_ITEMS} more")
+        return kept
+    # An object or anything else from a token: its JSON type is the safe fact.
+    return f"<{json_type(value)}>"
+
+
+def format_detail(detail: Mapping[str, Any]) -> str:
+    """``key=value`` pairs for a log line or a terminal."""
+    return " ".join(f"{key}={value!r}" for key, value in detail.items())
+
+
 class JWTGuardError(Exception):
     """Base of every error jwt_guard raises."""
 
@@ -83,12 +133,20 @@ class JWTGuardError(Exception):
     status_code: int = 500
     description: str = "The request could not be authenticated."
 
-    def __init__(self, description: str | None = None, *, code: str | None = None) -> None:
-        # Only fixed, code-chosen texts are passed here; never data from the token.
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        code: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        # Only fixed, code-chosen texts are passed as the description; never data from the
+        # token. Reasons go to ``detail``, built only from safe facts (see the module docstring).
         if description is not None:
             self.description = description
         if code is not None:
             self.code = code
+        self.detail: dict[str, Any] = dict(detail) if detail else {}
         super().__init__(self.description)
 
     def __repr__(self) -> str:
@@ -286,8 +344,9 @@ class Forbidden(JWTGuardError):
         *,
         code: str | None = None,
         required: Iterable[str] = (),
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(description, code=code)
+        super().__init__(description, code=code, detail=detail)
         # Names the route requires (configured by the app, not taken from the token):
         # RFC 6750 §3 lets the server advertise them in the ``scope`` attribute.
         self.required: tuple[str, ...] = tuple(required)
@@ -328,8 +387,9 @@ class ServiceUnavailable(JWTGuardError):
         *,
         code: str | None = None,
         retry_after: int = 5,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(description, code=code)
+        super().__init__(description, code=code, detail=detail)
         self.retry_after = max(1, int(retry_after))
 
 

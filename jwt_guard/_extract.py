@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from ._errors import ConfigurationError, CSRFFailed, InvalidRequest
+from ._errors import ConfigurationError, CSRFFailed, InvalidRequest, safe_value
 
 __all__ = [
     "CSRF",
@@ -107,12 +107,16 @@ def parse_cookies(headers: Sequence[str]) -> dict[str, list[str]]:
 
 def _malformed_header() -> InvalidRequest:
     return InvalidRequest(
-        code="header_malformed", description="The Authorization header is malformed."
+        code="header_malformed",
+        description="The Authorization header is malformed.",
+        detail={"reason": "expected 'Bearer' followed by one space and one token (RFC 6750 §2.1)"},
     )
 
 
-def _multiple() -> InvalidRequest:
-    return InvalidRequest(code="multiple_tokens", description="Send exactly one token.")
+def _multiple(reason: str) -> InvalidRequest:
+    return InvalidRequest(
+        code="multiple_tokens", description="Send exactly one token.", detail={"reason": reason}
+    )
 
 
 def bearer_token(value: str) -> str | None:
@@ -172,14 +176,14 @@ def is_token68(token: str) -> bool:
 def _one_token(found: Credentials | None, values: set[str], source: str) -> Credentials | None:
     """Add the token values seen in one more place; a second, different token is a 400."""
     if len(values) > 1:
-        raise _multiple()
+        raise _multiple(f"several different tokens in the {source}")
     if not values:
         return found
     value = values.pop()
     if found is None:
         return Credentials(value, source)
     if found.token != value:
-        raise _multiple()
+        raise _multiple(f"different tokens in the {found.source} and the {source}")
     # The same token in the header and the cookie: the header wins, so no CSRF check is
     # needed (a cross-site page cannot set an Authorization header).
     return found
@@ -205,7 +209,7 @@ def extract(
         # sent, and it does not count as a second token either.
         bearers = [value for value in authorization if _is_bearer(value)]
         if len(bearers) > 1:
-            raise _multiple()
+            raise _multiple("several Bearer Authorization headers")
         if bearers:
             token = bearer_token(bearers[0])
             if token is not None:
@@ -271,9 +275,18 @@ def check_csrf(view: RequestView, csrf: CSRF, *, websocket: bool = False) -> Non
         # Browsers always send Origin on a WebSocket handshake (RFC 6455 §4.1); a client that
         # sends none is not a browser a cross-site page could drive.
         return
+    own = _origin(view)
     if origin and origin.lower() != "null":
         normalized = origin.rstrip("/").lower()
-        own = _origin(view)
         if (own is not None and normalized == own) or normalized in csrf.trusted_origins:
             return
-    raise CSRFFailed()
+    # The origins are not secret; they show whether trusted_origins needs an entry.
+    detail = {"origin": safe_value(origin), "own_origin": safe_value(own)}
+    if websocket:
+        detail["reason"] = "a cookie-authenticated WebSocket handshake from another origin"
+    else:
+        detail["reason"] = (
+            f"a cookie-authenticated {_effective_method(view)} needs the {csrf.cookie!r} cookie "
+            f"echoed in {csrf.header!r}, or a same-origin Origin or Sec-Fetch-Site"
+        )
+    raise CSRFFailed(detail=detail)

@@ -7,9 +7,10 @@ I/O, and no verification rule lives in an adapter.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from ._answer import Answer, ErrorHandler, Responder
 from ._errors import (
@@ -28,6 +29,7 @@ from ._extract import (
     extract,
     is_token68,
 )
+from ._log import DEFAULT_LOG_LIMIT, RejectionLog, logger
 from ._metadata import MetadataEndpoint, ProtectedResource
 from ._verifier import Verifier
 
@@ -70,6 +72,9 @@ class Guard:
         on_error: ErrorHandler | None = None,
         websocket_query_param: str | None = None,
         protected_resource: ProtectedResource | None = None,
+        debug: bool = False,
+        log_rejections: int | None = logging.INFO,
+        log_limit: int = DEFAULT_LOG_LIMIT,
     ) -> None:
         if not isinstance(verifier, Verifier):
             raise ConfigurationError("verifier must be a jwt_guard.Verifier")
@@ -89,6 +94,14 @@ class Guard:
             raise ConfigurationError("websocket_query_param must be a parameter name")
         if on_error is not None and not callable(on_error):
             raise ConfigurationError("on_error must be callable")
+        if not isinstance(debug, bool):
+            raise ConfigurationError("debug must be True or False")
+        self.log = RejectionLog(log_rejections, log_limit)
+        if debug:
+            logger.warning(
+                "debug=True: error bodies include the rejection detail; "
+                "never turn this on in production"
+            )
         self.verifier = verifier
         self.cookie = cookie
         self.header = header
@@ -116,6 +129,7 @@ class Guard:
                 realm if realm is not None else "api",
                 on_error,
                 self.metadata.url if self.metadata is not None else None,
+                debug,
             )
         except ValueError as exc:
             raise ConfigurationError(f"realm: {exc}") from exc
@@ -160,23 +174,38 @@ class Guard:
         if found is None:
             if self.optional:
                 return None
-            raise AuthenticationRequired()
+            raise AuthenticationRequired(detail={"looked_in": self._places(websocket)})
         if found.source == "cookie" and self.csrf is not None:
             # The browser attaches cookies on its own; prove the request is same-site intent.
             check_csrf(view(), self.csrf, websocket=websocket)
         return found
+
+    def _places(self, websocket: bool) -> list[str]:
+        places = ["Authorization: Bearer header"] if self.header else []
+        if self.cookie is not None:
+            places.append(f"cookie {self.cookie!r}")
+        if websocket and self.websocket_query_param is not None:
+            places.append(f"query parameter {self.websocket_query_param!r}")
+        return places
 
     @staticmethod
     def refine(found: Credentials, exc: JWTGuardError) -> JWTGuardError:
         """A malformed token that is not even token68 is a malformed *request* (400)."""
         if isinstance(exc, MalformedToken) and not is_token68(found.token):
             where = "cookie" if found.source == "cookie" else "header"
+            detail: dict[str, Any] = {
+                "reason": "the token has characters a bearer token cannot have (RFC 6750 §2.1)",
+                "source": found.source,
+            }
             return InvalidRequest(
                 code=f"{where}_malformed",
                 description=f"The {'token cookie' if where == 'cookie' else 'Authorization header'}"
                 " is malformed.",
+                detail=detail,
             )
         return exc
 
     def answer(self, exc: JWTGuardError) -> Answer:
+        """Log the rejection (rate-limited) and build the answer."""
+        self.log(exc)
         return self.responder.answer(exc)

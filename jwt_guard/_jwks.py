@@ -54,6 +54,19 @@ _NO_CACHE = re.compile(r"(?:^|,)\s*(no-store|no-cache)\s*(?:,|$)", re.IGNORECASE
 class FetchFailed(Exception):
     """A JWKS (or discovery) fetch did not produce a usable document; the text is the reason."""
 
+    def __init__(self, reason: str, url: str | None = None) -> None:
+        super().__init__(reason)
+        self.url = url
+
+
+def display_url(url: str) -> str:
+    """A URL for logs and details: without user info or query, which could hold credentials."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
 
 @dataclass(frozen=True)
 class CachePolicy:
@@ -250,6 +263,7 @@ class JWKSKeys(KeySource):
         self._stale_serves = 0
         self._unknown_kid = 0
         self._last_reason: str | None = None
+        self._last_url: str | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(keys={len(self._state.key_set or ())})"
@@ -314,13 +328,13 @@ class JWKSKeys(KeySource):
             finally:
                 self._lock.release()
         if required and self._state.key_set is None:
-            raise KeySourceUnavailable()
+            raise KeySourceUnavailable(detail=self._unavailable_detail())
 
     async def aprefetch(self, *, required: bool = False) -> None:
         """Warm the cache without blocking the loop (for an ASGI lifespan)."""
         await asyncio.shield(self._start_async_fetch())
         if required and self._state.key_set is None:
-            raise KeySourceUnavailable()
+            raise KeySourceUnavailable(detail=self._unavailable_detail())
 
     def close(self) -> None:
         if self._own_sync and self._sync_client is not None:
@@ -355,35 +369,67 @@ class JWKSKeys(KeySource):
         now = self._clock()
         if state.key_set is None or now > state.expires_at + self._policy.max_stale:
             retry = max(1, int(state.retry_at - now + 0.999)) if state.retry_at > now else 1
-            raise KeySourceUnavailable(retry_after=retry)
+            detail = self._unavailable_detail()
+            detail["retry_after"] = retry
+            raise KeySourceUnavailable(retry_after=retry, detail=detail)
         return state.key_set
+
+    def _source_url(self) -> str:
+        """The URL this source fetches (the JWKS URL, or the discovery document's)."""
+        assert self._url is not None
+        return self._url
+
+    def _unavailable_detail(self) -> dict[str, Any]:
+        state = self._state
+        detail: dict[str, Any] = {
+            "url": display_url(self._last_url or self._source_url()),
+            "reason": self._last_reason or "not fetched yet",
+        }
+        if state.fetched_at is not None:
+            detail["last_success_seconds_ago"] = round(self._clock() - state.fetched_at, 1)
+        return detail
 
     def _succeeded(self, key_set: KeySet, headers: Mapping[str, str]) -> None:
         ttl = ttl_from_headers(headers, self._policy)
         self._state = after_success(self._state, key_set, ttl, self._clock())
-        logger.debug("jwt_guard: JWKS refreshed, %d keys, ttl %.0fs", len(key_set), ttl)
+        logger.debug(
+            "JWKS refreshed from %s: %d keys, ttl %.0fs",
+            display_url(self._source_url()),
+            len(key_set),
+            ttl,
+        )
 
     def _fetch_error(self, exc: Exception) -> None:
         """Record a fetch that raised (called inside the ``except``, for the traceback)."""
+        url = getattr(exc, "url", None) or self._source_url()
         if isinstance(exc, FetchFailed):
-            self._failed(str(exc))
+            self._failed(str(exc), url)
         else:  # a bug or an exotic transport error: still only a failed fetch
-            logger.exception("jwt_guard: unexpected error while fetching the JWKS")
-            self._failed(f"unexpected error: {type(exc).__name__}")
+            logger.exception("unexpected error while fetching %s", display_url(url))
+            self._failed(f"unexpected error: {type(exc).__name__}", url)
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, url: str) -> None:
         self._failures += 1
         self._last_reason = reason
+        self._last_url = url
         self._state = after_failure(self._state, self._clock())
         state = self._state
+        shown = display_url(url)
         if state.key_set is not None and state.fetched_at is not None:
             logger.warning(
-                "jwt_guard: JWKS fetch failed (%s); keeping the key set fetched %.0fs ago",
+                "JWKS fetch from %s failed (%s); keeping the key set fetched %.0fs ago",
+                shown,
                 reason,
                 self._clock() - state.fetched_at,
+                extra={"url": shown, "reason": reason},
             )
         else:
-            logger.warning("jwt_guard: JWKS fetch failed (%s); no keys available", reason)
+            logger.warning(
+                "JWKS fetch from %s failed (%s); no keys available",
+                shown,
+                reason,
+                extra={"url": shown, "reason": reason},
+            )
 
     # -- sync driver --------------------------------------------------------------------------
 
@@ -501,10 +547,13 @@ def _get_sync(
             for chunk in response.iter_bytes():
                 body.add(chunk)
             return body.result()
+    except FetchFailed as exc:
+        exc.url = url
+        raise
     except httpx.TimeoutException as exc:
-        raise FetchFailed("timed out") from exc
+        raise FetchFailed("timed out", url) from exc
     except httpx.HTTPError as exc:
-        raise FetchFailed(f"transport error: {type(exc).__name__}") from exc
+        raise FetchFailed(f"transport error: {type(exc).__name__}", url) from exc
 
 
 async def _get_async(
@@ -521,10 +570,13 @@ async def _get_async(
 
     try:
         return await asyncio.wait_for(fetch(), timeout)
+    except FetchFailed as exc:
+        exc.url = url
+        raise
     except (TimeoutError, httpx.TimeoutException) as exc:
-        raise FetchFailed("timed out") from exc
+        raise FetchFailed("timed out", url) from exc
     except httpx.HTTPError as exc:
-        raise FetchFailed(f"transport error: {type(exc).__name__}") from exc
+        raise FetchFailed(f"transport error: {type(exc).__name__}", url) from exc
 
 
 class OIDCDiscovery(JWKSKeys):
@@ -548,8 +600,15 @@ class OIDCDiscovery(JWKSKeys):
             document = json.loads(body.decode("utf-8"))
         except (ValueError, RecursionError) as exc:
             raise FetchFailed("discovery document is not JSON") from exc
-        if not isinstance(document, dict) or document.get("issuer") != self.issuer:
-            raise FetchFailed("discovery document issuer does not match")
+        if not isinstance(document, dict):
+            raise FetchFailed("discovery document is not a JSON object")
+        if document.get("issuer") != self.issuer:
+            # OpenID Connect Discovery 1.0 §4.3. Both values are public; showing them makes a
+            # trailing-slash mismatch obvious.
+            found = document.get("issuer")
+            raise FetchFailed(
+                f"discovery document issuer {found!r} is not the configured {self.issuer!r}"[:400]
+            )
         uri = document.get("jwks_uri")
         if not isinstance(uri, str):
             raise FetchFailed("discovery document has no jwks_uri")
@@ -570,6 +629,9 @@ class OIDCDiscovery(JWKSKeys):
             self._url = self._jwks_uri(body)
         return self._url
 
-    def _failed(self, reason: str) -> None:
+    def _source_url(self) -> str:
+        return self._url or self._discovery_url
+
+    def _failed(self, reason: str, url: str) -> None:
         self._url = None
-        super()._failed(reason)
+        super()._failed(reason, url)

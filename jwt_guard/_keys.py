@@ -526,7 +526,7 @@ def load_jwks(
         except ValueError as exc:
             if strict:
                 raise ConfigurationError(f"JWKS entry {index}: {exc}") from exc
-            logger.warning("jwt_guard: skipping JWKS entry %d: %s", index, exc)
+            logger.warning("skipping JWKS entry %d: %s", index, exc)
             continue
         loaded.append(key)
     return loaded

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ._algorithms import ALGORITHMS
-from ._errors import ConfigurationError, KeyNotFound
+from ._errors import ConfigurationError, KeyNotFound, safe_value
 from ._keys import JWK, load_jwks, load_key, read_jwks
 
 __all__ = ["KeySet", "KeySource", "StaticKeys"]
@@ -67,13 +67,21 @@ class KeySet:
         if memo:
             return memo
         if memo is not None or alg not in ALGORITHMS:
-            raise KeyNotFound()
+            raise self._not_found(kid, alg)
         found = self._select(kid, alg)
         if kid is None or kid in self._by_kid:
             self._memo[(kid, alg)] = found
         if not found:
-            raise KeyNotFound()
+            raise self._not_found(kid, alg)
         return found
+
+    def _not_found(self, kid: str | None, alg: str) -> KeyNotFound:
+        detail: dict[str, Any] = {"kid": kid, "alg": alg, "key_set_kids": list(self.key_ids)}
+        if kid is not None and kid in self._by_kid:
+            detail["reason"] = "the key with this kid does not fit the algorithm"
+        elif kid is None and self.keys:
+            detail["reason"] = "no key without a kid fits the algorithm"
+        return KeyNotFound(detail={k: safe_value(v) for k, v in detail.items()})
 
     def _select(self, kid: str | None, alg: str) -> tuple[JWK, ...]:
         if kid is not None:
@@ -120,7 +128,7 @@ class KeySet:
                 raise ConfigurationError("JWKS has several keys with the same kid")
             # RFC 7517 §4.5: kids are meant to be distinct. Which of two keys is "the" key for
             # a kid is ambiguous, so neither is trusted.
-            logger.warning("jwt_guard: refusing %d JWKS keys with duplicated kids", len(duplicated))
+            logger.warning("refusing %d JWKS keys with duplicated kids", len(duplicated))
             loaded = [k for k in loaded if k.kid not in duplicated]
         return cls(loaded)
 

@@ -31,6 +31,7 @@ _CANONICAL_LAST = {
     3: frozenset("AEIMQUYcgkosw048"),
 }
 _TO_STD = bytes.maketrans(b"-_", b"+/")
+_NOT_BASE64URL = {"reason": "not unpadded base64url (RFC 7515 §2)"}
 _PAD = {0: b"", 2: b"==", 3: b"="}
 
 
@@ -42,16 +43,18 @@ def b64url_decode(segment: str) -> bytes:
     Whitespace, padding and any other character fail the strict decode.
     """
     rest = len(segment) % 4
-    if rest == 1 or not segment or "+" in segment or "/" in segment or "=" in segment:
-        raise MalformedToken()
+    if not segment:
+        raise MalformedToken(detail={"reason": "empty segment"})
+    if rest == 1 or "+" in segment or "/" in segment or "=" in segment:
+        raise MalformedToken(detail=_NOT_BASE64URL)
     allowed_last = _CANONICAL_LAST[rest]
     if allowed_last is not None and segment[-1] not in allowed_last:
-        raise MalformedToken()
+        raise MalformedToken(detail={"reason": "not canonical base64url (RFC 7515 §2)"})
     try:
         raw = segment.encode("ascii")
         return binascii.a2b_base64(raw.translate(_TO_STD) + _PAD[rest], strict_mode=True)
     except (UnicodeEncodeError, binascii.Error) as exc:
-        raise MalformedToken() from exc
+        raise MalformedToken(detail=_NOT_BASE64URL) from exc
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -59,13 +62,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # last one wins, which lets two parsers disagree about the same token).
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        raise MalformedToken()
+        raise MalformedToken(detail={"reason": "duplicate member name (RFC 7515 §5.2)"})
     return obj
 
 
 def _reject_constant(name: str) -> Any:
     # NaN, Infinity and -Infinity are not JSON (RFC 8259 §6).
-    raise MalformedToken()
+    raise MalformedToken(detail={"reason": "NaN or Infinity is not JSON (RFC 8259 §6)"})
 
 
 # Built once: json.loads(..., object_pairs_hook=...) would build a decoder on every call.
@@ -77,7 +80,9 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_CONTAINERS:
         # Refused before the recursive parser sees it: a 6 KiB "[[[[..." costs the decoder
         # ~60 µs to give up on; counting costs well under a microsecond.
-        raise MalformedToken()
+        raise MalformedToken(
+            detail={"reason": f"more than {MAX_JSON_CONTAINERS} JSON objects and arrays"}
+        )
     try:
         # RFC 7515 §2: the header is UTF-8; json.loads(bytes) would also guess UTF-16/32.
         value = _DECODER.decode(raw.decode("utf-8"))
@@ -86,9 +91,9 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         # ValueError covers UnicodeDecodeError, JSONDecodeError and integers beyond
         # sys.get_int_max_str_digits(); RecursionError covers absurd nesting.
-        raise MalformedToken() from exc
+        raise MalformedToken(detail={"reason": "not UTF-8 JSON"}) from exc
     if not isinstance(value, dict):
-        raise MalformedToken()
+        raise MalformedToken(detail={"reason": "JSON is not an object"})
     return value
 
 
@@ -109,14 +114,19 @@ def split_compact(token: object, max_bytes: int) -> list[str]:
     segment — an unsecured JWS's signature included — is refused there.
     """
     if type(token) is not str:
-        raise MalformedToken()
+        raise MalformedToken(detail={"reason": "the token is not a string"})
     # The limit is applied before any decoding: it bounds the work an attacker can cause
     # before the signature is checked.
     if len(token) > max_bytes:
-        raise TokenTooLarge()
+        raise TokenTooLarge(detail={"length": len(token), "limit": max_bytes})
     parts = token.split(".")
     if len(parts) != 3:
-        raise MalformedToken()
+        raise MalformedToken(
+            detail={
+                "reason": "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)",
+                "segments": len(parts),
+            }
+        )
     return parts
 
 

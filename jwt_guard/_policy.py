@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._algorithms import ALGORITHMS
-from ._claims import MAX_LEEWAY, ClaimRules, normalize_typ
+from ._claims import MAX_LEEWAY, ClaimRules, issuer_invalid, normalize_typ
 from ._denylist import Denylist
-from ._errors import ClaimMissing, ConfigurationError, IssuerInvalid
+from ._errors import ClaimMissing, ConfigurationError
 from ._keyset import KeySource
 
 __all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
@@ -114,9 +114,9 @@ class Configuration:
         # refused here, before any key source is asked (so before any network request).
         iss = payload.get("iss")
         if iss is None:
-            raise ClaimMissing()
+            raise ClaimMissing(detail={"claim": "iss", "reason": "needed to pick the issuer"})
         if not isinstance(iss, str) or iss not in routes:
-            raise IssuerInvalid()
+            raise issuer_invalid(iss, routes)
         return routes[iss]
 
     @property

@@ -25,8 +25,9 @@ from ._errors import (
     CriticalHeaderUnsupported,
     InvalidSignature,
     MalformedToken,
+    safe_value,
 )
-from ._keys import MAX_KID_LENGTH
+from ._keys import JWK, MAX_KID_LENGTH
 from ._keyset import KeySet, KeySource
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
 from ._policy import (
@@ -59,6 +60,14 @@ class _Pending(NamedTuple):
     signing_input: bytes
     signature: bytes
     policy: Policy
+
+
+def _signature_detail(header: _Header, candidates: Sequence[JWK]) -> dict[str, Any]:
+    return {
+        "alg": header.alg,
+        "kid": header.kid,
+        "keys_tried": [k.kid for k in candidates],
+    }
 
 
 # NamedTuples on the hot path are built with the C-level tuple constructor: the generated
@@ -290,10 +299,15 @@ class Verifier:
         header = parse_header(segment)
         alg = header.get("alg")
         if not isinstance(alg, str):
-            raise MalformedToken()  # RFC 7515 §4.1.1: "alg" is required
+            # RFC 7515 §4.1.1: "alg" is required
+            raise MalformedToken(
+                detail={"part": "header", "reason": "no 'alg' string (RFC 7515 §4.1.1)"}
+            )
         if alg not in self._all_algorithms:
             # Covers "none" in any spelling and every algorithm not configured (RFC 8725 §3.1).
-            raise AlgorithmNotAllowed()
+            raise AlgorithmNotAllowed(
+                detail={"alg": safe_value(alg), "allowed": sorted(self._all_algorithms)}
+            )
         if "crit" in header:
             crit = header["crit"]
             if (
@@ -301,15 +315,29 @@ class Verifier:
                 or not crit
                 or not all(isinstance(c, str) and c in header for c in crit)
             ):
-                raise MalformedToken()  # RFC 7515 §4.1.11: a non-empty list of present names
+                # RFC 7515 §4.1.11: a non-empty list of present names
+                raise MalformedToken(
+                    detail={
+                        "part": "header",
+                        "reason": "'crit' must list header names present (RFC 7515 §4.1.11)",
+                    }
+                )
             # We implement no extension: every listed name is one we do not understand.
-            raise CriticalHeaderUnsupported()
+            raise CriticalHeaderUnsupported(detail={"crit": safe_value(crit), "supported": []})
         if "b64" in header and header["b64"] is not True:
             # RFC 7797 §3/§7: unencoded payloads change what the signature covers.
-            raise CriticalHeaderUnsupported()
+            raise CriticalHeaderUnsupported(
+                detail={"reason": "unencoded payloads ('b64': false, RFC 7797) are refused"}
+            )
         kid = header.get("kid")
         if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
-            raise MalformedToken()  # RFC 7515 §4.1.4: a string; ours: bounded
+            # RFC 7515 §4.1.4: a string; ours: bounded
+            raise MalformedToken(
+                detail={
+                    "part": "header",
+                    "reason": f"'kid' must be a string of at most {MAX_KID_LENGTH} characters",
+                }
+            )
         # "jwk", "jku", "x5u", "x5c" are deliberately never read: keys come only from the
         # configured key source (RFC 8725 §3.10).
         self._config.policies[0].rules.check_header_typ(header)
@@ -322,13 +350,26 @@ class Verifier:
     def _begin(self, token: str) -> _Pending:
         h64, p64, s64 = split_compact(token, self._max_bytes)
         header = self._headers.get(h64)
-        if header is None:
-            header = self._check_header(h64)
-        payload = parse_json(b64url_decode(p64))
+        part = "header"
+        try:
+            if header is None:
+                header = self._check_header(h64)
+            part = "payload"
+            payload = parse_json(b64url_decode(p64))
+            part = "signature"
+            signature = b64url_decode(s64)
+        except MalformedToken as exc:
+            exc.detail.setdefault("part", part)
+            raise
         policy = self._route(payload)
         if header.alg not in policy.algorithms:
-            raise AlgorithmNotAllowed()
-        signature = b64url_decode(s64)
+            raise AlgorithmNotAllowed(
+                detail={
+                    "alg": header.alg,
+                    "allowed": sorted(policy.algorithms),
+                    "iss": safe_value(payload.get("iss")),
+                }
+            )
         signing_input = token[: len(h64) + 1 + len(p64)].encode("ascii")
         return _new(_Pending, (header, payload, signing_input, signature, policy))
 
@@ -339,11 +380,11 @@ class Verifier:
             try:
                 ok = key.verify(header.alg, signing_input, signature)
             except (ValueError, TypeError) as exc:
-                raise InvalidSignature() from exc
+                raise InvalidSignature(detail=_signature_detail(header, candidates)) from exc
             if ok:
                 break
         else:
-            raise InvalidSignature()
+            raise InvalidSignature(detail=_signature_detail(header, candidates))
         exp = check_time_claims(payload, self._clock(), self._leeway, self._max_age)
         policy.rules.check(payload)
         roles = collect_strings(payload, policy.roles_paths, split=False)

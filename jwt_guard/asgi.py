@@ -11,6 +11,7 @@ from ._answer import Answer, ErrorHandler
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView
 from ._guard import PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._verifier import Verifier
@@ -89,6 +90,9 @@ class JWTGuardMiddleware:
         csrf: bool | CSRF = True,
         realm: str | None = None,
         on_error: ErrorHandler | None = None,
+        debug: bool = False,
+        log_rejections: int | None = logging.INFO,
+        log_limit: int = DEFAULT_LOG_LIMIT,
         prefetch: bool = True,
         protected_resource: ProtectedResource | None = None,
     ) -> None:
@@ -103,6 +107,9 @@ class JWTGuardMiddleware:
             csrf=csrf,
             realm=realm,
             on_error=on_error,
+            debug=debug,
+            log_rejections=log_rejections,
+            log_limit=log_limit,
             websocket_query_param=websocket_query_param,
             protected_resource=protected_resource,
         )

@@ -13,7 +13,7 @@ Config keys: ``JWT_GUARD_ISSUER``, ``JWT_GUARD_AUDIENCE`` (string or list), ``JW
 or ``JWT_GUARD_DISCOVERY_URL``, ``JWT_GUARD_ALGORITHMS``, ``JWT_GUARD_LEEWAY``, ``JWT_GUARD_TYP``,
 ``JWT_GUARD_ROLES_CLAIM``, ``JWT_GUARD_SCOPES_CLAIM``, ``JWT_GUARD_ALLOW_HTTP``, and for the
 middleware ``JWT_GUARD_COOKIE``, ``JWT_GUARD_OPTIONAL``, ``JWT_GUARD_EXCLUDE``,
-``JWT_GUARD_REALM``, ``JWT_GUARD_CSRF``.
+``JWT_GUARD_REALM``, ``JWT_GUARD_CSRF``, ``JWT_GUARD_DEBUG``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class JWTGuard:
             "exclude": tuple(config.get("JWT_GUARD_EXCLUDE", ())),
             "realm": config.get("JWT_GUARD_REALM"),
             "csrf": config.get("JWT_GUARD_CSRF", True),
+            "debug": bool(config.get("JWT_GUARD_DEBUG", False)),
         }
         options.update(self.options)
         middleware = JWTGuardWSGIMiddleware(app.wsgi_app, verifier=verifier, **options)

@@ -6,6 +6,7 @@ under a lock (single flight across threads).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from ._answer import Answer, ErrorHandler, reason_phrase
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView, joined_authorization
 from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
 from ._types import Environ, StartResponse, WSGIApp
 from ._verifier import Verifier
@@ -71,6 +73,9 @@ class JWTGuardWSGIMiddleware:
         realm: str | None = None,
         on_error: ErrorHandler | None = None,
         protected_resource: ProtectedResource | None = None,
+        debug: bool = False,
+        log_rejections: int | None = logging.INFO,
+        log_limit: int = DEFAULT_LOG_LIMIT,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -84,6 +89,9 @@ class JWTGuardWSGIMiddleware:
             realm=realm,
             on_error=on_error,
             protected_resource=protected_resource,
+            debug=debug,
+            log_rejections=log_rejections,
+            log_limit=log_limit,
         )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

@@ -283,7 +283,9 @@ async def test_stale_on_error_keeps_last_good_set(
     assert stats.failures == 1 and stats.fetches == 2
     assert stats.stale_serves >= 1
     assert stats.key_ids == ("k1",)
-    assert any("JWKS fetch failed" in r.getMessage() for r in caplog.records)
+    # The line names the URL (issue #14), once: no doubled "jwt_guard: jwt_guard:" prefix.
+    assert any(f"JWKS fetch from {server.url} failed" in r.getMessage() for r in caplog.records)
+    assert not any(r.getMessage().startswith("jwt_guard:") for r in caplog.records)
     assert all(idp.kid not in r.getMessage() or "k1" == idp.kid for r in caplog.records)
     assert await verifier.averify(idp.mint())
     assert server.requests.get("/other.json", 0) == 0  # redirects are never followed
@@ -496,10 +498,15 @@ async def test_oidc_discovery_issuer_must_match_exactly(idp: LocalIssuer, clock:
     with JWKSServer(lambda: idp.jwks, issuer="https://evil.example") as srv:
         source = OIDCDiscovery(srv.base_url, clock=clock)
         verifier = verifier_for(idp, source, issuer=srv.base_url)
-        with pytest.raises(KeySourceUnavailable):
+        with pytest.raises(KeySourceUnavailable) as caught:
             await verifier.averify(idp.mint(issuer=srv.base_url))
         assert srv.count == 0
-        assert source.stats.last_failure_reason == "discovery document issuer does not match"
+        assert source.stats.last_failure_reason == (
+            f"discovery document issuer 'https://evil.example' is not the configured "
+            f"{srv.base_url!r}"
+        )
+        assert caught.value.detail["url"] == srv.base_url + "/.well-known/openid-configuration"
+        assert caught.value.detail["reason"] == source.stats.last_failure_reason
         await source.aclose()
 
 
