@@ -246,11 +246,15 @@ class StepUp(Requirement):
 
     def check(self, user: object, verifier: object = None) -> Principal:
         if not isinstance(user, Principal):
-            raise AuthenticationRequired()
+            raise AuthenticationRequired(detail={"reason": f"{self!r} found no verified principal"})
         if self.acr_values:
             # RFC 9470 §4: acr values are compared as exact strings; any listed one will do.
             if user.acr not in self.acr_values:
-                raise InsufficientUserAuthentication(acr_values=self.acr_values)
+                raise InsufficientUserAuthentication(
+                    acr_values=self.acr_values,
+                    # acr names a level of login, not a person: safe to show.
+                    detail={"required_acr": list(self.acr_values), "acr": safe_value(user.acr)},
+                )
             return user
         assert self.max_age is not None
         auth_time = user.auth_time
@@ -260,7 +264,12 @@ class StepUp(Requirement):
             now, leeway = time.time(), 0.0
         # No auth_time: the age of the login is unknown, so it cannot be recent enough.
         if auth_time is None or now - leeway > auth_time + self.max_age:
-            raise AuthenticationTooOld(max_age=self.max_age)
+            detail: dict[str, Any] = {"max_age": self.max_age, "auth_time": auth_time}
+            if auth_time is None:
+                detail["reason"] = "no auth_time claim: the age of the login is unknown"
+            else:
+                detail.update(now=round(now, 3), leeway=leeway, age_seconds=round(now - auth_time))
+            raise AuthenticationTooOld(max_age=self.max_age, detail=detail)
         return user
 
 

@@ -317,8 +317,9 @@ class InsufficientUserAuthentication(JWTGuardError):
         code: str | None = None,
         acr_values: Iterable[str] = (),
         max_age: int | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(description, code=code)
+        super().__init__(description, code=code, detail=detail)
         self.acr_values: tuple[str, ...] = tuple(acr_values)
         self.max_age = max_age
 

@@ -48,7 +48,7 @@ async def get_principal(
     """The verified principal; 401 when the request is anonymous."""
     user = request.scope.get("user")
     if not isinstance(user, Principal):
-        raise AuthenticationRequired()
+        raise AuthenticationRequired(detail={"reason": "no verified principal on this request"})
     return user
 
 

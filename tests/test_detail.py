@@ -186,6 +186,20 @@ CASES = [
         token=lambda i: i.mint(_claims(i, scopes=["read"])),
     ),
     Case(
+        "acr_not_satisfied",
+        401,
+        {"required_acr", "acr"},
+        path="/strong",
+        token=lambda i: i.mint(_claims(i, acr="weak")),
+    ),
+    Case(
+        "authentication_too_old",
+        401,
+        {"max_age", "auth_time", "now", "leeway", "age_seconds"},
+        path="/recent",
+        token=lambda i: i.mint(_claims(i, auth_time=NOW - 86400)),
+    ),
+    Case(
         "csrf_failed",
         403,
         {"origin", "own_origin", "reason"},
