@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._answer import Answer
 from ._authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
-from ._denylist import Denylist, MemoryDenylist, RedisDenylist
+from ._denylist import Denylist, MemoryDenylist, RedisDenylist, RevocationKeys
 from ._errors import (
     AlgorithmNotAllowed,
     AudienceInvalid,
@@ -90,6 +90,7 @@ __all__ = [
     "ProtectedResource",
     "RedisDenylist",
     "Requirement",
+    "RevocationKeys",
     "ServiceUnavailable",
     "StaticKeys",
     "TokenExpired",

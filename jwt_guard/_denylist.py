@@ -1,46 +1,61 @@
 """Revocation: a denylist of token ids (``jti``) and of subjects, checked after the signature.
 
-Stateless tokens cannot be taken back, so a revoked token's ``jti`` (scoped by issuer) is kept
-until the token's own ``exp`` plus leeway — after that the token is dead anyway, so entries
-expire by themselves and the store never grows without bound. A subject entry ("log out
-everywhere", "ban this account") rejects every token of that subject issued before a time.
+Stateless tokens cannot be taken back, so a revoked token's ``jti`` is kept until the token can
+no longer verify anyway; a subject entry ("log out everywhere", "ban this account") rejects
+every token of that subject issued before a whole second. The :class:`Verifier` decides what
+an entry covers and for how long (:func:`revocation_keys`, :func:`token_lifetime`,
+:func:`subject_lifetime`); a denylist only stores and looks up.
 
 * :class:`MemoryDenylist`: one process.
 * :class:`RedisDenylist`: shared by every instance behind the load balancer; one round trip
   per check (``MGET`` of the token and subject keys), bounded by a timeout; fails closed
   (503) unless ``fail_open=True``.
+
+Lifetimes (no entry lapses while a token it covers can still verify on any instance):
+
+* a token: until ``min(exp, iat + max_token_age) + leeway`` + :data:`CLOCK_MARGIN`; kept for
+  ever when neither bound exists (a token without ``exp`` on a verifier without
+  ``max_token_age`` verifies for ever).
+* a subject cut-off: until ``cut-off + max_token_age + leeway`` + :data:`CLOCK_MARGIN`
+  with ``max_token_age``; without it no token lifetime is known, so it is kept for ever unless
+  the caller states the longest lifetime (``ttl=``).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import logging
+import math
+import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Final
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, NamedTuple, TypeVar
 
-from ._errors import ClaimMissing, ConfigurationError, DenylistUnavailable, TokenRevoked
-from ._principal import Principal
+from ._errors import ConfigurationError, DenylistUnavailable, TokenRevoked
 
-__all__ = ["Denylist", "MemoryDenylist", "RedisDenylist"]
+__all__ = [
+    "CLOCK_MARGIN",
+    "Denylist",
+    "MemoryDenylist",
+    "RedisDenylist",
+    "RevocationKeys",
+    "revocation_keys",
+    "subject_lifetime",
+    "token_lifetime",
+]
 
 logger = logging.getLogger("jwt_guard")
 
-#: How long a subject revocation is kept by default: it must outlive the longest-lived token
-#: the issuer hands out (access tokens live minutes to hours).
-DEFAULT_SUBJECT_TTL: Final = 7 * 86400
-#: How long a revoked token without ``exp`` is remembered (such tokens are refused by default).
-DEFAULT_NO_EXP_TTL: Final = 30 * 86400
+T = TypeVar("T")
 
-
-def _key(kind: str, issuer: str | None, value: str) -> str:
-    # Hashed: bounded length, and no character of an attacker-chosen jti can reach the
-    # store's key syntax.
-    digest = hashlib.sha256(f"{issuer or ''}\x00{value}".encode()).hexdigest()
-    return f"{kind}:{digest}"
+#: Seconds an entry outlives the last moment a token it covers can verify: the instances
+#: sharing a denylist judge time by their own clocks, which differ a little.
+CLOCK_MARGIN: Final = 60
 
 
 # Details name the kind of revocation, never the jti or the subject.
@@ -55,57 +70,122 @@ def _redis_down(exc: BaseException) -> dict[str, Any]:
     return {"store": "redis", "reason": type(exc).__name__}
 
 
-def _revoked(principal: Principal, subject_cutoff: float | None) -> bool:
+class RevocationKeys(NamedTuple):
+    """The denylist keys of one token: its ``jti`` entry and its subject's entry."""
+
+    token: str | None
+    subject: str | None
+
+
+def _digest(kind: str, scope: str | None, value: str) -> str:
+    # Hashed: bounded length, and no character of an attacker-chosen jti can reach the
+    # store's key syntax. "surrogatepass": a signed claim may hold a lone surrogate ("\ud800"
+    # is valid JSON); it gets its own key, distinct from every well-formed string's.
+    data = f"{scope or ''}\x00{value}".encode("utf-8", "surrogatepass")
+    return f"{kind}:{hashlib.sha256(data).hexdigest()}"
+
+
+def revocation_keys(scope: str | None, jti: str | None, subject: str | None) -> RevocationKeys:
+    """The one place denylist keys are built, for revoking and for checking alike.
+
+    ``scope`` is the configured issuer the token was verified for, or ``None`` when the
+    verifier names no issuer (then revocations are not scoped by ``iss``).
+    """
+    return RevocationKeys(
+        _digest("jti", scope, jti) if jti is not None else None,
+        _digest("sub", scope, subject) if subject is not None else None,
+    )
+
+
+def _number(value: object) -> float | None:
+    return value if (type(value) is int or type(value) is float) else None
+
+
+def token_lifetime(claims: Any, leeway: float, max_age: float | None) -> float | None:
+    """Until when a token's ``jti`` entry is kept (epoch seconds), ``None`` for ever.
+
+    The token verifies while ``now < exp + leeway`` and ``now <= iat + max_age + leeway``
+    (``_claims.check_times``); the entry outlives the earlier of the two by
+    :data:`CLOCK_MARGIN`.
+    """
+    bounds = []
+    exp = _number(claims.get("exp"))
+    if exp is not None:
+        bounds.append(exp)
+    iat = _number(claims.get("iat"))
+    if max_age is not None and iat is not None:
+        bounds.append(iat + max_age)
+    if not bounds:
+        return None
+    return min(bounds) + leeway + CLOCK_MARGIN
+
+
+def subject_lifetime(
+    cutoff: int, leeway: float, max_age: float | None, ttl: float | None, now: float
+) -> float | None:
+    """Until when a subject cut-off is kept, ``None`` for ever (see the module docstring).
+
+    Every token it covers was issued before ``cutoff``; with ``max_token_age`` none of them
+    verifies after ``cutoff + max_age + leeway``. ``ttl`` (the caller's longest token lifetime)
+    can only lengthen that.
+    """
+    derived = cutoff + max_age + leeway + CLOCK_MARGIN if max_age is not None else None
+    stated = now + ttl if ttl is not None else None
+    if derived is None:
+        return stated
+    return max(derived, stated) if stated is not None else derived
+
+
+def _revoked(issued_at: object, subject_cutoff: float | None) -> bool:
     if subject_cutoff is None:
         return False
-    iat = principal.claims.get("iat")
-    if type(iat) is not int and type(iat) is not float:
+    iat = _number(issued_at)
+    if iat is None:
         return True  # cannot show it was issued after the cut-off
-    return bool(iat < subject_cutoff)
+    # Whole seconds on both sides (``iat`` is a NumericDate in seconds, the cut-off is
+    # floored): a token issued in the second of the revocation, or later, passes.
+    return iat < subject_cutoff
 
 
-def token_revocation(
-    principal: Principal, leeway: float, now: float
-) -> tuple[str | None, str, float]:
-    """``(issuer, jti, until)`` to revoke the principal's token: kept until it expires anyway."""
-    if principal.token_id is None:
-        # a token without jti cannot be revoked individually
-        raise ClaimMissing(detail={"claim": "jti", "reason": "needed to revoke one token"})
-    exp = principal.expires_at
-    until = exp + leeway if exp is not None else now + DEFAULT_NO_EXP_TTL
-    return principal.issuer, principal.token_id, until
+def _forever(until: float | None) -> float:
+    return math.inf if until is None else until
 
 
 class Denylist(abc.ABC):
-    """Where revocations are stored. ``check``/``acheck`` raise :class:`TokenRevoked`."""
+    """Where revocations are stored. ``check``/``acheck`` raise :class:`TokenRevoked`.
+
+    Keys come from :func:`revocation_keys`; ``until`` is epoch seconds, ``None`` for ever.
+    """
 
     @abc.abstractmethod
-    def check(self, principal: Principal, leeway: float) -> None:
-        """Raise if the principal's token is revoked (sync driver)."""
+    def check(self, keys: RevocationKeys, issued_at: object) -> None:
+        """Raise if the token with these keys (and ``iat``) is revoked (sync driver)."""
 
     @abc.abstractmethod
-    async def acheck(self, principal: Principal, leeway: float) -> None:
-        """Raise if the principal's token is revoked (async driver)."""
+    async def acheck(self, keys: RevocationKeys, issued_at: object) -> None:
+        """Raise if the token with these keys (and ``iat``) is revoked (async driver)."""
 
     @abc.abstractmethod
-    def add_token(self, issuer: str | None, jti: str, until: float) -> None:
-        """Revoke one token id until ``until`` (epoch seconds)."""
+    def add_token(self, key: str, until: float | None) -> None:
+        """Revoke one token id until ``until``."""
 
     @abc.abstractmethod
-    async def aadd_token(self, issuer: str | None, jti: str, until: float) -> None:
+    async def aadd_token(self, key: str, until: float | None) -> None:
         """Async twin of :meth:`add_token`."""
 
     @abc.abstractmethod
-    def add_subject(
-        self, issuer: str | None, subject: str, issued_before: float, until: float
-    ) -> None:
-        """Revoke every token of ``subject`` issued before ``issued_before``."""
+    def add_subject(self, key: str, issued_before: int, until: float | None) -> None:
+        """Revoke every token of a subject issued before ``issued_before`` (whole seconds)."""
 
     @abc.abstractmethod
-    async def aadd_subject(
-        self, issuer: str | None, subject: str, issued_before: float, until: float
-    ) -> None:
+    async def aadd_subject(self, key: str, issued_before: int, until: float | None) -> None:
         """Async twin of :meth:`add_subject`."""
+
+    def close(self) -> None:  # noqa: B027 - optional: a store without connections has none
+        """Release connections (sync)."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release this event loop's connections."""
 
 
 class MemoryDenylist(Denylist):
@@ -120,36 +200,40 @@ class MemoryDenylist(Denylist):
         self._clock: Callable[[], float] = clock or time.time
         self._entries: dict[str, tuple[float, float]] = {}  # key -> (until, cutoff)
         self._lock = threading.Lock()
+        _INSTANCES.add(self)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _lookup(self, key: str, now: float) -> tuple[float, float] | None:
+    def _after_fork(self) -> None:
+        # A lock another thread held at the fork stays held for ever in the child.
+        self._lock = threading.Lock()
+
+    def _lookup(self, key: str | None, now: float) -> tuple[float, float] | None:
+        if key is None:
+            return None
         entry = self._entries.get(key)
-        if entry is not None and entry[0] <= now:
+        if entry is not None and entry[0] < now:
             return None
         return entry
 
-    def check(self, principal: Principal, leeway: float) -> None:
+    def check(self, keys: RevocationKeys, issued_at: object) -> None:
         now = self._clock()
-        iss = principal.issuer
-        if principal.token_id is not None and self._lookup(
-            _key("jti", iss, principal.token_id), now
-        ):
+        if self._lookup(keys.token, now):
             raise TokenRevoked(detail=_BY_JTI)
-        if principal.subject is not None:
-            entry = self._lookup(_key("sub", iss, principal.subject), now)
-            if _revoked(principal, entry[1] if entry else None):
-                raise TokenRevoked(detail=_BY_SUBJECT)
+        entry = self._lookup(keys.subject, now)
+        if entry is not None and _revoked(issued_at, entry[1]):
+            raise TokenRevoked(detail=_BY_SUBJECT)
 
-    async def acheck(self, principal: Principal, leeway: float) -> None:
-        self.check(principal, leeway)
+    async def acheck(self, keys: RevocationKeys, issued_at: object) -> None:
+        self.check(keys, issued_at)
 
-    def _store(self, key: str, until: float, cutoff: float) -> None:
+    def _store(self, key: str, until: float | None, cutoff: float) -> None:
+        until_ = _forever(until)
         with self._lock:
             if key not in self._entries and len(self._entries) >= self.max_entries:
                 now = self._clock()
-                for stale in [k for k, (u, _) in self._entries.items() if u <= now]:
+                for stale in [k for k, (u, _) in self._entries.items() if u < now]:
                     del self._entries[stale]
                 if len(self._entries) >= self.max_entries:
                     # Dropping a live revocation would silently un-revoke a token.
@@ -159,37 +243,42 @@ class MemoryDenylist(Denylist):
                     )
             previous = self._entries.get(key)
             if previous is not None:
-                until = max(until, previous[0])
+                # A second revocation never weakens the first (idempotent, and a shorter
+                # lifetime or an earlier cut-off does not replace a longer or later one).
+                until_ = max(until_, previous[0])
                 cutoff = max(cutoff, previous[1])
-            self._entries[key] = (until, cutoff)
+            self._entries[key] = (until_, cutoff)
 
-    def add_token(self, issuer: str | None, jti: str, until: float) -> None:
-        self._store(_key("jti", issuer, jti), until, 0.0)
+    def add_token(self, key: str, until: float | None) -> None:
+        self._store(key, until, 0.0)
 
-    async def aadd_token(self, issuer: str | None, jti: str, until: float) -> None:
-        self.add_token(issuer, jti, until)
+    async def aadd_token(self, key: str, until: float | None) -> None:
+        self.add_token(key, until)
 
-    def add_subject(
-        self, issuer: str | None, subject: str, issued_before: float, until: float
-    ) -> None:
-        self._store(_key("sub", issuer, subject), until, issued_before)
+    def add_subject(self, key: str, issued_before: int, until: float | None) -> None:
+        self._store(key, until, float(issued_before))
 
-    async def aadd_subject(
-        self, issuer: str | None, subject: str, issued_before: float, until: float
-    ) -> None:
-        self.add_subject(issuer, subject, issued_before, until)
+    async def aadd_subject(self, key: str, issued_before: int, until: float | None) -> None:
+        self.add_subject(key, issued_before, until)
 
 
 # Stores max(old, new) with the longer of the two lifetimes, atomically: a second revocation
 # of a subject with an earlier cut-off, or a shorter-lived token, never weakens the first.
+# A ttl of 0 means for ever, and an entry kept for ever stays so.
 _KEEP_MAX: Final = """
 local value = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]))
-if current and current > value then value = current end
-local left = redis.call('TTL', KEYS[1])
-if left > ttl then ttl = left end
-redis.call('SET', KEYS[1], string.format('%.6f', value), 'EX', ttl)
+if current then
+  if current > value then value = current end
+  local left = redis.call('TTL', KEYS[1])
+  if left == -1 then ttl = 0 elseif ttl > 0 and left > ttl then ttl = left end
+end
+if ttl == 0 then
+  redis.call('SET', KEYS[1], string.format('%d', value))
+else
+  redis.call('SET', KEYS[1], string.format('%d', value), 'EX', ttl)
+end
 return 1
 """
 
@@ -201,6 +290,10 @@ class RedisDenylist(Denylist):
     ``redis.Redis`` / ``redis.asyncio.Redis`` client. Each check is one ``MGET`` bounded by
     ``timeout`` seconds; when Redis does not answer, requests fail closed with 503
     ``denylist_unavailable`` unless ``fail_open=True`` (then they pass, with a warning log).
+
+    A connection that died with a Redis restart fails once when it is next used; reads and
+    writes are idempotent, so they are tried once more on a fresh connection, within the same
+    ``timeout``.
     """
 
     def __init__(
@@ -217,7 +310,12 @@ class RedisDenylist(Denylist):
             import redis.asyncio as aredis
         except ImportError as exc:  # pragma: no cover - only without the redis extra
             raise ConfigurationError("RedisDenylist needs the redis extra") from exc
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
             raise ConfigurationError("timeout must be a positive number of seconds")
         if not isinstance(prefix, str):
             raise ConfigurationError("prefix must be a string")
@@ -241,6 +339,11 @@ class RedisDenylist(Denylist):
             self._sync = url_or_client
         else:
             raise ConfigurationError("url_or_client must be a redis:// URL or a Redis client")
+        # Redis errors that mean "this connection is dead" (a restart, a reset): worth one
+        # more try on a fresh connection. A timeout is not: the server is slow or gone.
+        self._dead_connection = (redis.ConnectionError, ConnectionError)
+        self._failures = (redis.RedisError, OSError)
+        _INSTANCES.add(self)
 
     def __repr__(self) -> str:
         return f"RedisDenylist(prefix={self.prefix!r}, fail_open={self.fail_open})"
@@ -272,39 +375,58 @@ class RedisDenylist(Denylist):
         return client
 
     def close(self) -> None:
+        """Close the sync client this denylist made from its URL (a given client is yours)."""
         if self._sync is not None and self._url is not None:
             self._sync.close()
             self._sync = None
 
     async def aclose(self) -> None:
+        """Close the async client this denylist made for the running loop."""
         client = self._async_by_loop.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
 
-    # -- keys and decisions ---------------------------------------------------------------------
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's pooled connections are shared with every sibling
+        (their replies would interleave). Leave them, and connect afresh on the next call.
 
-    def _keys(self, principal: Principal) -> list[str]:
-        iss = principal.issuer
-        keys = []
-        if principal.token_id is not None:
-            keys.append(self.prefix + _key("jti", iss, principal.token_id))
-        if principal.subject is not None:
-            keys.append(self.prefix + _key("sub", iss, principal.subject))
-        return keys
+        Left, not closed and not dropped: closing would talk on the parent's sockets, and a
+        dropped async client's finalizer would unregister the parent's sockets from the
+        event-loop descriptor parent and child share, so the parent would stop hearing its
+        replies. They are kept referenced for the child's lifetime.
+        """
+        if self._url is not None and self._sync is not None:
+            _INHERITED.append(self._sync)
+            self._sync = None
+        _INHERITED.extend(self._async_by_loop.values())
+        self._async_by_loop = {}
+        if self._async_given is not None:
+            pool = getattr(self._async_given, "connection_pool", None)
+            if pool is not None:
+                # Its connections stay referenced (by _INHERITED); the pool starts empty.
+                _INHERITED.append(list(getattr(pool, "_available_connections", ())))
+                _INHERITED.append(list(getattr(pool, "_in_use_connections", ())))
+                if hasattr(pool, "reset"):
+                    pool.reset()
+        # A given sync client's pool notices the fork itself (redis-py checks the pid, and
+        # never shuts down a socket another process made).
 
-    def _decide(self, principal: Principal, keys: list[str], values: list[Any]) -> None:
-        found = dict(zip(keys, values, strict=True))
-        if principal.token_id is not None and found.get(
-            self.prefix + _key("jti", principal.issuer, principal.token_id)
-        ):
+    # -- decisions ------------------------------------------------------------------------------
+
+    def _names(self, keys: RevocationKeys) -> list[str]:
+        return [self.prefix + key for key in keys if key is not None]
+
+    def _decide(self, keys: RevocationKeys, issued_at: object, values: list[Any]) -> None:
+        found = iter(values)
+        if keys.token is not None and next(found) is not None:
             raise TokenRevoked(detail=_BY_JTI)
-        if principal.subject is not None:
-            raw = found.get(self.prefix + _key("sub", principal.issuer, principal.subject))
+        if keys.subject is not None:
+            raw = next(found)
             try:
                 cutoff = float(raw) if raw is not None else None
             except (TypeError, ValueError):
-                cutoff = float("inf")  # an unreadable entry fails closed
-            if _revoked(principal, cutoff):
+                cutoff = math.inf  # an unreadable entry fails closed
+            if _revoked(issued_at, cutoff):
                 raise TokenRevoked(detail=_BY_SUBJECT)
 
     def _unavailable(self, exc: BaseException) -> None:
@@ -317,61 +439,112 @@ class RedisDenylist(Denylist):
         logger.warning("Redis denylist unavailable (%s); refusing", type(exc).__name__)
         raise DenylistUnavailable(detail=_redis_down(exc)) from exc
 
-    def _ttl(self, until: float) -> int:
-        return max(1, int(until - self._clock() + 0.999))
+    def _ttl(self, until: float | None) -> int:
+        """Seconds to keep an entry, rounded up; 0 for ever (``_KEEP_MAX``)."""
+        if until is None:
+            return 0
+        return max(1, math.ceil(until - self._clock()))
 
-    # -- drivers --------------------------------------------------------------------------------
+    # -- drivers: every call is idempotent, so a dead pooled connection gets one more try --
 
-    def check(self, principal: Principal, leeway: float) -> None:
-        keys = self._keys(principal)
-        if not keys:
+    def _call(self, command: Callable[[Any], T]) -> T:
+        client = self._sync_client()
+        try:
+            return command(client)
+        except self._dead_connection:
+            _drop_idle(client)
+            return command(client)
+
+    async def _acall(self, command: Callable[[Any], Awaitable[T]]) -> T:
+        client = self._async_client()
+
+        async def attempt() -> T:
+            try:
+                return await command(client)
+            except self._dead_connection:
+                await _adrop_idle(client)
+                return await command(client)
+
+        return await asyncio.wait_for(attempt(), self.timeout)
+
+    def check(self, keys: RevocationKeys, issued_at: object) -> None:
+        names = self._names(keys)
+        if not names:
             return
         try:
-            values = self._sync_client().mget(keys)
-        except (self._redis.RedisError, OSError) as exc:
+            values = self._call(lambda c: c.mget(names))
+        except self._failures as exc:
             self._unavailable(exc)
             return
-        self._decide(principal, keys, values)
+        self._decide(keys, issued_at, values)
 
-    async def acheck(self, principal: Principal, leeway: float) -> None:
-        keys = self._keys(principal)
-        if not keys:
+    async def acheck(self, keys: RevocationKeys, issued_at: object) -> None:
+        names = self._names(keys)
+        if not names:
             return
         try:
-            values = await asyncio.wait_for(self._async_client().mget(keys), self.timeout)
-        except (TimeoutError, self._redis.RedisError, OSError) as exc:
+            values = await self._acall(lambda c: c.mget(names))
+        except (TimeoutError, *self._failures) as exc:
             self._unavailable(exc)
             return
-        self._decide(principal, keys, values)
+        self._decide(keys, issued_at, values)
 
-    def _write_sync(self, key: str, value: str, until: float) -> None:
+    def _write(self, key: str, value: int, until: float | None) -> None:
+        args = (_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until))
         try:
-            self._sync_client().eval(_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until))
-        except (self._redis.RedisError, OSError) as exc:
+            self._call(lambda c: c.eval(*args))
+        except self._failures as exc:
             # Writes never fail open: a revocation that was not stored must not look stored.
             raise DenylistUnavailable(detail=_redis_down(exc)) from exc
 
-    async def _write_async(self, key: str, value: str, until: float) -> None:
+    async def _awrite(self, key: str, value: int, until: float | None) -> None:
+        args = (_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until))
         try:
-            await asyncio.wait_for(
-                self._async_client().eval(_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until)),
-                self.timeout,
-            )
-        except (TimeoutError, self._redis.RedisError, OSError) as exc:
+            await self._acall(lambda c: c.eval(*args))
+        except (TimeoutError, *self._failures) as exc:
             raise DenylistUnavailable(detail=_redis_down(exc)) from exc
 
-    def add_token(self, issuer: str | None, jti: str, until: float) -> None:
-        self._write_sync(_key("jti", issuer, jti), "1", until)
+    def add_token(self, key: str, until: float | None) -> None:
+        self._write(key, 1, until)
 
-    async def aadd_token(self, issuer: str | None, jti: str, until: float) -> None:
-        await self._write_async(_key("jti", issuer, jti), "1", until)
+    async def aadd_token(self, key: str, until: float | None) -> None:
+        await self._awrite(key, 1, until)
 
-    def add_subject(
-        self, issuer: str | None, subject: str, issued_before: float, until: float
-    ) -> None:
-        self._write_sync(_key("sub", issuer, subject), repr(float(issued_before)), until)
+    def add_subject(self, key: str, issued_before: int, until: float | None) -> None:
+        self._write(key, issued_before, until)
 
-    async def aadd_subject(
-        self, issuer: str | None, subject: str, issued_before: float, until: float
-    ) -> None:
-        await self._write_async(_key("sub", issuer, subject), repr(float(issued_before)), until)
+    async def aadd_subject(self, key: str, issued_before: int, until: float | None) -> None:
+        await self._awrite(key, issued_before, until)
+
+
+def _drop_idle(client: Any) -> None:
+    """Disconnect the idle pooled connections: after one died, its siblings (made before the
+    same restart) are dead too. Connections in use by other threads are left alone."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        # Best effort: the retry reconnects anyway.
+        with contextlib.suppress(Exception):
+            pool.disconnect(inuse_connections=False)
+
+
+async def _adrop_idle(client: Any) -> None:
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            await pool.disconnect(inuse_connections=False)
+
+
+# -- fork safety ------------------------------------------------------------------------------
+
+_INSTANCES: weakref.WeakSet[MemoryDenylist | RedisDenylist] = weakref.WeakSet()
+#: In a forked child, the parent's clients (see ``RedisDenylist._after_fork``).
+_INHERITED: list[Any] = []
+
+
+def _after_fork() -> None:
+    for denylist in list(_INSTANCES):
+        denylist._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)

@@ -342,7 +342,14 @@ class JWKSKeys(KeySource):
             self._sync_client = None
 
     async def aclose(self) -> None:
-        client = self._own_async.pop(asyncio.get_running_loop(), None)
+        """Cancel this loop's background fetches and close its client (lifespan shutdown):
+        a task left pending when the loop closes is destroyed with a warning."""
+        loop = asyncio.get_running_loop()
+        tasks = [t for t in self._background if t.get_loop() is loop and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client = self._own_async.pop(loop, None)
         if client is not None:
             await client.aclose()
         self.close()

@@ -123,14 +123,31 @@ class Configuration:
     def key_sources(self) -> tuple[KeySource, ...]:
         return tuple(dict.fromkeys(p.keys for p in self.policies))
 
-    def issuer_for(self, issuer: str | None) -> str | None:
-        """``issuer``, or the only configured issuer when it is ``None`` (for revocation)."""
-        if issuer is not None:
-            return issuer
+    @property
+    def names_issuers(self) -> bool:
+        """Whether tokens are held to configured issuers (then revocations are scoped by
+        issuer)."""
+        return any(p.rules.issuers for p in self.policies)
+
+    def revocation_scope(self, issuer: str | None) -> str | None:
+        """The issuer a subject revocation is scoped by: the same scope the check uses for
+        a token of that issuer (``Verifier._revocation_keys``), so a revocation can never be
+        stored where no check looks."""
         names = [n for p in self.policies for n in (p.rules.issuers or ())]
-        if len(names) > 1:
-            raise ConfigurationError("several issuers are trusted: pass issuer=")
-        return names[0] if names else None
+        if not names:
+            if issuer is not None:
+                raise ConfigurationError(
+                    "this verifier names no issuer, so revocations are not scoped by one: "
+                    "revoke without issuer="
+                )
+            return None
+        if issuer is None:
+            if len(names) > 1:
+                raise ConfigurationError("several issuers are trusted: pass issuer=")
+            return names[0]
+        if issuer not in names:
+            raise ConfigurationError("issuer is not one this verifier trusts")
+        return issuer
 
 
 def configure(

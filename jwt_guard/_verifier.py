@@ -12,15 +12,23 @@ remembered in ``_cache``, whose docstring says what a hit skips and what it neve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from ._cache import VerifiedTokens
 from ._claims import check_time_claims, collect_strings
 from ._config import options_from_env
-from ._denylist import DEFAULT_SUBJECT_TTL, Denylist, token_revocation
+from ._denylist import (
+    Denylist,
+    RevocationKeys,
+    revocation_keys,
+    subject_lifetime,
+    token_lifetime,
+)
 from ._errors import (
     AlgorithmNotAllowed,
+    ClaimMissing,
     ConfigurationError,
     CriticalHeaderUnsupported,
     InvalidSignature,
@@ -73,6 +81,15 @@ def _signature_detail(header: _Header, candidates: Sequence[JWK]) -> dict[str, A
 # NamedTuples on the hot path are built with the C-level tuple constructor: the generated
 # ``__new__`` is Python code and costs more than everything it stores.
 _new = tuple.__new__
+
+
+def _positive(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 class Verifier:
@@ -164,12 +181,19 @@ class Verifier:
             await source.aprefetch(required=required)
 
     def close(self) -> None:
+        """Close the key sources' and the denylist's connections (sync)."""
         for source in self.key_sources:
             source.close()
+        if self._denylist is not None:
+            self._denylist.close()
 
     async def aclose(self) -> None:
+        """Close this loop's connections, and cancel its background key refreshes (an ASGI
+        lifespan shutdown calls this)."""
         for source in self.key_sources:
             await source.aclose()
+        if self._denylist is not None:
+            await self._denylist.aclose()
 
     @property
     def audiences(self) -> frozenset[str]:
@@ -196,72 +220,108 @@ class Verifier:
 
     def verify(self, token: str) -> Principal:
         """Verify ``token`` and return its principal; may block on a key fetch (WSGI, CLI)."""
-        cached = self._cached(token)
-        if cached is not None:
-            if cached.key not in cached.policy.keys.keys(cached.kid):
-                self._forget(token)
-            else:
-                principal = cached.principal
-                if self._denylist is not None:
-                    self._denylist.check(principal, self._leeway)
-                return principal
-        pending = self._begin(token)
-        key_set = pending.policy.keys.keys(pending.header.kid)
-        principal = self._finish(token, pending, key_set)
+        principal = self._authenticate(token)
         if self._denylist is not None:
-            self._denylist.check(principal, self._leeway)
+            self._denylist.check(self._revocation_keys(principal), principal.claims.get("iat"))
         return principal
 
     async def averify(self, token: str) -> Principal:
         """Verify ``token`` without blocking the event loop (ASGI)."""
+        principal = await self._aauthenticate(token)
+        if self._denylist is not None:
+            keys = self._revocation_keys(principal)
+            await self._denylist.acheck(keys, principal.claims.get("iat"))
+        return principal
+
+    def _authenticate(self, token: str) -> Principal:
+        """Everything but the denylist (sync driver)."""
+        cached = self._cached(token)
+        if cached is not None:
+            if cached.key in cached.policy.keys.keys(cached.kid):
+                return cached.principal
+            self._forget(token)
+        pending = self._begin(token)
+        key_set = pending.policy.keys.keys(pending.header.kid)
+        return self._finish(token, pending, key_set)
+
+    async def _aauthenticate(self, token: str) -> Principal:
+        """Everything but the denylist (async driver)."""
         cached = self._cached(token)
         if cached is not None:
             source = cached.policy.keys
             key_set = source.ready(cached.kid)
             if key_set is None:
                 key_set = await source.akeys(cached.kid)
-            if cached.key not in key_set:
-                self._forget(token)
-            else:
-                principal = cached.principal
-                if self._denylist is not None:
-                    await self._denylist.acheck(principal, self._leeway)
-                return principal
+            if cached.key in key_set:
+                return cached.principal
+            self._forget(token)
         pending = self._begin(token)
         source = pending.policy.keys
         key_set = source.ready(pending.header.kid)
         if key_set is None:
             key_set = await source.akeys(pending.header.kid)
-        principal = self._finish(token, pending, key_set)
-        if self._denylist is not None:
-            await self._denylist.acheck(principal, self._leeway)
-        return principal
+        return self._finish(token, pending, key_set)
 
-    # -- revocation --------------------------------------------------------------------------
+    # -- revocation (see _denylist for what an entry covers and how long it lives) -----------
 
     def _revocations(self) -> Denylist:
         if self._denylist is None:
             raise ConfigurationError("revocation needs Verifier(denylist=...)")
         return self._denylist
 
-    def revoke(self, token_or_principal: str | Principal) -> Principal:
-        """Revoke one token (its ``jti``, scoped by issuer) until it expires anyway.
+    def _revocation_keys(self, principal: Principal) -> RevocationKeys:
+        # Scoped by the configured issuer the token was verified for; a verifier that names
+        # no issuer accepts any "iss", so its revocations do not depend on it either.
+        scope = principal.issuer if self._config.names_issuers else None
+        return revocation_keys(scope, principal.token_id, principal.subject)
 
-        A token string is verified first: only a token this verifier accepts can be revoked.
+    def _token_revocation(self, principal: Principal) -> tuple[str, float | None]:
+        key = self._revocation_keys(principal).token
+        if key is None:
+            # a token without jti cannot be revoked individually
+            raise ClaimMissing(detail={"claim": "jti", "reason": "needed to revoke one token"})
+        return key, token_lifetime(principal.claims, self._leeway, self._max_age)
+
+    def revoke(self, token_or_principal: str | Principal) -> Principal:
+        """Revoke one token (its ``jti``) until it can no longer verify anyway.
+
+        A token string is verified first (signature and claims: only a token this verifier
+        accepts can be revoked), but not against the denylist: revoking twice is harmless.
         """
         token = token_or_principal
-        principal = self.verify(token) if isinstance(token, str) else token
         denylist = self._revocations()
-        denylist.add_token(*token_revocation(principal, self._leeway, self._clock()))
+        principal = self._authenticate(token) if isinstance(token, str) else token
+        denylist.add_token(*self._token_revocation(principal))
         return principal
 
     async def arevoke(self, token_or_principal: str | Principal) -> Principal:
         """Async twin of :meth:`revoke`."""
         token = token_or_principal
-        principal = await self.averify(token) if isinstance(token, str) else token
         denylist = self._revocations()
-        await denylist.aadd_token(*token_revocation(principal, self._leeway, self._clock()))
+        principal = await self._aauthenticate(token) if isinstance(token, str) else token
+        await denylist.aadd_token(*self._token_revocation(principal))
         return principal
+
+    def _subject_revocation(
+        self, subject: str, issuer: str | None, issued_before: float | None, ttl: float | None
+    ) -> tuple[str, int, float | None]:
+        if not isinstance(subject, str):
+            raise ConfigurationError("subject must be a string")
+        if ttl is not None and not _positive(ttl):
+            raise ConfigurationError("ttl must be a positive number of seconds")
+        now = self._clock()
+        if issued_before is None:
+            issued_before = now
+        elif isinstance(issued_before, bool) or not isinstance(issued_before, (int, float)):
+            raise ConfigurationError("issued_before must be epoch seconds")
+        if not math.isfinite(issued_before):
+            raise ConfigurationError("issued_before must be epoch seconds")
+        # Whole seconds, as "iat" is: a token issued in the second of the revocation passes,
+        # so logging in again right after "log out everywhere" works.
+        cutoff = math.floor(issued_before)
+        key = revocation_keys(self._config.revocation_scope(issuer), None, subject).subject
+        assert key is not None
+        return key, cutoff, subject_lifetime(cutoff, self._leeway, self._max_age, ttl, now)
 
     def revoke_subject(
         self,
@@ -269,16 +329,18 @@ class Verifier:
         *,
         issuer: str | None = None,
         issued_before: float | None = None,
-        ttl: float = DEFAULT_SUBJECT_TTL,
+        ttl: float | None = None,
     ) -> None:
-        """Reject every token of ``subject`` issued before ``issued_before`` (default: now).
+        """Reject every token of ``subject`` issued before ``issued_before`` (default: now),
+        in whole seconds: tokens whose ``iat`` is in an earlier second.
 
-        "Log out everywhere" / "ban this account". ``issuer`` defaults to the verifier's only
-        configured issuer; ``ttl`` must outlive the longest token lifetime.
+        "Log out everywhere" / "ban this account". ``issuer`` is needed only when the verifier
+        trusts several. The entry lives until no token it covers can verify: derived from
+        ``max_token_age``; without it, for ever unless ``ttl`` states the longest lifetime of
+        a token (in seconds from now).
         """
-        denylist, now = self._revocations(), self._clock()
-        cutoff = now if issued_before is None else float(issued_before)
-        denylist.add_subject(self._config.issuer_for(issuer), subject, cutoff, now + ttl)
+        denylist = self._revocations()
+        denylist.add_subject(*self._subject_revocation(subject, issuer, issued_before, ttl))
 
     async def arevoke_subject(
         self,
@@ -286,12 +348,12 @@ class Verifier:
         *,
         issuer: str | None = None,
         issued_before: float | None = None,
-        ttl: float = DEFAULT_SUBJECT_TTL,
+        ttl: float | None = None,
     ) -> None:
         """Async twin of :meth:`revoke_subject`."""
-        denylist, now = self._revocations(), self._clock()
-        cutoff = now if issued_before is None else float(issued_before)
-        await denylist.aadd_subject(self._config.issuer_for(issuer), subject, cutoff, now + ttl)
+        denylist = self._revocations()
+        revocation = self._subject_revocation(subject, issuer, issued_before, ttl)
+        await denylist.aadd_subject(*revocation)
 
     # -- the core (no I/O) ------------------------------------------------------------------
 
