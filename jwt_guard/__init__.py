@@ -44,6 +44,7 @@ from ._keyset import KeySet, KeySource, StaticKeys
 from ._metadata import ProtectedResource
 from ._policy import TrustedIssuer
 from ._principal import Principal
+from ._route import RouteGuard
 from ._verifier import Verifier
 from .asgi import JWTGuardMiddleware
 from .wsgi import JWTGuardWSGIMiddleware
@@ -91,6 +92,7 @@ __all__ = [
     "RedisDenylist",
     "Requirement",
     "RevocationKeys",
+    "RouteGuard",
     "ServiceUnavailable",
     "StaticKeys",
     "TokenExpired",

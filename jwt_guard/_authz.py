@@ -19,11 +19,11 @@ import inspect
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import HTTPConnection
+from starlette.responses import Response
 
-from ._answer import Answer
 from ._errors import (
     AuthenticationRequired,
     AuthenticationTooOld,
@@ -34,8 +34,20 @@ from ._errors import (
     JWTGuardError,
     safe_value,
 )
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
+from ._guard import GUARD_KEY, VERIFIER_KEY
 from ._principal import Principal
+from ._resolve import (
+    NoGuard,
+    asgi_response,
+    default_answer,
+    endpoint_check,
+    flask_abort,
+    flask_environ,
+    reject,
+    resolve,
+    resolve_sync,
+    resolve_wsgi,
+)
 from ._verifier import Verifier
 
 if TYPE_CHECKING:
@@ -56,27 +68,6 @@ _ACR_VALUE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _flask_environ() -> dict[str, Any]:
-    try:
-        import flask
-    except ImportError:  # pragma: no cover - only without the flask extra
-        flask = None  # type: ignore[assignment]
-    if flask is None or not flask.has_request_context():
-        raise RuntimeError(
-            "require_roles/require_scopes found no request: use them on Starlette endpoints, "
-            "FastAPI dependencies or Flask views"
-        )
-    environ: dict[str, Any] = flask.request.environ
-    return environ
-
-
-def flask_response(answer: Answer) -> Any:
-    """A Flask response for an error answer."""
-    from flask import Response
-
-    return Response(answer.body, status=answer.status, headers=answer.headers)
-
-
 @functools.cache
 def openapi_bearer_scheme() -> HTTPBearer:
     """The HTTP Bearer security scheme of the OpenAPI docs (raises ImportError without FastAPI).
@@ -93,9 +84,10 @@ def openapi_bearer_scheme() -> HTTPBearer:
     )
 
 
-def _bearer_parameter() -> inspect.Parameter | None:
+def _bearer_parameter(scopes: tuple[str, ...] = ()) -> inspect.Parameter | None:
     # With FastAPI installed, the dependency also declares the HTTP Bearer scheme, so the
-    # OpenAPI docs show the lock icon on every protected route.
+    # OpenAPI docs show the lock icon on every protected route (and the required scopes in
+    # the operation's ``security``).
     try:
         from fastapi import Security
 
@@ -105,7 +97,7 @@ def _bearer_parameter() -> inspect.Parameter | None:
     return inspect.Parameter(
         "_bearer",
         inspect.Parameter.KEYWORD_ONLY,
-        default=Security(scheme),
+        default=Security(scheme, scopes=list(scopes)),
     )
 
 
@@ -126,10 +118,15 @@ class Requirement:
                 "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
             )
         ]
-        bearer = _bearer_parameter()
+        bearer = _bearer_parameter(self.declared_scopes())
         if bearer is not None:
             params.append(bearer)
         self.__signature__ = inspect.Signature(params)
+
+    def declared_scopes(self) -> tuple[str, ...]:
+        """The scopes to list in the OpenAPI operation's ``security``: every required one (a
+        list there means all of them, so an ``any_of`` choice is not declared)."""
+        return self.names if self.kind == "scopes" and not self.any_of else ()
 
     def __repr__(self) -> str:
         mode = "any_of=True" if self.any_of else "all"
@@ -166,21 +163,23 @@ class Requirement:
             and not isinstance(args[0], HTTPConnection)
         ):
             return self.decorate(args[0])
-        # FastAPI dependency: called with the connection.
+        # FastAPI dependency: called with the connection (sync: FastAPI runs it in a thread).
         conn = kwargs.get("request", args[0] if args else None)
         if not isinstance(conn, HTTPConnection):
             raise TypeError("a requirement is called with a request, or used as a decorator")
-        return self.check(conn.scope.get("user"), conn.scope.get(VERIFIER_KEY))
-
-    def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, HTTPConnection):
-                # The ASGI middleware answers what this raises.
-                self.check(value.scope.get("user"), value.scope.get(VERIFIER_KEY))
-                return
-        environ = _flask_environ()
+        scope = conn.scope
         try:
-            self.check(environ.get(PRINCIPAL_KEY), environ.get(VERIFIER_KEY))
+            principal = resolve_sync(scope)
+        except NoGuard as exc:
+            reject(scope, default_answer(exc))
+        return self.check(principal, scope.get(VERIFIER_KEY))
+
+    def _flask_check(self) -> None:
+        environ = flask_environ()
+        try:
+            self.check(resolve_wsgi(environ), environ.get(VERIFIER_KEY))
+        except NoGuard as exc:
+            flask_abort(default_answer(exc))
         except JWTGuardError as exc:
             guard = environ.get(GUARD_KEY)
             if guard is None:
@@ -188,26 +187,27 @@ class Requirement:
             # Flask answers a view's exceptions itself (a 500 for ours, unless the Flask
             # extension registered its handler), so answer here with the WSGI middleware's
             # settings: the same 401/403 with or without the extension.
-            from werkzeug.exceptions import abort
+            flask_abort(guard.answer(exc))
 
-            abort(flask_response(guard.answer(exc)))
+    async def _check_async(self, conn: HTTPConnection) -> Response | None:
+        try:
+            principal = await resolve(conn.scope)
+        except NoGuard as exc:
+            return asgi_response(default_answer(exc))
+        # The ASGI middleware answers what this raises.
+        self.check(principal, conn.scope.get(VERIFIER_KEY))
+        return None
+
+    def _check_sync(self, conn: HTTPConnection) -> Response | None:
+        try:
+            principal = resolve_sync(conn.scope)
+        except NoGuard as exc:
+            return asgi_response(default_answer(exc))
+        self.check(principal, conn.scope.get(VERIFIER_KEY))
+        return None
 
     def decorate(self, func: F) -> F:
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                self._check_call(args, kwargs)
-                return await func(*args, **kwargs)
-
-            return cast(F, async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self._check_call(args, kwargs)
-            return func(*args, **kwargs)
-
-        return cast(F, wrapper)
+        return endpoint_check(func, self._check_async, self._check_sync, self._flask_check)
 
 
 def require_roles(*roles: str, any_of: bool = False) -> Requirement:

@@ -33,13 +33,16 @@ from ._log import DEFAULT_LOG_LIMIT, RejectionLog, logger
 from ._metadata import MetadataEndpoint, ProtectedResource
 from ._verifier import Verifier
 
-__all__ = ["GUARD_KEY", "PRINCIPAL_KEY", "VERIFIER_KEY", "Guard"]
+__all__ = ["EXCLUDED_KEY", "GUARD_KEY", "PRINCIPAL_KEY", "VERIFIER_KEY", "Guard"]
 
 #: Where the WSGI adapter stores the principal in the environ (and ASGI in the scope).
 PRINCIPAL_KEY: Final = "jwt_guard.principal"
-#: Where the WSGI adapter stores its :class:`Guard`, so a requirement on a Flask view can
-#: answer with the middleware's settings (realm, ``on_error``).
+#: Where both adapters store their :class:`Guard`: it says a middleware ran, and lets a
+#: requirement answer (Flask) or authenticate on an excluded path with its settings.
 GUARD_KEY: Final = "jwt_guard.guard"
+#: Set (to ``True``) by both adapters on a path they exclude: a dependency or decorator that
+#: needs a principal there authenticates on demand with the adapter's guard (GUARD_KEY).
+EXCLUDED_KEY: Final = "jwt_guard.excluded"
 #: Where both adapters store the verifier that accepted the principal: requirements that
 #: depend on time (``require_auth_age``) read its clock and leeway.
 VERIFIER_KEY: Final = "jwt_guard.verifier"

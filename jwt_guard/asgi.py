@@ -9,14 +9,15 @@ from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
 from ._answer import Answer, ErrorHandler
 from ._errors import JWTGuardError
-from ._extract import CSRF, RequestView
-from ._guard import PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._extract import CSRF, Credentials, RequestView
+from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
+from ._principal import Principal
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._verifier import Verifier
 
-__all__ = ["JWTGuardMiddleware"]
+__all__ = ["JWTGuardMiddleware", "authenticate", "authenticate_sync", "credentials", "place"]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -58,6 +59,69 @@ def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> Request
         headers=headers,
         query_string=scope.get("query_string", b"").decode("latin-1"),
     )
+
+
+def _is_preflight(scope: Scope) -> bool:
+    """A CORS preflight: ``OPTIONS`` with ``Access-Control-Request-Method`` (Fetch §3.2.2)."""
+    if scope["method"] != "OPTIONS":
+        return False
+    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
+
+
+def credentials(guard: Guard, scope: Scope) -> Credentials | None:
+    """The token of an HTTP request or WebSocket handshake under ``guard``'s settings, with
+    the CSRF check done (no I/O: the caller verifies with its driver)."""
+    websocket = scope["type"] == "websocket"
+    # One pass over the raw headers for the two we always need; the rest is decoded only
+    # for a CSRF check (_view).
+    authorization: list[str] = []
+    cookies: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization.append(value.decode("latin-1"))
+        elif name == b"cookie":
+            cookies.append(value.decode("latin-1"))
+    return guard.credentials(
+        authorization,
+        cookies,
+        scope.get("query_string", b"").decode("latin-1") if websocket else "",
+        lambda: _view(scope, authorization, cookies),
+        websocket=websocket,
+    )
+
+
+async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
+    """Extract, check CSRF and verify with the async driver: the middleware's steps, shared by
+    the per-route guards. ``None`` for an anonymous request ``guard`` allows; raises the
+    :class:`JWTGuardError` to answer."""
+    found = None
+    try:
+        found = credentials(guard, scope)
+        return None if found is None else await guard.verifier.averify(found.token)
+    except JWTGuardError as exc:
+        raise (guard.refine(found, exc) if found else exc) from None
+
+
+def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
+    """:func:`authenticate` with the sync driver, for sync endpoints (run in a thread)."""
+    found = None
+    try:
+        found = credentials(guard, scope)
+        return None if found is None else guard.verifier.verify(found.token)
+    except JWTGuardError as exc:
+        raise (guard.refine(found, exc) if found else exc) from None
+
+
+def place(scope: Scope, principal: Principal | None, verifier: Verifier) -> None:
+    """Put the principal where ``request.user``, ``request.auth`` and the requirements read it."""
+    if principal is None:
+        scope["user"] = UnauthenticatedUser()
+        scope["auth"] = AuthCredentials()
+        return
+    scope["user"] = principal
+    scope["auth"] = AuthCredentials(["authenticated", *principal.scopes])
+    scope[PRINCIPAL_KEY] = principal
+    scope[VERIFIER_KEY] = verifier
 
 
 async def _send_answer(send: Send, answer: Answer, *, head: bool = False) -> None:
@@ -134,41 +198,25 @@ class JWTGuardMiddleware:
             await _send_answer(send, answer, head=method == "HEAD")
             return
         if guard.excludes and guard.is_excluded(route_path(scope)):
-            # Public path: no token is read, and request.user is a plain anonymous user.
+            # Public path: no token is read, and request.user is a plain anonymous user. A
+            # dependency or decorator that needs a principal here authenticates on demand
+            # with these settings (GUARD_KEY), instead of answering token_missing.
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
-            await self.app(scope, receive, send)
-            return
-        # One pass over the raw headers for the two we always need; the rest is decoded only
-        # for a CSRF check (_view).
-        authorization: list[str] = []
-        cookies: list[str] = []
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization.append(value.decode("latin-1"))
-            elif name == b"cookie":
-                cookies.append(value.decode("latin-1"))
-        found = None
-        try:
-            found = guard.credentials(
-                authorization,
-                cookies,
-                scope.get("query_string", b"").decode("latin-1") if kind == "websocket" else "",
-                lambda: _view(scope, authorization, cookies),
-                websocket=kind == "websocket",
-            )
-            if found is None:
-                scope["user"] = UnauthenticatedUser()
-                scope["auth"] = AuthCredentials()
-            else:
-                principal = await self.verifier.averify(found.token)
-                scope["user"] = principal
-                scope["auth"] = AuthCredentials(["authenticated", *principal.scopes])
-                scope[PRINCIPAL_KEY] = principal
-                scope[VERIFIER_KEY] = self.verifier
-        except JWTGuardError as exc:
-            await self._reject(scope, send, guard.refine(found, exc) if found else exc)
-            return
+            scope[EXCLUDED_KEY] = True
+        elif kind == "http" and _is_preflight(scope):
+            # A CORS preflight carries no credentials (Fetch §4.8): it is the app's (its
+            # CORSMiddleware's) to answer, never a 401 the browser reads as a CORS failure.
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+        else:
+            try:
+                principal = await authenticate(guard, scope)
+            except JWTGuardError as exc:
+                await self._reject(scope, send, exc)
+                return
+            place(scope, principal, self.verifier)
+        scope[GUARD_KEY] = guard
 
         started = False
 

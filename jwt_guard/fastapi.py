@@ -6,8 +6,9 @@
     async def me(principal: CurrentPrincipal) -> dict[str, str | None]:
         return {"sub": principal.subject}
 
-The dependencies read what :class:`JWTGuardMiddleware` verified; they are declared as an HTTP
-Bearer security scheme, so the OpenAPI docs show the Authorize button and the lock icons.
+The dependencies read what :class:`JWTGuardMiddleware` verified, or :class:`JWTBearer` verifies
+the token itself on the routes that use it (no middleware). They are declared as an HTTP Bearer
+security scheme, so the OpenAPI docs show the Authorize button and the lock icons.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Security
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 from starlette.requests import HTTPConnection
 
+from ._answer import ErrorHandler
 from ._authz import Requirement, StepUp, openapi_bearer_scheme
-from ._errors import AuthenticationRequired
-from ._guard import VERIFIER_KEY
+from ._errors import AuthenticationRequired, JWTGuardError
+from ._extract import CSRF
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._principal import Principal
+from ._resolve import NoGuard, default_answer, reject, resolve
+from ._route import RouteGuard
+from ._types import Scope
+from ._verifier import Verifier
 
 __all__ = [
     "CurrentPrincipal",
+    "JWTBearer",
     "OptionalPrincipal",
     "bearer_scheme",
     "get_optional_principal",
@@ -45,11 +53,12 @@ async def get_principal(
     request: HTTPConnection,
     _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
 ) -> Principal:
-    """The verified principal; 401 when the request is anonymous."""
-    user = request.scope.get("user")
-    if not isinstance(user, Principal):
+    """The principal the middleware verified (verified on demand on a path the middleware
+    excludes); 401 when the request is anonymous, or when no middleware ran."""
+    principal = await _resolve(request.scope)
+    if principal is None:
         raise AuthenticationRequired(detail={"reason": "no verified principal on this request"})
-    return user
+    return principal
 
 
 async def get_optional_principal(
@@ -57,20 +66,85 @@ async def get_optional_principal(
     _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
 ) -> Principal | None:
     """The verified principal, or ``None`` on routes the middleware lets through anonymously."""
-    user = request.scope.get("user")
-    return user if isinstance(user, Principal) else None
+    if request.scope.get(GUARD_KEY) is None and not isinstance(
+        request.scope.get(PRINCIPAL_KEY), Principal
+    ):
+        return None  # no middleware: nobody verified anything
+    return await _resolve(request.scope)
+
+
+async def _resolve(scope: Scope) -> Principal | None:
+    try:
+        return await resolve(scope)
+    except NoGuard as exc:
+        reject(scope, default_answer(exc))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
+class JWTBearer(RouteGuard):
+    """A FastAPI dependency that verifies the request's token itself: no middleware needed.
+
+        guard = JWTBearer(verifier, cookie="access_token")
+
+        @app.get("/me")
+        async def me(principal: Annotated[Principal, Depends(guard)]): ...
+
+        @app.get("/orders", dependencies=[Security(guard, scopes=["orders:read"])])
+
+    ``Security(guard, scopes=[...])`` requires every scope and declares them in the OpenAPI
+    operation's ``security``. With ``auto_error=False`` a request without a token gets
+    ``None`` (a bad token is still refused). Where :class:`JWTGuardMiddleware` already
+    verified the request, its principal is used. Errors get the middleware's answers
+    (RFC 6750), with this guard's ``realm`` and ``on_error``.
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        cookie: str | None = None,
+        header: bool = True,
+        csrf: bool | CSRF = True,
+        realm: str | None = None,
+        on_error: ErrorHandler | None = None,
+        auto_error: bool = True,
+    ) -> None:
+        super().__init__(
+            verifier, cookie=cookie, header=header, csrf=csrf, realm=realm, on_error=on_error
+        )
+        self.auto_error = auto_error
+
+    async def __call__(
+        self,
+        request: HTTPConnection,
+        security_scopes: SecurityScopes,
+        _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    ) -> Principal | None:
+        try:
+            principal = await self.authenticate(request)
+            if principal is None:
+                if self.auto_error or security_scopes.scopes:
+                    raise AuthenticationRequired()
+                return None
+            if security_scopes.scopes:
+                Requirement("scopes", tuple(security_scopes.scopes), False).check(principal)
+        except JWTGuardError as exc:
+            reject(request.scope, self.answer(exc))
+        return principal
+
+
 def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]:
+    declared = list(requirement.declared_scopes())
+
     async def check(
         request: HTTPConnection,
-        _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+        _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme, scopes=declared),
     ) -> Principal:
-        return requirement.check(request.scope.get("user"), request.scope.get(VERIFIER_KEY))
+        principal = await _resolve(request.scope)
+        return requirement.check(principal, request.scope.get(VERIFIER_KEY))
 
     check.__qualname__ = check.__name__ = repr(requirement)
     return check

@@ -23,15 +23,24 @@ from typing import Any, cast
 from flask import Flask, Response, request
 from werkzeug.local import LocalProxy
 
-from ._authz import flask_response, require_roles, require_scopes
+from ._authz import require_roles, require_scopes
 from ._config import options_from_env
 from ._errors import JWTGuardError
 from ._guard import PRINCIPAL_KEY
 from ._principal import Principal
+from ._resolve import flask_response
+from ._route import RouteGuard
 from ._verifier import Verifier
 from .wsgi import JWTGuardWSGIMiddleware
 
-__all__ = ["JWTGuard", "current_principal", "get_principal", "require_roles", "require_scopes"]
+__all__ = [
+    "JWTGuard",
+    "RouteGuard",
+    "current_principal",
+    "get_principal",
+    "require_roles",
+    "require_scopes",
+]
 
 _VERIFIER_KEYS = (
     "ISSUER",

@@ -13,13 +13,14 @@ from typing import Any
 from ._answer import Answer, ErrorHandler, reason_phrase
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView, joined_authorization
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
+from ._principal import Principal
 from ._types import Environ, StartResponse, WSGIApp
 from ._verifier import Verifier
 
-__all__ = ["JWTGuardWSGIMiddleware"]
+__all__ = ["JWTGuardWSGIMiddleware", "authenticate"]
 
 
 def route_path(environ: Environ) -> str:
@@ -54,6 +55,35 @@ def _view(environ: Environ, authorization: list[str], cookies: list[str]) -> Req
         headers=headers,
         query_string=environ.get("QUERY_STRING", ""),
     )
+
+
+def _is_preflight(environ: Environ) -> bool:
+    """A CORS preflight: ``OPTIONS`` with ``Access-Control-Request-Method`` (Fetch §3.2.2)."""
+    return (
+        environ.get("REQUEST_METHOD") == "OPTIONS"
+        and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+    )
+
+
+def authenticate(guard: Guard, environ: Environ) -> Principal | None:
+    """Extract, check CSRF and verify with the sync driver: the middleware's steps, shared by
+    the per-view guards. ``None`` for an anonymous request ``guard`` allows; raises the
+    :class:`JWTGuardError` to answer."""
+    header_value = environ.get("HTTP_AUTHORIZATION")
+    cookie = environ.get("HTTP_COOKIE")
+    authorization = joined_authorization(header_value) if header_value else []
+    cookies = [cookie] if cookie else []
+    found = None
+    try:
+        found = guard.credentials(
+            authorization,
+            cookies,
+            environ.get("QUERY_STRING", ""),
+            lambda: _view(environ, authorization, cookies),
+        )
+        return None if found is None else guard.verifier.verify(found.token)
+    except JWTGuardError as exc:
+        raise (guard.refine(found, exc) if found else exc) from None
 
 
 class JWTGuardWSGIMiddleware:
@@ -108,26 +138,19 @@ class JWTGuardWSGIMiddleware:
         # Flask extension: Flask answers a view's exceptions itself, so they answer with this.
         environ[GUARD_KEY] = self.guard
         if self.guard.excludes and self.guard.is_excluded(route_path(environ)):
-            environ[PRINCIPAL_KEY] = None  # public path: no token is read
-            return self.app(environ, start_response)
-        header_value = environ.get("HTTP_AUTHORIZATION")
-        cookie = environ.get("HTTP_COOKIE")
-        authorization = joined_authorization(header_value) if header_value else []
-        cookies = [cookie] if cookie else []
-        found = None
-        try:
-            found = self.guard.credentials(
-                authorization,
-                cookies,
-                environ.get("QUERY_STRING", ""),
-                lambda: _view(environ, authorization, cookies),
-            )
-            environ[PRINCIPAL_KEY] = (
-                self.verifier.verify(found.token) if found is not None else None
-            )
+            # Public path: no token is read. A requirement on the view authenticates on
+            # demand with this guard (EXCLUDED_KEY) instead of answering token_missing.
+            environ[PRINCIPAL_KEY] = None
+            environ[EXCLUDED_KEY] = True
+        elif _is_preflight(environ):
+            # A CORS preflight carries no credentials (Fetch §4.8): the app answers it.
+            environ[PRINCIPAL_KEY] = None
+        else:
+            try:
+                environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
+            except JWTGuardError as exc:
+                return self.reject(exc, start_response)
             environ[VERIFIER_KEY] = self.verifier
-        except JWTGuardError as exc:
-            return self.reject(self.guard.refine(found, exc) if found else exc, start_response)
 
         started = False
 

@@ -92,8 +92,10 @@ async def test_openapi_declares_bearer_scheme_and_locks(client: httpx.AsyncClien
         "bearerFormat": "JWT",
         "description": "An access token (JWT) in the Authorization header.",
     }
-    for path in ("/me", "/admin", "/orders"):
+    for path in ("/me", "/admin"):
         assert spec["paths"][path]["get"]["security"] == [{"HTTPBearer": []}]
+    # A scope requirement declares its scopes in the operation's security (OpenAPI 3.1 §4.8.30).
+    assert spec["paths"]["/orders"]["get"]["security"] == [{"HTTPBearer": ["orders:read"]}]
     docs = await client.get("/docs")
     assert docs.status_code == 200
 

@@ -1,0 +1,172 @@
+"""Authentication on one route, with or without a middleware.
+
+    guard = RouteGuard(verifier, cookie="access_token")
+
+    @guard.protect(roles=["admin"])          # Starlette endpoint (sync or async) or Flask view
+    async def admin(request): ...
+
+A guard extracts, checks CSRF and verifies with the middleware's own steps
+(:func:`jwt_guard.asgi.authenticate`, :func:`jwt_guard.wsgi.authenticate`) and answers with the
+same :class:`Responder`, so a route guarded here and a route behind the middleware give the same
+answers. When a middleware already verified the request, its principal is reused: no second
+verification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from . import asgi, wsgi
+from ._answer import Answer, ErrorHandler
+from ._authz import Requirement
+from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
+from ._extract import CSRF
+from ._guard import PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._principal import Principal
+from ._resolve import asgi_response, endpoint_check, flask_abort, flask_environ
+from ._types import Environ
+from ._verifier import Verifier
+
+__all__ = ["RouteGuard"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RouteGuard:
+    """Verify the token on the routes it decorates; no middleware needed.
+
+    The options are the middleware's (``cookie``, ``header``, ``csrf``, ``realm``,
+    ``on_error``). :meth:`protect` makes a decorator for Starlette endpoints (sync or async,
+    ``HTTPEndpoint`` methods) and Flask views; ``jwt_guard.fastapi.JWTBearer`` is the FastAPI
+    dependency form. Where a middleware already verified the request, its principal is used.
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        cookie: str | None = None,
+        header: bool = True,
+        csrf: bool | CSRF = True,
+        realm: str | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        # optional=True: "no token" is decided per route (protect(optional=...)).
+        self.guard = Guard(
+            verifier=verifier,
+            cookie=cookie,
+            header=header,
+            optional=True,
+            csrf=csrf,
+            realm=realm,
+            on_error=on_error,
+        )
+        self.verifier = verifier
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        """The request's principal (``None`` when it carries no token); raises
+        :class:`JWTGuardError` for a bad one. Places it on ``request.user``."""
+        scope = conn.scope
+        principal = scope.get(PRINCIPAL_KEY)
+        if isinstance(principal, Principal):
+            return principal  # the middleware verified it
+        principal = await asgi.authenticate(self.guard, scope)
+        asgi.place(scope, principal, self.verifier)
+        return principal
+
+    def authenticate_sync(self, conn: HTTPConnection) -> Principal | None:
+        """:meth:`authenticate` with the sync driver (sync endpoints run in a thread)."""
+        scope = conn.scope
+        principal = scope.get(PRINCIPAL_KEY)
+        if isinstance(principal, Principal):
+            return principal
+        principal = asgi.authenticate_sync(self.guard, scope)
+        asgi.place(scope, principal, self.verifier)
+        return principal
+
+    def authenticate_wsgi(self, environ: Environ) -> Principal | None:
+        """:meth:`authenticate` for a WSGI request; the principal goes to the environ."""
+        principal = environ.get(PRINCIPAL_KEY)
+        if isinstance(principal, Principal):
+            return principal
+        principal = wsgi.authenticate(self.guard, environ)
+        environ[PRINCIPAL_KEY] = principal
+        environ[VERIFIER_KEY] = self.verifier
+        return principal
+
+    def answer(self, exc: JWTGuardError) -> Answer:
+        return self.guard.answer(exc)
+
+    def protect(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        roles: Collection[str] = (),
+        scopes: Collection[str] = (),
+        any_of: bool = False,
+        optional: bool = False,
+    ) -> Any:
+        """A decorator requiring a valid token (and ``roles``/``scopes``: all of them, or with
+        ``any_of`` at least one of each list). ``optional=True`` lets requests without a token
+        through (the principal is then ``None``); a bad token is still refused."""
+        checks = _checks(roles, scopes, any_of)
+        if optional and checks:
+            raise ConfigurationError("an optional route cannot require roles or scopes")
+
+        def judge(principal: Principal | None) -> None:
+            if principal is None:
+                if not optional:
+                    raise AuthenticationRequired()
+                return
+            for check in checks:
+                check.check(principal, self.verifier)
+
+        async def check_async(conn: HTTPConnection) -> Response | None:
+            try:
+                judge(await self.authenticate(conn))
+            except JWTGuardError as exc:
+                return await self._refuse(conn, exc)
+            return None
+
+        def check_sync(conn: HTTPConnection) -> Response | None:
+            try:
+                judge(self.authenticate_sync(conn))
+            except JWTGuardError as exc:
+                return asgi_response(self.answer(exc))
+            return None
+
+        def decorate(func: F) -> F:
+            return endpoint_check(func, check_async, check_sync, lambda: self._flask_check(judge))
+
+        return decorate(func) if func is not None else decorate
+
+    def _flask_check(self, judge: Callable[[Principal | None], None]) -> None:
+        try:
+            judge(self.authenticate_wsgi(flask_environ()))
+        except JWTGuardError as exc:
+            flask_abort(self.answer(exc))
+
+    async def _refuse(self, conn: HTTPConnection, exc: JWTGuardError) -> Response:
+        response = asgi_response(self.answer(exc))
+        if isinstance(conn, WebSocket):
+            # RFC 6455 §7.4.1: 1008 "policy violation"; closing before accept refuses the
+            # handshake (a 403 from the server). A WebSocket endpoint's return value is unused.
+            await conn.close(code=asgi.WS_POLICY_VIOLATION)
+        return response
+
+
+def _checks(roles: Collection[str], scopes: Collection[str], any_of: bool) -> list[Requirement]:
+    if isinstance(roles, str) or isinstance(scopes, str):
+        raise ConfigurationError("roles and scopes are lists of names, not one string")
+    checks = []
+    if roles:
+        checks.append(Requirement("roles", tuple(roles), any_of))
+    if scopes:
+        checks.append(Requirement("scopes", tuple(scopes), any_of))
+    return checks
