@@ -3,35 +3,48 @@
 The policy — *should this request use the cached set, use it and refresh in the background,
 wait for a fetch, or give up* — is :func:`plan`, a pure function of :class:`CacheState`, the
 token's ``kid`` and the clock. :func:`after_success` and :func:`after_failure` compute the next
-state. Only the drivers do I/O:
+state. Only the drivers do I/O, and both run a fetch the same way: one fetch in flight at a time,
+shared by every request that waits for it (single flight), which nobody waits on for longer than
+a bound:
 
-* async (``akeys``): one ``asyncio`` task per fetch, shared by every waiter (single flight);
-  background refreshes are tasks nobody awaits.
-* sync (``keys``): a ``threading.Lock`` with double-checked state; background refreshes run in a
-  daemon thread.
+* async (``akeys``): one ``asyncio`` task per fetch.
+* sync (``keys``): one daemon thread per fetch and a :class:`threading.Event` that waiters wait
+  on; a lock is held only to start a fetch, never across I/O.
 
-Both fetch with httpx: status 200 only, no redirects, a total deadline, the body streamed and
-abandoned past ``max_bytes``.
+A request with a *known* kid never waits for a fetch. A request with an unknown kid waits for
+the fetch it triggered (or found in flight) at most ``unknown_kid_wait``; only a cold cache
+(nothing usable at all) waits for the whole ``timeout``.
+
+Both fetch with httpx: status 200 only, no redirects, one total deadline per fetch (discovery
+and JWKS together; :mod:`._deadline`), the body streamed with its compressed *and* decoded size
+capped at ``max_bytes``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import ipaddress
 import json
 import logging
+import math
+import os
 import random
 import re
+import socket
 import threading
 import time
 import urllib.parse
+import weakref
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import httpx
 
+from ._deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 from ._errors import ConfigurationError, KeySourceUnavailable
 from ._keyset import KeySet, KeySource
 
@@ -46,6 +59,12 @@ BACKOFF_INITIAL: Final = 1.0
 BACKOFF_MAX: Final = 60.0
 #: Providers publish a handful of keys; 100 leaves room for rotation and bounds the work.
 MAX_KEYS: Final = 100
+#: How long a request with an unknown kid waits for a fetch at most (then 503 + Retry-After):
+#: long enough for a healthy provider, short enough that a slow one cannot hold worker threads.
+UNKNOWN_KID_WAIT: Final = 1.0
+#: What a waiter adds to the fetch deadline before it stops waiting: the fetch records its own
+#: failure at the deadline, so this only covers thread scheduling.
+_WAIT_GRACE: Final = 1.0
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*(no-store|no-cache)\s*(?:,|$)", re.IGNORECASE)
@@ -66,6 +85,26 @@ def display_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class DiscoveryMismatch(FetchFailed):
+    """The discovery document names another issuer than the one configured."""
+
+    def __init__(self, url: str, found: object, expected: tuple[str, ...]) -> None:
+        # Both values are public; showing them makes a trailing-slash mismatch obvious.
+        shown = " or ".join(repr(e) for e in expected)
+        reason = f"OIDC discovery mismatch: the document names {found!r}, not the configured"
+        super().__init__(f"{reason} {shown}"[:400], url)
+        self.found = found
+        self.expected = expected
+
+    def explain(self) -> str:
+        expected = " or ".join(repr(e) for e in self.expected)
+        return (
+            f"OIDC discovery mismatch: {self.url} names issuer {self.found!r}, but the configured "
+            f"issuer is {expected}; they must be identical, trailing slash included (OpenID "
+            "Connect Discovery 1.0 §4.3). No keys are fetched until this is fixed."
+        )
 
 
 @dataclass(frozen=True)
@@ -93,7 +132,8 @@ class CacheState:
 class Action(enum.Enum):
     USE = "use"
     USE_AND_REFRESH = "use_and_refresh"
-    FETCH_AND_WAIT = "fetch_and_wait"
+    FETCH_AND_WAIT = "fetch_and_wait"  # nothing usable: wait for the fetch (up to the timeout)
+    FETCH_FOR_KID = "fetch_for_kid"  # an unknown kid: wait for the fetch up to a short bound
     UNAVAILABLE = "unavailable"
 
 
@@ -108,10 +148,14 @@ def plan(state: CacheState, policy: CachePolicy, kid: str | None, now: float) ->
     if kid is not None and not state.key_set.has_kid(kid):
         # A kid we do not know: perhaps the provider rotated. Refetch at most once per
         # cooldown (counted from the last attempt, so a flood of random kids makes at most one
-        # request per cooldown), and never during a failure backoff.
+        # request per cooldown), and never during a failure backoff. While fetches fail, the
+        # backoff alone sets the pace: the first unknown kid after it tries again, so a
+        # recovered provider is noticed at once (issue #13, item 27).
+        if in_backoff:
+            return Action.USE
         last = state.last_attempt if state.last_attempt is not None else float("-inf")
-        if not in_backoff and now - last >= policy.cooldown:
-            return Action.FETCH_AND_WAIT
+        if state.failures or now - last >= policy.cooldown:
+            return Action.FETCH_FOR_KID
         return Action.USE
     if now >= state.refresh_at and not in_backoff:
         # Past 80% of the TTL (or past it, serving stale): refresh without making anyone wait.
@@ -130,7 +174,8 @@ def ttl_from_headers(headers: Mapping[str, str], policy: CachePolicy) -> float:
 
 
 def after_success(state: CacheState, key_set: KeySet, ttl: float, now: float) -> CacheState:
-    # A successful fetch replaces the set whole: keys missing from it stop being trusted now.
+    # A successful fetch replaces the set whole: keys missing from it stop being trusted from
+    # this fetch on (not before: a removed key is trusted until the next successful fetch).
     return CacheState(
         key_set=key_set,
         fetched_at=now,
@@ -204,8 +249,15 @@ class JWKSStats:
 
 
 def _number(value: float, name: str, *, minimum: float = 0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigurationError(f"{name} must be a number >= {minimum}")
+    # NaN compares false with everything, so `value < minimum` lets it through: refuse it and
+    # the infinities by name (a TTL of NaN or a timeout of inf silently disables a bound).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < minimum
+    ):
+        raise ConfigurationError(f"{name} must be a finite number >= {minimum}")
     return float(value)
 
 
@@ -228,6 +280,7 @@ class JWKSKeys(KeySource):
         cooldown: float = 30,
         max_stale: float = 86400,
         max_bytes: int = 512 * 1024,
+        unknown_kid_wait: float = UNKNOWN_KID_WAIT,
         allow_http: bool = False,
         client: httpx.Client | httpx.AsyncClient | None = None,
         clock: Callable[[], float] | None = None,
@@ -235,6 +288,9 @@ class JWKSKeys(KeySource):
         self._url: str | None = check_url(url, allow_http) if url is not None else None
         self._allow_http = allow_http
         self._timeout = _number(timeout, "timeout", minimum=0.001)
+        self._unknown_kid_wait = min(
+            _number(unknown_kid_wait, "unknown_kid_wait"), self._timeout + _WAIT_GRACE
+        )
         min_ttl = _number(min_ttl, "min_ttl")
         max_ttl = _number(max_ttl, "max_ttl")
         if min_ttl > max_ttl:
@@ -248,22 +304,31 @@ class JWKSKeys(KeySource):
         )
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
             raise ConfigurationError("max_bytes must be an integer >= 1024")
+        if client is not None and not isinstance(client, (httpx.Client, httpx.AsyncClient)):
+            raise ConfigurationError("client must be an httpx.Client or httpx.AsyncClient")
         self._max_bytes = max_bytes
         self._clock: Callable[[], float] = clock or time.time
         self._state = CacheState()
         self._sync_client = client if isinstance(client, httpx.Client) else None
         self._async_client = client if isinstance(client, httpx.AsyncClient) else None
         self._own_sync = self._sync_client is None
-        self._own_async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
-        self._lock = threading.Lock()
-        self._inflight: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
         self._fetches = 0
         self._failures = 0
         self._stale_serves = 0
         self._unknown_kid = 0
         self._last_reason: str | None = None
         self._last_url: str | None = None
+        self._mismatch: DiscoveryMismatch | None = None
+        self._reset_drivers()
+        _INSTANCES.add(self)
+
+    def _reset_drivers(self) -> None:
+        """Fresh driver state: at construction, and in a forked child (see ``_after_fork``)."""
+        self._own_async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._inflight: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._start_lock = threading.Lock()  # held only to start a fetch, never across I/O
+        self._flight: threading.Event | None = None  # set when the sync fetch in flight is over
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(keys={len(self._state.key_set or ())})"
@@ -298,42 +363,45 @@ class JWKSKeys(KeySource):
 
     def keys(self, kid: str | None) -> KeySet:
         action = self._plan(kid)
+        pending = False
         if action is Action.FETCH_AND_WAIT:
-            observed = self._state
-            # Double-checked: whoever held the lock may already have fetched for us.
-            if self._lock.acquire(timeout=self._timeout * 2 + 1):
-                try:
-                    if self._state is observed:
-                        self._fetch_sync()
-                finally:
-                    self._lock.release()
-        elif action is Action.USE_AND_REFRESH and self._lock.acquire(blocking=False):
-            thread = threading.Thread(target=self._refresh_in_thread, daemon=True)
-            thread.start()
-        return self._current()
+            self._start_sync_fetch().wait(self._timeout + _WAIT_GRACE)
+        elif action is Action.FETCH_FOR_KID:
+            pending = not self._start_sync_fetch().wait(self._unknown_kid_wait)
+        elif action is Action.USE_AND_REFRESH:
+            self._start_sync_fetch()
+        return self._current(kid, pending)
 
     async def akeys(self, kid: str | None) -> KeySet:
         action = self._plan(kid)
+        pending = False
         if action is Action.FETCH_AND_WAIT:
             await asyncio.shield(self._start_async_fetch())
+        elif action is Action.FETCH_FOR_KID:
+            # asyncio.wait never cancels the shared task: other waiters still get it.
+            done, _ = await asyncio.wait(
+                {self._start_async_fetch()}, timeout=self._unknown_kid_wait
+            )
+            pending = not done
         elif action is Action.USE_AND_REFRESH:
             self._start_async_fetch()
-        return self._current()
+        return self._current(kid, pending)
 
     def prefetch(self, *, required: bool = False) -> None:
         """Warm the cache. A failure is logged, and raised only when ``required``."""
-        if self._lock.acquire(timeout=self._timeout * 2 + 1):
-            try:
-                self._fetch_sync()
-            finally:
-                self._lock.release()
-        if required and self._state.key_set is None:
-            raise KeySourceUnavailable(detail=self._unavailable_detail())
+        self._start_sync_fetch().wait(self._timeout + _WAIT_GRACE)
+        self._check_prefetched(required)
 
     async def aprefetch(self, *, required: bool = False) -> None:
         """Warm the cache without blocking the loop (for an ASGI lifespan)."""
         await asyncio.shield(self._start_async_fetch())
+        self._check_prefetched(required)
+
+    def _check_prefetched(self, required: bool) -> None:
         if required and self._state.key_set is None:
+            if self._mismatch is not None:
+                # Configuration to fix, not an outage: say so at start-up.
+                raise ConfigurationError(self._mismatch.explain())
             raise KeySourceUnavailable(detail=self._unavailable_detail())
 
     def close(self) -> None:
@@ -371,12 +439,28 @@ class JWKSKeys(KeySource):
             self._stale_serves += 1
         return action
 
-    def _current(self) -> KeySet:
+    def _current(self, kid: str | None, pending: bool = False) -> KeySet:
+        """The key set to answer with, or 503 when there is none we can stand behind."""
         state = self._state
         now = self._clock()
+        retry = max(1, math.ceil(state.retry_at - now)) if state.retry_at > now else 1
         if state.key_set is None or now > state.expires_at + self._policy.max_stale:
-            retry = max(1, int(state.retry_at - now + 0.999)) if state.retry_at > now else 1
             detail = self._unavailable_detail()
+            detail["retry_after"] = retry
+            raise KeySourceUnavailable(retry_after=retry, detail=detail)
+        if (
+            kid is not None
+            and (pending or state.failures)
+            and not state.key_set.has_kid(kid)
+            and not any(k.kid is None for k in state.key_set.keys)
+        ):
+            # The kid is not in the set we have, but the set may be out of date: the last fetch
+            # failed, or the one in flight is slow. Saying "no such key" (401 invalid_token)
+            # would make the client throw away a token that may well be good (issue #13,
+            # item 27), so: 503 and come back later.
+            retry = 1 if pending else retry
+            detail = self._unavailable_detail()
+            detail["reason"] = "fetch in flight" if pending else detail["reason"]
             detail["retry_after"] = retry
             raise KeySourceUnavailable(retry_after=retry, detail=detail)
         return state.key_set
@@ -398,6 +482,7 @@ class JWKSKeys(KeySource):
 
     def _succeeded(self, key_set: KeySet, headers: Mapping[str, str]) -> None:
         ttl = ttl_from_headers(headers, self._policy)
+        self._mismatch = None
         self._state = after_success(self._state, key_set, ttl, self._clock())
         logger.debug(
             "JWKS refreshed from %s: %d keys, ttl %.0fs",
@@ -409,18 +494,26 @@ class JWKSKeys(KeySource):
     def _fetch_error(self, exc: Exception) -> None:
         """Record a fetch that raised (called inside the ``except``, for the traceback)."""
         url = getattr(exc, "url", None) or self._source_url()
-        if isinstance(exc, FetchFailed):
+        if isinstance(exc, DiscoveryMismatch):
+            self._mismatch = exc
+            logger.error("%s", exc.explain(), extra={"url": display_url(url)})
+            self._failed(str(exc), url, log=False)
+        elif isinstance(exc, FetchFailed):
             self._failed(str(exc), url)
+        elif isinstance(exc, DeadlineExceeded):
+            self._failed("timed out", url)
         else:  # a bug or an exotic transport error: still only a failed fetch
             logger.exception("unexpected error while fetching %s", display_url(url))
             self._failed(f"unexpected error: {type(exc).__name__}", url)
 
-    def _failed(self, reason: str, url: str) -> None:
+    def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
         self._failures += 1
         self._last_reason = reason
         self._last_url = url
         self._state = after_failure(self._state, self._clock())
         state = self._state
+        if not log:
+            return
         shown = display_url(url)
         if state.key_set is not None and state.fetched_at is not None:
             logger.warning(
@@ -440,30 +533,54 @@ class JWKSKeys(KeySource):
 
     # -- sync driver --------------------------------------------------------------------------
 
-    def _refresh_in_thread(self) -> None:
+    def _start_sync_fetch(self) -> threading.Event:
+        """The sync fetch in flight, started if there is none (single flight)."""
+        with self._start_lock:
+            flight = self._flight
+            if flight is not None and not flight.is_set():
+                return flight
+            flight = self._flight = threading.Event()
+        try:
+            threading.Thread(
+                target=self._run_flight, args=(flight,), name="jwt_guard-jwks", daemon=True
+            ).start()
+        except RuntimeError as exc:
+            # "can't start new thread": a failed fetch like any other, and nothing stays held
+            # (a flight that never ends would stop every later fetch).
+            self._fetches += 1
+            self._failed(f"cannot start a fetch thread: {exc}", self._source_url())
+            flight.set()
+        return flight
+
+    def _run_flight(self, flight: threading.Event) -> None:
         try:
             self._fetch_sync()
         finally:
-            self._lock.release()
+            flight.set()
 
     def _fetch_sync(self) -> None:
-        """Fetch once and update the state; the caller holds ``self._lock``."""
+        """Fetch once, within one total deadline, and update the state."""
         self._fetches += 1
+        sockets = _Sockets()
         try:
-            if self._sync_client is None:
-                self._sync_client = httpx.Client(follow_redirects=False)
-            key_set, headers = self._fetch_document_sync(self._sync_client)
+            client = self._sync_client
+            if client is None:
+                client = self._sync_client = _new_client(httpx.Client)
+            key_set, headers = call_with_deadline(
+                lambda: self._fetch_document_sync(_SyncGet(client, self, sockets)),
+                self._timeout,
+                abort=sockets.abort,
+            )
         except Exception as exc:
             self._fetch_error(exc)
         else:
             self._succeeded(key_set, headers)
 
-    def _fetch_document_sync(self, client: httpx.Client) -> tuple[KeySet, Mapping[str, str]]:
-        url = self._jwks_url_sync(client)
-        body, headers = _get_sync(client, url, self._timeout, self._max_bytes)
+    def _fetch_document_sync(self, get: _SyncGet) -> tuple[KeySet, Mapping[str, str]]:
+        body, headers = get(self._jwks_url_sync(get))
         return parse_document(body, self._state.key_set), headers
 
-    def _jwks_url_sync(self, client: httpx.Client) -> str:
+    def _jwks_url_sync(self, get: _SyncGet) -> str:
         assert self._url is not None
         return self._url
 
@@ -483,7 +600,10 @@ class JWKSKeys(KeySource):
     async def _fetch_async(self) -> None:
         self._fetches += 1
         try:
-            key_set, headers = await self._fetch_document_async(self._client_for_loop())
+            get = _AsyncGet(self._client_for_loop(), self)
+            key_set, headers = await acall_with_deadline(
+                self._fetch_document_async(get), self._timeout
+            )
         except Exception as exc:
             self._fetch_error(exc)
         else:
@@ -497,23 +617,99 @@ class JWKSKeys(KeySource):
         if client is None:
             for old in [lp for lp in self._own_async if lp.is_closed()]:
                 del self._own_async[old]
-            client = self._own_async[loop] = httpx.AsyncClient(follow_redirects=False)
+            client = self._own_async[loop] = _new_client(httpx.AsyncClient)
         return client
 
-    async def _fetch_document_async(
-        self, client: httpx.AsyncClient
-    ) -> tuple[KeySet, Mapping[str, str]]:
-        url = await self._jwks_url_async(client)
-        body, headers = await _get_async(client, url, self._timeout, self._max_bytes)
+    async def _fetch_document_async(self, get: _AsyncGet) -> tuple[KeySet, Mapping[str, str]]:
+        body, headers = await get(await self._jwks_url_async(get))
         return parse_document(body, self._state.key_set), headers
 
-    async def _jwks_url_async(self, client: httpx.AsyncClient) -> str:
+    async def _jwks_url_async(self, get: _AsyncGet) -> str:
         assert self._url is not None
         return self._url
 
 
+# -- fork safety ------------------------------------------------------------------------------
+
+_INSTANCES: weakref.WeakSet[JWKSKeys] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child (gunicorn ``--preload``, uWSGI without lazy-apps, multiprocessing):
+    nothing the parent had in flight exists here, a lock it held stays held for ever, and a
+    connection it pooled is shared with every sibling (their bytes would interleave). Start
+    afresh; the cached key set itself is plain data and stays valid."""
+    for source in list(_INSTANCES):
+        if source._own_sync:
+            # Dropped, not closed: closing would talk on the parent's connection.
+            source._sync_client = None
+        source._reset_drivers()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+# -- one HTTP GET, both drivers ---------------------------------------------------------------
+
+#: Only what we can decode with a bounded output (see _Decoder): no br, no zstd.
+_ACCEPT_ENCODING: Final = "gzip, deflate"
+
+
+def _new_client(cls: type[Any]) -> Any:
+    # No kept-alive connections: fetches are minutes apart, and a pooled connection is what a
+    # fork would share between processes and what a deadline could not reach.
+    return cls(follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+class _Sockets:
+    """Remembers the sockets a sync fetch opens (httpx ``trace`` extension), so the deadline
+    can shut them down and the abandoned thread ends instead of waiting on the server."""
+
+    def __init__(self) -> None:
+        self._streams: list[Any] = []
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            self._streams.append(info.get("return_value"))
+
+    def abort(self) -> None:
+        for stream in self._streams:
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):  # already closed
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Decoder:
+    """Content-Encoding decoding whose output is capped *while* decoding: a 200 KiB gzip body
+    can inflate to hundreds of MiB, so the cap must apply to each step, not to the result."""
+
+    def __init__(self, encoding: str) -> None:
+        encoding = encoding.strip().lower()
+        self._zlib: Any = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            # RFC 9110 §8.4.1: gzip, or deflate = the zlib format; 32 + 15 reads either header.
+            self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        elif encoding not in ("", "identity"):
+            raise FetchFailed("unsupported Content-Encoding")
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """At most ``room + 1`` bytes of output (one more than fits means too large)."""
+        if self._zlib is None:
+            return data
+        try:
+            return bytes(self._zlib.decompress(data, room + 1))
+        except zlib.error as exc:
+            raise FetchFailed("bad compressed body") from exc
+
+    def finish(self) -> None:
+        if self._zlib is not None and not self._zlib.eof:
+            raise FetchFailed("truncated compressed body")
+
+
 class _Body:
-    """What both drivers do with a streamed response: status, size cap, deadline."""
+    """What both drivers do with a streamed response: status, size caps, deadline."""
 
     def __init__(self, response: httpx.Response, max_bytes: int, deadline: float) -> None:
         if response.status_code != 200:
@@ -524,83 +720,137 @@ class _Body:
         if length is not None and (not length.isdigit() or int(length) > max_bytes):
             raise FetchFailed("response too large" if length.isdigit() else "bad Content-Length")
         self.headers: Mapping[str, str] = dict(response.headers)
+        self._decoder = _Decoder(response.headers.get("content-encoding", ""))
         self._chunks: list[bytes] = []
+        self._raw = 0
         self._size = 0
         self._max = max_bytes
         self._deadline = deadline
 
-    def add(self, chunk: bytes) -> None:
+    def add(self, raw: bytes) -> None:
+        # Both sizes are capped: the bytes on the wire and the bytes they decode to.
+        self._raw += len(raw)
+        if self._raw > self._max:
+            raise FetchFailed("response too large")  # abandoned: never buffered whole
+        chunk = self._decoder.decode(raw, self._max - self._size)
         self._size += len(chunk)
         if self._size > self._max:
-            raise FetchFailed("response too large")  # abandoned: never buffered whole
+            raise FetchFailed("response too large (decoded)")
         if time.monotonic() > self._deadline:
             raise FetchFailed("timed out")  # a slow drip must not outlast the total timeout
         self._chunks.append(chunk)
 
     def result(self) -> tuple[bytes, Mapping[str, str]]:
+        self._decoder.finish()
         return b"".join(self._chunks), self.headers
 
 
-_REQUEST: Final = {"follow_redirects": False, "headers": {"Accept": "application/json"}}
+def _translate(exc: httpx.HTTPError, url: str) -> FetchFailed:
+    if isinstance(exc, httpx.TimeoutException):
+        return FetchFailed("timed out", url)
+    return FetchFailed(f"transport error: {type(exc).__name__}", url)
 
 
-def _get_sync(
-    client: httpx.Client, url: str, timeout: float, max_bytes: int
-) -> tuple[bytes, Mapping[str, str]]:
-    deadline = time.monotonic() + timeout
-    try:
-        with client.stream("GET", url, timeout=timeout, **_REQUEST) as response:  # type: ignore[arg-type]
-            body = _Body(response, max_bytes, deadline)
-            for chunk in response.iter_bytes():
-                body.add(chunk)
-            return body.result()
-    except FetchFailed as exc:
-        exc.url = url
-        raise
-    except httpx.TimeoutException as exc:
-        raise FetchFailed("timed out", url) from exc
-    except httpx.HTTPError as exc:
-        raise FetchFailed(f"transport error: {type(exc).__name__}", url) from exc
+class _SyncGet:
+    """One GET of a fetch (sync): the caller runs the whole fetch under one deadline."""
+
+    def __init__(self, client: httpx.Client, source: JWKSKeys, sockets: _Sockets) -> None:
+        self._client = client
+        self._timeout = source._timeout
+        self._max_bytes = source._max_bytes
+        self._deadline = time.monotonic() + source._timeout
+        self._sockets = sockets
+
+    def __call__(self, url: str) -> tuple[bytes, Mapping[str, str]]:
+        try:
+            with self._client.stream(
+                "GET",
+                url,
+                timeout=self._timeout,
+                follow_redirects=False,
+                headers={"Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING},
+                extensions={"trace": self._sockets.trace},
+            ) as response:
+                body = _Body(response, self._max_bytes, self._deadline)
+                for chunk in response.iter_raw():
+                    body.add(chunk)
+                return body.result()
+        except FetchFailed as exc:
+            exc.url = exc.url or url
+            raise
+        except httpx.HTTPError as exc:
+            raise _translate(exc, url) from exc
 
 
-async def _get_async(
-    client: httpx.AsyncClient, url: str, timeout: float, max_bytes: int
-) -> tuple[bytes, Mapping[str, str]]:
-    deadline = time.monotonic() + timeout
+class _AsyncGet:
+    """One GET of a fetch (async): the caller runs the whole fetch under one deadline."""
 
-    async def fetch() -> tuple[bytes, Mapping[str, str]]:
-        async with client.stream("GET", url, timeout=timeout, **_REQUEST) as response:  # type: ignore[arg-type]
-            body = _Body(response, max_bytes, deadline)
-            async for chunk in response.aiter_bytes():
-                body.add(chunk)
-            return body.result()
+    def __init__(self, client: httpx.AsyncClient, source: JWKSKeys) -> None:
+        self._client = client
+        self._timeout = source._timeout
+        self._max_bytes = source._max_bytes
+        self._deadline = time.monotonic() + source._timeout
 
-    try:
-        return await asyncio.wait_for(fetch(), timeout)
-    except FetchFailed as exc:
-        exc.url = url
-        raise
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        raise FetchFailed("timed out", url) from exc
-    except httpx.HTTPError as exc:
-        raise FetchFailed(f"transport error: {type(exc).__name__}", url) from exc
+    async def __call__(self, url: str) -> tuple[bytes, Mapping[str, str]]:
+        try:
+            async with self._client.stream(
+                "GET",
+                url,
+                timeout=self._timeout,
+                follow_redirects=False,
+                headers={"Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING},
+            ) as response:
+                body = _Body(response, self._max_bytes, self._deadline)
+                async for chunk in response.aiter_raw():
+                    body.add(chunk)
+                return body.result()
+        except FetchFailed as exc:
+            exc.url = exc.url or url
+            raise
+        except httpx.HTTPError as exc:
+            raise _translate(exc, url) from exc
+
+
+#: The path of the discovery document under an issuer (OpenID Connect Discovery 1.0 §4).
+WELL_KNOWN: Final = "/.well-known/openid-configuration"
 
 
 class OIDCDiscovery(JWKSKeys):
     """Keys of an OpenID Provider found through ``{issuer}/.well-known/openid-configuration``.
 
-    The discovery document's ``issuer`` must equal the configured issuer exactly (OpenID
-    Connect Discovery 1.0 §4.3); its ``jwks_uri`` is then fetched and cached like
-    :class:`JWKSKeys`. A failed JWKS fetch makes the next attempt re-read the discovery document.
+    ``issuer`` is the issuer, or the discovery document's own URL (what IdP consoles show). The
+    document's ``issuer`` must equal the configured issuer exactly (OpenID Connect Discovery 1.0
+    §4.3; from a document URL, with or without a trailing slash); its ``jwks_uri`` is then
+    fetched and cached like :class:`JWKSKeys`. A failed JWKS fetch makes the next attempt re-read
+    the discovery document.
+
+    A :class:`Verifier` built on it without ``issuer=`` expects tokens from this issuer only:
+    providers share keys between tenants. ``allow_any_issuer=True`` turns that off (then no
+    ``iss`` check at all unless ``issuer=`` is given).
     """
 
-    def __init__(self, issuer: str, **options: Any) -> None:
+    def __init__(self, issuer: str, *, allow_any_issuer: bool = False, **options: Any) -> None:
         allow_http = bool(options.get("allow_http", False))
         check_url(issuer, allow_http, "issuer")
-        self.issuer = issuer
-        self._discovery_url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        path = urllib.parse.urlsplit(issuer).path
+        if path.endswith(WELL_KNOWN):
+            # The document's URL: its issuer is the prefix, with or without the slash that
+            # §4 says to drop before appending the well-known path.
+            self._discovery_url = issuer
+            base = issuer[: issuer.rindex(WELL_KNOWN)]
+            self._issuers: tuple[str, ...] = (base, base + "/")
+        else:
+            self._discovery_url = issuer.rstrip("/") + WELL_KNOWN
+            self._issuers = (issuer,)
+        self.issuer = self._issuers[0]
+        self.allow_any_issuer = bool(allow_any_issuer)
         super().__init__(self._discovery_url, **options)
         self._url = None
+
+    @property
+    def pinned_issuers(self) -> tuple[str, ...] | None:
+        """The ``iss`` values a verifier without ``issuer=`` accepts (``None``: any)."""
+        return None if self.allow_any_issuer else self._issuers
 
     def _jwks_uri(self, body: bytes) -> str:
         try:
@@ -609,13 +859,9 @@ class OIDCDiscovery(JWKSKeys):
             raise FetchFailed("discovery document is not JSON") from exc
         if not isinstance(document, dict):
             raise FetchFailed("discovery document is not a JSON object")
-        if document.get("issuer") != self.issuer:
-            # OpenID Connect Discovery 1.0 §4.3. Both values are public; showing them makes a
-            # trailing-slash mismatch obvious.
-            found = document.get("issuer")
-            raise FetchFailed(
-                f"discovery document issuer {found!r} is not the configured {self.issuer!r}"[:400]
-            )
+        found = document.get("issuer")
+        if not isinstance(found, str) or found not in self._issuers:
+            raise DiscoveryMismatch(self._discovery_url, found, self._issuers)
         uri = document.get("jwks_uri")
         if not isinstance(uri, str):
             raise FetchFailed("discovery document has no jwks_uri")
@@ -624,21 +870,21 @@ class OIDCDiscovery(JWKSKeys):
         except ConfigurationError as exc:
             raise FetchFailed("discovery document has no usable jwks_uri") from exc
 
-    def _jwks_url_sync(self, client: httpx.Client) -> str:
+    def _jwks_url_sync(self, get: _SyncGet) -> str:
         if self._url is None:
-            body, _ = _get_sync(client, self._discovery_url, self._timeout, self._max_bytes)
+            body, _ = get(self._discovery_url)
             self._url = self._jwks_uri(body)
         return self._url
 
-    async def _jwks_url_async(self, client: httpx.AsyncClient) -> str:
+    async def _jwks_url_async(self, get: _AsyncGet) -> str:
         if self._url is None:
-            body, _ = await _get_async(client, self._discovery_url, self._timeout, self._max_bytes)
+            body, _ = await get(self._discovery_url)
             self._url = self._jwks_uri(body)
         return self._url
 
     def _source_url(self) -> str:
         return self._url or self._discovery_url
 
-    def _failed(self, reason: str, url: str) -> None:
+    def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
         self._url = None
-        super()._failed(reason, url)
+        super()._failed(reason, url, log=log)

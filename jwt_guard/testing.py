@@ -14,6 +14,8 @@ The pytest plugin (installed with the package) provides a ``jwt_issuer`` fixture
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import threading
 import time
@@ -27,7 +29,7 @@ from ._keyset import StaticKeys
 from ._signing import PrivateKey, b64url, encode, generate_key, public_jwk, sign
 from ._verifier import Verifier
 
-__all__ = ["JWKSServer", "LocalIssuer", "compact", "forge"]
+__all__ = ["FAULTS", "JWKSServer", "LocalIssuer", "compact", "forge"]
 
 
 def compact(
@@ -184,12 +186,32 @@ class LocalIssuer:
             yield server
 
 
+#: The faults :attr:`JWKSServer.fault` can play, beyond ``status``/``body``/``headers``/``delay``.
+FAULTS = ("drip_headers", "drip_body", "silence", "garbage", "gzip_bomb")
+
+
+@functools.cache
+def _gzip_bomb(size: int = 64 * 1024 * 1024) -> bytes:
+    # 64 MiB of zeros compress to ~64 KiB: small on the wire, huge once decoded.
+    return gzip.compress(b"\0" * size, compresslevel=9)
+
+
 class JWKSServer:
     """A threaded HTTP server on 127.0.0.1 that serves a JWKS and counts requests.
 
-    ``behaviour`` can be changed while it runs, to simulate an identity provider that is slow
+    Its behaviour can be changed while it runs, to simulate an identity provider that is slow
     (``delay``), failing (``status``), broken (``body``), redirecting (``headers``) or
-    oversized. ``requests`` counts every request received, by path.
+    oversized, or one of the :data:`FAULTS` set in ``fault``:
+
+    * ``"drip_headers"``: the status line and headers one byte every ``drip_interval`` seconds;
+    * ``"drip_body"``: the headers at once, then the body one byte at a time;
+    * ``"silence"``: reads the request and never answers;
+    * ``"garbage"``: answers bytes that are not HTTP;
+    * ``"gzip_bomb"``: a 200 whose ~64 KiB gzip body decodes to 64 MiB.
+
+    ``requests`` counts every request received, by path; ``hangups`` counts answers the client
+    walked away from before the server had finished sending them. Each answer closes its
+    connection unless ``keep_alive`` is true.
     """
 
     def __init__(
@@ -206,7 +228,12 @@ class JWKSServer:
         self.body: bytes | None = None
         self.headers: dict[str, str] = {}
         self.max_age = max_age
+        self.fault: str | None = None
+        self.drip_interval = 0.02
+        self.keep_alive = False
+        self.hangups = 0
         self.requests: dict[str, int] = {}
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -235,32 +262,63 @@ class JWKSServer:
             self.requests[path] = self.requests.get(path, 0) + 1
         if self.delay:
             time.sleep(self.delay)
+        fault = self.fault
+        headers: dict[str, str] = {"Content-Type": "application/json"}
         if path == "/.well-known/openid-configuration":
             body = json.dumps(
                 {"issuer": self.issuer or self.base_url, "jwks_uri": self.url}
             ).encode()
             status = 200
+            fault = None  # the faults are the JWKS endpoint's
         elif path == "/jwks.json":
             status = self.status
             body = self.body if self.body is not None else json.dumps(self.jwks_document()).encode()
         else:
             status, body = 404, b"{}"
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body)))
+        if fault == "silence":
+            self._stopping.wait()
+            handler.close_connection = True
+            return
+        if fault == "garbage":
+            self._send(handler, b"\x00\xffnot http at all\r\n\r\n", drip=False)
+            handler.close_connection = True
+            return
+        if fault == "gzip_bomb":
+            body = _gzip_bomb()
+            headers["Content-Encoding"] = "gzip"
+        headers["Content-Length"] = str(len(body))
+        if not self.keep_alive:
             # One request per connection: a stopped server must look like a dead one, not
             # keep answering on a kept-alive connection.
-            handler.send_header("Connection", "close")
+            headers["Connection"] = "close"
             handler.close_connection = True
-            if self.max_age is not None:
-                handler.send_header("Cache-Control", f"max-age={self.max_age}")
-            for name, value in self.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(body)
+        if self.max_age is not None:
+            headers["Cache-Control"] = f"max-age={self.max_age}"
+        headers.update(self.headers)
+        reason = handler.responses.get(status, ("",))[0]
+        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        if self._send(handler, head.encode("latin-1") + b"\r\n", drip=fault == "drip_headers"):
+            self._send(handler, body, drip=fault == "drip_body")
+
+    def _send(self, handler: BaseHTTPRequestHandler, data: bytes, *, drip: bool) -> bool:
+        """Write ``data`` (one byte at a time when dripping); False if the client went away."""
+        try:
+            if not drip:
+                handler.wfile.write(data)
+                return True
+            for i in range(len(data)):
+                if self._stopping.wait(self.drip_interval):
+                    return False
+                handler.wfile.write(data[i : i + 1])
+            return True
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout, size cap): that is what some tests want
+            # The client gave up (timeout, size cap): that is what some tests want to see.
+            with self._lock:
+                self.hangups += 1
+            handler.close_connection = True
+            return False
 
     def start(self) -> JWKSServer:
         outer = self
@@ -274,6 +332,7 @@ class JWKSServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        self._stopping.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -283,6 +342,7 @@ class JWKSServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # ends silences and drips
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -502,8 +502,8 @@ async def test_oidc_discovery_issuer_must_match_exactly(idp: LocalIssuer, clock:
             await verifier.averify(idp.mint(issuer=srv.base_url))
         assert srv.count == 0
         assert source.stats.last_failure_reason == (
-            f"discovery document issuer 'https://evil.example' is not the configured "
-            f"{srv.base_url!r}"
+            "OIDC discovery mismatch: the document names 'https://evil.example', not the "
+            f"configured {srv.base_url!r}"
         )
         assert caught.value.detail["url"] == srv.base_url + "/.well-known/openid-configuration"
         assert caught.value.detail["reason"] == source.stats.last_failure_reason
