@@ -20,6 +20,7 @@ from ._algorithms import ALGORITHMS
 from ._claims import MAX_LEEWAY, ClaimRules, issuer_invalid, normalize_typ
 from ._denylist import Denylist
 from ._errors import ClaimMissing, ConfigurationError
+from ._jwks import OIDCDiscovery
 from ._keyset import KeySource
 
 __all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
@@ -250,6 +251,11 @@ def configure(
         raise ConfigurationError("keys must be given (StaticKeys, JWKSKeys, ...)")
     else:
         names = _strings(issuer, "issuer")
+        if names is None and isinstance(keys, OIDCDiscovery):
+            # Providers share signing keys between tenants: keys found through one issuer's
+            # discovery document must not accept tokens of every issuer they sign for. The
+            # discovered issuer is the expected one unless issuer= or allow_any_issuer says not.
+            names = keys.pinned_issuers
         policies = (policy(keys, algorithms, names, audience, roles_paths, scopes_paths),)
     return Configuration(
         policies=policies,

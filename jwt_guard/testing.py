@@ -228,7 +228,7 @@ class JWKSServer:
         self.body: bytes | None = None
         self.headers: dict[str, str] = {}
         self.max_age = max_age
-        self.fault: str | None = None
+        self._fault: str | None = None
         self.drip_interval = 0.02
         self.keep_alive = False
         self.hangups = 0
@@ -237,6 +237,19 @@ class JWKSServer:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def fault(self) -> str | None:
+        """One of :data:`FAULTS`, or ``None`` for a well-behaved server."""
+        return self._fault
+
+    @fault.setter
+    def fault(self, fault: str | None) -> None:
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"fault must be one of {FAULTS}")
+        if fault == "gzip_bomb":
+            _gzip_bomb()  # built now, not while a client waits for its answer
+        self._fault = fault
 
     @property
     def count(self) -> int:

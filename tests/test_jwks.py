@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import (
+    ClaimMissing,
     ConfigurationError,
     IssuerInvalid,
     KeyNotFound,
@@ -573,3 +574,69 @@ async def test_injected_clients_are_used(idp: LocalIssuer, server: JWKSServer) -
         await source.aclose()  # an injected client is left to its owner
         assert not async_client.is_closed
     assert seen == [server.url, server.url]
+
+
+# Discovery: the URL users copy, the issuer it pins, a mismatch named as one (issue 13) -------
+
+
+@pytest.mark.parametrize("trailing_slash", [False, True])
+async def test_discovery_accepts_the_document_url(
+    idp: LocalIssuer, clock: FakeClock, trailing_slash: bool
+) -> None:
+    with JWKSServer(lambda: idp.jwks) as srv:
+        issuer = srv.base_url + ("/" if trailing_slash else "")
+        srv.issuer = issuer  # Auth0 issuers end with a slash; the document URL never shows it
+        document_url = srv.base_url + "/.well-known/openid-configuration"
+        source = OIDCDiscovery(document_url, clock=clock)
+        assert await verifier_for(idp, source, issuer=None).averify(idp.mint(issuer=issuer))
+        sync_source = OIDCDiscovery(document_url, clock=clock)
+        assert verifier_for(idp, sync_source, issuer=None).verify(idp.mint(issuer=issuer))
+        assert srv.requests == {"/.well-known/openid-configuration": 2, "/jwks.json": 2}
+        await source.aclose()
+        sync_source.close()
+
+
+async def test_discovery_pins_the_discovered_issuer(idp: LocalIssuer, clock: FakeClock) -> None:
+    with JWKSServer(lambda: idp.jwks) as srv:
+        issuer = srv.base_url
+        source = OIDCDiscovery(issuer, clock=clock)
+        verifier = verifier_for(idp, source, issuer=None)  # no issuer=
+        assert await verifier.averify(idp.mint(issuer=issuer))
+        # Same keys, another tenant of the same provider: refused.
+        with pytest.raises(IssuerInvalid):
+            await verifier.averify(idp.mint(issuer="https://other-tenant.example"))
+        with pytest.raises(IssuerInvalid):
+            verifier.verify(idp.mint(issuer="https://other-tenant.example"))
+        other = idp.claims(issuer=issuer)
+        del other["iss"]
+        with pytest.raises(ClaimMissing):
+            await verifier.averify(idp.mint(other))
+        # Only by a loud, explicit option.
+        anyone = OIDCDiscovery(issuer, clock=clock, allow_any_issuer=True)
+        assert await verifier_for(idp, anyone, issuer=None).averify(
+            idp.mint(issuer="https://x.example")
+        )
+        await source.aclose()
+        await anyone.aclose()
+
+
+async def test_discovery_issuer_mismatch_is_named_and_fails_start_up(
+    idp: LocalIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with JWKSServer(lambda: idp.jwks) as srv:
+        srv.issuer = srv.base_url + "/"  # a trailing slash the configuration lacks
+        source = OIDCDiscovery(srv.base_url, clock=clock)
+        with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+            with pytest.raises(ConfigurationError) as info:
+                await source.aprefetch(required=True)
+        for text in (str(info.value), caplog.records[-1].getMessage()):
+            assert "OIDC discovery mismatch" in text
+            assert repr(srv.base_url + "/") in text and repr(srv.base_url) in text
+        assert caplog.records[-1].levelno == logging.ERROR
+        assert not any("JWKS fetch failed" in r.getMessage() for r in caplog.records)
+        sync_source = OIDCDiscovery(srv.base_url, clock=clock)
+        with pytest.raises(ConfigurationError, match="OIDC discovery mismatch"):
+            sync_source.prefetch(required=True)
+        assert srv.count == 0  # no JWKS fetched from a document we do not trust
+        await source.aclose()
+        sync_source.close()
