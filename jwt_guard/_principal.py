@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+from ._typed import claims_as
 
 __all__ = ["Principal"]
+
+T = TypeVar("T")
 
 
 class Principal:
@@ -123,6 +127,12 @@ class Principal:
     def auth_time(self) -> float | None:
         """When the user last authenticated, epoch seconds (OIDC Core §2, RFC 9470 §4)."""
         return self._date("auth_time")
+
+    def claims_as(self, model: type[T]) -> T:
+        """The claims as a ``model`` instance: a pydantic model (validated by pydantic) or a
+        dataclass (strict JSON types, checked here; pydantic not needed). Raises
+        :class:`ClaimInvalid` (401 ``claim_invalid``, the reason in its ``detail``)."""
+        return claims_as(self._claims, model)
 
     def has_roles(self, *roles: str) -> bool:
         """True when every given role is held (exact names, no substring matching)."""

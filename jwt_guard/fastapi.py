@@ -14,7 +14,7 @@ security scheme, so the OpenAPI docs show the Authorize button and the lock icon
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
@@ -36,6 +36,7 @@ __all__ = [
     "JWTBearer",
     "OptionalPrincipal",
     "bearer_scheme",
+    "claims_as",
     "get_optional_principal",
     "get_principal",
     "require_acr",
@@ -43,6 +44,8 @@ __all__ = [
     "require_roles",
     "require_scopes",
 ]
+
+T = TypeVar("T")
 
 #: The OpenAPI security scheme. ``auto_error=False``: the middleware, not FastAPI, answers
 #: missing or invalid tokens, with RFC 6750 errors.
@@ -134,6 +137,34 @@ class JWTBearer(RouteGuard):
         except JWTGuardError as exc:
             reject(request.scope, self.answer(exc))
         return principal
+
+
+def claims_as(model: type[T], guard: JWTBearer | None = None) -> Callable[..., Awaitable[T]]:
+    """A dependency handing the route the token's claims as ``model`` (a pydantic model or a
+    dataclass, see :meth:`Principal.claims_as`), from ``guard`` or the middleware.
+
+        User = Annotated[UserClaims, Depends(claims_as(UserClaims, guard))]
+
+    Claims that do not fit the model are a 401 ``claim_invalid`` (the reason in the error's
+    ``detail``: the log, ``on_error``). With ``JWTBearer(auto_error=False)`` and no token,
+    the route gets ``None``.
+    """
+    source: Callable[..., Any] = guard if guard is not None else get_principal
+
+    async def dependency(
+        request: HTTPConnection, principal: Principal | None = Depends(source)
+    ) -> Any:
+        if principal is None:
+            return None
+        try:
+            return principal.claims_as(model)
+        except JWTGuardError as exc:
+            if guard is not None:
+                reject(request.scope, guard.answer(exc))
+            raise  # the middleware answers it
+
+    dependency.__qualname__ = dependency.__name__ = f"claims_as({model.__name__})"
+    return dependency
 
 
 def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]:
