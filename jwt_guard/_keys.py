@@ -251,8 +251,8 @@ class JWK:
         alg = data.get("alg")
         use = data.get("use")
         key_ops = data.get("key_ops")
-        if kid is not None and not isinstance(kid, str):
-            raise ValueError("JWK kid must be a string")
+        if "kid" in data and not isinstance(kid, str):
+            raise ValueError("JWK kid must be a string")  # RFC 7517 §4.5 ("kid": null too)
         if alg is not None and not isinstance(alg, str):
             raise ValueError("JWK alg must be a string")
         if use is not None and not isinstance(use, str):

@@ -11,6 +11,7 @@ the verifier-wide settings, and the routing from a token to its policy. Everythi
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,7 @@ def configure(
     if max_token_age is not None and (
         isinstance(max_token_age, bool)
         or not isinstance(max_token_age, (int, float))
+        or not math.isfinite(max_token_age)  # NaN would silently disable the check
         or max_token_age <= 0
     ):
         raise ConfigurationError("max_token_age must be a positive number of seconds")

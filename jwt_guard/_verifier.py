@@ -392,8 +392,9 @@ class Verifier:
                 detail={"reason": "unencoded payloads ('b64': false, RFC 7797) are refused"}
             )
         kid = header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
-            # RFC 7515 §4.1.4: a string; ours: bounded
+        if "kid" in header and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
+            # RFC 7515 §4.1.4: a string when present ("kid": null is not "no kid"); ours:
+            # bounded
             raise MalformedToken(
                 detail={
                     "part": "header",

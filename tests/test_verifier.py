@@ -16,6 +16,7 @@ from jwt_guard import (
     ConfigurationError,
     IssuerInvalid,
     KeyNotFound,
+    MalformedToken,
     Principal,
     StaticKeys,
     TokenExpired,
@@ -25,7 +26,7 @@ from jwt_guard import (
     TypeInvalid,
     Verifier,
 )
-from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing import LocalIssuer, forge
 
 from .conftest import FakeClock
 
@@ -70,6 +71,10 @@ def test_none_can_never_be_configured(issuer: LocalIssuer, none: str) -> None:
         {"algorithms": []},
         {"max_token_bytes": 10},
         {"max_token_age": 0},
+        {"max_token_age": float("nan")},  # NaN silently disabled the check
+        {"max_token_age": float("inf")},
+        {"leeway": float("nan")},
+        {"leeway": float("inf")},
         {"required_claims": "exp"},
         {"issuer": ""},
         {"audience": [1]},
@@ -341,6 +346,19 @@ def test_kid_unknown_is_key_not_found(issuer: LocalIssuer) -> None:
     verifier = issuer.verifier()
     with pytest.raises(KeyNotFound):
         verifier.verify(issuer.mint(header={"kid": "unknown"}))
+
+
+def test_rfc7515_4_1_4_kid_null_is_malformed(issuer: LocalIssuer) -> None:
+    """``"kid": null`` is not "no kid": RFC 7515 §4.1.4 makes it a string when present."""
+    token = forge({"alg": "RS256", "kid": None}, issuer.claims(), issuer.private_key, "RS256")
+    with pytest.raises(MalformedToken):
+        issuer.verifier().verify(token)
+
+
+def test_rfc7517_4_5_jwk_kid_null_is_refused(issuer: LocalIssuer) -> None:
+    jwk = dict(issuer.jwks["keys"][0], kid=None)
+    with pytest.raises(ConfigurationError):
+        StaticKeys([jwk])
 
 
 def test_kidless_token_is_tried_against_fitting_keys(clock: FakeClock) -> None:
