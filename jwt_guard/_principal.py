@@ -8,7 +8,61 @@ from typing import Any, TypeVar
 
 from ._typed import claims_as
 
-__all__ = ["Principal"]
+__all__ = ["FrozenDict", "FrozenList", "Principal"]
+
+
+def _read_only(*args: Any, **kwargs: Any) -> Any:
+    raise TypeError("verified claims are read-only (copy them to change them)")
+
+
+class FrozenList(list[Any]):
+    """A JSON array inside verified claims: still a ``list`` (``isinstance``, ``==``,
+    ``json.dumps``), but it cannot be changed in place, because a cached principal is shared by
+    every request that presents the same token. ``list(x)`` or ``copy.copy(x)`` gives a plain,
+    changeable list."""
+
+    __slots__ = ()
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (list, (list(self),))
+
+
+class FrozenDict(dict[str, Any]):
+    """A JSON object inside verified claims: still a ``dict``, but read-only (see
+    :class:`FrozenList`); ``dict(x)`` or ``copy.copy(x)`` gives a plain dict."""
+
+    __slots__ = ()
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+def _frozen(value: Any) -> Any:
+    kind = type(value)
+    if kind is list:
+        return FrozenList([_frozen(v) for v in value])
+    if kind is dict:
+        return FrozenDict({k: _frozen(v) for k, v in value.items()})
+    return value
+
+
+def _read_only_mapping(mapping: Mapping[str, Any]) -> MappingProxyType[str, Any]:
+    """A deeply read-only view: the top level behind a ``MappingProxyType``, nested arrays and
+    objects frozen. Copies only when there is something nested to freeze; JSON scalars are
+    immutable already."""
+    for value in mapping.values():
+        kind = type(value)
+        if kind is list or kind is dict:
+            return MappingProxyType({k: _frozen(v) for k, v in mapping.items()})
+    if isinstance(mapping, MappingProxyType):
+        return mapping
+    return MappingProxyType(mapping if type(mapping) is dict else dict(mapping))
 
 T = TypeVar("T")
 
@@ -16,8 +70,10 @@ T = TypeVar("T")
 class Principal:
     """Who the verified token speaks for, and what it grants.
 
-    Immutable. Satisfies Starlette's ``BaseUser`` protocol (``is_authenticated``,
-    ``display_name``, ``identity``) so ``request.user`` works unchanged. The raw token is not
+    Deeply immutable: ``claims`` and ``header`` are read-only mappings whose nested arrays and
+    objects are :class:`FrozenList` / :class:`FrozenDict`. Satisfies Starlette's ``BaseUser``
+    protocol (``is_authenticated``, ``display_name``, ``identity``) so ``request.user`` works
+    unchanged. The raw token is not
     kept, so it cannot leak through a repr or a log line.
     """
 
@@ -36,13 +92,11 @@ class Principal:
         roles: frozenset[str] = frozenset(),
         scopes: frozenset[str] = frozenset(),
     ) -> None:
-        # The verifier hands over a payload dict it owns and never touches again, and a header
-        # that is already read-only: wrapping them without copying keeps this cheap. Derived
-        # attributes are read from the claims on access.
-        if not isinstance(claims, MappingProxyType):
-            claims = MappingProxyType(claims if type(claims) is dict else dict(claims))
-        if not isinstance(header, MappingProxyType):
-            header = MappingProxyType(dict(header))
+        # Deeply read-only: a cached principal is handed to every request that presents the
+        # same token, so one request's claims["groups"].append(...) must not reach the next.
+        # Frozen once, when the token is first verified; a cache hit costs nothing more.
+        claims = _read_only_mapping(claims)
+        header = _read_only_mapping(header)
         setattr_ = object.__setattr__
         setattr_(self, "_claims", claims)
         setattr_(self, "_header", header)

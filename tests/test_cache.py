@@ -4,6 +4,8 @@ key-set check or the denylist."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 
 import pytest
 
@@ -12,6 +14,7 @@ from jwt_guard import (
     JWKSKeys,
     KeyNotFound,
     MemoryDenylist,
+    Principal,
     TokenExpired,
     TokenNotYetValid,
     TokenRevoked,
@@ -127,3 +130,42 @@ async def test_entries_dropped_when_their_key_leaves_the_key_set(
         with pytest.raises(KeyNotFound):
             await verify(token)
         await source.aclose()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_cached_principal_shares_no_mutable_claims(issuer: LocalIssuer, mode: str) -> None:
+    """One request's ``claims["groups"].append(...)`` must not be seen by the next request
+    with the same token (a cache hit hands out the same principal)."""
+    verifier = issuer.verifier()
+    token = issuer.mint(
+        groups=["staff"],
+        realm_access={"roles": ["user"]},
+        header={"x5c": ["MIIB"], "ext": {"n": [1]}},
+    )
+
+    async def verify() -> Principal:
+        return verifier.verify(token) if mode == "sync" else await verifier.averify(token)
+
+    first = await verify()
+    attempts = [
+        lambda: first.claims["groups"].append("admin"),
+        lambda: first.claims["groups"].__setitem__(0, "admin"),
+        lambda: first.claims["realm_access"]["roles"].extend(["admin"]),
+        lambda: first.claims["realm_access"].update(roles=["admin"]),
+        lambda: first.header["x5c"].clear(),
+        lambda: first.header["ext"]["n"].append(2),
+    ]
+    for attempt in attempts:
+        with pytest.raises(TypeError):
+            attempt()
+    second = await verify()
+    assert second is first  # a hit: the very same principal, so nothing may change in it
+    assert second.claims["groups"] == ["staff"]
+    assert second.claims["realm_access"] == {"roles": ["user"]}
+    assert second.header["x5c"] == ["MIIB"] and second.header["ext"] == {"n": [1]}
+    # Still plain JSON values to read, compare and serialize; a copy is the caller's to change.
+    assert isinstance(second.claims["groups"], list)
+    assert json.loads(json.dumps(dict(second.claims)))["realm_access"] == {"roles": ["user"]}
+    mine = copy.deepcopy(dict(second.claims))
+    mine["groups"].append("admin")
+    assert verifier.verify(token).claims["groups"] == ["staff"]
