@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from ._errors import (
     AudienceInvalid,
     ClaimInvalid,
     ClaimMissing,
+    ConfigurationError,
     IssuerInvalid,
     TokenExpired,
     TokenIssuedInFuture,
@@ -168,6 +170,55 @@ def _string_set(value: Any, *, split: bool) -> frozenset[str]:
     raise ClaimInvalid(detail={"reason": "must be a string or a list of strings"})
 
 
+#: Claims whose values are identifiers of an application, a tenant or a kind of token, never of
+#: a person: a claim-value rule may show the value it found for them in a ``detail``.
+SHOWN_CLAIM_VALUES: Final = frozenset(
+    {"azp", "cid", "client_id", "hd", "tid", "token_use", "typ", "ver", "appid", "idp", "acr"}
+)
+#: Claims that have their own option; a claim-value rule for them is a configuration mistake.
+_OWN_OPTION: Final = {
+    "iss": "issuer=",
+    "aud": "audience=",
+    "exp": "the time checks (leeway=)",
+    "nbf": "the time checks (leeway=)",
+    "iat": "the time checks (max_token_age=)",
+}
+
+ClaimValue = str | int | float | bool
+Validator = Callable[[Mapping[str, Any]], object]
+
+
+def claim_value_rules(rules: Mapping[str, Any] | None, what: str) -> dict[str, frozenset[Any]]:
+    """``{"token_use": "access", "client_id": {"a", "b"}}`` into name -> accepted values.
+
+    A value is a string, number or boolean; a set, list or tuple of them accepts any one.
+    """
+    if rules is None:
+        return {}
+    if not isinstance(rules, Mapping):
+        raise ConfigurationError(f"{what} must be a mapping of claim names to values")
+    out: dict[str, frozenset[Any]] = {}
+    for name, value in rules.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"{what}: claim names must be non-empty strings")
+        if name in _OWN_OPTION:
+            raise ConfigurationError(f"{what}: check {name!r} with {_OWN_OPTION[name]}")
+        values = tuple(value) if isinstance(value, (set, frozenset, list, tuple)) else (value,)
+        if not values or not all(
+            isinstance(v, (str, int, float, bool)) and v != "" for v in values
+        ):
+            raise ConfigurationError(
+                f"{what}[{name!r}] must be a string, number or boolean, or a set of them"
+            )
+        # (type, value) pairs: JSON true is not 1, and 1 is not "1".
+        out[name] = frozenset((type(v), v) for v in values)
+    return out
+
+
+def _shown(values: frozenset[Any]) -> list[Any]:
+    return sorted((v for _, v in values), key=str)
+
+
 @dataclass(frozen=True)
 class ClaimRules:
     """The claim checks of one trusted issuer configuration."""
@@ -176,6 +227,9 @@ class ClaimRules:
     audiences: frozenset[str] | None
     required: tuple[str, ...]
     typ: str | None
+    # name -> accepted (type, value) pairs (see claim_value_rules)
+    values: Mapping[str, frozenset[Any]] = field(default_factory=dict)
+    validators: tuple[Validator, ...] = ()
 
     def check_header_typ(self, header: Mapping[str, Any]) -> None:
         typ = header.get("typ")
@@ -213,6 +267,24 @@ class ClaimRules:
                 raise ClaimInvalid(
                     detail={"claim": name, "reason": "must be a string", "found": json_type(value)}
                 )
+        for name, accepted in self.values.items():
+            if name not in claims:
+                raise ClaimMissing(detail={"claim": name, "expected": _shown(accepted)})
+            value = claims[name]
+            if (
+                not isinstance(value, (str, int, float, bool))
+                or (type(value), value) not in accepted
+            ):
+                detail: dict[str, Any] = {"claim": name, "expected": _shown(accepted)}
+                detail["found"] = (
+                    safe_value(value) if name in SHOWN_CLAIM_VALUES else f"<{json_type(value)}>"
+                )
+                raise ClaimInvalid(detail=detail)
+        for validate in self.validators:
+            # Anything else the application checks; it raises ClaimInvalid with its own detail,
+            # or returns False (a plain refusal). The claims are read-only.
+            if validate(MappingProxyType(claims)) is False:
+                raise ClaimInvalid(detail={"reason": f"{_name(validate)} returned False"})
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
         if "aud" not in claims:
@@ -247,6 +319,10 @@ class ClaimRules:
             raise AudienceInvalid(
                 detail={"expected": sorted(self.audiences), "found": safe_value(aud)}
             )
+
+
+def _name(func: object) -> str:
+    return f"validate {getattr(func, '__qualname__', type(func).__name__)}"
 
 
 def issuer_invalid(found: Any, expected: Collection[str]) -> IssuerInvalid:

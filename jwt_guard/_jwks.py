@@ -44,6 +44,7 @@ from typing import Any, Final
 
 import httpx
 
+from ._algorithms import ALGORITHMS
 from ._deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 from ._errors import ConfigurationError, KeySourceUnavailable
 from ._keyset import KeySet, KeySource
@@ -421,6 +422,22 @@ class JWKSKeys(KeySource):
         if client is not None:
             await client.aclose()
         self.close()
+
+    def check_policy(self, algorithms: frozenset[str], issuers: frozenset[str] | None) -> None:
+        hmac = sorted(a for a in algorithms if ALGORITHMS[a].family == "HMAC")
+        if hmac and len(hmac) == len(algorithms):
+            # A remote key set never carries secrets (they would be published), so HS* tokens
+            # could never verify; RFC 8725 §3.1.
+            raise ConfigurationError(
+                f"{hmac} cannot be verified with keys from a JWKS URL (a JWKS never holds "
+                "secrets): use StaticKeys.from_secret(...) for HS*, or an asymmetric algorithm "
+                "such as RS256 or ES256"
+            )
+        if hmac:
+            raise ConfigurationError(
+                f"remove {hmac} from algorithms: a JWKS never holds HMAC secrets, so they can "
+                "only ever fail here"
+            )
 
     # -- policy glue ------------------------------------------------------------------------
 
@@ -884,6 +901,16 @@ class OIDCDiscovery(JWKSKeys):
 
     def _source_url(self) -> str:
         return self._url or self._discovery_url
+
+    def check_policy(self, algorithms: frozenset[str], issuers: frozenset[str] | None) -> None:
+        super().check_policy(algorithms, issuers)
+        if issuers is not None and issuers.isdisjoint(self._issuers):
+            # The discovery document must say self.issuer, and tokens must say one of issuers:
+            # when they differ (a trailing slash...), no token could ever verify.
+            raise ConfigurationError(
+                f"OIDCDiscovery({self.issuer!r}) is for another issuer than issuer="
+                f"{sorted(issuers)}: give both the exact 'iss' of your tokens"
+            )
 
     def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
         self._url = None

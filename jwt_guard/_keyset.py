@@ -166,6 +166,12 @@ class KeySource(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027
         """Release network resources (async)."""
 
+    def check_policy(  # noqa: B027 - optional hook
+        self, algorithms: frozenset[str], issuers: frozenset[str] | None
+    ) -> None:
+        """Raise :class:`ConfigurationError` when no token could ever verify with this source
+        under these algorithms and issuers (called once, when a verifier is built)."""
+
 
 class StaticKeys(KeySource):
     """Keys given in configuration: PEM keys, JWKs, a JWKS document or HMAC secrets.
@@ -238,6 +244,23 @@ class StaticKeys(KeySource):
             if isinstance(exc, ConfigurationError):
                 raise
             raise ConfigurationError(f"invalid HMAC secret: {exc}") from exc
+
+    def check_policy(self, algorithms: frozenset[str], issuers: frozenset[str] | None) -> None:
+        keys = self._set.keys
+        if any(key.fits(alg) for key in keys for alg in algorithms):
+            return
+        # Name what the keys are and which algorithms would fit them.
+        kinds = sorted({f"{k.kty}{'/' + k.crv if k.crv else ''}" for k in keys})
+        fitting = sorted({alg for alg in ALGORITHMS for key in keys if key.fits(alg)})
+        raise ConfigurationError(
+            f"no configured key can verify {sorted(algorithms)}: the keys are {kinds}; "
+            + (
+                f"allow one of {fitting} or give keys for the algorithms"
+                if fitting
+                else "give keys that fit the algorithms (an HMAC secret long enough, a JWK "
+                "whose 'alg' is listed, ...)"
+            )
+        )
 
     def ready(self, kid: str | None) -> KeySet | None:
         return self._set

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._algorithms import ALGORITHMS
-from ._claims import MAX_LEEWAY, ClaimRules, issuer_invalid, normalize_typ
+from ._claims import (
+    MAX_LEEWAY,
+    ClaimRules,
+    Validator,
+    claim_value_rules,
+    issuer_invalid,
+    normalize_typ,
+)
 from ._denylist import Denylist
 from ._errors import ClaimMissing, ConfigurationError
 from ._jwks import OIDCDiscovery
@@ -60,12 +67,13 @@ def _algorithms(value: str | Sequence[str] | None) -> frozenset[str]:
     return frozenset(algs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: its claim rules may be a dict
 class TrustedIssuer:
     """One issuer a multi-issuer :class:`Verifier` trusts, with its own keys and rules.
 
     ``audience``, ``algorithms``, ``roles_claim`` and ``scopes_claim`` default to the
-    verifier's settings when ``None``.
+    verifier's settings when ``None``. ``claims`` (claim-value rules) and ``validate`` add to
+    the verifier's: both apply, the issuer's rule winning for a claim both name.
     """
 
     issuer: str
@@ -74,12 +82,17 @@ class TrustedIssuer:
     algorithms: str | Sequence[str] | None = None
     roles_claim: str | Sequence[str] | None = None
     scopes_claim: str | Sequence[str] | None = None
+    claims: Mapping[str, Any] | None = None
+    validate: Validator | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigurationError("issuer must be a non-empty string")
         if not isinstance(self.keys, KeySource):
             raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
+        claim_value_rules(self.claims, "claims")
+        if self.validate is not None and not callable(self.validate):
+            raise ConfigurationError("validate must be a callable taking the claims")
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,8 @@ def configure(
     denylist: Denylist | None,
     allow_tokens_without_jti: bool,
     cache_size: int,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
 ) -> Configuration:
     """Validate the options of :class:`Verifier` (see there) and build its policies."""
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
@@ -208,6 +223,10 @@ def configure(
         # A token without jti could never be revoked (issue #6).
         required += ("jti",)
     typ = normalize_typ(typ) if typ is not None else None
+    values = claim_value_rules(claims, "claims")
+    if validate is not None and not callable(validate):
+        raise ConfigurationError("validate must be a callable taking the claims")
+    validators = (validate,) if validate is not None else ()
 
     def policy(
         source: KeySource,
@@ -216,17 +235,25 @@ def configure(
         aud: str | Sequence[str] | None,
         roles: tuple[str, ...],
         scopes: tuple[str, ...],
+        trusted: TrustedIssuer | None = None,
     ) -> Policy:
         if not isinstance(source, KeySource):
             raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
         auds = _strings(aud, "audience")
+        issuer_set = frozenset(issuer_names) if issuer_names is not None else None
+        allowed = _algorithms(algs)
+        # Impossible combinations are refused now, naming the fix (issue #14).
+        source.check_policy(allowed, issuer_set)
         rules = ClaimRules(
-            issuers=frozenset(issuer_names) if issuer_names is not None else None,
+            issuers=issuer_set,
             audiences=frozenset(auds) if auds is not None else None,
             required=required,
             typ=typ,
+            values={**values, **claim_value_rules(trusted.claims if trusted else None, "claims")},
+            validators=validators
+            + ((trusted.validate,) if trusted and trusted.validate is not None else ()),
         )
-        return Policy(source, _algorithms(algs), rules, roles, scopes)
+        return Policy(source, allowed, rules, roles, scopes)
 
     routes: dict[str, Policy] | None = None
     if issuers is not None:
@@ -247,6 +274,7 @@ def configure(
                 trusted.audience if trusted.audience is not None else audience,
                 _strings(trusted.roles_claim, "roles_claim") or roles_paths,
                 _strings(trusted.scopes_claim, "scopes_claim") or scopes_paths,
+                trusted,
             )
         policies = tuple(routes.values())
     elif keys is None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from ._cache import VerifiedTokens
-from ._claims import check_time_claims, collect_strings
+from ._claims import Validator, check_time_claims, collect_strings
 from ._config import options_from_env
 from ._denylist import (
     Denylist,
@@ -119,6 +119,8 @@ class Verifier:
         denylist: Denylist | None = None,
         allow_tokens_without_jti: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        claims: Mapping[str, Any] | None = None,
+        validate: Validator | None = None,
     ) -> None:
         config = configure(
             keys=keys,
@@ -137,6 +139,8 @@ class Verifier:
             denylist=denylist,
             allow_tokens_without_jti=allow_tokens_without_jti,
             cache_size=cache_size,
+            claims=claims,
+            validate=validate,
         )
         self._config = config
         # Copied onto the instance: the hot path reads them as plain attributes, and the

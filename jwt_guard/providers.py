@@ -1,29 +1,40 @@
 """Ready-made trust settings for common identity providers.
 
-Each function returns a :class:`TrustedIssuer` with the provider's issuer URL, its JWKS URL and
-where it puts roles and scopes; pass one or several to ``Verifier(issuers=[...])``::
+Each function returns a :class:`TrustedIssuer` with the provider's issuer URL, its JWKS URL,
+where it puts roles and scopes, and the checks its documentation asks a resource server to make
+beyond ``iss``, ``aud``, ``exp`` and the signature; pass one or several to
+``Verifier(issuers=[...])``::
 
     verifier = Verifier(
         algorithms=["RS256"],
         issuers=[keycloak("https://sso.example.com", "acme", audience="orders-api")],
     )
 
-Keyword arguments not listed are passed to :class:`JWKSKeys` (``timeout``, ``cooldown``...).
+Every preset also takes ``jwks_url=`` (fetch the keys from another URL than the public one:
+a Keycloak in docker-compose whose tokens say ``http://localhost:8080/...`` while the API reaches
+it as ``http://keycloak:8080/...``) or ``keys=`` (any key source, e.g. ``LocalIssuer.keys()`` in
+tests), and ``claims=`` / ``validate=`` for more rules. Other keyword arguments go to
+:class:`JWKSKeys` (``timeout``, ``cooldown``, ``allow_http``...).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
+from ._claims import Validator
 from ._errors import ConfigurationError
 from ._jwks import JWKSKeys
+from ._keyset import KeySource
 from ._policy import TrustedIssuer
 
 __all__ = ["auth0", "cognito", "entra_id", "google", "keycloak", "okta"]
 
 _LABEL = re.compile(r"[A-Za-z0-9.-]+")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: Entra ID's multi-tenant aliases: tokens never carry them in ``iss``.
+_ENTRA_ALIASES: Final = frozenset({"common", "organizations", "consumers"})
 
 
 def _host(value: str, what: str) -> str:
@@ -33,19 +44,70 @@ def _host(value: str, what: str) -> str:
     return value
 
 
+def _names(value: str | Sequence[str], what: str) -> frozenset[str]:
+    items = (value,) if isinstance(value, str) else tuple(value)
+    if not items or not all(isinstance(v, str) and v for v in items):
+        raise ConfigurationError(f"{what} must be a non-empty string or list of strings")
+    return frozenset(items)
+
+
+def _trusted(
+    issuer: str,
+    default_jwks_url: str,
+    *,
+    jwks_url: str | None,
+    keys: KeySource | None,
+    options: Mapping[str, Any],
+    claims: Mapping[str, Any] | None = None,
+    rules: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
+    **settings: Any,
+) -> TrustedIssuer:
+    """The preset's TrustedIssuer; ``rules`` are the preset's own claim checks, ``claims`` the
+    caller's (which win for a claim both name)."""
+    if keys is not None:
+        if jwks_url is not None:
+            raise ConfigurationError("give jwks_url= or keys=, not both")
+        if options:
+            raise ConfigurationError(
+                f"{sorted(options)} configure the JWKS fetch: they do not apply with keys="
+            )
+        source = keys
+    else:
+        source = JWKSKeys(jwks_url if jwks_url is not None else default_jwks_url, **options)
+    merged = {**(rules or {}), **(claims or {})}
+    return TrustedIssuer(
+        issuer,
+        source,
+        claims=merged or None,
+        validate=validate,
+        **settings,
+    )
+
+
 def auth0(
     domain: str,
     *,
     audience: str | Sequence[str],
     roles_claim: str | Sequence[str] = "permissions",
+    jwks_url: str | None = None,
+    keys: KeySource | None = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """Auth0: issuer ``https://{domain}/``. Roles are usually a namespaced custom claim
+    """Auth0: issuer ``https://{domain}/`` (with its trailing slash), ``aud`` the API
+    identifier, RS256. Roles are usually a namespaced custom claim
     (``roles_claim="https://example.com/roles"``); RBAC permissions land in ``permissions``."""
     issuer = f"https://{_host(domain, 'domain')}/"
-    return TrustedIssuer(
+    return _trusted(
         issuer,
-        JWKSKeys(f"{issuer}.well-known/jwks.json", **options),
+        f"{issuer}.well-known/jwks.json",
+        jwks_url=jwks_url,
+        keys=keys,
+        options=options,
+        claims=claims,
+        validate=validate,
         audience=audience,
         algorithms=("RS256",),
         roles_claim=roles_claim,
@@ -59,30 +121,87 @@ def keycloak(
     *,
     audience: str | Sequence[str],
     client_id: str | None = None,
+    jwks_url: str | None = None,
+    keys: KeySource | None = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """Keycloak: realm roles in ``realm_access.roles``, client roles (``client_id``) in
-    ``resource_access.<client>.roles``."""
+    """Keycloak: issuer ``{base_url}/realms/{realm}``. Realm roles in ``realm_access.roles``,
+    client roles (``client_id``) in ``resource_access.<client>.roles``.
+
+    Checks ``typ`` (the claim) is ``Bearer``: Keycloak's ID tokens (``ID``) and refresh tokens
+    (``Refresh``) are signed by the same keys and may carry the same ``aud``; only access
+    tokens are accepted. ``aud`` needs an audience mapper in Keycloak (the default is
+    ``account``)."""
+    if not isinstance(base_url, str) or not base_url.startswith(("https://", "http://")):
+        raise ConfigurationError("base_url must be the Keycloak URL, e.g. https://sso.example.com")
     issuer = f"{base_url.rstrip('/')}/realms/{_host(realm, 'realm')}"
     roles = ["realm_access.roles"]
     if client_id is not None:
         roles.append(f"resource_access.{client_id}.roles")
-    return TrustedIssuer(
+    return _trusted(
         issuer,
-        JWKSKeys(f"{issuer}/protocol/openid-connect/certs", **options),
+        f"{issuer}/protocol/openid-connect/certs",
+        jwks_url=jwks_url,
+        keys=keys,
+        options=options,
+        rules={"typ": "Bearer"},
+        claims=claims,
+        validate=validate,
         audience=audience,
         algorithms=("RS256",),
         roles_claim=tuple(roles),
     )
 
 
-def entra_id(tenant_id: str, *, audience: str | Sequence[str], **options: Any) -> TrustedIssuer:
-    """Microsoft Entra ID (v2.0 tokens): app roles in ``roles``, delegated scopes in ``scp``."""
-    tenant = _host(tenant_id, "tenant_id")
-    issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
-    return TrustedIssuer(
+def entra_id(
+    tenant_id: str,
+    *,
+    audience: str | Sequence[str],
+    version: int = 2,
+    jwks_url: str | None = None,
+    keys: KeySource | None = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
+    **options: Any,
+) -> TrustedIssuer:
+    """Microsoft Entra ID, single tenant: app roles in ``roles``, delegated scopes in ``scp``.
+
+    ``tenant_id`` is the directory's GUID (tokens carry it in ``iss`` and ``tid``, never a
+    domain name nor ``common``); ``tid`` is checked against it. ``version=2`` expects v2.0
+    tokens (issuer ``https://login.microsoftonline.com/{tid}/v2.0``); ``version=1`` the v1.0
+    tokens an API gets when its manifest leaves ``accessTokenAcceptedVersion`` unset (issuer
+    ``https://sts.windows.net/{tid}/``). ``audience`` is the application (client) id or its
+    Application ID URI (``api://...``), whichever your tokens carry."""
+    if not isinstance(tenant_id, str) or tenant_id.lower() in _ENTRA_ALIASES:
+        raise ConfigurationError(
+            "tenant_id must be your tenant's GUID: tokens never say 'common'/'organizations'; "
+            "for a multi-tenant API list one entra_id(...) per tenant you accept"
+        )
+    if not _GUID.fullmatch(tenant_id):
+        raise ConfigurationError(
+            "tenant_id must be the directory (tenant) GUID, e.g. "
+            "'72f988bf-86f1-41af-91ab-2d7cd011db47' (tokens carry the GUID, not a domain)"
+        )
+    tenant = tenant_id.lower()
+    if version == 2:
+        issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
+        default_jwks = f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+    elif version == 1:
+        issuer = f"https://sts.windows.net/{tenant}/"
+        default_jwks = f"https://login.microsoftonline.com/{tenant}/discovery/keys"
+    else:
+        raise ConfigurationError("version must be 2 (v2.0 tokens) or 1 (v1.0 tokens)")
+    return _trusted(
         issuer,
-        JWKSKeys(f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys", **options),
+        default_jwks,
+        jwks_url=jwks_url,
+        keys=keys,
+        options=options,
+        rules={"tid": tenant},
+        claims=claims,
+        validate=validate,
         audience=audience,
         algorithms=("RS256",),
         roles_claim="roles",
@@ -94,20 +213,43 @@ def cognito(
     region: str,
     user_pool_id: str,
     *,
-    audience: str | Sequence[str] | None = None,
+    client_id: str | Sequence[str],
+    token_use: str = "access",  # noqa: S107 - Cognito's name for the kind of token
+    jwks_url: str | None = None,
+    keys: KeySource | None = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """AWS Cognito: groups in ``cognito:groups``. Access tokens carry ``client_id`` and no
-    ``aud``; give ``audience`` only for ID tokens."""
-    if not isinstance(user_pool_id, str) or not re.fullmatch(r"[\w-]+", user_pool_id):
+    """AWS Cognito user pool: groups in ``cognito:groups``, scopes in ``scope``.
+
+    As AWS documents: ``token_use`` must be ``access`` (or ``id`` with ``token_use="id"``), and
+    the token must belong to one of your app clients — ``client_id`` for access tokens (which
+    carry no ``aud``), ``aud`` for ID tokens. Without these checks a pool accepts the tokens of
+    every app client in it."""
+    if not isinstance(user_pool_id, str) or not re.fullmatch(r"[\w-]+_[\w]+", user_pool_id):
         raise ConfigurationError("user_pool_id must look like 'eu-west-1_AbCdEf123'")
+    clients = _names(client_id, "client_id")
+    if token_use not in ("access", "id"):
+        raise ConfigurationError("token_use must be 'access' or 'id'")
     issuer = f"https://cognito-idp.{_host(region, 'region')}.amazonaws.com/{user_pool_id}"
-    return TrustedIssuer(
+    rules: dict[str, Any] = {"token_use": token_use}
+    if token_use == "access":  # noqa: S105
+        rules["client_id"] = clients
+    return _trusted(
         issuer,
-        JWKSKeys(f"{issuer}/.well-known/jwks.json", **options),
-        audience=audience,
+        f"{issuer}/.well-known/jwks.json",
+        jwks_url=jwks_url,
+        keys=keys,
+        options=options,
+        rules=rules,
+        claims=claims,
+        validate=validate,
+        # ID tokens name the app client in "aud"; access tokens have none.
+        audience=tuple(sorted(clients)) if token_use == "id" else None,  # noqa: S105
         algorithms=("RS256",),
         roles_claim="cognito:groups",
+        scopes_claim=("scope",),
     )
 
 
@@ -116,16 +258,30 @@ def okta(
     *,
     audience: str | Sequence[str],
     authorization_server: str = "default",
+    client_id: str | Sequence[str] | None = None,
+    jwks_url: str | None = None,
+    keys: KeySource | None = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """Okta custom authorization server: groups in ``groups``, scopes in ``scp``."""
+    """Okta custom authorization server (issuer ``https://{domain}/oauth2/{server}``; the org
+    server's access tokens are not for your APIs): groups in ``groups``, scopes in ``scp``.
+    ``client_id`` checks ``cid``, the app the access token was issued to."""
     issuer = (
         f"https://{_host(domain, 'domain')}/oauth2/"
         f"{_host(authorization_server, 'authorization_server')}"
     )
-    return TrustedIssuer(
+    rules = {"cid": _names(client_id, "client_id")} if client_id is not None else None
+    return _trusted(
         issuer,
-        JWKSKeys(f"{issuer}/v1/keys", **options),
+        f"{issuer}/v1/keys",
+        jwks_url=jwks_url,
+        keys=keys,
+        options=options,
+        rules=rules,
+        claims=claims,
+        validate=validate,
         audience=audience,
         algorithms=("RS256",),
         roles_claim="groups",
@@ -133,12 +289,30 @@ def okta(
     )
 
 
-def google(*, audience: str | Sequence[str], **options: Any) -> TrustedIssuer:
-    """Google ID tokens (``aud`` is your OAuth client id). Google also issues tokens with the
-    bare issuer ``accounts.google.com``; add a second TrustedIssuer for it if you need it."""
-    return TrustedIssuer(
+def google(
+    *,
+    audience: str | Sequence[str],
+    hosted_domain: str | None = None,
+    jwks_url: str | None = None,
+    keys: KeySource | None = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
+    **options: Any,
+) -> TrustedIssuer:
+    """Google ID tokens: ``aud`` is your OAuth client id. ``hosted_domain`` checks ``hd``, the
+    Google Workspace domain of the account (without it, any Google account passes). Google
+    also issues tokens with the bare issuer ``accounts.google.com``; add a second
+    TrustedIssuer for it if you need it."""
+    rules = {"hd": _host(hosted_domain, "hosted_domain")} if hosted_domain is not None else None
+    return _trusted(
         "https://accounts.google.com",
-        JWKSKeys("https://www.googleapis.com/oauth2/v3/certs", **options),
+        "https://www.googleapis.com/oauth2/v3/certs",
+        jwks_url=jwks_url,
+        keys=keys,
+        options=options,
+        rules=rules,
+        claims=claims,
+        validate=validate,
         audience=audience,
         algorithms=("RS256",),
     )

@@ -526,34 +526,6 @@ async def test_unknown_issuer_makes_no_request(
     assert server.count == 1
 
 
-def test_provider_constructors() -> None:
-    from jwt_guard import providers
-
-    cases = {
-        providers.auth0("acme.eu.auth0.com", audience="api"): "https://acme.eu.auth0.com/",
-        providers.keycloak("https://sso.acme.io", "main", audience="api", client_id="web"): (
-            "https://sso.acme.io/realms/main"
-        ),
-        providers.entra_id("0000-1111", audience="api"): (
-            "https://login.microsoftonline.com/0000-1111/v2.0"
-        ),
-        providers.cognito("eu-west-1", "eu-west-1_AbC123"): (
-            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
-        ),
-        providers.okta("acme.okta.com", audience="api"): "https://acme.okta.com/oauth2/default",
-        providers.google(audience="client-id"): "https://accounts.google.com",
-    }
-    for trusted, issuer in cases.items():
-        assert trusted.issuer == issuer
-        assert isinstance(trusted.keys, JWKSKeys)
-    verifier = Verifier(algorithms=["RS256"], issuers=list(cases))
-    assert len(verifier.key_sources) == 6
-    with pytest.raises(ConfigurationError):
-        providers.auth0("evil.com/x?", audience="api")
-    with pytest.raises(ConfigurationError):
-        providers.cognito("eu-west-1", "../../x")
-
-
 async def test_injected_clients_are_used(idp: LocalIssuer, server: JWKSServer) -> None:
     import httpx
 

@@ -240,6 +240,9 @@ def test_rfc9864_key_bound_to_eddsa_does_not_verify_ed25519_and_back() -> None:
     claims = {"sub": "x", "exp": 60}
     for bound, used in (("EdDSA", "Ed25519"), ("Ed25519", "EdDSA")):
         keys = StaticKeys([public_jwk(private, kid="k", alg=bound)])
-        verifier = Verifier(keys=keys, algorithms=[used], clock=lambda: 0)
+        # With only the other name allowed no token could verify: refused at start-up.
+        with pytest.raises(ConfigurationError, match="no configured key can verify"):
+            Verifier(keys=keys, algorithms=[used], clock=lambda: 0)
+        verifier = Verifier(keys=keys, algorithms=[used, bound], clock=lambda: 0)
         with pytest.raises(KeyNotFound):
             verifier.verify(forge({"alg": used, "kid": "k"}, claims, private, used))

@@ -104,9 +104,10 @@ def test_configuration_error_is_a_value_error(issuer: LocalIssuer) -> None:
 
 def test_algorithm_not_configured_is_refused(make_issuer: Callable[[str], LocalIssuer]) -> None:
     es = make_issuer("ES256")
-    verifier = Verifier(
-        keys=es.keys(), algorithms=["ES384"], issuer=es.issuer, audience=es.audience
-    )
+    # An ES384 key beside the ES256 one: ES256 alone would be refused at start-up (no key could
+    # verify ES384).
+    keys = StaticKeys([*es.keys().key_set.keys, *make_issuer("ES384").keys().key_set.keys])
+    verifier = Verifier(keys=keys, algorithms=["ES384"], issuer=es.issuer, audience=es.audience)
     with pytest.raises(AlgorithmNotAllowed):
         verifier.verify(es.mint())
 

@@ -1,0 +1,300 @@
+"""Sane configuration at construction, and claim-value rules with a validate hook (issue #14).
+
+The rules: a verifier whose configuration can never accept a token is refused when it is built,
+with a ConfigurationError naming the fix:
+
+1. HS* with a JWKS or OIDC discovery key source (a JWKS never holds secrets; RFC 8725 §3.1);
+2. HS* listed beside asymmetric algorithms for a JWKS source (those HS* can only fail);
+3. static keys none of which fits any configured algorithm (an EC or OKP key with only RS*, an
+   RSA key with only ES*, a secret with only asymmetric algorithms, a secret too short for the
+   HS* listed, a JWK whose ``alg`` is not listed);
+4. ``OIDCDiscovery(issuer)`` for another issuer than ``issuer=`` (a trailing slash...);
+5. a claim-value rule for a claim that has its own option (``iss``, ``aud``, ``exp``, ``nbf``,
+   ``iat``), or whose value is not a string, number, boolean or a set of them;
+6. ``validate`` that is not callable.
+
+Each applies per ``TrustedIssuer`` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from jwt_guard import (
+    JWK,
+    ClaimInvalid,
+    ClaimMissing,
+    ConfigurationError,
+    InvalidSignature,
+    JWKSKeys,
+    OIDCDiscovery,
+    StaticKeys,
+    TrustedIssuer,
+    Verifier,
+)
+from jwt_guard._signing import generate_key, public_jwk
+from jwt_guard.testing import LocalIssuer, compact
+
+from .conftest import FakeClock
+
+SECRET = "s" * 32
+JWKS = "https://idp.example/jwks.json"
+
+
+def _static(alg: str) -> StaticKeys:
+    return StaticKeys([public_jwk(generate_key(alg), kid="k")])
+
+
+RULES: list[tuple[str, Callable[[], Any], str]] = [
+    (
+        "hs_with_jwks",
+        lambda: Verifier(keys=JWKSKeys(JWKS), algorithms=["HS256"]),
+        "StaticKeys.from_secret",
+    ),
+    (
+        "hs_with_discovery",
+        lambda: Verifier(keys=OIDCDiscovery("https://idp.example"), algorithms=["HS512"]),
+        "StaticKeys.from_secret",
+    ),
+    (
+        "hs_beside_rs_with_jwks",
+        lambda: Verifier(keys=JWKSKeys(JWKS), algorithms=["RS256", "HS256"]),
+        "remove ['HS256']",
+    ),
+    (
+        "ec_key_with_only_rs",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["RS256", "PS256"]),
+        "allow one of ['ES256']",
+    ),
+    (
+        "okp_key_with_only_rs",
+        lambda: Verifier(keys=_static("EdDSA"), algorithms=["RS256"]),
+        "OKP/Ed25519",
+    ),
+    (
+        "rsa_key_with_only_es",
+        lambda: Verifier(keys=_static("RS256"), algorithms=["ES256"]),
+        "the keys are ['RSA']",
+    ),
+    (
+        "ec_curve_mismatch",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES384"]),
+        "EC/P-256",
+    ),
+    (
+        "secret_with_only_asymmetric",
+        lambda: Verifier(keys=StaticKeys.from_secret(SECRET), algorithms=["RS256"]),
+        "allow one of ['HS256']",
+    ),
+    (
+        "secret_too_short_for_hs512",
+        lambda: Verifier(keys=StaticKeys.from_secret(SECRET, algorithm=None), algorithms=["HS512"]),
+        "no configured key can verify ['HS512']",
+    ),
+    (
+        "jwk_bound_to_another_alg",
+        lambda: Verifier(
+            keys=StaticKeys([public_jwk(generate_key("RS256"), kid="k", alg="RS256")]),
+            algorithms=["PS256"],
+        ),
+        "allow one of ['RS256']",
+    ),
+    (
+        "discovery_for_another_issuer",
+        lambda: Verifier(
+            keys=OIDCDiscovery("https://idp.example"),
+            issuer="https://idp.example/",
+            algorithms=["RS256"],
+        ),
+        "exact 'iss'",
+    ),
+    (
+        "claim_rule_for_iss",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], claims={"iss": "x"}),
+        "issuer=",
+    ),
+    (
+        "claim_rule_for_aud",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], claims={"aud": "x"}),
+        "audience=",
+    ),
+    (
+        "claim_rule_for_exp",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], claims={"exp": 1}),
+        "time checks",
+    ),
+    (
+        "claim_rule_bad_value",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], claims={"x": {"a": 1}}),
+        "string, number or boolean",
+    ),
+    (
+        "claim_rule_empty_set",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], claims={"x": set()}),
+        "string, number or boolean",
+    ),
+    (
+        "claim_rules_not_a_mapping",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], claims=["x"]),  # type: ignore[arg-type]
+        "mapping",
+    ),
+    (
+        "validate_not_callable",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], validate="yes"),  # type: ignore[arg-type]
+        "callable",
+    ),
+    (
+        "trusted_issuer_hs_with_jwks",
+        lambda: Verifier(
+            algorithms=["RS256"],
+            issuers=[TrustedIssuer("https://a", JWKSKeys(JWKS), algorithms=["HS256"])],
+        ),
+        "StaticKeys.from_secret",
+    ),
+    (
+        "trusted_issuer_claim_rule",
+        lambda: TrustedIssuer("https://a", _static("ES256"), claims={"aud": "x"}),
+        "audience=",
+    ),
+]
+
+
+@pytest.mark.parametrize("build,message", [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+def test_impossible_configuration_is_refused_with_the_fix(
+    build: Callable[[], Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        build()
+    assert message in caught.value.description
+
+
+def test_possible_configurations_are_accepted() -> None:
+    mixed = StaticKeys(
+        [public_jwk(generate_key("ES256"), kid="e"), public_jwk(generate_key("RS256"), kid="r")]
+    )
+    Verifier(keys=mixed, algorithms=["RS256"])  # one key fits
+    Verifier(keys=JWKSKeys(JWKS), algorithms=["RS256", "ES256"])
+    Verifier(keys=StaticKeys.from_secret("s" * 64, algorithm=None), algorithms=["HS512"])
+    Verifier(
+        keys=OIDCDiscovery("https://idp.example/"),
+        issuer="https://idp.example/",
+        algorithms=["RS256"],
+    )
+    Verifier(keys=StaticKeys([JWK.from_secret(SECRET)]), algorithms=["HS256", "RS256"])
+
+
+# -- claim-value rules and validate -------------------------------------------------------------
+
+
+@pytest.fixture
+def rules_verifier(issuer: LocalIssuer) -> Callable[..., Verifier]:
+    def make(**options: Any) -> Verifier:
+        return issuer.verifier(cache_size=0, **options)
+
+    return make
+
+
+def test_a_claim_must_equal_a_value_or_be_one_of_a_set(
+    issuer: LocalIssuer, rules_verifier: Callable[..., Verifier]
+) -> None:
+    verifier = rules_verifier(claims={"token_use": "access", "client_id": {"app-1", "app-2"}})
+    assert verifier.verify(issuer.mint(token_use="access", client_id="app-1"))
+    assert verifier.verify(issuer.mint(token_use="access", client_id="app-2"))
+    with pytest.raises(ClaimInvalid) as caught:
+        verifier.verify(issuer.mint(token_use="id", client_id="app-1"))
+    assert caught.value.detail == {"claim": "token_use", "expected": ["access"], "found": "id"}
+    with pytest.raises(ClaimInvalid) as caught:
+        verifier.verify(issuer.mint(token_use="access", client_id="app-3"))
+    assert caught.value.detail["expected"] == ["app-1", "app-2"]
+    with pytest.raises(ClaimMissing) as missing:
+        verifier.verify(issuer.mint(token_use="access"))
+    assert missing.value.detail == {"claim": "client_id", "expected": ["app-1", "app-2"]}
+
+
+@pytest.mark.parametrize(
+    "rule,value,ok",
+    [
+        (True, True, True),
+        (True, 1, False),  # JSON 1 is not true
+        (1, True, False),
+        (1, 1, True),
+        ("1", 1, False),
+        ("a", ["a"], False),  # a list is not the value
+        ("a", {"a": 1}, False),
+    ],
+)
+def test_claim_values_compare_with_their_json_type(
+    issuer: LocalIssuer,
+    rules_verifier: Callable[..., Verifier],
+    rule: Any,
+    value: Any,
+    ok: bool,
+) -> None:
+    verifier = rules_verifier(claims={"flag": rule})
+    token = issuer.mint(flag=value)
+    if ok:
+        assert verifier.verify(token)
+    else:
+        with pytest.raises(ClaimInvalid) as caught:
+            verifier.verify(token)
+        # "flag" is not a claim whose value is shown: its JSON type only.
+        assert caught.value.detail["found"].startswith("<")
+
+
+def test_validate_hook(issuer: LocalIssuer, rules_verifier: Callable[..., Verifier]) -> None:
+    seen: list[Mapping[str, Any]] = []
+
+    def only_staff(claims: Mapping[str, Any]) -> None:
+        seen.append(claims)
+        if not claims.get("email", "").endswith("@staff.example"):
+            raise ClaimInvalid(detail={"claim": "email", "reason": "staff accounts only"})
+
+    verifier = rules_verifier(validate=only_staff)
+    assert verifier.verify(issuer.mint(email="a@staff.example"))
+    with pytest.raises(TypeError):
+        seen[0]["email"] = "x"  # type: ignore[index]  # read-only
+    with pytest.raises(ClaimInvalid) as caught:
+        verifier.verify(issuer.mint(email="a@other.example"))
+    assert caught.value.detail == {"claim": "email", "reason": "staff accounts only"}
+    refusing = rules_verifier(validate=lambda claims: claims.get("level") == 3)
+    assert refusing.verify(issuer.mint(level=3))
+    with pytest.raises(ClaimInvalid) as caught:
+        refusing.verify(issuer.mint(level=2))
+    assert "returned False" in caught.value.detail["reason"]
+
+
+def test_validate_runs_only_after_the_signature(
+    issuer: LocalIssuer, rules_verifier: Callable[..., Verifier]
+) -> None:
+    calls: list[object] = []
+    verifier = rules_verifier(validate=calls.append)
+    forged = compact({"alg": "RS256", "kid": issuer.kid}, issuer.claims(), b"\x01" * 256)
+    with pytest.raises(InvalidSignature):
+        verifier.verify(forged)
+    assert calls == []
+
+
+def test_rules_per_trusted_issuer_add_to_the_verifiers(clock: FakeClock) -> None:
+    a = LocalIssuer(issuer="https://a.example", clock=clock)
+    b = LocalIssuer(issuer="https://b.example", clock=clock)
+    verifier = Verifier(
+        algorithms=["RS256"],
+        audience=a.audience,
+        clock=clock,
+        claims={"ver": "2.0"},
+        issuers=[
+            TrustedIssuer(a.issuer, a.keys(), claims={"tid": "t-a"}),
+            TrustedIssuer(b.issuer, b.keys(), claims={"ver": "1.0"}),  # wins over the verifier's
+        ],
+    )
+    assert verifier.verify(a.mint(ver="2.0", tid="t-a"))
+    with pytest.raises(ClaimInvalid):
+        verifier.verify(a.mint(ver="2.0", tid="t-b"))
+    with pytest.raises(ClaimMissing):
+        verifier.verify(a.mint(tid="t-a"))
+    assert verifier.verify(b.mint(ver="1.0"))
+    with pytest.raises(ClaimInvalid):
+        verifier.verify(b.mint(ver="2.0"))
