@@ -64,6 +64,7 @@ def _read_only_mapping(mapping: Mapping[str, Any]) -> MappingProxyType[str, Any]
         return mapping
     return MappingProxyType(mapping if type(mapping) is dict else dict(mapping))
 
+
 T = TypeVar("T")
 
 
