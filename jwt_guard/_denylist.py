@@ -24,8 +24,6 @@ Lifetimes (no entry lapses while a token it covers can still verify on any insta
 from __future__ import annotations
 
 import abc
-import asyncio
-import contextlib
 import hashlib
 import logging
 import math
@@ -33,10 +31,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 from ._errors import ConfigurationError, DenylistUnavailable, TokenRevoked
+from ._redis import RedisConnection, down_detail
 
 __all__ = [
     "CLOCK_MARGIN",
@@ -51,7 +50,6 @@ __all__ = [
 
 logger = logging.getLogger("jwt_guard")
 
-T = TypeVar("T")
 
 #: Seconds an entry outlives the last moment a token it covers can verify: the instances
 #: sharing a denylist judge time by their own clocks, which differ a little.
@@ -64,10 +62,6 @@ _BY_SUBJECT: Final = {
     "revoked": "subject",
     "reason": "every token of its subject issued before a cut-off was revoked",
 }
-
-
-def _redis_down(exc: BaseException) -> dict[str, Any]:
-    return {"store": "redis", "reason": type(exc).__name__}
 
 
 class RevocationKeys(NamedTuple):
@@ -305,111 +299,26 @@ class RedisDenylist(Denylist):
         timeout: float = 0.5,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        try:
-            import redis
-            import redis.asyncio as aredis
-        except ImportError as exc:  # pragma: no cover - only without the redis extra
-            raise ConfigurationError("RedisDenylist needs the redis extra") from exc
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ConfigurationError("timeout must be a positive number of seconds")
         if not isinstance(prefix, str):
             raise ConfigurationError("prefix must be a string")
-        self._redis = redis
-        self._aredis = aredis
+        # The connection handling (clients, timeout, one retry after a restart, fork safety)
+        # is shared with the DPoP replay cache.
+        self._conn = RedisConnection(url_or_client, timeout=timeout, owner="RedisDenylist")
         self.prefix = prefix
         self.fail_open = fail_open
-        self.timeout = float(timeout)
+        self.timeout = self._conn.timeout
         self._clock: Callable[[], float] = clock or time.time
-        self._url: str | None = None
-        self._sync: Any = None
-        self._async_given: Any = None
-        self._async_by_loop: dict[asyncio.AbstractEventLoop, Any] = {}
-        if isinstance(url_or_client, str):
-            if not url_or_client.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigurationError("the Redis URL must start with redis://, rediss://")
-            self._url = url_or_client
-        elif isinstance(url_or_client, aredis.Redis):
-            self._async_given = url_or_client
-        elif isinstance(url_or_client, redis.Redis):
-            self._sync = url_or_client
-        else:
-            raise ConfigurationError("url_or_client must be a redis:// URL or a Redis client")
-        # Redis errors that mean "this connection is dead" (a restart, a reset): worth one
-        # more try on a fresh connection. A timeout is not: the server is slow or gone.
-        self._dead_connection = (redis.ConnectionError, ConnectionError)
-        self._failures = (redis.RedisError, OSError)
-        _INSTANCES.add(self)
 
     def __repr__(self) -> str:
         return f"RedisDenylist(prefix={self.prefix!r}, fail_open={self.fail_open})"
 
-    # -- clients ------------------------------------------------------------------------------
-
-    def _sync_client(self) -> Any:
-        if self._sync is None:
-            if self._url is None:
-                raise ConfigurationError("this RedisDenylist has only an async client")
-            self._sync = self._redis.Redis.from_url(
-                self._url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-            )
-        return self._sync
-
-    def _async_client(self) -> Any:
-        if self._async_given is not None:
-            return self._async_given
-        if self._url is None:
-            raise ConfigurationError("this RedisDenylist has only a sync client")
-        loop = asyncio.get_running_loop()
-        client = self._async_by_loop.get(loop)
-        if client is None:
-            for old in [lp for lp in self._async_by_loop if lp.is_closed()]:
-                del self._async_by_loop[old]
-            client = self._async_by_loop[loop] = self._aredis.Redis.from_url(
-                self._url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-            )
-        return client
-
     def close(self) -> None:
         """Close the sync client this denylist made from its URL (a given client is yours)."""
-        if self._sync is not None and self._url is not None:
-            self._sync.close()
-            self._sync = None
+        self._conn.close()
 
     async def aclose(self) -> None:
         """Close the async client this denylist made for the running loop."""
-        client = self._async_by_loop.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
-
-    def _after_fork(self) -> None:
-        """In a forked child: the parent's pooled connections are shared with every sibling
-        (their replies would interleave). Leave them, and connect afresh on the next call.
-
-        Left, not closed and not dropped: closing would talk on the parent's sockets, and a
-        dropped async client's finalizer would unregister the parent's sockets from the
-        event-loop descriptor parent and child share, so the parent would stop hearing its
-        replies. They are kept referenced for the child's lifetime.
-        """
-        if self._url is not None and self._sync is not None:
-            _INHERITED.append(self._sync)
-            self._sync = None
-        _INHERITED.extend(self._async_by_loop.values())
-        self._async_by_loop = {}
-        if self._async_given is not None:
-            pool = getattr(self._async_given, "connection_pool", None)
-            if pool is not None:
-                # Its connections stay referenced (by _INHERITED); the pool starts empty.
-                _INHERITED.append(list(getattr(pool, "_available_connections", ())))
-                _INHERITED.append(list(getattr(pool, "_in_use_connections", ())))
-                if hasattr(pool, "reset"):
-                    pool.reset()
-        # A given sync client's pool notices the fork itself (redis-py checks the pid, and
-        # never shuts down a socket another process made).
+        await self._conn.aclose()
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -430,14 +339,9 @@ class RedisDenylist(Denylist):
                 raise TokenRevoked(detail=_BY_SUBJECT)
 
     def _unavailable(self, exc: BaseException) -> None:
-        if self.fail_open:
-            logger.warning(
-                "Redis denylist unavailable (%s); letting the request through (fail_open)",
-                type(exc).__name__,
-            )
-            return
-        logger.warning("Redis denylist unavailable (%s); refusing", type(exc).__name__)
-        raise DenylistUnavailable(detail=_redis_down(exc)) from exc
+        self._conn.unavailable(
+            exc, fail_open=self.fail_open, error=DenylistUnavailable, what="denylist"
+        )
 
     def _ttl(self, until: float | None) -> int:
         """Seconds to keep an entry, rounded up; 0 for ever (``_KEEP_MAX``)."""
@@ -445,35 +349,15 @@ class RedisDenylist(Denylist):
             return 0
         return max(1, math.ceil(until - self._clock()))
 
-    # -- drivers: every call is idempotent, so a dead pooled connection gets one more try --
-
-    def _call(self, command: Callable[[Any], T]) -> T:
-        client = self._sync_client()
-        try:
-            return command(client)
-        except self._dead_connection:
-            _drop_idle(client)
-            return command(client)
-
-    async def _acall(self, command: Callable[[Any], Awaitable[T]]) -> T:
-        client = self._async_client()
-
-        async def attempt() -> T:
-            try:
-                return await command(client)
-            except self._dead_connection:
-                await _adrop_idle(client)
-                return await command(client)
-
-        return await asyncio.wait_for(attempt(), self.timeout)
+    # -- drivers: one round trip each, through the shared connection handling ----------------
 
     def check(self, keys: RevocationKeys, issued_at: object) -> None:
         names = self._names(keys)
         if not names:
             return
         try:
-            values = self._call(lambda c: c.mget(names))
-        except self._failures as exc:
+            values = self._conn.call(lambda c: c.mget(names))
+        except self._conn.errors as exc:
             self._unavailable(exc)
             return
         self._decide(keys, issued_at, values)
@@ -483,8 +367,8 @@ class RedisDenylist(Denylist):
         if not names:
             return
         try:
-            values = await self._acall(lambda c: c.mget(names))
-        except (TimeoutError, *self._failures) as exc:
+            values = await self._conn.acall(lambda c: c.mget(names))
+        except self._conn.errors as exc:
             self._unavailable(exc)
             return
         self._decide(keys, issued_at, values)
@@ -492,17 +376,17 @@ class RedisDenylist(Denylist):
     def _write(self, key: str, value: int, until: float | None) -> None:
         args = (_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until))
         try:
-            self._call(lambda c: c.eval(*args))
-        except self._failures as exc:
+            self._conn.call(lambda c: c.eval(*args))
+        except self._conn.errors as exc:
             # Writes never fail open: a revocation that was not stored must not look stored.
-            raise DenylistUnavailable(detail=_redis_down(exc)) from exc
+            raise DenylistUnavailable(detail=down_detail(exc)) from exc
 
     async def _awrite(self, key: str, value: int, until: float | None) -> None:
         args = (_KEEP_MAX, 1, self.prefix + key, value, self._ttl(until))
         try:
-            await self._acall(lambda c: c.eval(*args))
-        except (TimeoutError, *self._failures) as exc:
-            raise DenylistUnavailable(detail=_redis_down(exc)) from exc
+            await self._conn.acall(lambda c: c.eval(*args))
+        except self._conn.errors as exc:
+            raise DenylistUnavailable(detail=down_detail(exc)) from exc
 
     def add_token(self, key: str, until: float | None) -> None:
         self._write(key, 1, until)
@@ -517,28 +401,10 @@ class RedisDenylist(Denylist):
         await self._awrite(key, issued_before, until)
 
 
-def _drop_idle(client: Any) -> None:
-    """Disconnect the idle pooled connections: after one died, its siblings (made before the
-    same restart) are dead too. Connections in use by other threads are left alone."""
-    pool = getattr(client, "connection_pool", None)
-    if pool is not None:
-        # Best effort: the retry reconnects anyway.
-        with contextlib.suppress(Exception):
-            pool.disconnect(inuse_connections=False)
-
-
-async def _adrop_idle(client: Any) -> None:
-    pool = getattr(client, "connection_pool", None)
-    if pool is not None:
-        with contextlib.suppress(Exception):
-            await pool.disconnect(inuse_connections=False)
-
-
 # -- fork safety ------------------------------------------------------------------------------
 
-_INSTANCES: weakref.WeakSet[MemoryDenylist | RedisDenylist] = weakref.WeakSet()
-#: In a forked child, the parent's clients (see ``RedisDenylist._after_fork``).
-_INHERITED: list[Any] = []
+# A Redis denylist's clients are renewed by ``_redis`` (``RedisConnection``).
+_INSTANCES: weakref.WeakSet[MemoryDenylist] = weakref.WeakSet()
 
 
 def _after_fork() -> None:

@@ -1,0 +1,214 @@
+"""One Redis connection for the stores that share state between instances.
+
+The denylist (``_denylist``) and the DPoP replay cache (``_dpop``) talk to Redis the same way:
+a ``redis://`` URL or a client object, sync and async clients, every call bounded by a timeout
+and tried once more on a fresh connection after a Redis restart, clients renewed in a forked
+child, and a failure either refused (503, fail closed) or let through with a warning
+(``fail_open=True``). That handling lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ._errors import ConfigurationError, ServiceUnavailable
+
+__all__ = ["RedisConnection", "down_detail"]
+
+logger = logging.getLogger("jwt_guard")
+
+T = TypeVar("T")
+
+
+def down_detail(exc: BaseException) -> dict[str, Any]:
+    """The ``detail`` of a 503 caused by Redis: which store, and the kind of failure."""
+    return {"store": "redis", "reason": type(exc).__name__}
+
+
+class RedisConnection:
+    """Sync and async Redis clients made from a URL or given, with one timeout for every call.
+
+    A URL gives both a sync client (made on first use) and one async client per event loop
+    (an ``asyncio`` client is bound to the loop it was made in). A given client serves only its
+    own kind of driver. Every call is idempotent for its users, so a connection that died with
+    a Redis restart gets one more try on a fresh one, within the same ``timeout``.
+    """
+
+    def __init__(self, url_or_client: Any, *, timeout: float, owner: str) -> None:
+        try:
+            import redis
+            import redis.asyncio as aredis
+        except ImportError as exc:  # pragma: no cover - only without the redis extra
+            raise ConfigurationError(f"{owner} needs the redis extra") from exc
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigurationError("timeout must be a positive number of seconds")
+        self._redis = redis
+        self._aredis = aredis
+        self._owner = owner
+        self.timeout = float(timeout)
+        self._url: str | None = None
+        self._sync: Any = None
+        self._async_given: Any = None
+        self._async_by_loop: dict[asyncio.AbstractEventLoop, Any] = {}
+        if isinstance(url_or_client, str):
+            if not url_or_client.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigurationError("the Redis URL must start with redis://, rediss://")
+            self._url = url_or_client
+        elif isinstance(url_or_client, aredis.Redis):
+            self._async_given = url_or_client
+        elif isinstance(url_or_client, redis.Redis):
+            self._sync = url_or_client
+        else:
+            raise ConfigurationError("url_or_client must be a redis:// URL or a Redis client")
+        # Redis errors that mean "this connection is dead" (a restart, a reset): worth one
+        # more try on a fresh connection. A timeout is not: the server is slow or gone.
+        self._dead_connection = (redis.ConnectionError, ConnectionError)
+        #: What a failed call raises (sync or async): use it in ``except``.
+        self.errors: tuple[type[BaseException], ...] = (TimeoutError, redis.RedisError, OSError)
+        _CONNECTIONS.add(self)
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def _sync_client(self) -> Any:
+        if self._sync is None:
+            if self._url is None:
+                raise ConfigurationError(f"this {self._owner} has only an async client")
+            self._sync = self._redis.Redis.from_url(
+                self._url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+        return self._sync
+
+    def _async_client(self) -> Any:
+        if self._async_given is not None:
+            return self._async_given
+        if self._url is None:
+            raise ConfigurationError(f"this {self._owner} has only a sync client")
+        loop = asyncio.get_running_loop()
+        client = self._async_by_loop.get(loop)
+        if client is None:
+            for old in [lp for lp in self._async_by_loop if lp.is_closed()]:
+                del self._async_by_loop[old]
+            client = self._async_by_loop[loop] = self._aredis.Redis.from_url(
+                self._url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+        return client
+
+    def close(self) -> None:
+        """Close the sync client made from the URL (a given client is the caller's)."""
+        if self._sync is not None and self._url is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the async client made for the running loop."""
+        client = self._async_by_loop.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's pooled connections are shared with every sibling
+        (their replies would interleave). Leave them, and connect afresh on the next call.
+
+        Left, not closed and not dropped: closing would talk on the parent's sockets, and a
+        dropped async client's finalizer would unregister the parent's sockets from the
+        event-loop descriptor parent and child share, so the parent would stop hearing its
+        replies. They are kept referenced for the child's lifetime.
+        """
+        if self._url is not None and self._sync is not None:
+            _INHERITED.append(self._sync)
+            self._sync = None
+        _INHERITED.extend(self._async_by_loop.values())
+        self._async_by_loop = {}
+        if self._async_given is not None:
+            pool = getattr(self._async_given, "connection_pool", None)
+            if pool is not None:
+                # Its connections stay referenced (by _INHERITED); the pool starts empty.
+                _INHERITED.append(list(getattr(pool, "_available_connections", ())))
+                _INHERITED.append(list(getattr(pool, "_in_use_connections", ())))
+                if hasattr(pool, "reset"):
+                    pool.reset()
+        # A given sync client's pool notices the fork itself (redis-py checks the pid, and
+        # never shuts down a socket another process made).
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def call(self, command: Callable[[Any], T]) -> T:
+        """``command(sync client)``, bounded by the socket timeout; raises one of ``errors``."""
+        client = self._sync_client()
+        try:
+            return command(client)
+        except self._dead_connection:
+            _drop_idle(client)
+            return command(client)
+
+    async def acall(self, command: Callable[[Any], Awaitable[T]]) -> T:
+        """``await command(async client)`` within the timeout; raises one of ``errors``."""
+        client = self._async_client()
+
+        async def attempt() -> T:
+            try:
+                return await command(client)
+            except self._dead_connection:
+                await _adrop_idle(client)
+                return await command(client)
+
+        return await asyncio.wait_for(attempt(), self.timeout)
+
+    def unavailable(
+        self, exc: BaseException, *, fail_open: bool, error: type[ServiceUnavailable], what: str
+    ) -> None:
+        """After a failed call: log it, then return (``fail_open``) or raise ``error`` (503)."""
+        if fail_open:
+            logger.warning(
+                "Redis %s unavailable (%s); letting the request through (fail_open)",
+                what,
+                type(exc).__name__,
+            )
+            return
+        logger.warning("Redis %s unavailable (%s); refusing", what, type(exc).__name__)
+        raise error(detail=down_detail(exc)) from exc
+
+
+def _drop_idle(client: Any) -> None:
+    """Disconnect the idle pooled connections: after one died, its siblings (made before the
+    same restart) are dead too. Connections in use by other threads are left alone."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        # Best effort: the retry reconnects anyway.
+        with contextlib.suppress(Exception):
+            pool.disconnect(inuse_connections=False)
+
+
+async def _adrop_idle(client: Any) -> None:
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            await pool.disconnect(inuse_connections=False)
+
+
+# -- fork safety ------------------------------------------------------------------------------
+
+_CONNECTIONS: weakref.WeakSet[RedisConnection] = weakref.WeakSet()
+#: In a forked child, the parent's clients (see ``RedisConnection._after_fork``).
+_INHERITED: list[Any] = []
+
+
+def _after_fork() -> None:
+    for connection in list(_CONNECTIONS):
+        connection._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
