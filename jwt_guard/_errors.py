@@ -24,6 +24,12 @@ never holds the token, a signature, a secret or other claim values.
     │   ├── KeyNotFound                                   key_not_found
     │   ├── InvalidSignature                              signature_invalid
     │   ├── TokenRevoked                                  token_revoked
+    │   ├── DPoPKeyMismatch                               dpop_key_mismatch
+    │   ├── DPoPBoundTokenAsBearer                        dpop_bound_token_as_bearer
+    │   ├── InvalidDPoPProof          invalid_dpop_proof  dpop_proof_invalid
+    │   │   ├── DPoPProofMissing                          dpop_proof_missing
+    │   │   ├── DPoPProofReplayed                         dpop_proof_replayed
+    │   │   └── DPoPNonceRequired     use_dpop_nonce      dpop_nonce_required
     │   └── ClaimError
     │       ├── TokenExpired                              token_expired, token_too_old
     │       ├── TokenNotYetValid                          token_not_yet_valid
@@ -40,7 +46,8 @@ never holds the token, a signature, a secret or other claim values.
     │   └── CSRFFailed                (no ``error``)      csrf_failed
     └── ServiceUnavailable            503 + Retry-After
         ├── KeySourceUnavailable                          jwks_unavailable
-        └── DenylistUnavailable                           denylist_unavailable
+        ├── DenylistUnavailable                           denylist_unavailable
+        └── DPoPReplayUnavailable                         dpop_replay_unavailable
 """
 
 from __future__ import annotations
@@ -59,11 +66,18 @@ __all__ = [
     "ClaimMissing",
     "ConfigurationError",
     "CriticalHeaderUnsupported",
+    "DPoPBoundTokenAsBearer",
+    "DPoPKeyMismatch",
+    "DPoPNonceRequired",
+    "DPoPProofMissing",
+    "DPoPProofReplayed",
+    "DPoPReplayUnavailable",
     "DenylistUnavailable",
     "Forbidden",
     "InsufficientRole",
     "InsufficientScope",
     "InsufficientUserAuthentication",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
@@ -406,3 +420,64 @@ class DenylistUnavailable(ServiceUnavailable):
 
     code = "denylist_unavailable"
     description = "The revocation list is temporarily unavailable."
+
+
+# -- DPoP (RFC 9449) ----------------------------------------------------------------------------
+
+
+class DPoPKeyMismatch(InvalidToken):
+    """The proof's key is not the key the token is bound to (``cnf.jkt``, RFC 9449 §6.1)."""
+
+    code = "dpop_key_mismatch"
+    description = "Invalid DPoP key binding."
+
+
+class DPoPBoundTokenAsBearer(InvalidToken):
+    """A DPoP-bound token sent with the ``Bearer`` scheme: a downgrade (RFC 9449 §7.2)."""
+
+    code = "dpop_bound_token_as_bearer"
+    description = "A DPoP-bound token must be sent with the DPoP scheme."
+
+
+class InvalidDPoPProof(InvalidToken):
+    """The DPoP proof breaks a rule of RFC 9449 §4.3."""
+
+    code = "dpop_proof_invalid"
+    error = "invalid_dpop_proof"
+    description = "The DPoP proof is invalid."
+
+
+class DPoPProofMissing(InvalidDPoPProof):
+    """The request needs a DPoP proof and carries none, or more than one."""
+
+    code = "dpop_proof_missing"
+    description = "A single DPoP proof is required."
+
+
+class DPoPProofReplayed(InvalidDPoPProof):
+    """The proof's ``jti`` was already used within its validity window (RFC 9449 §11.1)."""
+
+    code = "dpop_proof_replayed"
+    description = "The DPoP proof has already been used."
+
+
+class DPoPNonceRequired(InvalidDPoPProof):
+    """The proof lacks a current server nonce; ``nonce`` is the one to use (RFC 9449 §9)."""
+
+    code = "dpop_nonce_required"
+    error = "use_dpop_nonce"
+    description = "The resource server requires a nonce in the DPoP proof."
+
+    def __init__(
+        self, description: str | None = None, *, nonce: str, code: str | None = None
+    ) -> None:
+        super().__init__(description, code=code)
+        # Made by the server (DPoPNonces), never taken from the request: safe to send back.
+        self.nonce = nonce
+
+
+class DPoPReplayUnavailable(ServiceUnavailable):
+    """The DPoP replay cache did not answer in time."""
+
+    code = "dpop_replay_unavailable"
+    description = "DPoP replay protection is temporarily unavailable."

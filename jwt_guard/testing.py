@@ -25,11 +25,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ._dpop import access_token_hash, jwk_thumbprint
 from ._keyset import StaticKeys
 from ._signing import PrivateKey, b64url, encode, generate_key, public_jwk, sign
 from ._verifier import Verifier
 
-__all__ = ["FAULTS", "JWKSServer", "LocalIssuer", "compact", "forge"]
+__all__ = ["FAULTS", "JWKSServer", "LocalIssuer", "compact", "dpop_jwk", "dpop_proof", "forge"]
 
 
 def compact(
@@ -160,12 +161,19 @@ class LocalIssuer:
         *,
         header: Mapping[str, Any] | None = None,
         kid: str | None = None,
+        dpop_key: Any = None,
         **overrides: Any,
     ) -> str:
         """A signed token (signed by PyJWT). ``claims`` replaces the default claim set;
         ``overrides`` adjust it; ``header`` adds or replaces header members (``None`` drops
-        one). The signature is always made with the issuer's algorithm and key."""
+        one). The signature is always made with the issuer's algorithm and key.
+
+        ``dpop_key`` (a key object, private or public) binds the token to that key: its
+        RFC 7638 thumbprint goes in ``cnf.jkt`` (RFC 9449 §6.1).
+        """
         payload = dict(claims) if claims is not None else self.claims(**overrides)
+        if dpop_key is not None:
+            payload["cnf"] = {"jkt": jwk_thumbprint(dpop_jwk(dpop_key))}
         use_kid = kid or self.kid
         key = dict(self._keys).get(use_kid, self.private_key)
         hdr: dict[str, Any] = {"alg": self.algorithm, "typ": "JWT", "kid": use_kid}
@@ -366,3 +374,77 @@ class JWKSServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- DPoP (RFC 9449) ------------------------------------------------------------------------------
+
+#: The proof algorithm for each kind of client key when ``dpop_proof`` is not told one.
+_DPOP_DEFAULT_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "RSA": "RS256"}
+
+
+def dpop_jwk(key: Any) -> dict[str, Any]:
+    """The public JWK of a client's DPoP key (private or public key object), made by PyJWT."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+    public = key.public_key() if hasattr(key, "public_key") else key
+    exporter: Any = None
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        exporter = ECAlgorithm
+    elif isinstance(public, rsa.RSAPublicKey):
+        exporter = RSAAlgorithm
+    elif isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        exporter = OKPAlgorithm
+    if exporter is not None:
+        jwk: dict[str, Any] = exporter.to_jwk(public, as_dict=True)
+        return jwk
+    raise TypeError("a DPoP key must be an EC, RSA or Ed25519/Ed448 key")
+
+
+def dpop_proof(
+    key: Any,
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    nonce: str | None = None,
+    alg: str | None = None,
+    jti: str | None = None,
+    iat: float | None = None,
+    claims: Mapping[str, Any] | None = None,
+    header: Mapping[str, Any] | None = None,
+) -> str:
+    """A DPoP proof (RFC 9449 §4.2) for one request, signed by PyJWT with the client's ``key``.
+
+    ``access_token`` adds ``ath``, ``nonce`` the server's nonce. ``claims`` and ``header``
+    override or, with ``None`` values, drop members (to make broken proofs in tests).
+    """
+    import jwt
+    from jwt.algorithms import OKPAlgorithm
+
+    jwk = dpop_jwk(key)
+    if alg is None:
+        alg = "EdDSA" if jwk["kty"] == "OKP" else _DPOP_DEFAULT_ALG[jwk.get("crv", jwk["kty"])]
+    payload: dict[str, Any] = {
+        "jti": jti if jti is not None else uuid.uuid4().hex,
+        "htm": method,
+        "htu": url,
+        "iat": int(iat if iat is not None else time.time()),
+    }
+    if access_token is not None:
+        payload["ath"] = access_token_hash(access_token)
+    if nonce is not None:
+        payload["nonce"] = nonce
+    hdr: dict[str, Any] = {"typ": "dpop+jwt", "alg": alg, "jwk": jwk}
+    for target, changes in ((payload, claims), (hdr, header)):
+        for name, value in (changes or {}).items():
+            if value is None:
+                target.pop(name, None)
+            else:
+                target[name] = value
+    jws = jwt.PyJWS()
+    if hdr.get("alg") in ("Ed25519", "Ed448"):
+        # RFC 9864's fully specified names; PyJWT knows the same signer as "EdDSA".
+        jws.register_algorithm(hdr["alg"], OKPAlgorithm())
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    return jws.encode(body, key, algorithm=hdr.get("alg"), headers=hdr)

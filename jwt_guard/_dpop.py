@@ -1,0 +1,610 @@
+"""DPoP (RFC 9449): access tokens bound to a key the client proves it holds, on every request.
+
+    Authorization: DPoP <token>   DPoP: <proof>
+      ─► the token: the verifier's usual steps (the verified-token cache still serves it)
+      ─► the proof, on every request (it is new each time):
+           strict compact JWS parse (``_parse``) ─► header: typ, alg, jwk (public only; parsed
+           once per distinct header) ─► signature with that jwk ─► claims: jti, htm, htu, iat,
+           ath, nonce
+      ─► binding: the token's ``cnf.jkt`` == RFC 7638 thumbprint of the proof's jwk
+      ─► replay: the proof's jti is accepted once (I/O: the verifier's drivers)
+
+:meth:`DPoP.check` is sans-IO, like the rest of the core: it returns what the replay cache must
+record, and ``Verifier.verify``/``averify`` do that I/O, as they consult the denylist. The
+replay caches are :class:`MemoryReplayCache` (one process) and :class:`RedisReplayCache` (every
+instance, one ``SET NX EX`` round trip). :class:`DPoPNonces` makes stateless server nonces
+(RFC 9449 §9) that every instance sharing the secret accepts.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+from ._claims import normalize_typ, numeric_date
+from ._errors import (
+    ClaimError,
+    ClaimInvalid,
+    ConfigurationError,
+    DPoPBoundTokenAsBearer,
+    DPoPKeyMismatch,
+    DPoPNonceRequired,
+    DPoPProofMissing,
+    DPoPProofReplayed,
+    DPoPReplayUnavailable,
+    InvalidDPoPProof,
+    InvalidToken,
+)
+from ._algorithms import ALGORITHMS
+from ._keys import JWK
+from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
+from ._redis import RedisConnection
+
+__all__ = [
+    "DEFAULT_DPOP_ALGORITHMS",
+    "DPoP",
+    "DPoPNonces",
+    "MemoryReplayCache",
+    "Proof",
+    "RedisReplayCache",
+    "ReplayCache",
+    "access_token_hash",
+    "bound_thumbprint",
+    "jwk_thumbprint",
+    "normalize_htu",
+]
+
+logger = logging.getLogger("jwt_guard")
+
+#: RFC 9449 §4.3 (5), §11.6: asymmetric algorithms only. The default list is what the
+#: identity providers that issue DPoP-bound tokens accept from clients.
+DEFAULT_DPOP_ALGORITHMS: Final = ("ES256", "EdDSA", "Ed25519", "PS256", "RS256")
+#: A proof is a header with a public key, five short claims and a signature: about 0.5 KiB with
+#: an EC key, 2 KiB with a 4096-bit RSA key. The token's own limit bounds it before decoding.
+MAX_PROOF_BYTES: Final = DEFAULT_MAX_TOKEN_BYTES
+#: RFC 9449 §11.1: reject "unnecessarily large jti values". Real ones are 16-43 characters.
+MAX_JTI_LENGTH: Final = 256
+#: Distinct proof headers remembered after their checks passed. A client signs every proof
+#: with the same key, so its header segment repeats: the key is loaded once, not per request.
+HEADER_CACHE_SIZE: Final = 1024
+#: RFC 9449 §11.1: accept proofs "only for a limited time after their creation (preferably
+#: ... seconds or minutes)".
+DEFAULT_MAX_AGE: Final = 60
+MAX_MAX_AGE: Final = 600
+DEFAULT_NONCE_LIFETIME: Final = 300
+
+#: RFC 7638 §3.2: the required members of each key type, the only ones hashed.
+_THUMBPRINT_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+_DPOP_TYP: Final = "dpop+jwt"
+# RFC 3986 §6.2.2.2: percent-encoded octets; those of unreserved characters are decoded.
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+#: RFC 6455 §3: a WebSocket URI names the same origin server as its http(s) twin; a handshake
+#: is an HTTP GET to it (see the README's DPoP section).
+_SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url (``cnf.jkt``, RFC 9449 §6.1).
+
+    Only the required members of the key type, in lexicographic order, without whitespace
+    (RFC 7638 §3.2-3.3); raises ``ValueError`` for a key type it does not know.
+    """
+    kty = jwk.get("kty")
+    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
+    if members is None:
+        raise ValueError("unsupported key type for a thumbprint")
+    required: dict[str, str] = {}
+    for name in members:
+        value = jwk.get(name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"JWK member {name!r} is missing")
+        required[name] = value
+    canonical = json.dumps(required, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def access_token_hash(token: str) -> str:
+    """``ath``: base64url SHA-256 of the access token's ASCII (RFC 9449 §4.2)."""
+    return _b64url(hashlib.sha256(token.encode("ascii", "surrogateescape")).digest())
+
+
+def _percent(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
+def _remove_dot_segments(path: str) -> str:
+    # RFC 3986 §5.2.4, on an absolute path.
+    segments = path.split("/")
+    output: list[str] = []
+    last = len(segments) - 1
+    for i, segment in enumerate(segments):
+        if segment == "..":
+            if len(output) > 1:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+            continue
+        if i == last:
+            output.append("")
+    return "/".join(output)
+
+
+def normalize_htu(url: str) -> str | None:
+    """An http(s) URL without query and fragment, normalized for comparison; ``None`` if it
+    is not one.
+
+    RFC 9449 §4.3: syntax-based (RFC 3986 §6.2.2: case, percent-encoding, dot segments) and
+    scheme-based (§6.2.3: default port, empty path) normalization before comparing ``htu``.
+    ``ws``/``wss`` count as ``http``/``https`` (a WebSocket handshake is an HTTP GET).
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:  # a bad port or a broken IPv6 literal
+        return None
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    host = parts.hostname
+    if scheme is None or not host or parts.username is not None or parts.password is not None:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    path = _remove_dot_segments(_PERCENT.sub(_percent, parts.path)) if parts.path else "/"
+    return f"{scheme}://{host}{path or '/'}"
+
+
+def request_url(scheme: str, host: str, path: str, external_url: str | None = None) -> str:
+    """The target URI of a request for the ``htu`` check (RFC 9110 §7.1): ``path`` is the
+    path as received (query dropped); ``external_url`` replaces scheme and host behind a
+    proxy, and its own path is put in front."""
+    path = path.split("?", 1)[0] or "/"
+    if external_url is not None:
+        return external_url.rstrip("/") + path
+    return f"{scheme}://{host}{path}"
+
+
+def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
+    """The token's ``cnf.jkt`` (RFC 9449 §6.1, RFC 7800 §3.1), ``None`` when not DPoP-bound."""
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    if not isinstance(cnf, Mapping):
+        raise ClaimInvalid()  # RFC 7800 §3.1: "cnf" is a JSON object
+    jkt = cnf.get("jkt")
+    if jkt is None:
+        return None  # bound by another method (mTLS "x5t#S256", ...): not ours to judge
+    if not isinstance(jkt, str) or not jkt:
+        raise ClaimInvalid()
+    return jkt
+
+
+# -- server nonces (RFC 9449 §8, §9) -------------------------------------------------------------
+
+
+class DPoPNonces:
+    """Stateless server nonces: ``<issued-at>.<HMAC>``, valid for ``lifetime`` seconds.
+
+    Nonces cannot be predicted without ``secret`` (RFC 9449 §8: "MUST be unpredictable"), and
+    every instance holding the same secret accepts the others' nonces, with no shared store. A
+    new nonce is handed out every ``lifetime / 2`` seconds, so a client always has at least
+    half a lifetime left. Proofs made before the nonce existed cannot carry it: with nonces,
+    pre-made proofs stop working (RFC 9449 §11.2).
+    """
+
+    def __init__(
+        self,
+        secret: str | bytes,
+        *,
+        lifetime: float = DEFAULT_NONCE_LIFETIME,
+    ) -> None:
+        raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+        if not isinstance(raw, bytes) or len(raw) < 32:
+            raise ConfigurationError("the DPoP nonce secret must be at least 32 bytes")
+        if (
+            isinstance(lifetime, bool)
+            or not isinstance(lifetime, (int, float))
+            or not 10 <= lifetime <= 86400
+        ):
+            raise ConfigurationError("lifetime must be from 10 to 86400 seconds")
+        self._secret = raw
+        self.lifetime = int(lifetime)
+        self._step = max(1, self.lifetime // 2)
+        self._current: tuple[int, str] = (-1, "")
+
+    def __repr__(self) -> str:
+        return f"DPoPNonces(lifetime={self.lifetime})"  # never the secret
+
+    def _mac(self, issued: int) -> str:
+        message = b"jwt_guard dpop nonce\x00%d" % issued
+        return _b64url(hmac.digest(self._secret, message, "sha256")[:18])
+
+    def issue(self, now: float) -> str:
+        """The nonce to hand out at ``now`` (the same one for ``lifetime / 2`` seconds)."""
+        issued = int(now) - int(now) % self._step
+        current = self._current
+        if current[0] != issued:
+            current = self._current = (issued, f"{issued:x}.{self._mac(issued)}")
+        return current[1]
+
+    def valid(self, nonce: object, now: float, leeway: float = 0) -> bool:
+        """Whether ``nonce`` was issued by a holder of the secret and is not older than
+        ``lifetime`` (``leeway`` covers clocks of instances that differ a little)."""
+        if not isinstance(nonce, str) or len(nonce) > 64:
+            return False
+        stamp, dot, mac = nonce.partition(".")
+        if not dot or not 1 <= len(stamp) <= 12 or not all(c in "0123456789abcdef" for c in stamp):
+            return False
+        issued = int(stamp, 16)
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(issued).encode()):
+            return False
+        return issued - leeway <= now < issued + self.lifetime + leeway
+
+
+# -- replay caches (RFC 9449 §11.1) --------------------------------------------------------------
+
+
+class ReplayCache(abc.ABC):
+    """Where the ``jti`` of accepted proofs is kept while the proofs could still be accepted."""
+
+    @abc.abstractmethod
+    def first_use(self, key: str, ttl: int) -> bool:
+        """Record ``key`` for ``ttl`` seconds; ``False`` if it was already recorded (sync)."""
+
+    @abc.abstractmethod
+    async def afirst_use(self, key: str, ttl: int) -> bool:
+        """Async twin of :meth:`first_use`."""
+
+
+class MemoryReplayCache(ReplayCache):
+    """The proofs seen by this process, up to ``max_entries`` live ones.
+
+    Enough for one process; several workers or instances need :class:`RedisReplayCache`, or a
+    proof refused here is accepted by the process next door. Full of live entries, it refuses
+    requests (503 ``dpop_replay_unavailable``) rather than forget a proof that could be replayed.
+    """
+
+    def __init__(
+        self, max_entries: int = 100_000, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ConfigurationError("max_entries must be a positive integer")
+        self.max_entries = max_entries
+        self._clock: Callable[[], float] = clock or time.time
+        self._seen: dict[str, float] = {}  # key -> until; insertion order ~ expiry order
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __repr__(self) -> str:
+        return f"MemoryReplayCache(max_entries={self.max_entries})"
+
+    def first_use(self, key: str, ttl: int) -> bool:
+        now = self._clock()
+        seen = self._seen
+        with self._lock:
+            # Entries have about the same lifetime, so the oldest inserted expire first:
+            # dropping expired ones from the front costs O(1) per request.
+            while seen:
+                oldest = next(iter(seen))
+                if seen[oldest] > now:
+                    break
+                del seen[oldest]
+            until = seen.get(key)
+            if until is not None and until > now:
+                return False
+            if len(seen) >= self.max_entries:
+                for stale in [k for k, u in seen.items() if u <= now]:
+                    del seen[stale]
+                if len(seen) >= self.max_entries:
+                    logger.error("jwt_guard: DPoP replay cache is full (%d)", self.max_entries)
+                    raise DPoPReplayUnavailable()
+            seen[key] = now + ttl
+            return True
+
+    async def afirst_use(self, key: str, ttl: int) -> bool:
+        return self.first_use(key, ttl)
+
+
+class RedisReplayCache(ReplayCache):
+    """Proofs seen by every instance, in Redis (``pip install jwt_guard[redis]``).
+
+    One round trip per request: ``SET key 1 NX EX ttl`` records the proof and says whether it
+    was new. ``url_or_client``, ``timeout`` and ``fail_open`` work as for
+    :class:`RedisDenylist` (the same connection handling): when Redis does not answer, requests
+    fail closed with 503 ``dpop_replay_unavailable`` unless ``fail_open=True``.
+    """
+
+    def __init__(
+        self,
+        url_or_client: Any,
+        *,
+        prefix: str = "jwt_guard:",
+        fail_open: bool = False,
+        timeout: float = 0.5,
+    ) -> None:
+        if not isinstance(prefix, str):
+            raise ConfigurationError("prefix must be a string")
+        self._conn = RedisConnection(url_or_client, timeout=timeout, owner="RedisReplayCache")
+        self.prefix = prefix
+        self.fail_open = fail_open
+
+    def __repr__(self) -> str:
+        return f"RedisReplayCache(prefix={self.prefix!r}, fail_open={self.fail_open})"
+
+    def _unavailable(self, exc: BaseException) -> bool:
+        self._conn.unavailable(
+            exc, fail_open=self.fail_open, error=DPoPReplayUnavailable, what="DPoP replay cache"
+        )
+        return True
+
+    def first_use(self, key: str, ttl: int) -> bool:
+        name = self.prefix + key
+        try:
+            return bool(self._conn.call(lambda client: client.set(name, b"1", nx=True, ex=ttl)))
+        except self._conn.errors as exc:
+            return self._unavailable(exc)
+
+    async def afirst_use(self, key: str, ttl: int) -> bool:
+        name = self.prefix + key
+        try:
+            created = await self._conn.acall(lambda client: client.set(name, b"1", nx=True, ex=ttl))
+        except self._conn.errors as exc:
+            return self._unavailable(exc)
+        return bool(created)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    async def aclose(self) -> None:
+        await self._conn.aclose()
+
+
+# -- the proof (RFC 9449 §4.3) -------------------------------------------------------------------
+
+
+class Proof(NamedTuple):
+    """A proof that passed every check but replay: what the replay cache must record."""
+
+    jkt: str
+    replay_key: str
+    ttl: int
+
+
+class _ProofHeader(NamedTuple):
+    alg: str
+    key: JWK
+    jkt: str
+
+
+def _invalid(reason: str) -> InvalidDPoPProof:
+    # ``reason`` is a fixed text for the developer (log, on_error), never sent to the client.
+    exc = InvalidDPoPProof()
+    exc.reason = reason  # type: ignore[attr-defined]
+    return exc
+
+
+@dataclass(frozen=True, eq=False)
+class DPoP:
+    """DPoP settings of a :class:`Verifier` (RFC 9449); ``Verifier(..., dpop=DPoP())``.
+
+    ``required``: refuse Bearer tokens altogether (otherwise both schemes are accepted, and a
+    DPoP-bound token is still refused as Bearer, RFC 9449 §7.2). ``algorithms``: the proof
+    algorithms accepted, asymmetric only. ``max_age``: how old a proof's ``iat`` may be, in
+    seconds (plus the verifier's leeway). ``replay``: a :class:`MemoryReplayCache` (the
+    default) or a :class:`RedisReplayCache`. ``nonce``: a :class:`DPoPNonces` to require
+    server nonces. ``external_url``: the public base URL (``https://api.example.com``) when the
+    app sits behind a proxy, for the ``htu`` check.
+    """
+
+    required: bool = False
+    algorithms: Sequence[str] = DEFAULT_DPOP_ALGORITHMS
+    max_age: float = DEFAULT_MAX_AGE
+    replay: ReplayCache | None = None
+    nonce: DPoPNonces | None = None
+    external_url: str | None = None
+    _headers: dict[str, _ProofHeader] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.required, bool):
+            raise ConfigurationError("required must be True or False")
+        algs = (self.algorithms,) if isinstance(self.algorithms, str) else self.algorithms
+        try:
+            algs = tuple(algs)
+        except TypeError:
+            algs = ()
+        if not algs:
+            raise ConfigurationError("DPoP algorithms must list at least one algorithm")
+        for alg in algs:
+            spec = ALGORITHMS.get(alg) if isinstance(alg, str) else None
+            if spec is None or spec.family == "HMAC":
+                # RFC 9449 §4.3 (5), §11.6: a registered asymmetric algorithm, never "none".
+                raise ConfigurationError(
+                    f"DPoP algorithm {alg!r} is not an asymmetric algorithm jwt_guard supports"
+                )
+        object.__setattr__(self, "algorithms", tuple(dict.fromkeys(algs)))
+        if (
+            isinstance(self.max_age, bool)
+            or not isinstance(self.max_age, (int, float))
+            or not 0 < self.max_age <= MAX_MAX_AGE
+        ):
+            raise ConfigurationError(f"max_age must be from 1 to {MAX_MAX_AGE} seconds")
+        if self.replay is None:
+            object.__setattr__(self, "replay", MemoryReplayCache())
+        elif not isinstance(self.replay, ReplayCache):
+            raise ConfigurationError("replay must be a MemoryReplayCache or a RedisReplayCache")
+        if self.nonce is not None and not isinstance(self.nonce, DPoPNonces):
+            raise ConfigurationError("nonce must be a DPoPNonces")
+        if self.external_url is not None:
+            base = normalize_htu(self.external_url) if isinstance(self.external_url, str) else None
+            if base is None or urllib.parse.urlsplit(self.external_url).query:
+                raise ConfigurationError("external_url must be an http(s) URL like https://a.b")
+            object.__setattr__(self, "external_url", base.rstrip("/"))
+
+    @property
+    def algs(self) -> str:
+        """The ``algs`` parameter of a ``DPoP`` challenge (RFC 9449 §7.1)."""
+        return " ".join(self.algorithms)
+
+    @property
+    def replay_cache(self) -> ReplayCache:
+        assert self.replay is not None  # set in __post_init__
+        return self.replay
+
+    # -- the checks (no I/O) -------------------------------------------------------------------
+
+    def check(
+        self,
+        claims: Mapping[str, Any],
+        token: str,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+        now: float,
+        leeway: float,
+    ) -> Proof | None:
+        """The DPoP step for one verified access token (its ``claims``).
+
+        ``proof is None`` means the token came with the ``Bearer`` scheme: refused when it is
+        DPoP-bound (RFC 9449 §7.2) or when DPoP is ``required``. Otherwise the proof must pass
+        RFC 9449 §4.3 and carry the key the token is bound to. Returns what the replay cache
+        must record (``None`` for an accepted Bearer token).
+        """
+        jkt = bound_thumbprint(claims)
+        if proof is None:
+            if jkt is not None:
+                raise DPoPBoundTokenAsBearer()  # RFC 9449 §7.2: no downgrade to Bearer
+            if self.required:
+                raise DPoPProofMissing()
+            return None
+        checked = self.check_proof(proof, token, method, url, now, leeway)
+        if jkt is None or jkt != checked.jkt:
+            # RFC 9449 §4.3 (12), §6: the proof's key must be the one the token is bound to;
+            # a token bound to no key cannot be used with the DPoP scheme.
+            raise DPoPKeyMismatch()
+        return checked
+
+    def check_proof(
+        self,
+        proof: str,
+        token: str,
+        method: str | None,
+        url: str | None,
+        now: float,
+        leeway: float,
+    ) -> Proof:
+        """RFC 9449 §4.3 (2)-(12, ath) for one proof; the binding and replay are the caller's."""
+        if method is None or url is None:
+            raise ConfigurationError("a DPoP proof is checked against method= and url=")
+        try:
+            # §4.3 (2): a single, well-formed JWT, through the same strict parser as tokens.
+            h64, p64, s64 = split_compact(proof, MAX_PROOF_BYTES)
+            header = self._headers.get(h64)
+            if header is None:
+                header = self._check_header(h64)
+            claims = parse_json(b64url_decode(p64))
+            signature = b64url_decode(s64)
+        except InvalidDPoPProof:
+            raise
+        except InvalidToken as exc:
+            raise _invalid("not a well-formed compact JWS") from exc
+        signing_input = proof[: len(h64) + 1 + len(p64)].encode("ascii")
+        try:
+            ok = header.key.verify(header.alg, signing_input, signature)
+        except (ValueError, TypeError) as exc:
+            raise _invalid("signature") from exc
+        if not ok:
+            raise _invalid("signature")  # §4.3 (6)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+            raise _invalid("jti")  # §4.2, §11.1
+        if claims.get("htm") != method:
+            raise _invalid("htm")  # §4.3 (8): methods are case-sensitive (RFC 9110 §9.1)
+        htu = claims.get("htu")
+        if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
+            raise _invalid("htu")  # §4.3 (9)
+        try:
+            iat = numeric_date(claims, "iat")
+        except ClaimError as exc:
+            raise _invalid("iat") from exc
+        # §4.3 (11), §11.1: created within max_age (plus the leeway for clock skew).
+        if iat is None or iat > now + leeway or iat < now - leeway - self.max_age:
+            raise _invalid("iat")
+        if claims.get("ath") != access_token_hash(token):
+            raise _invalid("ath")  # §4.3 (12), §7: the proof is for this very token
+        if self.nonce is not None and not self.nonce.valid(claims.get("nonce"), now, leeway):
+            # §4.3 (10), §9, §11.3: a nonce we issued, still fresh; the answer carries a new one.
+            raise DPoPNonceRequired(nonce=self.nonce.issue(now))
+        # §11.1: remember the jti while the proof could be accepted, hashed (bounded key, no
+        # client character reaches the store) and scoped by the key, so one client's jti
+        # never blocks another's.
+        ttl = max(1, math.ceil(iat + self.max_age + leeway - now))
+        digest = hashlib.sha256(f"{header.jkt}\x00{jti}".encode("utf-8", "surrogatepass"))
+        return Proof(header.jkt, "dpop:" + digest.hexdigest(), ttl)
+
+    def _check_header(self, h64: str) -> _ProofHeader:
+        header = parse_header(h64)
+        typ = header.get("typ")
+        if not isinstance(typ, str) or normalize_typ(typ) != _DPOP_TYP:
+            raise _invalid("typ")  # §4.3 (4), §11.5: explicit typing
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise _invalid("alg")  # §4.3 (5), §11.6: asymmetric, configured, never "none"
+        if "crit" in header or ("b64" in header and header["b64"] is not True):
+            raise _invalid("crit")  # RFC 7515 §4.1.11, RFC 7797: no extension understood
+        jwk = header.get("jwk")
+        if not isinstance(jwk, Mapping):
+            raise _invalid("jwk")
+        try:
+            # The same loading as configured keys: private members refused (§4.3 (7)), RSA
+            # size and exponent, EC point on the curve, no symmetric key (§4.3 (5)).
+            key = JWK.from_dict(jwk, allow_symmetric=False)
+            jkt = jwk_thumbprint(jwk)
+        except ValueError as exc:
+            raise _invalid("jwk") from exc
+        if not key.fits(alg):
+            raise _invalid("jwk does not fit alg")
+        parsed = _ProofHeader(alg, key, jkt)
+        headers = self._headers
+        if len(headers) >= HEADER_CACHE_SIZE:
+            headers.clear()
+        headers[h64] = parsed
+        return parsed
+
+    # -- the replay step (the drivers' I/O) ----------------------------------------------------
+
+    def record(self, proof: Proof) -> None:
+        """Accept the proof's jti once (sync driver); raises :class:`DPoPProofReplayed`."""
+        if not self.replay_cache.first_use(proof.replay_key, proof.ttl):
+            raise DPoPProofReplayed()
+
+    async def arecord(self, proof: Proof) -> None:
+        """Async twin of :meth:`record`."""
+        if not await self.replay_cache.afirst_use(proof.replay_key, proof.ttl):
+            raise DPoPProofReplayed()
