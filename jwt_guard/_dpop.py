@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
+from ._algorithms import ALGORITHMS
 from ._claims import normalize_typ, numeric_date
 from ._errors import (
     ClaimError,
@@ -47,7 +48,6 @@ from ._errors import (
     InvalidDPoPProof,
     InvalidToken,
 )
-from ._algorithms import ALGORITHMS
 from ._keys import JWK
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
 from ._redis import RedisConnection

@@ -26,6 +26,7 @@ from ._denylist import (
     subject_lifetime,
     token_lifetime,
 )
+from ._dpop import DPoP, Proof
 from ._errors import (
     AlgorithmNotAllowed,
     ClaimMissing,
@@ -121,7 +122,10 @@ class Verifier:
         cache_size: int = DEFAULT_CACHE_SIZE,
         claims: Mapping[str, Any] | None = None,
         validate: Validator | None = None,
+        dpop: DPoP | None = None,
     ) -> None:
+        if dpop is not None and not isinstance(dpop, DPoP):
+            raise ConfigurationError("dpop must be a jwt_guard.DPoP")
         config = configure(
             keys=keys,
             algorithms=algorithms,
@@ -150,6 +154,8 @@ class Verifier:
         self._max_bytes = config.max_bytes
         self._clock = config.clock
         self._denylist = config.denylist
+        self._dpop = dpop
+        self._no_after_steps = dpop is None and self._denylist is None
         self._all_algorithms = config.algorithms
         self._route = config.route
         self._headers: dict[str, _Header] = {}
@@ -209,6 +215,11 @@ class Verifier:
         return self._denylist
 
     @property
+    def dpop(self) -> DPoP | None:
+        """The DPoP settings (RFC 9449), ``None`` when DPoP is off."""
+        return self._dpop
+
+    @property
     def leeway(self) -> float:
         return self._leeway
 
@@ -222,23 +233,41 @@ class Verifier:
 
     # -- drivers ------------------------------------------------------------------------
 
-    def verify(self, token: str) -> Principal:
-        """Verify ``token`` and return its principal; may block on a key fetch (WSGI, CLI)."""
-        principal = self._authenticate(token)
-        if self._denylist is not None:
-            self._denylist.check(self._revocation_keys(principal), principal.claims.get("iat"))
-        return principal
+    def verify(
+        self,
+        token: str,
+        *,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Principal:
+        """Verify ``token`` and return its principal; may block on a key fetch (WSGI, CLI).
 
-    async def averify(self, token: str) -> Principal:
-        """Verify ``token`` without blocking the event loop (ASGI)."""
+        With ``Verifier(dpop=...)``, ``dpop_proof`` is the request's ``DPoP`` header, checked
+        against the request's ``method`` and ``url`` (RFC 9449); without a proof the token is
+        taken as a Bearer token.
+        """
+        principal = self._authenticate(token)
+        if self._no_after_steps and dpop_proof is None:
+            return principal
+        return self._after_steps(principal, token, dpop_proof, method, url)
+
+    async def averify(
+        self,
+        token: str,
+        *,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Principal:
+        """Verify ``token`` without blocking the event loop (ASGI); DPoP as in :meth:`verify`."""
         principal = await self._aauthenticate(token)
-        if self._denylist is not None:
-            keys = self._revocation_keys(principal)
-            await self._denylist.acheck(keys, principal.claims.get("iat"))
-        return principal
+        if self._no_after_steps and dpop_proof is None:
+            return principal
+        return await self._aafter_steps(principal, token, dpop_proof, method, url)
 
     def _authenticate(self, token: str) -> Principal:
-        """Everything but the denylist (sync driver)."""
+        """Everything but the denylist and DPoP (sync driver)."""
         cached = self._cached(token)
         if cached is not None:
             if cached.key in cached.policy.keys.keys(cached.kid):
@@ -249,7 +278,7 @@ class Verifier:
         return self._finish(token, pending, key_set)
 
     async def _aauthenticate(self, token: str) -> Principal:
-        """Everything but the denylist (async driver)."""
+        """Everything but the denylist and DPoP (async driver)."""
         cached = self._cached(token)
         if cached is not None:
             source = cached.policy.keys
@@ -265,6 +294,43 @@ class Verifier:
         if key_set is None:
             key_set = await source.akeys(pending.header.kid)
         return self._finish(token, pending, key_set)
+
+    # After the token's own checks: the DPoP step (RFC 9449; the proof is checked on every
+    # request, as the token may come from the cache but the proof is new each time), the
+    # denylist, then the proof's jti is recorded, once everything else has passed. A verifier
+    # with neither skips this call altogether (``_no_after_steps``), so plain verification
+    # pays nothing for DPoP.
+
+    def _after_steps(
+        self,
+        principal: Principal,
+        token: str,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> Principal:
+        dpop, checked = self._check_dpop(principal, token, proof, method, url)
+        if self._denylist is not None:
+            self._denylist.check(self._revocation_keys(principal), principal.claims.get("iat"))
+        if dpop is not None and checked is not None:
+            dpop.record(checked)
+        return principal
+
+    async def _aafter_steps(
+        self,
+        principal: Principal,
+        token: str,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> Principal:
+        dpop, checked = self._check_dpop(principal, token, proof, method, url)
+        if self._denylist is not None:
+            keys = self._revocation_keys(principal)
+            await self._denylist.acheck(keys, principal.claims.get("iat"))
+        if dpop is not None and checked is not None:
+            await dpop.arecord(checked)
+        return principal
 
     # -- revocation (see _denylist for what an entry covers and how long it lives) -----------
 
@@ -290,7 +356,8 @@ class Verifier:
         """Revoke one token (its ``jti``) until it can no longer verify anyway.
 
         A token string is verified first (signature and claims: only a token this verifier
-        accepts can be revoked), but not against the denylist: revoking twice is harmless.
+        accepts can be revoked), but not against the denylist: revoking twice is harmless. A
+        DPoP-bound token needs no proof here: whoever holds it may end it.
         """
         token = token_or_principal
         denylist = self._revocations()
@@ -360,6 +427,23 @@ class Verifier:
         await denylist.aadd_subject(*revocation)
 
     # -- the core (no I/O) ------------------------------------------------------------------
+
+    def _check_dpop(
+        self,
+        principal: Principal,
+        token: str,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> tuple[DPoP | None, Proof | None]:
+        dpop = self._dpop
+        if dpop is None:
+            if proof is not None:
+                # Never ignored silently: a caller passing a proof expects it to be checked.
+                raise ConfigurationError("dpop_proof= needs Verifier(dpop=DPoP(...))")
+            return None, None
+        now = self._clock()
+        return dpop, dpop.check(principal.claims, token, proof, method, url, now, self._leeway)
 
     def _check_header(self, segment: str) -> _Header:
         header = parse_header(segment)
