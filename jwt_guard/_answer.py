@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from ._errors import Forbidden, InsufficientUserAuthentication, JWTGuardError, ServiceUnavailable
+from ._dpop import DPoP
+from ._errors import (
+    DPoPKeyMismatch,
+    DPoPNonceRequired,
+    Forbidden,
+    InsufficientUserAuthentication,
+    InvalidDPoPProof,
+    JWTGuardError,
+    ServiceUnavailable,
+)
 
 __all__ = ["Answer", "ErrorHandler", "Responder", "reason_phrase"]
 
@@ -29,6 +38,9 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # RFC 9110 §5.5: a field value is visible ASCII/obs-text, spaces and tabs; no CR, LF or NUL.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a token
+
+#: Errors about the proof or the key binding: their challenge is DPoP's whatever the scheme.
+_DPOP_ERRORS = (InvalidDPoPProof, DPoPKeyMismatch)
 
 _BODY_ERROR = {400: "invalid_request", 401: "unauthorized", 403: "forbidden"}
 _ANSWERED = (400, 401, 403, 503)
@@ -104,6 +116,8 @@ class Responder:
         on_error: ErrorHandler | None,
         resource_metadata: str | None = None,
         debug: bool = False,
+        *,
+        dpop: DPoP | None = None,
     ) -> None:
         self._realm_param = f"realm={_quoted(realm)}" if realm is not None else None
         self._on_error = on_error
@@ -114,6 +128,9 @@ class Responder:
             if resource_metadata is not None
             else None
         )
+        # RFC 9449 §7.1: a DPoP challenge names the proof algorithms (ours, from the table).
+        self._dpop_algs = f"algs={_quoted(dpop.algs)}" if dpop is not None else None
+        self._bearer_accepted = dpop is None or not dpop.required
 
     def challenge(self, exc: JWTGuardError) -> str:
         """The ``WWW-Authenticate`` value for ``exc``: only fixed texts, so it cannot fail.
@@ -121,8 +138,14 @@ class Responder:
         ``error_description`` is the fixed text of the error's class: an error raised with its
         own words (``InsufficientRole("Réservé aux administrateurs")``) shows them in the JSON
         body, where any character is fine, not in the header.
+
+        With DPoP on, the answer challenges both schemes (RFC 9449 §7.1-7.2): the error goes in
+        the challenge of the scheme the client used (``exc.dpop_scheme``) or the proof broke, and
+        the other challenge names only the realm (and the proof ``algs``). With
+        ``DPoP(required=True)`` there is no Bearer challenge.
         """
-        params = [self._realm_param] if self._realm_param else []
+        realm = [self._realm_param] if self._realm_param else []
+        params = list(realm)
         error = exc.error
         if error is not None:
             if not _SCOPE_TOKEN.fullmatch(error):
@@ -143,7 +166,15 @@ class Responder:
                 params.append(f'max_age="{exc.max_age}"')
         if self._metadata_param:
             params.append(self._metadata_param)
-        return "Bearer " + ", ".join(params) if params else "Bearer"
+        if self._dpop_algs is None:
+            return "Bearer " + ", ".join(params) if params else "Bearer"
+        if exc.dpop_scheme or not self._bearer_accepted or isinstance(exc, _DPOP_ERRORS):
+            dpop = "DPoP " + ", ".join([*params, self._dpop_algs])
+            if not self._bearer_accepted:
+                return dpop
+            return dpop + ", Bearer" + (" " + ", ".join(realm) if realm else "")
+        bearer = "Bearer " + ", ".join(params) if params else "Bearer"
+        return f"{bearer}, DPoP " + ", ".join([*realm, self._dpop_algs])
 
     def answer(self, exc: JWTGuardError) -> Answer:
         status = exc.status_code
@@ -195,6 +226,9 @@ class Responder:
         ]
         if status in (400, 401, 403):
             headers.append(("www-authenticate", self.challenge(exc)))
+        if isinstance(exc, DPoPNonceRequired):
+            # RFC 9449 §9: the nonce to put in the next proof (made by DPoPNonces: safe).
+            headers.append(("dpop-nonce", exc.nonce))
         if isinstance(exc, ServiceUnavailable):
             headers.append(("retry-after", str(exc.retry_after)))
         # default=str: an app's own detail may hold values JSON does not know.

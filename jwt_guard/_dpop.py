@@ -64,6 +64,8 @@ __all__ = [
     "bound_thumbprint",
     "jwk_thumbprint",
     "normalize_htu",
+    "quote_path",
+    "request_url",
 ]
 
 logger = logging.getLogger("jwt_guard")
@@ -175,6 +177,17 @@ def normalize_htu(url: str) -> str | None:
         host = f"{host}:{port}"
     path = _remove_dot_segments(_PERCENT.sub(_percent, parts.path)) if parts.path else "/"
     return f"{scheme}://{host}{path or '/'}"
+
+
+#: RFC 3986 §3.3: characters a path segment may hold as they are (pchar without the
+#: unreserved ones, which ``quote`` leaves alone anyway), plus the "/" between segments.
+_PATH_SAFE: Final = "/:@!$&'()*+,;="
+
+
+def quote_path(raw: bytes) -> str:
+    """A decoded path (ASGI ``path`` as UTF-8, WSGI ``PATH_INFO`` as latin-1 bytes) encoded
+    back for the ``htu`` comparison, when the server did not hand over the path as received."""
+    return urllib.parse.quote(raw, safe=_PATH_SAFE)
 
 
 def request_url(scheme: str, host: str, path: str, external_url: str | None = None) -> str:

@@ -146,6 +146,9 @@ class JWTGuardError(Exception):
     error: str | None = None
     status_code: int = 500
     description: str = "The request could not be authenticated."
+    #: Set by the adapters on an error of a request that used the DPoP scheme (RFC 9449
+    #: §7.1): its answer carries the error in the ``DPoP`` challenge, not the ``Bearer`` one.
+    dpop_scheme: bool = False
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ __all__ = [
     "RequestView",
     "bearer_token",
     "check_csrf",
+    "dpop_token",
     "extract",
     "is_token68",
     "joined_authorization",
@@ -85,7 +86,9 @@ class RequestView(NamedTuple):
 
 class Credentials(NamedTuple):
     token: str
-    source: str  # "header" | "cookie" | "query"
+    #: "header" (Authorization: Bearer), "dpop" (Authorization: DPoP, RFC 9449 §7.1),
+    #: "cookie" or "query".
+    source: str
 
 
 def parse_cookies(headers: Sequence[str]) -> dict[str, list[str]]:
@@ -142,6 +145,21 @@ def _is_bearer(value: str) -> bool:
     return value[:6].lower() == "bearer" and (len(value) == 6 or value[6] in " \t")
 
 
+def _is_dpop(value: str) -> bool:
+    """Whether an ``Authorization`` value uses the DPoP scheme (RFC 9449 §7.1)."""
+    return value[:4].lower() == "dpop" and (len(value) == 4 or value[4] in " \t")
+
+
+def dpop_token(value: str) -> str | None:
+    """The token of one ``Authorization: DPoP <token>`` value, ``None`` for another scheme.
+
+    RFC 9449 §7.1: ``"DPoP" 1*SP token68``, the same grammar as Bearer's, so the same checks.
+    """
+    if not _is_dpop(value):
+        return None
+    return bearer_token("Bearer" + value[4:])
+
+
 def joined_authorization(value: str) -> list[str]:
     """The Bearer credentials in a WSGI ``HTTP_AUTHORIZATION`` value.
 
@@ -158,7 +176,7 @@ def joined_authorization(value: str) -> list[str]:
     in_bearer = False
     for part in value.split(","):
         start = part.lstrip(" \t")
-        if _is_bearer(start):
+        if _is_bearer(start) or _is_dpop(start):
             bearers.append(start)
             in_bearer = True
         elif in_bearer and not _CREDENTIALS_START.match(start):
@@ -197,23 +215,30 @@ def extract(
     header: bool,
     cookie: str | None,
     query_param: str | None = None,
+    dpop: bool = False,
 ) -> Credentials | None:
     """The request's token and where it came from; ``None`` when it carries none.
 
     Raises :class:`InvalidRequest` (400) for two Bearer credentials, a malformed Bearer
     header, or different tokens in different places (RFC 6750 §2: one method per request).
+    With ``dpop``, ``Authorization: DPoP`` credentials count too (source ``"dpop"``), and
+    Bearer plus DPoP credentials are two methods (RFC 9449 §7.2).
     """
     found: Credentials | None = None
     if header and authorization:
-        # Another scheme (Basic, Digest, DPoP, ...) is not ours: as if no bearer token was
-        # sent, and it does not count as a second token either.
-        bearers = [value for value in authorization if _is_bearer(value)]
-        if len(bearers) > 1:
-            raise _multiple("several Bearer Authorization headers")
-        if bearers:
-            token = bearer_token(bearers[0])
+        # Another scheme (Basic, Digest, DPoP without dpop=...) is not ours: as if no token
+        # was sent, and it does not count as a second token either.
+        ours = [v for v in authorization if _is_bearer(v) or (dpop and _is_dpop(v))]
+        if len(ours) > 1:
+            raise _multiple("several Bearer or DPoP Authorization headers")
+        if ours:
+            token = bearer_token(ours[0])
             if token is not None:
                 found = Credentials(token, "header")
+            else:
+                token = dpop_token(ours[0])
+                if token is not None:
+                    found = Credentials(token, "dpop")
     if cookie is not None and cookie_headers:
         values = set(parse_cookies(cookie_headers).get(cookie, ()))
         values.discard("")

@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ._answer import Answer, ErrorHandler, Responder
+from ._dpop import request_url
 from ._errors import (
     AuthenticationRequired,
     ConfigurationError,
+    DPoPProofMissing,
     InvalidRequest,
     JWTGuardError,
     MalformedToken,
@@ -48,15 +50,6 @@ EXCLUDED_KEY: Final = "jwt_guard.excluded"
 VERIFIER_KEY: Final = "jwt_guard.verifier"
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
-
-
-def _dpop_settings(verifier: Verifier) -> tuple[tuple[str, ...] | None, bool]:
-    """The DPoP settings the metadata document advertises (RFC 9728 §2), when DPoP is on."""
-    dpop = getattr(verifier, "dpop", None)
-    algorithms = getattr(dpop, "algorithms", None)
-    if dpop is None or algorithms is None:
-        return None, False
-    return tuple(algorithms), bool(getattr(dpop, "required", False))
 
 
 class Guard:
@@ -114,18 +107,19 @@ class Guard:
         self._exact = frozenset(p for p in exclude if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in exclude if p.endswith("*"))
         self.excludes = bool(exclude)
+        #: The verifier's DPoP settings (RFC 9449), ``None`` when it accepts Bearer tokens only.
+        self.dpop = verifier.dpop
         #: The RFC 9728 document, served by the adapters before any token is looked for.
         self.metadata: MetadataEndpoint | None = None
         if protected_resource is not None:
-            dpop_algorithms, dpop_required = _dpop_settings(verifier)
             self.metadata = MetadataEndpoint(
                 protected_resource,
                 audiences=verifier.audiences,
                 # RFC 9728 §2 names RFC 6750 methods: a cookie is none of them, and the query
                 # parameter is read on WebSocket handshakes only.
                 bearer_methods=["header"] if header else [],
-                dpop_algorithms=dpop_algorithms,
-                dpop_required=dpop_required,
+                dpop_algorithms=self.dpop.algorithms if self.dpop is not None else None,
+                dpop_required=self.dpop is not None and self.dpop.required,
             )
         try:
             self.responder = Responder(
@@ -133,6 +127,7 @@ class Guard:
                 on_error,
                 self.metadata.url if self.metadata is not None else None,
                 debug,
+                dpop=self.dpop,
             )
         except ValueError as exc:
             raise ConfigurationError(f"realm: {exc}") from exc
@@ -173,6 +168,7 @@ class Guard:
             header=self.header,
             cookie=self.cookie,
             query_param=self.websocket_query_param if websocket else None,
+            dpop=self.dpop is not None,
         )
         if found is None:
             if self.optional:
@@ -193,22 +189,51 @@ class Guard:
 
     @staticmethod
     def refine(found: Credentials, exc: JWTGuardError) -> JWTGuardError:
-        """A malformed token that is not even token68 is a malformed *request* (400)."""
+        """A malformed token that is not even token68 is a malformed *request* (400). An error
+        of a request with the DPoP scheme is marked so, for its challenge (RFC 9449 §7.2)."""
+        if found.source == "dpop":
+            exc.dpop_scheme = True
         if isinstance(exc, MalformedToken) and not is_token68(found.token):
-            where = "cookie" if found.source == "cookie" else "header"
+            where = "cookie" if found.source == "cookie" else "header"  # "dpop": the header
             detail: dict[str, Any] = {
                 "reason": "the token has characters a bearer token cannot have (RFC 6750 §2.1)",
                 "source": found.source,
             }
-            return InvalidRequest(
+            refined = InvalidRequest(
                 code=f"{where}_malformed",
                 description=f"The {'token cookie' if where == 'cookie' else 'Authorization header'}"
                 " is malformed.",
                 detail=detail,
             )
+            refined.dpop_scheme = exc.dpop_scheme
+            return refined
         return exc
 
     def answer(self, exc: JWTGuardError) -> Answer:
         """Log the rejection (rate-limited) and build the answer."""
         self.log(exc)
         return self.responder.answer(exc)
+
+    # -- DPoP (RFC 9449): what the adapters read from a request with the DPoP scheme --------------
+
+    def dpop_request(
+        self, proofs: Sequence[str], scheme: str, host: str, path: str
+    ) -> tuple[str, str]:
+        """The proof and the request's URL for the ``htu`` check.
+
+        ``proofs`` are the request's ``DPoP`` header values: exactly one is accepted (RFC 9449
+        §4.3 (1)). ``path`` is the path as received; ``scheme`` and ``host`` give the URL
+        unless ``DPoP(external_url=...)`` says what clients see in front of a proxy.
+        """
+        if len(proofs) != 1 or not proofs[0]:
+            raise DPoPProofMissing(detail={"dpop_headers": len(proofs)})
+        assert self.dpop is not None  # a "dpop" credential is only extracted with DPoP on
+        return proofs[0], request_url(scheme, host, path, self.dpop.external_url)
+
+    def dpop_nonce(self) -> str | None:
+        """The nonce for an authenticated response when server nonces are configured, else
+        ``None`` (RFC 9449 §8.2, §9: the client uses it in its next proof, no extra 401)."""
+        dpop = self.dpop
+        if dpop is None or dpop.nonce is None:
+            return None
+        return dpop.nonce.issue(self.verifier.now())

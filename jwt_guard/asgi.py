@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
 from ._answer import Answer, ErrorHandler
+from ._dpop import quote_path
 from ._errors import JWTGuardError
 from ._extract import CSRF, Credentials, RequestView
 from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
@@ -90,6 +91,26 @@ def credentials(guard: Guard, scope: Scope) -> Credentials | None:
     )
 
 
+def _dpop_request(guard: Guard, scope: Scope) -> tuple[str, str, str]:
+    """For a token sent with the DPoP scheme (RFC 9449 §7.1): the proof, the method and the
+    URL it must name. A WebSocket handshake is a GET; its ``htu`` may use ws/wss or http/https.
+    """
+    proofs: list[str] = []
+    host: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"dpop":
+            proofs.append(value.decode("latin-1"))
+        elif name == b"host":
+            host = value.decode("latin-1")
+    if host is None:
+        server = scope.get("server") or ("localhost", None)
+        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+    raw_path = scope.get("raw_path")  # the path as received, when the server gives it
+    path = raw_path.decode("latin-1") if raw_path else quote_path(scope["path"].encode())
+    proof, url = guard.dpop_request(proofs, scope.get("scheme", "http"), host, path)
+    return proof, scope.get("method", "GET"), url
+
+
 async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
     """Extract, check CSRF and verify with the async driver: the middleware's steps, shared by
     the per-route guards. ``None`` for an anonymous request ``guard`` allows; raises the
@@ -97,7 +118,14 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
     found = None
     try:
         found = credentials(guard, scope)
-        return None if found is None else await guard.verifier.averify(found.token)
+        if found is None:
+            return None
+        if found.source == "dpop":
+            proof, method, url = _dpop_request(guard, scope)
+            return await guard.verifier.averify(
+                found.token, dpop_proof=proof, method=method, url=url
+            )
+        return await guard.verifier.averify(found.token)
     except JWTGuardError as exc:
         raise (guard.refine(found, exc) if found else exc) from None
 
@@ -107,7 +135,12 @@ def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
     found = None
     try:
         found = credentials(guard, scope)
-        return None if found is None else guard.verifier.verify(found.token)
+        if found is None:
+            return None
+        if found.source == "dpop":
+            proof, method, url = _dpop_request(guard, scope)
+            return guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
+        return guard.verifier.verify(found.token)
     except JWTGuardError as exc:
         raise (guard.refine(found, exc) if found else exc) from None
 
@@ -187,6 +220,7 @@ class JWTGuardMiddleware:
             await self.app(scope, receive, send)
             return
         guard = self.guard
+        nonce_header: tuple[bytes, bytes] | None = None
         if guard.metadata is not None and kind == "http" and scope["path"] in guard.metadata.paths:
             # RFC 9728 §3: the metadata document is public; no token is looked for.
             method = scope["method"]
@@ -216,6 +250,10 @@ class JWTGuardMiddleware:
                 await self._reject(scope, send, exc)
                 return
             place(scope, principal, self.verifier)
+            if principal is not None and guard.dpop is not None:
+                nonce = guard.dpop_nonce()
+                if nonce is not None:
+                    nonce_header = (b"dpop-nonce", nonce.encode("ascii"))
         scope[GUARD_KEY] = guard
 
         started = False
@@ -223,6 +261,8 @@ class JWTGuardMiddleware:
         async def send_tracking(message: Message) -> None:
             nonlocal started
             started = True
+            if nonce_header is not None and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), nonce_header]}
             await send(message)
 
         try:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._answer import Answer, ErrorHandler, reason_phrase
+from ._dpop import quote_path
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView, joined_authorization
 from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
@@ -65,6 +66,29 @@ def _is_preflight(environ: Environ) -> bool:
     )
 
 
+def _dpop_request(guard: Guard, environ: Environ) -> tuple[str, str, str]:
+    """For a token sent with the DPoP scheme (RFC 9449 §7.1): the proof, the method and the
+    URL it must name."""
+    # Servers join repeated headers with commas; a compact JWS has none, so each part is one
+    # DPoP header (two of them are refused).
+    joined = environ.get("HTTP_DPOP")
+    proofs = [part.strip() for part in joined.split(",")] if joined is not None else []
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = environ.get("SERVER_NAME", "localhost")
+        port = environ.get("SERVER_PORT")
+        if port:
+            host = f"{host}:{port}"
+    # The path as received, where the server keeps it (Werkzeug, gunicorn); else rebuilt from
+    # the decoded SCRIPT_NAME and PATH_INFO (PEP 3333: latin-1 of the raw bytes).
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI") or ""
+    if not raw.startswith("/"):
+        decoded = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
+        raw = quote_path(decoded.encode("latin-1", "replace"))
+    proof, url = guard.dpop_request(proofs, environ.get("wsgi.url_scheme", "http"), host, raw)
+    return proof, environ.get("REQUEST_METHOD", "GET"), url
+
+
 def authenticate(guard: Guard, environ: Environ) -> Principal | None:
     """Extract, check CSRF and verify with the sync driver: the middleware's steps, shared by
     the per-view guards. ``None`` for an anonymous request ``guard`` allows; raises the
@@ -81,7 +105,12 @@ def authenticate(guard: Guard, environ: Environ) -> Principal | None:
             environ.get("QUERY_STRING", ""),
             lambda: _view(environ, authorization, cookies),
         )
-        return None if found is None else guard.verifier.verify(found.token)
+        if found is None:
+            return None
+        if found.source == "dpop":
+            proof, method, url = _dpop_request(guard, environ)
+            return guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
+        return guard.verifier.verify(found.token)
     except JWTGuardError as exc:
         raise (guard.refine(found, exc) if found else exc) from None
 
@@ -134,6 +163,7 @@ class JWTGuardWSGIMiddleware:
                 method = environ.get("REQUEST_METHOD", "GET")
                 answer = metadata.answer(method, environ.get("HTTP_IF_NONE_MATCH"))
                 return _send(answer, start_response, head=method == "HEAD")
+        nonce: str | None = None
         # For the framework-neutral require_roles/require_scopes on a Flask view without the
         # Flask extension: Flask answers a view's exceptions itself, so they answer with this.
         environ[GUARD_KEY] = self.guard
@@ -147,16 +177,20 @@ class JWTGuardWSGIMiddleware:
             environ[PRINCIPAL_KEY] = None
         else:
             try:
-                environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
+                principal = environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
             except JWTGuardError as exc:
                 return self.reject(exc, start_response)
             environ[VERIFIER_KEY] = self.verifier
+            if principal is not None and self.guard.dpop is not None:
+                nonce = self.guard.dpop_nonce()
 
         started = False
 
         def start_tracking(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
             nonlocal started
             started = True
+            if nonce is not None:
+                headers = [*headers, ("DPoP-Nonce", nonce)]
             return start_response(status, headers, *args)
 
         try:

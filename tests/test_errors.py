@@ -37,6 +37,13 @@ MINIMUM_CODES = {
     "insufficient_role",
     "insufficient_scope",
     "csrf_failed",
+    # RFC 9449 (DPoP)
+    "dpop_proof_missing",
+    "dpop_proof_invalid",
+    "dpop_proof_replayed",
+    "dpop_key_mismatch",
+    "dpop_nonce_required",
+    "dpop_bound_token_as_bearer",
 }
 
 
@@ -52,15 +59,24 @@ def test_each_error_maps_to_one_answer(cls: type[jwt_guard.JWTGuardError]) -> No
     assert cls.status_code in (400, 401, 403, 503)
     expected = {
         400: {"invalid_request"},
-        # RFC 9470 §3 adds insufficient_user_authentication to the 401 errors.
-        401: {"invalid_token", "insufficient_user_authentication", None},
+        # RFC 9470 §3 adds insufficient_user_authentication to the 401 errors; RFC 9449 §7.1
+        # a broken DPoP proof, and "use a server nonce".
+        401: {
+            "invalid_token",
+            "insufficient_user_authentication",
+            "invalid_dpop_proof",
+            "use_dpop_nonce",
+            None,
+        },
         403: {"insufficient_scope", None},
         503: {None},
     }[cls.status_code]
     assert cls.error in expected
-    if issubclass(cls, jwt_guard.InvalidToken):
+    if issubclass(cls, jwt_guard.InvalidDPoPProof):
+        assert cls.status_code == 401 and cls.error in ("invalid_dpop_proof", "use_dpop_nonce")
+    elif issubclass(cls, jwt_guard.InvalidToken):
         assert cls.status_code == 401 and cls.error == "invalid_token"
-    err = cls()
+    err = cls(nonce="n") if cls is jwt_guard.DPoPNonceRequired else cls()
     assert err.description and err.code
     # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E
     assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in err.description)

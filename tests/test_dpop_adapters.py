@@ -1,0 +1,492 @@
+"""DPoP (RFC 9449) through both drivers and both adapters, with real requests.
+
+The adapter tests run once on the ASGI middleware (Starlette, ``httpx.ASGITransport``) and once
+on the WSGI middleware (Flask on a real wsgiref server); the verifier tests on ``verify`` and
+``averify``; replay across instances on a real redis-server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from jwt_guard import (
+    ConfigurationError,
+    DPoP,
+    DPoPBoundTokenAsBearer,
+    DPoPNonces,
+    DPoPProofReplayed,
+    JWTGuardMiddleware,
+    MemoryDenylist,
+    Principal,
+    RedisReplayCache,
+    TokenRevoked,
+    Verifier,
+)
+from jwt_guard.testing import LocalIssuer, dpop_proof
+
+from .apps import flask_app, starlette_app
+from .conftest import AppFactory, FakeClock, assert_no_leak, bearer, challenge
+from .redis_server import redis_server
+from .servers import run_uvicorn, run_wsgi
+from .test_dpop import BROKEN_PROOFS
+
+ALGS = 'algs="ES256 EdDSA Ed25519 PS256 RS256"'
+
+
+@pytest.fixture(scope="module")
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def other_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def url_of(client: httpx.AsyncClient, path: str) -> str:
+    return str(client.base_url.join(path))
+
+
+def dpop_headers(
+    client: httpx.AsyncClient,
+    token: str,
+    client_key: Any,
+    clock: FakeClock,
+    *,
+    method: str = "GET",
+    path: str = "/me",
+    **changes: Any,
+) -> dict[str, str]:
+    """``Authorization: DPoP`` and a fresh proof for this request (``changes`` break it)."""
+    options: dict[str, Any] = {"access_token": token, "iat": clock.now}
+    if "iat_offset" in changes:
+        changes["iat"] = clock.now + changes.pop("iat_offset")
+    options.update(changes)
+    signer = options.pop("key", client_key)
+    proof = dpop_proof(
+        signer, options.pop("method", method), options.pop("url", url_of(client, path)), **options
+    )
+    return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+
+@pytest.fixture
+def dpop_verifier(issuer: LocalIssuer) -> Callable[..., Verifier]:
+    def make(**options: Any) -> Verifier:
+        return issuer.verifier(dpop=DPoP(**options))
+
+    return make
+
+
+# -- the happy path and the cache ----------------------------------------------------------------
+
+
+async def test_bound_token_with_fresh_proofs_every_request(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    verifier = dpop_verifier()
+    client = make_client(verifier)
+    token = issuer.mint(sub="alice", dpop_key=key)
+    for _ in range(3):  # the token comes from the verified-token cache after the first request
+        response = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+        assert response.status_code == 200 and response.json()["sub"] == "alice"
+    response = await client.post(
+        "/me?page=2", headers=dpop_headers(client, token, key, clock, method="POST", path="/me")
+    )
+    assert response.status_code == 200  # htu ignores the query (RFC 9449 §4.3 (9))
+
+
+async def test_proof_made_by_joserfc_passes_both_adapters(
+    make_client: AppFactory, dpop_verifier: Callable[..., Verifier], issuer: LocalIssuer
+) -> None:
+    from joserfc import jws
+    from joserfc.jwk import ECKey
+
+    client = make_client(dpop_verifier())
+    their_key = ECKey.generate_key("P-256")
+    token = issuer.mint(cnf={"jkt": their_key.thumbprint()})
+    digest = hashlib.sha256(token.encode("ascii")).digest()  # ath, computed here, not by us
+    ath = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    claims = {"jti": "joserfc-1", "htm": "GET", "htu": url_of(client, "/me"), "ath": ath}
+    claims["iat"] = int(issuer.clock())
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": their_key.as_dict(private=False)}
+    proof = jws.serialize_compact(header, json.dumps(claims), their_key)
+    response = await client.get("/me", headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert response.status_code == 200
+
+
+# -- each rule, failing then passing, through both adapters ----------------------------------------
+
+
+@pytest.mark.parametrize(("name", "changes"), BROKEN_PROOFS, ids=[n for n, _ in BROKEN_PROOFS])
+async def test_rfc9449_4_3_each_rule_through_the_adapter(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+    name: str,
+    changes: dict[str, Any],
+) -> None:
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    headers = dpop_headers(client, token, key, clock, **changes)
+    response = await client.get("/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "dpop_proof_invalid"
+    assert response.json()["error"] == "invalid_dpop_proof"
+    assert challenge(response) == (
+        'DPoP realm="api", error="invalid_dpop_proof", '
+        f'error_description="The DPoP proof is invalid.", {ALGS}, Bearer realm="api"'
+    )
+    # Nothing from the proof or the token is echoed (RFC 9449 answers, our own rule).
+    proof = headers["DPoP"]
+    assert_no_leak(response, token, proof, proof.split(".")[0], proof.split(".")[1])
+    good = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert good.status_code == 200
+
+
+@pytest.mark.parametrize("proofs", [[], ["one", "two"], [""]])
+async def test_rfc9449_4_3_1_exactly_one_dpop_header(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+    proofs: list[str],
+) -> None:
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    good = dpop_headers(client, token, key, clock)
+    headers = [("Authorization", f"DPoP {token}")]
+    headers += [("DPoP", good["DPoP"] if p == "one" else p) for p in proofs]
+    response = await client.get("/me", headers=headers)
+    assert response.status_code == 401 and response.json()["code"] == "dpop_proof_missing"
+    assert challenge(response).startswith('DPoP realm="api", error="invalid_dpop_proof"')
+    assert (await client.get("/me", headers=good)).status_code == 200
+
+
+async def test_rfc9449_11_1_a_proof_is_accepted_once(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    headers = dpop_headers(client, token, key, clock)
+    assert (await client.get("/me", headers=headers)).status_code == 200
+    replayed = await client.get("/me", headers=headers)
+    assert replayed.status_code == 401 and replayed.json()["code"] == "dpop_proof_replayed"
+    fresh = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert fresh.status_code == 200
+
+
+async def test_rfc9449_6_proof_key_must_be_the_bound_key(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    other_key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    stolen = await client.get("/me", headers=dpop_headers(client, token, other_key, clock))
+    assert stolen.status_code == 401 and stolen.json()["code"] == "dpop_key_mismatch"
+    assert challenge(stolen) == (
+        'DPoP realm="api", error="invalid_token", '
+        f'error_description="Invalid DPoP key binding.", {ALGS}, Bearer realm="api"'
+    )
+    unbound = issuer.mint()  # a Bearer token sent with the DPoP scheme is bound to no key
+    response = await client.get("/me", headers=dpop_headers(client, unbound, key, clock))
+    assert response.status_code == 401 and response.json()["code"] == "dpop_key_mismatch"
+    ok = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert ok.status_code == 200
+
+
+async def test_rfc9449_7_2_bound_token_as_bearer_is_refused(
+    make_client: AppFactory, dpop_verifier: Callable[..., Verifier], issuer: LocalIssuer, key: Any
+) -> None:
+    client = make_client(dpop_verifier())
+    bound = issuer.mint(dpop_key=key)
+    response = await client.get("/me", headers=bearer(bound))
+    assert response.status_code == 401
+    assert response.json()["code"] == "dpop_bound_token_as_bearer"
+    # The client used Bearer, so the error is in the Bearer challenge; DPoP is offered.
+    assert challenge(response) == (
+        'Bearer realm="api", error="invalid_token", error_description="A DPoP-bound token must '
+        f'be sent with the DPoP scheme.", DPoP realm="api", {ALGS}'
+    )
+    assert (await client.get("/me", headers=bearer(issuer.mint()))).status_code == 200
+
+
+async def test_required_dpop_refuses_bearer_tokens(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier(required=True))
+    response = await client.get("/me", headers=bearer(issuer.mint()))
+    assert response.status_code == 401 and response.json()["code"] == "dpop_proof_missing"
+    assert challenge(response) == (
+        'DPoP realm="api", error="invalid_dpop_proof", '
+        f'error_description="A single DPoP proof is required.", {ALGS}'
+    )
+    anonymous = await client.get("/me")
+    assert challenge(anonymous) == f'DPoP realm="api", {ALGS}'
+    token = issuer.mint(dpop_key=key)
+    ok = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert ok.status_code == 200
+
+
+async def test_no_credentials_challenges_both_schemes(
+    make_client: AppFactory, dpop_verifier: Callable[..., Verifier]
+) -> None:
+    response = await make_client(dpop_verifier()).get("/me")
+    assert response.status_code == 401 and response.json()["code"] == "token_missing"
+    assert challenge(response) == f'Bearer realm="api", DPoP realm="api", {ALGS}'
+
+
+async def test_rfc9449_7_2_bearer_and_dpop_credentials_together_are_a_bad_request(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    headers = dpop_headers(client, token, key, clock)
+    both = [
+        ("Authorization", f"Bearer {token}"),
+        ("Authorization", headers["Authorization"]),
+        ("DPoP", headers["DPoP"]),
+    ]
+    response = await client.get("/me", headers=both)
+    assert response.status_code == 400 and response.json()["code"] == "multiple_tokens"
+
+
+async def test_without_dpop_the_dpop_scheme_is_not_ours(
+    make_client: AppFactory, issuer: LocalIssuer, key: Any, clock: FakeClock
+) -> None:
+    client = make_client(issuer.verifier())
+    token = issuer.mint(dpop_key=key)
+    response = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert response.status_code == 401 and response.json()["code"] == "token_missing"
+    assert challenge(response) == 'Bearer realm="api"'  # no DPoP offered
+
+
+async def test_rfc9449_9_nonce_round_trip(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier(nonce=DPoPNonces("s" * 32, lifetime=60)))
+    token = issuer.mint(dpop_key=key)
+    first = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert first.status_code == 401 and first.json()["code"] == "dpop_nonce_required"
+    assert challenge(first).startswith('DPoP realm="api", error="use_dpop_nonce"')
+    nonce = first.headers["dpop-nonce"]
+    second = await client.get("/me", headers=dpop_headers(client, token, key, clock, nonce=nonce))
+    assert second.status_code == 200
+    assert second.headers["dpop-nonce"] == nonce  # §8.2: the current nonce, on success too
+    clock.advance(100)  # stale now (lifetime + leeway): a new nonce comes with the refusal
+    token = issuer.mint(dpop_key=key)
+    stale = await client.get("/me", headers=dpop_headers(client, token, key, clock, nonce=nonce))
+    assert stale.status_code == 401 and stale.headers["dpop-nonce"] != nonce
+    fresh = stale.headers["dpop-nonce"]
+    again = await client.get("/me", headers=dpop_headers(client, token, key, clock, nonce=fresh))
+    assert again.status_code == 200
+
+
+async def test_external_url_is_what_htu_must_name(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier(external_url="https://api.example/v1"))
+    token = issuer.mint(dpop_key=key)
+    local = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert local.status_code == 401 and local.json()["code"] == "dpop_proof_invalid"
+    public = dpop_headers(client, token, key, clock, url="https://API.example:443/v1/me")
+    assert (await client.get("/me", headers=public)).status_code == 200
+
+
+async def test_token_errors_are_answered_in_the_dpop_challenge(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier())
+    expired = issuer.mint(dpop_key=key, expired=True)
+    response = await client.get("/me", headers=dpop_headers(client, expired, key, clock))
+    assert response.status_code == 401 and response.json()["code"] == "token_expired"
+    assert challenge(response).startswith('DPoP realm="api", error="invalid_token"')
+    assert challenge(response).endswith(f'{ALGS}, Bearer realm="api"')
+
+
+# -- the two drivers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sync", "async"])
+def run_verify(request: pytest.FixtureRequest) -> Callable[..., Awaitable[Principal]]:
+    async def call(verifier: Verifier, token: str, **kwargs: Any) -> Principal:
+        if request.param == "sync":
+            return verifier.verify(token, **kwargs)
+        return await verifier.averify(token, **kwargs)
+
+    return call
+
+
+URL = "https://api.example/orders"
+
+
+async def test_both_drivers_check_proof_downgrade_and_replay(
+    run_verify: Callable[..., Awaitable[Principal]],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    verifier = issuer.verifier(dpop=DPoP())
+    token = issuer.mint(sub="bob", dpop_key=key)
+    proof = dpop_proof(key, "GET", URL, access_token=token, iat=clock.now)
+    principal = await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
+    assert principal.subject == "bob"
+    with pytest.raises(DPoPProofReplayed):
+        await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
+    with pytest.raises(DPoPBoundTokenAsBearer):
+        await run_verify(verifier, token)
+    with pytest.raises(ConfigurationError):  # a proof is never ignored silently
+        await run_verify(issuer.verifier(), token, dpop_proof=proof, method="GET", url=URL)
+
+
+async def test_denylist_still_applies_and_a_revoked_token_burns_no_jti(
+    run_verify: Callable[..., Awaitable[Principal]],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    verifier = issuer.verifier(dpop=DPoP(), denylist=MemoryDenylist(clock=clock))
+    token = issuer.mint(dpop_key=key)
+    verifier.revoke(token)  # no proof needed to end a bound token
+    proof = dpop_proof(key, "GET", URL, access_token=token, iat=clock.now)
+    with pytest.raises(TokenRevoked):
+        await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
+    assert len(verifier.dpop.replay_cache) == 0  # type: ignore[union-attr, arg-type]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+async def test_replay_across_two_instances_on_redis(
+    run_verify: Callable[..., Awaitable[Principal]],
+    redis_url: str,
+    key: Any,
+    request: pytest.FixtureRequest,
+) -> None:
+    idp = LocalIssuer()  # real clock: the keys expire in real Redis
+    prefix = f"t{abs(hash(request.node.nodeid))}:"
+    one = idp.verifier(dpop=DPoP(replay=RedisReplayCache(redis_url, prefix=prefix)))
+    two = idp.verifier(dpop=DPoP(replay=RedisReplayCache(redis_url, prefix=prefix)))
+    token = idp.mint(dpop_key=key)
+    proof = dpop_proof(key, "GET", URL, access_token=token)
+    await run_verify(one, token, dpop_proof=proof, method="GET", url=URL)
+    with pytest.raises(DPoPProofReplayed):
+        await run_verify(two, token, dpop_proof=proof, method="GET", url=URL)
+    fresh = dpop_proof(key, "GET", URL, access_token=token)
+    assert await run_verify(two, token, dpop_proof=fresh, method="GET", url=URL)
+    await close_replay(one, two)
+
+
+async def close_replay(*verifiers: Verifier) -> None:
+    for verifier in verifiers:
+        assert verifier.dpop is not None and isinstance(verifier.dpop.replay, RedisReplayCache)
+        verifier.dpop.replay.close()
+        await verifier.dpop.replay.aclose()
+
+
+async def test_replay_across_an_asgi_and_a_wsgi_instance_on_redis(
+    redis_url: str, key: Any, request: pytest.FixtureRequest
+) -> None:
+    idp = LocalIssuer()
+    prefix = f"t{abs(hash(request.node.nodeid))}:"
+
+    token = idp.mint(dpop_key=key)
+    # Both instances stand behind one public URL (a load balancer): the ASGI one sees it as
+    # its own, the WSGI one is reached over plain http on loopback and told with external_url.
+    public = "https://api.example"
+    asgi_verifier = idp.verifier(dpop=DPoP(replay=RedisReplayCache(redis_url, prefix=prefix)))
+    wsgi_verifier = idp.verifier(
+        dpop=DPoP(replay=RedisReplayCache(redis_url, prefix=prefix), external_url=public)
+    )
+    proof = dpop_proof(key, "GET", f"{public}/me", access_token=token)
+    headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    transport = httpx.ASGITransport(app=starlette_app(asgi_verifier))
+    async with httpx.AsyncClient(transport=transport, base_url=public) as asgi:
+        assert (await asgi.get("/me", headers=headers)).status_code == 200
+    with run_wsgi(flask_app(wsgi_verifier)) as behind_proxy:
+        async with httpx.AsyncClient(base_url=behind_proxy) as wsgi:
+            replay = await wsgi.get("/me", headers=headers)
+            fresh = dpop_proof(key, "GET", f"{public}/me", access_token=token)
+            ok = await wsgi.get("/me", headers={**headers, "DPoP": fresh})
+    assert replay.status_code == 401 and replay.json()["code"] == "dpop_proof_replayed"
+    assert ok.status_code == 200
+    await close_replay(asgi_verifier, wsgi_verifier)
+
+
+# -- WebSocket handshakes (a GET; htu may name ws/wss or http/https) -----------------------------
+
+
+def test_websocket_handshake_with_dpop(issuer: LocalIssuer, key: Any, clock: FakeClock) -> None:
+    async def who(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.scope["user"].identity)
+        await websocket.close()
+
+    app = Starlette(
+        routes=[WebSocketRoute("/ws", who)],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=issuer.verifier(dpop=DPoP()))],
+    )
+    token = issuer.mint(sub="ws-user", dpop_key=key)
+    with run_uvicorn(app) as base:
+        ws_url = base.replace("http", "ws") + "/ws"
+        for htu in (ws_url, base + "/ws"):
+            proof = dpop_proof(key, "GET", htu, access_token=token, iat=clock.now)
+            headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+            with connect(ws_url, additional_headers=headers) as ws:
+                assert ws.recv() == "ws-user"
+        with pytest.raises(InvalidStatus) as denied:
+            with connect(ws_url, additional_headers={"Authorization": f"DPoP {token}"}):
+                pass
+        assert denied.value.response.status_code == 401
+        assert denied.value.response.headers["WWW-Authenticate"].startswith("DPoP ")
