@@ -334,7 +334,7 @@ class MemoryReplayCache(ReplayCache):
                 for stale in [k for k, u in seen.items() if u <= now]:
                     del seen[stale]
                 if len(seen) >= self.max_entries:
-                    logger.error("jwt_guard: DPoP replay cache is full (%d)", self.max_entries)
+                    logger.error("DPoP replay cache is full (%d entries)", self.max_entries)
                     raise DPoPReplayUnavailable()
             seen[key] = now + ttl
             return True
@@ -400,6 +400,9 @@ class RedisReplayCache(ReplayCache):
 # -- the proof (RFC 9449 §4.3) -------------------------------------------------------------------
 
 
+_REPLAYED: Final = {"reason": "this proof's jti was already accepted (RFC 9449 §11.1)"}
+
+
 class Proof(NamedTuple):
     """A proof that passed every check but replay: what the replay cache must record."""
 
@@ -414,11 +417,11 @@ class _ProofHeader(NamedTuple):
     jkt: str
 
 
-def _invalid(reason: str) -> InvalidDPoPProof:
-    # ``reason`` is a fixed text for the developer (log, on_error), never sent to the client.
-    exc = InvalidDPoPProof()
-    exc.reason = reason  # type: ignore[attr-defined]
-    return exc
+def _invalid(reason: str, **facts: Any) -> InvalidDPoPProof:
+    # ``reason`` names the rule broken (a fixed text); ``facts`` are safe, non-secret values
+    # (the request's method, a header's alg). The developer sees them (log, on_error); the
+    # client gets the fixed description only, and nothing of the proof.
+    return InvalidDPoPProof(detail={"reason": reason, **facts})
 
 
 @dataclass(frozen=True, eq=False)
@@ -512,15 +515,18 @@ class DPoP:
         jkt = bound_thumbprint(claims)
         if proof is None:
             if jkt is not None:
-                raise DPoPBoundTokenAsBearer()  # RFC 9449 §7.2: no downgrade to Bearer
+                raise DPoPBoundTokenAsBearer(  # RFC 9449 §7.2: no downgrade to Bearer
+                    detail={"reason": "the token has cnf.jkt; send it with the DPoP scheme"}
+                )
             if self.required:
-                raise DPoPProofMissing()
+                raise DPoPProofMissing(detail={"reason": "DPoP is required; Bearer is refused"})
             return None
         checked = self.check_proof(proof, token, method, url, now, leeway)
         if jkt is None or jkt != checked.jkt:
             # RFC 9449 §4.3 (12), §6: the proof's key must be the one the token is bound to;
             # a token bound to no key cannot be used with the DPoP scheme.
-            raise DPoPKeyMismatch()
+            reason = "the token is not DPoP-bound" if jkt is None else "cnf.jkt != proof key"
+            raise DPoPKeyMismatch(detail={"reason": reason})
         return checked
 
     def check_proof(
@@ -546,34 +552,42 @@ class DPoP:
         except InvalidDPoPProof:
             raise
         except InvalidToken as exc:
-            raise _invalid("not a well-formed compact JWS") from exc
+            raise _invalid("not a well-formed compact JWS (RFC 9449 §4.3 (2))") from exc
         signing_input = proof[: len(h64) + 1 + len(p64)].encode("ascii")
         try:
             ok = header.key.verify(header.alg, signing_input, signature)
         except (ValueError, TypeError) as exc:
-            raise _invalid("signature") from exc
+            raise _invalid("the signature does not verify with the jwk") from exc
         if not ok:
-            raise _invalid("signature")  # §4.3 (6)
+            raise _invalid("the signature does not verify with the jwk")  # §4.3 (6)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
-            raise _invalid("jti")  # §4.2, §11.1
+            raise _invalid(f"jti must be a string of 1 to {MAX_JTI_LENGTH} characters")  # §11.1
         if claims.get("htm") != method:
-            raise _invalid("htm")  # §4.3 (8): methods are case-sensitive (RFC 9110 §9.1)
+            raise _invalid("htm is not the request method", expected=method)  # §4.3 (8)
         htu = claims.get("htu")
         if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
-            raise _invalid("htu")  # §4.3 (9)
+            raise _invalid("htu is not the request URL", expected=url)  # §4.3 (9)
         try:
             iat = numeric_date(claims, "iat")
         except ClaimError as exc:
-            raise _invalid("iat") from exc
+            raise _invalid("iat is not a NumericDate") from exc
         # §4.3 (11), §11.1: created within max_age (plus the leeway for clock skew).
-        if iat is None or iat > now + leeway or iat < now - leeway - self.max_age:
-            raise _invalid("iat")
+        if iat is None:
+            raise _invalid("iat is missing")
+        if iat > now + leeway or iat < now - leeway - self.max_age:
+            raise _invalid(
+                "iat is outside the accepted window",
+                age=round(now - iat, 3),
+                max_age=self.max_age,
+                leeway=leeway,
+            )
         if claims.get("ath") != access_token_hash(token):
-            raise _invalid("ath")  # §4.3 (12), §7: the proof is for this very token
+            raise _invalid("ath is not the hash of this access token")  # §4.3 (12), §7
         if self.nonce is not None and not self.nonce.valid(claims.get("nonce"), now, leeway):
             # §4.3 (10), §9, §11.3: a nonce we issued, still fresh; the answer carries a new one.
-            raise DPoPNonceRequired(nonce=self.nonce.issue(now))
+            reason = "nonce missing" if "nonce" not in claims else "nonce unknown or stale"
+            raise DPoPNonceRequired(nonce=self.nonce.issue(now), detail={"reason": reason})
         # §11.1: remember the jti while the proof could be accepted, hashed (bounded key, no
         # client character reaches the store) and scoped by the key, so one client's jti
         # never blocks another's.
@@ -585,24 +599,26 @@ class DPoP:
         header = parse_header(h64)
         typ = header.get("typ")
         if not isinstance(typ, str) or normalize_typ(typ) != _DPOP_TYP:
-            raise _invalid("typ")  # §4.3 (4), §11.5: explicit typing
+            raise _invalid("typ must be dpop+jwt")  # §4.3 (4), §11.5: explicit typing
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
-            raise _invalid("alg")  # §4.3 (5), §11.6: asymmetric, configured, never "none"
+            raise _invalid(  # §4.3 (5), §11.6: asymmetric, configured, never "none"
+                "alg is not an accepted proof algorithm", accepted=list(self.algorithms)
+            )
         if "crit" in header or ("b64" in header and header["b64"] is not True):
-            raise _invalid("crit")  # RFC 7515 §4.1.11, RFC 7797: no extension understood
+            raise _invalid("crit or b64 in the header (no extension is understood)")
         jwk = header.get("jwk")
         if not isinstance(jwk, Mapping):
-            raise _invalid("jwk")
+            raise _invalid("jwk (the public key) is missing")
         try:
             # The same loading as configured keys: private members refused (§4.3 (7)), RSA
             # size and exponent, EC point on the curve, no symmetric key (§4.3 (5)).
             key = JWK.from_dict(jwk, allow_symmetric=False)
             jkt = jwk_thumbprint(jwk)
         except ValueError as exc:
-            raise _invalid("jwk") from exc
+            raise _invalid(f"jwk is not an acceptable public key: {exc}") from exc
         if not key.fits(alg):
-            raise _invalid("jwk does not fit alg")
+            raise _invalid("the jwk does not fit alg", alg=alg)
         parsed = _ProofHeader(alg, key, jkt)
         headers = self._headers
         if len(headers) >= HEADER_CACHE_SIZE:
@@ -615,9 +631,9 @@ class DPoP:
     def record(self, proof: Proof) -> None:
         """Accept the proof's jti once (sync driver); raises :class:`DPoPProofReplayed`."""
         if not self.replay_cache.first_use(proof.replay_key, proof.ttl):
-            raise DPoPProofReplayed()
+            raise DPoPProofReplayed(detail=_REPLAYED)
 
     async def arecord(self, proof: Proof) -> None:
         """Async twin of :meth:`record`."""
         if not await self.replay_cache.afirst_use(proof.replay_key, proof.ttl):
-            raise DPoPProofReplayed()
+            raise DPoPProofReplayed(detail=_REPLAYED)

@@ -472,9 +472,14 @@ class DPoPNonceRequired(InvalidDPoPProof):
     description = "The resource server requires a nonce in the DPoP proof."
 
     def __init__(
-        self, description: str | None = None, *, nonce: str, code: str | None = None
+        self,
+        description: str | None = None,
+        *,
+        nonce: str,
+        code: str | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(description, code=code)
+        super().__init__(description, code=code, detail=detail)
         # Made by the server (DPoPNonces), never taken from the request: safe to send back.
         self.nonce = nonce
 
