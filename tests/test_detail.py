@@ -21,18 +21,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwt_guard import (
+    DPoP,
+    DPoPNonces,
     JWKSKeys,
     JWTGuardError,
     MemoryDenylist,
+    MemoryReplayCache,
     RedisDenylist,
+    RedisReplayCache,
     StaticKeys,
     Verifier,
     _errors,
 )
 from jwt_guard._answer import Answer
-from jwt_guard.testing import LocalIssuer, compact
+from jwt_guard._dpop import jwk_thumbprint
+from jwt_guard.testing import LocalIssuer, compact, dpop_jwk, dpop_proof
 
 from .conftest import AppFactory, FakeClock
 
@@ -219,6 +225,81 @@ CASES = [
         503,
         {"store", "reason"},
         verifier=lambda i: i.verifier(denylist=RedisDenylist("redis://127.0.0.1:9/0")),
+    ),
+]
+
+# DPoP (RFC 9449): a fixed public URL, so the proof is the same for both adapters.
+_DPOP_KEY = ec.generate_private_key(ec.SECP256R1())
+_DPOP_URL = "https://api.example"
+
+
+def _dpop(issuer: LocalIssuer, **options: Any) -> Verifier:
+    return issuer.verifier(dpop=DPoP(external_url=_DPOP_URL, **options))
+
+
+def _bound(issuer: LocalIssuer) -> str:
+    return issuer.mint(_claims(issuer, cnf={"jkt": jwk_thumbprint(dpop_jwk(_DPOP_KEY))}))
+
+
+def _dpop_headers(**changes: Any) -> Callable[[str | None], dict[str, str]]:
+    def headers(token: str | None) -> dict[str, str]:
+        assert token is not None
+        options: dict[str, Any] = {"access_token": token, "iat": NOW, **changes}
+        proof = dpop_proof(_DPOP_KEY, options.pop("method", "GET"), _DPOP_URL + "/me", **options)
+        return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+    return headers
+
+
+class _AlwaysSeen(MemoryReplayCache):
+    """Every proof looks replayed: the answer to a replay, without a first request."""
+
+    def first_use(self, key: str, ttl: int) -> bool:
+        return False
+
+
+CASES += [
+    Case(
+        "dpop_proof_missing",
+        401,
+        {"dpop_headers"},
+        verifier=_dpop,
+        token=_bound,
+        headers=lambda t: {"Authorization": f"DPoP {t}"},
+    ),
+    Case(
+        "dpop_proof_invalid",
+        401,
+        {"reason", "expected"},
+        verifier=_dpop,
+        token=_bound,
+        headers=_dpop_headers(method="POST"),
+    ),
+    Case(
+        "dpop_proof_replayed",
+        401,
+        {"reason"},
+        verifier=lambda i: _dpop(i, replay=_AlwaysSeen()),
+        token=_bound,
+        headers=_dpop_headers(),
+    ),
+    Case("dpop_key_mismatch", 401, {"reason"}, verifier=_dpop, headers=_dpop_headers()),
+    Case(
+        "dpop_nonce_required",
+        401,
+        {"reason"},
+        verifier=lambda i: _dpop(i, nonce=DPoPNonces("n" * 32)),
+        token=_bound,
+        headers=_dpop_headers(),
+    ),
+    Case("dpop_bound_token_as_bearer", 401, {"reason"}, verifier=_dpop, token=_bound),
+    Case(
+        "dpop_replay_unavailable",
+        503,
+        {"store", "reason"},
+        verifier=lambda i: _dpop(i, replay=RedisReplayCache("redis://127.0.0.1:9/0")),
+        token=_bound,
+        headers=_dpop_headers(),
     ),
 ]
 
