@@ -25,10 +25,12 @@ import hmac
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -291,6 +293,12 @@ class ReplayCache(abc.ABC):
     async def afirst_use(self, key: str, ttl: int) -> bool:
         """Async twin of :meth:`first_use`."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release network resources (sync)."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release network resources of the running loop."""
+
 
 class MemoryReplayCache(ReplayCache):
     """The proofs seen by this process, up to ``max_entries`` live ones.
@@ -308,6 +316,11 @@ class MemoryReplayCache(ReplayCache):
         self.max_entries = max_entries
         self._clock: Callable[[], float] = clock or time.time
         self._seen: dict[str, float] = {}  # key -> until; insertion order ~ expiry order
+        self._lock = threading.Lock()
+        _MEMORY_CACHES.add(self)
+
+    def _after_fork(self) -> None:
+        # A lock another thread held at the fork stays held for ever in the child.
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -341,6 +354,18 @@ class MemoryReplayCache(ReplayCache):
 
     async def afirst_use(self, key: str, ttl: int) -> bool:
         return self.first_use(key, ttl)
+
+
+_MEMORY_CACHES: weakref.WeakSet[MemoryReplayCache] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for cache in list(_MEMORY_CACHES):
+        cache._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class RedisReplayCache(ReplayCache):

@@ -191,11 +191,13 @@ class Verifier:
             await source.aprefetch(required=required)
 
     def close(self) -> None:
-        """Close the key sources' and the denylist's connections (sync)."""
+        """Close the key sources', the denylist's and the DPoP replay cache's connections."""
         for source in self.key_sources:
             source.close()
         if self._denylist is not None:
             self._denylist.close()
+        if self._dpop is not None:
+            self._dpop.replay_cache.close()
 
     async def aclose(self) -> None:
         """Close this loop's connections, and cancel its background key refreshes (an ASGI
@@ -204,6 +206,8 @@ class Verifier:
             await source.aclose()
         if self._denylist is not None:
             await self._denylist.aclose()
+        if self._dpop is not None:
+            await self._dpop.replay_cache.aclose()
 
     @property
     def audiences(self) -> frozenset[str]:

@@ -7,9 +7,11 @@ on the WSGI middleware (Flask on a real wsgiref server); the verifier tests on `
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -31,6 +33,7 @@ from jwt_guard import (
     DPoPProofReplayed,
     JWTGuardMiddleware,
     MemoryDenylist,
+    MemoryReplayCache,
     Principal,
     RedisReplayCache,
     TokenRevoked,
@@ -42,6 +45,7 @@ from .apps import flask_app, starlette_app
 from .conftest import AppFactory, FakeClock, assert_no_leak, bearer, challenge
 from .redis_server import redis_server
 from .servers import run_uvicorn, run_wsgi
+from .test_denylist import _in_child
 from .test_dpop import BROKEN_PROOFS
 
 ALGS = 'algs="ES256 EdDSA Ed25519 PS256 RS256"'
@@ -490,3 +494,92 @@ def test_websocket_handshake_with_dpop(issuer: LocalIssuer, key: Any, clock: Fak
                 pass
         assert denied.value.response.status_code == 401
         assert denied.value.response.headers["WWW-Authenticate"].startswith("DPoP ")
+
+
+# -- after a fork (gunicorn's pre-fork workers) ---------------------------------------------------
+
+
+def test_memory_replay_cache_after_fork_while_its_lock_is_held(
+    issuer: LocalIssuer, key: Any, clock: FakeClock
+) -> None:
+    """A thread was recording a proof (holding the lock) at the moment of the fork: the
+    child's copy of the lock would stay held for ever unless it is renewed after the fork."""
+    verifier = issuer.verifier(dpop=DPoP())
+    cache = verifier.dpop.replay_cache  # type: ignore[union-attr]
+    assert isinstance(cache, MemoryReplayCache)
+    token = issuer.mint(dpop_key=key)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with cache._lock:
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(10)
+    try:
+
+        def child() -> bool:
+            proof = dpop_proof(key, "GET", URL, access_token=token, iat=clock.now)
+            verifier.verify(token, dpop_proof=proof, method="GET", url=URL)
+            try:
+                verifier.verify(token, dpop_proof=proof, method="GET", url=URL)
+            except DPoPProofReplayed:
+                return True
+            return False
+
+        assert _in_child(child)
+    finally:
+        release.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_redis_replay_cache_after_fork(
+    redis_url: str, key: Any, mode: str, request: pytest.FixtureRequest
+) -> None:
+    """Parent and child record proofs at the same time after a fork, each on its own
+    connection (the shared connection handling renews the clients in the child)."""
+    idp = LocalIssuer()
+    prefix = f"t{abs(hash(request.node.nodeid))}:"
+    verifier = idp.verifier(dpop=DPoP(replay=RedisReplayCache(redis_url, prefix=prefix)))
+    token = idp.mint(dpop_key=key)
+
+    def rounds(loop: asyncio.AbstractEventLoop | None) -> bool:
+        for _ in range(100):
+            proof = dpop_proof(key, "GET", URL, access_token=token)
+            for expect_replay in (False, True):
+                try:
+                    if loop is not None:
+                        loop.run_until_complete(
+                            verifier.averify(token, dpop_proof=proof, method="GET", url=URL)
+                        )
+                    else:
+                        verifier.verify(token, dpop_proof=proof, method="GET", url=URL)
+                except DPoPProofReplayed:
+                    if not expect_replay:
+                        return False
+                else:
+                    if expect_replay:
+                        return False
+        return True
+
+    parent_loop = asyncio.new_event_loop() if mode == "async" else None
+    try:
+        assert rounds(parent_loop)  # the parent's pool now holds a connection
+        outcome: list[bool] = []
+        parent = threading.Thread(target=lambda: outcome.append(rounds(None)))
+        if parent_loop is None:
+            parent.start()
+        child_ok = _in_child(lambda: rounds(asyncio.new_event_loop() if mode == "async" else None))
+        if parent_loop is None:
+            parent.join()
+        else:
+            outcome.append(rounds(parent_loop))
+        assert child_ok and outcome == [True]
+    finally:
+        if parent_loop is not None:
+            parent_loop.run_until_complete(verifier.aclose())
+            parent_loop.close()
+        verifier.close()
