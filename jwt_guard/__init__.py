@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._answer import Answer
 from ._authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
+from ._cookies import clear_token_cookies, set_token_cookies
 from ._denylist import Denylist, MemoryDenylist, RedisDenylist, RevocationKeys
 from ._dpop import DPoP, DPoPNonces, MemoryReplayCache, RedisReplayCache, ReplayCache
 from ._errors import (
@@ -45,7 +46,7 @@ from ._errors import (
     TokenTooLarge,
     TypeInvalid,
 )
-from ._extract import CSRF
+from ._extract import CSRF, bound_csrf_value
 from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
 from ._keys import JWK
 from ._keyset import KeySet, KeySource, StaticKeys
@@ -123,8 +124,11 @@ __all__ = [
     "TrustedIssuer",
     "TypeInvalid",
     "Verifier",
+    "bound_csrf_value",
+    "clear_token_cookies",
     "require_acr",
     "require_auth_age",
     "require_roles",
     "require_scopes",
+    "set_token_cookies",
 ]

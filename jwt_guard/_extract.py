@@ -6,6 +6,8 @@ request representation and call :func:`extract` and :func:`check_csrf`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import re
 import urllib.parse
@@ -20,6 +22,7 @@ __all__ = [
     "Credentials",
     "RequestView",
     "bearer_token",
+    "bound_csrf_value",
     "check_csrf",
     "dpop_token",
     "extract",
@@ -33,6 +36,8 @@ _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]; the start of
 # one with content: a scheme token, spaces, then something.
 _CREDENTIALS_START = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+[^ \t]")
+#: Domain separation for the bound CSRF HMAC: the server key may serve other purposes too.
+_CSRF_CONTEXT: Final = b"jwt_guard csrf v1\x00"
 #: RFC 9110 §9.2.1: only these methods are safe; anything else needs a CSRF proof when the
 #: browser sent the credentials by itself (a cookie).
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -46,7 +51,8 @@ class CSRF:
     """Settings of the CSRF check for cookie-authenticated requests.
 
     A request passes with a double-submit token (the ``cookie`` value echoed in ``header``,
-    compared in constant time), or when the browser says it is same-origin (``Sec-Fetch-Site:
+    compared in constant time; with a ``secret``, only the value bound to the request's
+    token), or when the browser says it is same-origin (``Sec-Fetch-Site:
     same-origin``, or an ``Origin`` equal to the request's own origin or one of
     ``trusted_origins``). No claim inside the JWT is needed, so tokens from any identity
     provider work.
@@ -55,8 +61,17 @@ class CSRF:
     cookie: str = "csrf_token"
     header: str = "x-csrf-token"
     trusted_origins: Sequence[str] = field(default=())
+    #: A server key (>= 32 bytes) that binds the CSRF value to the token: the header must then
+    #: carry ``bound_csrf_value(token, secret)`` (what ``set_token_cookies`` sets), so a value
+    #: from another session or planted by a sibling subdomain fails. Never printed.
+    secret: bytes | str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.secret is not None:
+            secret = self.secret.encode() if isinstance(self.secret, str) else self.secret
+            if not isinstance(secret, bytes) or len(secret) < 32:
+                raise ConfigurationError("CSRF secret must be at least 32 bytes")
+            object.__setattr__(self, "secret", secret)
         if not isinstance(self.cookie, str) or not self.cookie:
             raise ConfigurationError("CSRF cookie must be a cookie name")
         if not isinstance(self.header, str) or not self.header:
@@ -272,18 +287,34 @@ def _origin(view: RequestView) -> str | None:
     return f"{view.scheme}://{view.host}".lower()
 
 
-def check_csrf(view: RequestView, csrf: CSRF, *, websocket: bool = False) -> None:
+def bound_csrf_value(token: str, secret: bytes) -> str:
+    """The CSRF value for the session of ``token``: HMAC-SHA256 under the server's key over the
+    token's hash. Only the server can compute it, and it changes with every token."""
+    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+    mac = hmac.new(secret, _CSRF_CONTEXT + digest, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def check_csrf(
+    view: RequestView, csrf: CSRF, *, websocket: bool = False, token: str | None = None
+) -> None:
     """Raise :class:`CSRFFailed` unless a cookie-authenticated request proves same-site intent.
 
     For a WebSocket handshake (always a GET) the Origin is what matters: a cross-site page
-    can open a socket with the user's cookies (cross-site WebSocket hijacking).
+    can open a socket with the user's cookies (cross-site WebSocket hijacking). ``token`` is
+    the request's token, for a ``CSRF(secret=...)`` bound value.
     """
     if not websocket and _effective_method(view) in SAFE_METHODS:
         return
     if not websocket:
         sent = view.headers.get(csrf.header)
         if sent:
-            expected = parse_cookies(view.cookie_headers).get(csrf.cookie, [])
+            if isinstance(csrf.secret, bytes):
+                # Bound: only the value derived from this request's token passes; the cookie
+                # (which a sibling subdomain can plant) is not consulted.
+                expected = [bound_csrf_value(token, csrf.secret)] if token is not None else []
+            else:
+                expected = parse_cookies(view.cookie_headers).get(csrf.cookie, [])
             if (
                 len(expected) == 1
                 and expected[0]

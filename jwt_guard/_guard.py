@@ -176,7 +176,7 @@ class Guard:
             raise AuthenticationRequired(detail={"looked_in": self._places(websocket)})
         if found.source == "cookie" and self.csrf is not None:
             # The browser attaches cookies on its own; prove the request is same-site intent.
-            check_csrf(view(), self.csrf, websocket=websocket)
+            check_csrf(view(), self.csrf, websocket=websocket, token=found.token)
         return found
 
     def _places(self, websocket: bool) -> list[str]:

@@ -25,6 +25,7 @@ from werkzeug.local import LocalProxy
 
 from ._authz import require_roles, require_scopes
 from ._config import options_from_env
+from ._cookies import clear_token_cookies, set_token_cookies
 from ._errors import JWTGuardError
 from ._guard import PRINCIPAL_KEY
 from ._principal import Principal
@@ -36,10 +37,12 @@ from .wsgi import JWTGuardWSGIMiddleware
 __all__ = [
     "JWTGuard",
     "RouteGuard",
+    "clear_token_cookies",
     "current_principal",
     "get_principal",
     "require_roles",
     "require_scopes",
+    "set_token_cookies",
 ]
 
 _VERIFIER_KEYS = (
