@@ -51,6 +51,7 @@ from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
 from ._keys import JWK
 from ._keyset import KeySet, KeySource, StaticKeys
 from ._metadata import ProtectedResource
+from ._metrics import Metrics
 from ._policy import TrustedIssuer
 from ._principal import Principal
 from ._route import RouteGuard
@@ -105,6 +106,7 @@ __all__ = [
     "MalformedToken",
     "MemoryDenylist",
     "MemoryReplayCache",
+    "Metrics",
     "OIDCDiscovery",
     "Principal",
     "ProtectedResource",

@@ -30,6 +30,7 @@ from cachetools import FIFOCache
 from ._claims import check_times
 from ._errors import TokenExpired
 from ._keys import JWK
+from ._metrics import Metrics
 from ._policy import Policy
 from ._principal import Principal
 
@@ -56,9 +57,15 @@ class VerifiedTokens:
     """Verified tokens remembered, up to ``size`` (``0``: nothing is remembered)."""
 
     def __init__(
-        self, size: int, clock: Callable[[], float], leeway: float, max_age: float | None
+        self,
+        size: int,
+        clock: Callable[[], float],
+        leeway: float,
+        max_age: float | None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._entries: FIFOCache[str, Entry] | None = FIFOCache(maxsize=size) if size else None
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._clock = clock
         self._leeway = leeway
@@ -79,7 +86,11 @@ class VerifiedTokens:
         try:
             entry = entries[token]
         except KeyError:  # absent, or evicted by another thread a moment ago
+            if self._metrics is not None:
+                self._metrics.cache_lookup(False)
             return None
+        if self._metrics is not None:
+            self._metrics.cache_lookup(True)
         try:
             check_times(entry.exp, entry.nbf, entry.iat, self._clock(), self._leeway, self._max_age)
         except TokenExpired:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from ._errors import ConfigurationError, DenylistUnavailable, TokenRevoked
+from ._metrics import Metrics
 from ._redis import RedisConnection, down_detail
 
 __all__ = [
@@ -151,6 +152,17 @@ class Denylist(abc.ABC):
     Keys come from :func:`revocation_keys`; ``until`` is epoch seconds, ``None`` for ever.
     """
 
+    #: The verifier's instruments, when metrics are on.
+    _metrics: Metrics | None = None
+
+    def use_metrics(self, metrics: Metrics) -> None:
+        """Count store errors on ``metrics`` (the verifier calls this)."""
+        self._metrics = metrics
+
+    def _count_error(self, store: str) -> None:
+        if self._metrics is not None:
+            self._metrics.denylist_error(store)
+
     @abc.abstractmethod
     def check(self, keys: RevocationKeys, issued_at: object) -> None:
         """Raise if the token with these keys (and ``iat``) is revoked (sync driver)."""
@@ -232,6 +244,7 @@ class MemoryDenylist(Denylist):
                 if len(self._entries) >= self.max_entries:
                     # Dropping a live revocation would silently un-revoke a token.
                     logger.error("memory denylist is full (%d entries)", self.max_entries)
+                    self._count_error("memory")
                     raise DenylistUnavailable(
                         detail={"store": "memory", "reason": f"full ({self.max_entries} entries)"}
                     )
@@ -339,6 +352,7 @@ class RedisDenylist(Denylist):
                 raise TokenRevoked(detail=_BY_SUBJECT)
 
     def _unavailable(self, exc: BaseException) -> None:
+        self._count_error("redis")
         self._conn.unavailable(
             exc, fail_open=self.fail_open, error=DenylistUnavailable, what="denylist"
         )
@@ -379,6 +393,7 @@ class RedisDenylist(Denylist):
             self._conn.call(lambda c: c.eval(*args))
         except self._conn.errors as exc:
             # Writes never fail open: a revocation that was not stored must not look stored.
+            self._count_error("redis")
             raise DenylistUnavailable(detail=down_detail(exc)) from exc
 
     async def _awrite(self, key: str, value: int, until: float | None) -> None:
@@ -386,6 +401,7 @@ class RedisDenylist(Denylist):
         try:
             await self._conn.acall(lambda c: c.eval(*args))
         except self._conn.errors as exc:
+            self._count_error("redis")
             raise DenylistUnavailable(detail=down_detail(exc)) from exc
 
     def add_token(self, key: str, until: float | None) -> None:

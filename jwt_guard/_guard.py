@@ -209,6 +209,16 @@ class Guard:
             return refined
         return exc
 
+    def failed(self, found: Credentials | None, exc: JWTGuardError) -> JWTGuardError:
+        """The error to answer for a failed authentication (refined), counted in the metrics."""
+        if found is not None:
+            exc = self.refine(found, exc)
+        metrics = self.verifier.metrics
+        if metrics is not None:
+            source = found.source if found is not None else "none"
+            metrics.verification(exc.code, source)
+        return exc
+
     def answer(self, exc: JWTGuardError) -> Answer:
         """Log the rejection (rate-limited) and build the answer."""
         self.log(exc)

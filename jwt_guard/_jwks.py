@@ -48,6 +48,7 @@ from ._algorithms import ALGORITHMS
 from ._deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 from ._errors import ConfigurationError, KeySourceUnavailable
 from ._keyset import KeySet, KeySource
+from ._metrics import Metrics
 
 __all__ = ["JWKSKeys", "JWKSStats", "OIDCDiscovery"]
 
@@ -454,6 +455,8 @@ class JWKSKeys(KeySource):
             self._unknown_kid += 1
         if action is not Action.FETCH_AND_WAIT and now > state.expires_at:
             self._stale_serves += 1
+            if self._metrics is not None:
+                self._metrics.jwks_stale_serve(self._metric_name)
         return action
 
     def _current(self, kid: str | None, pending: bool = False) -> KeySet:
@@ -498,6 +501,8 @@ class JWKSKeys(KeySource):
         return detail
 
     def _succeeded(self, key_set: KeySet, headers: Mapping[str, str]) -> None:
+        if self._metrics is not None:
+            self._metrics.jwks_fetch(self._metric_name, True)
         ttl = ttl_from_headers(headers, self._policy)
         self._mismatch = None
         self._state = after_success(self._state, key_set, ttl, self._clock())
@@ -523,7 +528,16 @@ class JWKSKeys(KeySource):
             logger.exception("unexpected error while fetching %s", display_url(url))
             self._failed(f"unexpected error: {type(exc).__name__}", url)
 
+    _metric_name: str = ""
+
+    def use_metrics(self, metrics: Metrics) -> None:
+        super().use_metrics(metrics)
+        # The configured URL names the source (a discovery source's jwks_uri may change).
+        self._metric_name = display_url(self._source_url())
+
     def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
+        if self._metrics is not None:
+            self._metrics.jwks_fetch(self._metric_name, False)
         self._failures += 1
         self._last_reason = reason
         self._last_url = url

@@ -18,6 +18,7 @@ from typing import Any, Final
 from ._algorithms import ALGORITHMS
 from ._errors import ConfigurationError, KeyNotFound, safe_value
 from ._keys import JWK, load_jwks, load_key, read_jwks
+from ._metrics import Metrics
 
 __all__ = ["KeySet", "KeySource", "StaticKeys"]
 
@@ -165,6 +166,13 @@ class KeySource(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027
         """Release network resources (async)."""
+
+    #: The verifier's instruments, when metrics are on (see ``use_metrics``).
+    _metrics: Metrics | None = None
+
+    def use_metrics(self, metrics: Metrics) -> None:
+        """Count fetches and stale serves on ``metrics`` (the verifier calls this)."""
+        self._metrics = metrics
 
     def check_policy(  # noqa: B027 - optional hook
         self, algorithms: frozenset[str], issuers: frozenset[str] | None

@@ -58,7 +58,7 @@ class NoGuard(AuthenticationRequired):
     def __init__(self) -> None:
         super().__init__(detail={"reason": "no middleware ran and the route has no guard"})
         logger.warning(
-            "jwt_guard: a route needs a principal, but no JWTGuardMiddleware ran and the route "
+            "a route needs a principal, but no JWTGuardMiddleware ran and the route "
             "has no guard: add the middleware, or use RouteGuard / jwt_guard.fastapi.JWTBearer "
             "on the route"
         )

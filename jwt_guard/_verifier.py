@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Any, Final, NamedTuple
 
 from ._cache import VerifiedTokens
@@ -33,11 +34,13 @@ from ._errors import (
     ConfigurationError,
     CriticalHeaderUnsupported,
     InvalidSignature,
+    JWTGuardError,
     MalformedToken,
     safe_value,
 )
 from ._keys import JWK, MAX_KID_LENGTH
 from ._keyset import KeySet, KeySource
+from ._metrics import Metrics, resolve_metrics
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
 from ._policy import (
     DEFAULT_CACHE_SIZE,
@@ -123,6 +126,7 @@ class Verifier:
         claims: Mapping[str, Any] | None = None,
         validate: Validator | None = None,
         dpop: DPoP | None = None,
+        metrics: bool | Metrics = True,
     ) -> None:
         if dpop is not None and not isinstance(dpop, DPoP):
             raise ConfigurationError("dpop must be a jwt_guard.DPoP")
@@ -159,7 +163,17 @@ class Verifier:
         self._all_algorithms = config.algorithms
         self._route = config.route
         self._headers: dict[str, _Header] = {}
-        self._cache = VerifiedTokens(config.cache_size, self._clock, self._leeway, self._max_age)
+        # OpenTelemetry instruments, or None (not installed, or metrics=False): every caller
+        # tests for None, so metrics off cost one attribute check per request.
+        self.metrics = resolve_metrics(metrics)
+        if self.metrics is not None:
+            for source in config.key_sources:
+                source.use_metrics(self.metrics)
+            if config.denylist is not None:
+                config.denylist.use_metrics(self.metrics)
+        self._cache = VerifiedTokens(
+            config.cache_size, self._clock, self._leeway, self._max_age, self.metrics
+        )
         self._cached = self._cache.get
         self._remember = self._cache.put
         self._forget = self._cache.forget
@@ -277,9 +291,25 @@ class Verifier:
             if cached.key in cached.policy.keys.keys(cached.kid):
                 return cached.principal
             self._forget(token)
+        if self.metrics is not None:
+            return self._timed(self._fresh, token)
+        return self._fresh(token)
+
+    def _fresh(self, token: str) -> Principal:
         pending = self._begin(token)
         key_set = pending.policy.keys.keys(pending.header.kid)
         return self._finish(token, pending, key_set)
+
+    def _timed(self, fresh: Callable[[str], Principal], token: str) -> Principal:
+        assert self.metrics is not None
+        started = perf_counter()
+        try:
+            principal = fresh(token)
+        except JWTGuardError as exc:
+            self.metrics.fresh_verification(exc.code, perf_counter() - started)
+            raise
+        self.metrics.fresh_verification("valid", perf_counter() - started)
+        return principal
 
     async def _aauthenticate(self, token: str) -> Principal:
         """Everything but the denylist and DPoP (async driver)."""
@@ -292,6 +322,18 @@ class Verifier:
             if cached.key in key_set:
                 return cached.principal
             self._forget(token)
+        if self.metrics is None:
+            return await self._afresh(token)
+        started = perf_counter()
+        try:
+            principal = await self._afresh(token)
+        except JWTGuardError as exc:
+            self.metrics.fresh_verification(exc.code, perf_counter() - started)
+            raise
+        self.metrics.fresh_verification("valid", perf_counter() - started)
+        return principal
+
+    async def _afresh(self, token: str) -> Principal:
         pending = self._begin(token)
         source = pending.policy.keys
         key_set = source.ready(pending.header.kid)

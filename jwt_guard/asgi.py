@@ -122,12 +122,17 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
             return None
         if found.source == "dpop":
             proof, method, url = _dpop_request(guard, scope)
-            return await guard.verifier.averify(
+            principal = await guard.verifier.averify(
                 found.token, dpop_proof=proof, method=method, url=url
             )
-        return await guard.verifier.averify(found.token)
+        else:
+            principal = await guard.verifier.averify(found.token)
     except JWTGuardError as exc:
-        raise (guard.refine(found, exc) if found else exc) from None
+        raise guard.failed(found, exc) from None
+    metrics = guard.verifier.metrics
+    if metrics is not None:
+        metrics.verification("valid", found.source)
+    return principal
 
 
 def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
@@ -139,10 +144,15 @@ def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
             return None
         if found.source == "dpop":
             proof, method, url = _dpop_request(guard, scope)
-            return guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
-        return guard.verifier.verify(found.token)
+            principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
+        else:
+            principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
-        raise (guard.refine(found, exc) if found else exc) from None
+        raise guard.failed(found, exc) from None
+    metrics = guard.verifier.metrics
+    if metrics is not None:
+        metrics.verification("valid", found.source)
+    return principal
 
 
 def place(scope: Scope, principal: Principal | None, verifier: Verifier) -> None:

@@ -109,10 +109,15 @@ def authenticate(guard: Guard, environ: Environ) -> Principal | None:
             return None
         if found.source == "dpop":
             proof, method, url = _dpop_request(guard, environ)
-            return guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
-        return guard.verifier.verify(found.token)
+            principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
+        else:
+            principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
-        raise (guard.refine(found, exc) if found else exc) from None
+        raise guard.failed(found, exc) from None
+    metrics = guard.verifier.metrics
+    if metrics is not None:
+        metrics.verification("valid", found.source)
+    return principal
 
 
 class JWTGuardWSGIMiddleware:

@@ -1,0 +1,192 @@
+"""OpenTelemetry metrics: ``pip install "jwt_guard[otel]"``, only ``opentelemetry-api`` to run.
+
+- ``jwt_guard.verifications`` (counter): ``jwt_guard.outcome`` (``valid`` or the error code)
+  and ``jwt_guard.source`` (``header``, ``cookie``, ``query``, ``none``);
+- ``jwt_guard.verification.duration`` (histogram, s): fresh verifications (cache misses: parse,
+  key set, signature, claims), by ``jwt_guard.outcome``;
+- ``jwt_guard.cache.lookups`` (counter): ``jwt_guard.cache.hit`` (true or false);
+- ``jwt_guard.jwks.fetches`` (counter): ``jwt_guard.key_source`` (its URL) and
+  ``jwt_guard.outcome`` (``success`` or ``failure``);
+- ``jwt_guard.jwks.stale_serves`` (counter): ``jwt_guard.key_source``;
+- ``jwt_guard.denylist.errors`` (counter): ``jwt_guard.store`` (``redis`` or ``memory``).
+
+Cost. An SDK ``Counter.add`` costs microseconds, as much as a whole cached verification, so
+the two per-request counters (verifications, cache lookups) are counted here in plain integers
+(one dict per thread) and reported through observable counters when a reader collects; the duration
+histogram is recorded only for fresh verifications, where a signature check dwarfs it.
+Without the API installed, or with ``Verifier(metrics=False)``, nothing here runs: the callers
+hold ``None`` and test it, one attribute check per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from ._errors import ConfigurationError
+
+try:  # the optional [otel] extra
+    from opentelemetry import metrics as _otel
+except ImportError:  # pragma: no cover - exercised in a subprocess without the package
+    _otel = None  # type: ignore[assignment]
+
+__all__ = ["OTEL_AVAILABLE", "Metrics", "default_metrics", "resolve_metrics"]
+
+OTEL_AVAILABLE: Final = _otel is not None
+_VERSION: Final = "0.1.0"
+#: Histogram boundaries, in seconds.
+DURATION_BUCKETS: Final = (
+    0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_HIT: Final = {"jwt_guard.cache.hit": True}
+_MISS: Final = {"jwt_guard.cache.hit": False}
+
+
+class Metrics:
+    """The jwt_guard instruments on one OpenTelemetry meter provider.
+
+    ``Metrics()`` uses the global provider (``opentelemetry.metrics.set_meter_provider``);
+    ``Metrics(meter_provider=provider)`` another one. Pass it as ``Verifier(metrics=...)``.
+    """
+
+    def __init__(self, meter_provider: Any = None) -> None:
+        if _otel is None:
+            raise ConfigurationError(
+                "metrics need OpenTelemetry: pip install 'jwt_guard[otel]' (or metrics=False)"
+            )
+        if meter_provider is None:
+            meter = _otel.get_meter("jwt_guard", _VERSION)
+        else:
+            meter = meter_provider.get_meter("jwt_guard", _VERSION)
+        # Per-request counts live in one dict per thread (no lock, no lost update): keys are
+        # (outcome, source) and the cache's True/False. Read, summed, when a reader collects.
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[dict[Any, int]] = []
+        meter.create_observable_counter(
+            "jwt_guard.verifications",
+            callbacks=[self._observe_verifications],
+            unit="{verification}",
+            description="Token verifications, by outcome (valid or the error code) and source",
+        )
+        meter.create_observable_counter(
+            "jwt_guard.cache.lookups",
+            callbacks=[self._observe_lookups],
+            unit="{lookup}",
+            description="Verified-token cache lookups (jwt_guard.cache.hit: true or false)",
+        )
+        self._duration = meter.create_histogram(
+            "jwt_guard.verification.duration",
+            unit="s",
+            description="Time of a fresh verification (parse, key set, signature, claims)",
+            # Seconds: from a 20 µs signature check to a key fetch hitting its timeout.
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._jwks_fetches = meter.create_counter(
+            "jwt_guard.jwks.fetches",
+            unit="{fetch}",
+            description="JWKS (and discovery) fetches, by key source and outcome",
+        )
+        self._jwks_stale = meter.create_counter(
+            "jwt_guard.jwks.stale_serves",
+            unit="{request}",
+            description="Requests answered with a key set past its TTL (the provider failing)",
+        )
+        self._denylist_errors = meter.create_counter(
+            "jwt_guard.denylist.errors",
+            unit="{error}",
+            description="Revocation store errors (a request refused, or let through fail-open)",
+        )
+        self._attributes: dict[tuple[str, ...], Mapping[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return "Metrics()"
+
+    def _attrs(self, *pairs: str) -> Mapping[str, Any]:
+        # Built once per distinct set: the values are our codes, sources and configured URLs.
+        attrs = self._attributes.get(pairs)
+        if attrs is None:
+            attrs = self._attributes[pairs] = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        return attrs
+
+    # -- per request: plain integers ------------------------------------------------------------
+
+    def _counts(self) -> dict[Any, int]:
+        try:
+            counts: dict[Any, int] = self._local.counts
+        except AttributeError:
+            counts = self._local.counts = {}
+            with self._lock:
+                self._all.append(counts)
+        return counts
+
+    def verification(self, outcome: str, source: str) -> None:
+        counts = self._counts()
+        key = (outcome, source)
+        counts[key] = counts.get(key, 0) + 1
+
+    def cache_lookup(self, hit: bool) -> None:
+        counts = self._counts()
+        counts[hit] = counts.get(hit, 0) + 1
+
+    def _totals(self) -> dict[Any, int]:
+        totals: dict[Any, int] = {}
+        with self._lock:
+            every = list(self._all)
+        for counts in every:
+            for key, count in dict(counts).items():  # dict(): a copy made under the GIL
+                totals[key] = totals.get(key, 0) + count
+        return totals
+
+    def _observe_verifications(self, options: Any) -> Iterable[Any]:
+        for key, count in self._totals().items():
+            if isinstance(key, tuple):
+                attrs = self._attrs("jwt_guard.outcome", key[0], "jwt_guard.source", key[1])
+                yield _otel.Observation(count, attrs)
+
+    def _observe_lookups(self, options: Any) -> Iterable[Any]:
+        totals = self._totals()
+        yield _otel.Observation(totals.get(True, 0), _HIT)
+        yield _otel.Observation(totals.get(False, 0), _MISS)
+
+    # -- off the cached path: the instruments directly ---------------------------------------------
+
+    def fresh_verification(self, outcome: str, seconds: float) -> None:
+        self._duration.record(seconds, self._attrs("jwt_guard.outcome", outcome))
+
+    def jwks_fetch(self, source: str, ok: bool) -> None:
+        outcome = "success" if ok else "failure"
+        self._jwks_fetches.add(
+            1, self._attrs("jwt_guard.key_source", source, "jwt_guard.outcome", outcome)
+        )
+
+    def jwks_stale_serve(self, source: str) -> None:
+        self._jwks_stale.add(1, self._attrs("jwt_guard.key_source", source))
+
+    def denylist_error(self, store: str) -> None:
+        self._denylist_errors.add(1, self._attrs("jwt_guard.store", store))
+
+
+_default: Metrics | None = None
+
+
+def default_metrics() -> Metrics | None:
+    """The instruments on the global meter provider, or ``None`` without OpenTelemetry."""
+    global _default
+    if _default is None and _otel is not None:
+        _default = Metrics()
+    return _default
+
+
+def resolve_metrics(value: object) -> Metrics | None:
+    """``Verifier(metrics=...)``: ``True`` (on when OpenTelemetry is installed), ``False``, or
+    a :class:`Metrics`."""
+    if value is True:
+        return default_metrics()
+    if value is False:
+        return None
+    if isinstance(value, Metrics):
+        return value
+    raise ConfigurationError("metrics must be True, False or a jwt_guard.Metrics")
