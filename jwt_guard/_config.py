@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from ._errors import ConfigurationError
 from ._jwks import JWKSKeys, OIDCDiscovery
 from ._keyset import KeySource
 
-__all__ = ["options_from_env"]
+__all__ = ["DEFAULT_ALGORITHM", "options_from_env"]
+
+#: The one algorithm jwt_guard picks when none is named: what the demo issuer, ``LocalIssuer``
+#: and the ``jwt_issuer`` fixture sign with, and what ``Verifier.from_env`` accepts when
+#: ``{prefix}ALGORITHMS`` is unset. ES256: small keys and signatures, no weak-key pitfalls
+#: (RFC 7518 §3.4), supported by every identity provider. A verifier still accepts only what it
+#: is told: set ``ALGORITHMS=RS256`` for providers that sign with RSA (most do by default).
+DEFAULT_ALGORITHM: Final = "ES256"
 
 
 def _list(value: str) -> list[str]:
@@ -25,8 +32,9 @@ def options_from_env(
     prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Read ``{prefix}ISSUER``, ``AUDIENCE`` (comma-separated), ``JWKS_URL`` or
-    ``DISCOVERY_URL``, ``ALGORITHMS`` (default RS256), ``LEEWAY``, ``TYP``, ``ROLES_CLAIM`` and
-    ``SCOPES_CLAIM`` (comma-separated paths), ``ALLOW_HTTP`` (``1`` to allow plain http).
+    ``DISCOVERY_URL``, ``ALGORITHMS`` (comma-separated; default :data:`DEFAULT_ALGORITHM`),
+    ``LEEWAY``, ``TYP``, ``ROLES_CLAIM`` and ``SCOPES_CLAIM`` (comma-separated paths),
+    ``ALLOW_HTTP`` (``1`` to allow plain http).
 
     Returns the keyword arguments for ``Verifier(...)``. Every problem is reported at once in
     one :class:`ConfigurationError`.
@@ -77,6 +85,6 @@ def options_from_env(
         keys=keys,
         issuer=issuer,
         audience=_list(audience or ""),
-        algorithms=_list(get("ALGORITHMS") or "RS256"),
+        algorithms=_list(get("ALGORITHMS") or DEFAULT_ALGORITHM),
     )
     return settings

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ._errors import ConfigurationError, ServiceUnavailable
+from ._extras import MissingExtra
 
 __all__ = ["RedisConnection", "down_detail"]
 
@@ -45,8 +46,8 @@ class RedisConnection:
         try:
             import redis
             import redis.asyncio as aredis
-        except ImportError as exc:  # pragma: no cover - only without the redis extra
-            raise ConfigurationError(f"{owner} needs the redis extra") from exc
+        except ImportError as exc:  # only without the redis extra
+            raise MissingExtra(owner, "redis", "redis") from exc
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, (int, float))

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from ._algorithms import ALGORITHMS
 from ._errors import ConfigurationError, JWTGuardError
+from ._extras import MissingExtra
 from ._jwks import JWKSKeys, OIDCDiscovery
 from ._keyset import KeySource, StaticKeys
 from ._parse import b64url_decode, parse_json, split_compact
@@ -319,4 +320,6 @@ def main(
         _fail(str(exc), stderr)
     except ConfigurationError as exc:
         _fail(exc.description, stderr)
+    except MissingExtra as exc:
+        _fail(str(exc), stderr)
     return code

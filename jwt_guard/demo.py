@@ -9,40 +9,68 @@ denylist is shared (as Redis would be between instances).
 
 from __future__ import annotations
 
+import errno
 import hmac
+import html
+import inspect
 import secrets
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ._authz import require_roles
+from ._config import DEFAULT_ALGORITHM
+from ._demo_oauth import (
+    AuthorizationRequest,
+    CodeStore,
+    Grant,
+    OAuthError,
+    parse_authorization_request,
+)
 from ._denylist import MemoryDenylist
-from ._errors import CSRFFailed
+from ._errors import ConfigurationError, CSRFFailed
 from ._extract import CSRF, check_csrf
+from ._extras import MissingExtra
 from ._jwks import JWKSKeys
+from ._keyset import KeySet
 from ._principal import Principal
 from ._signing import PrivateKey, encode, generate_key, public_jwk
 from ._verifier import Verifier
 from .asgi import JWTGuardMiddleware
 from .asgi import _view as request_view
 
-__all__ = ["DemoIssuer", "build_app", "run"]
+__all__ = ["DemoIssuer", "build_app", "cross_site_app", "protect_api", "run"]
 
 #: Demo users: name -> (password, roles). Printed at start: this is a demo, not a user store.
 USERS: Final = {"alice": ("alice", ("admin",)), "bob": ("bob", ("user",))}
 ACCESS_TTL: Final = 300
 REFRESH_TTL: Final = 3600
 AUDIENCE: Final = "demo-api"
-ALGORITHM: Final = "ES256"
+ALGORITHM: Final = DEFAULT_ALGORITHM
+#: The scopes the demo knows, and who may have them.
+SCOPES: Final = {
+    "profile": "your name and roles",
+    "orders:read": "read orders",
+    "orders:write": "change orders (admins only)",
+}
+
+
+def allowed_scopes(username: str) -> list[str]:
+    admin = "admin" in USERS[username][1]
+    return [scope for scope in SCOPES if admin or scope != "orders:write"]
 
 
 class DemoIssuer:
@@ -55,7 +83,7 @@ class DemoIssuer:
         # kid -> (key, retire_at): a replaced key stays published until its tokens expire.
         self._keys: dict[str, tuple[PrivateKey, float]] = {}
         self._current = ""
-        self._refresh: dict[str, tuple[str, float]] = {}
+        self._refresh: dict[str, tuple[str, str, float]] = {}
         self.rotate()
 
     @property
@@ -83,7 +111,10 @@ class DemoIssuer:
             ]
         }
 
-    def access_token(self, username: str) -> str:
+    def published_kids(self) -> list[str]:
+        return [key["kid"] for key in self.jwks()["keys"]]
+
+    def access_token(self, username: str, scope: str | None = None) -> str:
         now = int(self.clock())
         roles = list(USERS[username][1])
         claims = {
@@ -94,26 +125,27 @@ class DemoIssuer:
             "exp": now + ACCESS_TTL,
             "jti": uuid.uuid4().hex,
             "roles": roles,
-            "scope": "profile orders:read" + (" orders:write" if "admin" in roles else ""),
+            "scope": scope if scope is not None else " ".join(allowed_scopes(username)),
             "preferred_username": username.title(),
         }
         key = self._keys[self._current][0]
         # RFC 9068 §2.1: access tokens are typed "at+jwt".
         return encode(claims, key, ALGORITHM, header={"typ": "at+jwt", "kid": self._current})
 
-    def refresh_token(self, username: str) -> str:
+    def refresh_token(self, username: str, scope: str | None = None) -> str:
         token = secrets.token_urlsafe(32)
+        granted = scope if scope is not None else " ".join(allowed_scopes(username))
         with self._lock:
-            self._refresh[token] = (username, self.clock() + REFRESH_TTL)
+            self._refresh[token] = (username, granted, self.clock() + REFRESH_TTL)
         return token
 
-    def use_refresh_token(self, token: str) -> str | None:
-        """The user of a refresh token, which is used up (rotation)."""
+    def use_refresh_token(self, token: str) -> tuple[str, str] | None:
+        """The user and scope of a refresh token, which is used up (rotation)."""
         with self._lock:
             entry = self._refresh.pop(token, None)
-        if entry is None or entry[1] <= self.clock():
+        if entry is None or entry[2] <= self.clock():
             return None
-        return entry[0]
+        return entry[0], entry[1]
 
     def forget_user(self, username: str) -> None:
         with self._lock:
@@ -127,18 +159,71 @@ class DemoIssuer:
         return username if ok and username in USERS else None
 
 
-def _session_response(issuer: DemoIssuer, username: str) -> JSONResponse:
-    access = issuer.access_token(username)
-    refresh = issuer.refresh_token(username)
-    response = JSONResponse(
-        {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": ACCESS_TTL,
-            "refresh_token": refresh,
-        },
-        headers={"Cache-Control": "no-store"},
+class CountingJWKS(JWKSKeys):
+    """The API's key source, counting the lookups its cache answered (for the demo page)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.cache_hits = 0
+
+    def ready(self, kid: str | None) -> KeySet | None:
+        key_set = super().ready(kid)
+        if key_set is not None:
+            self.cache_hits += 1
+        return key_set
+
+    async def akeys(self, kid: str | None) -> KeySet:
+        before = self.stats.fetches
+        key_set = await super().akeys(kid)
+        if self.stats.fetches == before:
+            self.cache_hits += 1
+        return key_set
+
+
+#: Paths of the issuer and of the page: the middleware lets them through unauthenticated.
+PUBLIC_PATHS: Final = (
+    "/",
+    "/login",
+    "/refresh",
+    "/token",
+    "/authorize",
+    "/health",
+    "/demo/state",
+    "/demo/replay-revoked",
+    "/.well-known/*",
+)
+
+
+def protect_api(
+    base_url: str, jwks_url: str, denylist: MemoryDenylist, clock: Callable[[], float]
+) -> tuple[Verifier, Middleware, dict[str, Any]]:
+    """How the demo's API is protected; the page shows this function's source."""
+    keys = CountingJWKS(
+        jwks_url,  # fetched over HTTP, as from an identity provider
+        default_ttl=60,
+        min_ttl=10,
+        cooldown=2,  # short, so that a rotated key is picked up within seconds
+        clock=clock,
     )
+    settings: dict[str, Any] = {
+        "algorithms": [ALGORITHM],
+        "issuer": base_url,
+        "audience": AUDIENCE,
+        "typ": "at+jwt",  # RFC 9068 access tokens
+    }
+    verifier = Verifier(keys=keys, denylist=denylist, clock=clock, **settings)
+    middleware = Middleware(
+        JWTGuardMiddleware,
+        verifier=verifier,
+        cookie="access_token",  # besides Authorization: Bearer; unsafe methods need CSRF proof
+        exclude=list(PUBLIC_PATHS),
+        realm="jwt_guard demo",
+        prefetch=False,  # the keys come from this same server: it cannot fetch before it listens
+    )
+    return verifier, middleware, settings
+
+
+def _set_session_cookies(response: Response, access: str, refresh: str) -> None:
     # The access token lives in an HttpOnly cookie: page scripts (and XSS) cannot read it.
     response.set_cookie(
         "access_token", access, max_age=ACCESS_TTL, httponly=True, samesite="strict", path="/"
@@ -155,7 +240,6 @@ def _session_response(issuer: DemoIssuer, username: str) -> JSONResponse:
     response.set_cookie(
         "csrf_token", secrets.token_urlsafe(24), max_age=REFRESH_TTL, samesite="strict", path="/"
     )
-    return response
 
 
 def _clear_session(response: Response) -> Response:
@@ -165,34 +249,164 @@ def _clear_session(response: Response) -> Response:
     return response
 
 
+def _oauth_error(error: OAuthError, status: int = 400) -> JSONResponse:
+    return JSONResponse(
+        {"error": error.error, "error_description": error.description},
+        status_code=status,
+        headers={**_TOKEN_HEADERS, "Cache-Control": "no-store"},
+    )
+
+
+# The token endpoint answers API clients and browser apps on other origins (Swagger UI on
+# another port): no cookies are involved, so any origin may read the answer.
+_TOKEN_HEADERS: Final = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, X-Requested-With",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+}
+_MAX_FORM: Final = 8192
+_AUTHORIZE_FIELDS: Final = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (first value of each field)."""
+    body = await request.body()
+    if len(body) > _MAX_FORM:
+        raise OAuthError("invalid_request", "body too large")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise OAuthError("invalid_request", "not a form body") from exc
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    return form
+
+
+def _login_page(request: AuthorizationRequest, error: str = "") -> HTMLResponse:
+    fields = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(value)}">'
+        for name, value in {
+            "response_type": "code",
+            "client_id": request.client_id,
+            "redirect_uri": request.redirect_uri,
+            "scope": request.scope,
+            "state": request.state,
+            "code_challenge": request.code_challenge,
+            "code_challenge_method": "S256",
+        }.items()
+    )
+    message = f'<p class="error">{html.escape(error)}</p>' if error else ""
+    return HTMLResponse(
+        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Log in — jwt_guard demo issuer</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto}}
+input,button{{display:block;font-size:1rem;margin:.4rem 0;padding:.3rem .6rem}}
+.error{{color:#b00}}</style></head><body>
+<h1>jwt_guard demo issuer</h1>
+<p><b>{html.escape(request.client_id)}</b> asks for: <code>{html.escape(request.scope)}</code></p>
+{message}<form method="post" action="/authorize">{fields}
+<input name="username" id="username" placeholder="username" autocomplete="username">
+<input name="password" id="password" type="password" placeholder="password">
+<button type="submit" id="authorize-login">Log in</button></form>
+<p>alice / alice (admin) · bob / bob (user)</p></body></html>""",
+        status_code=401 if error else 200,
+        # The login form must not be framed by another site (clickjacking).
+        headers={"X-Frame-Options": "DENY", "Cache-Control": "no-store"},
+    )
+
+
+def _redirect_error(request_params: Mapping[str, str], error: OAuthError) -> Response:
+    if not error.redirect:
+        return HTMLResponse(
+            f"<h1>Authorization refused</h1><p>{html.escape(error.description)}</p>",
+            status_code=400,
+        )
+    query = {"error": error.error, "error_description": error.description}
+    if request_params.get("state"):
+        query["state"] = request_params["state"]
+    return RedirectResponse(f"{request_params['redirect_uri']}?{urlencode(query)}", status_code=303)
+
+
+def cross_site_app(target: str) -> Starlette:
+    """A page on another origin of the same site that posts a form to ``{target}/logout``.
+
+    The browser sends the SameSite=Strict cookies along (same site: only the port differs),
+    but it cannot add the X-CSRF-Token header, and the Origin is not the API's: refused.
+    """
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(
+            f"<!doctype html><title>another origin</title><p>A page on another origin posts a "
+            f"form to {html.escape(target)}/logout …</p>"
+            f'<form id="f" method="POST" action="{html.escape(target)}/logout"></form>'
+            "<script>document.getElementById('f').submit()</script>"
+        )
+
+    return Starlette(routes=[Route("/", page)])
+
+
 def build_app(
-    base_url: str, *, jwks_url: str | None = None, clock: Callable[[], float] = time.time
+    base_url: str,
+    *,
+    jwks_url: str | None = None,
+    clock: Callable[[], float] = time.time,
+    cross_site_url: str | None = None,
 ) -> Starlette:
-    """The demo: issuer endpoints, the guarded API and the HTML page, in one Starlette app."""
+    """The demo: issuer endpoints, the guarded API and the HTML page, in one Starlette app.
+
+    ``cross_site_url`` is where :func:`cross_site_app` is served, for the page's cross-site
+    request button.
+    """
     issuer = DemoIssuer(base_url, clock=clock)
+    codes = CodeStore(clock=clock)
     denylist = MemoryDenylist(clock=clock)
-    keys = JWKSKeys(
-        jwks_url or f"{base_url}/.well-known/jwks.json",
-        default_ttl=60,
-        min_ttl=10,
-        cooldown=2,  # short, so a rotated key is picked up within seconds in the demo
-        clock=clock,
-    )
-    verifier = Verifier(
-        keys=keys,
-        algorithms=[ALGORITHM],
-        issuer=base_url,
-        audience=AUDIENCE,
-        typ="at+jwt",
-        denylist=denylist,
-        clock=clock,
-    )
+    jwks_url = jwks_url or f"{base_url}/.well-known/jwks.json"
+    verifier, guard, settings = protect_api(base_url, jwks_url, denylist, clock)
+    keys = verifier.key_sources[0]
+    assert isinstance(keys, CountingJWKS)
     csrf = CSRF()
+    code_snippet = inspect.getsource(protect_api)
+    # Revoked tokens, kept server-side for the "call with the old token" button: the page
+    # never sees a token. Keyed by the demo_session cookie; bounded.
+    revoked: dict[str, str] = {}
 
     page_html = (Path(__file__).parent / "demo_static" / "index.html").read_text("utf-8")
 
     async def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(page_html)
+        return HTMLResponse(page_html, headers={"X-Frame-Options": "DENY"})
+
+    def tokens_response(username: str, scope: str | None = None) -> tuple[JSONResponse, str]:
+        access = issuer.access_token(username, scope)
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TTL,
+            "refresh_token": issuer.refresh_token(username, scope),
+        }
+        if scope is not None:
+            body["scope"] = scope
+        # RFC 6749 §5.1: token answers are never cached.
+        headers = {**_TOKEN_HEADERS, "Cache-Control": "no-store", "Pragma": "no-cache"}
+        return JSONResponse(body, headers=headers), access
+
+    def session_response(username: str) -> Response:
+        # The cookie login: the tokens go into cookies only, never into the page's JSON.
+        response = JSONResponse(
+            {"logged_in": True, "sub": username, "expires_in": ACCESS_TTL},
+            headers={"Cache-Control": "no-store"},
+        )
+        access = issuer.access_token(username)
+        _set_session_cookies(response, access, issuer.refresh_token(username))
+        return response
 
     async def login(request: Request) -> Response:
         try:
@@ -204,34 +418,120 @@ def build_app(
         username = issuer.check_password(body.get("username"), body.get("password"))
         if username is None:
             return JSONResponse({"error": "invalid_grant"}, status_code=401)
-        return _session_response(issuer, username)
+        response = session_response(username)
+        if "demo_session" not in request.cookies:
+            response.set_cookie(
+                "demo_session", secrets.token_urlsafe(16), httponly=True, samesite="strict"
+            )
+        return response
 
     async def refresh(request: Request) -> Response:
-        token: object = None
+        # The cookie flow's refresh; API clients use POST /token grant_type=refresh_token.
+        view = request_view(request.scope, [], request.headers.getlist("cookie"))
         try:
-            body = await request.json()
-            token = body.get("refresh_token") if isinstance(body, dict) else None
-        except ValueError:
-            token = None
-        if token is None:
-            token = request.cookies.get("refresh_token")
-            # The same view the middleware builds for its own CSRF check.
-            view = request_view(request.scope, [], request.headers.getlist("cookie"))
-            try:
-                check_csrf(view, csrf)
-            except CSRFFailed:
-                return JSONResponse({"error": "csrf_failed"}, status_code=403)
-        username = issuer.use_refresh_token(token) if isinstance(token, str) else None
-        if username is None:
+            check_csrf(view, csrf)  # the same check the middleware makes
+        except CSRFFailed:
+            return JSONResponse({"error": "csrf_failed"}, status_code=403)
+        token = request.cookies.get("refresh_token")
+        used = issuer.use_refresh_token(token) if token else None
+        if used is None:
             return JSONResponse({"error": "invalid_grant"}, status_code=401)
-        return _session_response(issuer, username)
+        return session_response(used[0])
+
+    async def token_endpoint(request: Request) -> Response:
+        """The OAuth token endpoint for API clients (RFC 6749 §3.2): tokens in the body."""
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=_TOKEN_HEADERS)
+        try:
+            form = await _form(request)
+            grant_type = form.get("grant_type")
+            if grant_type == "authorization_code":
+                code = form.get("code", "")
+                grant = codes.redeem(
+                    code,
+                    client_id=form.get("client_id", ""),
+                    redirect_uri=form.get("redirect_uri", ""),
+                    code_verifier=form.get("code_verifier", ""),
+                )
+                response, access = tokens_response(grant.username, grant.scope)
+                codes.bind(code, access)
+                return response
+            if grant_type == "refresh_token":
+                used = issuer.use_refresh_token(form.get("refresh_token", ""))
+                if used is None:
+                    raise OAuthError("invalid_grant", "unknown or used refresh token")
+                return tokens_response(*used)[0]
+            if grant_type == "password":
+                # Removed in OAuth 2.1; here so that curl can get a token in one line.
+                username = issuer.check_password(form.get("username"), form.get("password"))
+                if username is None:
+                    raise OAuthError("invalid_grant", "wrong username or password")
+                return tokens_response(username)[0]
+            raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
+        except OAuthError as exc:
+            for token in exc.revoke:
+                await verifier.arevoke(token)
+            return _oauth_error(exc)
+
+    async def authorize(request: Request) -> Response:
+        """The authorization endpoint (RFC 6749 §4.1.1): a login form, then a one-time code."""
+        if request.method == "GET":
+            params = dict(request.query_params)
+        else:
+            try:
+                params = await _form(request)
+            except OAuthError as exc:
+                return _oauth_error(exc)
+        try:
+            auth = parse_authorization_request(params)
+        except OAuthError as exc:
+            return _redirect_error(params, exc)
+        if request.method == "GET":
+            return _login_page(auth)
+        username = issuer.check_password(params.get("username"), params.get("password"))
+        if username is None:
+            return _login_page(auth, "Wrong username or password.")
+        allowed = allowed_scopes(username)
+        requested = auth.scope.split()
+        scope = " ".join(s for s in requested if s in allowed) if requested else " ".join(allowed)
+        code = codes.issue(auth, Grant(username, scope))
+        query = {"code": code, "iss": base_url}  # iss: RFC 9207 mix-up defence
+        if auth.state:
+            query["state"] = auth.state
+        return RedirectResponse(f"{auth.redirect_uri}?{urlencode(query)}", status_code=303)
 
     async def logout(request: Request) -> Response:
         principal: Principal = request.user
         await verifier.arevoke(principal)  # this token is dead everywhere from now on
         if principal.subject:
             issuer.forget_user(principal.subject)
-        return _clear_session(JSONResponse({"logged_out": True}))
+        session = request.cookies.get("demo_session")
+        token = request.cookies.get("access_token")
+        if session and token:
+            if len(revoked) >= 1000:
+                revoked.pop(next(iter(revoked)))
+            revoked[session] = token
+        return _clear_session(
+            JSONResponse({"logged_out": True, "revoked_jti": principal.claims.get("jti")})
+        )
+
+    async def replay_revoked(request: Request) -> JSONResponse:
+        """Call the API with the token revoked at logout (kept here, never sent to the page)."""
+        token = revoked.get(request.cookies.get("demo_session", ""))
+        if token is None:
+            return JSONResponse({"error": "log in and out first"}, status_code=409)
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.get(
+                f"{base_url}/api/me", headers={"Authorization": f"Bearer {token}"}
+            )
+        return JSONResponse(
+            {
+                "request": "GET /api/me with the access token revoked at logout",
+                "status": answer.status_code,
+                "www_authenticate": answer.headers.get("www-authenticate"),
+                "body": answer.json(),
+            }
+        )
 
     async def jwks(request: Request) -> JSONResponse:
         return JSONResponse(issuer.jwks(), headers={"Cache-Control": "max-age=60"})
@@ -241,7 +541,14 @@ def build_app(
             {
                 "issuer": base_url,
                 "jwks_uri": f"{base_url}/.well-known/jwks.json",
-                "token_endpoint": f"{base_url}/login",
+                "authorization_endpoint": f"{base_url}/authorize",
+                "token_endpoint": f"{base_url}/token",
+                "scopes_supported": list(SCOPES),
+                "response_types_supported": ["code"],
+                "grant_types_supported": ["authorization_code", "refresh_token", "password"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["none"],
+                "authorization_response_iss_parameter_supported": True,
                 "id_token_signing_alg_values_supported": [ALGORITHM],
             }
         )
@@ -267,6 +574,38 @@ def build_app(
     async def admin(request: Request) -> JSONResponse:
         return JSONResponse({"message": f"Welcome, administrator {request.user.display_name}."})
 
+    async def session(request: Request) -> JSONResponse:
+        """The current token, decoded and verified: header and claims, never the token."""
+        principal: Principal = request.user
+        return JSONResponse({"header": dict(principal.header), "claims": dict(principal.claims)})
+
+    async def state(request: Request) -> JSONResponse:
+        stats = keys.stats
+        return JSONResponse(
+            {
+                "jwks": {
+                    "url": jwks_url,
+                    "published_kids": issuer.published_kids(),
+                    "signing_kid": issuer.kid,
+                    "cached_kids": list(stats.key_ids),
+                    "fetches": stats.fetches,
+                    "cache_hits": keys.cache_hits,
+                    "unknown_kid_misses": stats.unknown_kid_misses,
+                    "failures": stats.failures,
+                },
+                "settings": {
+                    **settings,
+                    "cookie": "access_token",
+                    "csrf": {"cookie": csrf.cookie, "header": csrf.header},
+                    "denylist": type(denylist).__name__,
+                    "public_paths": list(PUBLIC_PATHS),
+                },
+                "code": code_snippet,
+                "cross_site_url": cross_site_url,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "jwks": keys.stats.key_ids})
 
@@ -275,38 +614,68 @@ def build_app(
             Route("/", page),
             Route("/login", login, methods=["POST"]),
             Route("/refresh", refresh, methods=["POST"]),
+            Route("/token", token_endpoint, methods=["POST", "OPTIONS"]),
+            Route("/authorize", authorize, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks),
             Route("/.well-known/openid-configuration", discovery),
             Route("/admin/rotate-keys", rotate, methods=["POST"]),
             Route("/api/me", me),
             Route("/api/admin", admin),
+            Route("/demo/session", session),
+            Route("/demo/state", state),
+            Route("/demo/replay-revoked", replay_revoked, methods=["POST"]),
             Route("/health", health),
         ],
-        middleware=[
-            Middleware(
-                JWTGuardMiddleware,
-                verifier=verifier,
-                cookie="access_token",
-                exclude=["/", "/login", "/refresh", "/health", "/.well-known/*"],
-                realm="jwt_guard demo",
-                # The API fetches keys from this same server: it cannot before it listens.
-                prefetch=False,
-            )
-        ],
+        middleware=[guard],
     )
     app.state.issuer = issuer
     app.state.verifier = verifier
     return app
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a clear error when the port is taken (before any banner)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not a listening port's
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(
+                f"port {port} on {host} is already in use (another demo?); "
+                "choose another with --port"
+            ) from exc
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    return sock
+
+
 def run(host: str = "127.0.0.1", port: int = 8000) -> None:  # pragma: no cover - interactive
     """Start the demo and print how to use it."""
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as exc:  # only without the demo extra
+        raise MissingExtra("jwt-guard demo", "uvicorn", "demo") from exc
 
+    main_socket = _bind(host, port)
+    cross_socket = _bind(host, 0)  # the "other site" page for the CSRF button
+    port = main_socket.getsockname()[1]
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     base_url = f"http://{local}:{port}"
-    app = build_app(base_url)
+    cross_url = f"http://{local}:{cross_socket.getsockname()[1]}"
+    app = build_app(base_url, cross_site_url=cross_url)
+    other = cross_site_app(base_url)
+    cross_port = cross_socket.getsockname()[1]
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        # One server, two sockets: the second serves only the cross-site page.
+        server = scope.get("server")
+        target = other if server and server[1] == cross_port else app
+        await target(scope, receive, send)
+
     issuer: DemoIssuer = app.state.issuer
     token = issuer.access_token("alice")
     print(
@@ -314,9 +683,10 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> None:  # pragma: no cover 
 jwt_guard demo — an issuer and an API protected by JWTGuardMiddleware
 
   page        {base_url}/
-  login       POST {base_url}/login   {{"username": "alice", "password": "alice"}}
   API         {base_url}/api/me   {base_url}/api/admin   {base_url}/health
-  JWKS        {base_url}/.well-known/jwks.json   (the API fetches it over HTTP)
+  issuer      {base_url}/.well-known/openid-configuration   (authorization code + PKCE,
+              client_id jwt-guard-docs for FastAPI's /docs on any loopback port)
+  tokens      curl -d grant_type=password -d username=alice -d password=alice {base_url}/token
 
   users       alice / alice  (role admin)      bob / bob  (role user)
 
@@ -325,4 +695,5 @@ jwt_guard demo — an issuer and an API protected by JWTGuardMiddleware
 """,
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    config = uvicorn.Config(dispatch, log_level="info", lifespan="off")
+    uvicorn.Server(config).run(sockets=[main_socket, cross_socket])

@@ -16,20 +16,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Security
-from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 from starlette.requests import HTTPConnection
 
 from ._answer import ErrorHandler
 from ._authz import Requirement, StepUp, openapi_bearer_scheme
 from ._errors import AuthenticationRequired, JWTGuardError
 from ._extract import CSRF
+from ._extras import MissingExtra
 from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._principal import Principal
 from ._resolve import NoGuard, default_answer, reject, resolve
 from ._route import RouteGuard
 from ._types import Scope
 from ._verifier import Verifier
+
+try:
+    from fastapi import Depends, Security
+    from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
+except ImportError as exc:  # only without the fastapi extra
+    raise MissingExtra("jwt_guard.fastapi", "fastapi", "fastapi") from exc
 
 __all__ = [
     "CurrentPrincipal",

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from flask import Flask, Response, request
-from werkzeug.local import LocalProxy
-
 from ._authz import require_roles, require_scopes
+from ._extras import MissingExtra
+
+try:
+    from flask import Flask, Response, request
+    from werkzeug.local import LocalProxy
+except ImportError as exc:  # only without the flask extra
+    raise MissingExtra("jwt_guard.flask", "flask", "flask") from exc
+
 from ._config import options_from_env
 from ._cookies import clear_token_cookies, set_token_cookies
 from ._errors import JWTGuardError

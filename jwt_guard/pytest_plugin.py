@@ -15,5 +15,6 @@ from .testing import LocalIssuer
 
 @pytest.fixture
 def jwt_issuer() -> LocalIssuer:
-    """A fresh in-process issuer (ES256 key pair) for one test."""
-    return LocalIssuer(algorithm="ES256")
+    """A fresh in-process issuer for one test: an ES256 key pair (``DEFAULT_ALGORITHM``),
+    issuer ``https://issuer.test``, audience ``api://test``."""
+    return LocalIssuer()

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ._config import DEFAULT_ALGORITHM
 from ._dpop import access_token_hash, jwk_thumbprint
 from ._keyset import StaticKeys
 from ._signing import PrivateKey, b64url, encode, generate_key, public_jwk, sign
@@ -71,7 +72,7 @@ class LocalIssuer:
         *,
         issuer: str = "https://issuer.test",
         audience: str = "api://test",
-        algorithm: str = "RS256",
+        algorithm: str = DEFAULT_ALGORITHM,
         kid: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +14,9 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from jwt_guard.demo import build_app
+from jwt_guard.demo import build_app, cross_site_app
 
+from .conftest import FakeClock
 from .redis_server import free_port
 from .servers import run_uvicorn
 
@@ -56,6 +59,18 @@ def page(tmp_path: Any) -> Iterator[Any]:
         browser.close()
 
 
+def wait_status(page: Any, prefix: str) -> None:
+    page.wait_for_function(f"document.getElementById('status').textContent.startsWith({prefix!r})")
+
+
+def wait_output(page: Any, text: str) -> None:
+    page.wait_for_function(f"document.getElementById('output').textContent.includes({text!r})")
+
+
+def jwks_row(page: Any, name: str) -> str:
+    return page.text_content(f'#jwks-table tr[data-name="{name}"] td:last-child') or ""
+
+
 def test_cookie_flow_in_chromium(page: Any) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -64,7 +79,7 @@ def test_cookie_flow_in_chromium(page: Any) -> None:
         page.fill("#username", "alice")
         page.fill("#password", "alice")
         page.click("#login-button")
-        page.wait_for_function("document.getElementById('status').textContent.startsWith('200')")
+        wait_status(page, "200")
         shown = page.text_content("#output") or ""
         assert '"sub": "alice"' in shown
 
@@ -88,18 +103,119 @@ def test_cookie_flow_in_chromium(page: Any) -> None:
             assert "csrf_failed" in body
         page.goto(base + "/")
         page.click("#me-button")
-        page.wait_for_function("document.getElementById('status').textContent.startsWith('200')")
+        wait_status(page, "200")
 
         page.click("#admin-button")
-        page.wait_for_function("document.getElementById('output').textContent.includes('Welcome')")
+        wait_output(page, "Welcome")
 
         # Logging out (with the CSRF header) makes /api/me answer 401.
         page.click("#logout-button")
-        page.wait_for_function(
-            "document.getElementById('output').textContent.includes('logged_out')"
-        )
+        wait_output(page, "logged_out")
         page.click("#me-button")
-        page.wait_for_function("document.getElementById('status').textContent.startsWith('401')")
+        wait_status(page, "401")
         assert "access_token" not in {c["name"] for c in page.context.cookies()}
 
-        page.screenshot(path=os.environ.get("JWT_GUARD_SCREENSHOT", "/tmp/jwt_guard_demo.png"))
+
+def test_demo_page_walk_every_button(page: Any, tmp_path: Any) -> None:
+    clock = FakeClock(time.time())
+    port, cross_port = free_port(), free_port()
+    base, cross = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{cross_port}"
+    app = build_app(base, clock=clock, cross_site_url=cross)
+    with run_uvicorn(app, port=port), run_uvicorn(cross_site_app(base), port=cross_port):
+        page.goto(base + "/")
+        # Before login: the settings and the code that protects the API are on the page.
+        page.wait_for_function("document.getElementById('code').textContent.includes('def ')")
+        assert "JWTGuardMiddleware" in (page.text_content("#code") or "")
+        assert '"ES256"' in (page.text_content("#settings") or "")
+        assert "no valid token" in (page.text_content("#token-header") or "")
+
+        page.fill("#username", "alice")
+        page.fill("#password", "alice")
+        page.click("#login-button")
+        wait_status(page, "200")
+        page.wait_for_function(
+            "document.getElementById('token-claims').textContent.includes('alice')"
+        )
+        access = {c["name"]: c for c in page.context.cookies()}["access_token"]["value"]
+        claims = page.text_content("#token-claims") or ""
+        assert '"jti"' in claims and '"aud": "demo-api"' in claims
+        assert '"kid"' in (page.text_content("#token-header") or "")
+        first_jti = json_field(claims, "jti")
+        assert jwks_row(page, "JWKS fetches") == "1"
+
+        page.click("#me-button")
+        wait_output(page, '"roles"')
+        page.wait_for_function(
+            "document.querySelector('#jwks-table tr[data-name=\"key lookups from the cache\"]')"
+            ".lastChild.textContent !== '0'"
+        )
+
+        page.click("#refresh-button")
+        wait_status(page, "200")
+        page.wait_for_function(
+            f"!document.getElementById('token-claims').textContent.includes({first_jti!r})"
+        )
+
+        # Key rotation: the issuer publishes two keys; the API learns the new one on the
+        # first token that uses it (after the 2 s unknown-kid cooldown, moved on by hand).
+        old_kid = jwks_row(page, "signing kid")
+        page.click("#rotate-button")
+        wait_output(page, '"kid"')
+        page.wait_for_function(
+            "document.querySelector('#jwks-table tr[data-name=\"published kids\"]')"
+            ".lastChild.textContent.includes(',')"
+        )
+        new_kid = jwks_row(page, "signing kid")
+        assert new_kid != old_kid
+        clock.advance(3)
+        page.click("#refresh-button")
+        wait_status(page, "200")
+        page.wait_for_function(
+            f"document.getElementById('token-header').textContent.includes({new_kid!r})"
+        )
+        page.wait_for_function(
+            "document.querySelector('#jwks-table tr[data-name=\"JWKS fetches\"]')"
+            ".lastChild.textContent === '2'"
+        )
+        assert new_kid in jwks_row(page, "kids cached by the API")
+
+        # The cross-site request: a form on another origin posts to /logout; refused.
+        page.click("#csrf-button")
+        wait_output(page, "csrf_failed")
+        page.click("#me-button")
+        wait_status(page, "200")  # still logged in
+
+        page.click("#logout-button")
+        wait_output(page, "logged_out")
+        page.wait_for_function(
+            "document.getElementById('token-header').textContent.includes('token_missing')"
+        )
+        page.click("#replay-button")
+        wait_output(page, "token_revoked")
+        assert '"status": 401' in (page.text_content("#output") or "")
+
+        # Never a token in the page, its script's reach or its text.
+        assert access not in page.content()
+        shot = Path(os.environ.get("JWT_GUARD_SCREENSHOT", str(tmp_path / "demo.png")))
+        page.set_viewport_size({"width": 1280, "height": 1000})
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+        for selector in (
+            "#actions",
+            "#token-panel",
+            "#jwks-panel",
+            "#settings-panel",
+            "#replay-button",
+            "#csrf-button",
+            "#rotate-button",
+            "#refresh-button",
+        ):
+            box = page.locator(selector).bounding_box()
+            assert box is not None and box["width"] > 0 and box["height"] > 0, selector
+        for text in ("Call with the old token", "Rotate signing key", "token_revoked"):
+            assert page.get_by_text(text).first.is_visible(), text
+
+
+def json_field(text: str, name: str) -> str:
+    start = text.index(f'"{name}": "') + len(name) + 5
+    return text[start : text.index('"', start)]

@@ -301,7 +301,7 @@ def test_demo_command_serves_and_prints_a_working_curl(tmp_path: Path) -> None:
     try:
         banner = ""
         assert proc.stdout is not None
-        while "curl" not in banner:
+        while "Authorization: Bearer" not in banner:
             line = proc.stdout.readline()
             assert line, "demo exited early: " + banner
             banner += line

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from jwt_guard._demo_oauth import s256
 from jwt_guard.demo import build_app
 
 from .conftest import FakeClock
 from .redis_server import free_port
 from .servers import run_uvicorn
 
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_CLIENT = "jwt-guard-docs"
+
 
 @pytest.fixture
 def demo() -> Iterator[tuple[str, FakeClock]]:
-    import time
-
     clock = FakeClock(time.time())
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -26,74 +36,343 @@ def demo() -> Iterator[tuple[str, FakeClock]]:
         yield base, clock
 
 
-def login(base: str, user: str) -> httpx.Response:
-    return httpx.post(f"{base}/login", json={"username": user, "password": user})
+def password_grant(base: str, user: str) -> httpx.Response:
+    return httpx.post(
+        f"{base}/token", data={"grant_type": "password", "username": user, "password": user}
+    )
 
 
-def test_login_me_admin_logout(demo: tuple[str, FakeClock]) -> None:
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_cookie_login_never_puts_tokens_in_the_body(demo: tuple[str, FakeClock]) -> None:
     base, _ = demo
-    response = login(base, "alice")
+    with httpx.Client(base_url=base) as browser:
+        response = browser.post("/login", json={"username": "alice", "password": "alice"})
+        assert response.status_code == 200
+        assert response.json() == {"logged_in": True, "sub": "alice", "expires_in": 300}
+        access = browser.cookies["access_token"]
+        assert access not in response.text and "token" not in response.json()
+        cookies = {c.name: c for c in browser.cookies.jar}
+        assert {"access_token", "refresh_token", "csrf_token", "demo_session"} <= set(cookies)
+        assert cookies["access_token"].has_nonstandard_attr("HttpOnly")
+        assert "samesite=strict" in response.headers.get_list("set-cookie")[0].lower()
+        # The page's panels: the decoded token and the JWKS state, never the token.
+        session = browser.get("/demo/session")
+        assert session.json()["claims"]["sub"] == "alice"
+        assert session.json()["header"]["typ"] == "at+jwt"
+        state = browser.get("/demo/state").json()
+        for body in (session.text, state):
+            assert access not in str(body)
+        assert state["jwks"]["fetches"] == 1 and state["jwks"]["cached_kids"]
+        assert state["settings"]["algorithms"] == ["ES256"]
+        assert "def protect_api(" in state["code"] and "JWTGuardMiddleware" in state["code"]
+        browser.get("/api/me")
+        assert browser.get("/demo/state").json()["jwks"]["cache_hits"] >= 1
+
+
+def test_token_endpoint_me_admin_logout_revokes(demo: tuple[str, FakeClock]) -> None:
+    base, _ = demo
+    response = password_grant(base, "alice")
     assert response.status_code == 200
-    body = response.json()
-    token = body["access_token"]
-    cookies = {c.name: c for c in response.cookies.jar}
-    assert set(cookies) == {"access_token", "refresh_token", "csrf_token"}
-    assert cookies["access_token"].has_nonstandard_attr("HttpOnly")
-    assert "samesite=strict" in response.headers.get_list("set-cookie")[0].lower()
-    auth = {"Authorization": f"Bearer {token}"}
-    me = httpx.get(f"{base}/api/me", headers=auth).json()
+    assert response.headers["cache-control"] == "no-store"
+    token = response.json()["access_token"]
+    me = httpx.get(f"{base}/api/me", headers=bearer(token)).json()
     assert me["sub"] == "alice" and me["roles"] == ["admin"]
-    assert httpx.get(f"{base}/api/admin", headers=auth).status_code == 200
-    bob = login(base, "bob").json()["access_token"]
-    bob_admin = httpx.get(f"{base}/api/admin", headers={"Authorization": f"Bearer {bob}"})
-    assert bob_admin.status_code == 403
-    assert httpx.post(f"{base}/logout", headers=auth).status_code == 200
-    revoked = httpx.get(f"{base}/api/me", headers=auth)
+    assert "orders:write" in me["scopes"]
+    assert httpx.get(f"{base}/api/admin", headers=bearer(token)).status_code == 200
+    bob = password_grant(base, "bob").json()["access_token"]
+    assert httpx.get(f"{base}/api/admin", headers=bearer(bob)).status_code == 403
+    assert "orders:write" not in httpx.get(f"{base}/api/me", headers=bearer(bob)).json()["scopes"]
+    assert httpx.post(f"{base}/logout", headers=bearer(token)).status_code == 200
+    revoked = httpx.get(f"{base}/api/me", headers=bearer(token))
     assert revoked.status_code == 401 and revoked.json()["code"] == "token_revoked"
     assert httpx.get(f"{base}/health").json()["status"] == "ok"
 
 
-def test_wrong_password_and_bad_body(demo: tuple[str, FakeClock]) -> None:
+def test_wrong_password_and_bad_bodies(demo: tuple[str, FakeClock]) -> None:
     base, _ = demo
     bad = httpx.post(f"{base}/login", json={"username": "alice", "password": "bob"})
     assert bad.status_code == 401
     assert httpx.post(f"{base}/login", content=b"[1").status_code == 400
     assert httpx.post(f"{base}/login", json=["x"]).status_code == 400
+    wrong = httpx.post(
+        f"{base}/token", data={"grant_type": "password", "username": "alice", "password": "x"}
+    )
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    other = httpx.post(f"{base}/token", data={"grant_type": "client_credentials"})
+    assert other.json()["error"] == "unsupported_grant_type"
+    huge = httpx.post(f"{base}/token", content=b"a=" + b"x" * 10000)
+    assert huge.status_code == 400
+    garbage = httpx.post(f"{base}/token", content=b"\xff\xfe=\x00")
+    assert garbage.status_code == 400
 
 
 def test_refresh_rotates_refresh_tokens(demo: tuple[str, FakeClock]) -> None:
     base, _ = demo
-    refresh = login(base, "bob").json()["refresh_token"]
-    first = httpx.post(f"{base}/refresh", json={"refresh_token": refresh})
+    refresh = password_grant(base, "bob").json()["refresh_token"]
+    grant = {"grant_type": "refresh_token", "refresh_token": refresh}
+    first = httpx.post(f"{base}/token", data=grant)
     assert first.status_code == 200 and first.json()["access_token"]
-    reused = httpx.post(f"{base}/refresh", json={"refresh_token": refresh})
-    assert reused.status_code == 401
+    reused = httpx.post(f"{base}/token", data=grant)
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+
+
+def test_cookie_refresh_needs_csrf_proof(demo: tuple[str, FakeClock]) -> None:
+    base, _ = demo
+    with httpx.Client(base_url=base) as browser:
+        browser.post("/login", json={"username": "bob", "password": "bob"})
+        before = browser.get("/demo/session").json()["claims"]["jti"]
+        cross = browser.post("/refresh", headers={"Origin": "http://127.0.0.1:1"})
+        assert cross.status_code == 403 and cross.json()["error"] == "csrf_failed"
+        ok = browser.post("/refresh", headers={"X-CSRF-Token": browser.cookies["csrf_token"]})
+        assert ok.status_code == 200 and "access_token" not in ok.json()
+        assert browser.get("/demo/session").json()["claims"]["jti"] != before
+
+
+def test_logout_then_the_old_token_is_refused_as_revoked(demo: tuple[str, FakeClock]) -> None:
+    base, _ = demo
+    with httpx.Client(base_url=base) as browser:
+        assert browser.post("/demo/replay-revoked").status_code == 409
+        browser.post("/login", json={"username": "alice", "password": "alice"})
+        old = browser.cookies["access_token"]
+        out = browser.post("/logout", headers={"X-CSRF-Token": browser.cookies["csrf_token"]})
+        assert out.status_code == 200 and "access_token" not in browser.cookies
+        assert browser.get("/api/me").json()["code"] == "token_missing"
+        replay = browser.post("/demo/replay-revoked")
+        body = replay.json()
+        assert body["status"] == 401 and body["body"]["code"] == "token_revoked"
+        assert 'error="invalid_token"' in body["www_authenticate"]
+        assert old not in replay.text
 
 
 def test_rotate_keys_and_first_token_after_rotation_passes(
     demo: tuple[str, FakeClock],
 ) -> None:
     base, clock = demo
-    old = login(base, "alice").json()["access_token"]
-    old_auth = {"Authorization": f"Bearer {old}"}
-    first_kid = httpx.get(f"{base}/api/me", headers=old_auth).json()["kid"]
-    bob = login(base, "bob").json()["access_token"]
-    denied = httpx.post(f"{base}/admin/rotate-keys", headers={"Authorization": f"Bearer {bob}"})
+    old = password_grant(base, "alice").json()["access_token"]
+    first_kid = httpx.get(f"{base}/api/me", headers=bearer(old)).json()["kid"]
+    bob = password_grant(base, "bob").json()["access_token"]
+    denied = httpx.post(f"{base}/admin/rotate-keys", headers=bearer(bob))
     assert denied.status_code == 403
-    rotated = httpx.post(f"{base}/admin/rotate-keys", headers=old_auth)
+    rotated = httpx.post(f"{base}/admin/rotate-keys", headers=bearer(old))
     assert rotated.status_code == 200
     new_kid = rotated.json()["kid"]
     assert new_kid != first_kid
     jwks = httpx.get(f"{base}/.well-known/jwks.json").json()
     assert {k["kid"] for k in jwks["keys"]} == {first_kid, new_kid}  # old key kept
     clock.advance(3)  # past the demo's 2 s unknown-kid cooldown
-    fresh = login(base, "alice").json()["access_token"]
-    me = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {fresh}"})
+    fresh = password_grant(base, "alice").json()["access_token"]
+    me = httpx.get(f"{base}/api/me", headers=bearer(fresh))
     assert me.status_code == 200 and me.json()["kid"] == new_kid
-    assert httpx.get(f"{base}/api/me", headers=old_auth).status_code == 200
+    assert httpx.get(f"{base}/api/me", headers=bearer(old)).status_code == 200
+    state = httpx.get(f"{base}/demo/state").json()["jwks"]
+    assert state["fetches"] == 2 and set(state["cached_kids"]) == {first_kid, new_kid}
 
 
 def test_discovery_document(demo: tuple[str, FakeClock]) -> None:
     base, _ = demo
     doc = httpx.get(f"{base}/.well-known/openid-configuration").json()
     assert doc["issuer"] == base and doc["jwks_uri"] == f"{base}/.well-known/jwks.json"
+    assert doc["authorization_endpoint"] == f"{base}/authorize"
+    assert doc["token_endpoint"] == f"{base}/token"
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert "orders:read" in doc["scopes_supported"]
+
+
+# -- the authorization-code flow with PKCE (RFC 6749 §4.1, RFC 7636) --------------------------
+
+REDIRECT = "http://127.0.0.1:5555/docs/oauth2-redirect"
+
+
+def authorize_params(verifier: str, **overrides: str) -> dict[str, str]:
+    params = {
+        "response_type": "code",
+        "client_id": DOCS_CLIENT,
+        "redirect_uri": REDIRECT,
+        "scope": "profile orders:write",
+        "state": "st-1",
+        "code_challenge": s256(verifier),
+        "code_challenge_method": "S256",
+    }
+    params.update(overrides)
+    return params
+
+
+def get_code(base: str, verifier: str, user: str = "alice", **overrides: str) -> dict[str, str]:
+    params = authorize_params(verifier, **overrides)
+    page = httpx.get(f"{base}/authorize", params=params)
+    assert page.status_code == 200 and 'name="password"' in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    answer = httpx.post(f"{base}/authorize", data={**params, "username": user, "password": user})
+    assert answer.status_code == 303
+    location = urlsplit(answer.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == params["redirect_uri"]
+    return {k: v[0] for k, v in parse_qs(location.query).items()}
+
+
+def exchange(base: str, code: str, verifier: str, **overrides: str) -> httpx.Response:
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": DOCS_CLIENT,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
+    form.update(overrides)
+    return httpx.post(f"{base}/token", data=form, headers={"Origin": "http://127.0.0.1:5555"})
+
+
+def test_authorization_code_with_pkce(demo: tuple[str, FakeClock]) -> None:
+    base, _ = demo
+    verifier = secrets.token_urlsafe(48)
+    answer = get_code(base, verifier, "bob")
+    assert answer["state"] == "st-1" and answer["iss"] == base  # RFC 9207
+    tokens = exchange(base, answer["code"], verifier)
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.headers["access-control-allow-origin"] == "*"
+    assert tokens.json()["scope"] == "profile"  # bob may not have orders:write
+    me = httpx.get(f"{base}/api/me", headers=bearer(tokens.json()["access_token"])).json()
+    assert me["sub"] == "bob" and me["scopes"] == ["profile"]
+    preflight = httpx.options(f"{base}/token", headers={"Origin": "http://127.0.0.1:5555"})
+    assert (
+        preflight.status_code == 204 and "POST" in preflight.headers["access-control-allow-methods"]
+    )
+
+
+def test_rfc7636_wrong_code_verifier_is_refused(demo: tuple[str, FakeClock]) -> None:
+    base, _ = demo
+    verifier = secrets.token_urlsafe(48)
+    code = get_code(base, verifier)["code"]
+    wrong = exchange(base, code, secrets.token_urlsafe(48))
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    # The failed attempt used the code up.
+    assert exchange(base, code, verifier).json()["error"] == "invalid_grant"
+
+
+def test_rfc6749_4_1_2_a_code_works_once_and_a_replay_revokes(
+    demo: tuple[str, FakeClock],
+) -> None:
+    base, _ = demo
+    verifier = secrets.token_urlsafe(48)
+    code = get_code(base, verifier)["code"]
+    token = exchange(base, code, verifier).json()["access_token"]
+    assert httpx.get(f"{base}/api/me", headers=bearer(token)).status_code == 200
+    replay = exchange(base, code, verifier)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert httpx.get(f"{base}/api/me", headers=bearer(token)).json()["code"] == "token_revoked"
+
+
+def test_rfc6749_4_1_3_code_bound_to_client_and_redirect_uri(
+    demo: tuple[str, FakeClock],
+) -> None:
+    base, clock = demo
+    verifier = secrets.token_urlsafe(48)
+    code = get_code(base, verifier)["code"]
+    other = exchange(
+        base, code, verifier, redirect_uri="http://127.0.0.1:6666/docs/oauth2-redirect"
+    )
+    assert other.json()["error"] == "invalid_grant"
+    late = get_code(base, verifier)["code"]
+    clock.advance(61)
+    assert exchange(base, late, verifier).json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "https://evil.example/docs/oauth2-redirect",
+        "http://127.0.0.1:5555/elsewhere",
+        "http://127.0.0.1:5555/docs/oauth2-redirect?x=1",
+        "http://user@127.0.0.1:5555/docs/oauth2-redirect",
+        "http://127.0.0.1.evil.example/docs/oauth2-redirect",
+        "http://127.0.0.1:99999/docs/oauth2-redirect",
+    ],
+)
+def test_rfc6749_4_1_2_1_unregistered_redirect_uri_is_never_followed(
+    demo: tuple[str, FakeClock], redirect_uri: str
+) -> None:
+    base, _ = demo
+    params = authorize_params(secrets.token_urlsafe(48), redirect_uri=redirect_uri)
+    for answer in (
+        httpx.get(f"{base}/authorize", params=params),
+        httpx.post(f"{base}/authorize", data={**params, "username": "a", "password": "a"}),
+    ):
+        assert answer.status_code == 400 and "location" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"code_challenge_method": "plain"}, {"code_challenge": "short"}, {"response_type": "token"}],
+)
+def test_rfc7636_s256_pkce_is_required(
+    demo: tuple[str, FakeClock], overrides: dict[str, str]
+) -> None:
+    base, _ = demo
+    params = authorize_params(secrets.token_urlsafe(48), **overrides)
+    answer = httpx.get(f"{base}/authorize", params=params)
+    assert answer.status_code == 303
+    query = parse_qs(urlsplit(answer.headers["location"]).query)
+    assert query["error"][0] in ("invalid_request", "unsupported_response_type")
+    assert query["state"] == ["st-1"]
+
+
+def test_authorize_wrong_password_shows_the_form_again(demo: tuple[str, FakeClock]) -> None:
+    base, _ = demo
+    params = authorize_params(secrets.token_urlsafe(48))
+    answer = httpx.post(f"{base}/authorize", data={**params, "username": "bob", "password": "x"})
+    assert answer.status_code == 401 and "Wrong username or password" in answer.text
+    assert "location" not in answer.headers
+
+
+def test_port_in_use_is_reported_before_the_banner() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "jwt_guard", "demo", "--port", str(port)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "curl" not in result.stdout and "Bearer" not in result.stdout  # no banner
+
+
+def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
+    # What `bash scripts/demo.sh` runs: one uvicorn, two sockets (the page, and the other
+    # origin for the cross-site button).
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jwt_guard", "demo", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
+            time.sleep(0.1)
+        state = httpx.get(f"{base}/demo/state").json()
+        other = httpx.get(state["cross_site_url"] + "/")
+        assert other.status_code == 200 and f'action="{base}/logout"' in other.text
+        assert "jwt_guard demo" in httpx.get(f"{base}/").text
+        assert password_grant(base, "bob").status_code == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "curl -H 'Authorization: Bearer " in out

@@ -1,0 +1,339 @@
+"""The README runs as written: every fenced Python block, the CLI lines, the example commands.
+
+Blocks are read from README.md itself (no copies). An HTML comment on the line before a fence
+says how a block is run:
+
+- ``<!-- readme-test: given=token -->``: the block may use ``token``, minted by an issuer that
+  stands for ``https://idp.example.com/`` (audience ``orders-api``).
+- ``<!-- readme-test: requests: GET /path ROLE STATUS; ... -->``: the block defines ``app``,
+  which then answers these requests (ROLE ``anonymous`` sends no token).
+- ``<!-- readme-test: pytest -->``: the block is a test module, run by pytest with the plugin.
+- ``<!-- readme-test: env -->``: an ``export`` line whose variables the Python blocks run with.
+- ``<!-- readme-test: cli -->``: shell lines run in order in an empty directory.
+- ``<!-- readme-test: examples -->``: the commands that run the examples against the demo.
+- ``<!-- readme-test: skip (reason) -->``: a shell block that needs the outside world.
+
+``https://idp.example.com`` is this machine's JWKS server: requests httpx sends to that host go
+to a real :class:`JWKSServer` on 127.0.0.1 (only the address changes, nothing else).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jwt_guard import Verifier
+from jwt_guard.demo import build_app
+from jwt_guard.testing import JWKSServer, LocalIssuer
+
+from .redis_server import free_port, redis_server
+from .servers import run_uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+IDP = "https://idp.example.com/"
+_FENCE = re.compile(
+    r"(?:<!-- readme-test: (?P<marker>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```\n",
+    re.DOTALL | re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    lang: str
+    marker: str
+    body: str
+    line: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.lang}-line{self.line}"
+
+
+def blocks() -> list[Block]:
+    text = README.read_text("utf-8")
+    return [
+        Block(m["lang"], m["marker"] or "", m["body"], text.count("\n", 0, m.start("body")) + 1)
+        for m in _FENCE.finditer(text)
+    ]
+
+
+def blocks_marked(lang: str, marker: str = "") -> list[Block]:
+    return [b for b in blocks() if b.lang == lang and b.marker.startswith(marker)]
+
+
+PYTHON = blocks_marked("python")
+
+
+def test_every_block_has_a_way_to_run() -> None:
+    for block in blocks():
+        assert block.lang in ("python", "bash"), block.id
+        assert block.marker or block.lang == "python", f"README block at line {block.line}"
+    assert len(PYTHON) >= 6
+
+
+@pytest.fixture(scope="module")
+def idp_issuer() -> LocalIssuer:
+    return LocalIssuer(issuer=IDP, audience="orders-api")
+
+
+@pytest.fixture
+def idp(idp_issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterator[JWKSServer]:
+    """Route httpx requests for idp.example.com to a JWKS server on 127.0.0.1."""
+    with JWKSServer(lambda: idp_issuer.jwks, issuer=IDP) as server:
+        local = httpx.URL(server.base_url)
+
+        def rewrite(request: httpx.Request) -> None:
+            if request.url.host == "idp.example.com":
+                path = {"/.well-known/jwks.json": "/jwks.json"}.get(request.url.path)
+                request.url = request.url.copy_with(
+                    scheme="http", host=local.host, port=local.port, path=path or request.url.path
+                )
+
+        sync_send = httpx.HTTPTransport.handle_request
+        async_send = httpx.AsyncHTTPTransport.handle_async_request
+
+        def handle(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+            rewrite(request)
+            return sync_send(self, request)
+
+        async def ahandle(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+            rewrite(request)
+            return await async_send(self, request)
+
+        monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle)
+        monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", ahandle)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+def readme_env() -> dict[str, str]:
+    """The variables of the README's ``export`` line for the snippets."""
+    (block,) = blocks_marked("bash", "env")
+    words = shlex.split(block.body)
+    assert words[0] == "export"
+    return dict(word.split("=", 1) for word in words[1:])
+
+
+def parse_requests(marker: str) -> list[tuple[str, str, str, int]]:
+    spec = marker.removeprefix("requests:").strip()
+    parsed = []
+    for item in spec.split(";"):
+        method, path, role, status = item.split()
+        parsed.append((method, path, role, int(status)))
+    return parsed
+
+
+async def exercise(app: Any, issuer: LocalIssuer, marker: str) -> None:
+    if hasattr(app, "wsgi_app"):  # Flask
+        client: Any = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t")
+    else:
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    try:
+        for method, path, role, status in parse_requests(marker):
+            headers = {}
+            if role != "anonymous":
+                headers["Authorization"] = f"Bearer {issuer.mint(sub=role, roles=[role])}"
+            response = client.request(method, path, headers=headers)
+            if inspect.isawaitable(response):
+                response = await response
+            assert response.status_code == status, (method, path, role, response.text)
+    finally:
+        closed = client.aclose() if isinstance(client, httpx.AsyncClient) else client.close()
+        if inspect.isawaitable(closed):
+            await closed
+
+
+@pytest.mark.parametrize("block", [b for b in PYTHON if b.marker != "pytest"], ids=lambda b: b.id)
+def test_python_block(
+    block: Block,
+    idp: JWKSServer,
+    idp_issuer: LocalIssuer,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in readme_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    made: list[Verifier] = []
+    init = Verifier.__init__
+
+    def recording_init(self: Verifier, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Verifier, "__init__", recording_init)
+    namespace: dict[str, Any] = {"__name__": f"readme_line{block.line}"}
+    if "given=token" in block.marker:
+        namespace["token"] = idp_issuer.mint(sub="alice", roles=["admin"])
+    code = compile(
+        block.body, f"README.md:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    )
+
+    async def run() -> None:
+        result = eval(code, namespace)  # noqa: S307 - the README's own code, as written
+        if inspect.isawaitable(result):
+            await result
+        try:
+            if block.marker.startswith("requests:"):
+                await exercise(namespace["app"], idp_issuer, block.marker)
+        finally:
+            for verifier in made:  # the snippets leave their clients open, as apps do
+                await verifier.aclose()
+                verifier.close()
+                denylist: Any = verifier.denylist
+                if hasattr(denylist, "aclose"):
+                    await denylist.aclose()
+                    denylist.close()
+
+    asyncio.run(run())
+    assert made
+    assert idp.count >= 1  # the keys really came over HTTP
+
+
+def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.parametrize("block", blocks_marked("python", "pytest"), ids=lambda b: b.id)
+def test_pytest_block(block: Block, tmp_path: Path) -> None:
+    (tmp_path / "test_from_readme.py").write_text(block.body)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    result = run(argv, tmp_path, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b5 passed\b", result.stdout), result.stdout
+
+
+@pytest.fixture
+def jwt_guard_on_path(tmp_path: Path) -> dict[str, str]:
+    """An environment where ``jwt-guard`` is this checkout's command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "jwt-guard"
+    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m jwt_guard "$@"\n')
+    script.chmod(0o755)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def test_cli_lines_work_together(tmp_path: Path, jwt_guard_on_path: dict[str, str]) -> None:
+    (block,) = blocks_marked("bash", "cli")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run(["bash", "-euo", "pipefail", "-c", block.body], work, jwt_guard_on_path)
+    assert result.returncode == 0, result.stderr
+    verified = [line for line in result.stdout.splitlines() if line.startswith('{"claims"')]
+    assert len(verified) == 1 and '"valid": true' in verified[0], result.stdout
+    assert '"roles": ["admin"]' in verified[0]
+    assert "NOT VERIFIED" in result.stdout
+    assert textwrap.dedent(block.body).count("jwt-guard ") == 4
+
+
+MISSING_EXTRAS = [
+    # (module made unimportable, the code a user runs, the extra the message must name)
+    ("fastapi", "import jwt_guard.fastapi", "fastapi"),
+    ("flask", "import jwt_guard.flask", "flask"),
+    ("redis", "from jwt_guard import RedisDenylist; RedisDenylist('redis://localhost')", "redis"),
+    ("uvicorn", "from jwt_guard.cli import main; main(['demo', '--port', '0'])", "demo"),
+]
+
+
+@pytest.mark.parametrize(("module", "code", "extra"), MISSING_EXTRAS)
+def test_a_missing_extra_names_the_install_command(module: str, code: str, extra: str) -> None:
+    # sys.modules[name] = None makes "import name" fail as on an install without the extra.
+    program = f"import sys; sys.modules[{module!r}] = None\n{code}"
+    result = run([sys.executable, "-c", program], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode != 0
+    assert f'pip install "jwt_guard[{extra}]"' in result.stderr, result.stderr
+    if module == "uvicorn":  # the CLI says it in one line, without a traceback
+        assert "Traceback" not in result.stderr and result.returncode == 2
+    else:
+        assert "ImportError" in result.stderr.splitlines()[-1] or "MissingExtra" in result.stderr
+
+
+def wait_for(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out, err = proc.communicate(timeout=5) if proc.poll() is not None else ("", "")
+            raise AssertionError(f"{proc.args} did not start: {out}{err}")
+        time.sleep(0.1)
+
+
+def test_example_commands_run_against_the_demo() -> None:
+    (block,) = blocks_marked("bash", "examples")
+    lines = [line.split("  #")[0].strip() for line in block.body.splitlines()]
+    demo_line, export_line, *commands = [line for line in lines if line]
+    assert shlex.split(demo_line) == ["jwt-guard", "demo", "--port", "8000", "&"]
+    demo_port = free_port()
+    base = f"http://127.0.0.1:{demo_port}"
+    words = shlex.split(export_line.replace(":8000", f":{demo_port}"))
+    assert words[0] == "export"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.update(word.split("=", 1) for word in words[1:])
+    assert len(commands) == 3
+    with run_uvicorn(build_app(base), port=demo_port):
+        alice = httpx.post(
+            f"{base}/token",
+            data={"grant_type": "password", "username": "alice", "password": "alice"},
+        ).json()["access_token"]
+        bob = httpx.post(
+            f"{base}/token", data={"grant_type": "password", "username": "bob", "password": "bob"}
+        ).json()["access_token"]
+        for command in commands:
+            argv = shlex.split(command)
+            assert argv[0] in ("uvicorn", "flask") and argv[-2] == "--port"
+            port = free_port()
+            argv[-1] = str(port)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", *argv],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                api = f"http://127.0.0.1:{port}"
+                wait_for(f"{api}/health", proc)
+                me = httpx.get(f"{api}/api/me", headers={"Authorization": f"Bearer {alice}"})
+                assert me.status_code == 200 and me.json()["sub"] == "alice", command
+                assert httpx.get(f"{api}/api/me").status_code == 401
+                bob_admin = httpx.get(
+                    f"{api}/api/admin", headers={"Authorization": f"Bearer {bob}"}
+                )
+                assert bob_admin.status_code == 403, command
+            finally:
+                proc.terminate()
+                proc.communicate(timeout=30)
