@@ -13,7 +13,7 @@ says how a block is run:
 - ``<!-- readme-test: examples -->``: the commands that run the examples against the demo.
 - ``<!-- readme-test: skip (reason) -->``: a shell block that needs the outside world.
 
-``json`` and ``http`` blocks show answers, not code (a ``json`` one must parse).
+``json``, ``http`` and ``text`` blocks show answers, not code (a ``json`` one must parse).
 
 ``https://idp.example.com`` is this machine's JWKS server: requests httpx sends to that host go
 to a real :class:`JWKSServer` on 127.0.0.1 (only the address changes, nothing else).
@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 IDP = "https://idp.example.com/"
 _FENCE = re.compile(
-    r"(?:<!-- readme-test: (?P<marker>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```\n",
+    r"^(?:(?P<mindent>[ ]*)<!-- readme-test: (?P<marker>.*?) -->\n)?"
+    r"(?P<indent>[ ]*)```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```\n",
     re.DOTALL | re.MULTILINE,
 )
 
@@ -71,7 +72,12 @@ class Block:
 def blocks() -> list[Block]:
     text = README.read_text("utf-8")
     return [
-        Block(m["lang"], m["marker"] or "", m["body"], text.count("\n", 0, m.start("body")) + 1)
+        Block(
+            m["lang"],
+            m["marker"] or "",
+            textwrap.dedent(m["body"]),
+            text.count("\n", 0, m.start("body")) + 1,
+        )
         for m in _FENCE.finditer(text)
     ]
 
@@ -85,7 +91,7 @@ PYTHON = blocks_marked("python")
 
 def test_every_block_has_a_way_to_run() -> None:
     for block in blocks():
-        assert block.lang in ("python", "bash", "json", "http"), block.id
+        assert block.lang in ("python", "bash", "json", "http", "text"), block.id
         if block.lang == "bash":
             assert block.marker, f"README block at line {block.line} is not tested"
         elif block.lang == "json":  # a shown answer: at least valid JSON

@@ -16,7 +16,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 async def test_the_three_common_mistakes_in_the_readme_are_real_output() -> None:
-    idp = LocalIssuer(issuer="https://idp.example.com/", audience="orders-api")
+    idp = LocalIssuer(issuer="https://idp.example.com/", audience="orders-api", algorithm="RS256")
     es256 = LocalIssuer(issuer="https://idp.example.com", audience="orders-api", algorithm="ES256")
     # Mistake 1 is in the configuration: the issuer without its trailing slash.
     verifier = idp.verifier(issuer="https://idp.example.com")
