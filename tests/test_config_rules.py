@@ -278,8 +278,8 @@ def test_validate_runs_only_after_the_signature(
 
 
 def test_rules_per_trusted_issuer_add_to_the_verifiers(clock: FakeClock) -> None:
-    a = LocalIssuer(issuer="https://a.example", clock=clock)
-    b = LocalIssuer(issuer="https://b.example", clock=clock)
+    a = LocalIssuer(issuer="https://a.example", algorithm="RS256", clock=clock)
+    b = LocalIssuer(issuer="https://b.example", algorithm="RS256", clock=clock)
     verifier = Verifier(
         algorithms=["RS256"],
         audience=a.audience,

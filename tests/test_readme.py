@@ -32,6 +32,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +196,10 @@ def test_python_block(
         made.append(self)
 
     monkeypatch.setattr(Verifier, "__init__", recording_init)
-    namespace: dict[str, Any] = {"__name__": f"readme_line{block.line}"}
+    # A real module, as dataclasses and pickling look the defining module up.
+    module = types.ModuleType(f"readme_line{block.line}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace: dict[str, Any] = module.__dict__
     if "given=token" in block.marker:
         namespace["token"] = idp_issuer.mint(sub="alice", roles=["admin"])
     code = compile(
