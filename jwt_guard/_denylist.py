@@ -300,7 +300,9 @@ class RedisDenylist(Denylist):
 
     A connection that died with a Redis restart fails once when it is next used; reads and
     writes are idempotent, so they are tried once more on a fresh connection, within the same
-    ``timeout``.
+    ``timeout``. A sync client handed in keeps its own timeouts and retries, so its calls run
+    under a deadline of ``timeout`` in a helper thread; one without ``socket_timeout`` is
+    refused (it could hold that thread for ever).
     """
 
     def __init__(

@@ -14,10 +14,12 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
+from ._deadline import DeadlineExceeded, call_with_deadline
 from ._errors import ConfigurationError, ServiceUnavailable
 from ._extras import MissingExtra
 
@@ -26,6 +28,10 @@ __all__ = ["RedisConnection", "down_detail"]
 logger = logging.getLogger("jwt_guard")
 
 T = TypeVar("T")
+
+#: Calls through a sync client handed in (not a URL) that may wait on Redis at once; past this
+#: a call fails at once (503) rather than start another thread (see ``RedisConnection.call``).
+MAX_PENDING_CALLS: Final = 32
 
 
 def down_detail(exc: BaseException) -> dict[str, Any]:
@@ -70,12 +76,25 @@ class RedisConnection:
         elif isinstance(url_or_client, aredis.Redis):
             self._async_given = url_or_client
         elif isinstance(url_or_client, redis.Redis):
+            kwargs = getattr(url_or_client.connection_pool, "connection_kwargs", {})
+            if kwargs.get("socket_timeout") is None:
+                raise ConfigurationError(
+                    "this redis.Redis client has no socket_timeout, so a Redis that accepts and "
+                    "never answers would hold a thread for ever: make it with socket_timeout= "
+                    "(and socket_connect_timeout=), or pass the redis:// URL"
+                )
             self._sync = url_or_client
         else:
             raise ConfigurationError("url_or_client must be a redis:// URL or a Redis client")
         # Redis errors that mean "this connection is dead" (a restart, a reset): worth one
         # more try on a fresh connection. A timeout is not: the server is slow or gone.
         self._dead_connection = (redis.ConnectionError, ConnectionError)
+        # A client made from our URL has our timeouts and no retries: each call is bounded by
+        # ``timeout`` already. A sync client handed in has its own (redis-py 8's defaults: 5 s
+        # and 10 retries with backoff, about a minute against a silent server), so its calls
+        # run under _deadline with the same ``timeout``, at most MAX_PENDING_CALLS at a time.
+        self._bounded = self._url is None and self._sync is not None
+        self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         #: What a failed call raises (sync or async): use it in ``except``.
         self.errors: tuple[type[BaseException], ...] = (TimeoutError, redis.RedisError, OSError)
         _CONNECTIONS.add(self)
@@ -130,6 +149,8 @@ class RedisConnection:
         if self._url is not None and self._sync is not None:
             _INHERITED.append(self._sync)
             self._sync = None
+        # Calls that were running in the parent's threads never end here.
+        self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         _INHERITED.extend(self._async_by_loop.values())
         self._async_by_loop = {}
         if self._async_given is not None:
@@ -146,13 +167,37 @@ class RedisConnection:
     # -- calls --------------------------------------------------------------------------------
 
     def call(self, command: Callable[[Any], T]) -> T:
-        """``command(sync client)``, bounded by the socket timeout; raises one of ``errors``."""
+        """``command(sync client)`` within the timeout; raises one of ``errors``."""
         client = self._sync_client()
-        try:
-            return command(client)
-        except self._dead_connection:
-            _drop_idle(client)
-            return command(client)
+
+        def attempt() -> T:
+            try:
+                return command(client)
+            except self._dead_connection:
+                _drop_idle(client)
+                return command(client)
+
+        if not self._bounded:
+            return attempt()  # our own client: its socket timeouts are the bound
+        if not self._pending.acquire(blocking=False):
+            # Redis is hung and every thread allowed is already waiting on it: answer now
+            # instead of starting one more.
+            raise DeadlineExceeded("too many Redis calls pending")
+
+        def bounded() -> T:
+            try:
+                return attempt()
+            except self.errors:
+                raise
+            except Exception as exc:
+                # Another call's deadline shut this connection down under redis-py (it then
+                # raises ValueError "I/O operation on closed file"): a failed call like any.
+                raise self._redis.ConnectionError("connection shut down by a deadline") from exc
+            finally:
+                self._pending.release()
+
+        # At the deadline the client's connections are shut down, so the thread ends soon.
+        return call_with_deadline(bounded, self.timeout, abort=lambda: _drop_all(client))
 
     async def acall(self, command: Callable[[Any], Awaitable[T]]) -> T:
         """``await command(async client)`` within the timeout; raises one of ``errors``."""
@@ -190,6 +235,10 @@ def _drop_idle(client: Any) -> None:
         # Best effort: the retry reconnects anyway.
         with contextlib.suppress(Exception):
             pool.disconnect(inuse_connections=False)
+
+
+def _drop_all(client: Any) -> None:
+    client.connection_pool.disconnect(inuse_connections=True)
 
 
 async def _adrop_idle(client: Any) -> None:

@@ -525,3 +525,54 @@ def test_close_closes_the_sync_denylist_client(redis_url: str, prefix: str) -> N
     assert _connected_clients(redis_url) == before + 1
     verifier.close()
     assert _connected_clients(redis_url) == before
+
+
+# -- a client object handed in (item 2) -----------------------------------------------------------
+
+
+def test_sync_client_object_against_a_silent_redis_is_bounded() -> None:
+    """A redis.Redis client with redis-py's defaults (5 s timeouts, 10 retries with backoff)
+    held a check for about a minute against a server that accepts and never answers. It now
+    answers 503 within the denylist's timeout, like a URL; the outer 10 s is only a liveness
+    guard, not a speed assertion."""
+    import redis
+
+    idp = real_clock_issuer()
+    listener, port = _silent_listener()
+    client = redis.Redis(host="127.0.0.1", port=port)
+    verifier = idp.verifier(denylist=RedisDenylist(client, timeout=0.3), cache_size=0)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(_sync_outcome, verifier, idp.mint()) for _ in range(4)]
+            outcomes = [f.result(timeout=10) for f in futures]
+        assert all(isinstance(o, DenylistUnavailable) for o in outcomes)
+        with pytest.raises(DenylistUnavailable):
+            verifier.revoke(idp.mint())  # writes too
+    finally:
+        listener.close()
+        client.close()
+
+
+def test_sync_client_without_socket_timeout_is_refused() -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=free_port(), socket_timeout=None)
+    with pytest.raises(ConfigurationError, match="socket_timeout"):
+        RedisDenylist(client)
+    client.close()
+
+
+def test_sync_client_object_works(redis_url: str, prefix: str) -> None:
+    import redis
+
+    idp = real_clock_issuer()
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    verifier = idp.verifier(denylist=RedisDenylist(client, prefix=prefix))
+    token = idp.mint()
+    assert verifier.verify(token)
+    verifier.revoke(token)
+    with pytest.raises(TokenRevoked):
+        verifier.verify(token)
+    verifier.close()  # a client handed in is the caller's: it stays usable
+    assert client.ping()
+    client.close()
