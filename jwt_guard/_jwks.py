@@ -671,10 +671,18 @@ def _after_fork() -> None:
     connection it pooled is shared with every sibling (their bytes would interleave). Start
     afresh; the cached key set itself is plain data and stays valid."""
     for source in list(_INSTANCES):
-        if source._own_sync:
-            # Dropped, not closed: closing would talk on the parent's connection.
+        # Set aside, neither closed nor garbage-collected: closing would talk on the parent's
+        # connections, and an async client's finalizer would unregister the parent's sockets
+        # from the event-loop selector the two processes share.
+        if source._own_sync and source._sync_client is not None:
+            _ORPHANS.append(source._sync_client)
             source._sync_client = None
+        _ORPHANS.extend(source._own_async.values())
         source._reset_drivers()
+
+
+#: The parent's clients, kept referenced in a forked child (see ``_after_fork``).
+_ORPHANS: list[Any] = []
 
 
 if hasattr(os, "register_at_fork"):  # POSIX

@@ -1,0 +1,139 @@
+"""Keys fetched before a fork, under a real gunicorn ``--preload`` with two workers of each kind.
+
+The master fetches the JWKS at import (a pooled, kept-alive connection to the provider), then
+forks. Every worker must then fetch on a connection of its own: a connection shared between
+processes interleaves their bytes, and a lock or an in-flight fetch copied from the master
+never finishes in the child (issue 13, item 4).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jwt_guard import JWKSKeys
+from jwt_guard.testing import JWKSServer, LocalIssuer
+
+from .conftest import FakeClock
+from .test_jwks import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORKERS = {
+    "flask-sync": ("flask", "tests.fork_app:flask_app", "sync"),
+    "fastapi-uvicorn": ("fastapi", "tests.fork_app:fastapi_app", "uvicorn_worker.UvicornWorker"),
+}
+
+
+def _wait_until_serving(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
+        try:
+            if httpx.get(base + "/me", timeout=2).status_code == 401:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"gunicorn did not start:\n{log.read_text()}")
+
+
+@pytest.mark.parametrize("kind", sorted(WORKERS))
+def test_keys_prefetched_before_a_fork_work_in_every_worker(kind: str, tmp_path: Path) -> None:
+    app_kind, app, worker = WORKERS[kind]
+    idp = LocalIssuer(algorithm="ES256", kid="k1")
+    with JWKSServer(lambda: idp.jwks, issuer=idp.issuer) as server:
+        server.keep_alive = True  # what real providers do: the master's connection stays pooled
+        server.delay = 0.1  # fetches from both workers overlap
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "FORK_APP": app_kind,
+            "FORK_JWKS_URL": server.url,
+            "FORK_ISSUER": idp.issuer,
+            "FORK_AUDIENCE": idp.audience,
+        }
+        log = tmp_path / "gunicorn.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--preload",
+                    "--workers",
+                    "2",
+                    "--worker-class",
+                    worker,
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "warning",
+                    app,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_serving(base, proc, log)
+            assert server.count >= 1  # the master's prefetch
+            answers: list[tuple[int, object]] = []
+            lock = threading.Lock()
+
+            def call(token: str) -> None:
+                headers = {"Authorization": f"Bearer {token}"}
+                with httpx.Client(timeout=30) as client:
+                    response = client.get(base + "/me", headers=headers)
+                with lock:
+                    answers.append((response.status_code, response.json().get("pid")))
+
+            for round_ in range(4):
+                # A rotation: every worker meets an unknown kid and fetches, after the fork.
+                kid = idp.rotate(f"k{round_ + 2}")
+                threads = [
+                    threading.Thread(target=call, args=(idp.mint(kid=kid),)) for _ in range(8)
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+        finally:
+            proc.terminate()
+            proc.wait(20)
+        statuses = [status for status, _ in answers]
+        assert statuses == [200] * 32, (statuses, log.read_text())
+        assert len({pid for _, pid in answers}) == 2  # both workers answered
+
+
+def test_a_fetch_in_flight_at_fork_time_does_not_block_the_child(clock: FakeClock) -> None:
+    idp = LocalIssuer(algorithm="ES256", kid="k1", clock=clock)
+    with JWKSServer(lambda: idp.jwks) as server:
+        source = JWKSKeys(server.url, clock=clock, timeout=5)
+        source.prefetch(required=True)
+        server.delay = 1.0
+        clock.advance(500)  # refresh-ahead: the next request starts a background fetch
+        assert source.keys("k1")
+        fetches = source.stats.fetches
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's fetch thread does not exist here
+            code = 1
+            try:
+                source.prefetch()  # must start a fetch of its own, not wait on the parent's
+                code = 0 if source.stats.fetches == fetches + 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        source.close()
