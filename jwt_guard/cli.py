@@ -1,13 +1,14 @@
-"""The ``jwt-guard`` command: verify, decode, keygen, mint, demo.
+"""The jwt-guard command: verify, decode, keygen, mint, demo.
 
 Exit codes: 0 every token valid (or the command succeeded), 1 a token was invalid, 2 a usage
-or configuration error (with the reason on stderr).
+or configuration error (with the reason on stderr), 3 the key source was unavailable.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import os
 import re
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from ._algorithms import ALGORITHMS
-from ._errors import ConfigurationError, JWTGuardError
+from ._errors import ConfigurationError, JWTGuardError, ServiceUnavailable
 from ._extras import MissingExtra
 from ._jwks import JWKSKeys, OIDCDiscovery
 from ._keyset import KeySource, StaticKeys
 from ._parse import b64url_decode, parse_json, split_compact
+from ._policy import TrustedIssuer
 from ._signing import (
     encode,
     generate_key,
@@ -36,7 +38,12 @@ from ._verifier import Verifier
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+_DESCRIPTION = "Verify, decode and make JWTs the way jwt_guard does (a local debugging tool)."
+_EPILOG = (
+    "exit codes: 0 every token valid (or the command succeeded), 1 a token was invalid, "
+    "2 a usage or configuration error, 3 the key source was unavailable"
+)
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -82,47 +89,123 @@ def _key_source(args: argparse.Namespace) -> KeySource:
     return StaticKeys.from_secret(secret, algorithm=hs[0] if len(hs) == 1 else None)
 
 
-def _tokens(args: argparse.Namespace, stdin: TextIO) -> list[str]:
-    if args.token in (None, "-"):
-        return [line.strip() for line in stdin if line.strip()]
-    return [args.token.strip()]
+def _lines(args: argparse.Namespace, stdin: TextIO) -> list[tuple[int | None, str]]:
+    """(line number, token) pairs: numbered when read from standard input."""
+    if args.token not in (None, "-"):
+        token = args.token.strip()
+        if not token:
+            raise UsageError("the token is empty")
+        return [(None, token)]
+    lines: list[tuple[int | None, str]] = [
+        (number, line.strip()) for number, line in enumerate(stdin, start=1)
+    ]
+    if not lines:
+        raise UsageError("no token on standard input (give one per line, or the token itself)")
+    return lines
 
 
-def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+def _provider(args: argparse.Namespace, keys: KeySource | None) -> TrustedIssuer:
+    """``--provider NAME --provider-arg KEY=VALUE ...``: the preset as the middleware gets it."""
+    from . import providers
+
+    preset = getattr(providers, args.provider)
+    parameters = inspect.signature(preset).parameters
+    settings: dict[str, Any] = {}
+    for item in args.provider_arg or ():
+        name, sep, value = item.partition("=")
+        if not sep or name not in parameters or name in ("keys", "claims", "validate"):
+            allowed = [n for n in parameters if n not in ("keys", "claims", "validate", "options")]
+            raise UsageError(f"--provider-arg takes NAME=VALUE with NAME one of {allowed}")
+        # Repeated names make a list (several audiences or client ids).
+        if name in settings:
+            previous = settings[name]
+            settings[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            settings[name] = value
+    if "version" in settings:
+        settings["version"] = int(settings["version"])
+    if args.audience and "audience" in parameters and "audience" not in settings:
+        settings["audience"] = args.audience
+    if keys is not None:
+        settings["keys"] = keys
+    elif args.allow_http:
+        settings["allow_http"] = True
+    try:
+        trusted: TrustedIssuer = preset(**settings)
+    except TypeError as exc:
+        raise UsageError(f"--provider {args.provider}: {exc}") from exc
+    return trusted
+
+
+def _verifier(args: argparse.Namespace) -> Verifier:
+    common: dict[str, Any] = {
+        "leeway": args.leeway,
+        "typ": args.typ,
+        "required_claims": tuple(dict.fromkeys(["exp", *(args.require or [])])),
+        "cache_size": 0,
+        "metrics": False,
+    }
+    if args.roles_claim:
+        common["roles_claim"] = args.roles_claim
+    if args.scopes_claim:
+        common["scopes_claim"] = args.scopes_claim
+    if args.provider:
+        if args.issuer:
+            raise UsageError("--issuer comes from --provider: give one or the other")
+        given = any(getattr(args, n) for n in ("jwks_url", "jwks_file", "key", "secret_env"))
+        keys = _key_source(args) if given else None
+        return Verifier(
+            algorithms=args.algorithm or None,
+            issuers=[_provider(args, keys)],
+            **common,
+        )
     if not args.algorithm:
         raise UsageError("give the accepted algorithms with --algorithm (e.g. RS256)")
-    verifier = Verifier(
+    return Verifier(
         keys=_key_source(args),
         algorithms=args.algorithm,
         issuer=args.issuer or None,
         audience=args.audience or None,
-        leeway=args.leeway,
-        typ=args.typ,
-        required_claims=tuple(dict.fromkeys(["exp", *(args.require or [])])),
-        cache_size=0,
+        **common,
     )
+
+
+def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    verifier = _verifier(args)
     status = EXIT_OK
     try:
-        for token in _tokens(args, stdin):
+        for number, token in _lines(args, stdin):
+            result: dict[str, Any] = {} if number is None else {"line": number}
+            if not token:
+                # Reported, not skipped: a blank line in a batch is an input mistake.
+                status = max(status, EXIT_INVALID)
+                result.update(valid=False, code="blank_line", description="The line is empty.")
+                out.write(json.dumps(result, sort_keys=True) + "\n")
+                continue
             try:
                 principal = verifier.verify(token)
             except JWTGuardError as exc:
                 if isinstance(exc, ConfigurationError):
                     raise
-                status = EXIT_INVALID
-                result: dict[str, Any] = {
-                    "valid": False,
-                    "code": exc.code,
-                    "error": exc.error,
-                    "description": exc.description,
-                }
+                unavailable = isinstance(exc, ServiceUnavailable)
+                status = max(status, EXIT_UNAVAILABLE if unavailable else EXIT_INVALID)
+                # A local tool: the detail is shown (it holds no token and no secret).
+                result.update(
+                    valid=False,
+                    code=exc.code,
+                    error=exc.error,
+                    description=exc.description,
+                    detail=exc.detail,
+                )
             else:
-                result = {
-                    "valid": True,
-                    "claims": dict(principal.claims),
-                    "header": dict(principal.header),
-                }
-            out.write(json.dumps(result, sort_keys=True) + "\n")
+                result.update(
+                    valid=True,
+                    claims=dict(principal.claims),
+                    header=dict(principal.header),
+                    roles=sorted(principal.roles),
+                    scopes=sorted(principal.scopes),
+                )
+            out.write(json.dumps(result, sort_keys=True, default=str) + "\n")
     finally:
         verifier.close()
     return status
@@ -134,20 +217,7 @@ def _human_time(value: Any) -> str:
     return "(not a valid NumericDate)"
 
 
-def cmd_decode(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    text = args.token if args.token != "-" else stdin.readline()  # noqa: S105
-    try:
-        h64, p64, _ = split_compact(text.strip(), 65536)
-        header = parse_json(b64url_decode(h64))
-        claims = parse_json(b64url_decode(p64))
-    except JWTGuardError as exc:
-        raise UsageError(f"not a compact JWS: {exc.description}") from exc
-    out.write("*** NOT VERIFIED: decoded without checking the signature or any claim ***\n")
-    out.write("header:\n" + json.dumps(header, indent=2, sort_keys=True) + "\n")
-    out.write("claims:\n" + json.dumps(claims, indent=2, sort_keys=True) + "\n")
-    for name in ("iat", "nbf", "exp"):
-        if name in claims:
-            out.write(f"{name}: {_human_time(claims[name])}\n")
+def _decode_warnings(header: dict[str, Any], claims: dict[str, Any]) -> list[str]:
     warnings = []
     alg = header.get("alg")
     if isinstance(alg, str) and alg.lower() == "none":
@@ -163,6 +233,39 @@ def cmd_decode(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
             warnings.append(f"header carries '{name}' (key material in a token is never trusted)")
     if "crit" in header:
         warnings.append("header has 'crit' extensions")
+    return warnings
+
+
+def cmd_decode(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    text = (args.token if args.token != "-" else stdin.readline()).strip()  # noqa: S105
+    if not text:
+        raise UsageError("the token is empty")
+    try:
+        h64, p64, _ = split_compact(text, 65536)
+        header = parse_json(b64url_decode(h64))
+        claims = parse_json(b64url_decode(p64))
+    except JWTGuardError as exc:
+        reason = exc.detail.get("reason")
+        raise UsageError(
+            f"not a compact JWS: {exc.description}" + (f" ({reason})" if reason else "")
+        ) from exc
+    times = {name: _human_time(claims[name]) for name in ("iat", "nbf", "exp") if name in claims}
+    warnings = _decode_warnings(header, claims)
+    if args.json:
+        document = {
+            "verified": False,
+            "header": header,
+            "claims": claims,
+            "times": times,
+            "warnings": warnings,
+        }
+        out.write(json.dumps(document, sort_keys=True) + "\n")
+        return EXIT_OK
+    out.write("*** NOT VERIFIED: decoded without checking the signature or any claim ***\n")
+    out.write("header:\n" + json.dumps(header, indent=2, sort_keys=True) + "\n")
+    out.write("claims:\n" + json.dumps(claims, indent=2, sort_keys=True) + "\n")
+    for name, when in times.items():
+        out.write(f"{name}: {when}\n")
     for warning in warnings:
         out.write(f"warning: {warning}\n")
     return EXIT_OK
@@ -176,10 +279,16 @@ def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     key = generate_key(args.alg)
     private_path = outdir / "private.pem"
     jwks = {"keys": [public_jwk(key, kid=kid, alg=args.alg)]}
+    targets = [private_path, outdir / "public.pem", outdir / "jwks.json"]
+    existing = [str(path) for path in targets if path.exists()]
+    if existing and not args.force:
+        raise UsageError(f"{', '.join(existing)} already exist; --force overwrites them")
     try:
         outdir.mkdir(parents=True, exist_ok=True)
-        # 0600 from the start: never a moment where the private key is world-readable.
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # 0600 from the start: never a moment where the private key is world-readable. O_EXCL
+        # without --force: a file that appeared since the check is not overwritten either.
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
+        fd = os.open(private_path, flags, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(private_pem(key))
         os.chmod(private_path, 0o600)
@@ -202,13 +311,6 @@ def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _claim_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     try:
         key = load_private_pem(Path(args.key).read_bytes())
@@ -226,8 +328,16 @@ def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     for item in args.claim or ():
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise UsageError("--claim takes name=value (value may be JSON)")
-        claims[name] = _claim_value(value)
+            raise UsageError("--claim takes NAME=VALUE (the value is a string)")
+        claims[name] = value  # always a string: "--claim zip=01234" stays "01234"
+    for item in args.claim_json or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError("--claim-json takes NAME=JSON")
+        try:
+            claims[name] = json.loads(value)
+        except ValueError as exc:
+            raise UsageError(f"--claim-json {name}: not JSON ({exc.args[0]})") from exc
     header: dict[str, Any] = {"typ": args.typ}
     if args.kid:
         header["kid"] = args.kid
@@ -247,52 +357,129 @@ def cmd_demo(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jwt-guard", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="jwt-guard", description=_DESCRIPTION, epilog=_EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     algs = sorted(ALGORITHMS)
+    asymmetric = [a for a in algs if not a.startswith("HS")]
 
-    verify = sub.add_parser("verify", help="verify tokens; one JSON result per token")
-    verify.add_argument("token", nargs="?", help="the token, or - to read one per line")
-    verify.add_argument("--jwks-url")
-    verify.add_argument("--jwks-file")
-    verify.add_argument("--key", help="PEM public key or certificate file")
-    verify.add_argument("--secret-env", help="environment variable holding an HMAC secret")
-    verify.add_argument("--discover", metavar="ISSUER", help="OIDC discovery from this issuer")
-    verify.add_argument("--issuer", action="append")
-    verify.add_argument("--audience", action="append")
-    verify.add_argument("--algorithm", action="append", choices=algs)
-    verify.add_argument("--leeway", type=float, default=30)
-    verify.add_argument("--typ")
-    verify.add_argument("--require", action="append", metavar="CLAIM")
-    verify.add_argument("--timeout", type=float, default=5.0)
-    verify.add_argument("--allow-http", action="store_true", help="allow a plain-http JWKS URL")
+    verify = sub.add_parser(
+        "verify",
+        help="verify tokens; one JSON result per token, with the reason of a failure",
+        description="Verify tokens as the middleware would; one JSON result per token. A "
+        "failure shows its code and detail; a success the claims, header, roles and scopes.",
+        epilog=_EPILOG,
+    )
+    verify.add_argument(
+        "token", nargs="?", help="the token, or - (the default) to read one per line from stdin"
+    )
+    keys = verify.add_argument_group("key source (exactly one; optional with --provider)")
+    keys.add_argument("--jwks-url", metavar="URL", help="fetch the keys from this JWKS URL")
+    keys.add_argument("--jwks-file", metavar="PATH", help="read the keys from a JWKS file")
+    keys.add_argument("--key", metavar="PATH", help="a PEM public key or certificate file")
+    keys.add_argument(
+        "--secret-env", metavar="NAME", help="environment variable holding an HMAC secret"
+    )
+    keys.add_argument("--discover", metavar="ISSUER", help="OIDC discovery from this issuer")
+    rules = verify.add_argument_group("rules")
+    rules.add_argument(
+        "--algorithm", action="append", choices=algs, help="an accepted alg (repeatable)"
+    )
+    rules.add_argument("--issuer", action="append", help="the exact expected iss (repeatable)")
+    rules.add_argument("--audience", action="append", help="an accepted aud (repeatable)")
+    rules.add_argument(
+        "--leeway", type=float, default=30, help="clock skew in seconds (default: 30)"
+    )
+    rules.add_argument("--typ", help="the expected header typ, e.g. at+jwt")
+    rules.add_argument(
+        "--require", action="append", metavar="CLAIM", help="a claim that must be present"
+    )
+    rules.add_argument(
+        "--roles-claim",
+        action="append",
+        metavar="PATH",
+        help="where roles are read, e.g. realm_access.roles (repeatable; default: roles)",
+    )
+    rules.add_argument(
+        "--scopes-claim",
+        action="append",
+        metavar="PATH",
+        help="where scopes are read (repeatable; default: scope and scp)",
+    )
+    preset = verify.add_argument_group("provider preset")
+    preset.add_argument(
+        "--provider",
+        choices=["auth0", "cognito", "entra_id", "google", "keycloak", "okta"],
+        help="trust settings of jwt_guard.providers (issuer, keys, roles, the IdP's checks)",
+    )
+    preset.add_argument(
+        "--provider-arg",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an argument of the preset, e.g. realm=acme (repeat a name for a list)",
+    )
+    net = verify.add_argument_group("network")
+    net.add_argument(
+        "--timeout", type=float, default=5.0, help="key fetch timeout in seconds (default: 5)"
+    )
+    net.add_argument("--allow-http", action="store_true", help="allow a plain-http key URL")
     verify.set_defaults(func=cmd_verify)
 
-    decode = sub.add_parser("decode", help="show a token's header and claims (NOT verified)")
-    decode.add_argument("token")
+    decode = sub.add_parser(
+        "decode",
+        help="show a token's header and claims (NOT verified)",
+        description="Show a token's header and claims without verifying anything.",
+    )
+    decode.add_argument("token", help="the token, or - to read it from stdin")
+    decode.add_argument("--json", action="store_true", help="one JSON document instead of text")
     decode.set_defaults(func=cmd_decode)
 
-    keygen = sub.add_parser("keygen", help="make a key pair and its public JWKS")
-    keygen.add_argument("--alg", required=True, choices=[a for a in algs if not a.startswith("HS")])
-    keygen.add_argument("--kid")
-    keygen.add_argument("--out", required=True, help="directory for the files")
+    keygen = sub.add_parser(
+        "keygen",
+        help="make a key pair and its public JWKS",
+        description="Write private.pem (mode 0600), public.pem and jwks.json.",
+    )
+    keygen.add_argument("--alg", required=True, choices=asymmetric, help="the key's algorithm")
+    keygen.add_argument("--kid", help="the key id (default: random)")
+    keygen.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
     keygen.set_defaults(func=cmd_keygen)
 
-    mint = sub.add_parser("mint", help="sign a token (development and tests)")
-    mint.add_argument("--key", required=True, help="PEM private key")
-    mint.add_argument("--alg", required=True, choices=[a for a in algs if not a.startswith("HS")])
-    mint.add_argument("--kid")
-    mint.add_argument("--iss")
-    mint.add_argument("--aud", action="append")
-    mint.add_argument("--sub")
-    mint.add_argument("--claim", action="append", metavar="NAME=VALUE")
-    mint.add_argument("--ttl", type=_duration, default=900, help="e.g. 900, 15m, 2h")
-    mint.add_argument("--typ", default="JWT")
+    mint = sub.add_parser(
+        "mint",
+        help="sign a token (development and tests)",
+        description="Sign a token with a private key, for development and tests.",
+    )
+    mint.add_argument("--key", required=True, metavar="PATH", help="a PEM private key file")
+    mint.add_argument("--alg", required=True, choices=asymmetric, help="the signing algorithm")
+    mint.add_argument("--kid", help="the header kid")
+    mint.add_argument("--iss", help="the iss claim")
+    mint.add_argument("--aud", action="append", help="the aud claim (repeat for a list)")
+    mint.add_argument("--sub", help="the sub claim")
+    mint.add_argument(
+        "--claim",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a claim whose value is a string, kept as written (repeatable)",
+    )
+    mint.add_argument(
+        "--claim-json",
+        action="append",
+        metavar="NAME=JSON",
+        help="a claim with a JSON value, e.g. roles='[\"admin\"]' (repeatable)",
+    )
+    mint.add_argument(
+        "--ttl", type=_duration, default=900, help="lifetime: 900, 15m, 2h or 1d (default: 15m)"
+    )
+    mint.add_argument("--typ", default="JWT", help="the header typ (default: JWT)")
     mint.set_defaults(func=cmd_mint)
 
-    demo = sub.add_parser("demo", help="run the demo issuer + protected API on loopback")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo = sub.add_parser(
+        "demo",
+        help="run the demo issuer + protected API on loopback",
+        description="Run the demo: an issuer and a protected API in one process.",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,7 +76,9 @@ def test_keygen_mint_verify_each_algorithm(tmp_path: Path, alg: str) -> None:
 
 
 def test_verify_valid_token_prints_claims_and_header(keydir: Path) -> None:
-    token = mint(keydir, "--claim", 'roles=["admin"]', "--claim", "tenant=acme", "--ttl", "15m")
+    token = mint(
+        keydir, "--claim-json", 'roles=["admin"]', "--claim", "tenant=acme", "--ttl", "15m"
+    )
     code, out, err = run(
         "verify",
         token,
@@ -94,12 +97,14 @@ def test_verify_valid_token_prints_claims_and_header(keydir: Path) -> None:
     assert result["claims"]["roles"] == ["admin"] and result["claims"]["tenant"] == "acme"
     assert result["claims"]["exp"] - result["claims"]["iat"] == 900
     assert result["header"] == {"alg": "ES256", "kid": "cli-1", "typ": "JWT"}
+    # The principal as the middleware computes it (default roles claim "roles").
+    assert result["roles"] == ["admin"] and result["scopes"] == []
 
 
 def test_verify_batch_from_stdin_exit_1_when_any_invalid(keydir: Path) -> None:
     good = mint(keydir)
     expired = mint(keydir, "--ttl", "0")
-    lines = "\n".join([good, "not-a-token", expired, ""]) + "\n"
+    lines = "\n".join([good, "not-a-token", expired, ""]) + "\n"  # line 4 is blank
     code, out, _ = run(
         "verify",
         "-",
@@ -115,14 +120,32 @@ def test_verify_batch_from_stdin_exit_1_when_any_invalid(keydir: Path) -> None:
     )
     results = [json.loads(line) for line in out.splitlines()]
     assert code == 1
-    assert [r["valid"] for r in results] == [True, False, False]
+    # Every input line has its result, numbered; the blank line is reported, not skipped.
+    assert [(r["line"], r["valid"]) for r in results] == [
+        (1, True),
+        (2, False),
+        (3, False),
+        (4, False),
+    ]
     assert results[1] == {
+        "line": 2,
         "valid": False,
         "code": "token_malformed",
         "error": "invalid_token",
         "description": "The access token is malformed.",
+        "detail": {
+            "reason": "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)",
+            "segments": 1,
+        },
     }
     assert results[2]["code"] == "token_expired"
+    assert set(results[2]["detail"]) == {"claim", "exp", "now", "leeway", "expired_seconds_ago"}
+    assert results[3] == {
+        "line": 4,
+        "valid": False,
+        "code": "blank_line",
+        "description": "The line is empty.",
+    }
 
 
 def test_verify_against_a_jwks_url(keydir: Path) -> None:
@@ -270,7 +293,7 @@ def test_mint_refuses_a_key_that_does_not_fit(keydir: Path) -> None:
     code, _, err = run(
         "mint", "--key", str(keydir / "private.pem"), "--alg", "ES256", "--claim", "novalue"
     )
-    assert code == 2 and "name=value" in err
+    assert code == 2 and "NAME=VALUE" in err
 
 
 @pytest.mark.parametrize(("made", "named"), [("Ed448", "Ed25519"), ("Ed25519", "Ed448")])
@@ -323,3 +346,185 @@ def test_demo_command_serves_and_prints_a_working_curl(tmp_path: Path) -> None:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# -- issue #14: the CLI for debugging -----------------------------------------------------------
+
+
+def _verify(keydir: Path, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    return run(
+        "verify", *argv, "--jwks-file", str(keydir / "jwks.json"), "--algorithm", "ES256",
+        stdin=stdin,
+    )  # fmt: skip
+
+
+def test_verify_prints_the_detail_of_a_failure(keydir: Path) -> None:
+    token = mint(keydir, iss="https://iss/")
+    code, out, _ = _verify(keydir, token, "--issuer", "https://iss", "--audience", "api")
+    result = json.loads(out)
+    assert code == 1
+    assert result["code"] == "issuer_invalid"
+    assert result["detail"] == {
+        "expected": ["https://iss"],
+        "found": "https://iss/",
+        "hint": "differs from a configured issuer only by a trailing slash",
+    }
+    assert token not in out
+
+
+def test_verify_shows_roles_and_scopes_from_the_claim_paths(keydir: Path) -> None:
+    token = mint(
+        keydir,
+        "--claim-json",
+        'realm_access={"roles": ["admin", "user"]}',
+        "--claim-json",
+        'perms=["orders:read"]',
+    )
+    code, out, _ = _verify(
+        keydir,
+        token,
+        "--audience",
+        "api",
+        "--roles-claim",
+        "realm_access.roles",
+        "--scopes-claim",
+        "perms",
+    )
+    result = json.loads(out)
+    assert code == 0
+    assert result["roles"] == ["admin", "user"] and result["scopes"] == ["orders:read"]
+
+
+def test_verify_with_a_provider_preset(tmp_path: Path) -> None:
+    """--provider keycloak: issuer, roles and the preset's checks (typ Bearer), keys from a file."""
+    assert run("keygen", "--alg", "RS256", "--kid", "kc", "--out", str(tmp_path))[0] == 0
+
+    def kc_token(*extra: str) -> str:
+        key = ["--key", str(tmp_path / "private.pem"), "--alg", "RS256", "--kid", "kc"]
+        code, out, _ = run("mint", *key, "--iss", ISS_KC, "--aud", "api", *extra)
+        assert code == 0
+        return out.strip()
+
+    base = ["--provider", "keycloak", "--provider-arg", "base_url=https://sso.acme.io"]
+    base += ["--provider-arg", "realm=main", "--provider-arg", "client_id=web"]
+    base += ["--audience", "api", "--jwks-file", str(tmp_path / "jwks.json")]
+    roles = 'resource_access={"web": {"roles": ["editor"]}}'
+    code, out, _ = run("verify", kc_token("--claim", "typ=Bearer", "--claim-json", roles), *base)
+    assert code == 0, out
+    assert json.loads(out)["roles"] == ["editor"]
+    code, out, _ = run("verify", kc_token("--claim", "typ=ID"), *base)
+    assert code == 1
+    assert json.loads(out)["detail"] == {"claim": "typ", "expected": ["Bearer"], "found": "ID"}
+    code, _, err = run("verify", kc_token(), *base, "--provider-arg", "colour=blue")
+    assert code == 2 and "--provider-arg takes NAME=VALUE" in err
+
+
+ISS_KC = "https://sso.acme.io/realms/main"
+
+
+@pytest.mark.parametrize("argv", [["verify", ""], ["verify", "-"], ["verify"]])
+def test_an_empty_token_or_empty_stdin_exits_2(keydir: Path, argv: list[str]) -> None:
+    code, out, err = run(*argv, "--jwks-file", str(keydir / "jwks.json"), "--algorithm", "ES256")
+    assert code == 2 and out == ""
+    assert "empty" in err or "no token" in err
+
+
+def test_decode_of_an_empty_token_exits_2() -> None:
+    code, _, err = run("decode", "")
+    assert code == 2 and "empty" in err
+
+
+def test_an_unavailable_key_source_exits_3(keydir: Path) -> None:
+    token = mint(keydir)
+    # Nothing listens on port 9 of the loopback: the fetch is refused at once.
+    code, out, _ = run(
+        "verify",
+        token,
+        "--jwks-url",
+        "http://127.0.0.1:9/jwks.json",
+        "--algorithm",
+        "ES256",
+        "--audience",
+        "api",
+        "--timeout",
+        "2",
+    )
+    result = json.loads(out)
+    assert code == 3
+    assert result["code"] == "jwks_unavailable"
+    assert result["detail"]["url"] == "http://127.0.0.1:9/jwks.json"
+
+
+def test_decode_json(keydir: Path) -> None:
+    token = mint(keydir, "--ttl", "0")
+    code, out, _ = run("decode", token, "--json")
+    document = json.loads(out)
+    assert code == 0
+    assert document["verified"] is False
+    assert document["header"]["kid"] == "cli-1" and document["claims"]["sub"] == "alice"
+    assert set(document["times"]) == {"iat", "exp"}
+    assert "expired" in document["warnings"]
+
+
+def test_keygen_refuses_to_overwrite_without_force(keydir: Path) -> None:
+    before = (keydir / "private.pem").read_bytes()
+    code, out, err = run("keygen", "--alg", "ES256", "--out", str(keydir))
+    assert code == 2 and out == "" and "--force" in err
+    assert (keydir / "private.pem").read_bytes() == before
+    code, _, _ = run("keygen", "--alg", "ES256", "--out", str(keydir), "--force")
+    assert code == 0
+    assert (keydir / "private.pem").read_bytes() != before
+    assert stat.S_IMODE(os.stat(keydir / "private.pem").st_mode) == 0o600
+
+
+def test_mint_claim_values_stay_strings_and_claim_json_is_json(keydir: Path) -> None:
+    token = mint(
+        keydir,
+        "--claim",
+        "zip=01234",
+        "--claim",
+        "n=5",
+        "--claim",
+        "flag=true",
+        "--claim-json",
+        "count=5",
+        "--claim-json",
+        'tags=["a"]',
+    )
+    code, out, _ = run("decode", token, "--json")
+    claims = json.loads(out)["claims"]
+    assert (claims["zip"], claims["n"], claims["flag"]) == ("01234", "5", "true")
+    assert claims["count"] == 5 and claims["tags"] == ["a"]
+    code, _, err = run(
+        "mint", "--key", str(keydir / "private.pem"), "--alg", "ES256", "--claim-json", "x={"
+    )
+    assert code == 2 and "--claim-json x: not JSON" in err
+
+
+def _parsers() -> list[Any]:
+    import argparse
+
+    from jwt_guard.cli import build_parser
+
+    parser = build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [parser, *subs[0].choices.values()]
+
+
+def test_every_option_has_help_text() -> None:
+    import argparse
+
+    for parser in _parsers():
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"{parser.prog} {action.option_strings or action.dest}"
+
+
+@pytest.mark.parametrize("command", ["", "verify", "decode", "keygen", "mint", "demo"])
+def test_help_shows_no_rst_markup(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run(*([command] if command else []), "--help")
+    out = capsys.readouterr().out
+    assert code == 0 and "usage: jwt-guard" in out
+    for markup in ("``", ":class:", ":func:", ":meth:", ":data:"):
+        assert markup not in out, markup
