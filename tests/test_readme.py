@@ -12,6 +12,8 @@ says how a block is run:
 - ``<!-- readme-test: cli -->``: shell lines run in order in an empty directory.
 - ``<!-- readme-test: examples -->``: the commands that run the examples against the demo.
 - ``<!-- readme-test: skip (reason) -->``: a shell block that needs the outside world.
+- ``<!-- readme-test: run-by tests/x.py (reason) -->``: a block another test runs (in its own
+  process, say, because it sets process-wide state or listens on a port).
 
 ``json``, ``http`` and ``text`` blocks show answers, not code (a ``json`` one must parse).
 
@@ -177,7 +179,11 @@ async def exercise(app: Any, issuer: LocalIssuer, marker: str) -> None:
             await closed
 
 
-@pytest.mark.parametrize("block", [b for b in PYTHON if b.marker != "pytest"], ids=lambda b: b.id)
+@pytest.mark.parametrize(
+    "block",
+    [b for b in PYTHON if b.marker != "pytest" and not b.marker.startswith("run-by ")],
+    ids=lambda b: b.id,
+)
 def test_python_block(
     block: Block,
     idp: JWKSServer,
