@@ -165,7 +165,9 @@ class Responder:
             if type(exc.max_age) is int and exc.max_age >= 0:
                 params.append(f'max_age="{exc.max_age}"')
         if self._metadata_param:
+            # RFC 9728 §5.1: each challenge points to the protected resource metadata.
             params.append(self._metadata_param)
+            realm.append(self._metadata_param)
         if self._dpop_algs is None:
             return "Bearer " + ", ".join(params) if params else "Bearer"
         if exc.dpop_scheme or not self._bearer_accepted or isinstance(exc, _DPOP_ERRORS):

@@ -116,8 +116,11 @@ class Guard:
                 protected_resource,
                 audiences=verifier.audiences,
                 # RFC 9728 §2 names RFC 6750 methods: a cookie is none of them, and the query
-                # parameter is read on WebSocket handshakes only.
-                bearer_methods=["header"] if header else [],
+                # parameter is read on WebSocket handshakes only. DPoP(required=True) takes no
+                # Bearer token at all.
+                bearer_methods=(
+                    ["header"] if header and not (self.dpop and self.dpop.required) else []
+                ),
                 dpop_algorithms=self.dpop.algorithms if self.dpop is not None else None,
                 dpop_required=self.dpop is not None and self.dpop.required,
             )

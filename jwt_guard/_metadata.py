@@ -203,7 +203,7 @@ class MetadataEndpoint:
             if value is not None:
                 document[name] = value
         if dpop_algorithms is not None:
-            document["dpop_signing_alg_values_supported"] = sorted(dpop_algorithms)
+            document["dpop_signing_alg_values_supported"] = list(dpop_algorithms)
             document["dpop_bound_access_tokens_required"] = bool(dpop_required)
         document.update(resource.extra)
         self.document: Mapping[str, Any] = document

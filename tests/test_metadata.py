@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jwt_guard import ConfigurationError, JWTGuardMiddleware, ProtectedResource
+from jwt_guard import ConfigurationError, DPoP, JWTGuardMiddleware, ProtectedResource
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.wsgi import JWTGuardWSGIMiddleware
 
@@ -234,3 +234,34 @@ def test_rfc9728_3_1_terminating_slash_is_removed() -> None:
     assert resource(resource="https://api.example.com/v1/orders/").metadata_url == (
         "https://api.example.com/.well-known/oauth-protected-resource/v1/orders"
     )
+
+
+# -- DPoP (RFC 9728 §2 members from the verifier's DPoP settings) --------------------------------
+
+
+@pytest.mark.parametrize("required", [False, True])
+async def test_dpop_members_follow_the_verifier(
+    make_client: AppFactory, issuer: LocalIssuer, required: bool
+) -> None:
+    dpop = DPoP(required=required, algorithms=["ES256", "EdDSA"])
+    verifier = issuer.verifier(audience=RESOURCE, dpop=dpop)
+    client = make_client(verifier, protected_resource=resource())
+    document = (await client.get("/.well-known/oauth-protected-resource/orders")).json()
+    assert document["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA"]
+    assert document["dpop_bound_access_tokens_required"] is required
+    # With DPoP required no Bearer token is taken, in the header or anywhere.
+    assert document["bearer_methods_supported"] == ([] if required else ["header"])
+    missing = await client.get("/me")
+    assert missing.status_code == 401
+    # RFC 9728 §5.1 / RFC 9449 §7.1: each challenge of the answer names the metadata.
+    value = challenge(missing)
+    assert value.count(f'resource_metadata="{METADATA_URL}"') == (1 if required else 2)
+    assert value.startswith("DPoP " if required else "Bearer ")
+
+
+async def test_no_dpop_members_without_dpop(make_client: AppFactory, issuer: LocalIssuer) -> None:
+    document = (
+        await client_for(make_client, issuer).get("/.well-known/oauth-protected-resource")
+    ).json()
+    assert "dpop_signing_alg_values_supported" not in document
+    assert "dpop_bound_access_tokens_required" not in document
