@@ -576,3 +576,27 @@ def test_sync_client_object_works(redis_url: str, prefix: str) -> None:
     verifier.close()  # a client handed in is the caller's: it stays usable
     assert client.ping()
     client.close()
+
+
+async def test_async_client_object_against_a_silent_redis_is_bounded() -> None:
+    """The async twin: a redis.asyncio client handed in, no socket timeout of its own, is
+    bounded by the denylist's timeout (the outer 10 s is a liveness guard only)."""
+    import redis.asyncio as aredis
+
+    idp = real_clock_issuer()
+    listener, port = _silent_listener()
+    client = aredis.Redis(host="127.0.0.1", port=port, socket_timeout=None)
+    verifier = idp.verifier(denylist=RedisDenylist(client, timeout=0.3), cache_size=0)
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(verifier.averify(idp.mint()) for _ in range(4)), return_exceptions=True
+            ),
+            10,
+        )
+        assert all(isinstance(o, DenylistUnavailable) for o in outcomes)
+        with pytest.raises(DenylistUnavailable):
+            await asyncio.wait_for(verifier.arevoke(idp.mint()), 10)
+    finally:
+        listener.close()
+        await client.aclose()
