@@ -14,6 +14,7 @@ verification.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from ._authz import Requirement
 from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
 from ._extract import CSRF
 from ._guard import PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._log import DEFAULT_LOG_LIMIT
 from ._principal import Principal
 from ._resolve import asgi_response, endpoint_check, flask_abort, flask_environ
 from ._types import Environ
@@ -41,8 +43,9 @@ class RouteGuard:
     """Verify the token on the routes it decorates; no middleware needed.
 
     The options are the middleware's (``cookie``, ``header``, ``csrf``, ``realm``,
-    ``on_error``). :meth:`protect` makes a decorator for Starlette endpoints (sync or async,
-    ``HTTPEndpoint`` methods) and Flask views; ``jwt_guard.fastapi.JWTBearer`` is the FastAPI
+    ``on_error``, ``debug``, ``log_rejections``, ``log_limit``). :meth:`protect` makes a
+    decorator for Starlette endpoints (sync or async, ``HTTPEndpoint`` methods) and Flask
+    views; ``jwt_guard.fastapi.JWTBearer`` is the FastAPI
     dependency form. Where a middleware already verified the request, its principal is used.
     """
 
@@ -55,6 +58,9 @@ class RouteGuard:
         csrf: bool | CSRF = True,
         realm: str | None = None,
         on_error: ErrorHandler | None = None,
+        debug: bool = False,
+        log_rejections: int | None = logging.INFO,
+        log_limit: int = DEFAULT_LOG_LIMIT,
     ) -> None:
         # optional=True: "no token" is decided per route (protect(optional=...)).
         self.guard = Guard(
@@ -65,6 +71,9 @@ class RouteGuard:
             csrf=csrf,
             realm=realm,
             on_error=on_error,
+            debug=debug,
+            log_rejections=log_rejections,
+            log_limit=log_limit,
         )
         self.verifier = verifier
 

@@ -13,6 +13,7 @@ security scheme, so the OpenAPI docs show the Authorize button and the lock icon
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -24,6 +25,7 @@ from ._errors import AuthenticationRequired, JWTGuardError
 from ._extract import CSRF
 from ._extras import MissingExtra
 from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
+from ._log import DEFAULT_LOG_LIMIT
 from ._principal import Principal
 from ._resolve import NoGuard, default_answer, reject, resolve
 from ._route import RouteGuard
@@ -119,9 +121,20 @@ class JWTBearer(RouteGuard):
         realm: str | None = None,
         on_error: ErrorHandler | None = None,
         auto_error: bool = True,
+        debug: bool = False,
+        log_rejections: int | None = logging.INFO,
+        log_limit: int = DEFAULT_LOG_LIMIT,
     ) -> None:
         super().__init__(
-            verifier, cookie=cookie, header=header, csrf=csrf, realm=realm, on_error=on_error
+            verifier,
+            cookie=cookie,
+            header=header,
+            csrf=csrf,
+            realm=realm,
+            on_error=on_error,
+            debug=debug,
+            log_rejections=log_rejections,
+            log_limit=log_limit,
         )
         self.auto_error = auto_error
 

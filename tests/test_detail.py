@@ -560,3 +560,48 @@ async def test_json_formatter_picks_up_the_fields(
     assert line["jwt_guard_status"] == 401
     assert line["jwt_guard_detail"] == {"expected": [issuer.audience], "found": "wrong-api"}
     assert token not in lines[-1]
+
+
+async def test_per_route_guards_take_debug_and_log_the_rejection(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import httpx
+    from fastapi import Depends, FastAPI
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from jwt_guard import RouteGuard
+    from jwt_guard.fastapi import JWTBearer
+
+    guard = RouteGuard(issuer.verifier(), debug=True)
+
+    @guard.protect
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({})
+
+    api = FastAPI()
+    bearer_guard = JWTBearer(issuer.verifier(), debug=True, log_rejections=logging.WARNING)
+
+    @api.get("/me", dependencies=[Depends(bearer_guard)])
+    async def api_me() -> dict[str, str]:
+        return {}
+
+    token = issuer.mint(audience="some-other-api")
+    for app, level in (
+        (Starlette(routes=[Route("/me", me)]), logging.INFO),
+        (api, logging.WARNING),
+    ):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="jwt_guard"):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+        assert response.json()["detail"] == {
+            "expected": [issuer.audience],
+            "found": "some-other-api",
+        }
+        lines = [r for r in caplog.records if getattr(r, "jwt_guard_code", None)]
+        assert [(r.jwt_guard_code, r.levelno) for r in lines] == [("audience_invalid", level)]  # type: ignore[attr-defined]
