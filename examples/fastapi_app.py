@@ -1,23 +1,36 @@
-"""A FastAPI API protected by jwt_guard (the OpenAPI docs at /docs show the Authorize button).
+"""A FastAPI API protected by jwt_guard; /docs logs in at the identity provider.
 
-    JWT_GUARD_ISSUER=https://issuer.example JWT_GUARD_AUDIENCE=orders-api \
-    JWT_GUARD_JWKS_URL=https://issuer.example/.well-known/jwks.json \
-    uvicorn examples.fastapi_app:app
+Against the demo issuer (``jwt-guard demo``, see the README's "Running the examples")::
+
+    JWT_GUARD_ISSUER=http://127.0.0.1:8000 JWT_GUARD_AUDIENCE=demo-api \
+    JWT_GUARD_DISCOVERY_URL=http://127.0.0.1:8000 JWT_GUARD_DOCS_CLIENT_ID=jwt-guard-docs \
+    uvicorn examples.fastapi_app:app --port 8001
+
+With ``JWT_GUARD_DOCS_CLIENT_ID`` set, /docs has an OAuth2 login (authorization code with
+PKCE, endpoints and scopes from the issuer's discovery document, read at start-up); without it,
+/docs offers to paste a token.
 """
 
 from __future__ import annotations
 
+import os
+
 from fastapi import Depends, FastAPI
 
 from jwt_guard import JWTGuardMiddleware, Verifier
-from jwt_guard.fastapi import CurrentPrincipal, require_roles
+from jwt_guard.fastapi import CurrentPrincipal, OAuth2Login, require_roles, require_scopes
 
 app = FastAPI(title="jwt_guard example")
 app.add_middleware(
     JWTGuardMiddleware,
     verifier=Verifier.from_env(),
-    exclude=["/health", "/docs", "/openapi.json"],
+    # /docs/* : Swagger UI's files and its OAuth2 redirect page.
+    exclude=["/health", "/docs", "/docs/*", "/openapi.json"],
 )
+if client_id := os.environ.get("JWT_GUARD_DOCS_CLIENT_ID"):
+    issuer = os.environ.get("JWT_GUARD_DISCOVERY_URL") or os.environ["JWT_GUARD_ISSUER"]
+    login = OAuth2Login.from_discovery(issuer, client_id=client_id, default_scopes=["profile"])
+    login.install(app)
 
 
 @app.get("/api/me")
@@ -32,6 +45,11 @@ async def me(principal: CurrentPrincipal) -> dict[str, object]:
 @app.get("/api/admin", dependencies=[Depends(require_roles("admin"))])
 async def admin(principal: CurrentPrincipal) -> dict[str, str]:
     return {"message": f"hello admin {principal.identity}"}
+
+
+@app.get("/api/orders", dependencies=[Depends(require_scopes("orders:read"))])
+async def orders(principal: CurrentPrincipal) -> dict[str, object]:
+    return {"orders": [], "for": principal.subject}
 
 
 @app.get("/health")

@@ -38,9 +38,12 @@ try:
 except ImportError as exc:  # only without the fastapi extra
     raise MissingExtra("jwt_guard.fastapi", "fastapi", "fastapi") from exc
 
+from ._docs_login import OAuth2Login, serve_swagger_ui
+
 __all__ = [
     "CurrentPrincipal",
     "JWTBearer",
+    "OAuth2Login",
     "OptionalPrincipal",
     "bearer_scheme",
     "claims_as",
@@ -50,6 +53,7 @@ __all__ = [
     "require_auth_age",
     "require_roles",
     "require_scopes",
+    "serve_swagger_ui",
 ]
 
 T = TypeVar("T")

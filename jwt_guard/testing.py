@@ -229,9 +229,12 @@ class JWKSServer:
         *,
         issuer: str | None = None,
         max_age: int | None = None,
+        discovery: Mapping[str, Any] | None = None,
     ) -> None:
         self._jwks = jwks
         self.issuer = issuer
+        #: More members of the discovery document (e.g. ``authorization_endpoint``).
+        self.discovery: dict[str, Any] = dict(discovery or {})
         self.status = 200
         self.delay = 0.0
         self.body: bytes | None = None
@@ -287,9 +290,8 @@ class JWKSServer:
         fault = self.fault
         headers: dict[str, str] = {"Content-Type": "application/json"}
         if path == "/.well-known/openid-configuration":
-            body = json.dumps(
-                {"issuer": self.issuer or self.base_url, "jwks_uri": self.url}
-            ).encode()
+            document = {"issuer": self.issuer or self.base_url, "jwks_uri": self.url}
+            body = json.dumps({**document, **self.discovery}).encode()
             status = 200
             fault = None  # the faults are the JWKS endpoint's
         elif path == "/jwks.json":

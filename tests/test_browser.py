@@ -219,3 +219,66 @@ def test_demo_page_walk_every_button(page: Any, tmp_path: Any) -> None:
 def json_field(text: str, name: str) -> str:
     start = text.index(f'"{name}": "') + len(name) + 5
     return text[start : text.index('"', start)]
+
+
+def test_docs_login_against_the_demo_in_chromium(
+    page: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # The demo issuer and the FastAPI example, each under a real uvicorn; /docs logs in with
+    # the authorization-code flow (PKCE) in a popup and calls a protected route.
+    import importlib
+    import sys
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with run_uvicorn(build_app(base), port=port):
+        for name, value in {
+            "JWT_GUARD_ISSUER": base,
+            "JWT_GUARD_AUDIENCE": "demo-api",
+            "JWT_GUARD_DISCOVERY_URL": base,
+            "JWT_GUARD_DOCS_CLIENT_ID": "jwt-guard-docs",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delitem(sys.modules, "examples.fastapi_app", raising=False)
+        example = importlib.import_module("examples.fastapi_app")
+        api_port = free_port()
+        with run_uvicorn(example.app, port=api_port) as api:
+            external: list[str] = []
+            page.on(
+                "request",
+                lambda r: external.append(r.url) if "127.0.0.1" not in r.url else None,
+            )
+            page.goto(api + "/docs")
+            page.click("button.authorize")
+            oauth = page.locator(".auth-container", has_text="authorizationCode")
+            assert oauth.locator('input[data-name="clientId"]').input_value() == "jwt-guard-docs"
+            assert oauth.locator('input[data-value="profile"]').is_checked()  # default_scopes
+            oauth.locator('label[for="orders:read-authorizationCode-checkbox-OAuth2"]').click()
+            assert oauth.locator('input[data-value="orders:read"]').is_checked()
+            with page.expect_popup() as popup_info:
+                oauth.locator("button.authorize").click()
+            popup = popup_info.value
+            popup.wait_for_selector("#username")
+            assert popup.url.startswith(base + "/authorize?")
+            assert "code_challenge_method=S256" in popup.url
+            popup.fill("#username", "alice")
+            popup.fill("#password", "alice")
+            popup.click("#authorize-login")
+            # Swagger UI now holds a token: the dialog offers to log out.
+            oauth.locator("button", has_text="Logout").wait_for()
+            oauth.locator("button.btn-done").click()
+
+            operation = page.locator('.opblock[id$="orders_api_orders_get"]')
+            operation.locator(".opblock-summary").click()
+            operation.locator("button.try-out__btn").click()
+            operation.locator("button.execute").click()
+            status = operation.locator(".live-responses-table tbody .response-col_status").first
+            status.wait_for()
+            assert (status.text_content() or "").strip().startswith("200")
+            body = operation.locator(".live-responses-table tbody .response-col_description").first
+            assert '"for": "alice"' in (body.text_content() or "")
+            page.screenshot(
+                path=os.environ.get("JWT_GUARD_DOCS_SCREENSHOT", str(tmp_path / "docs.png")),
+                full_page=True,
+            )
+            assert external == []  # Swagger UI's files came from the API itself

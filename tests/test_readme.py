@@ -110,7 +110,12 @@ def idp_issuer() -> LocalIssuer:
 @pytest.fixture
 def idp(idp_issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterator[JWKSServer]:
     """Route httpx requests for idp.example.com to a JWKS server on 127.0.0.1."""
-    with JWKSServer(lambda: idp_issuer.jwks, issuer=IDP) as server:
+    discovery = {
+        "authorization_endpoint": IDP + "authorize",
+        "token_endpoint": IDP + "token",
+        "scopes_supported": ["orders:read", "orders:write"],
+    }
+    with JWKSServer(lambda: idp_issuer.jwks, issuer=IDP, discovery=discovery) as server:
         local = httpx.URL(server.base_url)
 
         def rewrite(request: httpx.Request) -> None:
@@ -356,6 +361,11 @@ def test_example_commands_run_against_the_demo() -> None:
                     f"{api}/api/admin", headers={"Authorization": f"Bearer {bob}"}
                 )
                 assert bob_admin.status_code == 403, command
+                if "fastapi" in command:  # /docs logs in at the demo (tests/test_browser.py)
+                    schemes = httpx.get(f"{api}/openapi.json").json()["components"]
+                    flow = schemes["securitySchemes"]["OAuth2"]["flows"]["authorizationCode"]
+                    assert flow["tokenUrl"] == f"{base}/token"
+                    assert httpx.get(f"{api}/docs").status_code == 200
             finally:
                 proc.terminate()
                 proc.communicate(timeout=30)
