@@ -1,9 +1,9 @@
 """Making tokens: key generation, and signing and JWK export by PyJWT.
 
-Used by the test kit, the CLI (``keygen``, ``mint``) and the demo issuer. The tokens are made
-by PyJWT, the most used Python JWT library, so the tokens our users' tests verify come from an
-independent implementation rather than from an encoder of our own. Keys are generated with
-``cryptography``, with the sizes and curves of ``_algorithms``.
+Used by the test kit, the CLI (``keygen``, ``mint``, ``dpop-proof``) and the demo issuer. The
+tokens (and DPoP proofs) are made by PyJWT, the most used Python JWT library, so the tokens our
+users' tests verify come from an independent implementation rather than from an encoder of our
+own. Keys are generated with ``cryptography``, with the sizes and curves of ``_algorithms``.
 
 A verification library that can also sign is a footgun in production code paths: nothing on
 the verification path imports this module, nor PyJWT (tests/test_structure.py checks it).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,10 +24,13 @@ from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorith
 from jwt.utils import base64url_encode
 
 from ._algorithms import ALGORITHMS, CURVES
+from ._dpop import access_token_hash
 
 __all__ = [
     "PrivateKey",
     "b64url",
+    "dpop_jwk",
+    "dpop_proof",
     "encode",
     "generate_key",
     "load_private_pem",
@@ -115,6 +119,20 @@ def encode(
         raise ValueError(f"the key does not fit {alg}: {exc}") from exc
 
 
+def _export(public: Any) -> dict[str, Any]:
+    """PyJWT's JWK of a public key."""
+    jwk: Any
+    if isinstance(public, rsa.RSAPublicKey):
+        jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        jwk = ECAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
+    else:
+        raise TypeError("unsupported key type")
+    return dict(jwk)
+
+
 def public_jwk(
     key: PrivateKey, *, kid: str | None = None, alg: str | None = None
 ) -> dict[str, Any]:
@@ -122,18 +140,9 @@ def public_jwk(
     itself as ``oct``."""
     jwk: dict[str, Any]
     if isinstance(key, (bytes, bytearray)):
-        jwk = HMACAlgorithm.to_jwk(bytes(key), as_dict=True)
+        jwk = dict(HMACAlgorithm.to_jwk(bytes(key), as_dict=True))
     else:
-        public = key.public_key()
-        if isinstance(public, rsa.RSAPublicKey):
-            jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
-        elif isinstance(public, ec.EllipticCurvePublicKey):
-            jwk = ECAlgorithm.to_jwk(public, as_dict=True)
-        elif isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
-        else:
-            raise TypeError("unsupported key type")
-    jwk = dict(jwk)
+        jwk = _export(key.public_key())
     if kid is not None:
         jwk["kid"] = kid
     if alg is not None:
@@ -165,3 +174,55 @@ def public_pem(key: PrivateKey) -> bytes:
 
 def load_private_pem(data: bytes) -> PrivateKey:
     return serialization.load_pem_private_key(data, password=None)
+
+
+# -- DPoP (RFC 9449): what a client makes ------------------------------------------------------
+
+#: The proof algorithm for each kind of client key when ``dpop_proof`` is not told one.
+_DPOP_DEFAULT_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "RSA": "RS256"}
+
+
+def dpop_jwk(key: Any) -> dict[str, Any]:
+    """The public JWK of a client's DPoP key (a private or public key object), made by PyJWT."""
+    return _export(key.public_key() if hasattr(key, "public_key") else key)
+
+
+def dpop_proof(
+    key: PrivateKey,
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    nonce: str | None = None,
+    alg: str | None = None,
+    jti: str | None = None,
+    iat: float | None = None,
+    claims: Mapping[str, Any] | None = None,
+    header: Mapping[str, Any] | None = None,
+) -> str:
+    """A DPoP proof (RFC 9449 §4.2) for one request, signed by PyJWT with the client's ``key``.
+
+    ``access_token`` adds ``ath``, ``nonce`` the server's nonce. ``claims`` and ``header``
+    override or, with ``None`` values, drop members (to make broken proofs in tests).
+    """
+    jwk = dpop_jwk(key)
+    if alg is None:
+        alg = "EdDSA" if jwk["kty"] == "OKP" else _DPOP_DEFAULT_ALG[jwk.get("crv", jwk["kty"])]
+    payload: dict[str, Any] = {
+        "jti": jti if jti is not None else secrets.token_urlsafe(16),
+        "htm": method,
+        "htu": url,
+        "iat": int(iat if iat is not None else time.time()),
+    }
+    if access_token is not None:
+        payload["ath"] = access_token_hash(access_token)
+    if nonce is not None:
+        payload["nonce"] = nonce
+    hdr: dict[str, Any] = {"typ": "dpop+jwt", "jwk": jwk}
+    for target, changes in ((payload, claims), (hdr, header)):
+        for name, value in (changes or {}).items():
+            if value is None:
+                target.pop(name, None)
+            else:
+                target[name] = value
+    return encode(payload, key, alg, header=hdr)

@@ -1,4 +1,4 @@
-"""The jwt-guard command: verify, decode, keygen, mint, demo.
+"""The jwt-guard command: verify, decode, keygen, mint, dpop-proof, demo.
 
 Exit codes: 0 every token valid (or the command succeeded), 1 a token was invalid, 2 a usage
 or configuration error (with the reason on stderr), 3 the key source was unavailable.
@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from cryptography.hazmat.primitives import serialization
+
 from ._algorithms import ALGORITHMS
+from ._dpop import jwk_thumbprint, normalize_htu
 from ._errors import ConfigurationError, JWTGuardError, ServiceUnavailable
 from ._extras import MissingExtra
 from ._jwks import JWKSKeys, OIDCDiscovery
@@ -27,6 +30,8 @@ from ._keyset import KeySource, StaticKeys
 from ._parse import b64url_decode, parse_json, split_compact
 from ._policy import TrustedIssuer
 from ._signing import (
+    dpop_jwk,
+    dpop_proof,
     encode,
     generate_key,
     load_private_pem,
@@ -311,13 +316,26 @@ def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+def _pem_key(path: str, option: str, *, public_ok: bool = False) -> Any:
+    """A PEM private key (or, with ``public_ok``, a public key) read from ``path``."""
     try:
-        key = load_private_pem(Path(args.key).read_bytes())
+        data = Path(path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read {args.key}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return load_private_pem(data)
     except (ValueError, TypeError) as exc:
-        raise UsageError("--key must be an unencrypted PEM private key") from exc
+        if public_ok:
+            try:
+                return serialization.load_pem_public_key(data)
+            except (ValueError, TypeError):
+                pass
+        what = "a PEM private or public key" if public_ok else "an unencrypted PEM private key"
+        raise UsageError(f"{option} must be {what}") from exc
+
+
+def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    key = _pem_key(args.key, "--key")
     now = int(time.time())
     claims: dict[str, Any] = {"iat": now, "exp": now + args.ttl, "jti": uuid.uuid4().hex}
     for name in ("iss", "sub"):
@@ -338,6 +356,13 @@ def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
             claims[name] = json.loads(value)
         except ValueError as exc:
             raise UsageError(f"--claim-json {name}: not JSON ({exc.args[0]})") from exc
+    if args.dpop_key:
+        # RFC 9449 §6.1: the token is bound to the client's key by its RFC 7638 thumbprint.
+        try:
+            jwk = dpop_jwk(_pem_key(args.dpop_key, "--dpop-key", public_ok=True))
+        except TypeError as exc:
+            raise UsageError("--dpop-key must be an EC, RSA or Ed25519/Ed448 key") from exc
+        claims["cnf"] = {"jkt": jwk_thumbprint(jwk)}
     header: dict[str, Any] = {"typ": args.typ}
     if args.kid:
         header["kid"] = args.kid
@@ -346,6 +371,23 @@ def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     except (TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"the key does not fit {args.alg}") from exc
     out.write(token + "\n")
+    return EXIT_OK
+
+
+def cmd_dpop_proof(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    key = _pem_key(args.key, "--key")
+    token = args.token
+    if token == "-":  # noqa: S105 - "read it from stdin", not a secret
+        token = stdin.readline().strip()
+    if normalize_htu(args.url) is None:
+        raise UsageError("--url must be the request's http(s) URL, e.g. https://api.example/me")
+    try:
+        proof = dpop_proof(
+            key, args.method, args.url, access_token=token or None, nonce=args.nonce, alg=args.alg
+        )
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UsageError(f"the key does not fit {args.alg or 'a DPoP algorithm'}") from exc
+    out.write(proof + "\n")
     return EXIT_OK
 
 
@@ -471,7 +513,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=_duration, default=900, help="lifetime: 900, 15m, 2h or 1d (default: 15m)"
     )
     mint.add_argument("--typ", default="JWT", help="the header typ (default: JWT)")
+    mint.add_argument(
+        "--dpop-key",
+        metavar="PATH",
+        help="bind the token to this client key (PEM, private or public): cnf.jkt, RFC 9449",
+    )
     mint.set_defaults(func=cmd_mint)
+
+    proof = sub.add_parser(
+        "dpop-proof",
+        help="make a DPoP proof (RFC 9449) for one request (development and tests)",
+        description="Make the DPoP proof a client sends with one request, signed with its key.",
+    )
+    proof.add_argument("--key", required=True, metavar="PATH", help="the client's PEM private key")
+    proof.add_argument("--url", required=True, help="the request URL (htu)")
+    proof.add_argument("--method", default="GET", help="the request method (htm; default: GET)")
+    proof.add_argument("--token", help="the access token it goes with (ath); - reads stdin")
+    proof.add_argument("--nonce", help="the server's DPoP-Nonce, when it asks for one")
+    proof.add_argument("--alg", choices=asymmetric, help="the proof algorithm (default: by key)")
+    proof.set_defaults(func=cmd_dpop_proof)
 
     demo = sub.add_parser(
         "demo",

@@ -26,9 +26,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ._config import DEFAULT_ALGORITHM
-from ._dpop import access_token_hash, jwk_thumbprint
+from ._dpop import jwk_thumbprint
 from ._keyset import StaticKeys
-from ._signing import PrivateKey, b64url, encode, generate_key, public_jwk, sign
+from ._signing import (
+    PrivateKey,
+    b64url,
+    dpop_jwk,
+    dpop_proof,
+    encode,
+    generate_key,
+    public_jwk,
+    sign,
+)
 from ._verifier import Verifier
 
 __all__ = ["FAULTS", "JWKSServer", "LocalIssuer", "compact", "dpop_jwk", "dpop_proof", "forge"]
@@ -377,77 +386,3 @@ class JWKSServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# -- DPoP (RFC 9449) ------------------------------------------------------------------------------
-
-#: The proof algorithm for each kind of client key when ``dpop_proof`` is not told one.
-_DPOP_DEFAULT_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "RSA": "RS256"}
-
-
-def dpop_jwk(key: Any) -> dict[str, Any]:
-    """The public JWK of a client's DPoP key (private or public key object), made by PyJWT."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-    from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-
-    public = key.public_key() if hasattr(key, "public_key") else key
-    exporter: Any = None
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        exporter = ECAlgorithm
-    elif isinstance(public, rsa.RSAPublicKey):
-        exporter = RSAAlgorithm
-    elif isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-        exporter = OKPAlgorithm
-    if exporter is not None:
-        jwk: dict[str, Any] = exporter.to_jwk(public, as_dict=True)
-        return jwk
-    raise TypeError("a DPoP key must be an EC, RSA or Ed25519/Ed448 key")
-
-
-def dpop_proof(
-    key: Any,
-    method: str,
-    url: str,
-    *,
-    access_token: str | None = None,
-    nonce: str | None = None,
-    alg: str | None = None,
-    jti: str | None = None,
-    iat: float | None = None,
-    claims: Mapping[str, Any] | None = None,
-    header: Mapping[str, Any] | None = None,
-) -> str:
-    """A DPoP proof (RFC 9449 §4.2) for one request, signed by PyJWT with the client's ``key``.
-
-    ``access_token`` adds ``ath``, ``nonce`` the server's nonce. ``claims`` and ``header``
-    override or, with ``None`` values, drop members (to make broken proofs in tests).
-    """
-    import jwt
-    from jwt.algorithms import OKPAlgorithm
-
-    jwk = dpop_jwk(key)
-    if alg is None:
-        alg = "EdDSA" if jwk["kty"] == "OKP" else _DPOP_DEFAULT_ALG[jwk.get("crv", jwk["kty"])]
-    payload: dict[str, Any] = {
-        "jti": jti if jti is not None else uuid.uuid4().hex,
-        "htm": method,
-        "htu": url,
-        "iat": int(iat if iat is not None else time.time()),
-    }
-    if access_token is not None:
-        payload["ath"] = access_token_hash(access_token)
-    if nonce is not None:
-        payload["nonce"] = nonce
-    hdr: dict[str, Any] = {"typ": "dpop+jwt", "alg": alg, "jwk": jwk}
-    for target, changes in ((payload, claims), (hdr, header)):
-        for name, value in (changes or {}).items():
-            if value is None:
-                target.pop(name, None)
-            else:
-                target[name] = value
-    jws = jwt.PyJWS()
-    if hdr.get("alg") in ("Ed25519", "Ed448"):
-        # RFC 9864's fully specified names; PyJWT knows the same signer as "EdDSA".
-        jws.register_algorithm(hdr["alg"], OKPAlgorithm())
-    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-    return jws.encode(body, key, algorithm=hdr.get("alg"), headers=hdr)

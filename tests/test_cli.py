@@ -528,3 +528,73 @@ def test_help_shows_no_rst_markup(command: str, capsys: pytest.CaptureFixture[st
     assert code == 0 and "usage: jwt-guard" in out
     for markup in ("``", ":class:", ":func:", ":meth:", ":data:"):
         assert markup not in out, markup
+
+
+# -- DPoP (RFC 9449): a bound token and its proofs, from the command line ------------------------
+
+
+@pytest.fixture
+def client_keydir(tmp_path: Path) -> Path:
+    code, _, _ = run("keygen", "--alg", "ES256", "--out", str(tmp_path / "client"))
+    assert code == 0
+    return tmp_path / "client"
+
+
+@pytest.mark.parametrize("half", ["private.pem", "public.pem"])
+def test_mint_dpop_key_binds_the_token(keydir: Path, client_keydir: Path, half: str) -> None:
+    from jwt_guard._dpop import jwk_thumbprint
+    from jwt_guard._parse import parse_compact
+
+    client_jwk = json.loads((client_keydir / "jwks.json").read_text())["keys"][0]
+    token = mint(keydir, "--dpop-key", str(client_keydir / half))
+    assert parse_compact(token).payload["cnf"] == {"jkt": jwk_thumbprint(client_jwk)}
+
+
+def test_dpop_proof_round_trip_verifies(keydir: Path, client_keydir: Path) -> None:
+    from jwt_guard import DPoP, StaticKeys, Verifier
+
+    token = mint(keydir, "--dpop-key", str(client_keydir / "private.pem"))
+    url = "https://api.example/orders"
+    code, out, _ = run(
+        "dpop-proof",
+        "--key",
+        str(client_keydir / "private.pem"),
+        "--method",
+        "POST",
+        "--url",
+        url,
+        "--token",
+        "-",
+        stdin=token + "\n",
+    )
+    assert code == 0
+    verifier = Verifier(
+        keys=StaticKeys.from_pem((keydir / "public.pem").read_bytes()),
+        algorithms=["ES256"],
+        issuer="https://iss",
+        audience="api",
+        dpop=DPoP(),
+    )
+    principal = verifier.verify(token, dpop_proof=out.strip(), method="POST", url=url)
+    assert principal.subject == "alice"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--url", "ftp://x/y"], "--url must be the request's http(s) URL"),
+        (["--url", "https://a.example/", "--alg", "RS256"], "the key does not fit RS256"),
+    ],
+)
+def test_dpop_proof_usage_errors(client_keydir: Path, extra: list[str], message: str) -> None:
+    code, _, err = run("dpop-proof", "--key", str(client_keydir / "private.pem"), *extra)
+    assert code == 2 and message in err
+
+
+def test_mint_dpop_key_must_be_a_key(keydir: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a key")
+    code, _, err = run(
+        "mint", "--key", str(keydir / "private.pem"), "--alg", "ES256", "--dpop-key", str(bogus)
+    )
+    assert code == 2 and "--dpop-key must be a PEM private or public key" in err
