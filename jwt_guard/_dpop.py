@@ -557,13 +557,17 @@ class DPoP:
     def check_proof(
         self,
         proof: str,
-        token: str,
+        token: str | None,
         method: str | None,
         url: str | None,
         now: float,
         leeway: float,
     ) -> Proof:
-        """RFC 9449 §4.3 (2)-(12, ath) for one proof; the binding and replay are the caller's."""
+        """RFC 9449 §4.3 (2)-(12, ath) for one proof; the binding and replay are the caller's.
+
+        ``token`` is the access token the proof goes with (its ``ath`` is checked); ``None``
+        at a token endpoint, where the proof comes before any token (RFC 9449 §5).
+        """
         if method is None or url is None:
             raise ConfigurationError("a DPoP proof is checked against method= and url=")
         try:
@@ -607,7 +611,7 @@ class DPoP:
                 max_age=self.max_age,
                 leeway=leeway,
             )
-        if claims.get("ath") != access_token_hash(token):
+        if token is not None and claims.get("ath") != access_token_hash(token):
             raise _invalid("ath is not the hash of this access token")  # §4.3 (12), §7
         if self.nonce is not None and not self.nonce.valid(claims.get("nonce"), now, leeway):
             # §4.3 (10), §9, §11.3: a nonce we issued, still fresh; the answer carries a new one.

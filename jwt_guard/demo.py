@@ -41,7 +41,8 @@ from ._demo_oauth import (
     parse_authorization_request,
 )
 from ._denylist import MemoryDenylist
-from ._errors import ConfigurationError, CSRFFailed
+from ._dpop import DPoP
+from ._errors import ConfigurationError, CSRFFailed, DPoPProofMissing, InvalidDPoPProof
 from ._extract import CSRF, check_csrf
 from ._extras import MissingExtra
 from ._jwks import JWKSKeys
@@ -83,7 +84,8 @@ class DemoIssuer:
         # kid -> (key, retire_at): a replaced key stays published until its tokens expire.
         self._keys: dict[str, tuple[PrivateKey, float]] = {}
         self._current = ""
-        self._refresh: dict[str, tuple[str, str, float]] = {}
+        # token -> (user, scope, expiry, jkt of the DPoP key it is bound to or None)
+        self._refresh: dict[str, tuple[str, str, float, str | None]] = {}
         self.rotate()
 
     @property
@@ -114,7 +116,10 @@ class DemoIssuer:
     def published_kids(self) -> list[str]:
         return [key["kid"] for key in self.jwks()["keys"]]
 
-    def access_token(self, username: str, scope: str | None = None) -> str:
+    def access_token(
+        self, username: str, scope: str | None = None, *, jkt: str | None = None
+    ) -> str:
+        """A signed access token; ``jkt`` binds it to a client's DPoP key (RFC 9449 §6.1)."""
         now = int(self.clock())
         roles = list(USERS[username][1])
         claims = {
@@ -128,22 +133,32 @@ class DemoIssuer:
             "scope": scope if scope is not None else " ".join(allowed_scopes(username)),
             "preferred_username": username.title(),
         }
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}
         key = self._keys[self._current][0]
         # RFC 9068 §2.1: access tokens are typed "at+jwt".
         return encode(claims, key, ALGORITHM, header={"typ": "at+jwt", "kid": self._current})
 
-    def refresh_token(self, username: str, scope: str | None = None) -> str:
+    def refresh_token(
+        self, username: str, scope: str | None = None, *, jkt: str | None = None
+    ) -> str:
+        """A refresh token; with ``jkt`` it can only be used with a proof of that DPoP key
+        (RFC 9449 §5: a public client's refresh token is bound to its key)."""
         token = secrets.token_urlsafe(32)
         granted = scope if scope is not None else " ".join(allowed_scopes(username))
         with self._lock:
-            self._refresh[token] = (username, granted, self.clock() + REFRESH_TTL)
+            self._refresh[token] = (username, granted, self.clock() + REFRESH_TTL, jkt)
         return token
 
-    def use_refresh_token(self, token: str) -> tuple[str, str] | None:
-        """The user and scope of a refresh token, which is used up (rotation)."""
+    def use_refresh_token(self, token: str, jkt: str | None = None) -> tuple[str, str] | None:
+        """The user and scope of a refresh token, which is used up (rotation). A bound one
+        needs a proof of its key (``jkt``, from the request's DPoP proof)."""
         with self._lock:
-            entry = self._refresh.pop(token, None)
-        if entry is None or entry[2] <= self.clock():
+            entry = self._refresh.get(token)
+            if entry is None or (entry[3] is not None and entry[3] != jkt):
+                return None
+            del self._refresh[token]
+        if entry[2] <= self.clock():
             return None
         return entry[0], entry[1]
 
@@ -211,7 +226,14 @@ def protect_api(
         "audience": AUDIENCE,
         "typ": "at+jwt",  # RFC 9068 access tokens
     }
-    verifier = Verifier(keys=keys, denylist=denylist, clock=clock, **settings)
+    verifier = Verifier(
+        keys=keys,
+        denylist=denylist,
+        clock=clock,
+        # Bearer tokens (the page's cookie) and DPoP-bound ones (API clients, RFC 9449).
+        dpop=DPoP(),
+        **settings,
+    )
     middleware = Middleware(
         JWTGuardMiddleware,
         verifier=verifier,
@@ -261,7 +283,7 @@ def _oauth_error(error: OAuthError, status: int = 400) -> JSONResponse:
 # another port): no cookies are involved, so any origin may read the answer.
 _TOKEN_HEADERS: Final = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Content-Type, Authorization, X-Requested-With",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, DPoP, X-Requested-With",
     "Access-Control-Allow-Methods": "POST, OPTIONS",
 }
 _MAX_FORM: Final = 8192
@@ -384,13 +406,19 @@ def build_app(
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(page_html, headers={"X-Frame-Options": "DENY"})
 
-    def tokens_response(username: str, scope: str | None = None) -> tuple[JSONResponse, str]:
-        access = issuer.access_token(username, scope)
+    # The token endpoint checks the DPoP proofs sent to it, with its own replay cache.
+    token_dpop = DPoP()
+
+    def tokens_response(
+        username: str, scope: str | None = None, jkt: str | None = None
+    ) -> tuple[JSONResponse, str]:
+        access = issuer.access_token(username, scope, jkt=jkt)
         body: dict[str, Any] = {
             "access_token": access,
-            "token_type": "Bearer",
+            # RFC 9449 §5: "DPoP" tells the client its tokens are bound to its key.
+            "token_type": "DPoP" if jkt is not None else "Bearer",
             "expires_in": ACCESS_TTL,
-            "refresh_token": issuer.refresh_token(username, scope),
+            "refresh_token": issuer.refresh_token(username, scope, jkt=jkt),
         }
         if scope is not None:
             body["scope"] = scope
@@ -444,6 +472,7 @@ def build_app(
             return Response(status_code=204, headers=_TOKEN_HEADERS)
         try:
             form = await _form(request)
+            jkt = await token_request_key(request)
             grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
                 code = form.get("code", "")
@@ -453,25 +482,41 @@ def build_app(
                     redirect_uri=form.get("redirect_uri", ""),
                     code_verifier=form.get("code_verifier", ""),
                 )
-                response, access = tokens_response(grant.username, grant.scope)
+                response, access = tokens_response(grant.username, grant.scope, jkt)
                 codes.bind(code, access)
                 return response
             if grant_type == "refresh_token":
-                used = issuer.use_refresh_token(form.get("refresh_token", ""))
+                used = issuer.use_refresh_token(form.get("refresh_token", ""), jkt)
                 if used is None:
-                    raise OAuthError("invalid_grant", "unknown or used refresh token")
-                return tokens_response(*used)[0]
+                    raise OAuthError("invalid_grant", "unknown, used or bound to another key")
+                return tokens_response(*used, jkt)[0]
             if grant_type == "password":
                 # Removed in OAuth 2.1; here so that curl can get a token in one line.
                 username = issuer.check_password(form.get("username"), form.get("password"))
                 if username is None:
                     raise OAuthError("invalid_grant", "wrong username or password")
-                return tokens_response(username)[0]
+                return tokens_response(username, None, jkt)[0]
             raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
         except OAuthError as exc:
             for token in exc.revoke:
                 await verifier.arevoke(token)
             return _oauth_error(exc)
+
+    async def token_request_key(request: Request) -> str | None:
+        """The thumbprint of the key of the request's DPoP proof (RFC 9449 §5), ``None``
+        without one. The proof names this endpoint's public URL and no access token."""
+        proofs = request.headers.getlist("dpop")
+        if not proofs:
+            return None
+        try:
+            if len(proofs) != 1:
+                raise DPoPProofMissing()
+            url = f"{base_url}/token"
+            proof = token_dpop.check_proof(proofs[0], None, "POST", url, clock(), verifier.leeway)
+            await token_dpop.arecord(proof)
+        except InvalidDPoPProof as exc:
+            raise OAuthError("invalid_dpop_proof", exc.description) from exc
+        return proof.jkt
 
     async def authorize(request: Request) -> Response:
         """The authorization endpoint (RFC 6749 §4.1.1): a login form, then a one-time code."""
@@ -550,6 +595,8 @@ def build_app(
                 "token_endpoint_auth_methods_supported": ["none"],
                 "authorization_response_iss_parameter_supported": True,
                 "id_token_signing_alg_values_supported": [ALGORITHM],
+                # RFC 9449 §5.1: the token endpoint binds tokens to DPoP keys.
+                "dpop_signing_alg_values_supported": list(token_dpop.algorithms),
             }
         )
 

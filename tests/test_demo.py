@@ -376,3 +376,49 @@ def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "curl -H 'Authorization: Bearer " in out
+
+
+# -- DPoP (RFC 9449): API clients get tokens bound to their key from POST /token --------------
+
+
+def test_token_endpoint_binds_tokens_to_the_dpop_key(demo: tuple[str, FakeClock]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from jwt_guard._dpop import jwk_thumbprint
+    from jwt_guard._parse import parse_compact
+    from jwt_guard.testing import dpop_jwk, dpop_proof
+
+    base, clock = demo
+    key = ec.generate_private_key(ec.SECP256R1())
+    form = {"grant_type": "password", "username": "bob", "password": "bob"}
+
+    def proof_for_token() -> dict[str, str]:
+        return {"DPoP": dpop_proof(key, "POST", f"{base}/token", iat=clock.now)}
+
+    headers = proof_for_token()
+    issued = httpx.post(f"{base}/token", data=form, headers=headers)
+    assert issued.status_code == 200 and issued.json()["token_type"] == "DPoP"
+    token = issued.json()["access_token"]
+    assert parse_compact(token).payload["cnf"] == {"jkt": jwk_thumbprint(dpop_jwk(key))}
+    # The proof was used up, and a proof for another URL is refused (RFC 6749 §5.2 answers).
+    again = httpx.post(f"{base}/token", data=form, headers=headers)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_dpop_proof"
+    elsewhere = {"DPoP": dpop_proof(key, "POST", f"{base}/login", iat=clock.now)}
+    refused = httpx.post(f"{base}/token", data=form, headers=elsewhere)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_dpop_proof"
+    # The API: the bound token with a fresh proof; never as Bearer.
+    me = dpop_proof(key, "GET", f"{base}/api/me", access_token=token, iat=clock.now)
+    ok = httpx.get(f"{base}/api/me", headers={"Authorization": f"DPoP {token}", "DPoP": me})
+    assert ok.status_code == 200 and ok.json()["sub"] == "bob"
+    downgrade = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert downgrade.json()["code"] == "dpop_bound_token_as_bearer"
+    # RFC 9449 §5: the refresh token is bound too: it needs a proof of the same key.
+    refresh = {"grant_type": "refresh_token", "refresh_token": issued.json()["refresh_token"]}
+    stolen = httpx.post(f"{base}/token", data=refresh)
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    renewed = httpx.post(f"{base}/token", data=refresh, headers=proof_for_token())
+    assert renewed.status_code == 200 and renewed.json()["token_type"] == "DPoP"
+    # Without a DPoP header, /token hands out Bearer tokens, as before.
+    assert httpx.post(f"{base}/token", data=form).json()["token_type"] == "Bearer"
+    discovery = httpx.get(f"{base}/.well-known/openid-configuration").json()
+    assert "ES256" in discovery["dpop_signing_alg_values_supported"]

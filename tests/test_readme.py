@@ -279,7 +279,32 @@ def test_cli_lines_work_together(tmp_path: Path, jwt_guard_on_path: dict[str, st
     assert len(verified) == 1 and '"valid": true' in verified[0], result.stdout
     assert '"roles": ["admin"]' in verified[0]
     assert "NOT VERIFIED" in result.stdout
-    assert textwrap.dedent(block.body).count("jwt-guard ") == 4
+    assert textwrap.dedent(block.body).count("jwt-guard ") == 7
+    # The DPoP lines: a bound token and a proof for it (RFC 9449).
+    bound = (work / "bound.txt").read_text().strip()
+    proof = result.stdout.strip().splitlines()[-1]
+    assert proof.count(".") == 2 and proof != bound
+
+
+def test_dpop_walkthrough_runs_against_the_demo(
+    tmp_path: Path, jwt_guard_on_path: dict[str, str]
+) -> None:
+    """The DPoP section's curl + CLI walkthrough, run by bash against a real demo server."""
+    (block,) = blocks_marked("bash", "dpop")
+    lines = block.body.splitlines()
+    assert lines[0].startswith("jwt-guard demo --port 8000 &")
+    assert "API=http://127.0.0.1:8000" in lines
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    script = "\n".join(lines[1:]).replace("API=http://127.0.0.1:8000", f"API={base}")
+    with run_uvicorn(build_app(base), port=port):
+        result = run(["bash", "-euo", "pipefail", "-c", script], tmp_path, jwt_guard_on_path)
+    assert result.returncode == 0, result.stderr
+    answers = result.stdout.strip().splitlines()
+    assert len(answers) == 3, result.stdout
+    assert answers[0].endswith(" 200") and '"sub":"alice"' in answers[0]
+    assert answers[1].endswith(" 401") and '"code":"dpop_proof_replayed"' in answers[1]
+    assert answers[2].endswith(" 401") and '"code":"dpop_bound_token_as_bearer"' in answers[2]
 
 
 MISSING_EXTRAS = [
