@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -156,6 +157,9 @@ def _remove_dot_segments(path: str) -> str:
     return "/".join(output)
 
 
+# Memoized: a client names the same few URLs in its proofs, and the request's own URL repeats;
+# bounded, as an htu is the client's to choose (a proof is at most MAX_PROOF_BYTES).
+@functools.lru_cache(maxsize=512)
 def normalize_htu(url: str) -> str | None:
     """An http(s) URL without query and fragment, normalized for comparison; ``None`` if it
     is not one.
