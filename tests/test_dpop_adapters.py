@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
@@ -39,6 +40,7 @@ from jwt_guard import (
     TokenRevoked,
     Verifier,
 )
+from jwt_guard.fastapi import JWTBearer
 from jwt_guard.testing import LocalIssuer, dpop_proof
 
 from .apps import flask_app, starlette_app
@@ -583,3 +585,52 @@ def test_redis_replay_cache_after_fork(
             parent_loop.run_until_complete(verifier.aclose())
             parent_loop.close()
         verifier.close()
+
+
+# -- per-route guards (no middleware) share the middleware's steps, DPoP included ------------------
+
+
+async def test_fastapi_jwtbearer_with_dpop(issuer: LocalIssuer, key: Any, clock: FakeClock) -> None:
+    guard = JWTBearer(issuer.verifier(dpop=DPoP()))
+    app = FastAPI()
+
+    # A default, not Annotated: FastAPI cannot resolve a local name in a string annotation.
+    @app.get("/me")
+    async def me(principal: Principal = Depends(guard)) -> dict[str, Any]:
+        return {"sub": principal.subject}
+
+    token = issuer.mint(sub="carol", dpop_key=key)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        ok = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+        assert ok.status_code == 200 and ok.json() == {"sub": "carol"}
+        downgrade = await client.get("/me", headers=bearer(token))
+        assert downgrade.status_code == 401
+        assert downgrade.json()["code"] == "dpop_bound_token_as_bearer"
+        broken = await client.get("/me", headers=dpop_headers(client, token, key, clock, jti=""))
+        assert broken.json()["code"] == "dpop_proof_invalid"
+        assert challenge(broken).startswith('DPoP realm="api", error="invalid_dpop_proof"')
+
+
+async def test_flask_routeguard_with_dpop(issuer: LocalIssuer, key: Any, clock: FakeClock) -> None:
+    from flask import Flask, jsonify
+
+    from jwt_guard import RouteGuard
+
+    guard = RouteGuard(issuer.verifier(dpop=DPoP()))
+    app = Flask(__name__)
+
+    @app.get("/me")
+    @guard.protect()
+    def me() -> Any:
+        return jsonify({"ok": True})
+
+    token = issuer.mint(dpop_key=key)
+    with run_wsgi(app) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            ok = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+            assert ok.status_code == 200
+            replayed = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+            assert replayed.status_code == 200  # a new proof each time
+            no_proof = await client.get("/me", headers={"Authorization": f"DPoP {token}"})
+            assert no_proof.json()["code"] == "dpop_proof_missing"
