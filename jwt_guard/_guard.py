@@ -35,7 +35,7 @@ from ._log import DEFAULT_LOG_LIMIT, RejectionLog, logger
 from ._metadata import MetadataEndpoint, ProtectedResource
 from ._verifier import Verifier
 
-__all__ = ["EXCLUDED_KEY", "GUARD_KEY", "PRINCIPAL_KEY", "VERIFIER_KEY", "Guard"]
+__all__ = ["EXCLUDED_KEY", "GUARD_KEY", "PRINCIPAL_KEY", "REJECTION_KEY", "VERIFIER_KEY", "Guard"]
 
 #: Where the WSGI adapter stores the principal in the environ (and ASGI in the scope).
 PRINCIPAL_KEY: Final = "jwt_guard.principal"
@@ -45,6 +45,9 @@ GUARD_KEY: Final = "jwt_guard.guard"
 #: Set (to ``True``) by both adapters on a path they exclude: a dependency or decorator that
 #: needs a principal there authenticates on demand with the adapter's guard (GUARD_KEY).
 EXCLUDED_KEY: Final = "jwt_guard.excluded"
+#: Where the WSGI adapter leaves a rejection for the Flask extension to raise inside Flask, so
+#: that the app's after_request hooks (flask-cors) also run on the error answer.
+REJECTION_KEY: Final = "jwt_guard.rejection"
 #: Where both adapters store the verifier that accepted the principal: requirements that
 #: depend on time (``require_auth_age``) read its clock and leeway.
 VERIFIER_KEY: Final = "jwt_guard.verifier"

@@ -32,7 +32,7 @@ except ImportError as exc:  # only without the flask extra
 from ._config import options_from_env
 from ._cookies import clear_token_cookies, set_token_cookies
 from ._errors import JWTGuardError
-from ._guard import PRINCIPAL_KEY
+from ._guard import PRINCIPAL_KEY, REJECTION_KEY
 from ._principal import Principal
 from ._resolve import flask_response
 from ._route import RouteGuard
@@ -82,6 +82,12 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _raise_rejection() -> None:
+    rejection = request.environ.get(REJECTION_KEY)
+    if isinstance(rejection, JWTGuardError):
+        raise rejection
+
+
 class JWTGuard:
     """The Flask extension: wraps ``app.wsgi_app`` and answers jwt_guard errors."""
 
@@ -122,3 +128,10 @@ class JWTGuard:
             return cast(Response, flask_response(middleware.guard.answer(exc)))
 
         app.register_error_handler(JWTGuardError, handle)
+
+        # The middleware leaves its rejection for Flask to answer, so that the app's
+        # after_request hooks run on it too: flask-cors adds its headers to our 401, which
+        # the browser then shows to the page. First of all before_request hooks: no app
+        # code runs for a rejected request.
+        middleware.defer_rejections = True
+        app.before_request_funcs.setdefault(None, []).insert(0, _raise_rejection)

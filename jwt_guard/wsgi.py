@@ -14,7 +14,7 @@ from ._answer import Answer, ErrorHandler, reason_phrase
 from ._dpop import quote_path
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView, joined_authorization
-from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, REJECTION_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
 from ._principal import Principal
@@ -157,6 +157,9 @@ class JWTGuardWSGIMiddleware:
             log_rejections=log_rejections,
             log_limit=log_limit,
         )
+        #: Set by the Flask extension: a rejection is left in the environ (REJECTION_KEY)
+        #: and raised inside Flask, so the app's after_request hooks (CORS headers) apply.
+        self.defer_rejections = False
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         metadata = self.guard.metadata
@@ -184,7 +187,10 @@ class JWTGuardWSGIMiddleware:
             try:
                 principal = environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
             except JWTGuardError as exc:
-                return self.reject(exc, start_response)
+                if not self.defer_rejections:
+                    return self.reject(exc, start_response)
+                environ[REJECTION_KEY] = exc
+                principal = environ[PRINCIPAL_KEY] = None
             environ[VERIFIER_KEY] = self.verifier
             if principal is not None and self.guard.dpop is not None:
                 nonce = self.guard.dpop_nonce()

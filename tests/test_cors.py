@@ -20,6 +20,7 @@ from starlette.routing import Route
 from jwt_guard import JWTGuardMiddleware, JWTGuardWSGIMiddleware, Verifier
 from jwt_guard.testing import LocalIssuer
 
+from .conftest import bearer
 from .servers import run_uvicorn, run_wsgi
 from .test_browser import page  # noqa: F401  (the headless Chromium fixture)
 
@@ -91,10 +92,48 @@ FETCH = """async ([url, token]) => {
 }"""
 
 
+def flask_api(verifier: Verifier, origin: str) -> Any:
+    from flask import Flask, jsonify
+    from flask_cors import CORS
+
+    from jwt_guard.flask import JWTGuard, current_principal
+
+    app = Flask(__name__)
+    JWTGuard(app, verifier=verifier)
+    CORS(
+        app, origins=[origin], allow_headers=["authorization"], expose_headers=["www-authenticate"]
+    )
+
+    @app.get("/api/me")
+    def me() -> Any:
+        return jsonify({"sub": current_principal.subject})
+
+    return app
+
+
+def test_flask_cors_headers_on_our_answers(issuer: LocalIssuer) -> None:
+    # The Flask extension answers a rejection inside Flask, so flask-cors's after_request
+    # hook puts its headers on our 401 too; the answer itself is unchanged.
+    origin = "http://127.0.0.1:1"
+    with (
+        run_wsgi(flask_api(issuer.verifier(), origin)) as base,
+        httpx.Client(base_url=base, headers={"Origin": origin}) as client,
+    ):
+        preflight = client.options("/api/me", headers=PREFLIGHT)
+        assert preflight.headers["access-control-allow-origin"] == origin
+        refused = client.get("/api/me", headers=bearer(issuer.mint(expired=True)))
+        assert refused.status_code == 401 and refused.json()["code"] == "token_expired"
+        assert refused.headers["access-control-allow-origin"] == origin
+        assert refused.headers["cache-control"] == "no-store"
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+        ok = client.get("/api/me", headers=bearer(issuer.mint(sub="zoe")))
+        assert ok.json() == {"sub": "zoe"}
+
+
 @pytest.fixture
 def origins(issuer: LocalIssuer) -> Iterator[dict[str, str]]:
-    """The page's origin and an API origin per middleware order: three uvicorn servers on
-    127.0.0.1, each on its own port (so each is its own origin)."""
+    """The page's origin and an API origin per middleware order (and a Flask API with
+    flask-cors): servers on 127.0.0.1, each on its own port (so each is its own origin)."""
 
     async def home(request: Request) -> HTMLResponse:
         return HTMLResponse("<!doctype html><title>spa</title><p>single-page app</p>")
@@ -105,10 +144,13 @@ def origins(issuer: LocalIssuer) -> Iterator[dict[str, str]]:
         for order in ("cors-outside", "cors-inside"):
             app = api(issuer.verifier(), page_origin, order)
             urls[order] = stack.enter_context(run_uvicorn(app))
+        urls["flask-cors"] = stack.enter_context(
+            run_wsgi(flask_api(issuer.verifier(), page_origin))
+        )
         yield urls
 
 
-@pytest.mark.parametrize("order", ["cors-outside", "cors-inside"])
+@pytest.mark.parametrize("order", ["cors-outside", "cors-inside", "flask-cors"])
 def test_cross_origin_fetch_in_chromium(
     page: Any,  # noqa: F811
     origins: dict[str, str],
@@ -126,8 +168,9 @@ def test_cross_origin_fetch_in_chromium(
 
     refused = page.evaluate(FETCH, [url, issuer.mint(expired=True)])
     missing = page.evaluate(FETCH, [url, None])
-    if order == "cors-outside":
-        # CORSMiddleware wraps our answers too: the page reads the 401 and its challenge.
+    if order != "cors-inside":
+        # CORSMiddleware wraps our answers too (flask-cors adds its headers to the Flask
+        # extension's answers): the page reads the 401 and its challenge.
         assert refused["status"] == 401
         assert refused["body"]["code"] == "token_expired"
         assert 'error="invalid_token"' in refused["challenge"]
@@ -138,3 +181,28 @@ def test_cross_origin_fetch_in_chromium(
         # (outermost).
         assert refused == {"error": "TypeError"}
         assert missing == {"error": "TypeError"}
+
+
+def test_flask_rejection_runs_no_app_code(issuer: LocalIssuer) -> None:
+    # The rejection is raised by the first before_request hook: the app's own hooks (even
+    # those registered before the extension) and views never run for a refused request.
+    from flask import Flask, jsonify
+
+    from jwt_guard.flask import JWTGuard
+
+    app = Flask(__name__)
+    ran: list[str] = []
+    app.before_request(lambda: ran.append("hook"))
+    JWTGuard(app, verifier=issuer.verifier())
+
+    @app.get("/api/me")
+    def me() -> Any:
+        ran.append("view")
+        return jsonify({})
+
+    with run_wsgi(app) as base, httpx.Client(base_url=base) as client:
+        assert client.get("/api/me").status_code == 401
+        assert client.get("/nowhere").status_code == 401  # routing comes after us, as before
+        assert ran == []
+        assert client.get("/api/me", headers=bearer(issuer.mint())).status_code == 200
+        assert ran == ["hook", "view"]
