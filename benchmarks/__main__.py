@@ -304,6 +304,47 @@ def print_dpop_row(n: int, repeats: int) -> None:
     )
 
 
+def bench_metrics(n: int, repeats: int) -> dict[str, float]:
+    """The cached rows (RS256) with metrics off, on without an SDK (the API's no-op provider),
+    and on with the OpenTelemetry SDK and a reader: interleaved rounds, best round counts."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from jwt_guard import Metrics
+
+    issuer = LocalIssuer(algorithm="RS256", kid="metrics-bench")
+    token = issuer.mint(sub="user", scopes=["read"])
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    settings: dict[str, Any] = {
+        "off": False,
+        "api": Metrics(meter_provider=None),
+        "sdk": Metrics(meter_provider=provider),
+    }
+    verifiers = {name: issuer.verifier(metrics=value) for name, value in settings.items()}
+    bare = app_with([])
+    apps = {
+        name: app_with([Middleware(JWTGuardMiddleware, verifier=v)])
+        for name, v in verifiers.items()
+    }
+    scopes = [scope_for(token)] * n
+    for name, verifier in verifiers.items():
+        verifier.verify(token)
+        asgi_per_call(apps[name], scopes[:1], 1)
+    measurements: dict[str, Callable[[], float]] = {"bare": lambda: asgi_per_call(bare, scopes, 1)}
+    for name, verifier in verifiers.items():
+        measurements[f"verify_{name}"] = lambda v=verifier: per_call(
+            lambda i: v.verify(token), n, 1
+        )
+        measurements[f"mw_{name}"] = lambda a=apps[name]: asgi_per_call(a, scopes, 1)
+    best = {name: float("inf") for name in measurements}
+    for _ in range(repeats):
+        for name, measure in measurements.items():
+            best[name] = min(best[name], measure())
+    result = {f"verify_{k}": best[f"verify_{k}"] for k in settings}
+    result.update({f"middleware_{k}": best[f"mw_{k}"] - best["bare"] for k in settings})
+    return result
+
+
 def cache_memory(entries: int) -> tuple[float, int]:
     """Peak MB of a verifier whose cache holds ``entries`` RS256 tokens."""
     issuer = LocalIssuer(algorithm="RS256", kid="mem")
@@ -490,6 +531,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     print_dpop_row(n, repeats)
+    m = bench_metrics(n * 5, repeats)
+    print(
+        "\nRS256 cached rows and OpenTelemetry metrics (verify / middleware): "
+        f"off {m['verify_off']:.2f} / {m['middleware_off']:.2f} µs, "
+        f"on without an SDK {m['verify_api']:.2f} / {m['middleware_api']:.2f} µs, "
+        f"on with the SDK {m['verify_sdk']:.2f} / {m['middleware_sdk']:.2f} µs"
+    )
 
     entries = 2000 if args.quick else 10_000
     mb, size = cache_memory(entries)

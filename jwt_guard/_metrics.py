@@ -12,15 +12,16 @@
 
 Cost. An SDK ``Counter.add`` costs microseconds, as much as a whole cached verification, so
 the two per-request counters (verifications, cache lookups) are counted here in plain integers
-(one dict per thread) and reported through observable counters when a reader collects; the duration
-histogram is recorded only for fresh verifications, where a signature check dwarfs it.
+(one C-level increment each) and reported through observable counters when a reader collects;
+the duration histogram is recorded only for fresh verifications, where a signature check
+dwarfs it.
 Without the API installed, or with ``Verifier(metrics=False)``, nothing here runs: the callers
 hold ``None`` and test it, one attribute check per request.
 """
 
 from __future__ import annotations
 
-import threading
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -60,11 +61,13 @@ class Metrics:
             meter = _otel.get_meter("jwt_guard", _VERSION)
         else:
             meter = meter_provider.get_meter("jwt_guard", _VERSION)
-        # Per-request counts live in one dict per thread (no lock, no lost update): keys are
-        # (outcome, source) and the cache's True/False. Read, summed, when a reader collects.
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[dict[Any, int]] = []
+        # Per-request counts: valid verifications by source, failures by (code, source), and
+        # cache lookups [misses, hits]. Each count is one "+= 1" on a dict or a list with no
+        # Python code inside it, which CPython's GIL does not interleave: exact without a lock
+        # (a free-threaded build may lose a rare increment). Read when a reader collects.
+        self.valid: defaultdict[str, int] = defaultdict(int)
+        self.failed: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.lookups = [0, 0]
         meter.create_observable_counter(
             "jwt_guard.verifications",
             callbacks=[self._observe_verifications],
@@ -113,43 +116,24 @@ class Metrics:
 
     # -- per request: plain integers ------------------------------------------------------------
 
-    def _counts(self) -> dict[Any, int]:
-        try:
-            counts: dict[Any, int] = self._local.counts
-        except AttributeError:
-            counts = self._local.counts = {}
-            with self._lock:
-                self._all.append(counts)
-        return counts
-
     def verification(self, outcome: str, source: str) -> None:
-        counts = self._counts()
-        key = (outcome, source)
-        counts[key] = counts.get(key, 0) + 1
-
-    def cache_lookup(self, hit: bool) -> None:
-        counts = self._counts()
-        counts[hit] = counts.get(hit, 0) + 1
-
-    def _totals(self) -> dict[Any, int]:
-        totals: dict[Any, int] = {}
-        with self._lock:
-            every = list(self._all)
-        for counts in every:
-            for key, count in dict(counts).items():  # dict(): a copy made under the GIL
-                totals[key] = totals.get(key, 0) + count
-        return totals
+        """Count one verification (the adapters bump ``valid`` inline on the cached path)."""
+        if outcome == "valid":
+            self.valid[source] += 1
+        else:
+            self.failed[(outcome, source)] += 1
 
     def _observe_verifications(self, options: Any) -> Iterable[Any]:
-        for key, count in self._totals().items():
-            if isinstance(key, tuple):
-                attrs = self._attrs("jwt_guard.outcome", key[0], "jwt_guard.source", key[1])
-                yield _otel.Observation(count, attrs)
+        counts = [(("valid", k), v) for k, v in list(self.valid.items())]
+        counts += list(self.failed.items())
+        for (outcome, source), count in counts:
+            attrs = self._attrs("jwt_guard.outcome", outcome, "jwt_guard.source", source)
+            yield _otel.Observation(count, attrs)
 
     def _observe_lookups(self, options: Any) -> Iterable[Any]:
-        totals = self._totals()
-        yield _otel.Observation(totals.get(True, 0), _HIT)
-        yield _otel.Observation(totals.get(False, 0), _MISS)
+        misses, hits = self.lookups
+        yield _otel.Observation(hits, _HIT)
+        yield _otel.Observation(misses, _MISS)
 
     # -- off the cached path: the instruments directly ---------------------------------------------
 

@@ -131,7 +131,7 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
         raise guard.failed(found, exc) from None
     metrics = guard.verifier.metrics
     if metrics is not None:
-        metrics.verification("valid", found.source)
+        metrics.valid[found.source] += 1
     return principal
 
 
@@ -151,7 +151,7 @@ def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
         raise guard.failed(found, exc) from None
     metrics = guard.verifier.metrics
     if metrics is not None:
-        metrics.verification("valid", found.source)
+        metrics.valid[found.source] += 1
     return principal
 
 

@@ -116,7 +116,7 @@ def authenticate(guard: Guard, environ: Environ) -> Principal | None:
         raise guard.failed(found, exc) from None
     metrics = guard.verifier.metrics
     if metrics is not None:
-        metrics.verification("valid", found.source)
+        metrics.valid[found.source] += 1
     return principal
 
 
