@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -393,8 +393,7 @@ def build_app(
     denylist = MemoryDenylist(clock=clock)
     jwks_url = jwks_url or f"{base_url}/.well-known/jwks.json"
     verifier, guard, settings = protect_api(base_url, jwks_url, denylist, clock)
-    keys = verifier.key_sources[0]
-    assert isinstance(keys, CountingJWKS)
+    keys = cast(CountingJWKS, verifier.key_sources[0])  # the one protect_api made
     csrf = CSRF()
     code_snippet = inspect.getsource(protect_api)
     # Revoked tokens, kept server-side for the "call with the old token" button: the page
