@@ -110,7 +110,8 @@ class KeySet:
 
         ``strict`` raises on the first bad entry (static configuration); otherwise bad
         entries are skipped with a log line (a remote document, where one odd key must not
-        take the others down). Keys sharing a ``kid`` are refused either way.
+        take the others down). Keys sharing a ``kid`` are refused either way, unless no
+        algorithm fits more than one of them (RFC 7517 §4.5: an RSA and an EC key, say).
         """
         loaded = load_jwks(
             document,
@@ -119,19 +120,35 @@ class KeySet:
             reuse=reuse.keys if reuse is not None else (),
             max_keys=max_keys,
         )
-        counts: dict[str, int] = {}
-        for key in loaded:
-            if key.kid is not None:
-                counts[key.kid] = counts.get(key.kid, 0) + 1
-        duplicated = {kid for kid, n in counts.items() if n > 1}
+        duplicated = _ambiguous(loaded)
         if duplicated:
             if strict:
-                raise ConfigurationError("JWKS has several keys with the same kid")
-            # RFC 7517 §4.5: kids are meant to be distinct. Which of two keys is "the" key for
-            # a kid is ambiguous, so neither is trusted.
-            logger.warning("refusing %d JWKS keys with duplicated kids", len(duplicated))
-            loaded = [k for k in loaded if k.kid not in duplicated]
+                raise ConfigurationError(
+                    "JWKS has several keys with the same kid for the same algorithm"
+                )
+            # RFC 7517 §4.5: kids are meant to be distinct, except for keys of different types
+            # that are alternatives (an RSA and an EC key, say): a token's kid *and* alg pick
+            # one of those. Two keys that could verify the same alg under one kid are
+            # ambiguous: neither is trusted.
+            logger.warning("refusing %d JWKS keys with ambiguous kids", len(duplicated))
+            loaded = [k for k in loaded if all(k is not d for d in duplicated)]
         return cls(loaded)
+
+
+def _ambiguous(keys: Sequence[JWK]) -> list[JWK]:
+    """Keys sharing a kid with another key that fits one same algorithm (RFC 7517 §4.5)."""
+    by_kid: dict[str, list[JWK]] = {}
+    for key in keys:
+        if key.kid is not None:
+            by_kid.setdefault(key.kid, []).append(key)
+    ambiguous: list[JWK] = []
+    for group in by_kid.values():
+        if len(group) > 1:
+            for alg in ALGORITHMS:
+                fitting = [key for key in group if key.fits(alg)]
+                if len(fitting) > 1:
+                    ambiguous.extend(k for k in fitting if all(k is not a for a in ambiguous))
+    return ambiguous
 
 
 class KeySource(abc.ABC):
@@ -200,9 +217,9 @@ class StaticKeys(KeySource):
                 raise ConfigurationError(f"invalid key: {exc}") from exc
         if not loaded:
             raise ConfigurationError("StaticKeys needs at least one key")
-        kids = [k.kid for k in loaded if k.kid is not None]
-        if len(kids) != len(set(kids)):
-            raise ConfigurationError("several keys share a kid")
+        if _ambiguous(loaded):
+            # RFC 7517 §4.5: a kid may be shared only by keys no algorithm fits twice.
+            raise ConfigurationError("several keys share a kid for the same algorithm")
         self._set = KeySet(loaded)
 
     def __repr__(self) -> str:

@@ -21,7 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-from jwt_guard import ConfigurationError, KeyNotFound, KeySourceUnavailable, Verifier
+from jwt_guard import (
+    ConfigurationError,
+    InvalidSignature,
+    KeyNotFound,
+    KeySourceUnavailable,
+    Verifier,
+)
 from jwt_guard._deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 from jwt_guard._jwks import JWKSKeys
 from jwt_guard.testing import FAULTS, JWKSServer, LocalIssuer
@@ -345,3 +351,41 @@ async def test_new_kid_during_an_outage_is_503_and_refetched_after_recovery(
         with pytest.raises(KeyNotFound):  # a set just fetched: an unknown kid is a 401 again
             await run(verifier, idp.mint(kid="nobody"))
         assert server.count == 3
+
+
+# Item 18: one kid on two key types (RFC 7517 §4.5) ------------------------------------------
+
+
+async def test_rfc7517_4_5_one_kid_on_two_key_types(
+    run: Verify, make_source: Callable[..., JWKSKeys], clock: FakeClock
+) -> None:
+    """RFC 7517 §4.5 lets "different keys ... with different kty values" share a kid: each token
+    is checked against the key that fits its alg, and neither key is dropped."""
+    rsa = LocalIssuer(algorithm="RS256", kid="shared", clock=clock)
+    ec = LocalIssuer(algorithm="ES256", kid="shared", clock=clock)
+    twin = LocalIssuer(algorithm="ES256", kid="shared", clock=clock)
+    document = {"keys": [*rsa.jwks["keys"], *ec.jwks["keys"]]}
+    with JWKSServer(lambda: document) as server:
+        source = make_source(server.url)
+        verifier = Verifier(
+            keys=source,
+            algorithms=["RS256", "ES256"],
+            issuer=rsa.issuer,
+            audience=rsa.audience,
+            clock=clock,
+            cache_size=0,
+        )
+        assert (await run(verifier, rsa.mint())).subject == "user-1"
+        assert (await run(verifier, ec.mint())).subject == "user-1"
+        with pytest.raises(InvalidSignature):  # the kid does not pick a key: kid and alg do
+            await run(verifier, twin.mint())
+        assert source.stats.key_ids == ("shared",)
+        # Two keys that could both verify ES256 under one kid stay ambiguous: both refused.
+        document["keys"] = [*rsa.jwks["keys"], *ec.jwks["keys"], *twin.jwks["keys"]]
+        first = source.stats.last_success
+        clock.advance(700)
+        await run(verifier, rsa.mint())  # past the TTL: served, and refreshed in the background
+        await eventually(lambda: source.stats.last_success != first)
+        assert (await run(verifier, rsa.mint())).subject == "user-1"
+        with pytest.raises(KeyNotFound):
+            await run(verifier, ec.mint())

@@ -246,3 +246,12 @@ def test_rfc9864_key_bound_to_eddsa_does_not_verify_ed25519_and_back() -> None:
         verifier = Verifier(keys=keys, algorithms=[used, bound], clock=lambda: 0)
         with pytest.raises(KeyNotFound):
             verifier.verify(forge({"alg": used, "kid": "k"}, claims, private, used))
+
+
+def test_rfc7517_4_5_static_keys_may_share_a_kid_across_key_types() -> None:
+    rsa = public_jwk(generate_key("RS256"), kid="same")
+    ec = public_jwk(generate_key("ES256"), kid="same")
+    keys = StaticKeys.from_jwks({"keys": [rsa, ec]})
+    key_set = keys.keys("same")
+    assert [k.kty for k in key_set.candidates("same", "RS256")] == ["RSA"]
+    assert [k.kty for k in key_set.candidates("same", "ES256")] == ["EC"]
