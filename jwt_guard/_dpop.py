@@ -352,7 +352,8 @@ class MemoryReplayCache(ReplayCache):
                     del seen[stale]
                 if len(seen) >= self.max_entries:
                     logger.error("DPoP replay cache is full (%d entries)", self.max_entries)
-                    raise DPoPReplayUnavailable()
+                    full = {"store": "memory", "reason": "full", "max_entries": self.max_entries}
+                    raise DPoPReplayUnavailable(detail=full)
             seen[key] = now + ttl
             return True
 

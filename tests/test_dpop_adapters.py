@@ -634,3 +634,57 @@ async def test_flask_routeguard_with_dpop(issuer: LocalIssuer, key: Any, clock: 
             assert replayed.status_code == 200  # a new proof each time
             no_proof = await client.get("/me", headers={"Authorization": f"DPoP {token}"})
             assert no_proof.json()["code"] == "dpop_proof_missing"
+
+
+# -- the request URL each adapter builds for the htu check -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        # Werkzeug and gunicorn keep the path as received (REQUEST_URI / RAW_URI).
+        (
+            {"REQUEST_URI": "/a%20b/me?x=1", "PATH_INFO": "/a b/me", "HTTP_HOST": "api.example"},
+            "http://api.example/a%20b/me",
+        ),
+        # wsgiref does not: the path is encoded again from SCRIPT_NAME + PATH_INFO (latin-1).
+        (
+            {"SCRIPT_NAME": "/v1", "PATH_INFO": "/caf\xc3\xa9", "HTTP_HOST": "api.example:8443"},
+            "http://api.example:8443/v1/caf%C3%A9",
+        ),
+        # An absolute-form request target is not a path: rebuilt from PATH_INFO.
+        (
+            {"REQUEST_URI": "http://evil.example/x", "PATH_INFO": "/x", "HTTP_HOST": "api.example"},
+            "http://api.example/x",
+        ),
+        # No Host header (HTTP/1.0): the server's name and port.
+        (
+            {"PATH_INFO": "/x", "SERVER_NAME": "10.0.0.1", "SERVER_PORT": "8080"},
+            "http://10.0.0.1:8080/x",
+        ),
+    ],
+)
+def test_wsgi_request_url_for_htu(issuer: LocalIssuer, environ: dict[str, str], url: str) -> None:
+    from jwt_guard._guard import Guard
+    from jwt_guard.wsgi import _dpop_request
+
+    guard = Guard(verifier=issuer.verifier(dpop=DPoP()))
+    full = {"REQUEST_METHOD": "PUT", "wsgi.url_scheme": "http", "HTTP_DPOP": "p.r.f", **environ}
+    assert _dpop_request(guard, full) == ("p.r.f", "PUT", url)
+
+
+@pytest.mark.parametrize(
+    ("scope", "url"),
+    [
+        ({"raw_path": b"/a%20b/me", "path": "/a b/me"}, "https://api.example/a%20b/me"),
+        ({"path": "/caf\u00e9"}, "https://api.example/caf%C3%A9"),  # no raw_path given
+    ],
+)
+def test_asgi_request_url_for_htu(issuer: LocalIssuer, scope: dict[str, Any], url: str) -> None:
+    from jwt_guard._guard import Guard
+    from jwt_guard.asgi import _dpop_request
+
+    guard = Guard(verifier=issuer.verifier(dpop=DPoP()))
+    headers = [(b"host", b"api.example"), (b"dpop", b"p.r.f")]
+    full = {"type": "http", "method": "GET", "scheme": "https", "headers": headers, **scope}
+    assert _dpop_request(guard, full) == ("p.r.f", "GET", url)
