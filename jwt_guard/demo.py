@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._authz import require_roles
 from ._config import DEFAULT_ALGORITHM
+from ._cookies import clear_token_cookies, set_token_cookies
 from ._demo_oauth import (
     AuthorizationRequest,
     CodeStore,
@@ -210,7 +211,11 @@ PUBLIC_PATHS: Final = (
 
 
 def protect_api(
-    base_url: str, jwks_url: str, denylist: MemoryDenylist, clock: Callable[[], float]
+    base_url: str,
+    jwks_url: str,
+    denylist: MemoryDenylist,
+    clock: Callable[[], float],
+    csrf: CSRF,
 ) -> tuple[Verifier, Middleware, dict[str, Any]]:
     """How the demo's API is protected; the page shows this function's source."""
     keys = CountingJWKS(
@@ -238,37 +243,12 @@ def protect_api(
         JWTGuardMiddleware,
         verifier=verifier,
         cookie="access_token",  # besides Authorization: Bearer; unsafe methods need CSRF proof
+        csrf=csrf,  # CSRF(secret=...): only the CSRF value bound to the session's token passes
         exclude=list(PUBLIC_PATHS),
         realm="jwt_guard demo",
         prefetch=False,  # the keys come from this same server: it cannot fetch before it listens
     )
     return verifier, middleware, settings
-
-
-def _set_session_cookies(response: Response, access: str, refresh: str) -> None:
-    # The access token lives in an HttpOnly cookie: page scripts (and XSS) cannot read it.
-    response.set_cookie(
-        "access_token", access, max_age=ACCESS_TTL, httponly=True, samesite="strict", path="/"
-    )
-    response.set_cookie(
-        "refresh_token",
-        refresh,
-        max_age=REFRESH_TTL,
-        httponly=True,
-        samesite="strict",
-        path="/refresh",
-    )
-    # Double-submit CSRF token: readable by the page, echoed in X-CSRF-Token.
-    response.set_cookie(
-        "csrf_token", secrets.token_urlsafe(24), max_age=REFRESH_TTL, samesite="strict", path="/"
-    )
-
-
-def _clear_session(response: Response) -> Response:
-    response.delete_cookie("access_token", path="/")
-    response.delete_cookie("refresh_token", path="/refresh")
-    response.delete_cookie("csrf_token", path="/")
-    return response
 
 
 def _oauth_error(error: OAuthError, status: int = 400) -> JSONResponse:
@@ -392,9 +372,11 @@ def build_app(
     codes = CodeStore(clock=clock)
     denylist = MemoryDenylist(clock=clock)
     jwks_url = jwks_url or f"{base_url}/.well-known/jwks.json"
-    verifier, guard, settings = protect_api(base_url, jwks_url, denylist, clock)
+    # The CSRF value is bound to the access token by an HMAC under this key (a fresh one per
+    # run: a restart logs everyone out anyway, the signing keys being fresh too).
+    csrf = CSRF(secret=secrets.token_bytes(32))
+    verifier, guard, settings = protect_api(base_url, jwks_url, denylist, clock, csrf)
     keys = cast(CountingJWKS, verifier.key_sources[0])  # the one protect_api made
-    csrf = CSRF()
     code_snippet = inspect.getsource(protect_api)
     # Revoked tokens, kept server-side for the "call with the old token" button: the page
     # never sees a token. Keyed by the demo_session cookie; bounded.
@@ -425,14 +407,27 @@ def build_app(
         headers = {**_TOKEN_HEADERS, "Cache-Control": "no-store", "Pragma": "no-cache"}
         return JSONResponse(body, headers=headers), access
 
-    def session_response(username: str) -> Response:
+    # The cookies: the access and refresh tokens HttpOnly (page scripts, and XSS, cannot read
+    # them), SameSite=Strict; the refresh token only sent to /refresh; Max-Age from each
+    # token's lifetime; the CSRF cookie (readable, echoed in X-CSRF-Token) bound to the token.
+    cookie_settings: dict[str, Any] = {"refresh_path": "/refresh", "samesite": "strict"}
+
+    def session_response(request: Request, username: str) -> Response:
         # The cookie login: the tokens go into cookies only, never into the page's JSON.
         response = JSONResponse(
             {"logged_in": True, "sub": username, "expires_in": ACCESS_TTL},
             headers={"Cache-Control": "no-store"},
         )
-        access = issuer.access_token(username)
-        _set_session_cookies(response, access, issuer.refresh_token(username))
+        set_token_cookies(
+            response,
+            issuer.access_token(username),
+            refresh_token=issuer.refresh_token(username),
+            refresh_max_age=REFRESH_TTL,  # an opaque token: no exp to read
+            request=request,
+            csrf=csrf,
+            clock=clock,
+            **cookie_settings,
+        )
         return response
 
     async def login(request: Request) -> Response:
@@ -445,7 +440,7 @@ def build_app(
         username = issuer.check_password(body.get("username"), body.get("password"))
         if username is None:
             return JSONResponse({"error": "invalid_grant"}, status_code=401)
-        response = session_response(username)
+        response = session_response(request, username)
         if "demo_session" not in request.cookies:
             response.set_cookie(
                 "demo_session", secrets.token_urlsafe(16), httponly=True, samesite="strict"
@@ -456,14 +451,15 @@ def build_app(
         # The cookie flow's refresh; API clients use POST /token grant_type=refresh_token.
         view = request_view(request.scope, [], request.headers.getlist("cookie"))
         try:
-            check_csrf(view, csrf)  # the same check the middleware makes
+            # The same check the middleware makes, bound to the (maybe expired) access token.
+            check_csrf(view, csrf, token=request.cookies.get("access_token"))
         except CSRFFailed:
             return JSONResponse({"error": "csrf_failed"}, status_code=403)
         token = request.cookies.get("refresh_token")
         used = issuer.use_refresh_token(token) if token else None
         if used is None:
             return JSONResponse({"error": "invalid_grant"}, status_code=401)
-        return session_response(used[0])
+        return session_response(request, used[0])
 
     async def token_endpoint(request: Request) -> Response:
         """The OAuth token endpoint for API clients (RFC 6749 §3.2): tokens in the body."""
@@ -555,9 +551,9 @@ def build_app(
             if len(revoked) >= 1000:
                 revoked.pop(next(iter(revoked)))
             revoked[session] = token
-        return _clear_session(
-            JSONResponse({"logged_out": True, "revoked_jti": principal.claims.get("jti")})
-        )
+        response = JSONResponse({"logged_out": True, "revoked_jti": principal.claims.get("jti")})
+        clear_token_cookies(response, request=request, csrf=csrf, **cookie_settings)
+        return response
 
     async def replay_revoked(request: Request) -> JSONResponse:
         """Call the API with the token revoked at logout (kept here, never sent to the page)."""
@@ -642,7 +638,7 @@ def build_app(
                 "settings": {
                     **settings,
                     "cookie": "access_token",
-                    "csrf": {"cookie": csrf.cookie, "header": csrf.header},
+                    "csrf": {"cookie": csrf.cookie, "header": csrf.header, "bound": True},
                     "denylist": type(denylist).__name__,
                     "public_paths": list(PUBLIC_PATHS),
                 },

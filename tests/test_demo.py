@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -129,6 +130,29 @@ def test_cookie_refresh_needs_csrf_proof(demo: tuple[str, FakeClock]) -> None:
         ok = browser.post("/refresh", headers={"X-CSRF-Token": browser.cookies["csrf_token"]})
         assert ok.status_code == 200 and "access_token" not in ok.json()
         assert browser.get("/demo/session").json()["claims"]["jti"] != before
+
+
+def test_demo_cookies_come_from_set_token_cookies_with_a_bound_csrf_value(
+    demo: tuple[str, FakeClock],
+) -> None:
+    base, _ = demo
+    with httpx.Client(base_url=base) as alice, httpx.Client(base_url=base) as bob:
+        login = alice.post("/login", json={"username": "alice", "password": "alice"})
+        bob.post("/login", json={"username": "bob", "password": "bob"})
+        set_cookies = {c.split("=", 1)[0]: c.lower() for c in login.headers.get_list("set-cookie")}
+        # The token's own lifetime (300 s), floored: the cookie never outlives the token.
+        assert re.search(r"max-age=(299|300);", set_cookies["access_token"])
+        assert "path=/refresh" in set_cookies["refresh_token"]
+        assert "httponly" not in set_cookies["csrf_token"]
+        assert "secure" not in set_cookies["access_token"]  # http on 127.0.0.1
+        # Bob's CSRF value, planted in Alice's browser and echoed: refused (bound to the token).
+        planted = bob.cookies["csrf_token"]
+        alice.cookies.delete("csrf_token")
+        alice.cookies.set("csrf_token", planted)
+        refused = alice.post("/logout", headers={"X-CSRF-Token": planted})
+        assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
+        assert bob.post("/logout", headers={"X-CSRF-Token": planted}).status_code == 200
+        assert bob.cookies.get("csrf_token") is None  # cleared by clear_token_cookies
 
 
 def test_logout_then_the_old_token_is_refused_as_revoked(demo: tuple[str, FakeClock]) -> None:
