@@ -144,7 +144,10 @@ class LocalIssuer:
         issuer: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """The default claim set, with overrides; ``None`` values in ``extra`` drop a claim."""
+        """The default claim set (``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``), with
+        overrides: ``roles`` (a list), ``scopes`` (a space-separated ``scope``), ``ttl``
+        (seconds), ``expired=True`` (``exp`` 5 minutes ago), ``audience``/``issuer`` (another
+        ``aud``/``iss``); other keywords are claims, and ``None`` drops a default claim."""
         now = int(self.clock())
         claims: dict[str, Any] = {
             "iss": issuer if issuer is not None else self.issuer,
