@@ -229,6 +229,8 @@ class ClaimRules:
     typ: str | None
     # name -> accepted (type, value) pairs (see claim_value_rules)
     values: Mapping[str, frozenset[Any]] = field(default_factory=dict)
+    # claims whose found value a failed rule shows (SHOWN_CLAIM_VALUES and the opt-ins)
+    shown: frozenset[str] = SHOWN_CLAIM_VALUES
     validators: tuple[Validator, ...] = ()
 
     def check_header_typ(self, header: Mapping[str, Any]) -> None:
@@ -277,7 +279,7 @@ class ClaimRules:
             ):
                 detail: dict[str, Any] = {"claim": name, "expected": _shown(accepted)}
                 detail["found"] = (
-                    safe_value(value) if name in SHOWN_CLAIM_VALUES else f"<{json_type(value)}>"
+                    safe_value(value) if name in self.shown else f"<{json_type(value)}>"
                 )
                 raise ClaimInvalid(detail=detail)
         for validate in self.validators:

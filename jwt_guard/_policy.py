@@ -20,6 +20,7 @@ from typing import Any, Final
 from ._algorithms import ALGORITHMS
 from ._claims import (
     MAX_LEEWAY,
+    SHOWN_CLAIM_VALUES,
     ClaimRules,
     Validator,
     claim_value_rules,
@@ -185,6 +186,7 @@ def configure(
     cache_size: int,
     claims: Mapping[str, Any] | None = None,
     validate: Validator | None = None,
+    detail_claims: Sequence[str] = (),
 ) -> Configuration:
     """Validate the options of :class:`Verifier` (see there) and build its policies."""
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
@@ -227,6 +229,10 @@ def configure(
     if validate is not None and not callable(validate):
         raise ConfigurationError("validate must be a callable taking the claims")
     validators = (validate,) if validate is not None else ()
+    if isinstance(detail_claims, str) or not all(isinstance(c, str) and c for c in detail_claims):
+        raise ConfigurationError("detail_claims must be a list of claim names")
+    # Opt-in: claim values a failed claim-value rule may show in its detail (issue #14).
+    shown = SHOWN_CLAIM_VALUES | frozenset(detail_claims)
 
     def policy(
         source: KeySource,
@@ -250,6 +256,7 @@ def configure(
             required=required,
             typ=typ,
             values={**values, **claim_value_rules(trusted.claims if trusted else None, "claims")},
+            shown=shown,
             validators=validators
             + ((trusted.validate,) if trusted and trusted.validate is not None else ()),
         )

@@ -125,6 +125,7 @@ class Verifier:
         cache_size: int = DEFAULT_CACHE_SIZE,
         claims: Mapping[str, Any] | None = None,
         validate: Validator | None = None,
+        detail_claims: Sequence[str] = (),
         dpop: DPoP | None = None,
         metrics: bool | Metrics = True,
     ) -> None:
@@ -149,6 +150,7 @@ class Verifier:
             cache_size=cache_size,
             claims=claims,
             validate=validate,
+            detail_claims=detail_claims,
         )
         self._config = config
         # Copied onto the instance: the hot path reads them as plain attributes, and the

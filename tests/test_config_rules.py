@@ -298,3 +298,18 @@ def test_rules_per_trusted_issuer_add_to_the_verifiers(clock: FakeClock) -> None
     assert verifier.verify(b.mint(ver="1.0"))
     with pytest.raises(ClaimInvalid):
         verifier.verify(b.mint(ver="2.0"))
+
+
+def test_found_values_of_other_claims_are_shown_only_by_opt_in(
+    rules_verifier: Callable[..., Verifier], issuer: LocalIssuer
+) -> None:
+    token = issuer.mint(department="sales")
+    with pytest.raises(ClaimInvalid) as caught:
+        rules_verifier(claims={"department": "it"}).verify(token)
+    assert caught.value.detail["found"] == "<string>"
+    opted_in = rules_verifier(claims={"department": "it"}, detail_claims=["department"])
+    with pytest.raises(ClaimInvalid) as caught:
+        opted_in.verify(token)
+    assert caught.value.detail == {"claim": "department", "expected": ["it"], "found": "sales"}
+    with pytest.raises(ConfigurationError, match="detail_claims"):
+        rules_verifier(detail_claims="department")
