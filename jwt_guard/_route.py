@@ -164,9 +164,13 @@ class RouteGuard:
     async def _refuse(self, conn: HTTPConnection, exc: JWTGuardError) -> Response:
         response = asgi_response(self.answer(exc))
         if isinstance(conn, WebSocket):
-            # RFC 6455 §7.4.1: 1008 "policy violation"; closing before accept refuses the
-            # handshake (a 403 from the server). A WebSocket endpoint's return value is unused.
-            await conn.close(code=asgi.WS_POLICY_VIOLATION)
+            # The middleware's answer to a handshake: a real 401/403 where the server has the
+            # ASGI denial-response extension, else a close with 1008 "policy violation"
+            # (RFC 6455 §7.4.1). A WebSocket endpoint's return value is unused.
+            if "websocket.http.response" in (conn.scope.get("extensions") or {}):
+                await conn.send_denial_response(response)
+            else:
+                await conn.close(code=asgi.WS_POLICY_VIOLATION)
         return response
 
 

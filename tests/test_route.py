@@ -14,7 +14,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from jwt_guard import (
     JWTGuardMiddleware,
@@ -440,3 +443,45 @@ def test_flask_requirement_on_excluded_path(
         else:
             assert response.json() == {"sub": "m"}
             assert client.get("/public/admin").status_code == 401
+
+
+def test_websocket_handshakes(issuer: LocalIssuer) -> None:
+    # RouteGuard on a Starlette WebSocket endpoint and JWTBearer on a FastAPI one: the
+    # handshake is verified before accept; a refusal is a real 401 (uvicorn has the
+    # denial-response extension), as with the middleware.
+    verifier = issuer.verifier()
+    guard = RouteGuard(verifier)
+
+    @guard.protect
+    async def starlette_ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.user.subject)
+        await websocket.close()
+
+    jwt = JWTBearer(verifier)
+    app = FastAPI()
+
+    @app.websocket("/fastapi")
+    async def fastapi_ws(websocket: WebSocket, principal: Principal = Depends(jwt)) -> None:
+        await websocket.accept()
+        await websocket.send_text(principal.subject or "")
+        await websocket.close()
+
+    app.router.routes.append(WebSocketRoute("/starlette", starlette_ws))
+    with run_uvicorn(app) as base:
+        for path in ("/starlette", "/fastapi"):
+            url = base.replace("http", "ws") + path
+            token = issuer.mint(sub=f"ws{path}")
+            with connect(url, additional_headers=bearer(token)) as ws:
+                assert ws.recv() == f"ws{path}"
+            with pytest.raises(InvalidStatus) as denied:
+                with connect(url):
+                    pass
+            assert denied.value.response.status_code == 401, path
+            assert denied.value.response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+            expired = issuer.mint(expired=True)
+            with pytest.raises(InvalidStatus) as refused:
+                with connect(url, additional_headers=bearer(expired)):
+                    pass
+            assert refused.value.response.status_code == 401
+            assert b"token_expired" in refused.value.response.body
