@@ -500,7 +500,9 @@ class DPoP:
             or not isinstance(self.max_age, (int, float))
             or not 0 < self.max_age <= MAX_MAX_AGE
         ):
-            raise ConfigurationError(f"max_age must be from 1 to {MAX_MAX_AGE} seconds")
+            raise ConfigurationError(
+                f"max_age must be a positive number of seconds, at most {MAX_MAX_AGE}"
+            )
         if self.replay is None:
             object.__setattr__(self, "replay", MemoryReplayCache())
         elif not isinstance(self.replay, ReplayCache):
