@@ -35,19 +35,23 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
-
 from ._answer import ErrorHandler
 from ._errors import AuthenticationRequired, ConfigurationError, InsufficientScope
+from ._extras import MissingExtra
 from ._guard import PRINCIPAL_KEY
 from ._metadata import ProtectedResource
 from ._principal import Principal
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._verifier import Verifier
+
+try:
+    from mcp.server.auth.middleware.auth_context import auth_context_var
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+    from mcp.server.mcpserver import Context
+    from mcp.server.mcpserver.exceptions import ToolError
+except ImportError as exc:  # only without the mcp extra
+    raise MissingExtra("jwt_guard.mcp", "mcp", "mcp") from exc
 from .asgi import JWTGuardMiddleware
 
 __all__ = ["MAX_BODY_BYTES", "access_token", "get_principal", "protect", "require_scopes"]

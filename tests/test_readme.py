@@ -311,6 +311,7 @@ MISSING_EXTRAS = [
     # (module made unimportable, the code a user runs, the extra the message must name)
     ("fastapi", "import jwt_guard.fastapi", "fastapi"),
     ("flask", "import jwt_guard.flask", "flask"),
+    ("mcp", "import jwt_guard.mcp", "mcp"),
     ("redis", "from jwt_guard import RedisDenylist; RedisDenylist('redis://localhost')", "redis"),
     ("uvicorn", "from jwt_guard.cli import main; main(['demo', '--port', '0'])", "demo"),
 ]
