@@ -399,6 +399,8 @@ def cmd_demo(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import providers
+
     parser = argparse.ArgumentParser(prog="jwt-guard", description=_DESCRIPTION, epilog=_EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     algs = sorted(ALGORITHMS)
@@ -450,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     preset = verify.add_argument_group("provider preset")
     preset.add_argument(
         "--provider",
-        choices=["auth0", "cognito", "entra_id", "google", "keycloak", "okta"],
+        choices=providers.__all__,
         help="trust settings of jwt_guard.providers (issuer, keys, roles, the IdP's checks)",
     )
     preset.add_argument(
