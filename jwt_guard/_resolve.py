@@ -30,6 +30,7 @@ from ._types import Environ, Scope
 __all__ = [
     "NoGuard",
     "Rejection",
+    "answer_errors",
     "asgi_response",
     "connection_of",
     "default_answer",
@@ -153,7 +154,7 @@ def flask_response(answer: Answer) -> Any:
     return FlaskResponse(answer.body, status=answer.status, headers=answer.headers)
 
 
-def flask_abort(answer: Answer) -> Any:
+def flask_abort(answer: Answer) -> NoReturn:
     """Stop a Flask view with an error answer (Flask answers a view's exceptions itself: a
     500 for ours, unless the Flask extension registered its handler)."""
     from werkzeug.exceptions import abort
@@ -229,3 +230,24 @@ def endpoint_check(
         return func(*args, **kwargs)
 
     return cast(F, wrapper)
+
+
+#: Where a per-route guard leaves how to answer our errors raised later in its route.
+_ROUTE_ANSWER_KEY = "jwt_guard.route_answer"
+
+
+async def _answer_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JWTGuardError)
+    answer: Callable[[JWTGuardError], Answer] = request.scope.get(_ROUTE_ANSWER_KEY, default_answer)
+    return asgi_response(answer(exc))
+
+
+def answer_errors(scope: Scope, answer: Callable[[JWTGuardError], Answer]) -> None:
+    """Where no middleware ran, have the app answer our errors raised later in the route (a
+    ``claims_as`` misfit, a requirement) with ``answer`` instead of a 500."""
+    if scope.get(GUARD_KEY) is not None:
+        return  # the middleware answers them, with its settings
+    handlers = scope.get("starlette.exception_handlers")
+    if handlers is not None:
+        handlers[0].setdefault(JWTGuardError, _answer_error)
+        scope[_ROUTE_ANSWER_KEY] = answer

@@ -14,9 +14,11 @@ verification.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -27,10 +29,10 @@ from ._answer import Answer, ErrorHandler
 from ._authz import Requirement
 from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
 from ._extract import CSRF
-from ._guard import PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
 from ._principal import Principal
-from ._resolve import asgi_response, endpoint_check, flask_abort, flask_environ
+from ._resolve import asgi_response, connection_of, endpoint_check, flask_abort, flask_environ
 from ._types import Environ
 from ._verifier import Verifier
 
@@ -151,9 +153,48 @@ class RouteGuard:
             return None
 
         def decorate(func: F) -> F:
-            return endpoint_check(func, check_async, check_sync, lambda: self._flask_check(judge))
+            answering = self._answering(func)
+            return endpoint_check(
+                answering, check_async, check_sync, lambda: self._flask_check(judge)
+            )
 
         return decorate(func) if func is not None else decorate
+
+    def _answering(self, func: F) -> F:
+        """``func``, with our errors it raises (``claims_as``, a requirement under the guard)
+        answered where no middleware is there to answer them (else a 500)."""
+
+        def answer(exc: JWTGuardError, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            conn = connection_of(args, kwargs)
+            if conn is None:
+                # Flask answers a view's exceptions itself: answer with the middleware's
+                # settings when one ran (as the requirements do), else with ours.
+                guard: Guard | None = flask_environ().get(GUARD_KEY)
+                flask_abort((guard or self.guard).answer(exc))
+            if conn.scope.get(GUARD_KEY) is not None or isinstance(conn, WebSocket):
+                # The middleware answers it with its settings; an accepted socket is past HTTP.
+                raise exc
+            return asgi_response(self.answer(exc))
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_answering(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await func(*args, **kwargs)
+                except JWTGuardError as exc:
+                    return answer(exc, args, kwargs)
+
+            return cast(F, async_answering)
+
+        @functools.wraps(func)
+        def answering(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except JWTGuardError as exc:
+                return answer(exc, args, kwargs)
+
+        return cast(F, answering)
 
     def _flask_check(self, judge: Callable[[Principal | None], None]) -> None:
         try:

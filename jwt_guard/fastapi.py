@@ -27,7 +27,7 @@ from ._extras import MissingExtra
 from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._log import DEFAULT_LOG_LIMIT
 from ._principal import Principal
-from ._resolve import NoGuard, default_answer, reject, resolve
+from ._resolve import NoGuard, answer_errors, default_answer, reject, resolve
 from ._route import RouteGuard
 from ._types import Scope
 from ._verifier import Verifier
@@ -158,6 +158,7 @@ class JWTBearer(RouteGuard):
                 Requirement("scopes", tuple(security_scopes.scopes), False).check(principal)
         except JWTGuardError as exc:
             reject(request.scope, self.answer(exc))
+        answer_errors(request.scope, self.answer)
         return principal
 
 

@@ -485,3 +485,73 @@ def test_websocket_handshakes(issuer: LocalIssuer) -> None:
                     pass
             assert refused.value.response.status_code == 401
             assert b"token_expired" in refused.value.response.body
+
+
+async def test_errors_raised_in_a_guarded_route_are_answered_without_middleware(
+    issuer: LocalIssuer,
+) -> None:
+    # With no middleware to answer them, our errors raised inside a guarded route (a
+    # requirement under the guard, a claims_as misfit) get the guard's answer, not a 500.
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Email:
+        email: str
+
+    verifier = issuer.verifier()
+    guard = RouteGuard(verifier, realm="route")
+
+    @guard.protect
+    @require_roles("admin")
+    async def admin(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    @guard.protect
+    def email(request: Request) -> JSONResponse:
+        return JSONResponse({"email": request.user.claims_as(Email).email})
+
+    jwt = JWTBearer(verifier, realm="route")
+    app = FastAPI()
+
+    @app.get("/fastapi/email")
+    async def fastapi_email(principal: Principal = Depends(jwt)) -> dict[str, str]:
+        return {"email": principal.claims_as(Email).email}
+
+    app.router.routes.extend([Route("/admin", admin), Route("/email", email)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        user = await client.get("/admin", headers=bearer(issuer.mint(roles=["user"])))
+        assert user.status_code == 403 and user.json()["code"] == "insufficient_role"
+        assert user.headers["www-authenticate"].startswith('Bearer realm="route"')
+        assert (await client.get("/admin", headers=bearer(issuer.mint(roles=["admin"])))).is_success
+        for path in ("/email", "/fastapi/email"):
+            ok = await client.get(path, headers=bearer(issuer.mint(email="a@x")))
+            assert ok.json() == {"email": "a@x"}
+            bad = await client.get(path, headers=bearer(issuer.mint(email=1)))
+            assert bad.status_code == 401 and bad.json()["code"] == "claim_invalid", path
+            assert bad.headers["www-authenticate"].startswith('Bearer realm="route"')
+
+
+def test_flask_errors_raised_in_a_guarded_view_are_answered(issuer: LocalIssuer) -> None:
+    import dataclasses
+
+    from flask import Flask, jsonify
+
+    from jwt_guard.flask import current_principal
+
+    @dataclasses.dataclass
+    class Email:
+        email: str
+
+    app = Flask(__name__)
+    guard = RouteGuard(issuer.verifier())
+
+    @app.get("/email")
+    @guard.protect
+    def email() -> Any:
+        return jsonify({"email": current_principal.claims_as(Email).email})
+
+    with run_wsgi(app) as base, httpx.Client(base_url=base) as client:
+        assert client.get("/email", headers=bearer(issuer.mint(email="a@x"))).is_success
+        bad = client.get("/email", headers=bearer(issuer.mint(email=None)))
+        assert bad.status_code == 401 and bad.json()["code"] == "claim_invalid"
