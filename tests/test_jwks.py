@@ -23,7 +23,7 @@ from jwt_guard import (
     TrustedIssuer,
     Verifier,
 )
-from jwt_guard._jwks import JWKSKeys, OIDCDiscovery
+from jwt_guard._jwks import WELL_KNOWN, JWKSKeys, OIDCDiscovery
 from jwt_guard._signing import generate_key, public_jwk
 from jwt_guard.testing import JWKSServer, LocalIssuer, compact
 
@@ -612,3 +612,19 @@ async def test_discovery_issuer_mismatch_is_named_and_fails_start_up(
         assert srv.count == 0  # no JWKS fetched from a document we do not trust
         await source.aclose()
         sync_source.close()
+
+
+def test_discovery_url_from_env_may_be_the_document_url(
+    idp: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What users copy from their IdP console (issue 13 item 22).
+    with JWKSServer(lambda: idp.jwks) as srv:  # the issuer is the server's base URL
+        monkeypatch.setenv("JWT_GUARD_ISSUER", srv.base_url)
+        monkeypatch.setenv("JWT_GUARD_AUDIENCE", idp.audience)
+        monkeypatch.setenv("JWT_GUARD_ALGORITHMS", "ES256")
+        monkeypatch.setenv("JWT_GUARD_DISCOVERY_URL", srv.url.replace("/jwks.json", WELL_KNOWN))
+        verifier = Verifier.from_env(clock=idp.clock)
+        verifier.prefetch(required=True)  # a wrong URL would fail here, at start-up
+        assert verifier.verify(idp.mint(issuer=srv.base_url))
+        assert srv.requests == {WELL_KNOWN: 1, "/jwks.json": 1}
+        verifier.close()
