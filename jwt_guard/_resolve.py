@@ -24,6 +24,7 @@ from . import asgi, wsgi
 from ._answer import Answer, Responder
 from ._errors import AuthenticationRequired, JWTGuardError
 from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._log import RejectionLog
 from ._principal import Principal
 from ._types import Environ, Scope
 
@@ -44,7 +45,6 @@ __all__ = [
     "resolve_wsgi",
 ]
 
-logger = logging.getLogger("jwt_guard")
 
 #: Answers for a route that needs a principal where neither a middleware nor a guard ran.
 _DEFAULT_RESPONDER = Responder("api", None)
@@ -57,16 +57,21 @@ class NoGuard(AuthenticationRequired):
     """
 
     def __init__(self) -> None:
-        super().__init__(detail={"reason": "no middleware ran and the route has no guard"})
-        logger.warning(
-            "a route needs a principal, but no JWTGuardMiddleware ran and the route "
-            "has no guard: add the middleware, or use RouteGuard / jwt_guard.fastapi.JWTBearer "
-            "on the route"
+        super().__init__(
+            detail={
+                "reason": "no JWTGuardMiddleware ran and the route has no guard: add the "
+                "middleware, or use RouteGuard / jwt_guard.fastapi.JWTBearer on the route"
+            }
         )
 
 
+#: A deployment mistake, so a warning; rate-limited like every rejection line.
+_DEFAULT_LOG = RejectionLog(logging.WARNING)
+
+
 def default_answer(exc: JWTGuardError) -> Answer:
-    """The answer where no middleware or guard configured one (realm ``api``)."""
+    """The answer where no middleware or guard configured one (realm ``api``); logged."""
+    _DEFAULT_LOG(exc)
     return _DEFAULT_RESPONDER.answer(exc)
 
 
