@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from ._errors import (
     ClaimMissing,
     ConfigurationError,
     IssuerInvalid,
+    JWTGuardError,
     TokenExpired,
     TokenIssuedInFuture,
     TokenNotYetValid,
@@ -37,6 +39,12 @@ __all__ = [
 MAX_LEEWAY: Final = 300
 #: 9999-12-31T23:59:59Z. A NumericDate beyond this is not a date but an attack on arithmetic.
 MAX_NUMERIC_DATE: Final = 253_402_300_799
+
+logger = logging.getLogger("jwt_guard")
+
+#: What a ``validate`` hook raises when the claims are not what it expected: a refusal of the
+#: token (401 ``claim_invalid``), logged with its traceback for the developer.
+_HOOK_ERRORS: Final = (LookupError, TypeError, ValueError, AttributeError)
 
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
@@ -285,7 +293,19 @@ class ClaimRules:
         for validate in self.validators:
             # Anything else the application checks; it raises ClaimInvalid with its own detail,
             # or returns False (a plain refusal). The claims are read-only.
-            if validate(MappingProxyType(claims)) is False:
+            try:
+                verdict = validate(MappingProxyType(claims))
+            except JWTGuardError:
+                raise
+            except _HOOK_ERRORS as exc:
+                # A hook that trips over the claims it was given (``claims["tenant"]`` on a
+                # token without one, a claim of another type) is refusing the token, not
+                # failing the server: a signed token never becomes a 500.
+                logger.warning("%s raised on a verified token", _name(validate), exc_info=True)
+                raise ClaimInvalid(
+                    detail={"reason": f"{_name(validate)} raised {type(exc).__name__}"}
+                ) from exc
+            if verdict is False:
                 raise ClaimInvalid(detail={"reason": f"{_name(validate)} returned False"})
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:

@@ -21,7 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import httpx
 import pytest
+from flask import Flask
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from jwt_guard import (
     JWK,
@@ -30,6 +35,8 @@ from jwt_guard import (
     ConfigurationError,
     InvalidSignature,
     JWKSKeys,
+    JWTGuardMiddleware,
+    JWTGuardWSGIMiddleware,
     OIDCDiscovery,
     StaticKeys,
     TrustedIssuer,
@@ -313,3 +320,54 @@ def test_found_values_of_other_claims_are_shown_only_by_opt_in(
     assert caught.value.detail == {"claim": "department", "expected": ["it"], "found": "sales"}
     with pytest.raises(ConfigurationError, match="detail_claims"):
         rules_verifier(detail_claims="department")
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        lambda claims: claims["tenant"] == "x",  # KeyError: the claim is absent
+        lambda claims: claims["sub"] + 1,  # TypeError: a claim of another type
+        lambda claims: int(claims["sub"]),  # ValueError
+        lambda claims: claims["sub"].no_such_attribute,  # AttributeError
+    ],
+    ids=["KeyError", "TypeError", "ValueError", "AttributeError"],
+)
+def test_a_validate_hook_that_trips_over_the_claims_refuses_the_token(
+    issuer: LocalIssuer,
+    rules_verifier: Callable[..., Verifier],
+    hook: Callable[[Mapping[str, Any]], Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A signed token never becomes a 500: a hook's KeyError is a 401 claim_invalid."""
+    verifier = rules_verifier(validate=hook)
+    with pytest.raises(ClaimInvalid) as caught:
+        verifier.verify(issuer.mint())
+    assert "raised" in caught.value.detail["reason"]
+    assert any("raised on a verified token" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+async def test_a_validate_hook_error_is_a_401_under_both_adapters(
+    issuer: LocalIssuer, adapter: str
+) -> None:
+    verifier = issuer.verifier(validate=lambda claims: claims["tenant"] == "x")
+    headers = {"Authorization": f"Bearer {issuer.mint()}"}
+    if adapter == "asgi":
+
+        async def ok(request: Any) -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        app = JWTGuardMiddleware(Starlette(routes=[Route("/", ok)]), verifier=verifier)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/", headers=headers)
+        status, challenge = response.status_code, response.headers["www-authenticate"]
+    else:
+        flask_app = Flask(__name__)
+        flask_app.add_url_rule("/", "ok", lambda: "ok")
+        wsgi = JWTGuardWSGIMiddleware(flask_app.wsgi_app, verifier=verifier)
+        flask_app.wsgi_app = wsgi  # type: ignore[method-assign]
+        answer = flask_app.test_client().get("/", headers=headers)
+        status, challenge = answer.status_code, answer.headers["WWW-Authenticate"]
+    assert status == 401
+    assert 'error="invalid_token"' in challenge
