@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, MutableMapping
 from typing import Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
@@ -48,7 +48,8 @@ class RouteGuard:
     ``on_error``, ``debug``, ``log_rejections``, ``log_limit``). :meth:`protect` makes a
     decorator for Starlette endpoints (sync or async, ``HTTPEndpoint`` methods) and Flask
     views; ``jwt_guard.fastapi.JWTBearer`` is the FastAPI
-    dependency form. Where a middleware already verified the request, its principal is used.
+    dependency form. Where a middleware with the same verifier already verified the request,
+    its principal is used.
     """
 
     def __init__(
@@ -79,13 +80,22 @@ class RouteGuard:
         )
         self.verifier = verifier
 
+    def _verified(self, where: MutableMapping[str, Any]) -> Principal | None:
+        """The middleware's principal, when this guard's own verifier accepted it: no second
+        verification. A middleware with another verifier (another issuer, audience or
+        rules) does not vouch for this route."""
+        principal = where.get(PRINCIPAL_KEY)
+        if isinstance(principal, Principal) and where.get(VERIFIER_KEY) is self.verifier:
+            return principal
+        return None
+
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
         """The request's principal (``None`` when it carries no token); raises
         :class:`JWTGuardError` for a bad one. Places it on ``request.user``."""
         scope = conn.scope
-        principal = scope.get(PRINCIPAL_KEY)
-        if isinstance(principal, Principal):
-            return principal  # the middleware verified it
+        principal = self._verified(scope)
+        if principal is not None:
+            return principal
         principal = await asgi.authenticate(self.guard, scope)
         asgi.place(scope, principal, self.verifier)
         return principal
@@ -93,8 +103,8 @@ class RouteGuard:
     def authenticate_sync(self, conn: HTTPConnection) -> Principal | None:
         """:meth:`authenticate` with the sync driver (sync endpoints run in a thread)."""
         scope = conn.scope
-        principal = scope.get(PRINCIPAL_KEY)
-        if isinstance(principal, Principal):
+        principal = self._verified(scope)
+        if principal is not None:
             return principal
         principal = asgi.authenticate_sync(self.guard, scope)
         asgi.place(scope, principal, self.verifier)
@@ -102,8 +112,8 @@ class RouteGuard:
 
     def authenticate_wsgi(self, environ: Environ) -> Principal | None:
         """:meth:`authenticate` for a WSGI request; the principal goes to the environ."""
-        principal = environ.get(PRINCIPAL_KEY)
-        if isinstance(principal, Principal):
+        principal = self._verified(environ)
+        if principal is not None:
             return principal
         principal = wsgi.authenticate(self.guard, environ)
         environ[PRINCIPAL_KEY] = principal

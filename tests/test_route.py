@@ -555,3 +555,21 @@ def test_flask_errors_raised_in_a_guarded_view_are_answered(issuer: LocalIssuer)
         assert client.get("/email", headers=bearer(issuer.mint(email="a@x"))).is_success
         bad = client.get("/email", headers=bearer(issuer.mint(email=None)))
         assert bad.status_code == 401 and bad.json()["code"] == "claim_invalid"
+
+
+async def test_a_middleware_with_another_verifier_does_not_vouch_for_the_guard(
+    issuer: LocalIssuer,
+) -> None:
+    # The middleware trusts tokens for the issuer's usual audience; the guard only tokens for
+    # "admin-api". The middleware's principal is not reused: the guard verifies by its rules.
+    admin_verifier = issuer.verifier(audience="admin-api")
+    app = fastapi_app(admin_verifier)
+    app.add_middleware(JWTGuardMiddleware, verifier=issuer.verifier(), exclude=["/public"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        orders_token = issuer.mint(sub="o")
+        assert (await client.get("/current", headers=bearer(orders_token))).is_success
+        refused = await client.get("/me", headers=bearer(orders_token))
+        assert refused.status_code == 401 and refused.json()["code"] == "audience_invalid"
+        admin_token = issuer.mint(sub="a", audience=[issuer.audience, "admin-api"])
+        assert (await client.get("/me", headers=bearer(admin_token))).json() == {"sub": "a"}
