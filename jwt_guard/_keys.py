@@ -342,8 +342,9 @@ class JWK:
         """Load the public key of a DER X.509 certificate."""
         try:
             public = load_der_x509_certificate(der).public_key()
-        except ValueError as exc:
-            raise ValueError("not a DER certificate") from exc
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            # UnsupportedAlgorithm (not a ValueError): a key type cryptography does not know.
+            raise ValueError("not a DER certificate with a supported public key") from exc
         return cls._from_public(public, kid=kid, algorithm=algorithm)
 
     @classmethod

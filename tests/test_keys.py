@@ -47,6 +47,46 @@ def test_pem_public_key_and_certificate_load() -> None:
     assert key.verify("ES256", DATA, sign("ES256", private, DATA))
 
 
+def _self_signed_der(private: rsa.RSAPrivateKey) -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(private, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def test_certificate_with_an_unknown_key_type_is_a_value_error() -> None:
+    # cryptography raises UnsupportedAlgorithm (not a ValueError) for a key OID it does not
+    # know; every loader turns it into the documented ValueError.
+    import base64
+
+    der = _self_signed_der(generate_key("RS256"))
+    rsa_oid = bytes.fromhex("06092A864886F70D010101")  # 1.2.840.113549.1.1.1 rsaEncryption
+    assert der.count(rsa_oid) == 1
+    unknown = der.replace(rsa_oid, bytes.fromhex("06092A864886F70D010163"))
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(unknown)
+    pem += b"-----END CERTIFICATE-----\n"
+    assert JWK.from_der_certificate(der).kty == "RSA"
+    with pytest.raises(ValueError, match="DER certificate"):
+        JWK.from_der_certificate(unknown)
+    with pytest.raises(ValueError, match="certificate"):
+        JWK.from_pem(pem)
+
+
 def test_private_pem_is_refused() -> None:
     from jwt_guard._signing import private_pem
 
