@@ -29,16 +29,6 @@ from ._jwks import JWKSKeys, OIDCDiscovery
 from ._keyset import KeySource, StaticKeys
 from ._parse import b64url_decode, parse_json, split_compact
 from ._policy import TrustedIssuer
-from ._signing import (
-    dpop_jwk,
-    dpop_proof,
-    encode,
-    generate_key,
-    load_private_pem,
-    private_pem,
-    public_jwk,
-    public_pem,
-)
 from ._verifier import Verifier
 
 __all__ = ["main"]
@@ -90,7 +80,7 @@ def _key_source(args: argparse.Namespace) -> KeySource:
     secret = os.environ.get(args.secret_env)
     if not secret:
         raise UsageError(f"environment variable {args.secret_env} is not set")
-    hs = [a for a in args.algorithm or () if a.startswith("HS")]
+    hs = [a for a in args.algorithm or () if ALGORITHMS[a].family == "HMAC"]
     return StaticKeys.from_secret(secret, algorithm=hs[0] if len(hs) == 1 else None)
 
 
@@ -277,7 +267,10 @@ def cmd_decode(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    if args.alg.startswith("HS"):
+    # Imported here, not at the top: _signing imports PyJWT, which `verify` never loads.
+    from ._signing import generate_key, private_pem, public_jwk, public_pem
+
+    if ALGORITHMS[args.alg].family == "HMAC":
         raise UsageError("keygen makes asymmetric key pairs; for HS* use a random secret")
     outdir = Path(args.out)
     kid = args.kid or uuid.uuid4().hex[:16]
@@ -318,6 +311,8 @@ def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 def _pem_key(path: str, option: str, *, public_ok: bool = False) -> Any:
     """A PEM private key (or, with ``public_ok``, a public key) read from ``path``."""
+    from ._signing import load_private_pem  # PyJWT: see cmd_keygen
+
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -335,6 +330,8 @@ def _pem_key(path: str, option: str, *, public_ok: bool = False) -> Any:
 
 
 def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    from ._signing import dpop_jwk, encode  # PyJWT: see cmd_keygen
+
     key = _pem_key(args.key, "--key")
     now = int(time.time())
     claims: dict[str, Any] = {"iat": now, "exp": now + args.ttl, "jti": uuid.uuid4().hex}
@@ -375,6 +372,8 @@ def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 
 def cmd_dpop_proof(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    from ._signing import dpop_proof  # PyJWT: see cmd_keygen
+
     key = _pem_key(args.key, "--key")
     token = args.token
     if token == "-":  # noqa: S105 - "read it from stdin", not a secret
@@ -404,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jwt-guard", description=_DESCRIPTION, epilog=_EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     algs = sorted(ALGORITHMS)
-    asymmetric = [a for a in algs if not a.startswith("HS")]
+    asymmetric = [a for a in algs if ALGORITHMS[a].family != "HMAC"]
 
     verify = sub.add_parser(
         "verify",

@@ -146,6 +146,19 @@ verifier = Verifier(
 )
 assert verifier.verify(token).subject == "fresh"
 assert asyncio.run(verifier.averify(token)).subject == "fresh"
+
+import io, os, tempfile
+from jwt_guard.cli import main  # `jwt-guard verify` and `decode` stay off PyJWT too
+
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "jwks.json")
+    with open(path, "w") as fh:
+        json.dump(jwks, fh)
+    out = io.StringIO()
+    argv = ["--jwks-file", path, "--algorithm", "ES256", "--issuer", issuer, "--audience", audience]
+    assert main(["verify", token, *argv], stdout=out) == 0, out.getvalue()
+    assert json.loads(out.getvalue())["valid"] is True
+    assert main(["decode", token], stdout=io.StringIO()) == 0
 loaded = lambda: sorted(m for m in sys.modules if m == "jwt" or m.startswith("jwt."))
 print(json.dumps(loaded()))
 import jwt_guard.testing  # the test kit mints with PyJWT: the check above can see it
@@ -154,7 +167,8 @@ print(json.dumps(loaded()[:1]))
 
 
 def test_verification_path_never_imports_pyjwt() -> None:
-    # jwt_guard verifies with cryptography; PyJWT only makes tokens (testing, CLI mint, demo).
+    # jwt_guard verifies with cryptography; PyJWT only makes tokens (testing, CLI keygen and
+    # mint, demo). Checked with the library, the adapters and the CLI's verify and decode.
     from jwt_guard.testing import LocalIssuer
 
     issuer = LocalIssuer(algorithm="ES256")
