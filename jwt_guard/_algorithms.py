@@ -1,9 +1,9 @@
 """The JWA signature algorithms and curves jwt_guard knows: the one table every part reads.
 
 Verification (which key fits a token, how its signature is checked), key loading (curve and
-coordinate sizes, the RSA and HMAC minimums), making tokens (key generation) and the CLI
-(its ``--alg`` choices) all read :data:`ALGORITHMS` and :data:`CURVES`; no other module lists
-facts about an algorithm.
+coordinate sizes, the RSA and HMAC limits, the key classes of each curve), making tokens (key
+generation, the key a signer needs) and the CLI (its ``--alg`` choices) all read
+:data:`ALGORITHMS` and :data:`CURVES`; no other module lists facts about an algorithm.
 """
 
 from __future__ import annotations
@@ -12,25 +12,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 __all__ = [
     "ALGORITHMS",
     "CURVES",
     "DIGEST_SIZES",
+    "HASHES",
+    "MAX_RSA_BITS",
     "MIN_HMAC_BYTES",
     "MIN_RSA_BITS",
+    "RSA_EXPONENT",
     "Algorithm",
     "Curve",
+    "curve_of",
 ]
 
-#: RFC 7518 §3.3 and RFC 8725 §3.5: RSA keys of 2048 bits or more.
+#: RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used" with RS* and PS*.
 MIN_RSA_BITS: Final = 2048
+#: Ours, a resource limit: a 16,384-bit modulus makes each verification cost milliseconds, and
+#: no provider uses more than 4096.
+MAX_RSA_BITS: Final = 8192
+#: The one RSA public exponent accepted and generated (F4). Every mainstream provider uses it;
+#: small exponents (3) invite sloppy-padding forgeries and huge ones cost time.
+RSA_EXPONENT: Final = 65537
 #: RFC 7518 §3.2: an HMAC key must be at least as long as the hash output; 32 bytes for HS256,
 #: the floor for a secret not bound to one HS* algorithm.
 MIN_HMAC_BYTES: Final = 32
-#: Output size in bytes of the hashes JWA uses.
-DIGEST_SIZES: Final[Mapping[str, int]] = {"sha256": 32, "sha384": 48, "sha512": 64}
+#: The hashes JWA uses, by their hashlib name (RFC 7518 §3.1: SHA-2).
+HASHES: Final[Mapping[str, type[hashes.HashAlgorithm]]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+#: Output size in bytes of each of :data:`HASHES`.
+DIGEST_SIZES: Final[Mapping[str, int]] = {name: h().digest_size for name, h in HASHES.items()}
+
+OKPPublicKey = ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+OKPPrivateKey = ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +66,9 @@ class Curve:
     #: The order n of the base point (FIPS 186-4 §D.1.2): ECDSA's r and s lie in [1, n-1].
     order: int | None = None
     ec_curve: type[ec.EllipticCurve] | None = None  # cryptography's class for EC curves
+    #: cryptography's key classes for an OKP curve (RFC 8037 §2); EC keys share one class.
+    okp_public: type[OKPPublicKey] | None = None
+    okp_private: type[OKPPrivateKey] | None = None
 
 
 #: Curves by JWK ``crv`` name.
@@ -84,10 +107,40 @@ CURVES: Final[Mapping[str, Curve]] = {
             ),
             ec.SECP521R1,
         ),
-        Curve("Ed25519", "OKP", 255, 32),
-        Curve("Ed448", "OKP", 448, 57),
+        Curve(
+            "Ed25519",
+            "OKP",
+            255,
+            32,
+            okp_public=ed25519.Ed25519PublicKey,
+            okp_private=ed25519.Ed25519PrivateKey,
+        ),
+        Curve(
+            "Ed448",
+            "OKP",
+            448,
+            57,
+            okp_public=ed448.Ed448PublicKey,
+            okp_private=ed448.Ed448PrivateKey,
+        ),
     )
 }
+
+
+def curve_of(key: object) -> Curve | None:
+    """The curve of a cryptography EC or OKP key object, public or private; ``None`` for
+    other keys and for curves not in :data:`CURVES`."""
+    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
+        for curve in CURVES.values():
+            if curve.ec_curve is not None and isinstance(key.curve, curve.ec_curve):
+                return curve
+        return None
+    for curve in CURVES.values():
+        if curve.okp_public is not None and isinstance(key, curve.okp_public):
+            return curve
+        if curve.okp_private is not None and isinstance(key, curve.okp_private):
+            return curve
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +154,6 @@ class Algorithm:
     curves: tuple[str, ...] = ()  # the curves a key may be on (EC and OKP)
     #: The smallest key: RSA modulus bits, HMAC secret bits. A curve fixes its own key size.
     min_key_bits: int = 0
-
-    @property
-    def digest_size(self) -> int:
-        """Bytes of the hash output (0 for EdDSA)."""
-        return DIGEST_SIZES[self.hash_name] if self.hash_name is not None else 0
 
 
 def _rsa(name: str, family: str, hash_name: str) -> Algorithm:

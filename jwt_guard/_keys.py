@@ -6,7 +6,8 @@ a PEM key or certificate (:meth:`JWK.from_pem`, :meth:`JWK.from_der_certificate`
 secret (:meth:`JWK.from_secret`) or any of these given to ``StaticKeys([...])``
 (:func:`load_key`). Whatever the way in, the constructor makes the checks: no private key
 material, RSA keys of 2048 to 8192 bits with e = 65537, curves we know with points on them,
-HMAC secrets at least as long as the hash and never a lookalike of a public key.
+an ``alg`` the key's type and curve can serve, HMAC secrets at least as long as the hash and
+never a lookalike of a public key.
 
 Choosing among loaded keys is ``_keyset``'s job; the facts about algorithms are
 ``_algorithms``'.
@@ -28,48 +29,67 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import load_der_x509_certificate, load_pem_x509_certificate
 
-from ._algorithms import ALGORITHMS, CURVES, MIN_HMAC_BYTES, MIN_RSA_BITS, Algorithm
+from ._algorithms import (
+    ALGORITHMS,
+    CURVES,
+    HASHES,
+    MAX_RSA_BITS,
+    MIN_HMAC_BYTES,
+    MIN_RSA_BITS,
+    RSA_EXPONENT,
+    Algorithm,
+    curve_of,
+)
 from ._errors import ConfigurationError, MalformedToken
-from ._parse import b64url_decode
+from ._parse import MAX_KID_LENGTH, b64url_decode
 
 __all__ = ["JWK", "load_jwks", "load_key", "read_jwks"]
 
 logger = logging.getLogger("jwt_guard")
 
-#: A 16,384-bit modulus makes each verification cost milliseconds; no provider uses more.
-MAX_RSA_BITS: Final = 8192
-#: Every mainstream provider uses F4. Small exponents (3) invite sloppy-padding forgeries and
-#: huge ones cost time; the set is deliberately tiny.
-ALLOWED_RSA_EXPONENTS: Final = frozenset({65537})
-#: A ``kid`` is a lookup key, never a path or a query (RFC 7515 §4.1.4). Real ones are short.
-MAX_KID_LENGTH: Final = 256
 #: RFC 7518 §6.3.2 (RSA), §6.2.2 (EC), RFC 8037 §2 (OKP): the members of a private JWK. A
 #: verifier has no business holding private keys; a JWKS that publishes them is broken or
 #: hostile.
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+#: The private key classes of cryptography that a caller might pass by mistake.
+_PRIVATE_KEY_TYPES: Final[tuple[type, ...]] = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    *(c.okp_private for c in CURVES.values() if c.okp_private is not None),
+)
 
 # Secrets that look like key material: configuring one of these as an HMAC secret is the
-# setup for algorithm confusion (CVE-2022-29217, CVE-2017-11424): PEM anywhere in it,
-# OpenSSH public keys, JWK or JWKS JSON. DER, raw or base64, is recognised by parsing it
-# (see _looks_like_key), so a random secret that happens to start like one is not refused.
-_KEY_LOOKALIKE = re.compile(
+# setup for algorithm confusion (CVE-2022-29217, CVE-2017-11424). _looks_like_key reads a
+# secret as text, as JSON, and as the bytes its base64, base64url or hex text decodes to, and
+# refuses it if any reading is key material. DER is recognised by parsing it, so a random
+# secret that happens to start like one is not refused.
+#
+# Key material written as text, matched on any line and in any case: PEM armour anywhere
+# (RFC 7468), the SSH2 armour (RFC 4716 §3.2), an OpenSSH public key line (a key type name
+# of RFC 4253 §6.6, "sk-" for FIDO keys, then a space or tab), a JWK or JWKS as JSON (RFC
+# 7517 §4.1 "kty", §5.1 "keys"; JSON that parses is judged by _is_jwk_json), and a "kty"
+# member written as YAML.
+_KEY_TEXT = re.compile(
     rb"-----BEGIN [A-Z0-9 ]+-----"
-    rb"|^\s*(sk-)?(ssh-[a-z0-9@.-]+|ecdsa-sha2-[a-z0-9@.-]+) "
-    rb"|^\s*[\[{].*\"(kty|keys)\"",
-    re.DOTALL,
+    rb"|---- BEGIN SSH2 [A-Z0-9 ]+----"
+    rb"|^[ \t]*(sk-)?(ssh|ecdsa-sha2)-[a-z0-9@.-]+[ \t]"
+    rb"|^[ \t]*[\[{].*[\"'](kty|keys)[\"']"
+    rb"|^[ \t]*(-[ \t]+)?[\"']?kty[\"']?[ \t]*:",
+    re.DOTALL | re.MULTILINE | re.IGNORECASE,
 )
-_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
-
-_HASHES: Final[Mapping[str, Callable[[], hashes.HashAlgorithm]]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
+# An SSH public key blob (RFC 4253 §6.6): the length-prefixed key type name comes first.
+_SSH_BLOB = re.compile(rb"\x00\x00\x00[\x07-\x40](sk-)?(ssh|ecdsa-sha2)-[a-z0-9@.-]", re.DOTALL)
+# Text that may be an encoding of bytes, once whitespace is removed: base64 in either alphabet
+# (RFC 4648 §4, §5; padded or not), and hex (with or without the colons of `openssl -text`).
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
+_HEX_TEXT = re.compile(rb"(?:[0-9A-Fa-f]{2}:?)+")
+_TO_STD_BASE64 = bytes.maketrans(b"-_", b"+/")
+_BOM: Final = b"\xef\xbb\xbf"
 
 Verify = Callable[[bytes, bytes], bool]
 
@@ -88,27 +108,15 @@ def _b64_field(jwk: Mapping[str, Any], name: str) -> bytes:
 
 def _describe(public: Any) -> tuple[str, str | None]:
     """The JWK ``kty`` and ``crv`` of a public key object; private and unknown keys refused."""
+    if isinstance(public, _PRIVATE_KEY_TYPES):
+        raise ValueError("pass the public key, not the private key")
     if isinstance(public, rsa.RSAPublicKey):
         return "RSA", None
+    curve = curve_of(public)
+    if curve is not None:
+        return curve.kty, curve.name
     if isinstance(public, ec.EllipticCurvePublicKey):
-        for curve in CURVES.values():
-            if curve.ec_curve is not None and isinstance(public.curve, curve.ec_curve):
-                return "EC", curve.name
         raise ValueError("unsupported EC curve")
-    if isinstance(public, ed25519.Ed25519PublicKey):
-        return "OKP", "Ed25519"
-    if isinstance(public, ed448.Ed448PublicKey):
-        return "OKP", "Ed448"
-    if isinstance(
-        public,
-        (
-            rsa.RSAPrivateKey,
-            ec.EllipticCurvePrivateKey,
-            ed25519.Ed25519PrivateKey,
-            ed448.Ed448PrivateKey,
-        ),
-    ):
-        raise ValueError("pass the public key, not the private key")
     raise ValueError("unsupported public key type")
 
 
@@ -118,19 +126,45 @@ def _check_rsa(public: rsa.RSAPublicKey) -> None:
         raise ValueError(f"RSA keys must have at least {MIN_RSA_BITS} bits (RFC 7518 §3.3)")
     if bits > MAX_RSA_BITS:
         raise ValueError(f"RSA keys above {MAX_RSA_BITS} bits are refused (resource limit)")
-    if public.public_numbers().e not in ALLOWED_RSA_EXPONENTS:
-        raise ValueError("RSA public exponent must be 65537")
+    if public.public_numbers().e != RSA_EXPONENT:
+        raise ValueError(f"RSA public exponent must be {RSA_EXPONENT}")
 
 
 def _looks_like_key(raw: bytes) -> bool:
-    if _KEY_LOOKALIKE.search(raw):
+    """Whether ``raw``, read any way an operator might have pasted it, is key material."""
+    raw = raw.removeprefix(_BOM)  # editors on Windows start UTF-8 files with one
+    if _KEY_TEXT.search(raw) or _is_jwk_json(raw) or _is_der_key(raw):
         return True
-    ders = [raw]
+    # One level of encoding: a key saved as base64, base64url or hex text.
+    return any(
+        _KEY_TEXT.search(data) or _SSH_BLOB.match(data) or _is_jwk_json(data) or _is_der_key(data)
+        for data in _decodings(raw)
+    )
+
+
+def _decodings(raw: bytes) -> set[bytes]:
+    """What ``raw`` decodes to as base64 (either alphabet, padded or not) or hex text."""
     text = b"".join(raw.split())
-    if _BASE64.fullmatch(text):
-        with contextlib.suppress(binascii.Error):
-            ders.append(base64.b64decode(text + b"=" * (-len(text) % 4)))
-    return any(_is_der_key(der) for der in ders)
+    found = set()
+    if _HEX_TEXT.fullmatch(text):
+        found.add(bytes.fromhex(text.replace(b":", b"").decode("ascii")))
+    if _BASE64_TEXT.fullmatch(text):
+        std = text.translate(_TO_STD_BASE64).rstrip(b"=")
+        with contextlib.suppress(binascii.Error):  # a length no encoder makes
+            found.add(base64.b64decode(std + b"=" * (-len(std) % 4), validate=True))
+    return found
+
+
+def _is_jwk_json(raw: bytes) -> bool:
+    # Parsed, not matched: JSON may spell "kty" as "\u006bty".
+    if raw.lstrip()[:1] not in (b"{", b"["):
+        return False
+    try:
+        document = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    items = document if isinstance(document, list) else [document]
+    return any(isinstance(item, dict) and ("kty" in item or "keys" in item) for item in items)
 
 
 def _is_der_key(der: bytes) -> bool:
@@ -215,10 +249,17 @@ class JWK:
             crv = found[1]
             if kty == "RSA":
                 _check_rsa(material)
-        if algorithm is not None and algorithm not in ALGORITHMS:
-            raise ValueError("unsupported or unknown algorithm for this key")
-        if algorithm is not None and ALGORITHMS[algorithm].kty != kty:
-            raise ValueError("the key type does not fit the key's algorithm")
+        if algorithm is not None:
+            spec = ALGORITHMS.get(algorithm)
+            if spec is None:
+                raise ValueError("unsupported or unknown algorithm for this key")
+            if spec.kty != kty:
+                raise ValueError("the key type does not fit the key's algorithm")
+            if spec.curves and crv not in spec.curves:
+                # RFC 7518 §3.4, RFC 9864 §2.2: ES256 only on P-256, Ed25519 only on
+                # Ed25519. A key bound to an algorithm its curve cannot serve would load
+                # and then never verify anything.
+                raise ValueError(f"a key on {crv} cannot be bound to {algorithm}")
         self.kty = kty
         self._material = material
         self._size = len(material) if kty == "oct" else 0
@@ -268,9 +309,9 @@ class JWK:
             n = int.from_bytes(_b64_field(data, "n"), "big")
             e = int.from_bytes(_b64_field(data, "e"), "big")
             if n.bit_length() > MAX_RSA_BITS:
+                # Before building the key object, not only in the constructor's check: a
+                # hostile JWKS must not make us build (and validate) a huge key first.
                 raise ValueError(f"RSA keys above {MAX_RSA_BITS} bits are refused")
-            if e not in ALLOWED_RSA_EXPONENTS:
-                raise ValueError("RSA public exponent must be 65537")
             try:
                 material = rsa.RSAPublicNumbers(e, n).public_key()
             except ValueError as exc:
@@ -296,8 +337,8 @@ class JWK:
                 except ValueError as exc:
                     raise ValueError("invalid EC public key") from exc
             else:
-                okp: Any = ed25519.Ed25519PublicKey if name == "Ed25519" else ed448.Ed448PublicKey
-                material = okp.from_public_bytes(x)
+                assert curve.okp_public is not None  # every OKP curve of the table names it
+                material = curve.okp_public.from_public_bytes(x)
         elif kty == "oct":
             if not allow_symmetric:
                 raise ValueError("symmetric keys are not accepted from this source")
@@ -431,7 +472,7 @@ class JWK:
 
             return verify_okp
         assert spec.hash_name is not None
-        hash_obj = _HASHES[spec.hash_name]()
+        hash_obj = HASHES[spec.hash_name]()
         if spec.family in ("RSA", "PSS"):
             pad: padding.AsymmetricPadding
             if spec.family == "RSA":

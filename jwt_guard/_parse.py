@@ -14,7 +14,14 @@ from typing import Any, NamedTuple
 
 from ._errors import MalformedToken, TokenTooLarge
 
-__all__ = ["DEFAULT_MAX_TOKEN_BYTES", "CompactJWS", "b64url_decode", "parse_compact", "parse_json"]
+__all__ = [
+    "DEFAULT_MAX_TOKEN_BYTES",
+    "MAX_KID_LENGTH",
+    "CompactJWS",
+    "b64url_decode",
+    "parse_compact",
+    "parse_json",
+]
 
 #: Real access tokens are 0.5-2 KiB; 8 KiB leaves room for fat claim sets while bounding the
 #: work an attacker can make us do before the signature is checked.
@@ -22,6 +29,9 @@ DEFAULT_MAX_TOKEN_BYTES = 8192
 #: Objects and arrays a header or claims set may open (counted as "[" and "{" bytes, strings
 #: included). Real claim sets open a few dozen at most; this bounds nesting cheaply.
 MAX_JSON_CONTAINERS = 256
+#: A ``kid`` is a lookup key, never a path or a query (RFC 7515 §4.1.4). Real ones are short.
+#: The verifier applies it to a token's header, key loading to a key's ``kid``.
+MAX_KID_LENGTH = 256
 
 # A base64url text is canonical only if the bits after the last full octet are zero; otherwise
 # several strings decode to the same bytes. Characters allowed last, by ``len % 4``.

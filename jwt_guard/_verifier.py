@@ -38,10 +38,17 @@ from ._errors import (
     MalformedToken,
     safe_value,
 )
-from ._keys import JWK, MAX_KID_LENGTH
+from ._keys import JWK
 from ._keyset import KeySet, KeySource
 from ._metrics import Metrics, resolve_metrics
-from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
+from ._parse import (
+    DEFAULT_MAX_TOKEN_BYTES,
+    MAX_KID_LENGTH,
+    b64url_decode,
+    parse_header,
+    parse_json,
+    split_compact,
+)
 from ._policy import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_ROLES_CLAIM,

@@ -257,8 +257,14 @@ def _lookalikes(issuer: LocalIssuer) -> dict[str, bytes]:
         .sign(private, hashes.SHA256())
     )
     jwk = public_jwk(private, kid=issuer.kid)
+    der = public_forms(issuer)["der"]
+    openssh = public.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    ssh_blob = openssh.split()[1]
     return {
         **public_forms(issuer),  # SPKI PEM, PKCS#1 PEM, DER, JWK JSON
+        "spki_pem_lowercase": public_forms(issuer)["spki_pem"].lower(),
         "certificate_pem": certificate.public_bytes(serialization.Encoding.PEM),
         "jwk_json_sorted": json.dumps(jwk, sort_keys=True).encode(),  # "kty" not first
         "jwks_json": json.dumps({"keys": [jwk]}).encode(),
@@ -266,9 +272,21 @@ def _lookalikes(issuer: LocalIssuer) -> dict[str, bytes]:
         "base64_der_lines": base64.encodebytes(
             certificate.public_bytes(serialization.Encoding.DER)
         ),
-        "openssh": public.public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        ),
+        "base64url_der": base64.urlsafe_b64encode(der).rstrip(b"="),  # RFC 4648 §5
+        "base64url_der_padded": base64.urlsafe_b64encode(der),
+        "hex_der": der.hex().encode(),
+        "hex_der_colons": der.hex(":").upper().encode(),  # as `openssl ... -text` prints
+        "openssh": openssh,
+        "openssh_tab": openssh.replace(b" ", b"\t", 1),
+        "openssh_comment_first": b"# deploy key\n" + openssh,
+        "openssh_blob_base64": ssh_blob,  # the key without its type name
+        "ssh2_rfc4716": b"---- BEGIN SSH2 PUBLIC KEY ----\n"
+        + base64.encodebytes(base64.b64decode(ssh_blob))
+        + b"---- END SSH2 PUBLIC KEY ----\n",
+        "jwk_json_bom": b"\xef\xbb\xbf" + json.dumps(jwk).encode(),
+        "jwk_json_escaped": json.dumps(jwk).replace('"kty"', '"\\u006bty"').encode(),
+        "jwk_yaml": "\n".join(f"{k}: {v}" for k, v in jwk.items()).encode(),
+        "jwk_json_base64": base64.b64encode(json.dumps(jwk).encode()),
     }
 
 
@@ -313,16 +331,33 @@ PUBLIC_ENTRY_POINTS: dict[str, Callable[[bytes], object]] = {
 
 LOOKALIKES = [
     "spki_pem",
+    "spki_pem_lowercase",
     "pkcs1_pem",
     "certificate_pem",
     "der",
     "jwk_json",
     "jwk_json_sorted",
     "jwks_json",
+    "jwk_json_bom",
+    "jwk_json_escaped",
+    "jwk_yaml",
+    "jwk_json_base64",
     "base64_der",
     "base64_der_lines",
+    "base64url_der",
+    "base64url_der_padded",
+    "hex_der",
+    "hex_der_colons",
     "openssh",
+    "openssh_tab",
+    "openssh_comment_first",
+    "openssh_blob_base64",
+    "ssh2_rfc4716",
 ]
+
+
+def test_cve_2022_29217_every_lookalike_form_is_listed(issuer: LocalIssuer) -> None:
+    assert sorted(LOOKALIKES) == sorted(_lookalikes(issuer))
 
 
 @pytest.mark.parametrize("entry", [*SECRET_ENTRY_POINTS, *PUBLIC_ENTRY_POINTS, "KeySet.remote"])
@@ -373,6 +408,25 @@ def test_cve_2022_29217_random_secrets_that_merely_start_like_a_key_are_accepted
 ) -> None:
     # Lookalikes are recognised by parsing, not by their first letters.
     assert JWK.from_secret(secret).kty == "oct"
+
+
+@pytest.mark.parametrize("size", [32, 48, 64])
+def test_cve_2022_29217_random_secrets_are_accepted_raw_and_as_text(size: int) -> None:
+    # The lookalike check reads a secret as base64, base64url and hex too: ordinary random
+    # secrets, and the text forms operators keep them in, must never be taken for keys.
+    import secrets
+
+    for _ in range(1000):
+        raw = secrets.token_bytes(size)
+        for secret in (
+            raw,
+            raw.hex(),
+            raw.hex().upper(),
+            base64.b64encode(raw),
+            base64.urlsafe_b64encode(raw).rstrip(b"="),
+            secrets.token_urlsafe(size),
+        ):
+            assert JWK.from_secret(secret, algorithm=None).kty == "oct"
 
 
 def test_cve_2022_29217_cli_secret_env_refuses_a_public_key(

@@ -409,6 +409,36 @@ async def test_refused_entries_are_skipped(
     assert len([r for r in caplog.records if "skipping JWKS entry" in r.getMessage()]) == 5
 
 
+async def test_rfc9864_entry_whose_alg_its_curve_cannot_serve_is_skipped(
+    idp: LocalIssuer, server: JWKSServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # {"crv": "Ed448", "alg": "Ed25519"} or a P-256 key published as ES384 can never verify
+    # a token: skipped with the reason logged, like other unusable entries, on both drivers.
+    good = idp.jwks["keys"][0]
+    server.body = json.dumps(
+        {
+            "keys": [
+                public_jwk(generate_key("Ed448"), kid="ed", alg="Ed25519"),
+                public_jwk(generate_key("ES256"), kid="p256", alg="ES384"),
+                good,
+            ]
+        }
+    ).encode()
+    async_source = JWKSKeys(server.url, clock=clock, timeout=2.0)
+    sync_source = JWKSKeys(server.url, clock=clock, timeout=2.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+            assert await verifier_for(idp, async_source).averify(idp.mint(sub="a"))
+            assert verifier_for(idp, sync_source).verify(idp.mint(sub="s"))
+        assert async_source.stats.key_ids == sync_source.stats.key_ids == ("k1",)
+    finally:
+        await async_source.aclose()
+        sync_source.close()
+    skipped = [r.getMessage() for r in caplog.records if "skipping JWKS entry" in r.getMessage()]
+    assert len(skipped) == 4  # two entries, once per source
+    assert all("cannot be bound to" in message for message in skipped)
+
+
 @pytest.mark.parametrize("alg", ["Ed25519", "Ed448"])
 async def test_rfc9864_jwks_publishing_fully_specified_eddsa_is_used(
     alg: str, clock: FakeClock, caplog: pytest.LogCaptureFixture

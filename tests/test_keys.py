@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
 from jwt_guard import JWK, ConfigurationError, KeyNotFound, StaticKeys, Verifier
 from jwt_guard._keyset import KeySet
@@ -15,6 +16,8 @@ from jwt_guard._signing import encode, generate_key, public_jwk, public_pem, sig
 from jwt_guard.testing import LocalIssuer, forge
 
 DATA = b"header.payload"
+#: Ed25519/Ed448 sign certificates without a separate hash.
+EDDSA_KEYS = (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +50,7 @@ def test_pem_public_key_and_certificate_load() -> None:
     assert key.verify("ES256", DATA, sign("ES256", private, DATA))
 
 
-def _self_signed_der(private: rsa.RSAPrivateKey) -> bytes:
+def _self_signed_der(private: Any) -> bytes:
     import datetime as dt
 
     from cryptography import x509
@@ -64,7 +67,7 @@ def _self_signed_der(private: rsa.RSAPrivateKey) -> bytes:
         .serial_number(1)
         .not_valid_before(now)
         .not_valid_after(now + dt.timedelta(days=1))
-        .sign(private, hashes.SHA256())
+        .sign(private, None if isinstance(private, EDDSA_KEYS) else hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.DER)
 
@@ -157,6 +160,36 @@ def test_rfc8725_3_1_jwk_alg_binds_key_to_one_algorithm() -> None:
     key = JWK.from_dict(jwk)
     assert key.fits("PS256")
     assert not key.fits("RS256")
+
+
+@pytest.mark.parametrize(
+    ("curve_of", "bound"),
+    [("ES256", "ES384"), ("ES512", "ES256"), ("Ed448", "Ed25519"), ("Ed25519", "Ed448")],
+)
+def test_rfc9864_key_bound_to_an_algorithm_its_curve_cannot_serve_is_refused(
+    curve_of: str, bound: str
+) -> None:
+    # Such a key would load and then never verify anything: refused where it is configured,
+    # through every entry point that takes an algorithm.
+    private = generate_key(curve_of)
+    jwk = public_jwk(private, kid="k", alg=bound)
+    pem = public_pem(private)
+    for load in (
+        lambda: JWK.from_dict(jwk),
+        lambda: JWK.from_pem(pem, algorithm=bound),
+        lambda: JWK.from_der_certificate(_self_signed_der(private), algorithm=bound),
+    ):
+        with pytest.raises(ValueError, match=f"cannot be bound to {bound}"):
+            load()
+    for static in (
+        lambda: StaticKeys([jwk]),
+        lambda: StaticKeys.from_jwks({"keys": [jwk]}),
+        lambda: StaticKeys.from_pem(pem, algorithm=bound),
+    ):
+        with pytest.raises(ConfigurationError, match=f"cannot be bound to {bound}"):
+            static()
+    # the same key bound to an algorithm of its own curve loads
+    assert JWK.from_dict(public_jwk(private, alg=curve_of)).fits(curve_of)
 
 
 def test_key_set_selects_by_kid_and_alg() -> None:
