@@ -19,11 +19,11 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_encode
 
-from ._algorithms import ALGORITHMS, CURVES
+from ._algorithms import ALGORITHMS, CURVES, MIN_RSA_BITS, RSA_EXPONENT, Algorithm, curve_of
 from ._dpop import access_token_hash
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "private_pem",
     "public_jwk",
     "public_pem",
+    "pyjwt_writes_as_given",
     "sign",
 ]
 
@@ -48,32 +49,32 @@ PrivateKey = Any  # rsa/ec/ed25519/ed448 private key objects, or bytes for HMAC
 # application's own use of PyJWT is not changed.
 _JWS = jwt.PyJWS()
 for _name, _spec in ALGORITHMS.items():
-    if _name not in _JWS.get_algorithms():
-        assert _spec.family == "OKP", _name
-        _JWS.register_algorithm(_name, OKPAlgorithm())
+    if _name in _JWS.get_algorithms():
+        continue
+    if _spec.family != "OKP":
+        # A PyJWT without one of JWA's own algorithms cannot make our tokens: say so at
+        # import, not at the first token.
+        raise ImportError(f"PyJWT {jwt.__version__} cannot sign {_name}: upgrade PyJWT")
+    _JWS.register_algorithm(_name, OKPAlgorithm())
 
 
 def b64url(data: bytes) -> str:
     return base64url_encode(data).decode("ascii")
 
 
-def generate_key(alg: str, *, rsa_bits: int = 2048) -> PrivateKey:
+def generate_key(alg: str, *, rsa_bits: int = MIN_RSA_BITS) -> PrivateKey:
     """A fresh private key (or HMAC secret) for ``alg``."""
     spec = ALGORITHMS[alg]
     if spec.kty == "RSA":
-        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    if spec.kty == "EC":
-        ec_curve = CURVES[spec.curves[0]].ec_curve
-        assert ec_curve is not None
-        return ec.generate_private_key(ec_curve())
-    if spec.kty == "OKP":
-        # "EdDSA" gets Ed25519, the curve every EdDSA verifier supports.
-        return (
-            ed448.Ed448PrivateKey.generate()
-            if spec.curves[0] == "Ed448"
-            else ed25519.Ed25519PrivateKey.generate()
-        )
-    return secrets.token_bytes(spec.min_key_bits // 8)
+        return rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=rsa_bits)
+    if spec.kty == "oct":
+        return secrets.token_bytes(spec.min_key_bits // 8)
+    # "EdDSA" lists Ed25519 first, the curve every EdDSA verifier supports.
+    curve = CURVES[spec.curves[0]]
+    if curve.ec_curve is not None:
+        return ec.generate_private_key(curve.ec_curve())
+    assert curve.okp_private is not None  # every OKP curve of the table names its classes
+    return curve.okp_private.generate()
 
 
 def sign(alg: str, key: PrivateKey, data: bytes) -> bytes:
@@ -86,11 +87,31 @@ def sign(alg: str, key: PrivateKey, data: bytes) -> bytes:
     return signature
 
 
-def _curve_of(key: PrivateKey) -> str | None:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "Ed25519"
-    if isinstance(key, ed448.Ed448PrivateKey):
-        return "Ed448"
+def _misfit(key: PrivateKey, spec: Algorithm) -> str | None:
+    """Why ``key`` cannot sign ``spec`` by the table (type, curve, size), or ``None``.
+
+    Checked here rather than left to PyJWT, whose checks depend on its version (ECDSA
+    curves only since 2.11).
+    """
+    if spec.kty == "oct":
+        if not isinstance(key, (bytes, bytearray)):
+            return "an HMAC secret is bytes"
+        if len(key) * 8 < spec.min_key_bits:  # RFC 7518 §3.2
+            return f"the secret is shorter than {spec.min_key_bits // 8} bytes"
+        return None
+    if spec.kty == "RSA":
+        if not isinstance(key, rsa.RSAPrivateKey):
+            return "not an RSA private key"
+        if key.key_size < spec.min_key_bits:  # RFC 7518 §3.3
+            return f"RSA keys have at least {spec.min_key_bits} bits"
+        return None
+    curve = curve_of(key)
+    private = isinstance(key, ec.EllipticCurvePrivateKey) or (
+        curve is not None and curve.okp_private is not None and isinstance(key, curve.okp_private)
+    )
+    if curve is None or curve.name not in spec.curves or not private:
+        # RFC 7518 §3.4, RFC 9864 §2.2: each name signs on its curves only.
+        return f"it signs with a private key on {' or '.join(spec.curves)}"
     return None
 
 
@@ -103,11 +124,16 @@ def encode(
 ) -> str:
     """A compact JWS signed by PyJWT. ``header`` adds members; it has ``typ`` only if given.
 
-    Raises ``ValueError`` when the key does not fit ``alg``.
+    Raises ``ValueError`` when ``alg`` is not in the table or the key does not fit it (its
+    type, curve and size, by the table). PyJWT may rewrite some header members: see
+    :func:`pyjwt_writes_as_given`.
     """
-    spec = ALGORITHMS[alg]
-    if spec.family == "OKP" and _curve_of(key) not in spec.curves:
-        raise ValueError(f"the key does not fit {alg}")  # RFC 9864 §2.2
+    spec = ALGORITHMS.get(alg)
+    if spec is None:
+        raise ValueError(f"unknown algorithm {alg!r}")
+    misfit = _misfit(key, spec)
+    if misfit is not None:
+        raise ValueError(f"the key does not fit {alg}: {misfit}")
     # PyJWT adds "typ": "JWT" unless told None; the caller decides.
     headers = {"typ": None, **(header or {}), "alg": alg}
     # Any JSON claims, not only what jwt.encode allows (it refuses a non-string "iss"):
@@ -115,42 +141,64 @@ def encode(
     body = json.dumps(dict(payload), separators=(",", ":")).encode("utf-8")
     try:
         return _JWS.encode(body, key, algorithm=alg, headers=headers, sort_headers=False)
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, TypeError) as exc:
+        # TypeError: PyJWT's word for a key of the wrong type ("Expecting a PEM-formatted
+        # key"); the table check above should have caught it first.
         raise ValueError(f"the key does not fit {alg}: {exc}") from exc
 
 
 def _export(public: Any) -> dict[str, Any]:
     """PyJWT's JWK of a public key."""
     jwk: Any
+    curve = curve_of(public)
     if isinstance(public, rsa.RSAPublicKey):
         jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
-    elif isinstance(public, ec.EllipticCurvePublicKey):
+    elif curve is not None and curve.kty == "EC":
         jwk = ECAlgorithm.to_jwk(public, as_dict=True)
-    elif isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+    elif curve is not None:
         jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
     else:
         raise TypeError("unsupported key type")
     return dict(jwk)
 
 
+def pyjwt_writes_as_given(header: Mapping[str, Any], alg: str) -> bool:
+    """Whether :func:`encode` signing with ``alg`` writes the complete ``header`` exactly.
+
+    PyJWT's encoder writes the ``alg`` it signs with, drops a falsy ``typ``, refuses a ``kid``
+    that is not a string, and turns ``"b64": false`` into a detached payload with ``crit``
+    added (RFC 7797 §3) or drops ``"b64": true``. A header that needs any of these is not
+    PyJWT's to write: :func:`jwt_guard.testing.forge` signs it as it is.
+    """
+    return (
+        header.get("alg") == alg
+        and bool(header.get("typ", True))
+        and isinstance(header.get("kid", ""), str)
+        and "b64" not in header
+    )
+
+
 def public_jwk(
     key: PrivateKey, *, kid: str | None = None, alg: str | None = None
 ) -> dict[str, Any]:
     """The public JWK (RFC 7517) of a private key, as PyJWT exports it; for HMAC the secret
-    itself as ``oct``."""
+    itself as ``oct``.
+
+    Every key type carries ``"use": "sig"`` and no ``key_ops``, as identity providers
+    publish them (RFC 7517 §4.3: the two should not both be given). PyJWT gives RSA keys
+    ``key_ops`` instead; they are replaced, so every JWK says the same thing the same way.
+    """
     jwk: dict[str, Any]
     if isinstance(key, (bytes, bytearray)):
         jwk = dict(HMACAlgorithm.to_jwk(bytes(key), as_dict=True))
     else:
         jwk = _export(key.public_key())
+    jwk.pop("key_ops", None)
+    jwk["use"] = "sig"
     if kid is not None:
         jwk["kid"] = kid
     if alg is not None:
         jwk["alg"] = alg
-    if "key_ops" not in jwk:
-        # RFC 7517 §4.3: "use" and "key_ops" should not both be given; PyJWT gives RSA keys
-        # key_ops ["verify"], which says the same.
-        jwk["use"] = "sig"
     return jwk
 
 

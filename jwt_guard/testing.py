@@ -36,6 +36,7 @@ from ._signing import (
     encode,
     generate_key,
     public_jwk,
+    pyjwt_writes_as_given,
     sign,
 )
 from ._verifier import Verifier
@@ -177,9 +178,12 @@ class LocalIssuer:
         dpop_key: Any = None,
         **overrides: Any,
     ) -> str:
-        """A signed token (signed by PyJWT). ``claims`` replaces the default claim set;
-        ``overrides`` adjust it; ``header`` adds or replaces header members (``None`` drops
-        one). The signature is always made with the issuer's algorithm and key.
+        """A signed token. ``claims`` replaces the default claim set; ``overrides`` adjust
+        it; ``header`` adds or replaces header members (``None`` drops one). The header is
+        exactly the one asked for, and the signature is always made with the issuer's
+        algorithm and key: by PyJWT, or as :func:`forge` signs when PyJWT would check or
+        rewrite a member asked for (another ``alg``, a falsy ``typ``, a non-string ``kid``,
+        ``b64``).
 
         ``dpop_key`` (a key object, private or public) binds the token to that key: its
         RFC 7638 thumbprint goes in ``cnf.jkt`` (RFC 9449 §6.1).
@@ -193,9 +197,9 @@ class LocalIssuer:
         if header is not None:
             hdr.update(header)
             hdr = {k: v for k, v in hdr.items() if v is not None}
-        if hdr.get("alg") != self.algorithm or not hdr.get("typ", True):
-            # PyJWT signs with the alg its header names and drops a falsy typ; a test that
-            # asks for another header gets it as asked.
+        if not pyjwt_writes_as_given(hdr, self.algorithm):
+            # PyJWT checks or rewrites some members (alg, a falsy typ, a non-string kid,
+            # b64); a test that asks for such a header gets it exactly as asked.
             return forge(hdr, payload, key, self.algorithm)
         return encode(payload, key, self.algorithm, header=hdr)
 

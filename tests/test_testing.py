@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import httpx
 import pytest
 
-from jwt_guard import AudienceInvalid, JWKSKeys, TokenExpired
+from jwt_guard import (
+    AlgorithmNotAllowed,
+    AudienceInvalid,
+    CriticalHeaderUnsupported,
+    JWKSKeys,
+    JWTGuardError,
+    MalformedToken,
+    TokenExpired,
+)
+from jwt_guard._parse import b64url_decode
 from jwt_guard.testing import LocalIssuer
 
 from .apps import starlette_app
@@ -52,3 +64,37 @@ def test_rotation_keeps_old_keys_published(jwt_issuer: LocalIssuer) -> None:
     assert kids == [first, second]
     jwt_issuer.rotate(keep_old=False)
     assert len(jwt_issuer.jwks["keys"]) == 1
+
+
+# The header a test asks for is the header it gets, also where PyJWT would check or rewrite
+# a member (it refuses a non-string kid, turns b64 into a detached payload and adds crit,
+# drops "b64": true and a falsy typ, signs with the alg its header names). The verifier's
+# answer is then about that header, as before PyJWT made the tokens.
+MINT_HEADERS: list[tuple[dict[str, Any], type[JWTGuardError] | None]] = [
+    ({"kid": 123}, MalformedToken),
+    ({"kid": ["a"]}, MalformedToken),
+    ({"b64": False}, CriticalHeaderUnsupported),
+    ({"b64": True}, None),
+    ({"typ": ""}, None),
+    ({"alg": "none"}, AlgorithmNotAllowed),
+    ({"typ": "at+jwt", "cty": "JWT", "x5c": ["AAAA"]}, None),
+    ({"crit": ["exp"], "exp": 1}, CriticalHeaderUnsupported),
+]
+
+
+@pytest.mark.parametrize("alg", ["ES256", "HS256"])
+@pytest.mark.parametrize(("header", "refusal"), MINT_HEADERS)
+def test_mint_writes_exactly_the_header_asked_for(
+    alg: str, header: dict[str, Any], refusal: type[JWTGuardError] | None
+) -> None:
+    issuer = LocalIssuer(algorithm=alg, kid="k1")
+    token = issuer.mint(sub="h", header=header)
+    h64, p64, sig = token.split(".")
+    assert json.loads(b64url_decode(h64)) == {"alg": alg, "typ": "JWT", "kid": "k1", **header}
+    assert json.loads(b64url_decode(p64))["sub"] == "h"  # never a detached payload
+    assert sig
+    if refusal is None:
+        assert issuer.verifier().verify(token).subject == "h"
+    else:
+        with pytest.raises(refusal):
+            issuer.verifier().verify(token)
