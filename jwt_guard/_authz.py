@@ -187,7 +187,7 @@ class Requirement:
             # Flask answers a view's exceptions itself (a 500 for ours, unless the Flask
             # extension registered its handler), so answer here with the WSGI middleware's
             # settings: the same 401/403 with or without the extension.
-            flask_abort(guard.answer(exc))
+            flask_abort(guard.answer(exc, environ))
 
     async def _check_async(self, conn: HTTPConnection) -> Response | None:
         try:

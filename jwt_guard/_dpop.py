@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -49,7 +49,10 @@ from ._errors import (
     DPoPProofReplayed,
     DPoPReplayUnavailable,
     InvalidDPoPProof,
+    InvalidRequest,
     InvalidToken,
+    TokenBindingUnsupported,
+    safe_value,
 )
 from ._keys import JWK
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
@@ -65,6 +68,7 @@ __all__ = [
     "ReplayCache",
     "access_token_hash",
     "bound_thumbprint",
+    "check_confirmation",
     "jwk_thumbprint",
     "normalize_htu",
     "quote_path",
@@ -104,6 +108,8 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 #: is an HTTP GET to it (see the README's DPoP section).
 _SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+#: RFC 3986 §2: a URI has no space and no control character (percent-encoded they are fine).
+_SPACE_OR_CONTROL: Final = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 def _b64url(data: bytes) -> str:
@@ -168,6 +174,10 @@ def normalize_htu(url: str) -> str | None:
     scheme-based (§6.2.3: default port, empty path) normalization before comparing ``htu``.
     ``ws``/``wss`` count as ``http``/``https`` (a WebSocket handshake is an HTTP GET).
     """
+    if _SPACE_OR_CONTROL.search(url):
+        # urlsplit strips leading and trailing blanks and drops tabs and newlines anywhere
+        # (WHATWG URL): "https://a/b\n" would pass as "https://a/b". A URL never holds them.
+        return None
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -219,6 +229,34 @@ def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
     if not isinstance(jkt, str) or not jkt:
         raise ClaimInvalid()
     return jkt
+
+
+#: RFC 7800 §3.1: the confirmation methods this package checks (RFC 9449 §6.1: "jkt").
+_CHECKED_CONFIRMATIONS: Final = frozenset({"jkt"})
+
+
+def check_confirmation(cnf: object, dpop: bool) -> None:
+    """Refuse a token bound to a key (``cnf``) when this verifier cannot check the binding.
+
+    RFC 7800 §3.1, RFC 9449 §7.2: a sender-constrained token accepted without its proof of
+    possession is a bearer token again, whoever stole it. Without ``dpop`` no binding is
+    checked; with it, only ``jkt`` (an mTLS ``x5t#S256``, RFC 8705 §3.1, needs the client
+    certificate, which this layer never sees). Run once, at fresh verification.
+    """
+    if not isinstance(cnf, Mapping):
+        raise ClaimInvalid(detail={"claim": "cnf", "reason": "not a JSON object (RFC 7800 §3.1)"})
+    if not dpop and "jkt" in cnf:
+        raise DPoPBoundTokenAsBearer(
+            detail={"reason": "the token has cnf.jkt and this verifier has no dpop=DPoP()"}
+        )
+    unchecked = sorted(name for name in cnf if name not in _CHECKED_CONFIRMATIONS or not dpop)
+    if unchecked:
+        raise TokenBindingUnsupported(
+            detail={
+                "reason": "cnf names a binding this verifier cannot check",
+                "cnf": safe_value(unchecked),
+            }
+        )
 
 
 # -- server nonces (RFC 9449 §8, §9) -------------------------------------------------------------
@@ -447,6 +485,28 @@ class _ProofHeader(NamedTuple):
     jkt: str
 
 
+def _origin(normalized: str) -> str:
+    # "https://h:8443/p" -> "https://h:8443" (a normalize_htu result always has a path)
+    return normalized[: normalized.index("/", normalized.index("//") + 2)]
+
+
+def _allowed_hosts(hosts: object) -> frozenset[str]:
+    """The origins the ``allowed_hosts`` names give with http and https, as
+    :func:`normalize_htu` spells them (a default port is dropped for its own scheme only)."""
+    if isinstance(hosts, str) or not isinstance(hosts, Collection) or not hosts:
+        raise ConfigurationError("allowed_hosts must be a non-empty list of host names")
+    allowed: set[str] = set()
+    for host in hosts:
+        urls = [normalize_htu(f"{s}://{host}/") if isinstance(host, str) else None for s in _PORTS]
+        if None in urls or "/" in host or "@" in host:
+            raise ConfigurationError(f"allowed_hosts: {host!r} is not a host name[:port]")
+        allowed.update(_origin(url) for url in urls if url is not None)
+    return frozenset(allowed)
+
+
+_PORTS: Final = ("http", "https")
+
+
 def _invalid(reason: str, **facts: Any) -> InvalidDPoPProof:
     # ``reason`` names the rule broken (a fixed text); ``facts`` are safe, non-secret values
     # (the request's method, a header's alg). The developer sees them (log, on_error); the
@@ -464,7 +524,9 @@ class DPoP:
     seconds (plus the verifier's leeway). ``replay``: a :class:`MemoryReplayCache` (the
     default) or a :class:`RedisReplayCache`. ``nonce``: a :class:`DPoPNonces` to require
     server nonces. ``external_url``: the public base URL (``https://api.example.com``) when the
-    app sits behind a proxy, for the ``htu`` check.
+    app sits behind a proxy, for the ``htu`` check. ``allowed_hosts``: without
+    ``external_url``, the request URL is built from the client's ``Host`` header; this lists
+    the names (``"api.example.com"``, ``"api.example.com:8443"``) that are accepted there.
     """
 
     required: bool = False
@@ -473,6 +535,7 @@ class DPoP:
     replay: ReplayCache | None = None
     nonce: DPoPNonces | None = None
     external_url: str | None = None
+    allowed_hosts: Collection[str] | None = None
     _headers: dict[str, _ProofHeader] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -514,6 +577,10 @@ class DPoP:
             if base is None or urllib.parse.urlsplit(self.external_url).query:
                 raise ConfigurationError("external_url must be an http(s) URL like https://a.b")
             object.__setattr__(self, "external_url", base.rstrip("/"))
+        if self.allowed_hosts is not None:
+            object.__setattr__(self, "allowed_hosts", _allowed_hosts(self.allowed_hosts))
+            if self.external_url is not None:
+                raise ConfigurationError("give external_url or allowed_hosts, not both")
 
     @property
     def algs(self) -> str:
@@ -601,8 +668,25 @@ class DPoP:
             raise _invalid(f"jti must be a string of 1 to {MAX_JTI_LENGTH} characters")  # §11.1
         if claims.get("htm") != method:
             raise _invalid("htm is not the request method", expected=method)  # §4.3 (8)
+        expected = normalize_htu(url)
+        if expected is None:
+            # The request's own URL is no http(s) URL (a Host header such as "x:99999" or
+            # "[::1"): nothing to compare htu with, so never "equal" (None == None).
+            raise InvalidRequest(
+                code="request_url_invalid",
+                description="The request URL is invalid.",
+                detail={"reason": "the request URL is not an http(s) URL; check the Host header"},
+            )
+        if self.allowed_hosts is not None and _origin(expected) not in self.allowed_hosts:
+            # The Host header is the client's to choose: only the configured names count.
+            raise InvalidRequest(
+                code="host_not_allowed",
+                description="The request's host is not allowed.",
+                detail={"reason": "the Host header is not in DPoP(allowed_hosts=...)"},
+            )
         htu = claims.get("htu")
-        if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
+        got = normalize_htu(htu) if isinstance(htu, str) else None
+        if got is None or got != expected:
             raise _invalid("htu is not the request URL", expected=url)  # §4.3 (9)
         try:
             iat = numeric_date(claims, "iat")

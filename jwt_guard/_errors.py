@@ -26,6 +26,7 @@ never holds the token, a signature, a secret or other claim values.
     │   ├── TokenRevoked                                  token_revoked
     │   ├── DPoPKeyMismatch                               dpop_key_mismatch
     │   ├── DPoPBoundTokenAsBearer                        dpop_bound_token_as_bearer
+    │   ├── TokenBindingUnsupported                       token_binding_unsupported
     │   ├── InvalidDPoPProof          invalid_dpop_proof  dpop_proof_invalid
     │   │   ├── DPoPProofMissing                          dpop_proof_missing
     │   │   ├── DPoPProofReplayed                         dpop_proof_replayed
@@ -87,6 +88,7 @@ __all__ = [
     "KeySourceUnavailable",
     "MalformedToken",
     "ServiceUnavailable",
+    "TokenBindingUnsupported",
     "TokenExpired",
     "TokenIssuedInFuture",
     "TokenNotYetValid",
@@ -440,6 +442,14 @@ class DPoPBoundTokenAsBearer(InvalidToken):
 
     code = "dpop_bound_token_as_bearer"
     description = "A DPoP-bound token must be sent with the DPoP scheme."
+
+
+class TokenBindingUnsupported(InvalidToken):
+    """The token is bound to a key (``cnf``) by a method this verifier cannot check, e.g.
+    mTLS ``x5t#S256`` (RFC 8705 §3.1): accepting it would make it a bearer token again."""
+
+    code = "token_binding_unsupported"
+    description = "The token's key binding cannot be checked here."
 
 
 class InvalidDPoPProof(InvalidToken):

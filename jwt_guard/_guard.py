@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from ._answer import Answer, ErrorHandler, Responder
@@ -35,7 +35,16 @@ from ._log import DEFAULT_LOG_LIMIT, RejectionLog, logger
 from ._metadata import MetadataEndpoint, ProtectedResource
 from ._verifier import Verifier
 
-__all__ = ["EXCLUDED_KEY", "GUARD_KEY", "PRINCIPAL_KEY", "REJECTION_KEY", "VERIFIER_KEY", "Guard"]
+__all__ = [
+    "DPOP_SCHEME_KEY",
+    "EXCLUDED_KEY",
+    "GUARD_KEY",
+    "PRINCIPAL_KEY",
+    "REJECTION_KEY",
+    "VERIFIER_KEY",
+    "Guard",
+    "in_request_scheme",
+]
 
 #: Where the WSGI adapter stores the principal in the environ (and ASGI in the scope).
 PRINCIPAL_KEY: Final = "jwt_guard.principal"
@@ -51,8 +60,21 @@ REJECTION_KEY: Final = "jwt_guard.rejection"
 #: Where both adapters store the verifier that accepted the principal: requirements that
 #: depend on time (``require_auth_age``) read its clock and leeway.
 VERIFIER_KEY: Final = "jwt_guard.verifier"
+#: Set (to ``True``) by both adapters on a request authenticated with the DPoP scheme, so that
+#: an error raised later in the route (a requirement's 403) is answered in the ``DPoP``
+#: challenge, as the scheme the client used (RFC 9449 §7.1). Per request: the principal may
+#: come from the verified-token cache, shared by requests.
+DPOP_SCHEME_KEY: Final = "jwt_guard.dpop_scheme"
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
+
+
+def in_request_scheme(exc: JWTGuardError, request: Mapping[str, Any] | None) -> JWTGuardError:
+    """``exc``, marked for the ``DPoP`` challenge when ``request`` (an ASGI scope or a WSGI
+    environ) was authenticated with the DPoP scheme (RFC 9449 §7.1)."""
+    if request is not None and request.get(DPOP_SCHEME_KEY):
+        exc.dpop_scheme = True
+    return exc
 
 
 class Guard:
@@ -112,6 +134,13 @@ class Guard:
         self.excludes = bool(exclude)
         #: The verifier's DPoP settings (RFC 9449), ``None`` when it accepts Bearer tokens only.
         self.dpop = verifier.dpop
+        if self.dpop is not None and self.dpop.external_url is None and not self.dpop.allowed_hosts:
+            # RFC 9449 §4.3 (9) compares htu with the request's URL, whose host is the Host
+            # header: the client's to choose. Say so once, at start-up.
+            logger.warning(
+                "DPoP: the htu check trusts the request's Host header; set "
+                "DPoP(external_url=...) or DPoP(allowed_hosts=...) to pin the host"
+            )
         #: The RFC 9728 document, served by the adapters before any token is looked for.
         self.metadata: MetadataEndpoint | None = None
         if protected_resource is not None:
@@ -225,10 +254,11 @@ class Guard:
             metrics.verification(exc.code, source)
         return exc
 
-    def answer(self, exc: JWTGuardError) -> Answer:
-        """Log the rejection (rate-limited) and build the answer."""
+    def answer(self, exc: JWTGuardError, request: Mapping[str, Any] | None = None) -> Answer:
+        """Log the rejection (rate-limited) and build the answer; ``request`` (the scope or
+        environ) says which scheme the client used, for an error raised after authentication."""
         self.log(exc)
-        return self.responder.answer(exc)
+        return self.responder.answer(in_request_scheme(exc, request))
 
     # -- DPoP (RFC 9449): what the adapters read from a request with the DPoP scheme --------------
 

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from . import asgi, wsgi
 from ._answer import Answer, Responder
 from ._errors import AuthenticationRequired, JWTGuardError
-from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard, in_request_scheme
 from ._log import RejectionLog
 from ._principal import Principal
 from ._types import Environ, Scope
@@ -244,7 +244,7 @@ _ROUTE_ANSWER_KEY = "jwt_guard.route_answer"
 async def _answer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, JWTGuardError)
     answer: Callable[[JWTGuardError], Answer] = request.scope.get(_ROUTE_ANSWER_KEY, default_answer)
-    return asgi_response(answer(exc))
+    return asgi_response(answer(in_request_scheme(exc, request.scope)))
 
 
 def answer_errors(scope: Scope, answer: Callable[[JWTGuardError], Answer]) -> None:

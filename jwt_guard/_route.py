@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Collection, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from typing import Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
@@ -120,8 +120,8 @@ class RouteGuard:
         environ[VERIFIER_KEY] = self.verifier
         return principal
 
-    def answer(self, exc: JWTGuardError) -> Answer:
-        return self.guard.answer(exc)
+    def answer(self, exc: JWTGuardError, request: Mapping[str, Any] | None = None) -> Answer:
+        return self.guard.answer(exc, request)
 
     def protect(
         self,
@@ -159,7 +159,7 @@ class RouteGuard:
             try:
                 judge(self.authenticate_sync(conn))
             except JWTGuardError as exc:
-                return asgi_response(self.answer(exc))
+                return asgi_response(self.answer(exc, conn.scope))
             return None
 
         def decorate(func: F) -> F:
@@ -179,12 +179,13 @@ class RouteGuard:
             if conn is None:
                 # Flask answers a view's exceptions itself: answer with the middleware's
                 # settings when one ran (as the requirements do), else with ours.
-                guard: Guard | None = flask_environ().get(GUARD_KEY)
-                flask_abort((guard or self.guard).answer(exc))
+                environ = flask_environ()
+                guard: Guard | None = environ.get(GUARD_KEY)
+                flask_abort((guard or self.guard).answer(exc, environ))
             if conn.scope.get(GUARD_KEY) is not None or isinstance(conn, WebSocket):
                 # The middleware answers it with its settings; an accepted socket is past HTTP.
                 raise exc
-            return asgi_response(self.answer(exc))
+            return asgi_response(self.answer(exc, conn.scope))
 
         if inspect.iscoroutinefunction(func):
 
@@ -207,13 +208,14 @@ class RouteGuard:
         return cast(F, answering)
 
     def _flask_check(self, judge: Callable[[Principal | None], None]) -> None:
+        environ = flask_environ()
         try:
-            judge(self.authenticate_wsgi(flask_environ()))
+            judge(self.authenticate_wsgi(environ))
         except JWTGuardError as exc:
-            flask_abort(self.answer(exc))
+            flask_abort(self.answer(exc, environ))
 
     async def _refuse(self, conn: HTTPConnection, exc: JWTGuardError) -> Response:
-        response = asgi_response(self.answer(exc))
+        response = asgi_response(self.answer(exc, conn.scope))
         if isinstance(conn, WebSocket):
             # The middleware's answer to a handshake: a real 401/403 where the server has the
             # ASGI denial-response extension, else a close with 1008 "policy violation"

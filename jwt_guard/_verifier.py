@@ -27,7 +27,7 @@ from ._denylist import (
     subject_lifetime,
     token_lifetime,
 )
-from ._dpop import DPoP, Proof
+from ._dpop import DPoP, Proof, check_confirmation
 from ._errors import (
     AlgorithmNotAllowed,
     ClaimMissing,
@@ -109,6 +109,11 @@ class Verifier:
     Give either ``keys`` (one key source, optionally with ``issuer``) or ``issuers`` (several
     :class:`TrustedIssuer`). Everything is validated here and raises
     :class:`ConfigurationError`; a running verifier only raises errors about tokens.
+
+    A token bound to a key (``cnf``, RFC 7800) is refused unless the binding is checked here:
+    ``cnf.jkt`` with ``dpop=DPoP(...)`` (RFC 9449). ``accept_bound_tokens_as_bearer=True``
+    accepts the bindings this verifier cannot check as plain Bearer tokens: only when
+    something in front of the app checks them (a proxy terminating mTLS, RFC 8705).
     """
 
     def __init__(
@@ -134,10 +139,13 @@ class Verifier:
         validate: Validator | None = None,
         detail_claims: Sequence[str] = (),
         dpop: DPoP | None = None,
+        accept_bound_tokens_as_bearer: bool = False,
         metrics: bool | Metrics = True,
     ) -> None:
         if dpop is not None and not isinstance(dpop, DPoP):
             raise ConfigurationError("dpop must be a jwt_guard.DPoP")
+        if not isinstance(accept_bound_tokens_as_bearer, bool):
+            raise ConfigurationError("accept_bound_tokens_as_bearer must be True or False")
         config = configure(
             keys=keys,
             algorithms=algorithms,
@@ -168,6 +176,9 @@ class Verifier:
         self._clock = config.clock
         self._denylist = config.denylist
         self._dpop = dpop
+        # RFC 7800 §3.1, RFC 9449 §7.2: a "cnf" binding this verifier cannot check is refused
+        # unless the app loudly says it checks it elsewhere (a proxy doing mTLS).
+        self._check_cnf = not accept_bound_tokens_as_bearer
         self._no_after_steps = dpop is None and self._denylist is None
         self._all_algorithms = config.algorithms
         self._route = config.route
@@ -593,6 +604,9 @@ class Verifier:
             raise InvalidSignature(detail=_signature_detail(header, candidates))
         exp = check_time_claims(payload, self._clock(), self._leeway, self._max_age)
         policy.rules.check(payload)
+        if "cnf" in payload and self._check_cnf:
+            # Fresh tokens only: a cached token passed this already.
+            check_confirmation(payload["cnf"], self._dpop is not None)
         roles = collect_strings(payload, policy.roles_paths, split=False)
         scopes = collect_strings(payload, policy.scopes_paths, split=True)
         principal = Principal(claims=payload, header=header.mapping, roles=roles, scopes=scopes)

@@ -11,7 +11,7 @@ from ._answer import Answer, ErrorHandler
 from ._dpop import quote_path
 from ._errors import JWTGuardError
 from ._extract import CSRF, Credentials, RequestView
-from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._guard import DPOP_SCHEME_KEY, EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
 from ._principal import Principal
@@ -125,6 +125,7 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
             principal = await guard.verifier.averify(
                 found.token, dpop_proof=proof, method=method, url=url
             )
+            scope[DPOP_SCHEME_KEY] = True
         else:
             principal = await guard.verifier.averify(found.token)
     except JWTGuardError as exc:
@@ -145,6 +146,7 @@ def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
         if found.source == "dpop":
             proof, method, url = _dpop_request(guard, scope)
             principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
+            scope[DPOP_SCHEME_KEY] = True
         else:
             principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
@@ -285,7 +287,7 @@ class JWTGuardMiddleware:
             await self._reject(scope, send, exc)
 
     async def _reject(self, scope: Scope, send: Send, exc: JWTGuardError) -> None:
-        answer = self.guard.answer(exc)
+        answer = self.guard.answer(exc, scope)
         if scope["type"] == "websocket":
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
             # A server may send ``"extensions": None`` (or leave it out).

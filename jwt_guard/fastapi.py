@@ -157,7 +157,7 @@ class JWTBearer(RouteGuard):
             if security_scopes.scopes:
                 Requirement("scopes", tuple(security_scopes.scopes), False).check(principal)
         except JWTGuardError as exc:
-            reject(request.scope, self.answer(exc))
+            reject(request.scope, self.answer(exc, request.scope))
         answer_errors(request.scope, self.answer)
         return principal
 
@@ -183,7 +183,7 @@ def claims_as(model: type[T], guard: JWTBearer | None = None) -> Callable[..., A
             return principal.claims_as(model)
         except JWTGuardError as exc:
             if guard is not None:
-                reject(request.scope, guard.answer(exc))
+                reject(request.scope, guard.answer(exc, request.scope))
             raise  # the middleware answers it
 
     dependency.__qualname__ = dependency.__name__ = f"claims_as({model.__name__})"

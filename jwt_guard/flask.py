@@ -34,7 +34,7 @@ from ._cookies import clear_token_cookies, set_token_cookies
 from ._errors import JWTGuardError
 from ._guard import PRINCIPAL_KEY, REJECTION_KEY
 from ._principal import Principal
-from ._resolve import flask_response
+from ._resolve import flask_environ, flask_response
 from ._route import RouteGuard
 from ._verifier import Verifier
 from .wsgi import JWTGuardWSGIMiddleware
@@ -125,7 +125,8 @@ class JWTGuard:
         app.extensions["jwt_guard"] = self
 
         def handle(exc: JWTGuardError) -> Response:
-            return cast(Response, flask_response(middleware.guard.answer(exc)))
+            environ = flask_environ()
+            return cast(Response, flask_response(middleware.guard.answer(exc, environ)))
 
         app.register_error_handler(JWTGuardError, handle)
 

@@ -14,7 +14,15 @@ from ._answer import Answer, ErrorHandler, reason_phrase
 from ._dpop import quote_path
 from ._errors import JWTGuardError
 from ._extract import CSRF, RequestView, joined_authorization
-from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, REJECTION_KEY, VERIFIER_KEY, Guard
+from ._guard import (
+    DPOP_SCHEME_KEY,
+    EXCLUDED_KEY,
+    GUARD_KEY,
+    PRINCIPAL_KEY,
+    REJECTION_KEY,
+    VERIFIER_KEY,
+    Guard,
+)
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
 from ._principal import Principal
@@ -110,6 +118,7 @@ def authenticate(guard: Guard, environ: Environ) -> Principal | None:
         if found.source == "dpop":
             proof, method, url = _dpop_request(guard, environ)
             principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
+            environ[DPOP_SCHEME_KEY] = True
         else:
             principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
@@ -188,7 +197,7 @@ class JWTGuardWSGIMiddleware:
                 principal = environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
             except JWTGuardError as exc:
                 if not self.defer_rejections:
-                    return self.reject(exc, start_response)
+                    return self.reject(exc, start_response, environ)
                 environ[REJECTION_KEY] = exc
                 principal = environ[PRINCIPAL_KEY] = None
             environ[VERIFIER_KEY] = self.verifier
@@ -211,10 +220,12 @@ class JWTGuardWSGIMiddleware:
             # itself through the extension's error handler).
             if started:
                 raise
-            return self.reject(exc, start_response)
+            return self.reject(exc, start_response, environ)
 
-    def reject(self, exc: JWTGuardError, start_response: StartResponse) -> Iterable[bytes]:
-        return _send(self.guard.answer(exc), start_response)
+    def reject(
+        self, exc: JWTGuardError, start_response: StartResponse, environ: Environ | None = None
+    ) -> Iterable[bytes]:
+        return _send(self.guard.answer(exc, environ), start_response)
 
 
 def _send(answer: Answer, start_response: StartResponse, *, head: bool = False) -> Iterable[bytes]:

@@ -25,6 +25,7 @@ from jwt_guard import (
     DPoPProofReplayed,
     DPoPReplayUnavailable,
     InvalidDPoPProof,
+    InvalidRequest,
     MemoryReplayCache,
     RedisReplayCache,
 )
@@ -208,6 +209,12 @@ def test_htu_normalization_keeps_different_urls_apart(a: str, b: str) -> None:
         "https://user:pw@api.example/x",
         "https://a:99999/",
         "/x",
+        # urlsplit would strip or drop these (WHATWG), leaving a URL that matches
+        " https://api.example/x",
+        "https://api.example/x\n",
+        "https://api.ex\tample/x",
+        "https://api.example/x\x00",
+        "https://api.example /x",
     ],
 )
 def test_htu_that_is_not_an_http_url_is_refused(bad: str) -> None:
@@ -577,3 +584,59 @@ def test_replay_cache_async_twin_on_memory(clock: FakeClock) -> None:
     cache = MemoryReplayCache(clock=clock)
     assert asyncio.run(cache.afirst_use("a", 5))
     assert not asyncio.run(cache.afirst_use("a", 5))
+
+
+# -- the request URL the proof is compared with (RFC 9449 §4.3 (9)) --------------------------------
+
+
+@pytest.mark.parametrize("htu", ["/x", "urn:x", "https://h:70000/x", "not a url"])
+@pytest.mark.parametrize("url", ["http://x:99999/x", "ftp://y/x", "/x", "https://[::1/x"])
+def test_rfc9449_4_3_9_an_unusable_request_url_matches_no_htu(
+    dpop: DPoP, prove: Callable[..., str], clock: FakeClock, htu: str, url: str
+) -> None:
+    # Both sides fail to normalize: None == None must not count as "the same URL" (a bad Host
+    # header made any garbage htu pass).
+    with pytest.raises(InvalidRequest) as caught:
+        check(dpop, prove(url=htu), clock, url=url)
+    assert caught.value.code == "request_url_invalid" and caught.value.status_code == 400
+
+
+def test_rfc9449_4_3_9_an_htu_with_control_characters_is_refused(
+    dpop: DPoP, prove: Callable[..., str], clock: FakeClock
+) -> None:
+    with pytest.raises(InvalidDPoPProof):
+        check(dpop, prove(url=URL + "\n"), clock)
+    check(dpop, prove(url=URL), clock)
+
+
+def test_rfc9449_4_3_9_allowed_hosts_pin_the_request_host(
+    prove: Callable[..., str], clock: FakeClock
+) -> None:
+    dpop = DPoP(allowed_hosts=["API.example", "api.example:8443"])
+    check(dpop, prove(), clock)
+    check(
+        dpop,
+        prove(url="https://api.example:8443/orders"),
+        clock,
+        url="https://api.example:8443/orders",
+    )
+    for url in ("https://evil.example/orders", "https://api.example:9999/orders"):
+        with pytest.raises(InvalidRequest) as caught:
+            check(dpop, prove(url=url), clock, url=url)
+        assert caught.value.code == "host_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"allowed_hosts": "api.example"},
+        {"allowed_hosts": []},
+        {"allowed_hosts": ["api.example/x"]},
+        {"allowed_hosts": ["a:99999"]},
+        {"allowed_hosts": ["u@api.example"]},
+        {"allowed_hosts": ["api.example"], "external_url": "https://api.example"},
+    ],
+)
+def test_allowed_hosts_configuration_is_checked(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        DPoP(**options)

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -37,6 +38,7 @@ from jwt_guard import (
     MemoryReplayCache,
     Principal,
     RedisReplayCache,
+    TokenBindingUnsupported,
     TokenRevoked,
     Verifier,
 )
@@ -390,7 +392,8 @@ async def test_both_drivers_check_proof_downgrade_and_replay(
     with pytest.raises(DPoPBoundTokenAsBearer):
         await run_verify(verifier, token)
     with pytest.raises(ConfigurationError):  # a proof is never ignored silently
-        await run_verify(issuer.verifier(), token, dpop_proof=proof, method="GET", url=URL)
+        unbound = issuer.mint(sub="bob")  # (a bound one is refused there anyway)
+        await run_verify(issuer.verifier(), unbound, dpop_proof=proof, method="GET", url=URL)
 
 
 async def test_denylist_still_applies_and_a_revoked_token_burns_no_jti(
@@ -688,3 +691,143 @@ def test_asgi_request_url_for_htu(issuer: LocalIssuer, scope: dict[str, Any], ur
     headers = [(b"host", b"api.example"), (b"dpop", b"p.r.f")]
     full = {"type": "http", "method": "GET", "scheme": "https", "headers": headers, **scope}
     assert _dpop_request(guard, full) == ("p.r.f", "GET", url)
+
+
+# -- tokens bound by a method the verifier cannot check (RFC 7800 §3.1, RFC 9449 §7.2) -----------
+
+
+async def test_rfc9449_7_2_bound_token_refused_by_a_verifier_without_dpop(
+    run_verify: Callable[..., Awaitable[Principal]], issuer: LocalIssuer, key: Any
+) -> None:
+    verifier = issuer.verifier()  # no dpop=: the binding cannot be checked
+    token = issuer.mint(sub="bob", dpop_key=key)
+    for _ in range(2):  # refused at fresh verification, so never cached either
+        with pytest.raises(DPoPBoundTokenAsBearer):
+            await run_verify(verifier, token)
+    assert (await run_verify(verifier, issuer.mint(sub="bob"))).subject == "bob"
+    opted_out = issuer.verifier(accept_bound_tokens_as_bearer=True)
+    assert (await run_verify(opted_out, token)).subject == "bob"
+
+
+@pytest.mark.parametrize(
+    "cnf", [{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, {"kid": "k1"}]
+)
+async def test_rfc7800_3_1_unknown_confirmation_method_is_refused(
+    run_verify: Callable[..., Awaitable[Principal]],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+    cnf: Any,
+) -> None:
+    from jwt_guard._dpop import jwk_thumbprint
+    from jwt_guard.testing import dpop_jwk
+
+    # mTLS (RFC 8705 §3.1) or a key id: the binding cannot be checked here, DPoP or not.
+    for verifier in (issuer.verifier(), issuer.verifier(dpop=DPoP())):
+        with pytest.raises(TokenBindingUnsupported):
+            await run_verify(verifier, issuer.mint(cnf=cnf))
+    # Both bindings: the DPoP one passes, the other is still unchecked.
+    token = issuer.mint(cnf={**cnf, "jkt": jwk_thumbprint(dpop_jwk(key))})
+    request = {"method": "GET", "url": URL}
+    proof = dpop_proof(key, "GET", URL, access_token=token, iat=clock.now)
+    with pytest.raises(TokenBindingUnsupported):
+        await run_verify(issuer.verifier(dpop=DPoP()), token, dpop_proof=proof, **request)
+    # The loud opt-out: a proxy in front checks the certificate binding.
+    opted_out = issuer.verifier(dpop=DPoP(), accept_bound_tokens_as_bearer=True)
+    await run_verify(opted_out, token, dpop_proof=proof, **request)
+    await run_verify(opted_out, issuer.mint(cnf=cnf))
+
+
+# -- the request URL: a bad Host, and pinning the host (RFC 9449 §4.3 (9)) -----------------------
+
+
+async def test_rfc9449_4_3_9_bad_host_header_does_not_pass_any_htu(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    for htu in ("/admin", "/me", "urn:x"):
+        headers = {**dpop_headers(client, token, key, clock, url=htu), "Host": "x:99999"}
+        response = await client.get("/me", headers=headers)
+        assert response.status_code == 400 and response.json()["code"] == "request_url_invalid"
+        assert challenge(response).startswith('DPoP realm="api", error="invalid_request"')
+        assert_no_leak(response, token, headers["DPoP"])
+
+
+async def test_rfc9449_4_3_9_host_header_is_trusted_unless_allowed_hosts_pin_it(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = issuer.mint(dpop_key=key)
+    evil = "http://evil.example/me"
+    # (Starlette builds its middleware at the first request: the warning comes by then.)
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        trusting = make_client(dpop_verifier())
+        # The documented default: the URL is the one the client's Host header names.
+        headers = {**dpop_headers(trusting, token, key, clock, url=evil), "Host": "evil.example"}
+        assert (await trusting.get("/me", headers=headers)).status_code == 200
+    assert "trusts the request's Host header" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        pinned = make_client(dpop_verifier(allowed_hosts=["api.example"]))
+        headers = {**dpop_headers(pinned, token, key, clock, url=evil), "Host": "evil.example"}
+        refused = await pinned.get("/me", headers=headers)
+    assert "trusts the request's Host header" not in caplog.text
+    assert refused.status_code == 400 and refused.json()["code"] == "host_not_allowed"
+    good = "http://api.example/me"
+    headers = {**dpop_headers(pinned, token, key, clock, url=good), "Host": "api.example"}
+    assert (await pinned.get("/me", headers=headers)).status_code == 200
+
+
+# -- errors raised in the route answer in the scheme the client used (RFC 9449 §7.1) -------------
+
+
+async def test_rfc9449_7_1_route_errors_use_the_dpop_challenge(
+    make_any_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    client = make_any_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key, scope="read")
+    response = await client.get(
+        "/scoped", headers=dpop_headers(client, token, key, clock, path="/scoped")
+    )
+    assert response.status_code == 403 and response.json()["code"] == "insufficient_scope"
+    assert challenge(response).startswith('DPoP realm="api", error="insufficient_scope"')
+    # The same route with a Bearer token keeps the Bearer challenge.
+    plain = issuer.mint(scope="read")
+    response = await client.get("/scoped", headers=bearer(plain))
+    assert response.status_code == 403
+    assert challenge(response).startswith('Bearer realm="api", error="insufficient_scope"')
+
+
+async def test_rfc9449_7_1_fastapi_jwtbearer_scope_errors_use_the_dpop_challenge(
+    issuer: LocalIssuer, key: Any, clock: FakeClock
+) -> None:
+    from fastapi import Security
+
+    guard = JWTBearer(issuer.verifier(dpop=DPoP()))
+    app = FastAPI()
+
+    @app.get("/write")
+    async def write(principal: Principal = Security(guard, scopes=["write"])) -> dict[str, Any]:
+        return {}
+
+    token = issuer.mint(dpop_key=key, scope="read")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get(
+            "/write", headers=dpop_headers(client, token, key, clock, path="/write")
+        )
+    assert response.status_code == 403
+    assert challenge(response).startswith('DPoP realm="api", error="insufficient_scope"')
