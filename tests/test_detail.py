@@ -294,6 +294,28 @@ CASES += [
     ),
     Case("dpop_bound_token_as_bearer", 401, {"reason"}, verifier=_dpop, token=_bound),
     Case(
+        "token_binding_unsupported",
+        401,
+        {"reason", "cnf"},
+        token=lambda i: i.mint(_claims(i, cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O8"})),
+    ),
+    Case(
+        "request_url_invalid",
+        400,
+        {"reason"},
+        verifier=lambda i: i.verifier(dpop=DPoP()),
+        token=_bound,
+        headers=lambda t: {**_dpop_headers()(t), "Host": "x:99999"},
+    ),
+    Case(
+        "host_not_allowed",
+        400,
+        {"reason"},
+        verifier=lambda i: i.verifier(dpop=DPoP(allowed_hosts=["api.example"])),
+        token=_bound,
+        headers=lambda t: {**_dpop_headers()(t), "Host": "other.example"},
+    ),
+    Case(
         "dpop_replay_unavailable",
         503,
         {"store", "reason"},
@@ -313,7 +335,14 @@ _ABSTRACT = {
     "service_unavailable",
 }
 # Codes given at the raise site rather than by a class.
-_EXTRA_CODES = {"multiple_tokens", "header_malformed", "cookie_malformed", "token_too_old"}
+_EXTRA_CODES = {
+    "multiple_tokens",
+    "header_malformed",
+    "cookie_malformed",
+    "token_too_old",
+    "request_url_invalid",
+    "host_not_allowed",
+}
 
 
 def test_the_table_covers_every_code() -> None:
