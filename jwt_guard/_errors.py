@@ -445,9 +445,9 @@ class DPoPBoundTokenAsBearer(InvalidToken):
 
 
 class TokenBindingUnsupported(InvalidToken):
-    """The token is bound to a key (``cnf``) by a method this verifier cannot check, e.g.
-    mTLS ``x5t#S256`` (RFC 8705 §3.1): accepting it would make it a bearer token again."""
+    """The token's ``cnf`` binding (mTLS ``x5t#S256``, RFC 8705 §3.1) is not checked here."""
 
+    # Accepting it would make a sender-constrained token a bearer token again (RFC 7800 §3.1).
     code = "token_binding_unsupported"
     description = "The token's key binding cannot be checked here."
 
