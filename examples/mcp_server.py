@@ -16,13 +16,23 @@ import urllib.parse
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 
 from jwt_guard import OIDCDiscovery, ProtectedResource, Verifier
-from jwt_guard.asgi import JWTGuardMiddleware
 from jwt_guard.mcp import get_principal, protect, require_scopes
 
 NOTES: dict[str, list[str]] = {}
+
+
+def owner(ctx: Context) -> str:
+    """Whose notes: the token's issuer and subject (a subject is unique per issuer only,
+    OIDC Core §2). A token without ``sub`` speaks for nobody in particular: refused."""
+    principal = get_principal(ctx)
+    if not principal.subject:
+        raise ToolError("The token does not name a subject.")
+    return f"{principal.issuer} {principal.subject}"
 
 
 def make_server() -> MCPServer:
@@ -42,20 +52,20 @@ def make_server() -> MCPServer:
     @server.tool()
     def add_note(text: str, ctx: Context) -> int:
         """Save a note (needs notes:write, checked before the call by protect())."""
-        notes = NOTES.setdefault(get_principal(ctx).subject or "", [])
+        notes = NOTES.setdefault(owner(ctx), [])
         notes.append(text)
         return len(notes)
 
     @server.tool()
     def list_notes(ctx: Context) -> dict[str, list[str]]:
         """The caller's notes; the tool checks the scope itself."""
-        principal = require_scopes(ctx, "notes:read")
-        return {"notes": NOTES.get(principal.subject or "", [])}
+        require_scopes(ctx, "notes:read")
+        return {"notes": NOTES.get(owner(ctx), [])}
 
     return server
 
 
-def build(server_url: str, verifier: Verifier, authorization_server: str) -> JWTGuardMiddleware:
+def build(server_url: str, verifier: Verifier, authorization_server: str) -> Starlette:
     """The protected app for an MCP endpoint at ``server_url``."""
     parts = urllib.parse.urlsplit(server_url)
     app = make_server().streamable_http_app(
@@ -79,7 +89,7 @@ def build(server_url: str, verifier: Verifier, authorization_server: str) -> JWT
     )
 
 
-def create_app() -> JWTGuardMiddleware:
+def create_app() -> Starlette:
     server_url, issuer = os.environ["MCP_SERVER_URL"], os.environ["MCP_ISSUER"]
     verifier = Verifier(
         keys=OIDCDiscovery(issuer),

@@ -18,7 +18,14 @@ from ._principal import Principal
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._verifier import Verifier
 
-__all__ = ["JWTGuardMiddleware", "authenticate", "authenticate_sync", "credentials", "place"]
+__all__ = [
+    "JWTGuardMiddleware",
+    "authenticate",
+    "authenticate_sync",
+    "credentials",
+    "place",
+    "send_answer",
+]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -169,7 +176,7 @@ def place(scope: Scope, principal: Principal | None, verifier: Verifier) -> None
     scope[VERIFIER_KEY] = verifier
 
 
-async def _send_answer(send: Send, answer: Answer, *, head: bool = False) -> None:
+async def send_answer(send: Send, answer: Answer, *, head: bool = False) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
     if answer.status != 304:
         headers.append((b"content-length", str(len(answer.body)).encode()))
@@ -241,7 +248,7 @@ class JWTGuardMiddleware:
                 if name == b"if-none-match":
                     if_none_match = value.decode("latin-1")
             answer = guard.metadata.answer(method, if_none_match)
-            await _send_answer(send, answer, head=method == "HEAD")
+            await send_answer(send, answer, head=method == "HEAD")
             return
         if guard.excludes and guard.is_excluded(route_path(scope)):
             # Public path: no token is read, and request.user is a plain anonymous user. A
@@ -304,7 +311,7 @@ class JWTGuardMiddleware:
             else:
                 await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
             return
-        await _send_answer(send, answer)
+        await send_answer(send, answer)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

@@ -9,6 +9,7 @@ for the client-credentials grant, and the SDK's own client (``mcp.Client`` over
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ import pytest
 from mcp import Client
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,7 +31,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from examples import mcp_server
-from jwt_guard import ConfigurationError, ProtectedResource
+from jwt_guard import (
+    ConfigurationError,
+    JWKSKeys,
+    ProtectedResource,
+    Verifier,
+    require_acr,
+    require_scopes,
+)
 from jwt_guard.mcp import MAX_BODY_BYTES, protect
 from jwt_guard.testing import LocalIssuer
 
@@ -286,7 +295,7 @@ async def test_tool_needing_a_missing_scope_gets_403_insufficient_scope(
         "scope": "notes:write",  # what the client must ask for (MCP scope challenge)
         "resource_metadata": deployment.metadata_url,
     }
-    assert "bob" not in mcp_server.NOTES or "not allowed" not in mcp_server.NOTES["bob"]
+    assert not any("not allowed" in notes for notes in mcp_server.NOTES.values())
 
 
 async def test_in_tool_scope_check_is_a_tool_error(deployment: Deployment) -> None:
@@ -328,25 +337,54 @@ async def raw_post(deployment: Deployment, token: str, body: bytes) -> httpx.Res
     [
         json.dumps(call("add_note")).encode(),
         json.dumps([call("whoami", 1), call("add_note", 2)]).encode(),  # a batch
-        # Duplicate keys: the gate and the SDK must read the same name (the gate forwards what
-        # it parsed, so the SDK cannot see "add_note" where the gate saw "whoami").
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
-        b'"params":{"name":"whoami","name":"add_note","arguments":{"text":"x"}}}',
-        json.dumps(call("add_note")).encode("utf-16"),
     ],
 )
-async def test_gate_reads_what_the_sdk_would_run(deployment: Deployment, body: bytes) -> None:
+async def test_gate_refuses_a_call_without_its_scope(deployment: Deployment, body: bytes) -> None:
     token = deployment.issuer.mint(sub="mallory", scopes=["notes:read"])
     response = await raw_post(deployment, token, body)
     assert response.status_code == 403
     assert response.json()["code"] == "insufficient_scope"
 
 
-@pytest.mark.parametrize("body", [b"{not json", b'{"id": NaN}', b"\xff\xfe\x00"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b'{"id": NaN}',
+        b"\xff\xfe\x00",
+        # RFC 8259 §4: duplicate names mean what each parser decides; the gate must never read
+        # "whoami" where the SDK reads "add_note", so it reads neither.
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+        b'"params":{"name":"whoami","name":"add_note","arguments":{"text":"x"}}}',
+        # RFC 8259 §8.1: UTF-8 only (Python's json would read UTF-16, the SDK's parser not).
+        json.dumps(call("add_note")).encode("utf-16"),
+        # RFC 8259 §6: a number no double holds (was a 500: the gate re-serialized it).
+        b'{"jsonrpc":"2.0","id":2,"method":"ping","params":{"x":1e400}}',
+    ],
+    ids=["syntax", "nan", "bytes", "duplicate-names", "utf-16", "out-of-range"],
+)
 async def test_gate_refuses_bodies_it_cannot_read(deployment: Deployment, body: bytes) -> None:
-    token = deployment.issuer.mint(scopes=["notes:read"])
+    token = deployment.issuer.mint(scopes=["notes:read", "notes:write"])
     response = await raw_post(deployment, token, body)
     assert response.status_code == 400 and response.json()["error"]["code"] == -32700
+
+
+async def test_gate_leaves_other_media_types_to_the_sdk(deployment: Deployment) -> None:
+    token = deployment.issuer.mint(scopes=["notes:read", "notes:write"])
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            deployment.mcp_url,
+            content=b"hello",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "text/plain",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+    # The SDK's own refusal (its transport security check here, else its 415), not the gate's
+    # JSON-RPC parse error.
+    assert response.status_code in (400, 415)
+    assert "Content-Type" in response.text and "jsonrpc" not in response.text
 
 
 async def test_gate_refuses_oversized_bodies(deployment: Deployment) -> None:
@@ -438,3 +476,241 @@ async def test_example_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert params(missing.headers["www-authenticate"])["resource_metadata"] == (
         "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
     )
+
+
+# -- what protect() leaves alone, and what it answers itself (ASGI in process) -------------------
+
+URL = "https://mcp.example.com/mcp"
+ISSUER = LocalIssuer(audience=URL)
+
+
+class RecordingEndpoint(StreamableHTTPASGIApp):
+    """The SDK's endpoint class, recording what reaches it instead of running a session (the
+    bytes the SDK would parse, the headers and user it would see)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, dict[str, str], object]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        body = await request.body()
+        self.seen.append((body, dict(request.headers), scope.get("user")))
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+
+def custom_app(endpoint: Any = None) -> tuple[Starlette, RecordingEndpoint]:
+    """A server's app as ``streamable_http_app()`` builds it: the MCP route, custom routes."""
+    recorder = endpoint or RecordingEndpoint()
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        user = request.user
+        return JSONResponse(
+            {
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "length": len(body),
+                "content_length": request.headers.get("content-length"),
+                "user": type(user).__name__,
+            }
+        )
+
+    @require_scopes("admin")
+    async def admin(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    @require_acr("mfa")
+    async def stepup(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[
+            Route("/mcp", endpoint=recorder),
+            Route("/hook", echo, methods=["POST"]),
+            Route("/public-hook", echo, methods=["POST"]),
+            Route("/admin", admin),
+            Route("/stepup", stepup),
+        ]
+    )
+    return app, recorder
+
+
+def protected(app: Starlette, verifier: Any = None, **options: Any) -> Starlette:
+    return protect(
+        app,
+        verifier=verifier or ISSUER.verifier(),
+        protected_resource=ProtectedResource(URL, ["https://login.example.com"]),
+        tool_scopes={"add_note": ["notes:write"]},
+        exclude=["/public-hook"],
+        **options,
+    )
+
+
+@asynccontextmanager
+async def in_process(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example.com") as http:
+        yield http
+
+
+BODIES = [
+    (b"a=1&b=%C3%A9", "application/x-www-form-urlencoded"),  # was a JSON-RPC parse error
+    (b'{"b": 1.0,  "a": "\\u00e9", "a": 2}', "application/json"),  # was re-serialized
+    (b"x" * (MAX_BODY_BYTES + 1), "application/octet-stream"),  # was a 413
+    (b"not json", "application/json"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type"), BODIES, ids=["form", "json", "large", "text"])
+@pytest.mark.parametrize("path", ["/hook", "/public-hook"])
+async def test_custom_routes_get_their_bodies_untouched(
+    body: bytes, content_type: str, path: str
+) -> None:
+    """Only the MCP endpoint's bodies are read (webhook signatures over the raw body hold)."""
+    app, recorder = custom_app()
+    token = ISSUER.mint(scopes=["notes:read"])
+    async with in_process(protected(app)) as http:
+        response = await http.post(
+            path,
+            content=body,
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    assert response.json()["content_length"] == str(len(body))
+    assert recorder.seen == []
+
+
+async def test_custom_routes_are_still_guarded_and_see_the_principal() -> None:
+    app, _ = custom_app()
+    token = ISSUER.mint(scopes=["notes:read"])
+    async with in_process(protected(app)) as http:
+        anonymous = await http.post("/hook", content=b"{}")
+        signed_in = await http.post(
+            "/hook", content=b"{}", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert anonymous.status_code == 401
+    assert signed_in.json()["user"] == "Principal"  # jwt_guard's, as under the middleware
+
+
+async def test_the_sdk_gets_the_original_bytes_without_the_token() -> None:
+    """The gate decides on its parse; the SDK parses the bytes as sent (no re-serialization),
+    and neither the SDK nor a tool sees the token (MCP authorization: no token passthrough)."""
+    app, recorder = custom_app()
+    token = ISSUER.mint(scopes=["notes:write"])
+    body = (
+        b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call",\n'
+        b' "params": {"name": "add_note", "arguments": {"text": "caf\\u00e9", "n": 1.50}}}'
+    )
+    async with in_process(protected(app)) as http:
+        response = await http.post(
+            "/mcp",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "X-Other": "kept",
+            },
+        )
+    assert response.status_code == 200
+    ((seen_body, headers, user),) = recorder.seen
+    assert seen_body == body
+    assert headers["content-length"] == str(len(body))
+    assert "authorization" not in headers and "dpop" not in headers
+    assert headers["x-other"] == "kept"
+    assert type(user).__name__ == "AuthenticatedUser"  # the SDK's own identity object
+
+
+async def test_the_gate_passes_other_media_types_on_unread() -> None:
+    app, recorder = custom_app()
+    token = ISSUER.mint(scopes=["notes:write"])
+    async with in_process(protected(app)) as http:
+        response = await http.post(
+            "/mcp",
+            content=b"hello",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+        )
+    assert response.status_code == 200
+    assert [body for body, _, _ in recorder.seen] == [b"hello"]
+
+
+async def test_out_of_range_number_is_a_parse_error_not_a_500() -> None:
+    app, recorder = custom_app()
+    token = ISSUER.mint(scopes=["notes:write"])
+    async with in_process(protected(app)) as http:
+        response = await http.post(
+            "/mcp",
+            content=b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+            b'"params":{"name":"add_note","arguments":{"n":-1e400}}}',
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32700
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize(
+    ("path", "claims", "status", "error"),
+    [
+        ("/admin", {"scopes": ["notes:read"]}, 403, "insufficient_scope"),
+        ("/stepup", {"acr": "pwd"}, 401, "insufficient_user_authentication"),
+    ],
+)
+async def test_requirements_on_custom_routes_are_answered_not_500(
+    path: str, claims: dict[str, Any], status: int, error: str
+) -> None:
+    """protect() installs the middleware inside the app: Starlette's error middleware would
+    turn a JWTGuardError that crossed it into a 500."""
+    app, _ = custom_app()
+    token = ISSUER.mint(**claims)
+    async with in_process(protected(app)) as http:
+        response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == status
+    found = params(response.headers["www-authenticate"])
+    assert found["error"] == error
+    assert found["resource_metadata"] == (
+        "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+    )
+
+
+async def test_jwks_down_is_a_503_with_retry_after() -> None:
+    dead = loopback_socket()
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/jwks"
+    dead.close()  # nothing listens there any more
+    issuer = LocalIssuer(audience=URL)
+    verifier = Verifier(
+        keys=JWKSKeys(dead_url, timeout=0.5),
+        algorithms=[issuer.algorithm],
+        issuer=issuer.issuer,
+        audience=URL,
+    )
+    app, recorder = custom_app()
+    async with in_process(protected(app, verifier=verifier)) as http:
+        response = await http.post(
+            "/mcp",
+            json=call("add_note"),
+            headers={"Authorization": f"Bearer {issuer.mint(scopes=['notes:write'])}"},
+        )
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["code"] == "jwks_unavailable"
+    assert recorder.seen == []
+
+
+def test_protect_needs_the_sdks_app() -> None:
+    with pytest.raises(ConfigurationError, match="no MCP streamable HTTP endpoint"):
+        protected(Starlette(routes=[Route("/mcp", lambda request: JSONResponse({}))]))
+    app, _ = custom_app()
+    protected(app)
+    with pytest.raises(ConfigurationError, match="already protected"):
+        protected(app)
+
+
+async def test_a_token_without_subject_cannot_own_notes(deployment: Deployment) -> None:
+    """The example keys notes by issuer and subject; no subject, no notes (not a shared "")."""
+    claims = deployment.issuer.claims(scopes=["notes:read", "notes:write"])
+    del claims["sub"]
+    token = deployment.issuer.mint(claims)
+    seen: list[Exchange] = []
+    async with connect(deployment.mcp_url, seen, token=token) as client:
+        result = await client.call_tool("add_note", {"text": "orphan"})
+    assert result.is_error
+    assert not any("orphan" in notes for notes in mcp_server.NOTES.values())
