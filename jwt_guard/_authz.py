@@ -37,9 +37,8 @@ from ._errors import (
 from ._guard import GUARD_KEY, VERIFIER_KEY
 from ._principal import Principal
 from ._resolve import (
-    NoGuard,
+    answer_for,
     asgi_response,
-    default_answer,
     endpoint_check,
     flask_abort,
     flask_environ,
@@ -169,42 +168,43 @@ class Requirement:
             raise TypeError("a requirement is called with a request, or used as a decorator")
         scope = conn.scope
         try:
-            principal = resolve_sync(scope)
-        except NoGuard as exc:
-            reject(scope, default_answer(exc))
-        return self.check(principal, scope.get(VERIFIER_KEY))
+            return self.check(resolve_sync(scope), scope.get(VERIFIER_KEY))
+        except JWTGuardError as exc:
+            # Answered here, with the middleware's (or the route guard's) settings: a
+            # middleware wrapped around the app from outside never sees what a dependency
+            # raises (Starlette's error middleware makes it a 500 first).
+            reject(scope, answer_for(scope, exc))
 
     def _flask_check(self) -> None:
         environ = flask_environ()
         try:
             self.check(resolve_wsgi(environ), environ.get(VERIFIER_KEY))
-        except NoGuard as exc:
-            flask_abort(default_answer(exc))
         except JWTGuardError as exc:
-            guard = environ.get(GUARD_KEY)
-            if guard is None:
-                raise
             # Flask answers a view's exceptions itself (a 500 for ours, unless the Flask
             # extension registered its handler), so answer here with the WSGI middleware's
             # settings: the same 401/403 with or without the extension.
-            flask_abort(guard.answer(exc, environ))
+            flask_abort(answer_for(environ, exc))
 
     async def _check_async(self, conn: HTTPConnection) -> Response | None:
         try:
-            principal = await resolve(conn.scope)
-        except NoGuard as exc:
-            return asgi_response(default_answer(exc))
-        # The ASGI middleware answers what this raises.
-        self.check(principal, conn.scope.get(VERIFIER_KEY))
+            self.check(await resolve(conn.scope), conn.scope.get(VERIFIER_KEY))
+        except JWTGuardError as exc:
+            return self._refuse(conn, exc)
         return None
 
     def _check_sync(self, conn: HTTPConnection) -> Response | None:
         try:
-            principal = resolve_sync(conn.scope)
-        except NoGuard as exc:
-            return asgi_response(default_answer(exc))
-        self.check(principal, conn.scope.get(VERIFIER_KEY))
+            self.check(resolve_sync(conn.scope), conn.scope.get(VERIFIER_KEY))
+        except JWTGuardError as exc:
+            return self._refuse(conn, exc)
         return None
+
+    @staticmethod
+    def _refuse(conn: HTTPConnection, exc: JWTGuardError) -> Response:
+        if conn.scope["type"] == "websocket" and GUARD_KEY in conn.scope:
+            raise exc  # the middleware refuses the handshake (denial response or close)
+        # Answered here rather than raised: a middleware outside the app would only see a 500.
+        return asgi_response(answer_for(conn.scope, exc))
 
     def decorate(self, func: F) -> F:
         return endpoint_check(func, self._check_async, self._check_sync, self._flask_check)

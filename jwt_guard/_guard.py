@@ -41,6 +41,7 @@ __all__ = [
     "GUARD_KEY",
     "PRINCIPAL_KEY",
     "REJECTION_KEY",
+    "ROUTE_GUARD_KEY",
     "VERIFIER_KEY",
     "Guard",
     "in_request_scheme",
@@ -51,6 +52,10 @@ PRINCIPAL_KEY: Final = "jwt_guard.principal"
 #: Where both adapters store their :class:`Guard`: it says a middleware ran, and lets a
 #: requirement answer (Flask) or authenticate on an excluded path with its settings.
 GUARD_KEY: Final = "jwt_guard.guard"
+#: Where a per-route guard (``RouteGuard``, ``JWTBearer``) that verified the request itself
+#: leaves its :class:`Guard`: later requirements on the same request answer with its settings
+#: when no middleware ran (GUARD_KEY).
+ROUTE_GUARD_KEY: Final = "jwt_guard.route_guard"
 #: Set (to ``True``) by both adapters on a path they exclude: a dependency or decorator that
 #: needs a principal there authenticates on demand with the adapter's guard (GUARD_KEY).
 EXCLUDED_KEY: Final = "jwt_guard.excluded"

@@ -23,7 +23,15 @@ from starlette.responses import Response
 from . import asgi, wsgi
 from ._answer import Answer, Responder
 from ._errors import AuthenticationRequired, JWTGuardError
-from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard, in_request_scheme
+from ._guard import (
+    EXCLUDED_KEY,
+    GUARD_KEY,
+    PRINCIPAL_KEY,
+    ROUTE_GUARD_KEY,
+    VERIFIER_KEY,
+    Guard,
+    in_request_scheme,
+)
 from ._log import RejectionLog
 from ._principal import Principal
 from ._types import Environ, Scope
@@ -32,6 +40,7 @@ __all__ = [
     "NoGuard",
     "Rejection",
     "answer_errors",
+    "answer_for",
     "asgi_response",
     "connection_of",
     "default_answer",
@@ -73,6 +82,23 @@ def default_answer(exc: JWTGuardError) -> Answer:
     """The answer where no middleware or guard configured one (realm ``api``); logged."""
     _DEFAULT_LOG(exc)
     return _DEFAULT_RESPONDER.answer(exc)
+
+
+def answer_for(where: MutableMapping[str, Any], exc: JWTGuardError) -> Answer:
+    """The answer to ``exc`` for a request (scope or environ): with the middleware's settings
+    when it ran, else (or when the middleware has another verifier) those of the per-route
+    guard that verified the request, else the default. A requirement answers through this
+    itself rather than raising for a middleware that may sit outside the framework's error
+    handling (where a raised error is a 500)."""
+    guard = where.get(GUARD_KEY)
+    route = where.get(ROUTE_GUARD_KEY)
+    if isinstance(route, Guard) and not (
+        isinstance(guard, Guard) and guard.verifier is route.verifier
+    ):
+        guard = route  # no middleware, or one for another API (its own verifier)
+    if isinstance(guard, Guard):
+        return guard.answer(exc, where)  # in the scheme the client used (DPoP or Bearer)
+    return default_answer(exc)
 
 
 def _on_demand(where: MutableMapping[str, Any]) -> Guard | None:
@@ -119,13 +145,7 @@ def resolve_wsgi(environ: Environ) -> Principal | None:
     return _placed(environ)
 
 
-def asgi_response(answer: Answer) -> Response:
-    """A Starlette response for an error answer."""
-    response = Response(answer.body, status_code=answer.status)
-    response.raw_headers.extend(
-        (k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers
-    )
-    return response
+asgi_response = asgi.response
 
 
 def connection_of(args: tuple[Any, ...], kwargs: MutableMapping[str, Any]) -> HTTPConnection | None:

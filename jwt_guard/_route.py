@@ -29,8 +29,9 @@ from ._answer import Answer, ErrorHandler
 from ._authz import Requirement
 from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
 from ._extract import CSRF
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
+from ._metadata import ProtectedResource
 from ._principal import Principal
 from ._resolve import asgi_response, connection_of, endpoint_check, flask_abort, flask_environ
 from ._types import Environ
@@ -50,6 +51,12 @@ class RouteGuard:
     views; ``jwt_guard.fastapi.JWTBearer`` is the FastAPI
     dependency form. Where a middleware with the same verifier already verified the request,
     its principal is used.
+
+    ``protected_resource`` (RFC 9728) makes every challenge name the metadata document
+    (``resource_metadata``, §5.1), as the middleware's do; the document itself is served by a
+    :class:`JWTGuardMiddleware` given the same ``protected_resource``. Where a middleware with
+    the same verifier ran, refusals are answered with its settings (realm, ``on_error``,
+    ``resource_metadata``): one API, one kind of answer.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class RouteGuard:
         debug: bool = False,
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
+        protected_resource: ProtectedResource | None = None,
     ) -> None:
         # optional=True: "no token" is decided per route (protect(optional=...)).
         self.guard = Guard(
@@ -77,6 +85,7 @@ class RouteGuard:
             debug=debug,
             log_rejections=log_rejections,
             log_limit=log_limit,
+            protected_resource=protected_resource,
         )
         self.verifier = verifier
 
@@ -96,6 +105,7 @@ class RouteGuard:
         principal = self._verified(scope)
         if principal is not None:
             return principal
+        scope[ROUTE_GUARD_KEY] = self.guard  # later requirements answer with these settings
         principal = await asgi.authenticate(self.guard, scope)
         asgi.place(scope, principal, self.verifier)
         return principal
@@ -106,6 +116,7 @@ class RouteGuard:
         principal = self._verified(scope)
         if principal is not None:
             return principal
+        scope[ROUTE_GUARD_KEY] = self.guard
         principal = asgi.authenticate_sync(self.guard, scope)
         asgi.place(scope, principal, self.verifier)
         return principal
@@ -115,12 +126,20 @@ class RouteGuard:
         principal = self._verified(environ)
         if principal is not None:
             return principal
+        environ[ROUTE_GUARD_KEY] = self.guard
         principal = wsgi.authenticate(self.guard, environ)
         environ[PRINCIPAL_KEY] = principal
         environ[VERIFIER_KEY] = self.verifier
         return principal
 
     def answer(self, exc: JWTGuardError, request: Mapping[str, Any] | None = None) -> Answer:
+        """The answer to ``exc``: with the settings of the middleware with this guard's
+        verifier that ran on ``request`` (its scope or environ), else this guard's; in the
+        scheme the client used (DPoP or Bearer)."""
+        middleware = request.get(GUARD_KEY) if request is not None else None
+        if isinstance(middleware, Guard) and middleware.verifier is self.verifier:
+            return middleware.answer(exc, request)
+        # No middleware, or one for another API (its own verifier): this guard's answer.
         return self.guard.answer(exc, request)
 
     def protect(
@@ -179,12 +198,11 @@ class RouteGuard:
             if conn is None:
                 # Flask answers a view's exceptions itself: answer with the middleware's
                 # settings when one ran (as the requirements do), else with ours.
-                environ = flask_environ()
-                guard: Guard | None = environ.get(GUARD_KEY)
-                flask_abort((guard or self.guard).answer(exc, environ))
-            if conn.scope.get(GUARD_KEY) is not None or isinstance(conn, WebSocket):
-                # The middleware answers it with its settings; an accepted socket is past HTTP.
-                raise exc
+                flask_abort(self.answer(exc, flask_environ()))
+            if isinstance(conn, WebSocket):
+                raise exc  # the middleware refuses a handshake; an accepted socket is past HTTP
+            # Answered here, with the middleware's settings when one ran: a middleware wrapped
+            # around the app from outside would only see the 500 Starlette made of it.
             return asgi_response(self.answer(exc, conn.scope))
 
         if inspect.iscoroutinefunction(func):

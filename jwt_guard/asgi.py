@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ._answer import Answer, ErrorHandler
 from ._dpop import quote_path
@@ -24,6 +27,7 @@ __all__ = [
     "authenticate_sync",
     "credentials",
     "place",
+    "response",
     "send_answer",
 ]
 
@@ -176,6 +180,13 @@ def place(scope: Scope, principal: Principal | None, verifier: Verifier) -> None
     scope[VERIFIER_KEY] = verifier
 
 
+def response(answer: Answer) -> Response:
+    """A Starlette response for an error answer."""
+    result = Response(answer.body, status_code=answer.status)
+    result.raw_headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers)
+    return result
+
+
 async def send_answer(send: Send, answer: Answer, *, head: bool = False) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
     if answer.status != 304:
@@ -230,6 +241,16 @@ class JWTGuardMiddleware:
             protected_resource=protected_resource,
         )
         self.prefetch = prefetch
+        if isinstance(app, Starlette) and app.middleware_stack is None:
+            # Wrapping a Starlette/FastAPI app from outside: its ServerErrorMiddleware would
+            # turn a JWTGuardError raised by an endpoint or a dependency into a 500 before it
+            # reaches us, so its ExceptionMiddleware answers it (an app's own handler wins).
+            app.exception_handlers.setdefault(JWTGuardError, self._handle_error)
+
+    def _handle_error(self, request: Request, exc: Exception) -> Response:
+        if request.scope["type"] != "http" or not isinstance(exc, JWTGuardError):
+            raise exc  # a WebSocket handshake: __call__ refuses it with its own answer
+        return response(self.guard.answer(exc, request.scope))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -26,8 +26,9 @@ from ._extract import CSRF
 from ._extras import MissingExtra
 from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._log import DEFAULT_LOG_LIMIT
+from ._metadata import ProtectedResource
 from ._principal import Principal
-from ._resolve import NoGuard, answer_errors, default_answer, reject, resolve
+from ._resolve import answer_errors, answer_for, reject, resolve
 from ._route import RouteGuard
 from ._types import Scope
 from ._verifier import Verifier
@@ -71,7 +72,8 @@ async def get_principal(
     excludes); 401 when the request is anonymous, or when no middleware ran."""
     principal = await _resolve(request.scope)
     if principal is None:
-        raise AuthenticationRequired(detail={"reason": "no verified principal on this request"})
+        exc = AuthenticationRequired(detail={"reason": "no verified principal on this request"})
+        reject(request.scope, answer_for(request.scope, exc))
     return principal
 
 
@@ -88,10 +90,13 @@ async def get_optional_principal(
 
 
 async def _resolve(scope: Scope) -> Principal | None:
+    """The principal, or the error answered here: the app's exception handling answers a
+    dependency's :class:`Rejection` whether the middleware sits inside the app or outside it
+    (where a raised JWTGuardError would become a 500)."""
     try:
         return await resolve(scope)
-    except NoGuard as exc:
-        reject(scope, default_answer(exc))
+    except JWTGuardError as exc:
+        reject(scope, answer_for(scope, exc))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -111,8 +116,9 @@ class JWTBearer(RouteGuard):
     ``Security(guard, scopes=[...])`` requires every scope and declares them in the OpenAPI
     operation's ``security``. With ``auto_error=False`` a request without a token gets
     ``None`` (a bad token is still refused). Where :class:`JWTGuardMiddleware` already
-    verified the request, its principal is used. Errors get the middleware's answers
-    (RFC 6750), with this guard's ``realm`` and ``on_error``.
+    verified the request, its principal is used, and refusals get the middleware's answers
+    (its realm, ``on_error`` and ``resource_metadata``); without one, this guard's
+    (``protected_resource=`` puts ``resource_metadata`` in its challenges, RFC 9728 §5.1).
     """
 
     def __init__(
@@ -128,6 +134,7 @@ class JWTBearer(RouteGuard):
         debug: bool = False,
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
+        protected_resource: ProtectedResource | None = None,
     ) -> None:
         super().__init__(
             verifier,
@@ -139,6 +146,7 @@ class JWTBearer(RouteGuard):
             debug=debug,
             log_rejections=log_rejections,
             log_limit=log_limit,
+            protected_resource=protected_resource,
         )
         self.auto_error = auto_error
 
@@ -182,9 +190,8 @@ def claims_as(model: type[T], guard: JWTBearer | None = None) -> Callable[..., A
         try:
             return principal.claims_as(model)
         except JWTGuardError as exc:
-            if guard is not None:
-                reject(request.scope, guard.answer(exc, request.scope))
-            raise  # the middleware answers it
+            answer = guard.answer(exc, request.scope) if guard is not None else None
+            reject(request.scope, answer or answer_for(request.scope, exc))
 
     dependency.__qualname__ = dependency.__name__ = f"claims_as({model.__name__})"
     return dependency
@@ -198,7 +205,11 @@ def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]
         _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme, scopes=declared),
     ) -> Principal:
         principal = await _resolve(request.scope)
-        return requirement.check(principal, request.scope.get(VERIFIER_KEY))
+        try:
+            return requirement.check(principal, request.scope.get(VERIFIER_KEY))
+        except JWTGuardError as exc:
+            # With JWTBearer and no middleware, the guard that verified the request answers.
+            reject(request.scope, answer_for(request.scope, exc))
 
     check.__qualname__ = check.__name__ = repr(requirement)
     return check

@@ -303,7 +303,7 @@ class _ToolScopes:
                 self._check(call, principal)
         except JWTGuardError as exc:
             guard: Guard = scope[GUARD_KEY]  # protect()'s middleware ran before the route
-            await send_answer(send, guard.answer(exc))
+            await send_answer(send, guard.answer(exc, scope))
             return None
         sent = False
 

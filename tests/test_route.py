@@ -4,6 +4,7 @@ principal reused; never a 500 where a dependency finds no middleware."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,9 +21,11 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from jwt_guard import (
+    InsufficientRole,
     JWTGuardMiddleware,
     JWTGuardWSGIMiddleware,
     Principal,
+    ProtectedResource,
     RouteGuard,
     Verifier,
     require_roles,
@@ -573,3 +576,136 @@ async def test_a_middleware_with_another_verifier_does_not_vouch_for_the_guard(
         assert refused.status_code == 401 and refused.json()["code"] == "audience_invalid"
         admin_token = issuer.mint(sub="a", audience=[issuer.audience, "admin-api"])
         assert (await client.get("/me", headers=bearer(admin_token))).json() == {"sub": "a"}
+
+
+# -- whoever answers: requirements after a per-route guard, a middleware wrapped from outside ---
+
+RESOURCE = "https://api.example.com/orders"
+METADATA = "https://api.example.com/.well-known/oauth-protected-resource/orders"
+
+
+def challenge(response: httpx.Response) -> dict[str, str]:
+    value = response.headers["www-authenticate"]
+    return {k: v for k, v in re.findall(r'(\w+)="([^"]*)"', value)}
+
+
+async def call(app: Any, path: str, token: str | None = None) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://api.example.com") as c:
+        return await c.get(path, headers=bearer(token) if token else {})
+
+
+def stepped_up_app(verifier: Verifier, guard: JWTBearer | None) -> FastAPI:
+    app = FastAPI()
+    first = [Depends(guard)] if guard is not None else []
+
+    @app.get("/acr", dependencies=[*first, Depends(jg_fastapi.require_acr("mfa"))])
+    async def acr() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/age", dependencies=[*first, Depends(jg_fastapi.require_auth_age(60))])
+    async def age() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/roles", dependencies=[*first, Depends(jg_fastapi.require_roles("admin"))])
+    async def roles() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/neutral", dependencies=[*first, Depends(require_roles("admin"))])
+    def neutral() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/raised")
+    async def raised(principal: CurrentPrincipal) -> dict[str, bool]:
+        raise InsufficientRole(required=("admin",))
+
+    return app
+
+
+WEAK = {"acr": "pwd", "roles": ["user"]}
+REFUSALS = [
+    ("/acr", 401, "acr_not_satisfied"),
+    ("/age", 401, "authentication_too_old"),  # no auth_time: the age is unknown
+    ("/roles", 403, "insufficient_role"),
+    ("/neutral", 403, "insufficient_role"),
+]
+
+
+@pytest.mark.parametrize(("path", "status", "error"), REFUSALS)
+async def test_requirement_after_jwt_bearer_without_middleware(
+    issuer: LocalIssuer, path: str, status: int, error: str
+) -> None:
+    """No middleware: the JWTBearer that verified the request answers (it was a 500)."""
+    verifier = issuer.verifier(audience=RESOURCE)
+    guard = JWTBearer(
+        verifier, protected_resource=ProtectedResource(RESOURCE, ["https://login.example.com"])
+    )
+    response = await call(
+        stepped_up_app(verifier, guard), path, issuer.mint(audience=RESOURCE, **WEAK)
+    )
+    assert response.status_code == status
+    assert response.json()["code"] == error
+    assert challenge(response)["resource_metadata"] == METADATA  # RFC 9728 §5.1
+
+
+@pytest.mark.parametrize(("path", "status", "error"), [*REFUSALS, ("/raised", 403, "")])
+async def test_middleware_wrapped_around_fastapi_from_outside(
+    issuer: LocalIssuer, path: str, status: int, error: str
+) -> None:
+    """JWTGuardMiddleware(app): FastAPI's error middleware sits inside it and made every
+    JWTGuardError a dependency or endpoint raised a 500."""
+    verifier = issuer.verifier(audience=RESOURCE)
+    app = JWTGuardMiddleware(
+        stepped_up_app(verifier, None),
+        verifier=verifier,
+        protected_resource=ProtectedResource(RESOURCE, ["https://login.example.com"]),
+    )
+    response = await call(app, path, issuer.mint(audience=RESOURCE, **WEAK))
+    assert response.status_code == status
+    assert challenge(response)["resource_metadata"] == METADATA
+    if error:
+        assert response.json()["code"] == error
+
+
+async def test_starlette_decorators_under_a_middleware_from_outside(issuer: LocalIssuer) -> None:
+    @require_roles("admin")
+    async def admin(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def raised(request: Request) -> JSONResponse:
+        raise InsufficientRole(required=("admin",))
+
+    inner = Starlette(routes=[Route("/admin", admin), Route("/raised", raised)])
+    app = JWTGuardMiddleware(inner, verifier=issuer.verifier())
+    for path in ("/admin", "/raised"):
+        response = await call(app, path, issuer.mint(roles=["user"]))
+        assert response.status_code == 403, path
+        assert challenge(response)["error"] == "insufficient_scope"
+
+
+@pytest.mark.parametrize("kind", ["fastapi", "starlette"])
+async def test_route_guard_challenges_name_the_metadata(issuer: LocalIssuer, kind: str) -> None:
+    """RFC 9728 §5.1 on per-route guards: their own protected_resource without a middleware,
+    the middleware's answers (and its document) when one ran."""
+    verifier = issuer.verifier(audience=RESOURCE)
+    resource = ProtectedResource(RESOURCE, ["https://login.example.com"])
+    if kind == "fastapi":
+        own: Any = stepped_up_app(verifier, JWTBearer(verifier, protected_resource=resource))
+        bare: Any = stepped_up_app(verifier, JWTBearer(verifier, realm="route"))
+        path = "/roles"
+    else:
+        guard = RouteGuard(verifier, protected_resource=resource)
+        plain = RouteGuard(verifier, realm="route")
+
+        async def endpoint(request: Request) -> JSONResponse:
+            return JSONResponse({})
+
+        own = Starlette(routes=[Route("/r", guard.protect(endpoint))])
+        bare = Starlette(routes=[Route("/r", plain.protect(endpoint))])
+        path = "/r"
+    assert challenge(await call(own, path))["resource_metadata"] == METADATA
+    under = JWTGuardMiddleware(bare, verifier=verifier, protected_resource=resource, exclude=[path])
+    response = await call(under, path)  # excluded: the route guard verifies, and refuses
+    assert response.status_code == 401
+    assert challenge(response) == {"realm": "api", "resource_metadata": METADATA}
+    assert (await call(under, "/.well-known/oauth-protected-resource/orders")).status_code == 200
