@@ -151,7 +151,7 @@ class Guard:
         if protected_resource is not None:
             self.metadata = MetadataEndpoint(
                 protected_resource,
-                audiences=verifier.audiences,
+                issuer_audiences=verifier.issuer_audiences,
                 # RFC 9728 §2 names RFC 6750 methods: a cookie is none of them, and the query
                 # parameter is read on WebSocket handshakes only. DPoP(required=True) takes no
                 # Bearer token at all.

@@ -11,8 +11,9 @@
     )
 
 The middleware then answers ``GET /.well-known/oauth-protected-resource/orders`` (the §3.1
-form, path inserted after the host) and ``GET /.well-known/oauth-protected-resource`` with the
-document, without looking for a token, and every challenge it sends names the document's URL
+form, path inserted after the host) and, unless ``root_fallback=False``,
+``GET /.well-known/oauth-protected-resource`` with the document, without looking for a token,
+and every challenge it sends names the document's URL
 in ``resource_metadata`` (§5.1), so a client that only knows the API's URL learns which
 authorization server to ask, for which scopes and for which audience.
 
@@ -44,6 +45,10 @@ DEFAULT_MAX_AGE: Final = 3600
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # What a URL placed in a quoted-string (the resource_metadata challenge parameter) may hold.
 _QUOTED_SAFE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# Fetch: Access-Control-Request-Headers is a list of header names (RFC 9110 §5.1 tokens).
+_HEADER_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_HEADER_LIST = re.compile(rf"{_HEADER_NAME}(?:[ \t]*,[ \t]*{_HEADER_NAME})*")
+_DEFAULT_ALLOWED_HEADERS: Final = "MCP-Protocol-Version, If-None-Match"
 # The members this class fills itself; ``extra`` may not override them.
 _OWN_MEMBERS: Final = frozenset(
     {
@@ -104,6 +109,13 @@ class ProtectedResource:
     #: Seconds clients and shared caches may keep the document (``Cache-Control: max-age``).
     max_age: int = DEFAULT_MAX_AGE
     allow_http: bool = False
+    #: Also serve the document at the plain ``/.well-known/oauth-protected-resource`` when the
+    #: resource has a path, for clients that do not insert it (some MCP clients try the plain
+    #: path). A client that follows RFC 9728 §3.3 refuses a document whose ``resource`` is not
+    #: the URL it derived the address from, so this only helps clients that do not check, and
+    #: on a host serving several resources the plain path belongs to one of them at most:
+    #: ``root_fallback=False`` serves the §3.1 path only.
+    root_fallback: bool = True
 
     def __post_init__(self) -> None:
         resource = _url(self.resource, self.allow_http, "resource")
@@ -112,7 +124,9 @@ class ProtectedResource:
         if parts.fragment or "#" in resource:
             raise ConfigurationError("resource must not have a fragment (RFC 9728 §1.2)")
         if parts.query or "?" in resource:
-            raise ConfigurationError("resource must not have a query (RFC 8707 §2)")
+            # RFC 8707 §2: a resource SHOULD NOT have a query; refused here, since the §3.1
+            # address (suffix inserted before the path, the query kept) serves one resource.
+            raise ConfigurationError("resource must not have a query (RFC 8707 §2, SHOULD NOT)")
         servers = self.authorization_servers
         if isinstance(servers, str) or not isinstance(servers, Sequence):
             raise ConfigurationError("authorization_servers must be a list of issuer URLs")
@@ -142,6 +156,8 @@ class ProtectedResource:
             raise ConfigurationError("extra must hold JSON values") from exc
         if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
             raise ConfigurationError("max_age must be a non-negative number of seconds")
+        if not isinstance(self.root_fallback, bool):
+            raise ConfigurationError("root_fallback must be True or False")
 
     @property
     def metadata_url(self) -> str:
@@ -151,14 +167,19 @@ class ProtectedResource:
 
     @property
     def metadata_paths(self) -> tuple[str, ...]:
-        """The paths served: the §3.1 form first, then the plain well-known path.
+        """The paths served (as in the URL, percent-encoded): the §3.1 form first, then the
+        plain well-known path (unless ``root_fallback=False``).
 
         §3.1: a terminating slash after the host is removed before inserting, so
-        ``https://a.example/`` and ``https://a.example`` both publish at the plain path.
+        ``https://a.example/`` and ``https://a.example`` both publish at the plain path. A
+        resource path's own trailing slash is kept (``/orders/`` publishes at
+        ``…/oauth-protected-resource/orders/``); the adapters serve it with and without.
         """
-        path = urllib.parse.urlsplit(self.resource).path.rstrip("/")
-        if not path:
+        path = urllib.parse.urlsplit(self.resource).path
+        if not path.rstrip("/"):
             return (WELL_KNOWN,)
+        if not self.root_fallback:
+            return (WELL_KNOWN + path,)
         return (WELL_KNOWN + path, WELL_KNOWN)
 
 
@@ -169,20 +190,24 @@ class MetadataEndpoint:
         self,
         resource: ProtectedResource,
         *,
-        audiences: frozenset[str],
+        issuer_audiences: Sequence[tuple[str | None, frozenset[str] | None]],
         bearer_methods: Sequence[str],
         dpop_algorithms: Sequence[str] | None = None,
         dpop_required: bool = False,
     ) -> None:
         if not isinstance(resource, ProtectedResource):
             raise ConfigurationError("protected_resource must be a jwt_guard.ProtectedResource")
-        if resource.resource not in audiences:
-            # RFC 9728 §7.3 / RFC 8707: a client asks for tokens with aud = resource; a verifier
-            # that expects another audience would refuse every one of them.
-            raise ConfigurationError(
-                f"protected_resource.resource {resource.resource!r} must be one of the "
-                f"verifier's audiences {sorted(audiences)!r}"
-            )
+        for issuer, audiences in issuer_audiences:
+            # RFC 9728 §7.4 / RFC 8707: tokens for this resource carry aud = resource, and a
+            # token for another resource must be refused. Every trusted issuer must check it:
+            # one whose policy has no audience would have its tokens for any API accepted here.
+            if audiences is None or resource.resource not in audiences:
+                who = f"trusted issuer {issuer!r}" if issuer else "verifier"
+                found = sorted(audiences) if audiences is not None else "none"
+                raise ConfigurationError(
+                    f"protected_resource.resource {resource.resource!r} must be one of the "
+                    f"audiences of the {who} (found: {found}); RFC 9728 §7.4"
+                )
         document: dict[str, Any] = {"resource": resource.resource}
         if resource.authorization_servers:
             document["authorization_servers"] = list(resource.authorization_servers)
@@ -208,7 +233,14 @@ class MetadataEndpoint:
         document.update(resource.extra)
         self.document: Mapping[str, Any] = document
         self.url = resource.metadata_url
-        self.paths = frozenset(resource.metadata_paths)
+        #: The paths served, percent-decoded (as ASGI's ``path`` and WSGI's ``PATH_INFO``, read
+        #: as UTF-8, give them), each with and without a trailing slash.
+        self.paths = frozenset(
+            form
+            for path in resource.metadata_paths
+            for decoded in [urllib.parse.unquote(path).rstrip("/")]
+            for form in (decoded, decoded + "/")
+        )
         body = json.dumps(document, separators=(",", ":")).encode("utf-8")
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         common = [
@@ -222,12 +254,37 @@ class MetadataEndpoint:
         self._not_modified = Answer(304, common, b"")
         self._not_allowed = Answer(
             405,
-            [("allow", "GET, HEAD"), ("content-type", "application/json")],
+            [("allow", "GET, HEAD, OPTIONS"), ("content-type", "application/json")],
             b'{"error":"method_not_allowed"}',
         )
+        # Fetch §3.2.3: a browser-based client's preflight before a GET with its own headers
+        # (the MCP client sends MCP-Protocol-Version): the document answers it itself, as it
+        # answers every other request for it (nothing behind the middleware serves this path).
+        self._preflight = [
+            ("allow", "GET, HEAD, OPTIONS"),
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-methods", "GET, HEAD"),
+            ("access-control-max-age", "86400"),
+        ]
 
-    def answer(self, method: str, if_none_match: str | None) -> Answer:
-        """The answer to a request for the document (the body is dropped for HEAD)."""
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` (percent-decoded) is one where the document is served."""
+        return path in self.paths
+
+    def answer(
+        self, method: str, if_none_match: str | None, request_headers: str | None = None
+    ) -> Answer:
+        """The answer to a request for the document (the body is dropped for HEAD).
+
+        ``request_headers`` is a preflight's ``Access-Control-Request-Headers``.
+        """
+        if method == "OPTIONS":
+            headers = list(self._preflight)
+            allowed = _DEFAULT_ALLOWED_HEADERS
+            if request_headers is not None and _HEADER_LIST.fullmatch(request_headers):
+                allowed = request_headers  # a public document: any header may be sent
+            headers.append(("access-control-allow-headers", allowed))
+            return Answer(204, headers, b"")
         if method != "GET" and method != "HEAD":
             return self._not_allowed
         if if_none_match is not None and _etag_matches(if_none_match, self._etag):

@@ -249,6 +249,17 @@ class Verifier:
         return frozenset().union(*(p.rules.audiences or () for p in self._config.policies))
 
     @property
+    def issuer_audiences(self) -> tuple[tuple[str | None, frozenset[str] | None], ...]:
+        """Each trusted issuer (``None``: any, with a single configuration) with the audiences
+        its tokens must carry (``None``: that policy does not check ``aud``)."""
+        result: list[tuple[str | None, frozenset[str] | None]] = []
+        for policy in self._config.policies:
+            issuers = policy.rules.issuers
+            name = ", ".join(sorted(issuers)) if issuers else None
+            result.append((name, policy.rules.audiences))
+        return tuple(result)
+
+    @property
     def denylist(self) -> Denylist | None:
         return self._denylist
 

@@ -189,7 +189,7 @@ def response(answer: Answer) -> Response:
 
 async def send_answer(send: Send, answer: Answer, *, head: bool = False) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
-    if answer.status != 304:
+    if answer.status != 304 and answer.status != 204:  # RFC 9110 §8.6: none on these
         headers.append((b"content-length", str(len(answer.body)).encode()))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else answer.body})
@@ -261,14 +261,22 @@ class JWTGuardMiddleware:
             return
         guard = self.guard
         nonce_header: tuple[bytes, bytes] | None = None
-        if guard.metadata is not None and kind == "http" and scope["path"] in guard.metadata.paths:
+        metadata = guard.metadata
+        if (
+            metadata is not None
+            and kind == "http"
+            # The full path, or the app's own (a proxy that strips a prefix: root_path).
+            and (metadata.matches(scope["path"]) or metadata.matches(route_path(scope)))
+        ):
             # RFC 9728 §3: the metadata document is public; no token is looked for.
             method = scope["method"]
-            if_none_match = None
+            if_none_match = request_headers = None
             for name, value in scope["headers"]:
                 if name == b"if-none-match":
                     if_none_match = value.decode("latin-1")
-            answer = guard.metadata.answer(method, if_none_match)
+                elif name == b"access-control-request-headers":
+                    request_headers = value.decode("latin-1")
+            answer = metadata.answer(method, if_none_match, request_headers)
             await send_answer(send, answer, head=method == "HEAD")
             return
         if guard.excludes and guard.is_excluded(route_path(scope)):

@@ -39,7 +39,10 @@ def route_path(environ: Environ) -> str:
     it over as the raw bytes decoded as latin-1; ASGI decodes them as UTF-8, so ``exclude``
     re-decodes them the same way to mean the same paths under both adapters.
     """
-    path: str = environ.get("PATH_INFO", "") or "/"
+    return _utf8(environ.get("PATH_INFO", "") or "/")
+
+
+def _utf8(path: str) -> str:
     if path.isascii():
         return path
     try:
@@ -174,11 +177,16 @@ class JWTGuardWSGIMiddleware:
         metadata = self.guard.metadata
         if metadata is not None:
             # RFC 9728 §3: the metadata document is public; no token is looked for. Its URL is
-            # host-relative, so the full path counts (SCRIPT_NAME + PATH_INFO).
-            path = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
-            if path in metadata.paths:
+            # host-relative, so the full path counts (SCRIPT_NAME + PATH_INFO), or the app's
+            # own (PATH_INFO: a proxy that strips a prefix and sets SCRIPT_NAME).
+            path = _utf8(environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/"))
+            if metadata.matches(path) or metadata.matches(route_path(environ)):
                 method = environ.get("REQUEST_METHOD", "GET")
-                answer = metadata.answer(method, environ.get("HTTP_IF_NONE_MATCH"))
+                answer = metadata.answer(
+                    method,
+                    environ.get("HTTP_IF_NONE_MATCH"),
+                    environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"),
+                )
                 return _send(answer, start_response, head=method == "HEAD")
         nonce: str | None = None
         # For the framework-neutral require_roles/require_scopes on a Flask view without the
@@ -230,7 +238,7 @@ class JWTGuardWSGIMiddleware:
 
 def _send(answer: Answer, start_response: StartResponse, *, head: bool = False) -> Iterable[bytes]:
     headers = list(answer.headers)
-    if answer.status != 304:
+    if answer.status != 304 and answer.status != 204:  # RFC 9110 §8.6: none on these
         headers.append(("Content-Length", str(len(answer.body))))
     start_response(f"{answer.status} {reason_phrase(answer.status)}", headers)
     return [b"" if head else answer.body]

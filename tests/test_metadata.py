@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from jwt_guard import ConfigurationError, DPoP, JWTGuardMiddleware, ProtectedResource
+from jwt_guard import (
+    ConfigurationError,
+    DPoP,
+    JWTGuardMiddleware,
+    ProtectedResource,
+    TrustedIssuer,
+    Verifier,
+)
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.wsgi import JWTGuardWSGIMiddleware
 
@@ -102,7 +111,7 @@ async def test_head_and_other_methods(make_client: AppFactory, issuer: LocalIssu
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(len(full.content))
     post = await client.post(path, headers=bearer(issuer.mint()))
-    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
 async def test_cookie_only_api_supports_no_rfc6750_method(
@@ -228,11 +237,12 @@ def test_http_only_for_loopback_or_by_name() -> None:
 
 
 def test_rfc9728_3_1_terminating_slash_is_removed() -> None:
+    # §3.1: only the slash after the host goes; a path's own trailing slash is the resource's.
     assert resource(resource="https://api.example.com/").metadata_paths == (
         "/.well-known/oauth-protected-resource",
     )
     assert resource(resource="https://api.example.com/v1/orders/").metadata_url == (
-        "https://api.example.com/.well-known/oauth-protected-resource/v1/orders"
+        "https://api.example.com/.well-known/oauth-protected-resource/v1/orders/"
     )
 
 
@@ -265,3 +275,137 @@ async def test_no_dpop_members_without_dpop(make_client: AppFactory, issuer: Loc
     ).json()
     assert "dpop_signing_alg_values_supported" not in document
     assert "dpop_bound_access_tokens_required" not in document
+
+
+# -- where the document is found -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/my%20api", "/caf%C3%A9", "/v1/orders/"])
+async def test_document_at_percent_encoded_and_slashed_paths(
+    make_client: AppFactory, issuer: LocalIssuer, path: str
+) -> None:
+    """The §3.1 address of a resource whose path is percent-encoded (compared decoded, as the
+    adapters see paths) or ends with a slash (served with and without it)."""
+    url = "https://api.example.com" + path
+    client = make_client(issuer.verifier(audience=url), protected_resource=resource(resource=url))
+    stripped = path.rstrip("/")
+    for variant in (stripped, stripped + "/"):
+        response = await client.get("/.well-known/oauth-protected-resource" + variant)
+        assert response.status_code == 200, variant
+        assert response.json()["resource"] == url
+
+
+async def test_root_fallback_can_be_turned_off(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    client = client_for(make_client, issuer, protected_resource=resource(root_fallback=False))
+    assert (await client.get("/.well-known/oauth-protected-resource/orders")).status_code == 200
+    assert (await client.get("/.well-known/oauth-protected-resource")).status_code == 401
+    with pytest.raises(ConfigurationError):
+        resource(root_fallback="no")
+
+
+async def test_cors_preflight_for_the_document(
+    make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    """A browser-based MCP client's preflight before it sends MCP-Protocol-Version (Fetch)."""
+    client = client_for(make_client, issuer)
+    response = await client.options(
+        "/.well-known/oauth-protected-resource/orders",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "mcp-protocol-version",
+        },
+    )
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-allow-methods"] == "GET, HEAD"
+    assert "mcp-protocol-version" in response.headers["access-control-allow-headers"].lower()
+    assert "content-length" not in response.headers or response.headers["content-length"] == "0"
+    odd = await client.options(
+        "/.well-known/oauth-protected-resource/orders",
+        headers={"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "a b"},
+    )
+    assert odd.headers["access-control-allow-headers"] == "MCP-Protocol-Version, If-None-Match"
+
+
+async def test_asgi_document_behind_a_prefix_stripping_proxy(issuer: LocalIssuer) -> None:
+    """uvicorn --root-path /api: ``path`` carries the prefix, the app's own path does not."""
+    app = JWTGuardMiddleware(
+        None,  # type: ignore[arg-type]  # never reached
+        verifier=issuer.verifier(audience=RESOURCE),
+        protected_resource=resource(),
+    )
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    path = "/api/.well-known/oauth-protected-resource/orders"
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "/api",
+        "query_string": b"",
+        "headers": [(b"host", b"api.example.com")],
+        "scheme": "https",
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["resource"] == RESOURCE
+
+
+def test_wsgi_document_behind_a_prefix_stripping_proxy(issuer: LocalIssuer) -> None:
+    """SCRIPT_NAME=/api: PATH_INFO is the app's own path."""
+    app = JWTGuardWSGIMiddleware(
+        None,  # type: ignore[arg-type]  # never reached
+        verifier=issuer.verifier(audience=RESOURCE),
+        protected_resource=resource(),
+    )
+    started: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "/api",
+        "PATH_INFO": "/.well-known/oauth-protected-resource/orders",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "api.example.com",
+        "SERVER_PORT": "443",
+        "wsgi.url_scheme": "https",
+        "wsgi.input": io.BytesIO(b""),
+    }
+    body = b"".join(app(environ, lambda status, headers, *exc: started.append(status)))
+    assert started == ["200 OK"]
+    assert json.loads(body)["resource"] == RESOURCE
+
+
+# -- RFC 9728 §7.4: the audience binding holds for every trusted issuer ---------------------------
+
+
+def test_rfc9728_7_4_every_trusted_issuer_must_expect_the_resource() -> None:
+    """A trusted issuer without the resource among its audiences would have its tokens for
+    any API (or with no aud at all) accepted here: refused at start-up."""
+    ours = LocalIssuer(issuer="https://a.example", audience=RESOURCE)
+    other = LocalIssuer(issuer="https://b.example", audience="https://other-api.example")
+
+    def verifier(b_audience: Any) -> Verifier:
+        return Verifier(
+            issuers=[
+                TrustedIssuer("https://a.example", ours.keys(), audience=RESOURCE),
+                TrustedIssuer("https://b.example", other.keys(), audience=b_audience),
+            ],
+            algorithms=[ours.algorithm],
+        )
+
+    for b_audience in (None, "https://other-api.example"):
+        for middleware in (JWTGuardMiddleware, JWTGuardWSGIMiddleware):
+            with pytest.raises(ConfigurationError, match=r"https://b\.example"):
+                app: Any = None
+                middleware(app, verifier=verifier(b_audience), protected_resource=resource())
+    both = verifier([RESOURCE, "https://other-api.example"])
+    JWTGuardMiddleware(None, verifier=both, protected_resource=resource())  # type: ignore[arg-type]
