@@ -27,14 +27,17 @@ from ._errors import (
     ServiceUnavailable,
 )
 
-__all__ = ["Answer", "ErrorHandler", "Responder", "reason_phrase"]
+__all__ = ["SCOPE_TOKEN", "Answer", "ErrorHandler", "Responder", "reason_phrase"]
 
 logger = logging.getLogger("jwt_guard")
 
 # RFC 6750 §3: realm is a quoted-string; error_description and scope are restricted to
 # %x20-21 / %x23-5B / %x5D-7E (printable ASCII without '"' and '\').
 _QUOTED_SAFE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+#: One name that can stand in a quoted header parameter as a space-separated list item: RFC
+#: 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). Scopes, acr values (RFC 9470 §3),
+#: algorithm names, and URLs placed in a quoted string (resource_metadata) all use it.
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # RFC 9110 §5.5: a field value is visible ASCII/obs-text, spaces and tabs; no CR, LF or NUL.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a token
@@ -148,18 +151,18 @@ class Responder:
         params = list(realm)
         error = exc.error
         if error is not None:
-            if not _SCOPE_TOKEN.fullmatch(error):
+            if not SCOPE_TOKEN.fullmatch(error):
                 error = type(exc).error if isinstance(type(exc).error, str) else None
-            if error is not None and _SCOPE_TOKEN.fullmatch(error):
+            if error is not None and SCOPE_TOKEN.fullmatch(error):
                 params.append(f'error="{error}"')
                 params.append(f'error_description="{_fixed_description(type(exc))}"')
         if isinstance(exc, Forbidden) and exc.error == "insufficient_scope":
-            names = [n for n in exc.required if isinstance(n, str) and _SCOPE_TOKEN.fullmatch(n)]
+            names = [n for n in exc.required if isinstance(n, str) and SCOPE_TOKEN.fullmatch(n)]
             if names:
                 params.append(f'scope="{" ".join(names)}"')
         if isinstance(exc, InsufficientUserAuthentication):
             # RFC 9470 §3: what the client asks the authorization server for on its next try.
-            values = [v for v in exc.acr_values if isinstance(v, str) and _SCOPE_TOKEN.fullmatch(v)]
+            values = [v for v in exc.acr_values if isinstance(v, str) and SCOPE_TOKEN.fullmatch(v)]
             if values:
                 params.append(f'acr_values="{" ".join(values)}"')
             if type(exc.max_age) is int and exc.max_age >= 0:

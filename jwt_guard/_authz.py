@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from ._answer import SCOPE_TOKEN
 from ._errors import (
     AuthenticationRequired,
     AuthenticationTooOld,
@@ -61,8 +61,6 @@ __all__ = [
     "require_scopes",
 ]
 
-# RFC 9470 §3: acr_values is a space-separated list inside a quoted string.
-_ACR_VALUE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -225,7 +223,8 @@ class StepUp(Requirement):
 
     def __init__(self, acr_values: tuple[str, ...] = (), max_age: int | None = None) -> None:
         if acr_values:
-            if not all(isinstance(v, str) and _ACR_VALUE.fullmatch(v) for v in acr_values):
+            # RFC 9470 §3: acr_values is a space-separated list in a quoted string.
+            if not all(isinstance(v, str) and SCOPE_TOKEN.fullmatch(v) for v in acr_values):
                 raise ConfigurationError("require_acr values must be names without spaces, quotes")
             self.kind, self.names = "acr", acr_values
         elif max_age is None:
@@ -248,7 +247,8 @@ class StepUp(Requirement):
         if not isinstance(user, Principal):
             raise AuthenticationRequired(detail={"reason": f"{self!r} found no verified principal"})
         if self.acr_values:
-            # RFC 9470 §4: acr values are compared as exact strings; any listed one will do.
+            # acr values (OIDC Core §2, RFC 9470 §6.1) are compared as exact strings; any
+            # listed one will do.
             if user.acr not in self.acr_values:
                 raise InsufficientUserAuthentication(
                     acr_values=self.acr_values,
@@ -256,20 +256,22 @@ class StepUp(Requirement):
                     detail={"required_acr": list(self.acr_values), "acr": safe_value(user.acr)},
                 )
             return user
-        assert self.max_age is not None
+        max_age = self.max_age
+        if max_age is None:  # __init__ sets acr_values or max_age: never both missing
+            raise ConfigurationError("a step-up requirement needs acr values or max_age")
         auth_time = user.auth_time
         if isinstance(verifier, Verifier):
             now, leeway = verifier.now(), verifier.leeway
         else:
             now, leeway = time.time(), 0.0
         # No auth_time: the age of the login is unknown, so it cannot be recent enough.
-        if auth_time is None or now - leeway > auth_time + self.max_age:
-            detail: dict[str, Any] = {"max_age": self.max_age, "auth_time": auth_time}
+        if auth_time is None or now - leeway > auth_time + max_age:
+            detail: dict[str, Any] = {"max_age": max_age, "auth_time": auth_time}
             if auth_time is None:
                 detail["reason"] = "no auth_time claim: the age of the login is unknown"
             else:
                 detail.update(now=round(now, 3), leeway=leeway, age_seconds=round(now - auth_time))
-            raise AuthenticationTooOld(max_age=self.max_age, detail=detail)
+            raise AuthenticationTooOld(max_age=max_age, detail=detail)
         return user
 
 

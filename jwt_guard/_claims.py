@@ -126,11 +126,14 @@ def check_time_claims(
     exp = numeric_date(claims, "exp")
     check_times(exp, numeric_date(claims, "nbf"), numeric_date(claims, "iat"), now, leeway, max_age)
     if "auth_time" in claims:
-        # OIDC Core §2 / RFC 9470 §4: when the user last logged in. A login in the future is a
-        # broken or forged token, and would pass every require_auth_age check.
+        # OIDC Core §2 / RFC 9068 §2.2.1 (RFC 9470 §6.1 registers its use): when the user
+        # last logged in. A login in the future is a broken or forged token, and would pass
+        # every require_auth_age check.
         auth_time = numeric_date(claims, "auth_time")
         if auth_time is not None and now + leeway < auth_time:
-            raise ClaimInvalid(code="auth_time_in_future")
+            detail = _times("auth_time", auth_time, now, leeway)
+            detail["logged_in_in_seconds"] = round(auth_time - now, 3)
+            raise ClaimInvalid(code="auth_time_in_future", detail=detail)
     return exp
 
 
@@ -269,7 +272,7 @@ class ClaimRules:
             if iss not in self.issuers:
                 raise issuer_invalid(iss, self.issuers)
         self._check_audience(claims)
-        # RFC 7519 §4.1.2/§4.1.7; "acr" is a string too (OIDC Core §2, RFC 9470 §4).
+        # RFC 7519 §4.1.2/§4.1.7; "acr" is a string too (OIDC Core §2, RFC 9068 §2.2.1).
         for name in ("sub", "jti", "acr"):
             value = claims.get(name)
             if value is not None and not isinstance(value, str):

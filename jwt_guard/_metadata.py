@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._answer import Answer
+from ._answer import SCOPE_TOKEN, Answer
 from ._errors import ConfigurationError
 from ._jwks import check_url
 
@@ -41,10 +41,6 @@ WELL_KNOWN: Final = "/.well-known/oauth-protected-resource"
 #: How long clients and caches may keep the document, by default (seconds).
 DEFAULT_MAX_AGE: Final = 3600
 
-# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-# What a URL placed in a quoted-string (the resource_metadata challenge parameter) may hold.
-_QUOTED_SAFE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # Fetch: Access-Control-Request-Headers is a list of header names (RFC 9110 §5.1 tokens).
 _HEADER_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _HEADER_LIST = re.compile(rf"{_HEADER_NAME}(?:[ \t]*,[ \t]*{_HEADER_NAME})*")
@@ -69,7 +65,8 @@ _OWN_MEMBERS: Final = frozenset(
 
 def _url(value: object, allow_http: bool, what: str) -> str:
     url = check_url(value, allow_http, what)  # type: ignore[arg-type]
-    if not _QUOTED_SAFE.fullmatch(url):
+    # What a URL placed in a quoted string (the resource_metadata parameter) may hold.
+    if not SCOPE_TOKEN.fullmatch(url):
         raise ConfigurationError(f"{what} has characters a URL must percent-encode")
     return url
 
@@ -132,11 +129,11 @@ class ProtectedResource:
             raise ConfigurationError("authorization_servers must be a list of issuer URLs")
         for server in servers:
             _url(server, self.allow_http, "authorization_servers")
-        _names(self.scopes_supported, "scopes_supported", _SCOPE_TOKEN)
+        _names(self.scopes_supported, "scopes_supported", SCOPE_TOKEN)
         algs = _names(
             self.resource_signing_alg_values_supported,
             "resource_signing_alg_values_supported",
-            _SCOPE_TOKEN,
+            SCOPE_TOKEN,
         )
         if any(alg.lower() == "none" for alg in algs):
             raise ConfigurationError("'none' is never a signing algorithm (RFC 9728 §2)")
@@ -219,11 +216,12 @@ class MetadataEndpoint:
             document["resource_signing_alg_values_supported"] = list(
                 resource.resource_signing_alg_values_supported
             )
-        for name in ("resource_name", "resource_documentation"):
-            value = getattr(resource, name)
-            if value is not None:
-                document[name] = value
-        for name in ("resource_policy_uri", "resource_tos_uri"):
+        for name in (
+            "resource_name",
+            "resource_documentation",
+            "resource_policy_uri",
+            "resource_tos_uri",
+        ):
             value = getattr(resource, name)
             if value is not None:
                 document[name] = value

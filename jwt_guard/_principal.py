@@ -175,12 +175,14 @@ class Principal:
 
     @property
     def acr(self) -> str | None:
-        """The authentication context class of the login behind the token (RFC 9470 §4)."""
+        """The authentication context class of the login behind the token (OIDC Core §2,
+        RFC 9068 §2.2.1; RFC 9470 §6.1)."""
         return self._string("acr")
 
     @property
     def auth_time(self) -> float | None:
-        """When the user last authenticated, epoch seconds (OIDC Core §2, RFC 9470 §4)."""
+        """When the user last authenticated, epoch seconds (OIDC Core §2, RFC 9068 §2.2.1;
+        RFC 9470 §6.1)."""
         return self._date("auth_time")
 
     def claims_as(self, model: type[T]) -> T:

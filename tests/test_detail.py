@@ -153,6 +153,12 @@ CASES = [
         token=lambda i: i.mint(_claims(i, iat=NOW + 3600)),
     ),
     Case(
+        "auth_time_in_future",
+        401,
+        {"claim", "auth_time", "now", "leeway", "logged_in_in_seconds"},
+        token=lambda i: i.mint(_claims(i, auth_time=NOW + 3600)),
+    ),
+    Case(
         "issuer_invalid",
         401,
         {"expected", "found", "hint"},
@@ -335,6 +341,7 @@ _ABSTRACT = {
     "service_unavailable",
 }
 # Codes given at the raise site rather than by a class.
+# Codes raised with a code= of their own (no class of their own).
 _EXTRA_CODES = {
     "multiple_tokens",
     "header_malformed",
@@ -342,6 +349,7 @@ _EXTRA_CODES = {
     "token_too_old",
     "request_url_invalid",
     "host_not_allowed",
+    "auth_time_in_future",
 }
 
 
