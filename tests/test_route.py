@@ -709,3 +709,24 @@ async def test_route_guard_challenges_name_the_metadata(issuer: LocalIssuer, kin
     assert response.status_code == 401
     assert challenge(response) == {"realm": "api", "resource_metadata": METADATA}
     assert (await call(under, "/.well-known/oauth-protected-resource/orders")).status_code == 200
+
+
+async def test_a_guard_for_another_api_answers_with_its_own_settings(issuer: LocalIssuer) -> None:
+    """Under a middleware with another verifier (another API), the guard verifies by its own
+    rules and refuses with its own settings (its resource_metadata), not the middleware's."""
+    own = issuer.verifier(audience=RESOURCE)
+    guard = JWTBearer(own, protected_resource=ProtectedResource(RESOURCE, []))
+    app = FastAPI()
+
+    @app.get("/orders", dependencies=[Depends(guard), Depends(jg_fastapi.require_acr("mfa"))])
+    async def orders() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(JWTGuardMiddleware, verifier=issuer.verifier())  # audience api://test
+    wrong_api = await call(app, "/orders", issuer.mint())  # fine for the middleware only
+    assert wrong_api.status_code == 401
+    assert wrong_api.json()["code"] == "audience_invalid"
+    assert challenge(wrong_api)["resource_metadata"] == METADATA
+    weak = await call(app, "/orders", issuer.mint(audience=["api://test", RESOURCE], acr="pwd"))
+    assert weak.status_code == 401 and weak.json()["code"] == "acr_not_satisfied"
+    assert challenge(weak)["resource_metadata"] == METADATA
