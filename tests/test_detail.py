@@ -341,7 +341,6 @@ _ABSTRACT = {
     "service_unavailable",
 }
 # Codes given at the raise site rather than by a class.
-# Codes raised with a code= of their own (no class of their own).
 _EXTRA_CODES = {
     "multiple_tokens",
     "header_malformed",
