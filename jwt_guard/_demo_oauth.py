@@ -47,11 +47,14 @@ class OAuthError(Exception):
     user sees the error and is never sent anywhere (RFC 6749 §4.1.2.1).
     """
 
-    def __init__(self, error: str, description: str, *, redirect: bool = True) -> None:
+    def __init__(
+        self, error: str, description: str, *, redirect: bool = True, status: int = 400
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.redirect = redirect
+        self.status = status
         self.revoke: tuple[str, ...] = ()
 
 

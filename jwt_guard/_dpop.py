@@ -710,8 +710,9 @@ class DPoP:
             raise DPoPNonceRequired(nonce=self.nonce.issue(now), detail={"reason": reason})
         # §11.1: remember the jti while the proof could be accepted, hashed (bounded key, no
         # client character reaches the store) and scoped by the key, so one client's jti
-        # never blocks another's.
-        ttl = max(1, math.ceil(iat + self.max_age + leeway - now))
+        # never blocks another's. One more leeway as margin: another instance sharing the
+        # store, whose clock is up to that much behind ours, still accepts it that long.
+        ttl = max(1, math.ceil(iat + self.max_age + 2 * leeway - now))
         digest = hashlib.sha256(f"{header.jkt}\x00{jti}".encode("utf-8", "surrogatepass"))
         return Proof(header.jkt, "dpop:" + digest.hexdigest(), ttl)
 

@@ -28,6 +28,7 @@ __all__ = [
     "extract",
     "is_token68",
     "joined_authorization",
+    "override_methods",
     "parse_cookies",
 ]
 
@@ -268,17 +269,21 @@ def extract(
     return found
 
 
+def override_methods(headers: Sequence[str], query_string: str) -> list[str]:
+    """The methods that method-override headers (their values: ``headers``) and a ``_method``
+    query parameter name, upper-cased; frameworks that honour them act on these instead."""
+    values = list(headers)
+    if query_string and "_method" in query_string.lower():
+        values += [v for k, v in urllib.parse.parse_qsl(query_string) if k.lower() == "_method"]
+    return [v.strip().upper() for v in values if v.strip()]
+
+
 def _effective_method(view: RequestView) -> str:
-    method = view.method.upper()
-    overrides = [view.headers.get(name, "") for name in METHOD_OVERRIDE_HEADERS]
-    if view.query_string and "_method" in view.query_string:
-        overrides += [
-            v for k, v in urllib.parse.parse_qsl(view.query_string) if k.lower() == "_method"
-        ]
-    for value in overrides:
-        if value and value.strip().upper() not in SAFE_METHODS:
-            return value.strip().upper()
-    return method
+    headers = [view.headers.get(name, "") for name in METHOD_OVERRIDE_HEADERS]
+    for method in override_methods(headers, view.query_string):
+        if method not in SAFE_METHODS:
+            return method
+    return view.method.upper()
 
 
 def _origin(view: RequestView) -> str | None:

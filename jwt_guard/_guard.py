@@ -18,6 +18,7 @@ from ._errors import (
     AuthenticationRequired,
     ConfigurationError,
     DPoPProofMissing,
+    InvalidDPoPProof,
     InvalidRequest,
     JWTGuardError,
     MalformedToken,
@@ -30,6 +31,7 @@ from ._extract import (
     check_csrf,
     extract,
     is_token68,
+    override_methods,
 )
 from ._log import DEFAULT_LOG_LIMIT, RejectionLog, logger
 from ._metadata import MetadataEndpoint, ProtectedResource
@@ -268,16 +270,31 @@ class Guard:
     # -- DPoP (RFC 9449): what the adapters read from a request with the DPoP scheme --------------
 
     def dpop_request(
-        self, proofs: Sequence[str], scheme: str, host: str, path: str
+        self,
+        proofs: Sequence[str],
+        scheme: str,
+        host: str,
+        path: str,
+        method: str = "GET",
+        overrides: Sequence[str] = (),
+        query: str = "",
     ) -> tuple[str, str]:
         """The proof and the request's URL for the ``htu`` check.
 
         ``proofs`` are the request's ``DPoP`` header values: exactly one is accepted (RFC 9449
         §4.3 (1)). ``path`` is the path as received; ``scheme`` and ``host`` give the URL
         unless ``DPoP(external_url=...)`` says what clients see in front of a proxy.
+        ``overrides`` are the method-override header values and ``query`` the query string.
         """
         if len(proofs) != 1 or not proofs[0]:
             raise DPoPProofMissing(detail={"dpop_headers": len(proofs)})
+        # RFC 9449 §4.3 (8): htm names the method the app will act on. An app (or a framework
+        # middleware) honouring X-HTTP-Method-Override or _method acts on another one than the
+        # proof was made for: refused rather than guessed.
+        if any(named != method for named in override_methods(overrides, query)):
+            raise InvalidDPoPProof(
+                detail={"reason": "a method override names another method than htm"}
+            )
         assert self.dpop is not None  # a "dpop" credential is only extracted with DPoP on
         return proofs[0], request_url(scheme, host, path, self.dpop.external_url)
 

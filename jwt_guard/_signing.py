@@ -226,7 +226,9 @@ def load_private_pem(data: bytes) -> PrivateKey:
 
 # -- DPoP (RFC 9449): what a client makes ------------------------------------------------------
 
-#: The proof algorithm for each kind of client key when ``dpop_proof`` is not told one.
+#: The proof algorithm for each kind of client key when ``dpop_proof`` is not told one. A
+#: P-384 or P-521 key has only its own algorithm (ES384, ES512), which ``DPoP()``'s default
+#: algorithms do not list: the verifier must name it (``DPoP(algorithms=[..., "ES384"])``).
 _DPOP_DEFAULT_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "RSA": "RS256"}
 
 

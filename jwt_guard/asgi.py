@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Final
 
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from ._answer import Answer, ErrorHandler
 from ._dpop import quote_path
 from ._errors import JWTGuardError
-from ._extract import CSRF, Credentials, RequestView
+from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView
 from ._guard import DPOP_SCHEME_KEY, EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
@@ -35,6 +36,11 @@ logger = logging.getLogger("jwt_guard")
 
 #: RFC 6455 §7.4.1: 1008 "policy violation", for servers without the HTTP denial extension.
 WS_POLICY_VIOLATION = 1008
+
+
+_NONCE_MESSAGES: Final = ("http.response.start", "websocket.accept")
+#: Header names (bytes, as ASGI gives them) of the method-override headers.
+_OVERRIDE_HEADERS: Final = frozenset(name.encode() for name in METHOD_OVERRIDE_HEADERS)
 
 
 def route_path(scope: Scope) -> str:
@@ -108,18 +114,25 @@ def _dpop_request(guard: Guard, scope: Scope) -> tuple[str, str, str]:
     """
     proofs: list[str] = []
     host: str | None = None
+    overrides: list[str] = []
     for name, value in scope["headers"]:
         if name == b"dpop":
             proofs.append(value.decode("latin-1"))
         elif name == b"host":
             host = value.decode("latin-1")
+        elif name in _OVERRIDE_HEADERS:
+            overrides.append(value.decode("latin-1"))
     if host is None:
         server = scope.get("server") or ("localhost", None)
         host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
     raw_path = scope.get("raw_path")  # the path as received, when the server gives it
     path = raw_path.decode("latin-1") if raw_path else quote_path(scope["path"].encode())
-    proof, url = guard.dpop_request(proofs, scope.get("scheme", "http"), host, path)
-    return proof, scope.get("method", "GET"), url
+    method = scope.get("method", "GET")
+    query = scope.get("query_string", b"").decode("latin-1")
+    proof, url = guard.dpop_request(
+        proofs, scope.get("scheme", "http"), host, path, method, overrides, query
+    )
+    return proof, method, url
 
 
 async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
@@ -309,7 +322,9 @@ class JWTGuardMiddleware:
         async def send_tracking(message: Message) -> None:
             nonlocal started
             started = True
-            if nonce_header is not None and message["type"] == "http.response.start":
+            # The nonce also goes on a WebSocket's accept (ASGI 2.1 "headers"): the handshake
+            # response is the client's only chance to see it before its next connection.
+            if nonce_header is not None and message["type"] in _NONCE_MESSAGES:
                 message = {**message, "headers": [*message.get("headers", ()), nonce_header]}
             await send(message)
 

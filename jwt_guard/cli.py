@@ -381,8 +381,12 @@ def cmd_dpop_proof(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     if normalize_htu(args.url) is None:
         raise UsageError("--url must be the request's http(s) URL, e.g. https://api.example/me")
     try:
+        # RFC 9110 §9.1: methods are case-sensitive and the standard ones upper-case; htm
+        # must equal the method the request is sent with ("curl -X get" sends "get", rarely
+        # meant): "get" becomes "GET".
+        method = args.method.upper()
         proof = dpop_proof(
-            key, args.method, args.url, access_token=token or None, nonce=args.nonce, alg=args.alg
+            key, method, args.url, access_token=token or None, nonce=args.nonce, alg=args.alg
         )
     except (TypeError, ValueError, KeyError) as exc:
         raise UsageError(f"the key does not fit {args.alg or 'a DPoP algorithm'}") from exc
@@ -528,10 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proof.add_argument("--key", required=True, metavar="PATH", help="the client's PEM private key")
     proof.add_argument("--url", required=True, help="the request URL (htu)")
-    proof.add_argument("--method", default="GET", help="the request method (htm; default: GET)")
+    proof.add_argument(
+        "--method", default="GET", help="the request method (htm, upper-cased; default: GET)"
+    )
     proof.add_argument("--token", help="the access token it goes with (ath); - reads stdin")
     proof.add_argument("--nonce", help="the server's DPoP-Nonce, when it asks for one")
-    proof.add_argument("--alg", choices=asymmetric, help="the proof algorithm (default: by key)")
+    proof.add_argument(
+        "--alg",
+        choices=asymmetric,
+        help="the proof algorithm (default: by key; P-384/P-521 keys give ES384/ES512, "
+        "which DPoP() accepts only when its algorithms list them)",
+    )
     proof.set_defaults(func=cmd_dpop_proof)
 
     demo = sub.add_parser(

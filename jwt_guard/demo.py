@@ -42,8 +42,14 @@ from ._demo_oauth import (
     parse_authorization_request,
 )
 from ._denylist import MemoryDenylist
-from ._dpop import DPoP
-from ._errors import ConfigurationError, CSRFFailed, DPoPProofMissing, InvalidDPoPProof
+from ._dpop import DPoP, ReplayCache
+from ._errors import (
+    ConfigurationError,
+    CSRFFailed,
+    DPoPProofMissing,
+    DPoPReplayUnavailable,
+    InvalidDPoPProof,
+)
 from ._extract import CSRF, check_csrf
 from ._extras import MissingExtra
 from ._jwks import JWKSKeys
@@ -251,11 +257,14 @@ def protect_api(
     return verifier, middleware, settings
 
 
-def _oauth_error(error: OAuthError, status: int = 400) -> JSONResponse:
+def _oauth_error(error: OAuthError) -> JSONResponse:
+    headers = {**_TOKEN_HEADERS, "Cache-Control": "no-store"}
+    if error.status == 503:
+        headers["Retry-After"] = "1"
     return JSONResponse(
         {"error": error.error, "error_description": error.description},
-        status_code=status,
-        headers={**_TOKEN_HEADERS, "Cache-Control": "no-store"},
+        status_code=error.status,
+        headers=headers,
     )
 
 
@@ -362,11 +371,13 @@ def build_app(
     jwks_url: str | None = None,
     clock: Callable[[], float] = time.time,
     cross_site_url: str | None = None,
+    token_replay: ReplayCache | None = None,
 ) -> Starlette:
     """The demo: issuer endpoints, the guarded API and the HTML page, in one Starlette app.
 
     ``cross_site_url`` is where :func:`cross_site_app` is served, for the page's cross-site
-    request button.
+    request button. ``token_replay`` is the token endpoint's DPoP replay cache (in memory by
+    default).
     """
     issuer = DemoIssuer(base_url, clock=clock)
     codes = CodeStore(clock=clock)
@@ -388,7 +399,7 @@ def build_app(
         return HTMLResponse(page_html, headers={"X-Frame-Options": "DENY"})
 
     # The token endpoint checks the DPoP proofs sent to it, with its own replay cache.
-    token_dpop = DPoP()
+    token_dpop = DPoP(replay=token_replay)
 
     def tokens_response(
         username: str, scope: str | None = None, jkt: str | None = None
@@ -511,6 +522,10 @@ def build_app(
             await token_dpop.arecord(proof)
         except InvalidDPoPProof as exc:
             raise OAuthError("invalid_dpop_proof", exc.description) from exc
+        except DPoPReplayUnavailable as exc:
+            # The replay store cannot say whether the proof is new: refuse, but as the
+            # server's trouble (503), never a 500.
+            raise OAuthError("temporarily_unavailable", exc.description, status=503) from exc
         return proof.jkt
 
     async def authorize(request: Request) -> Response:

@@ -13,7 +13,7 @@ from typing import Any
 from ._answer import Answer, ErrorHandler, reason_phrase
 from ._dpop import quote_path
 from ._errors import JWTGuardError
-from ._extract import CSRF, RequestView, joined_authorization
+from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, RequestView, joined_authorization
 from ._guard import (
     DPOP_SCHEME_KEY,
     EXCLUDED_KEY,
@@ -77,6 +77,10 @@ def _is_preflight(environ: Environ) -> bool:
     )
 
 
+#: The environ keys of the method-override headers (PEP 3333: HTTP_ plus the name).
+_OVERRIDE_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in METHOD_OVERRIDE_HEADERS)
+
+
 def _dpop_request(guard: Guard, environ: Environ) -> tuple[str, str, str]:
     """For a token sent with the DPoP scheme (RFC 9449 §7.1): the proof, the method and the
     URL it must name."""
@@ -96,8 +100,12 @@ def _dpop_request(guard: Guard, environ: Environ) -> tuple[str, str, str]:
     if not raw.startswith("/"):
         decoded = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
         raw = quote_path(decoded.encode("latin-1", "replace"))
-    proof, url = guard.dpop_request(proofs, environ.get("wsgi.url_scheme", "http"), host, raw)
-    return proof, environ.get("REQUEST_METHOD", "GET"), url
+    method = environ.get("REQUEST_METHOD", "GET")
+    overrides = [environ.get(key, "") for key in _OVERRIDE_KEYS]
+    scheme = environ.get("wsgi.url_scheme", "http")
+    query = environ.get("QUERY_STRING", "")
+    proof, url = guard.dpop_request(proofs, scheme, host, raw, method, overrides, query)
+    return proof, method, url
 
 
 def authenticate(guard: Guard, environ: Environ) -> Principal | None:

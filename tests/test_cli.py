@@ -579,6 +579,15 @@ def test_dpop_proof_round_trip_verifies(keydir: Path, client_keydir: Path) -> No
     assert principal.subject == "alice"
 
 
+def test_dpop_proof_method_is_upper_cased(client_keydir: Path) -> None:
+    from jwt_guard._parse import parse_compact
+
+    key = str(client_keydir / "private.pem")
+    code, out, _ = run("dpop-proof", "--key", key, "--method", "get", "--url", "https://a.example/")
+    # RFC 9110 §9.1: "get" is not GET; a proof for it would never match a GET request.
+    assert code == 0 and parse_compact(out.strip()).payload["htm"] == "GET"
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -446,3 +446,25 @@ def test_token_endpoint_binds_tokens_to_the_dpop_key(demo: tuple[str, FakeClock]
     assert httpx.post(f"{base}/token", data=form).json()["token_type"] == "Bearer"
     discovery = httpx.get(f"{base}/.well-known/openid-configuration").json()
     assert "ES256" in discovery["dpop_signing_alg_values_supported"]
+
+
+async def test_token_endpoint_replay_store_down_is_a_503_not_a_500() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from jwt_guard import MemoryReplayCache
+    from jwt_guard.testing import dpop_proof
+
+    # A full memory cache cannot tell a new proof from a replay: it refuses (fail closed).
+    clock = FakeClock(time.time())
+    base = "http://127.0.0.1:9"  # loopback: the demo's URLs may be http (never connected to)
+    app = build_app(base, clock=clock, token_replay=MemoryReplayCache(1, clock=clock))
+    key = ec.generate_private_key(ec.SECP256R1())
+    form = {"grant_type": "password", "username": "bob", "password": "bob"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+        for status in (200, 503):
+            proof = dpop_proof(key, "POST", f"{base}/token", iat=clock.now)
+            answer = await client.post("/token", data=form, headers={"DPoP": proof})
+            assert answer.status_code == status, answer.text
+    assert answer.json()["error"] == "temporarily_unavailable"
+    assert answer.headers["Retry-After"] == "1"

@@ -640,3 +640,11 @@ def test_rfc9449_4_3_9_allowed_hosts_pin_the_request_host(
 def test_allowed_hosts_configuration_is_checked(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         DPoP(**options)
+
+
+def test_rfc9449_11_1_replay_ttl_has_a_leeway_margin(
+    dpop: DPoP, prove: Callable[..., str], clock: FakeClock
+) -> None:
+    # Accepted until iat + max_age + leeway here; an instance sharing the store whose clock is
+    # up to a leeway behind accepts it a leeway longer still: the jti must outlive both.
+    assert check(dpop, prove(), clock, leeway=30).ttl == 60 + 2 * 30

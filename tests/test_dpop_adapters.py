@@ -831,3 +831,53 @@ async def test_rfc9449_7_1_fastapi_jwtbearer_scope_errors_use_the_dpop_challenge
         )
     assert response.status_code == 403
     assert challenge(response).startswith('DPoP realm="api", error="insufficient_scope"')
+
+
+# -- method overrides (RFC 9449 §4.3 (8): htm is the method the app acts on) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "override"),
+    [("/me", {"X-HTTP-Method-Override": "DELETE"}), ("/me?_method=delete", {})],
+)
+async def test_rfc9449_4_3_8_a_method_override_must_not_change_the_method(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+    path: str,
+    override: dict[str, str],
+) -> None:
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    headers = {**dpop_headers(client, token, key, clock, method="POST"), **override}
+    refused = await client.post(path, headers=headers)
+    assert refused.status_code == 401 and refused.json()["code"] == "dpop_proof_invalid"
+    same = {**dpop_headers(client, token, key, clock, method="POST"), "X-HTTP-Method": "post"}
+    assert (await client.post("/me", headers=same)).status_code == 200
+
+
+def test_rfc9449_8_websocket_accept_carries_the_dpop_nonce(
+    issuer: LocalIssuer, key: Any, clock: FakeClock
+) -> None:
+    async def who(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    nonces = DPoPNonces("w" * 32)
+    verifier = issuer.verifier(dpop=DPoP(nonce=nonces))
+    app = Starlette(
+        routes=[WebSocketRoute("/ws", who)],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=verifier)],
+    )
+    token = issuer.mint(dpop_key=key)
+    with run_uvicorn(app) as base:
+        ws_url = base.replace("http", "ws") + "/ws"
+        nonce = nonces.issue(clock.now)
+        proof = dpop_proof(key, "GET", ws_url, access_token=token, iat=clock.now, nonce=nonce)
+        with connect(
+            ws_url, additional_headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+        ) as ws:
+            assert ws.response is not None
+            assert ws.response.headers["DPoP-Nonce"] == nonces.issue(clock.now)
