@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+source scripts/python-env.sh
+ensure_pip
 python3 -m pip install -q -e ".[demo]"
 exec python3 -m jwt_guard demo "$@"
