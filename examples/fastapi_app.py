@@ -29,7 +29,9 @@ app.add_middleware(
 )
 if client_id := os.environ.get("JWT_GUARD_DOCS_CLIENT_ID"):
     issuer = os.environ.get("JWT_GUARD_DISCOVERY_URL") or os.environ["JWT_GUARD_ISSUER"]
-    login = OAuth2Login.from_discovery(issuer, client_id=client_id, default_scopes=["profile"])
+    # Ticked in /docs' Authorize dialog: the scopes this API's routes ask for.
+    scopes = ["profile", "orders:read"]
+    login = OAuth2Login.from_discovery(issuer, client_id=client_id, default_scopes=scopes)
     login.install(app)
 
 

@@ -13,6 +13,7 @@ from typing import Any, Final
 from ._errors import ConfigurationError
 from ._jwks import JWKSKeys, OIDCDiscovery
 from ._keyset import KeySource
+from ._policy import check_algorithms
 
 __all__ = ["DEFAULT_ALGORITHM", "options_from_env"]
 
@@ -66,6 +67,11 @@ def options_from_env(
             keys = OIDCDiscovery(discovery, allow_http=allow_http)
     except ConfigurationError as exc:
         problems.append(f"key source: {exc.description}")
+    algorithms = _list(get("ALGORITHMS") or DEFAULT_ALGORITHM)
+    try:  # "none", an unknown name: reported with the rest, not after them
+        check_algorithms(algorithms)
+    except ConfigurationError as exc:
+        problems.append(f"{prefix}ALGORITHMS: {exc.description}")
     leeway = get("LEEWAY")
     if leeway is not None:
         try:
@@ -85,6 +91,6 @@ def options_from_env(
         keys=keys,
         issuer=issuer,
         audience=_list(audience or ""),
-        algorithms=_list(get("ALGORITHMS") or DEFAULT_ALGORITHM),
+        algorithms=algorithms,
     )
     return settings

@@ -535,6 +535,10 @@ class JWKSKeys(KeySource):
         # The configured URL names the source (a discovery source's jwks_uri may change).
         self._metric_name = display_url(self._source_url())
 
+    def _fetch_kind(self, url: str) -> str:
+        """What a fetch of ``url`` was for, in the log (a discovery source says which)."""
+        return "JWKS"
+
     def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
         if self._metrics is not None:
             self._metrics.jwks_fetch(self._metric_name, False)
@@ -548,7 +552,8 @@ class JWKSKeys(KeySource):
         shown = display_url(url)
         if state.key_set is not None and state.fetched_at is not None:
             logger.warning(
-                "JWKS fetch from %s failed (%s); keeping the key set fetched %.0fs ago",
+                "%s fetch from %s failed (%s); keeping the key set fetched %.0fs ago",
+                self._fetch_kind(url),
                 shown,
                 reason,
                 self._clock() - state.fetched_at,
@@ -556,7 +561,8 @@ class JWKSKeys(KeySource):
             )
         else:
             logger.warning(
-                "JWKS fetch from %s failed (%s); no keys available",
+                "%s fetch from %s failed (%s); no keys available",
+                self._fetch_kind(url),
                 shown,
                 reason,
                 extra={"url": shown, "reason": reason},
@@ -933,6 +939,9 @@ class OIDCDiscovery(JWKSKeys):
                 f"OIDCDiscovery({self.issuer!r}) is for another issuer than issuer="
                 f"{sorted(issuers)}: give both the exact 'iss' of your tokens"
             )
+
+    def _fetch_kind(self, url: str) -> str:
+        return "Discovery document" if url == self._discovery_url else "JWKS"
 
     def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
         self._url = None

@@ -52,7 +52,8 @@ def _strings(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | 
     return items
 
 
-def _algorithms(value: str | Sequence[str] | None) -> frozenset[str]:
+def check_algorithms(value: str | Sequence[str] | None) -> frozenset[str]:
+    """The allowed algorithms, checked: given, never ``none``, each one jwt_guard supports."""
     algs = _strings(value, "algorithms")
     if algs is None:
         # RFC 8725 §3.1: the algorithms must be given by the application, never taken from
@@ -247,7 +248,7 @@ def configure(
             raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
         auds = _strings(aud, "audience")
         issuer_set = frozenset(issuer_names) if issuer_names is not None else None
-        allowed = _algorithms(algs)
+        allowed = check_algorithms(algs)
         # Impossible combinations are refused now, naming the fix (issue #14).
         source.check_policy(allowed, issuer_set)
         rules = ClaimRules(

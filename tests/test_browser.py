@@ -252,9 +252,10 @@ def test_docs_login_against_the_demo_in_chromium(
             page.click("button.authorize")
             oauth = page.locator(".auth-container", has_text="authorizationCode")
             assert oauth.locator('input[data-name="clientId"]').input_value() == "jwt-guard-docs"
-            assert oauth.locator('input[data-value="profile"]').is_checked()  # default_scopes
-            oauth.locator('label[for="orders:read-authorizationCode-checkbox-OAuth2"]').click()
+            # default_scopes: the example ticks what its routes need (GET /api/orders: orders:read)
+            assert oauth.locator('input[data-value="profile"]').is_checked()
             assert oauth.locator('input[data-value="orders:read"]').is_checked()
+            assert not oauth.locator('input[data-value="orders:write"]').is_checked()
             with page.expect_popup() as popup_info:
                 oauth.locator("button.authorize").click()
             popup = popup_info.value

@@ -62,6 +62,26 @@ def test_from_env_reports_every_problem(monkeypatch: pytest.MonkeyPatch) -> None
         assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("algorithms", "reason"), [("none", "'none' can never"), ("ES256,HS257", "unsupported algorithm")]
+)
+def test_from_env_reports_a_bad_algorithm_with_the_other_problems(
+    monkeypatch: pytest.MonkeyPatch, algorithms: str, reason: str
+) -> None:
+    for name in ("ISSUER", "JWKS_URL", "DISCOVERY_URL"):
+        monkeypatch.delenv(f"JWT_GUARD_{name}", raising=False)
+    monkeypatch.setenv("JWT_GUARD_AUDIENCE", "orders-api")
+    monkeypatch.setenv("JWT_GUARD_ALGORITHMS", algorithms)
+    monkeypatch.setenv("JWT_GUARD_LEEWAY", "soon")
+    with pytest.raises(ConfigurationError) as info:
+        Verifier.from_env()
+    message = str(info.value)
+    # ISSUER, the key source, ALGORITHMS and LEEWAY, in one error
+    for expected in ("ISSUER is required", "exactly one of", "LEEWAY must be"):
+        assert expected in message
+    assert f"JWT_GUARD_ALGORITHMS: {reason}" in message
+
+
 def test_from_env_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("X_ISSUER", "https://idp.example")
     monkeypatch.setenv("X_AUDIENCE", "a, b")

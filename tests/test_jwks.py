@@ -541,6 +541,24 @@ async def test_oidc_discovery_issuer_must_match_exactly(idp: LocalIssuer, clock:
         await source.aclose()
 
 
+async def test_a_failed_discovery_fetch_is_logged_as_one(
+    idp: LocalIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    source = OIDCDiscovery(issuer, clock=clock)
+    verifier = verifier_for(idp, source, issuer=issuer)
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        with pytest.raises(KeySourceUnavailable):
+            await verifier.averify(idp.mint(issuer=issuer))
+    messages = [r.getMessage() for r in caplog.records]
+    document = f"{issuer}/.well-known/openid-configuration"
+    assert any(m.startswith(f"Discovery document fetch from {document} failed") for m in messages)
+    assert not any(m.startswith("JWKS fetch") for m in messages), messages
+    await source.aclose()
+
+
 async def test_unknown_issuer_makes_no_request(
     idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
 ) -> None:
