@@ -63,7 +63,8 @@ def test_from_env_reports_every_problem(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize(
-    ("algorithms", "reason"), [("none", "'none' can never"), ("ES256,HS257", "unsupported algorithm")]
+    ("algorithms", "reason"),
+    [("none", "'none' can never"), ("ES256,HS257", "unsupported algorithm")],
 )
 def test_from_env_reports_a_bad_algorithm_with_the_other_problems(
     monkeypatch: pytest.MonkeyPatch, algorithms: str, reason: str
