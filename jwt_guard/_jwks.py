@@ -246,6 +246,8 @@ class JWKSStats:
     last_success: float | None
     last_failure_reason: str | None
     stale_serves: int
+    #: Unknown kids refused without a refetch (inside the cooldown); one that triggers a
+    #: refetch shows in ``fetches`` instead.
     unknown_kid_misses: int
     key_ids: tuple[str, ...]
 

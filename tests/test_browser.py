@@ -113,7 +113,32 @@ def test_cookie_flow_in_chromium(page: Any) -> None:
         wait_output(page, "logged_out")
         page.click("#me-button")
         wait_status(page, "401")
+        # The hint follows the answer: no claim that the token was verified.
+        explain = page.text_content("#explain") or ""
+        assert "No valid token (token_missing)" in explain and "verified" not in explain
         assert "access_token" not in {c["name"] for c in page.context.cookies()}
+
+
+def test_demo_page_rotation_needs_the_admin_role(page: Any) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with run_uvicorn(build_app(base), port=port):
+        page.goto(base + "/")
+        page.fill("#username", "bob")
+        page.fill("#password", "bob")
+        page.click("#login-button")
+        wait_status(page, "200")
+        page.wait_for_function(
+            "document.getElementById('token-claims').textContent.includes('bob')"
+        )
+        kid = jwks_row(page, "signing kid")
+        page.click("#rotate-button")
+        wait_output(page, "insufficient_role")
+        assert (page.text_content("#status") or "").startswith("403")
+        explain = page.text_content("#explain") or ""
+        assert "needs the role admin" in explain and "new key" not in explain
+        assert jwks_row(page, "signing kid") == kid
+        assert "," not in jwks_row(page, "published kids")  # nothing rotated
 
 
 def test_demo_page_walk_every_button(page: Any, tmp_path: Any) -> None:
@@ -161,6 +186,7 @@ def test_demo_page_walk_every_button(page: Any, tmp_path: Any) -> None:
         old_kid = jwks_row(page, "signing kid")
         page.click("#rotate-button")
         wait_output(page, '"kid"')
+        assert "signs with a new key" in (page.text_content("#explain") or "")
         page.wait_for_function(
             "document.querySelector('#jwks-table tr[data-name=\"published kids\"]')"
             ".lastChild.textContent.includes(',')"
@@ -178,6 +204,8 @@ def test_demo_page_walk_every_button(page: Any, tmp_path: Any) -> None:
             ".lastChild.textContent === '2'"
         )
         assert new_kid in jwks_row(page, "kids cached by the API")
+        # The new kid was fetched, not refused: the refusals-inside-the-cooldown row stays 0.
+        assert jwks_row(page, "unknown kids refused without a fetch (cooldown)") == "0"
 
         # The cross-site request: a form on another origin posts to /logout; refused.
         page.click("#csrf-button")
