@@ -1,7 +1,9 @@
 # Sourced by scripts/test-deps.sh and scripts/demo.sh: make sure `python3 -m pip` can install
 # jwt_guard here, or stop with the one line that says how.
 #   ensure_pip   installs python3-pip/python3-venv with apt-get when pip is missing (as root),
-#                then refuses an externally managed interpreter outside a virtualenv (PEP 668).
+#                then runs check_not_externally_managed
+#   check_not_externally_managed   refuses an externally managed python outside a virtualenv
+#                (PEP 668) with the one line that says how
 # JWT_GUARD_STDLIB_DIR replaces sysconfig's stdlib path (tests/test_scripts.py points it at a
 # fake directory to check the PEP 668 detection without apt or a Debian python).
 
@@ -16,6 +18,10 @@ ensure_pip() {
             return 1
         fi
     fi
+    check_not_externally_managed
+}
+
+check_not_externally_managed() {
     # PEP 668: a distribution's python marks itself with EXTERNALLY-MANAGED in its stdlib
     # directory; pip would refuse (or, forced, break system packages). A virtualenv is not
     # managed (sys.prefix differs from sys.base_prefix there).
