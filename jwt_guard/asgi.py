@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from ._answer import Answer, ErrorHandler
 from ._dpop import quote_path
-from ._errors import JWTGuardError
+from ._errors import AuthenticationRequired, JWTGuardError
 from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView
 from ._guard import DPOP_SCHEME_KEY, EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
@@ -80,10 +80,25 @@ def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> Request
 
 
 def _is_preflight(scope: Scope) -> bool:
-    """A CORS preflight: ``OPTIONS`` with ``Access-Control-Request-Method`` (Fetch §3.2.2)."""
+    """A CORS preflight (Fetch §4.8 "CORS-preflight fetch", §3.2.2): ``OPTIONS`` with both
+    ``Origin`` and ``Access-Control-Request-Method``, and no method override (a header or
+    ``_method``) that a framework could read as another method. Only such a request passes
+    without a token, and only a CORS answer to it leaves (:meth:`JWTGuardMiddleware._cors_only`).
+    """
     if scope["method"] != "OPTIONS":
         return False
-    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
+    origin = request_method = False
+    for name, _ in scope["headers"]:
+        if name == b"origin":
+            origin = True
+        elif name == b"access-control-request-method":
+            request_method = True
+        elif name in _OVERRIDE_HEADERS:
+            return False
+    # Any spelling of _method (the override check reads it case-insensitively too).
+    if b"_method" in scope.get("query_string", b"").lower():
+        return False
+    return origin and request_method
 
 
 def credentials(guard: Guard, scope: Scope) -> Credentials | None:
@@ -304,6 +319,9 @@ class JWTGuardMiddleware:
             # CORSMiddleware's) to answer, never a 401 the browser reads as a CORS failure.
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
+            if not guard.optional:
+                # The app runs without a token here: let only a CORS answer out.
+                send = self._cors_only(scope, send)
         else:
             try:
                 principal = await authenticate(guard, scope)
@@ -336,6 +354,29 @@ class JWTGuardMiddleware:
             if started:
                 raise
             await self._reject(scope, send, exc)
+
+    def _cors_only(self, scope: Scope, send: Send) -> Send:
+        """``send`` for a preflight that passed without a token: an answer without
+        ``Access-Control-Allow-Origin`` is no CORS answer (Fetch §4.8: the browser fails the
+        preflight without it), so the client gets our 401 instead and the app's body is
+        dropped. A route that handles ``OPTIONS`` itself cannot answer anonymously."""
+        refused = False
+
+        async def only_cors(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start":
+                if not any(
+                    name.lower() == b"access-control-allow-origin"
+                    for name, _ in message.get("headers", ())
+                ):
+                    refused = True
+                    await send_answer(send, self.guard.answer(AuthenticationRequired(), scope))
+                    return
+            elif refused:
+                return
+            await send(message)
+
+        return only_cors
 
     async def _reject(self, scope: Scope, send: Send, exc: JWTGuardError) -> None:
         answer = self.guard.answer(exc, scope)

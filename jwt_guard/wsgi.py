@@ -12,7 +12,7 @@ from typing import Any
 
 from ._answer import Answer, ErrorHandler, reason_phrase
 from ._dpop import quote_path
-from ._errors import JWTGuardError
+from ._errors import AuthenticationRequired, JWTGuardError
 from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, RequestView, joined_authorization
 from ._guard import (
     DPOP_SCHEME_KEY,
@@ -69,16 +69,22 @@ def _view(environ: Environ, authorization: list[str], cookies: list[str]) -> Req
     )
 
 
-def _is_preflight(environ: Environ) -> bool:
-    """A CORS preflight: ``OPTIONS`` with ``Access-Control-Request-Method`` (Fetch §3.2.2)."""
-    return (
-        environ.get("REQUEST_METHOD") == "OPTIONS"
-        and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
-    )
-
-
 #: The environ keys of the method-override headers (PEP 3333: HTTP_ plus the name).
 _OVERRIDE_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in METHOD_OVERRIDE_HEADERS)
+
+
+def _is_preflight(environ: Environ) -> bool:
+    """A CORS preflight (Fetch §4.8 "CORS-preflight fetch", §3.2.2): ``OPTIONS`` with both
+    ``Origin`` and ``Access-Control-Request-Method``, and no method override (a header or
+    ``_method``). Only such a request passes without a token, and only a CORS answer to it
+    leaves (:meth:`JWTGuardWSGIMiddleware._cors_only`)."""
+    return (
+        environ.get("REQUEST_METHOD") == "OPTIONS"
+        and "HTTP_ORIGIN" in environ
+        and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        and not any(key in environ for key in _OVERRIDE_KEYS)
+        and "_method" not in environ.get("QUERY_STRING", "").lower()
+    )
 
 
 def _dpop_request(guard: Guard, environ: Environ) -> tuple[str, str, str]:
@@ -206,8 +212,11 @@ class JWTGuardWSGIMiddleware:
             environ[PRINCIPAL_KEY] = None
             environ[EXCLUDED_KEY] = True
         elif _is_preflight(environ):
-            # A CORS preflight carries no credentials (Fetch §4.8): the app answers it.
+            # A CORS preflight carries no credentials (Fetch §4.8): the app answers it, and
+            # only with a CORS answer (the app runs without a token here).
             environ[PRINCIPAL_KEY] = None
+            if not self.guard.optional:
+                return self._cors_only(environ, start_response)
         else:
             try:
                 principal = environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
@@ -238,6 +247,34 @@ class JWTGuardWSGIMiddleware:
                 raise
             return self.reject(exc, start_response, environ)
 
+    def _cors_only(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """The app's answer to a preflight that passed without a token, if it is a CORS
+        answer (with ``Access-Control-Allow-Origin``, Fetch §4.8); else our 401 and the app's
+        body is dropped, so a view that handles ``OPTIONS`` cannot answer anonymously."""
+        called = cors = False
+
+        def capture(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            nonlocal called, cors
+            called = True
+            cors = any(name.lower() == "access-control-allow-origin" for name, _ in headers)
+            if cors:
+                return start_response(status, headers, *args)
+            return lambda data: None  # PEP 3333 write(): swallowed
+
+        result = self.app(environ, capture)
+        if not called:
+            # PEP 3333 lets an app call start_response on its first item: read the (small)
+            # preflight body to see the status and headers.
+            iterable = result
+            try:
+                result = list(iterable)
+            finally:
+                _close(iterable)
+        if cors:
+            return result
+        _close(result)
+        return self.reject(AuthenticationRequired(), start_response, environ)
+
     def reject(
         self, exc: JWTGuardError, start_response: StartResponse, environ: Environ | None = None
     ) -> Iterable[bytes]:
@@ -250,3 +287,10 @@ def _send(answer: Answer, start_response: StartResponse, *, head: bool = False) 
         headers.append(("Content-Length", str(len(answer.body))))
     start_response(f"{answer.status} {reason_phrase(answer.status)}", headers)
     return [b"" if head else answer.body]
+
+
+def _close(result: Iterable[bytes]) -> None:
+    """PEP 3333: the server calls ``close()`` on the app's iterable; so do we when we drop it."""
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()

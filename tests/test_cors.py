@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from jwt_guard import JWTGuardMiddleware, JWTGuardWSGIMiddleware, Verifier
 from jwt_guard.testing import LocalIssuer
@@ -53,7 +53,10 @@ async def test_asgi_preflight_reaches_the_app(issuer: LocalIssuer) -> None:
 
     async def me(request: Request) -> JSONResponse:
         seen.append(request.method)
-        return JSONResponse({"anonymous": not request.user.is_authenticated})
+        return JSONResponse(
+            {"anonymous": not request.user.is_authenticated},
+            headers={"Access-Control-Allow-Origin": PREFLIGHT["Origin"]},
+        )
 
     app = Starlette(
         routes=[Route("/me", me, methods=["GET", "OPTIONS"])],
@@ -78,6 +81,87 @@ def test_wsgi_preflight_reaches_the_app(issuer: LocalIssuer) -> None:
     with run_wsgi(wrapped) as base, httpx.Client(base_url=base) as client:
         assert client.options("/me", headers=PREFLIGHT).status_code == 204
         assert client.options("/me").status_code == 401
+
+
+#: Requests that look like a preflight to a lax check but are not one (Fetch §4.8: a
+#: CORS-preflight request has an ``Origin`` and ``Access-Control-Request-Method``; a method
+#: override would make a framework run another method).
+NOT_PREFLIGHTS = {
+    "no-origin": ("/admin", {"Access-Control-Request-Method": "DELETE"}),
+    "override-header": ("/admin", {**PREFLIGHT, "X-HTTP-Method-Override": "DELETE"}),
+    "override-query": ("/admin?_method=DELETE", PREFLIGHT),
+}
+
+
+def anonymous_options_app(adapter: str, verifier: Verifier, ran: list[str]) -> Any:
+    """A route that handles OPTIONS itself (and a catch-all mount under ASGI), answering
+    without CORS headers: app code a preflight must not turn into an anonymous answer."""
+    if adapter == "wsgi":
+        from flask import Flask
+
+        flask = Flask(__name__)
+
+        @flask.route("/admin", methods=["POST", "OPTIONS"])
+        def admin() -> str:
+            ran.append("admin")
+            return "purged"
+
+        flask.wsgi_app = JWTGuardWSGIMiddleware(  # type: ignore[method-assign]
+            flask.wsgi_app, verifier=verifier
+        )
+        return flask
+
+    async def admin_asgi(request: Request) -> JSONResponse:
+        ran.append("admin")
+        return JSONResponse({"purged": True})
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        ran.append("mount")
+        await JSONResponse({"proxied": True})(scope, receive, send)
+
+    return Starlette(
+        routes=[
+            Route("/admin", admin_asgi, methods=["POST", "OPTIONS"]),
+            Mount("/proxy", app=inner),
+        ],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=verifier)],
+    )
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+@pytest.mark.parametrize("case", sorted(NOT_PREFLIGHTS))
+def test_fetch_4_8_cors_preflight_needs_origin_and_no_method_override(
+    issuer: LocalIssuer, adapter: str, case: str
+) -> None:
+    ran: list[str] = []
+    app = anonymous_options_app(adapter, issuer.verifier(), ran)
+    path, headers = NOT_PREFLIGHTS[case]
+    runner = run_uvicorn if adapter == "asgi" else run_wsgi
+    with runner(app) as base, httpx.Client(base_url=base) as client:
+        refused = client.options(path, headers=headers)
+    assert refused.status_code == 401 and refused.json()["code"] == "token_missing"
+    assert ran == []  # not a preflight: refused before any app code
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+def test_fetch_4_8_cors_preflight_passes_only_a_cors_answer(
+    issuer: LocalIssuer, adapter: str
+) -> None:
+    # A real preflight reaches the app without a token, but an answer that is no CORS
+    # answer (no Access-Control-Allow-Origin) is replaced by our 401: a route handling
+    # OPTIONS, or a catch-all mount, cannot answer anonymously.
+    ran: list[str] = []
+    app = anonymous_options_app(adapter, issuer.verifier(), ran)
+    paths = ["/admin", "/proxy/x"] if adapter == "asgi" else ["/admin"]
+    runner = run_uvicorn if adapter == "asgi" else run_wsgi
+    with runner(app) as base, httpx.Client(base_url=base) as client:
+        for path in paths:
+            refused = client.options(path, headers=PREFLIGHT)
+            assert refused.status_code == 401, path
+            assert refused.json()["code"] == "token_missing"
+            assert b"purged" not in refused.content and b"proxied" not in refused.content
+            # An ordinary OPTIONS request with a token gets the app's answer.
+            assert client.options(path, headers=bearer(issuer.mint())).status_code == 200
 
 
 FETCH = """async ([url, token]) => {
