@@ -44,6 +44,7 @@ __all__ = [
     "PRINCIPAL_KEY",
     "REJECTION_KEY",
     "ROUTE_GUARD_KEY",
+    "SOURCE_KEY",
     "VERIFIER_KEY",
     "Guard",
     "in_request_scheme",
@@ -72,6 +73,10 @@ VERIFIER_KEY: Final = "jwt_guard.verifier"
 #: challenge, as the scheme the client used (RFC 9449 §7.1). Per request: the principal may
 #: come from the verified-token cache, shared by requests.
 DPOP_SCHEME_KEY: Final = "jwt_guard.dpop_scheme"
+#: Where both adapters store where the principal's token came from and the CSRF settings it
+#: passed, ``(source, csrf)``: a per-route guard reuses a cookie principal only if that check
+#: was its own (else its CSRF rules would be skipped).
+SOURCE_KEY: Final = "jwt_guard.source"
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
 

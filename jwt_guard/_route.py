@@ -29,7 +29,7 @@ from ._answer import Answer, ErrorHandler
 from ._authz import Requirement
 from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
 from ._extract import CSRF
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, VERIFIER_KEY, Guard
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
 from ._principal import Principal
@@ -92,11 +92,16 @@ class RouteGuard:
     def _verified(self, where: MutableMapping[str, Any]) -> Principal | None:
         """The middleware's principal, when this guard's own verifier accepted it: no second
         verification. A middleware with another verifier (another issuer, audience or
-        rules) does not vouch for this route."""
+        rules) does not vouch for this route; nor does one whose CSRF check of a cookie
+        token differs from this guard's (unbound where this guard binds, or none at all):
+        then this guard extracts and checks the request itself."""
         principal = where.get(PRINCIPAL_KEY)
-        if isinstance(principal, Principal) and where.get(VERIFIER_KEY) is self.verifier:
-            return principal
-        return None
+        if not isinstance(principal, Principal) or where.get(VERIFIER_KEY) is not self.verifier:
+            return None
+        source, csrf = where.get(SOURCE_KEY, (None, None))
+        if source == "cookie" and self.guard.csrf is not None and csrf != self.guard.csrf:
+            return None
+        return principal
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
         """The request's principal (``None`` when it carries no token); raises

@@ -15,7 +15,15 @@ from ._answer import Answer, ErrorHandler
 from ._dpop import quote_path
 from ._errors import AuthenticationRequired, JWTGuardError
 from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView
-from ._guard import DPOP_SCHEME_KEY, EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY, Guard
+from ._guard import (
+    DPOP_SCHEME_KEY,
+    EXCLUDED_KEY,
+    GUARD_KEY,
+    PRINCIPAL_KEY,
+    SOURCE_KEY,
+    VERIFIER_KEY,
+    Guard,
+)
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
 from ._principal import Principal
@@ -169,6 +177,7 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
             principal = await guard.verifier.averify(found.token)
     except JWTGuardError as exc:
         raise guard.failed(found, exc) from None
+    scope[SOURCE_KEY] = (found.source, guard.csrf)
     metrics = guard.verifier.metrics
     if metrics is not None:
         metrics.valid[found.source] += 1
@@ -190,6 +199,7 @@ def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
             principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
         raise guard.failed(found, exc) from None
+    scope[SOURCE_KEY] = (found.source, guard.csrf)
     metrics = guard.verifier.metrics
     if metrics is not None:
         metrics.valid[found.source] += 1

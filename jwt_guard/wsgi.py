@@ -20,6 +20,7 @@ from ._guard import (
     GUARD_KEY,
     PRINCIPAL_KEY,
     REJECTION_KEY,
+    SOURCE_KEY,
     VERIFIER_KEY,
     Guard,
 )
@@ -140,6 +141,7 @@ def authenticate(guard: Guard, environ: Environ) -> Principal | None:
             principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
         raise guard.failed(found, exc) from None
+    environ[SOURCE_KEY] = (found.source, guard.csrf)
     metrics = guard.verifier.metrics
     if metrics is not None:
         metrics.valid[found.source] += 1

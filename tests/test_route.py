@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from jwt_guard import (
+    CSRF,
     InsufficientRole,
     JWTGuardMiddleware,
     JWTGuardWSGIMiddleware,
@@ -28,6 +29,7 @@ from jwt_guard import (
     ProtectedResource,
     RouteGuard,
     Verifier,
+    bound_csrf_value,
     require_roles,
 )
 from jwt_guard import fastapi as jg_fastapi
@@ -730,3 +732,81 @@ async def test_a_guard_for_another_api_answers_with_its_own_settings(issuer: Loc
     weak = await call(app, "/orders", issuer.mint(audience=["api://test", RESOURCE], acr="pwd"))
     assert weak.status_code == 401 and weak.json()["code"] == "acr_not_satisfied"
     assert challenge(weak)["resource_metadata"] == METADATA
+
+
+SECRET = b"k" * 32
+#: (middleware csrf, guard csrf): the middleware's check is weaker than the guard's.
+WEAKER_CSRF = {
+    "unbound-vs-bound": (True, CSRF(secret=SECRET)),
+    "none-vs-default": (False, True),
+}
+
+
+def csrf_mismatch_app(framework: str, verifier: Verifier, mw_csrf: Any, guard_csrf: Any) -> Any:
+    """A cookie-reading middleware and a guarded POST route with its own CSRF settings."""
+    if framework == "flask":
+        from flask import Flask, jsonify
+
+        from jwt_guard.flask import current_principal
+
+        flask = Flask(__name__)
+        guard = RouteGuard(verifier, cookie="at", csrf=guard_csrf)
+
+        @flask.post("/transfer")
+        @guard.protect
+        def transfer() -> Any:
+            return jsonify({"sub": current_principal.subject})
+
+        flask.wsgi_app = JWTGuardWSGIMiddleware(  # type: ignore[method-assign]
+            flask.wsgi_app, verifier=verifier, cookie="at", csrf=mw_csrf
+        )
+        return flask
+    if framework == "fastapi":
+        app = FastAPI()
+        bearer_guard = JWTBearer(verifier, cookie="at", csrf=guard_csrf)
+
+        @app.post("/transfer")
+        async def transfer_api(principal: Principal = Depends(bearer_guard)) -> dict[str, str]:
+            return {"sub": principal.subject}
+
+        app.add_middleware(JWTGuardMiddleware, verifier=verifier, cookie="at", csrf=mw_csrf)
+        return app
+    route_guard = RouteGuard(verifier, cookie="at", csrf=guard_csrf)
+
+    @route_guard.protect
+    async def transfer_star(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.subject})
+
+    return Starlette(
+        routes=[Route("/transfer", transfer_star, methods=["POST"])],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=verifier, cookie="at", csrf=mw_csrf)],
+    )
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi", "flask"])
+@pytest.mark.parametrize("case", sorted(WEAKER_CSRF))
+def test_rfc6265_8_6_route_guard_csrf_rules_hold_behind_a_weaker_middleware(
+    issuer: LocalIssuer, framework: str, case: str
+) -> None:
+    # A middleware principal from a cookie is reused only if the middleware's CSRF check was
+    # the guard's own: else an unbound double-submit (a value planted by a sibling
+    # subdomain) or no check at all would pass a route that asks for more.
+    mw_csrf, guard_csrf = WEAKER_CSRF[case]
+    app = csrf_mismatch_app(framework, issuer.verifier(), mw_csrf, guard_csrf)
+    token = issuer.mint(sub="alice")
+    if case == "unbound-vs-bound":  # a planted value, echoed
+        attack = {"cookie": f"at={token}; csrf_token=evil", "x-csrf-token": "evil"}
+    else:  # a plain cross-site form post
+        attack = {"cookie": f"at={token}"}
+    attack["origin"] = "https://evil.example"
+    runner = run_wsgi if framework == "flask" else run_uvicorn
+    with runner(app) as base, httpx.Client(base_url=base) as client:
+        refused = client.post("/transfer", headers=attack)
+        assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
+        # The guard's own check passes a real request: the bound value, or same-origin.
+        good = bound_csrf_value(token, SECRET) if isinstance(guard_csrf, CSRF) else "v"
+        ok = client.post(
+            "/transfer",
+            headers={"cookie": f"at={token}; csrf_token={good}", "x-csrf-token": good},
+        )
+        assert ok.status_code == 200 and ok.json() == {"sub": "alice"}
