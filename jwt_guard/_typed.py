@@ -113,7 +113,11 @@ def _check(model: type[Any], name: str, value: Any, expected: Any) -> Any:
         elif origin is tuple and args:
             raise TypeError("claims_as supports tuple[X, ...], not fixed-length tuples")
         item = args[0] if args else Any
-        return kind(_check(model, name, v, item) for v in value)
+        items = [_check(model, name, v, item) for v in value]
+        try:
+            return kind(items)
+        except TypeError:  # a set of JSON arrays or objects: unhashable items
+            raise _invalid(model, name, "unhashable", expected=_name(expected)) from None
     if origin in (dict, Mapping) or expected in (dict, Mapping):
         if not isinstance(value, dict):
             raise _invalid(model, name, "type", expected="object", found=json_type(value))
@@ -131,7 +135,11 @@ def _check(model: type[Any], name: str, value: Any, expected: Any) -> Any:
         ok = type(value) is int  # JSON true is not a number
     elif expected is float:
         ok = type(value) in (int, float)
-        value = float(value) if ok else value
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:  # a JSON integer beyond the float range
+                raise _invalid(model, name, "range", expected="float") from None
     elif expected is str:
         ok = isinstance(value, str)
     else:

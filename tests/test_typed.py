@@ -125,6 +125,64 @@ def test_dataclass_failures(claims: dict[str, Any], field: str, reason: str) -> 
     assert caught.value.detail["reason"] == reason
 
 
+@dataclasses.dataclass(frozen=True)
+class Sets:
+    groups: set[Any] = dataclasses.field(default_factory=set)
+    ratio: float = 0.0
+
+
+@pytest.mark.parametrize(
+    ("claims", "field", "reason"),
+    [
+        ({"groups": [{"a": 1}]}, "groups", "unhashable"),  # a set of JSON objects
+        ({"groups": [[1]]}, "groups", "unhashable"),
+        ({"ratio": 10**400}, "ratio", "range"),  # beyond the float range
+    ],
+)
+def test_claims_that_do_not_fit_python_types_are_claim_invalid(
+    claims: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(ClaimInvalid) as caught:
+        principal(**claims).claims_as(Sets)
+    assert caught.value.detail["field"] == field
+    assert caught.value.detail["reason"] == reason
+    assert principal(groups=["a", "a"], ratio=2).claims_as(Sets) == Sets({"a"}, 2.0)
+
+
+async def test_unfitting_claims_are_a_401_through_asgi_and_wsgi(issuer: LocalIssuer) -> None:
+    tokens = [issuer.mint(groups=[{"a": 1}]), issuer.mint(ratio=10**400)]
+
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"n": len(request.user.claims_as(Sets).groups)})
+
+    app = Starlette(
+        routes=[Route("/me", me)],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=issuer.verifier())],
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        for token in tokens:
+            bad = await client.get("/me", headers=bearer(token))
+            assert (bad.status_code, bad.json()["code"]) == (401, "claim_invalid")
+
+    from flask import Flask, jsonify
+
+    from jwt_guard.flask import JWTGuard, current_principal
+
+    flask_app = Flask(__name__)
+    JWTGuard(flask_app, verifier=issuer.verifier())
+
+    @flask_app.get("/me")
+    def flask_me() -> Any:
+        return jsonify({"n": len(current_principal.claims_as(Sets).groups)})
+
+    with run_wsgi(flask_app) as base, httpx.Client(base_url=base) as client:
+        for token in tokens:
+            bad = client.get("/me", headers=bearer(token))
+            assert (bad.status_code, bad.json()["code"]) == (401, "claim_invalid")
+
+
 def test_not_a_model() -> None:
     with pytest.raises(TypeError):
         principal(sub="a").claims_as(dict)
