@@ -71,12 +71,16 @@ def _request_origin(request: Any) -> tuple[str, str] | None:
     raise TypeError("request must be a Starlette or Werkzeug/Flask request")
 
 
-def _secure(secure: bool | None, request: Any) -> bool:
-    if secure is not None:
-        return secure
+def _secure(secure: bool, insecure_loopback: bool, request: Any) -> bool:
+    """``Secure`` always (RFC 6265 §4.1.2.5), whatever the request looks like: behind a reverse
+    proxy (``proxy_pass http://127.0.0.1:8000``) the app sees plain http on loopback while the
+    browser is on https. Only ``secure=False``, or ``insecure_loopback=True`` for a request
+    that is really plain http on the developer's own machine, drops it."""
+    if not secure:
+        return False
+    if not insecure_loopback:
+        return True
     origin = _request_origin(request)
-    # Secure everywhere except plain http on the developer's own machine, where a Secure
-    # cookie would not be set at all by some browsers.
     return not (origin is not None and origin[0] == "http" and _is_loopback(origin[1]))
 
 
@@ -99,7 +103,8 @@ def set_token_cookies(
     refresh_path: str = "/",
     domain: str | None = None,
     samesite: str = "lax",
-    secure: bool | None = None,
+    secure: bool = True,
+    insecure_loopback: bool = False,
     csrf: CSRF | None = None,
     refresh_max_age: int | None = None,
     clock: Callable[[], float] = time.time,
@@ -109,8 +114,10 @@ def set_token_cookies(
 
     - ``Max-Age`` follows each token's ``exp`` (an opaque refresh token uses
       ``refresh_max_age``; without either, a session cookie).
-    - ``Secure`` unless the request is plain http on a loopback host (``request``: the Starlette
-      request, or the current Flask request by default); ``secure=`` decides explicitly.
+    - ``Secure`` always, also when the app sees plain http behind a reverse proxy.
+      ``insecure_loopback=True`` drops it for a request that is plain http on a loopback host
+      (a developer's machine; ``request``: the Starlette request, or the current Flask request
+      by default); ``secure=False`` drops it everywhere.
     - ``csrf``: the middleware's :class:`CSRF` settings (cookie name, ``secret``); with a
       ``secret`` the CSRF value is bound to the access token, else it is random. ``None``
       uses ``CSRF()``; the CSRF cookie lives as long as the access token.
@@ -119,7 +126,7 @@ def set_token_cookies(
     samesite = samesite.lower() if isinstance(samesite, str) else samesite
     if samesite not in _SAMESITE:
         raise ConfigurationError("samesite must be 'strict', 'lax' or 'none'")
-    is_secure = _secure(secure, request)
+    is_secure = _secure(secure, insecure_loopback, request)
     if samesite == "none" and not is_secure:
         # RFC 6265bis §4.1.2.7: browsers drop SameSite=None cookies without Secure.
         raise ConfigurationError("samesite='none' needs a Secure cookie")
@@ -156,14 +163,15 @@ def clear_token_cookies(
     refresh_path: str = "/",
     domain: str | None = None,
     samesite: str = "lax",
-    secure: bool | None = None,
+    secure: bool = True,
+    insecure_loopback: bool = False,
     csrf: CSRF | None = None,
 ) -> None:
     """Expire the cookies :func:`set_token_cookies` set (same names, paths and domain)."""
     csrf = CSRF() if csrf is None else csrf
     common: dict[str, Any] = {
         "domain": domain,
-        "secure": _secure(secure, request),
+        "secure": _secure(secure, insecure_loopback, request),
         "samesite": samesite.lower(),
     }
     response.delete_cookie(access_cookie, path=path, httponly=True, **common)

@@ -421,7 +421,12 @@ def build_app(
     # The cookies: the access and refresh tokens HttpOnly (page scripts, and XSS, cannot read
     # them), SameSite=Strict; the refresh token only sent to /refresh; Max-Age from each
     # token's lifetime; the CSRF cookie (readable, echoed in X-CSRF-Token) bound to the token.
-    cookie_settings: dict[str, Any] = {"refresh_path": "/refresh", "samesite": "strict"}
+    # The demo serves plain http on 127.0.0.1: it opts out of Secure there, explicitly.
+    cookie_settings: dict[str, Any] = {
+        "refresh_path": "/refresh",
+        "samesite": "strict",
+        "insecure_loopback": True,
+    }
 
     def session_response(request: Request, username: str) -> Response:
         # The cookie login: the tokens go into cookies only, never into the page's JSON.

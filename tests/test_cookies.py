@@ -106,21 +106,37 @@ def test_attributes(framework: str, issuer: LocalIssuer) -> None:
     assert len(csrf_cookie["value"]) >= 32
 
 
+LOOPBACK_HTTP = ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"]
+
+
+@pytest.mark.parametrize("framework", MAKERS)
+@pytest.mark.parametrize("url", [*LOOPBACK_HTTP, "http://api.example.com", "https://127.0.0.1"])
+def test_rfc6265_4_1_2_5_secure_by_default_behind_a_reverse_proxy(
+    framework: str, url: str, issuer: LocalIssuer
+) -> None:
+    # nginx `proxy_pass http://127.0.0.1:8000`: the app sees plain http on loopback while the
+    # browser is on https; the cookies stay Secure unless the app opts out.
+    made = MAKERS[framework](url, access=issuer.mint())
+    assert all("secure" in cookie for cookie in made.values())
+    assert all(
+        "secure" not in c
+        for c in MAKERS[framework](url, access=issuer.mint(), secure=False).values()
+    )
+
+
 @pytest.mark.parametrize("framework", MAKERS)
 @pytest.mark.parametrize(
     ("url", "secure"),
     [
-        ("http://127.0.0.1:8000", False),
-        ("http://localhost:8000", False),
-        ("http://[::1]:8000", False),
+        *((url, False) for url in LOOPBACK_HTTP),
         ("http://api.example.com", True),  # plain http elsewhere: Secure all the same
         ("https://127.0.0.1", True),
     ],
 )
-def test_secure_except_on_loopback_http(
+def test_insecure_loopback_drops_secure_only_on_loopback_http(
     framework: str, url: str, secure: bool, issuer: LocalIssuer
 ) -> None:
-    made = MAKERS[framework](url, access=issuer.mint())
+    made = MAKERS[framework](url, access=issuer.mint(), insecure_loopback=True)
     assert all(("secure" in cookie) is secure for cookie in made.values())
 
 
@@ -162,7 +178,13 @@ def test_configuration_errors(issuer: LocalIssuer) -> None:
 def asgi_app(verifier: Verifier, csrf: CSRF) -> Starlette:
     async def login(request: Request) -> Response:
         response = JSONResponse({"ok": True})
-        set_token_cookies(response, request.query_params["token"], request=request, csrf=csrf)
+        set_token_cookies(
+            response,
+            request.query_params["token"],
+            request=request,
+            csrf=csrf,
+            insecure_loopback=True,  # served on http://127.0.0.1
+        )
         return response
 
     async def transfer(request: Request) -> JSONResponse:
@@ -193,7 +215,7 @@ def wsgi_app(verifier: Verifier, csrf: CSRF) -> Any:
     @app.get("/login")
     def login() -> Any:
         response = jsonify({"ok": True})
-        set_token_cookies(response, request.args["token"], csrf=csrf)
+        set_token_cookies(response, request.args["token"], csrf=csrf, insecure_loopback=True)
         return response
 
     @app.post("/transfer")

@@ -144,7 +144,7 @@ def test_demo_cookies_come_from_set_token_cookies_with_a_bound_csrf_value(
         assert re.search(r"max-age=(299|300);", set_cookies["access_token"])
         assert "path=/refresh" in set_cookies["refresh_token"]
         assert "httponly" not in set_cookies["csrf_token"]
-        assert "secure" not in set_cookies["access_token"]  # http on 127.0.0.1
+        assert "secure" not in set_cookies["access_token"]  # insecure_loopback=True: 127.0.0.1
         # Bob's CSRF value, planted in Alice's browser and echoed: refused (bound to the token).
         planted = bob.cookies["csrf_token"]
         alice.cookies.delete("csrf_token")
