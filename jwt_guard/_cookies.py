@@ -76,7 +76,7 @@ def _secure(secure: bool, insecure_loopback: bool, request: Any) -> bool:
     proxy (``proxy_pass http://127.0.0.1:8000``) the app sees plain http on loopback while the
     browser is on https. Only ``secure=False``, or ``insecure_loopback=True`` for a request
     that is really plain http on the developer's own machine, drops it."""
-    if not secure:
+    if secure is False:  # only an explicit False: None (the old "decide for me") stays Secure
         return False
     if not insecure_loopback:
         return True

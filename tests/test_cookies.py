@@ -118,6 +118,9 @@ def test_rfc6265_4_1_2_5_secure_by_default_behind_a_reverse_proxy(
     # browser is on https; the cookies stay Secure unless the app opts out.
     made = MAKERS[framework](url, access=issuer.mint())
     assert all("secure" in cookie for cookie in made.values())
+    # secure=None meant "decide from the request" before: it is Secure now too.
+    made = MAKERS[framework](url, access=issuer.mint(), secure=None)
+    assert all("secure" in cookie for cookie in made.values())
     assert all(
         "secure" not in c
         for c in MAKERS[framework](url, access=issuer.mint(), secure=False).values()
