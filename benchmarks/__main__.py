@@ -8,6 +8,8 @@ token cache cannot help); cached rows repeat one token.
 Rows per algorithm:
   raw          cryptography verifying one signature (prepared key, decoded signature)
   pyjwt        jwt.decode with the key object, audience and issuer
+  authlib      authlib.jose JsonWebToken.decode + claims.validate (exp, iss, aud), key imported once
+  joserfc      joserfc jwt.decode + JWTClaimsRegistry.validate (exp, iss, aud), key imported once
   hand-written Starlette AuthenticationMiddleware + a PyJWT backend: per-request overhead
                (the same app with and without the middleware, driven through ASGI)
   verify       jwt_guard Verifier.verify, fresh / cached token
@@ -25,6 +27,7 @@ import asyncio
 import gc
 import hmac
 import json
+import logging
 import os
 import platform
 import shutil
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,9 +57,16 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from jwt_guard import JWTGuardMiddleware, Verifier
+from jwt_guard import DPoP, JWTGuardMiddleware, Verifier
 from jwt_guard._parse import b64url_decode
-from jwt_guard.testing import LocalIssuer
+from jwt_guard._signing import b64url
+from jwt_guard.testing import LocalIssuer, dpop_proof
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # authlib.jose says it is deprecated in favour of joserfc
+    from authlib.jose import JsonWebKey, JsonWebToken
+from joserfc import jwt as joserfc_jwt
+from joserfc.jwk import JWKRegistry
 
 ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA", "HS256"]
 
@@ -72,7 +83,9 @@ def per_call(fn: Callable[[int], Any], n: int, repeats: int) -> float:
     return best * 1e6
 
 
-def asgi_per_call(app: Any, scopes: Sequence[dict[str, Any]], repeats: int) -> float:
+def asgi_per_call(
+    app: Any, scopes: Sequence[dict[str, Any]], repeats: int, expect: int = 200
+) -> float:
     """Best-of mean µs per request of ``app`` driven directly through ASGI (no network)."""
 
     async def receive() -> dict[str, Any]:
@@ -95,7 +108,7 @@ def asgi_per_call(app: Any, scopes: Sequence[dict[str, Any]], repeats: int) -> f
         return best
 
     result = asyncio.run(run()) * 1e6
-    bad = [s for s in statuses if s != 200]
+    bad = [s for s in statuses if s != expect]
     if bad:
         raise RuntimeError(f"benchmark app answered {bad[0]}: the measurement is invalid")
     return result
@@ -123,6 +136,46 @@ def raw_check(issuer: LocalIssuer, token: str) -> Callable[[int], Any]:
         ecdsa = ec.ECDSA(hashes.SHA256())
         return lambda i: public.verify(der, data, ecdsa)
     return lambda i: public.verify(sig, data)
+
+
+def peer_jwk(issuer: LocalIssuer) -> dict[str, Any]:
+    if issuer.algorithm == "HS256":
+        return {"kty": "oct", "k": b64url(issuer.private_key)}
+    return dict(issuer.jwks["keys"][0])
+
+
+def authlib_decode(issuer: LocalIssuer, tokens: Sequence[str]) -> Callable[[int], Any]:
+    key = JsonWebKey.import_key(peer_jwk(issuer))
+    jwt = JsonWebToken([issuer.algorithm])
+    options = {
+        "iss": {"essential": True, "value": issuer.issuer},
+        "aud": {"essential": True, "value": issuer.audience},
+        "exp": {"essential": True},
+    }
+
+    def decode(i: int) -> Any:
+        claims = jwt.decode(tokens[i], key, claims_options=options)
+        claims.validate()
+        return claims
+
+    return decode
+
+
+def joserfc_decode(issuer: LocalIssuer, tokens: Sequence[str]) -> Callable[[int], Any]:
+    key = JWKRegistry.import_key(peer_jwk(issuer))
+    algorithms = [issuer.algorithm]
+    registry = joserfc_jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": issuer.issuer},
+        aud={"essential": True, "value": issuer.audience},
+        exp={"essential": True},
+    )
+
+    def decode(i: int) -> Any:
+        token = joserfc_jwt.decode(tokens[i], key, algorithms=algorithms)
+        registry.validate(token.claims)
+        return token.claims
+
+    return decode
 
 
 def pyjwt_key(issuer: LocalIssuer) -> Any:
@@ -223,9 +276,13 @@ def bench_algorithm(alg: str, n: int, repeats: int) -> dict[str, float]:
     asgi_per_call(warm, repeat_scopes[:1], 1)
     # Every measurement once per round, rounds repeated: a noisy moment on the machine then
     # spoils one round of every row instead of all rounds of one row; the best round counts.
+    authlib = authlib_decode(issuer, tokens)
+    joserfc = joserfc_decode(issuer, tokens)
     measurements: dict[str, Callable[[], float]] = {
         "raw": lambda: per_call(raw, n, 1),
         "pyjwt": lambda: per_call(pyjwt_decode, n, 1),
+        "authlib": lambda: per_call(authlib, n, 1),
+        "joserfc": lambda: per_call(joserfc, n, 1),
         "verify_fresh": lambda: per_call(fresh_verify, n, 1),
         "verify_cached": lambda: per_call(lambda i: cached.verify(repeat), n, 1),
         "bare_fresh": lambda: asgi_per_call(bare, fresh_scopes, 1),
@@ -242,6 +299,8 @@ def bench_algorithm(alg: str, n: int, repeats: int) -> dict[str, float]:
     return {
         "raw": best["raw"],
         "pyjwt": best["pyjwt"],
+        "authlib": best["authlib"],
+        "joserfc": best["joserfc"],
         "verify_fresh": best["verify_fresh"],
         "verify_cached": best["verify_cached"],
         "handwritten": best["handwritten_app"] - best["bare_fresh"],
@@ -253,9 +312,6 @@ def bench_algorithm(alg: str, n: int, repeats: int) -> dict[str, float]:
 def bench_dpop(n: int, repeats: int) -> dict[str, float]:
     """Middleware, DPoP: a cached ES256 token with a fresh ES256 proof per request."""
     from cryptography.hazmat.primitives.asymmetric import ec
-
-    from jwt_guard import DPoP
-    from jwt_guard.testing import dpop_proof
 
     issuer = LocalIssuer(algorithm="ES256", kid="dpop-bench")
     client_key = ec.generate_private_key(ec.SECP256R1())
@@ -342,6 +398,91 @@ def bench_metrics(n: int, repeats: int) -> dict[str, float]:
             best[name] = min(best[name], measure())
     result = {f"verify_{k}": best[f"verify_{k}"] for k in settings}
     result.update({f"middleware_{k}": best[f"mw_{k}"] - best["bare"] for k in settings})
+    return result
+
+
+def peak_bytes_per_request(app: Any, scopes: Sequence[dict[str, Any]]) -> float:
+    """Mean peak of the memory a request holds above what was held before it (tracemalloc)."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def run() -> float:
+        total = 0
+        for scope in scopes:
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            await app(dict(scope), receive, send)
+            total += tracemalloc.get_traced_memory()[1] - before
+        return total / len(scopes)
+
+    tracemalloc.start()
+    try:
+        return asyncio.run(run())
+    finally:
+        tracemalloc.stop()
+
+
+def bench_features(n: int, repeats: int) -> dict[str, float]:
+    """RS256 middleware overhead (µs) per feature, fresh and cached token, and tracemalloc's
+    peak bytes per request of the default middleware."""
+    issuer = LocalIssuer(algorithm="RS256", kid="features")
+    tokens = [issuer.mint(sub=f"user-{i}", scopes=["read"], azp="web") for i in range(n)]
+    expired = [issuer.mint(sub=f"user-{i}", expired=True) for i in range(n)]
+    fresh = [scope_for(t) for t in tokens]
+    repeat = [scope_for(tokens[0])] * n
+    rejected = [scope_for(t) for t in expired]
+    settings: dict[str, dict[str, Any]] = {
+        "default": {},
+        "metrics_off": {"metrics": False},
+        "claim_rules": {"claims": {"azp": "web"}, "validate": lambda claims: True},
+    }
+
+    def app(logging_level: int | None = logging.INFO, **verifier: Any) -> Starlette:
+        guard = Middleware(
+            JWTGuardMiddleware, verifier=issuer.verifier(**verifier), log_rejections=logging_level
+        )
+        return app_with([guard])
+
+    warm = {name: app(**kw) for name, kw in settings.items()}
+    for a in warm.values():
+        asgi_per_call(a, repeat[:1], 1)
+    # The rejection flood: reasons logged at INFO to a handler (rate-limited per code), or off.
+    logger = logging.getLogger("jwt_guard")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    flood = {"log_on": app(logging.INFO), "log_off": app(None)}
+    bare = app_with([])
+    measurements: dict[str, Callable[[], float]] = {
+        "bare": lambda: asgi_per_call(bare, fresh, 1),
+        "bare_repeat": lambda: asgi_per_call(bare, repeat, 1),
+    }
+    for name, kw in settings.items():
+        measurements[f"{name}_fresh"] = lambda kw=kw: asgi_per_call(app(**kw), fresh, 1)
+        measurements[f"{name}_cached"] = lambda a=warm[name]: asgi_per_call(a, repeat, 1)
+    for name, a in flood.items():
+        measurements[name] = lambda a=a: asgi_per_call(a, rejected, 1, expect=401)
+    best = {name: float("inf") for name in measurements}
+    try:
+        for _ in range(repeats):
+            for name, measure in measurements.items():
+                best[name] = min(best[name], measure())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    result = {
+        name: best[name] - (best["bare_repeat"] if name.endswith("_cached") else best["bare"])
+        for name in best
+        if not name.startswith("bare")
+    }
+    result["bytes_fresh"] = peak_bytes_per_request(app(), fresh[: min(n, 500)])
+    result["bytes_cached"] = peak_bytes_per_request(warm["default"], repeat[: min(n, 500)])
+    result["bytes_bare"] = peak_bytes_per_request(bare, repeat[: min(n, 500)])
     return result
 
 
@@ -511,20 +652,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"PyJWT {pyjwt.__version__}, n={n}, best of {repeats}\n"
     )
     header = (
-        "| alg | raw µs | PyJWT decode | Starlette+PyJWT mw | jwt_guard verify fresh "
-        "| verify cached | middleware fresh | middleware cached |"
+        "| alg | raw µs | PyJWT decode | Authlib decode | joserfc decode | Starlette+PyJWT mw "
+        "| jwt_guard verify fresh | verify cached | middleware fresh | middleware cached |"
     )
     print(header)
-    print("|" + "---|" * 8)
+    print("|" + "---|" * 10)
+    results: dict[str, dict[str, float]] = {}
     for alg in args.algorithms:
-        r = bench_algorithm(alg, n, repeats)
+        r = results[alg] = bench_algorithm(alg, n, repeats)
         raw = r["raw"]
 
         def cell(name: str, r: dict[str, float] = r, raw: float = raw) -> str:
             return f"{r[name]:.1f} µs ({r[name] / raw:.2f}×)"
 
         print(
-            f"| {alg} | {raw:.1f} | {cell('pyjwt')} | {cell('handwritten')} | "
+            f"| {alg} | {raw:.1f} | {cell('pyjwt')} | {cell('authlib')} | {cell('joserfc')} | "
+            f"{cell('handwritten')} | "
             f"{cell('verify_fresh')} | {cell('verify_cached')} | {cell('middleware_fresh')} | "
             f"{cell('middleware_cached')} |",
             flush=True,
@@ -539,14 +682,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"on with the SDK {m['verify_sdk']:.2f} / {m['middleware_sdk']:.2f} µs"
     )
 
+    f = bench_features(n, repeats)
+    print(
+        "\nRS256, what each feature costs (middleware overhead over the bare app, µs; "
+        "fresh / cached token):"
+    )
+    print("\n| setting | fresh | cached |\n|---|---|---|")
+    for name, label in (
+        ("default", "default (metrics on when OpenTelemetry is installed)"),
+        ("metrics_off", "metrics=False"),
+        ("claim_rules", "claims={'azp': 'web'}, validate=..."),
+    ):
+        print(f"| {label} | {f[name + '_fresh']:.1f} | {f[name + '_cached']:.1f} |")
+    print(
+        f"\nRejection flood (expired tokens, 401), overhead per request: reasons logged "
+        f"(INFO, rate-limited) {f['log_on']:.1f} µs, logging off {f['log_off']:.1f} µs"
+    )
+    print(
+        "Peak memory per request above its start (tracemalloc): bare app "
+        f"{f['bytes_bare']:.0f} B, guarded fresh token {f['bytes_fresh']:.0f} B, "
+        f"guarded cached token {f['bytes_cached']:.0f} B"
+    )
+
     entries = 2000 if args.quick else 10_000
     mb, size = cache_memory(entries)
     print(f"\nverified-token cache: {entries} RS256 tokens of {size} bytes → peak {mb:.1f} MB")
 
+    http_ratio: float | None = None
     if not args.no_http:
         http = http_throughput(2 if args.quick else 4)
         if http:
-            ratio = http["guarded"] / http["bare"]
+            ratio = http_ratio = http["guarded"] / http["bare"]
             load = (
                 "wrk (1 thread, 16 connections)"
                 if shutil.which("wrk")
@@ -559,8 +725,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"bare {http['bare']:.0f} req/s, guarded {http['guarded']:.0f} req/s "
                 f"→ {ratio:.0%} of bare"
             )
+    print_targets(results, http_ratio)
     print(f"\n(ran in {time.monotonic() - started:.0f} s)")
     return 0
+
+
+def print_targets(results: dict[str, dict[str, float]], http_ratio: float | None) -> None:
+    """Issue 19's targets, judged on this run's figures."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    print("\nTargets, in this run:")
+    rs = results.get("RS256")
+    if rs is not None:
+        fresh = rs["middleware_fresh"] / rs["raw"]
+        cached = rs["middleware_cached"] / rs["raw"]
+        print(
+            f"- RS256 middleware overhead, fresh token ≤ 1.5× raw: {fresh:.2f}× — "
+            f"{verdict(fresh <= 1.5)}"
+        )
+        print(
+            f"- RS256 middleware overhead, repeat token ≤ 0.1× raw: {cached:.2f}× "
+            f"({rs['middleware_cached']:.1f} µs) — {verdict(cached <= 0.1)}"
+        )
+    behind = [
+        f"{alg} ({peer})"
+        for alg, r in results.items()
+        for peer in ("pyjwt", "authlib", "joserfc")
+        if r["verify_fresh"] >= r[peer]
+    ]
+    print(
+        "- verify (fresh) ahead of PyJWT, Authlib and joserfc on every algorithm: "
+        + (verdict(True) if not behind else f"{verdict(False)}, behind in {', '.join(behind)}")
+    )
+    if http_ratio is not None:
+        print(
+            f"- uvicorn, repeat token ≥ 95 % of the bare app: {http_ratio:.0%} — "
+            f"{verdict(http_ratio >= 0.95)}"
+        )
 
 
 if __name__ == "__main__":

@@ -136,9 +136,10 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
-def access_token_hash(token: str) -> str:
+def access_token_hash(token: str | bytes) -> str:
     """``ath``: base64url SHA-256 of the access token's ASCII (RFC 9449 §4.2)."""
-    return _b64url(hashlib.sha256(token.encode("ascii", "surrogateescape")).digest())
+    data = token if isinstance(token, bytes) else token.encode("ascii", "surrogateescape")
+    return _b64url(hashlib.sha256(data).digest())
 
 
 def _percent(match: re.Match[str]) -> str:
@@ -597,7 +598,7 @@ class DPoP:
     def check(
         self,
         claims: Mapping[str, Any],
-        token: str,
+        token: str | bytes,
         proof: str | None,
         method: str | None,
         url: str | None,
@@ -631,7 +632,7 @@ class DPoP:
     def check_proof(
         self,
         proof: str,
-        token: str | None,
+        token: str | bytes | None,
         method: str | None,
         url: str | None,
         now: float,

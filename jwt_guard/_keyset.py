@@ -158,6 +158,10 @@ class KeySource(abc.ABC):
     doing any I/O that is needed (sync and async drivers); a static source needs none.
     """
 
+    #: ``True`` when the source hands out one key set for ever (:class:`StaticKeys`): a hit of
+    #: the verified-token cache then needs no key-set check (the key it verified with is in it).
+    fixed: bool = False
+
     def ready(self, kid: str | None) -> KeySet | None:
         """The key set, when it can be used right now without any I/O or background work;
         ``None`` sends the caller to :meth:`keys` / :meth:`akeys`. (A fast path: it saves
@@ -221,6 +225,8 @@ class StaticKeys(KeySource):
             # RFC 7517 §4.5: a kid may be shared only by keys no algorithm fits twice.
             raise ConfigurationError("several keys share a kid for the same algorithm")
         self._set = KeySet(loaded)
+
+    fixed = True  # _set is made once, here, and never replaced
 
     def __repr__(self) -> str:
         return f"StaticKeys({len(self._set)} keys)"

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from ._typed import claims_as
 
-__all__ = ["FrozenDict", "FrozenList", "Principal"]
+__all__ = ["FrozenDict", "FrozenList", "Principal", "read_only_mapping", "verified_principal"]
 
 
 def _read_only(*args: Any, **kwargs: Any) -> Any:
@@ -52,7 +52,7 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _read_only_mapping(mapping: Mapping[str, Any]) -> MappingProxyType[str, Any]:
+def read_only_mapping(mapping: Mapping[str, Any]) -> MappingProxyType[str, Any]:
     """A deeply read-only view: the top level behind a ``MappingProxyType``, nested arrays and
     objects frozen. Copies only when there is something nested to freeze; JSON scalars are
     immutable already."""
@@ -78,12 +78,15 @@ class Principal:
     kept, so it cannot leak through a repr or a log line.
     """
 
-    __slots__ = ("_claims", "_header", "_roles", "_scopes")
+    __slots__ = ("_auth", "_claims", "_header", "_roles", "_scopes")
 
     _claims: Mapping[str, Any]
     _header: Mapping[str, Any]
     _roles: frozenset[str]
     _scopes: frozenset[str]
+    #: The ASGI adapter's read-only ``AuthCredentials`` for these scopes, made on first use
+    #: (``asgi.place``) and then shared, like the principal, by every request with the token.
+    _auth: Any
 
     def __init__(
         self,
@@ -96,13 +99,13 @@ class Principal:
         # Deeply read-only: a cached principal is handed to every request that presents the
         # same token, so one request's claims["groups"].append(...) must not reach the next.
         # Frozen once, when the token is first verified; a cache hit costs nothing more.
-        claims = _read_only_mapping(claims)
-        header = _read_only_mapping(header)
-        setattr_ = object.__setattr__
-        setattr_(self, "_claims", claims)
-        setattr_(self, "_header", header)
-        setattr_(self, "_roles", roles if type(roles) is frozenset else frozenset(roles))
-        setattr_(self, "_scopes", scopes if type(scopes) is frozenset else frozenset(scopes))
+        _fill(
+            self,
+            read_only_mapping(claims),
+            read_only_mapping(header),
+            roles if type(roles) is frozenset else frozenset(roles),
+            scopes if type(scopes) is frozenset else frozenset(scopes),
+        )
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Principal is immutable")
@@ -214,3 +217,49 @@ class Principal:
     @property
     def identity(self) -> str:
         return self.subject or ""
+
+
+# The slots written through their descriptors: Principal.__setattr__ refuses every write, and
+# object.__setattr__ by name costs several times more than the descriptor's own setter.
+_set_claims = Principal.__dict__["_claims"].__set__
+_set_header = Principal.__dict__["_header"].__set__
+_set_roles = Principal.__dict__["_roles"].__set__
+_set_scopes = Principal.__dict__["_scopes"].__set__
+_set_auth = Principal.__dict__["_auth"].__set__
+
+
+def _fill(
+    principal: Principal,
+    claims: Mapping[str, Any],
+    header: Mapping[str, Any],
+    roles: frozenset[str],
+    scopes: frozenset[str],
+) -> None:
+    _set_claims(principal, claims)
+    _set_header(principal, header)
+    _set_roles(principal, roles)
+    _set_scopes(principal, scopes)
+    _set_auth(principal, None)
+
+
+def verified_principal(
+    claims: dict[str, Any],
+    header: MappingProxyType[str, Any],
+    roles: frozenset[str],
+    scopes: frozenset[str],
+    *,
+    flat: bool,
+) -> Principal:
+    """The principal of a token the verifier has just accepted, without the checks and copies
+    of ``Principal(...)``: ``header`` is read-only already (the verifier makes it once per
+    distinct header), and ``flat`` says the claims JSON opened no nested array or object (no
+    ``[``, no ``{`` but the first), so a read-only view of ``claims`` is all it needs."""
+    principal: Principal = object.__new__(Principal)
+    _fill(
+        principal,
+        MappingProxyType(claims) if flat else read_only_mapping(claims),
+        header,
+        roles,
+        scopes,
+    )
+    return principal

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from ._cache import VerifiedTokens
@@ -36,6 +37,7 @@ from ._errors import (
     InvalidSignature,
     JWTGuardError,
     MalformedToken,
+    TokenTooLarge,
     safe_value,
 )
 from ._keys import JWK
@@ -47,7 +49,6 @@ from ._parse import (
     b64url_decode,
     parse_header,
     parse_json,
-    split_compact,
 )
 from ._policy import (
     DEFAULT_CACHE_SIZE,
@@ -57,7 +58,7 @@ from ._policy import (
     TrustedIssuer,
     configure,
 )
-from ._principal import Principal
+from ._principal import Principal, read_only_mapping, verified_principal
 
 __all__ = ["Verifier"]
 
@@ -70,7 +71,8 @@ HEADER_CACHE_SIZE: Final = 256
 class _Header(NamedTuple):
     alg: str
     kid: str | None
-    mapping: Mapping[str, Any]
+    #: Deeply read-only, made once per distinct header: every principal shares it.
+    mapping: MappingProxyType[str, Any]
 
 
 class _Pending(NamedTuple):
@@ -79,6 +81,8 @@ class _Pending(NamedTuple):
     signing_input: bytes
     signature: bytes
     policy: Policy
+    #: The claims JSON opened no nested array or object (see verified_principal).
+    flat: bool
 
 
 def _signature_detail(header: _Header, candidates: Sequence[JWK]) -> dict[str, Any]:
@@ -92,6 +96,23 @@ def _signature_detail(header: _Header, candidates: Sequence[JWK]) -> dict[str, A
 # NamedTuples on the hot path are built with the C-level tuple constructor: the generated
 # ``__new__`` is Python code and costs more than everything it stores.
 _new = tuple.__new__
+_SEGMENTS_REASON: Final = "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)"
+
+
+def token_bytes(token: object) -> bytes:
+    """The token as the bytes the core works on (and the cache is keyed by).
+
+    The ASGI scope hands us bytes, used as they are. A ``str`` is encoded once; a character
+    outside ASCII becomes one ``?`` (one byte for one character, so the size limit and the
+    segment a failure is reported in stay those of the text), which no base64url segment
+    accepts.
+    """
+    kind = type(token)
+    if kind is bytes:
+        return token  # type: ignore[return-value]
+    if kind is str:
+        return token.encode("ascii", "replace")  # type: ignore[attr-defined,no-any-return]
+    raise MalformedToken(detail={"reason": "the token is not a string"})
 
 
 def _positive(value: object) -> bool:
@@ -182,7 +203,7 @@ class Verifier:
         self._no_after_steps = dpop is None and self._denylist is None
         self._all_algorithms = config.algorithms
         self._route = config.route
-        self._headers: dict[str, _Header] = {}
+        self._headers: dict[bytes, _Header] = {}
         # OpenTelemetry instruments, or None (not installed, or metrics=False): every caller
         # tests for None, so metrics off cost one attribute check per request.
         self.metrics = resolve_metrics(metrics)
@@ -195,6 +216,9 @@ class Verifier:
             config.cache_size, self._clock, self._leeway, self._max_age, self.metrics
         )
         self._cached = self._cache.get
+        #: A cache hit that needs no I/O and no error, or None (see VerifiedTokens.hit): the
+        #: ASGI middleware's fast path. Only without after-steps (DPoP, denylist).
+        self._hit = self._cache.hit if self._no_after_steps else None
         self._remember = self._cache.put
         self._forget = self._cache.forget
 
@@ -284,18 +308,20 @@ class Verifier:
 
     def verify(
         self,
-        token: str,
+        token: str | bytes,
         *,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
     ) -> Principal:
-        """Verify ``token`` and return its principal; may block on a key fetch (WSGI, CLI).
+        """Verify ``token`` (text, or the ASCII bytes of a header) and return its principal;
+        may block on a key fetch (WSGI, CLI).
 
         With ``Verifier(dpop=...)``, ``dpop_proof`` is the request's ``DPoP`` header, checked
         against the request's ``method`` and ``url`` (RFC 9449); without a proof the token is
         taken as a Bearer token.
         """
+        token = token_bytes(token)
         principal = self._authenticate(token)
         if self._no_after_steps and dpop_proof is None:
             return principal
@@ -303,19 +329,20 @@ class Verifier:
 
     async def averify(
         self,
-        token: str,
+        token: str | bytes,
         *,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
     ) -> Principal:
         """Verify ``token`` without blocking the event loop (ASGI); DPoP as in :meth:`verify`."""
+        token = token_bytes(token)
         principal = await self._aauthenticate(token)
         if self._no_after_steps and dpop_proof is None:
             return principal
         return await self._aafter_steps(principal, token, dpop_proof, method, url)
 
-    def _authenticate(self, token: str) -> Principal:
+    def _authenticate(self, token: bytes) -> Principal:
         """Everything but the denylist and DPoP (sync driver)."""
         cached = self._cached(token)
         if cached is not None:
@@ -326,12 +353,12 @@ class Verifier:
             return self._timed(self._fresh, token)
         return self._fresh(token)
 
-    def _fresh(self, token: str) -> Principal:
+    def _fresh(self, token: bytes) -> Principal:
         pending = self._begin(token)
         key_set = pending.policy.keys.keys(pending.header.kid)
         return self._finish(token, pending, key_set)
 
-    def _timed(self, fresh: Callable[[str], Principal], token: str) -> Principal:
+    def _timed(self, fresh: Callable[[bytes], Principal], token: bytes) -> Principal:
         assert self.metrics is not None
         started = perf_counter()
         try:
@@ -342,7 +369,7 @@ class Verifier:
         self.metrics.fresh_verification("valid", perf_counter() - started)
         return principal
 
-    async def _aauthenticate(self, token: str) -> Principal:
+    async def _aauthenticate(self, token: bytes) -> Principal:
         """Everything but the denylist and DPoP (async driver)."""
         cached = self._cached(token)
         if cached is not None:
@@ -364,7 +391,7 @@ class Verifier:
         self.metrics.fresh_verification("valid", perf_counter() - started)
         return principal
 
-    async def _afresh(self, token: str) -> Principal:
+    async def _afresh(self, token: bytes) -> Principal:
         pending = self._begin(token)
         source = pending.policy.keys
         key_set = source.ready(pending.header.kid)
@@ -381,7 +408,7 @@ class Verifier:
     def _after_steps(
         self,
         principal: Principal,
-        token: str,
+        token: bytes,
         proof: str | None,
         method: str | None,
         url: str | None,
@@ -396,7 +423,7 @@ class Verifier:
     async def _aafter_steps(
         self,
         principal: Principal,
-        token: str,
+        token: bytes,
         proof: str | None,
         method: str | None,
         url: str | None,
@@ -429,7 +456,7 @@ class Verifier:
             raise ClaimMissing(detail={"claim": "jti", "reason": "needed to revoke one token"})
         return key, token_lifetime(principal.claims, self._leeway, self._max_age)
 
-    def revoke(self, token_or_principal: str | Principal) -> Principal:
+    def revoke(self, token_or_principal: str | bytes | Principal) -> Principal:
         """Revoke one token (its ``jti``) until it can no longer verify anyway.
 
         A token string is verified first (signature and claims: only a token this verifier
@@ -438,15 +465,19 @@ class Verifier:
         """
         token = token_or_principal
         denylist = self._revocations()
-        principal = self._authenticate(token) if isinstance(token, str) else token
+        principal = (
+            token if isinstance(token, Principal) else self._authenticate(token_bytes(token))
+        )
         denylist.add_token(*self._token_revocation(principal))
         return principal
 
-    async def arevoke(self, token_or_principal: str | Principal) -> Principal:
+    async def arevoke(self, token_or_principal: str | bytes | Principal) -> Principal:
         """Async twin of :meth:`revoke`."""
         token = token_or_principal
         denylist = self._revocations()
-        principal = await self._aauthenticate(token) if isinstance(token, str) else token
+        principal = (
+            token if isinstance(token, Principal) else await self._aauthenticate(token_bytes(token))
+        )
         await denylist.aadd_token(*self._token_revocation(principal))
         return principal
 
@@ -508,7 +539,7 @@ class Verifier:
     def _check_dpop(
         self,
         principal: Principal,
-        token: str,
+        token: bytes,
         proof: str | None,
         method: str | None,
         url: str | None,
@@ -522,7 +553,7 @@ class Verifier:
         now = self._clock()
         return dpop, dpop.check(principal.claims, token, proof, method, url, now, self._leeway)
 
-    def _check_header(self, segment: str) -> _Header:
+    def _check_header(self, segment: bytes) -> _Header:
         header = parse_header(segment)
         alg = header.get("alg")
         if not isinstance(alg, str):
@@ -569,21 +600,30 @@ class Verifier:
         # "jwk", "jku", "x5u", "x5c" are deliberately never read: keys come only from the
         # configured key source (RFC 8725 §3.10).
         self._config.policies[0].rules.check_header_typ(header)
-        parsed = _Header(alg, kid, header)
+        parsed = _Header(alg, kid, read_only_mapping(header))
         if len(self._headers) >= HEADER_CACHE_SIZE:
             self._headers.clear()
         self._headers[segment] = parsed
         return parsed
 
-    def _begin(self, token: str) -> _Pending:
-        h64, p64, s64 = split_compact(token, self._max_bytes)
+    def _begin(self, token: bytes) -> _Pending:
+        # RFC 7515 §7.1, in bytes: the size limit first (it bounds the work before the
+        # signature is checked), then exactly three segments; each segment's alphabet is
+        # checked when it is decoded.
+        if len(token) > self._max_bytes:
+            raise TokenTooLarge(detail={"length": len(token), "limit": self._max_bytes})
+        parts = token.split(b".")
+        if len(parts) != 3:
+            raise MalformedToken(detail={"reason": _SEGMENTS_REASON, "segments": len(parts)})
+        h64, p64, s64 = parts
         header = self._headers.get(h64)
         part = "header"
         try:
             if header is None:
                 header = self._check_header(h64)
             part = "payload"
-            payload = parse_json(b64url_decode(p64))
+            raw = b64url_decode(p64)
+            payload = parse_json(raw)
             part = "signature"
             signature = b64url_decode(s64)
         except MalformedToken as exc:
@@ -598,11 +638,13 @@ class Verifier:
                     "iss": safe_value(payload.get("iss")),
                 }
             )
-        signing_input = token[: len(h64) + 1 + len(p64)].encode("ascii")
-        return _new(_Pending, (header, payload, signing_input, signature, policy))
+        # The signing input is a slice of the bytes received, never re-encoded (RFC 7515 §5.2).
+        signing_input = token[: len(h64) + 1 + len(p64)]
+        flat = raw.find(b"[") < 0 and raw.find(b"{", 1) < 0
+        return _new(_Pending, (header, payload, signing_input, signature, policy, flat))
 
-    def _finish(self, token: str, pending: _Pending, key_set: KeySet) -> Principal:
-        header, payload, signing_input, signature, policy = pending
+    def _finish(self, token: bytes, pending: _Pending, key_set: KeySet) -> Principal:
+        header, payload, signing_input, signature, policy, flat = pending
         candidates = key_set.candidates(header.kid, header.alg)
         for key in candidates:
             try:
@@ -620,6 +662,6 @@ class Verifier:
             check_confirmation(payload["cnf"], self._dpop is not None)
         roles = collect_strings(payload, policy.roles_paths, split=False)
         scopes = collect_strings(payload, policy.scopes_paths, split=True)
-        principal = Principal(claims=payload, header=header.mapping, roles=roles, scopes=scopes)
-        self._remember(token, principal, key, policy, exp, payload, header.kid)
+        principal = verified_principal(payload, header.mapping, roles, scopes, flat=flat)
+        self._remember(token, principal, key, policy, exp, payload, header.kid, key_set)
         return principal

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Final
 
 from starlette.applications import Starlette
@@ -26,7 +26,7 @@ from ._guard import (
 )
 from ._log import DEFAULT_LOG_LIMIT
 from ._metadata import ProtectedResource
-from ._principal import Principal
+from ._principal import FrozenList, Principal
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._verifier import Verifier
 
@@ -49,6 +49,36 @@ WS_POLICY_VIOLATION = 1008
 _NONCE_MESSAGES: Final = ("http.response.start", "websocket.accept")
 #: Header names (bytes, as ASGI gives them) of the method-override headers.
 _OVERRIDE_HEADERS: Final = frozenset(name.encode() for name in METHOD_OVERRIDE_HEADERS)
+
+
+class _Auth(AuthCredentials):
+    """Starlette ``AuthCredentials`` made once per principal and shared by every request that
+    presents the same token (the principal is shared the same way): read-only, so one
+    request cannot change another's ``request.auth.scopes``."""
+
+    def __init__(self, scopes: Sequence[str] = ()) -> None:
+        object.__setattr__(self, "scopes", FrozenList(scopes))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("request.auth is read-only (set scope['auth'] to replace it)")
+
+
+# Byte values, for "in" on bytes: an int is a memchr, while a one-byte bytes needle first fails
+# an int conversion inside CPython (an exception object made and cleared on every test).
+_SP, _TAB, _COMMA = b" \t,"
+
+#: What an anonymous request gets: no state, so one object serves every request.
+_ANONYMOUS = UnauthenticatedUser()
+_NO_AUTH = _Auth()
+
+
+def _auth_of(principal: Principal) -> AuthCredentials:
+    """``"authenticated"`` plus the principal's scopes, made on the principal's first request."""
+    auth: AuthCredentials | None = principal._auth
+    if auth is None:
+        auth = _Auth(["authenticated", *principal.scopes])
+        object.__setattr__(principal, "_auth", auth)  # a memo, derived from the scopes only
+    return auth
 
 
 def route_path(scope: Scope) -> str:
@@ -209,11 +239,11 @@ def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
 def place(scope: Scope, principal: Principal | None, verifier: Verifier) -> None:
     """Put the principal where ``request.user``, ``request.auth`` and the requirements read it."""
     if principal is None:
-        scope["user"] = UnauthenticatedUser()
-        scope["auth"] = AuthCredentials()
+        scope["user"] = _ANONYMOUS
+        scope["auth"] = _NO_AUTH
         return
     scope["user"] = principal
-    scope["auth"] = AuthCredentials(["authenticated", *principal.scopes])
+    scope["auth"] = _auth_of(principal)
     scope[PRINCIPAL_KEY] = principal
     scope[VERIFIER_KEY] = verifier
 
@@ -279,6 +309,13 @@ class JWTGuardMiddleware:
             protected_resource=protected_resource,
         )
         self.prefetch = prefetch
+        # The fast path (see __call__ and _header_token): a header token, verified without
+        # after-steps.
+        self._fast = header and verifier._hit is not None
+        self._hit = verifier._cache.hit
+        self._cookies_matter = cookie is not None
+        self._metrics = verifier.metrics
+        self._header_source = ("header", self.guard.csrf)  # SOURCE_KEY, as authenticate() sets it
         if isinstance(app, Starlette) and app.middleware_stack is None:
             # Wrapping a Starlette/FastAPI app from outside: its ServerErrorMiddleware would
             # turn a JWTGuardError raised by an endpoint or a dependency into a 500 before it
@@ -321,40 +358,82 @@ class JWTGuardMiddleware:
             # Public path: no token is read, and request.user is a plain anonymous user. A
             # dependency or decorator that needs a principal here authenticates on demand
             # with these settings (GUARD_KEY), instead of answering token_missing.
-            scope["user"] = UnauthenticatedUser()
-            scope["auth"] = AuthCredentials()
+            scope["user"] = _ANONYMOUS
+            scope["auth"] = _NO_AUTH
             scope[EXCLUDED_KEY] = True
-        elif kind == "http" and _is_preflight(scope):
+        elif kind == "http" and scope["method"] == "OPTIONS" and _is_preflight(scope):
             # A CORS preflight carries no credentials (Fetch §4.8): it is the app's (its
             # CORSMiddleware's) to answer, never a 401 the browser reads as a CORS failure.
-            scope["user"] = UnauthenticatedUser()
-            scope["auth"] = AuthCredentials()
+            scope["user"] = _ANONYMOUS
+            scope["auth"] = _NO_AUTH
             if not guard.optional:
                 # The app runs without a token here: let only a CORS answer out.
                 send = self._cors_only(scope, send)
         else:
-            try:
-                principal = await authenticate(guard, scope)
-            except JWTGuardError as exc:
-                await self._reject(scope, send, exc)
-                return
-            place(scope, principal, self.verifier)
-            if principal is not None and guard.dpop is not None:
-                nonce = guard.dpop_nonce()
-                if nonce is not None:
-                    nonce_header = (b"dpop-nonce", nonce.encode("ascii"))
+            principal = None
+            token = self._header_token(scope) if kind == "http" else None
+            if token is not None:
+                # The common request, in the bytes the server handed us: one Authorization
+                # header "Bearer <token>" (see _header_token). A token this verifier already
+                # accepted is answered from the cache with no coroutine and no decoding; a
+                # new one is verified as bytes. Anything the cache cannot settle here (a time
+                # edge, a key set to refresh) and every failure go through the verifier's
+                # full path, which decides and raises the error to answer.
+                principal = self._hit(token)
+                metrics = self._metrics
+                if principal is not None:
+                    if metrics is not None:
+                        metrics.valid["header"] += 1
+                        metrics.lookups[1] += 1
+                else:
+                    try:
+                        principal = await self.verifier.averify(token)
+                    except JWTGuardError as exc:
+                        found = Credentials(token.decode("latin-1"), "header")
+                        await self._reject(scope, send, guard.failed(found, exc))
+                        return
+                    if metrics is not None:
+                        metrics.valid["header"] += 1
+                scope["user"] = principal
+                scope["auth"] = principal._auth or _auth_of(principal)
+                scope[PRINCIPAL_KEY] = principal
+                scope[VERIFIER_KEY] = self.verifier
+                scope[SOURCE_KEY] = self._header_source
+            else:
+                try:
+                    principal = await authenticate(guard, scope)
+                except JWTGuardError as exc:
+                    await self._reject(scope, send, exc)
+                    return
+                place(scope, principal, self.verifier)
+                if principal is not None and guard.dpop is not None:
+                    nonce = guard.dpop_nonce()
+                    if nonce is not None:
+                        nonce_header = (b"dpop-nonce", nonce.encode("ascii"))
         scope[GUARD_KEY] = guard
 
         started = False
 
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            started = True
-            # The nonce also goes on a WebSocket's accept (ASGI 2.1 "headers"): the handshake
-            # response is the client's only chance to see it before its next connection.
-            if nonce_header is not None and message["type"] in _NONCE_MESSAGES:
-                message = {**message, "headers": [*message.get("headers", ()), nonce_header]}
-            await send(message)
+        # Plain functions returning send's awaitable: no coroutine of our own per message.
+        if nonce_header is None:
+
+            def send_tracking(message: Message) -> Awaitable[None]:
+                nonlocal started
+                started = True
+                return send(message)
+
+        else:
+            header = nonce_header
+
+            def send_tracking(message: Message) -> Awaitable[None]:
+                nonlocal started
+                started = True
+                # The nonce also goes on a WebSocket's accept (ASGI 2.1 "headers"): the
+                # handshake response is the client's only chance to see it before its next
+                # connection.
+                if message["type"] in _NONCE_MESSAGES:
+                    message = {**message, "headers": [*message.get("headers", ()), header]}
+                return send(message)
 
         try:
             await self.app(scope, receive, send_tracking)
@@ -387,6 +466,33 @@ class JWTGuardMiddleware:
             await send(message)
 
         return only_cors
+
+    def _header_token(self, scope: Scope) -> bytes | None:
+        """The token of a plain Bearer request, as bytes, when the guard would take exactly
+        that token from it too; ``None`` sends the request through :func:`authenticate`.
+
+        Plain: exactly one ``Authorization`` header, spelled ``Bearer`` and one space, followed
+        by a token with no space, tab or comma (RFC 6750 §2.1; anything else is for
+        :func:`bearer_token` to accept or refuse with its 400), and no ``Cookie`` header when
+        a token cookie is configured (then both places count). Only for a verifier without
+        DPoP or a denylist (their steps need the full path) and with the header enabled.
+        """
+        if not self._fast:
+            return None
+        value = None
+        for name, header_value in scope["headers"]:
+            if name == b"authorization":
+                if value is not None:
+                    return None
+                value = header_value
+            elif name == b"cookie" and self._cookies_matter:
+                return None
+        if value is None or value[:7] != b"Bearer ":
+            return None
+        token: bytes = value[7:]
+        if not token or _SP in token or _TAB in token or _COMMA in token:
+            return None
+        return token
 
     async def _reject(self, scope: Scope, send: Send, exc: JWTGuardError) -> None:
         answer = self.guard.answer(exc, scope)
