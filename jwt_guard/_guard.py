@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Final
 
 from ._answer import Answer, ErrorHandler, Responder
@@ -265,6 +265,17 @@ class Guard:
             source = found.source if found is not None else "none"
             metrics.verification(exc.code, source)
         return exc
+
+    def accepted(self, request: MutableMapping[str, Any], found: Credentials) -> None:
+        """Record a successful authentication in the scope or environ (the token's source and
+        the CSRF settings it passed, the DPoP scheme for later challenges) and count it: the
+        same bookkeeping for both drivers and both adapters."""
+        if found.source == "dpop":
+            request[DPOP_SCHEME_KEY] = True
+        request[SOURCE_KEY] = (found.source, self.csrf)
+        metrics = self.verifier.metrics
+        if metrics is not None:
+            metrics.valid[found.source] += 1
 
     def answer(self, exc: JWTGuardError, request: Mapping[str, Any] | None = None) -> Answer:
         """Log the rejection (rate-limited) and build the answer; ``request`` (the scope or

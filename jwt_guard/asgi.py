@@ -16,7 +16,6 @@ from ._dpop import quote_path
 from ._errors import AuthenticationRequired, JWTGuardError
 from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView
 from ._guard import (
-    DPOP_SCHEME_KEY,
     EXCLUDED_KEY,
     GUARD_KEY,
     PRINCIPAL_KEY,
@@ -202,15 +201,11 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
             principal = await guard.verifier.averify(
                 found.token, dpop_proof=proof, method=method, url=url
             )
-            scope[DPOP_SCHEME_KEY] = True
         else:
             principal = await guard.verifier.averify(found.token)
     except JWTGuardError as exc:
         raise guard.failed(found, exc) from None
-    scope[SOURCE_KEY] = (found.source, guard.csrf)
-    metrics = guard.verifier.metrics
-    if metrics is not None:
-        metrics.valid[found.source] += 1
+    guard.accepted(scope, found)
     return principal
 
 
@@ -224,15 +219,11 @@ def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
         if found.source == "dpop":
             proof, method, url = _dpop_request(guard, scope)
             principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
-            scope[DPOP_SCHEME_KEY] = True
         else:
             principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
         raise guard.failed(found, exc) from None
-    scope[SOURCE_KEY] = (found.source, guard.csrf)
-    metrics = guard.verifier.metrics
-    if metrics is not None:
-        metrics.valid[found.source] += 1
+    guard.accepted(scope, found)
     return principal
 
 
@@ -315,7 +306,7 @@ class JWTGuardMiddleware:
         self._hit = verifier._cache.hit
         self._cookies_matter = cookie is not None
         self._metrics = verifier.metrics
-        self._header_source = ("header", self.guard.csrf)  # SOURCE_KEY, as authenticate() sets it
+        self._header_source = ("header", self.guard.csrf)  # SOURCE_KEY, as Guard.accepted sets it
         if isinstance(app, Starlette) and app.middleware_stack is None:
             # Wrapping a Starlette/FastAPI app from outside: its ServerErrorMiddleware would
             # turn a JWTGuardError raised by an endpoint or a dependency into a 500 before it

@@ -15,12 +15,10 @@ from ._dpop import quote_path
 from ._errors import AuthenticationRequired, JWTGuardError
 from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, RequestView, joined_authorization
 from ._guard import (
-    DPOP_SCHEME_KEY,
     EXCLUDED_KEY,
     GUARD_KEY,
     PRINCIPAL_KEY,
     REJECTION_KEY,
-    SOURCE_KEY,
     VERIFIER_KEY,
     Guard,
 )
@@ -136,15 +134,11 @@ def authenticate(guard: Guard, environ: Environ) -> Principal | None:
         if found.source == "dpop":
             proof, method, url = _dpop_request(guard, environ)
             principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
-            environ[DPOP_SCHEME_KEY] = True
         else:
             principal = guard.verifier.verify(found.token)
     except JWTGuardError as exc:
         raise guard.failed(found, exc) from None
-    environ[SOURCE_KEY] = (found.source, guard.csrf)
-    metrics = guard.verifier.metrics
-    if metrics is not None:
-        metrics.valid[found.source] += 1
+    guard.accepted(environ, found)
     return principal
 
 
