@@ -7,7 +7,9 @@ or configuration error (with the reason on stderr), 3 the key source was unavail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import errno
 import inspect
 import json
 import os
@@ -266,6 +268,63 @@ def cmd_decode(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     return EXIT_OK
 
 
+# keygen's file modes: the private key is 0600 from the moment it exists (created so, then
+# fchmod'ed so that no umask narrows or widens it); the public halves are meant to be read.
+_PRIVATE_MODE, _PUBLIC_MODE = 0o600, 0o644
+
+
+def _write_files(outdir: Path, files: dict[str, tuple[bytes, int]], *, replace: bool) -> None:
+    """Write each ``name: (data, mode)`` into ``outdir`` without following a symlink at a name.
+
+    Each file is written to a fresh temporary name (O_CREAT|O_EXCL|O_NOFOLLOW: never an existing
+    file, never through a link), fsync'ed, then put in place: with ``replace`` by rename(2), which
+    replaces a symlink at the name itself and never the file it points to; without, by link(2),
+    which fails if anything (a file, a dangling symlink) appeared at the name since the check.
+    ``outdir`` itself may be a symlink to a directory: the user named it. It is opened once and
+    every name is resolved in that directory, so swapping it midway redirects nothing.
+    """
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(outdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {outdir}: {exc.strerror}") from exc
+    temporary: dict[str, str] = {}
+    placed: list[str] = []
+    at = outdir
+    try:
+        for name, (data, mode) in files.items():
+            temp = f".{name}.{uuid.uuid4().hex}.tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(temp, flags, mode, dir_fd=dir_fd)
+            temporary[name] = temp
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fd, mode)
+                fh.write(data)
+                fh.flush()
+                os.fsync(fd)
+        for name, temp in temporary.items():
+            at = outdir / name
+            if replace:
+                os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            else:
+                os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                os.unlink(temp, dir_fd=dir_fd)
+            placed.append(name)
+        os.fsync(dir_fd)  # the renames survive a crash
+    except OSError as exc:
+        if not replace:  # all three or none: take back what this run placed
+            for name in placed:
+                os.unlink(name, dir_fd=dir_fd)
+        if exc.errno == errno.EEXIST and not replace:
+            raise UsageError(f"{at} already exists; --force overwrites it") from exc
+        raise UsageError(f"cannot write to {outdir}: {exc.strerror}") from exc
+    finally:
+        for temp in temporary.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=dir_fd)
+        os.close(dir_fd)
+
+
 def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     # Imported here, not at the top: _signing imports PyJWT, which `verify` never loads.
     from ._signing import generate_key, private_pem, public_jwk, public_pem
@@ -277,23 +336,16 @@ def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     key = generate_key(args.alg)
     private_path = outdir / "private.pem"
     jwks = {"keys": [public_jwk(key, kid=kid, alg=args.alg)]}
-    targets = [private_path, outdir / "public.pem", outdir / "jwks.json"]
-    existing = [str(path) for path in targets if path.exists()]
+    files = {
+        "private.pem": (private_pem(key), _PRIVATE_MODE),
+        "public.pem": (public_pem(key), _PUBLIC_MODE),
+        "jwks.json": ((json.dumps(jwks, indent=2) + "\n").encode(), _PUBLIC_MODE),
+    }
+    # lexists, not exists: a dangling symlink is "something there" too.
+    existing = [str(outdir / name) for name in files if os.path.lexists(outdir / name)]
     if existing and not args.force:
         raise UsageError(f"{', '.join(existing)} already exist; --force overwrites them")
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        # 0600 from the start: never a moment where the private key is world-readable. O_EXCL
-        # without --force: a file that appeared since the check is not overwritten either.
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
-        fd = os.open(private_path, flags, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(private_pem(key))
-        os.chmod(private_path, 0o600)
-        (outdir / "public.pem").write_bytes(public_pem(key))
-        (outdir / "jwks.json").write_text(json.dumps(jwks, indent=2) + "\n")
-    except OSError as exc:
-        raise UsageError(f"cannot write to {outdir}: {exc.strerror}") from exc
+    _write_files(outdir, files, replace=args.force)
     out.write(
         json.dumps(
             {

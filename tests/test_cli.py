@@ -477,6 +477,89 @@ def test_keygen_refuses_to_overwrite_without_force(keydir: Path) -> None:
     assert stat.S_IMODE(os.stat(keydir / "private.pem").st_mode) == 0o600
 
 
+KEY_FILES = ["private.pem", "public.pem", "jwks.json"]
+
+
+@pytest.mark.parametrize("name", KEY_FILES)
+def test_issue22_keygen_force_never_writes_through_a_symlink(tmp_path: Path, name: str) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    keys = tmp_path / "keys"
+    assert run("keygen", "--alg", "ES256", "--out", str(keys))[0] == 0
+    (keys / name).unlink()
+    (keys / name).symlink_to(victim)
+    code, _, err = run("keygen", "--alg", "ES256", "--kid", "k2", "--out", str(keys), "--force")
+    assert code == 0, err
+    assert victim.read_text() == "precious"
+    # rename(2) replaced the link itself: a regular file with the new content stands there.
+    assert not (keys / name).is_symlink()
+    assert json.loads((keys / "jwks.json").read_text())["keys"][0]["kid"] == "k2"
+    assert sorted(p.name for p in keys.iterdir()) == sorted(KEY_FILES)  # no temporary left
+
+
+@pytest.mark.parametrize("name", KEY_FILES)
+def test_issue22_keygen_refuses_a_dangling_symlink_without_force(tmp_path: Path, name: str) -> None:
+    victim = tmp_path / "victim"  # does not exist: the link dangles
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / name).symlink_to(victim)
+    code, out, err = run("keygen", "--alg", "ES256", "--out", str(keys))
+    assert code == 2 and out == "" and name in err and "--force" in err
+    assert not victim.exists()
+    assert [p.name for p in keys.iterdir()] == [name]
+
+
+def test_issue22_keygen_a_name_taken_after_the_check_is_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The symlink "appears" between the existence check and the write (the check is blinded):
+    # link(2) refuses the name, and what this run already placed is taken back.
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "jwks.json").symlink_to(victim)
+    monkeypatch.setattr(os.path, "lexists", lambda path: False)
+    code, out, err = run("keygen", "--alg", "ES256", "--out", str(keys))
+    assert code == 2 and out == "" and "jwks.json already exists" in err
+    assert victim.read_text() == "precious"
+    assert [p.name for p in keys.iterdir()] == ["jwks.json"]
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_issue22_keygen_private_key_is_0600_from_its_creation_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
+) -> None:
+    real_open = os.open
+    created: dict[str, int] = {}
+
+    def watching_open(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        fd = real_open(path, flags, mode, **kw)
+        created[str(path)] = stat.S_IMODE(os.fstat(fd).st_mode)  # before a byte is written
+        return fd
+
+    monkeypatch.setattr(os, "open", watching_open)
+    previous = os.umask(umask)
+    try:
+        assert run("keygen", "--alg", "ES256", "--out", str(tmp_path))[0] == 0
+    finally:
+        os.umask(previous)
+    [private] = [mode for path, mode in created.items() if "private.pem" in path]
+    assert private == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "private.pem").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "public.pem").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "jwks.json").st_mode) == 0o644
+
+
+def test_keygen_out_may_be_a_symlink_to_a_directory(tmp_path: Path) -> None:
+    # The user named --out: a link to a directory is followed (the file names inside never are).
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "keys").symlink_to(real, target_is_directory=True)
+    assert run("keygen", "--alg", "ES256", "--out", str(tmp_path / "keys"))[0] == 0
+    assert sorted(p.name for p in real.iterdir()) == sorted(KEY_FILES)
+
+
 def test_mint_claim_values_stay_strings_and_claim_json_is_json(keydir: Path) -> None:
     token = mint(
         keydir,
