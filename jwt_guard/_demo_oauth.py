@@ -3,7 +3,8 @@
 What ``/docs`` of an API needs to log in against the demo: RFC 6749 §4.1 (authorization code),
 RFC 7636 (PKCE, ``S256`` only, as OAuth 2.1 and RFC 9700 §2.1.1 ask), RFC 8252 §7.3 (loopback
 redirect URIs: any port, the rest exact). Codes are random, short-lived and used once; a code
-presented twice revokes what it bought (RFC 6749 §4.1.2).
+presented twice revokes every token it bought: the access tokens, the refresh token and every
+token refreshed from it (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ class OAuthError(Exception):
         self.description = description
         self.redirect = redirect
         self.status = status
+        # A replayed code: the access tokens it bought, and the code itself, which names the
+        # family of refresh tokens issued with it (RFC 6749 §4.1.2).
         self.revoke: tuple[str, ...] = ()
+        self.revoke_family: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,8 @@ class CodeStore:
                 raise OAuthError("invalid_grant", "unknown or expired code")
             if entry.used:
                 error = OAuthError("invalid_grant", "code already used")
-                error.revoke = tuple(entry.tokens)  # RFC 6749 §4.1.2: revoke what it issued
+                # RFC 6749 §4.1.2: revoke all tokens issued with this code
+                error.revoke, error.revoke_family = tuple(entry.tokens), code
                 raise error
             entry.used = True
         request = entry.request
@@ -164,7 +169,8 @@ class CodeStore:
         return entry.grant
 
     def bind(self, code: str, token: str) -> None:
-        """Remember a token bought with ``code``, to revoke it if the code is replayed."""
+        """Remember an access token bought with ``code`` (or refreshed from a refresh token
+        bought with it), to revoke it if the code is replayed."""
         with self._lock:
             entry = self._codes.get(code)
             if entry is not None:

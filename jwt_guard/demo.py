@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -81,6 +81,16 @@ def allowed_scopes(username: str) -> list[str]:
     return [scope for scope in SCOPES if admin or scope != "orders:write"]
 
 
+class _Refresh(NamedTuple):
+    """What a refresh token stands for."""
+
+    username: str
+    scope: str
+    expires_at: float
+    jkt: str | None  # the DPoP key it is bound to
+    family: str | None  # the authorization code it descends from (RFC 6749 §4.1.2)
+
+
 class DemoIssuer:
     """A tiny token issuer: signing keys with rotation, access and refresh tokens."""
 
@@ -91,8 +101,7 @@ class DemoIssuer:
         # kid -> (key, retire_at): a replaced key stays published until its tokens expire.
         self._keys: dict[str, tuple[PrivateKey, float]] = {}
         self._current = ""
-        # token -> (user, scope, expiry, jkt of the DPoP key it is bound to or None)
-        self._refresh: dict[str, tuple[str, str, float, str | None]] = {}
+        self._refresh: dict[str, _Refresh] = {}
         self.rotate()
 
     @property
@@ -147,31 +156,45 @@ class DemoIssuer:
         return encode(claims, key, ALGORITHM, header={"typ": "at+jwt", "kid": self._current})
 
     def refresh_token(
-        self, username: str, scope: str | None = None, *, jkt: str | None = None
+        self,
+        username: str,
+        scope: str | None = None,
+        *,
+        jkt: str | None = None,
+        family: str | None = None,
     ) -> str:
         """A refresh token; with ``jkt`` it can only be used with a proof of that DPoP key
-        (RFC 9449 §5: a public client's refresh token is bound to its key)."""
+        (RFC 9449 §5: a public client's refresh token is bound to its key). ``family`` names
+        the grant it descends from (the authorization code), which can end it."""
         token = secrets.token_urlsafe(32)
         granted = scope if scope is not None else " ".join(allowed_scopes(username))
         with self._lock:
-            self._refresh[token] = (username, granted, self.clock() + REFRESH_TTL, jkt)
+            self._refresh[token] = _Refresh(
+                username, granted, self.clock() + REFRESH_TTL, jkt, family
+            )
         return token
 
-    def use_refresh_token(self, token: str, jkt: str | None = None) -> tuple[str, str] | None:
-        """The user and scope of a refresh token, which is used up (rotation). A bound one
-        needs a proof of its key (``jkt``, from the request's DPoP proof)."""
+    def use_refresh_token(self, token: str, jkt: str | None = None) -> _Refresh | None:
+        """What a refresh token grants, and it is used up (rotation): the tokens issued for it
+        carry on its ``family``. A bound one needs a proof of its key (``jkt``, from the
+        request's DPoP proof)."""
         with self._lock:
             entry = self._refresh.get(token)
-            if entry is None or (entry[3] is not None and entry[3] != jkt):
+            if entry is None or (entry.jkt is not None and entry.jkt != jkt):
                 return None
             del self._refresh[token]
-        if entry[2] <= self.clock():
+        if entry.expires_at <= self.clock():
             return None
-        return entry[0], entry[1]
+        return entry
+
+    def end_family(self, family: str) -> None:
+        """Drop every refresh token issued with ``family`` or refreshed from one that was."""
+        with self._lock:
+            self._refresh = {t: v for t, v in self._refresh.items() if v.family != family}
 
     def forget_user(self, username: str) -> None:
         with self._lock:
-            self._refresh = {t: v for t, v in self._refresh.items() if v[0] != username}
+            self._refresh = {t: v for t, v in self._refresh.items() if v.username != username}
 
     def check_password(self, username: object, password: object) -> str | None:
         if not isinstance(username, str) or not isinstance(password, str):
@@ -402,21 +425,25 @@ def build_app(
     token_dpop = DPoP(replay=token_replay)
 
     def tokens_response(
-        username: str, scope: str | None = None, jkt: str | None = None
-    ) -> tuple[JSONResponse, str]:
+        username: str, scope: str | None = None, jkt: str | None = None, family: str | None = None
+    ) -> JSONResponse:
+        """Tokens for an API client. ``family``: the authorization code they descend from
+        (directly or through refresh tokens), which revokes them all if it is replayed."""
         access = issuer.access_token(username, scope, jkt=jkt)
+        if family is not None:
+            codes.bind(family, access)
         body: dict[str, Any] = {
             "access_token": access,
             # RFC 9449 §5: "DPoP" tells the client its tokens are bound to its key.
             "token_type": "DPoP" if jkt is not None else "Bearer",
             "expires_in": ACCESS_TTL,
-            "refresh_token": issuer.refresh_token(username, scope, jkt=jkt),
+            "refresh_token": issuer.refresh_token(username, scope, jkt=jkt, family=family),
         }
         if scope is not None:
             body["scope"] = scope
         # RFC 6749 §5.1: token answers are never cached.
         headers = {**_TOKEN_HEADERS, "Cache-Control": "no-store", "Pragma": "no-cache"}
-        return JSONResponse(body, headers=headers), access
+        return JSONResponse(body, headers=headers)
 
     # The cookies: the access and refresh tokens HttpOnly (page scripts, and XSS, cannot read
     # them), SameSite=Strict; the refresh token only sent to /refresh; Max-Age from each
@@ -475,7 +502,7 @@ def build_app(
         used = issuer.use_refresh_token(token) if token else None
         if used is None:
             return JSONResponse({"error": "invalid_grant"}, status_code=401)
-        return session_response(request, used[0])
+        return session_response(request, used.username)
 
     async def token_endpoint(request: Request) -> Response:
         """The OAuth token endpoint for API clients (RFC 6749 §3.2): tokens in the body."""
@@ -493,22 +520,24 @@ def build_app(
                     redirect_uri=form.get("redirect_uri", ""),
                     code_verifier=form.get("code_verifier", ""),
                 )
-                response, access = tokens_response(grant.username, grant.scope, jkt)
-                codes.bind(code, access)
-                return response
+                return tokens_response(grant.username, grant.scope, jkt, family=code)
             if grant_type == "refresh_token":
                 used = issuer.use_refresh_token(form.get("refresh_token", ""), jkt)
                 if used is None:
                     raise OAuthError("invalid_grant", "unknown, used or bound to another key")
-                return tokens_response(*used, jkt)[0]
+                return tokens_response(used.username, used.scope, jkt, family=used.family)
             if grant_type == "password":
                 # Removed in OAuth 2.1; here so that curl can get a token in one line.
                 username = issuer.check_password(form.get("username"), form.get("password"))
                 if username is None:
                     raise OAuthError("invalid_grant", "wrong username or password")
-                return tokens_response(username, None, jkt)[0]
+                return tokens_response(username, None, jkt)
             raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
         except OAuthError as exc:
+            # A replayed code (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3): every token issued with it
+            # is revoked, the refresh tokens of its family first (none can buy a new one).
+            if exc.revoke_family is not None:
+                issuer.end_family(exc.revoke_family)
             for token in exc.revoke:
                 await verifier.arevoke(token)
             return _oauth_error(exc)

@@ -288,6 +288,31 @@ def test_rfc6749_4_1_2_a_code_works_once_and_a_replay_revokes(
     assert httpx.get(f"{base}/api/me", headers=bearer(token)).json()["code"] == "token_revoked"
 
 
+@pytest.mark.parametrize("refreshed", [False, True])
+def test_rfc6749_4_1_2_a_replayed_code_revokes_the_refresh_token_and_what_it_refreshed(
+    demo: tuple[str, FakeClock], refreshed: bool
+) -> None:
+    # RFC 6749 §4.1.2, OAuth 2.1 §4.1.3: every token issued with the code, the refresh token
+    # included, and (issue 22) every token refreshed from it.
+    base, _ = demo
+    verifier = secrets.token_urlsafe(48)
+    code = get_code(base, verifier)["code"]
+    tokens = exchange(base, code, verifier).json()
+    access, refresh = [tokens["access_token"]], tokens["refresh_token"]
+    if refreshed:
+        grant = {"grant_type": "refresh_token", "refresh_token": refresh}
+        renewed = httpx.post(f"{base}/token", data=grant).json()
+        access.append(renewed["access_token"])
+        refresh = renewed["refresh_token"]
+    assert all(httpx.get(f"{base}/api/me", headers=bearer(a)).status_code == 200 for a in access)
+    assert exchange(base, code, verifier).json()["error"] == "invalid_grant"
+    for token in access:
+        assert httpx.get(f"{base}/api/me", headers=bearer(token)).json()["code"] == "token_revoked"
+    grant = {"grant_type": "refresh_token", "refresh_token": refresh}
+    after = httpx.post(f"{base}/token", data=grant)
+    assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
+
+
 def test_rfc6749_4_1_3_code_bound_to_client_and_redirect_uri(
     demo: tuple[str, FakeClock],
 ) -> None:
