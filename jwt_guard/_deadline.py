@@ -26,6 +26,10 @@ T = TypeVar("T")
 class DeadlineExceeded(TimeoutError):
     """The call did not finish within its total deadline."""
 
+    #: The thread still running the call, when :func:`call_with_deadline` stopped waiting for
+    #: it (aborted, so it ends soon): a background caller joins it, so no thread outlives it.
+    worker: threading.Thread | None = None
+
 
 def call_with_deadline(
     fn: Callable[[], T], seconds: float, *, abort: Callable[[], None] | None = None
@@ -34,8 +38,10 @@ def call_with_deadline(
 
     ``fn`` runs in a daemon thread. At the deadline ``abort`` is called (to close the socket the
     call is blocked on, so the thread ends soon) and the caller gets :class:`DeadlineExceeded`
-    at once; whatever ``fn`` returns later is dropped. The thread costs ~0.1 ms: meant for
-    calls that are rare (a key-set fetch) or slow anyway.
+    at once, its ``worker`` the thread; whatever ``fn`` returns later is dropped. Otherwise the
+    thread has ended when this returns (a thread left running would be inherited, stopped, by
+    a fork). The thread costs ~0.1 ms: meant for calls that are rare (a key-set fetch) or slow
+    anyway.
     """
     done = threading.Event()
     outcome: list[T] = []
@@ -49,13 +55,17 @@ def call_with_deadline(
         finally:
             done.set()
 
+    worker = threading.Thread(target=run, name="jwt_guard-deadline", daemon=True)
     # A thread that cannot start raises RuntimeError here, to the caller: nothing is held.
-    threading.Thread(target=run, name="jwt_guard-deadline", daemon=True).start()
+    worker.start()
     if not done.wait(seconds):
         if abort is not None:
             with contextlib.suppress(Exception):  # best effort: the deadline holds anyway
                 abort()
-        raise DeadlineExceeded(f"no answer within {seconds:g} s")
+        exceeded = DeadlineExceeded(f"no answer within {seconds:g} s")
+        exceeded.worker = worker
+        raise exceeded
+    worker.join()  # it has set ``done``: it is returning
     if failure:
         raise failure[0]
     return outcome[0]

@@ -9,7 +9,10 @@ a bound:
 
 * async (``akeys``): one ``asyncio`` task per fetch.
 * sync (``keys``): one daemon thread per fetch and a :class:`threading.Event` that waiters wait
-  on; a lock is held only to start a fetch, never across I/O.
+  on; a lock is held only to start a fetch, never across I/O. ``prefetch`` fetches in the
+  caller's thread and ``close`` ends a fetch in flight, so no thread of ours is running when an
+  app forks its workers after either (gunicorn ``--preload``): a thread starts only when a
+  request needs a fetch, in the process that serves it.
 
 A request with a *known* kid never waits for a fetch. A request with an unknown kid waits for
 the fetch it triggered (or found in flight) at most ``unknown_kid_wait``; only a cold cache
@@ -332,7 +335,7 @@ class JWKSKeys(KeySource):
         self._inflight: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._start_lock = threading.Lock()  # held only to start a fetch, never across I/O
-        self._flight: threading.Event | None = None  # set when the sync fetch in flight is over
+        self._flight: _Flight | None = None  # the sync fetch in flight, or the last one
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(keys={len(self._state.key_set or ())})"
@@ -392,8 +395,12 @@ class JWKSKeys(KeySource):
         return self._current(kid, pending)
 
     def prefetch(self, *, required: bool = False) -> None:
-        """Warm the cache. A failure is logged, and raised only when ``required``."""
-        self._start_sync_fetch().wait(self._timeout + _WAIT_GRACE)
+        """Warm the cache. A failure is logged, and raised only when ``required``.
+
+        The fetch runs in this thread (or joins one in flight), and no thread of ours is left
+        running: an app that forks after it (gunicorn ``--preload``) forks a single-threaded
+        process (Python 3.12+ warns about forking with threads running)."""
+        self._start_sync_fetch(here=True).wait(self._timeout + _WAIT_GRACE)
         self._check_prefetched(required)
 
     async def aprefetch(self, *, required: bool = False) -> None:
@@ -409,6 +416,14 @@ class JWKSKeys(KeySource):
             raise KeySourceUnavailable(detail=self._unavailable_detail())
 
     def close(self) -> None:
+        """End a sync fetch in flight (its sockets shut down, its thread joined) and close the
+        sync client made here (a client handed in is the caller's)."""
+        flight = self._flight
+        if flight is not None and flight.thread is not None:
+            if not flight.done.is_set():
+                flight.sockets.abort()
+            # Bounded: the fetch's own deadline, after which it is aborted and ends.
+            flight.thread.join(2 * self._timeout + _WAIT_GRACE)
         if self._own_sync and self._sync_client is not None:
             self._sync_client.close()
             self._sync_client = None
@@ -572,35 +587,47 @@ class JWKSKeys(KeySource):
 
     # -- sync driver --------------------------------------------------------------------------
 
-    def _start_sync_fetch(self) -> threading.Event:
-        """The sync fetch in flight, started if there is none (single flight)."""
+    def _start_sync_fetch(self, *, here: bool = False) -> threading.Event:
+        """The event of the sync fetch in flight, started if there is none (single flight):
+        in a thread of its own, or ``here`` in the caller's (then over when this returns)."""
         with self._start_lock:
             flight = self._flight
-            if flight is not None and not flight.is_set():
-                return flight
-            flight = self._flight = threading.Event()
+            if flight is not None and not flight.done.is_set():
+                return flight.done
+            flight = self._flight = _Flight()
+            if not here:
+                flight.thread = threading.Thread(
+                    target=self._run_flight, args=(flight,), name="jwt_guard-jwks", daemon=True
+                )
+        if flight.thread is None:
+            self._run_flight(flight)
+            return flight.done
         try:
-            threading.Thread(
-                target=self._run_flight, args=(flight,), name="jwt_guard-jwks", daemon=True
-            ).start()
+            flight.thread.start()
         except RuntimeError as exc:
             # "can't start new thread": a failed fetch like any other, and nothing stays held
             # (a flight that never ends would stop every later fetch).
+            flight.thread = None
             self._fetches += 1
             self._failed(f"cannot start a fetch thread: {exc}", self._source_url())
-            flight.set()
-        return flight
+            flight.done.set()
+        return flight.done
 
-    def _run_flight(self, flight: threading.Event) -> None:
+    def _run_flight(self, flight: _Flight) -> None:
+        abandoned = None
         try:
-            self._fetch_sync()
+            abandoned = self._fetch_sync(flight.sockets)
         finally:
-            flight.set()
+            flight.done.set()
+        if abandoned is not None:
+            # The call the deadline gave up on: its sockets are shut down, so it ends soon.
+            # Waiters have their answer already; this thread ends after it, not before.
+            abandoned.join(self._timeout)
 
-    def _fetch_sync(self) -> None:
-        """Fetch once, within one total deadline, and update the state."""
+    def _fetch_sync(self, sockets: _Sockets) -> threading.Thread | None:
+        """Fetch once, within one total deadline, and update the state. Returns the thread
+        the deadline abandoned, if it passed."""
         self._fetches += 1
-        sockets = _Sockets()
         try:
             client = self._sync_client
             if client is None:
@@ -612,8 +639,9 @@ class JWKSKeys(KeySource):
             )
         except Exception as exc:
             self._fetch_error(exc)
-        else:
-            self._succeeded(key_set, headers)
+            return exc.worker if isinstance(exc, DeadlineExceeded) else None
+        self._succeeded(key_set, headers)
+        return None
 
     def _fetch_document_sync(self, get: _SyncGet) -> tuple[KeySet, Mapping[str, str]]:
         body, headers = get(self._jwks_url_sync(get))
@@ -726,6 +754,16 @@ class _Sockets:
             if isinstance(sock, socket.socket):
                 with contextlib.suppress(OSError):  # already closed
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Flight:
+    """One sync fetch: waiters wait on ``done``; ``close`` aborts its sockets and joins its
+    thread (``None`` when it runs in the caller's thread: ``prefetch``)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.sockets = _Sockets()
+        self.thread: threading.Thread | None = None
 
 
 class _Decoder:

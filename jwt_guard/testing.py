@@ -14,15 +14,18 @@ The pytest plugin (installed with the package) provides a ``jwt_issuer`` fixture
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import json
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any
 
 from ._config import DEFAULT_ALGORITHM
@@ -221,6 +224,44 @@ def _gzip_bomb(size: int = 64 * 1024 * 1024) -> bytes:
     return gzip.compress(b"\0" * size, compresslevel=9)
 
 
+class _ClosingThreads(ThreadingMixIn):
+    """A threading server that leaves nothing behind: :meth:`close_all` stops it, shuts down
+    the connections still open (a kept-alive client, an answer still being written) and joins
+    every handler thread. A test that forks afterwards forks a process without our threads
+    (Python 3.12+ warns about forking with threads running), and no socket is left to the
+    garbage collector."""
+
+    daemon_threads = False
+    block_on_close = True  # server_close() joins the handler threads
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def close_all(self) -> None:
+        self.shutdown()  # type: ignore[attr-defined]
+        with self._open_lock:
+            still_open = list(self._open)
+        for conn in still_open:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                conn.shutdown(socket.SHUT_RDWR)
+        self.server_close()
+
+
+class _Server(_ClosingThreads, HTTPServer):
+    pass
+
+
 class JWKSServer:
     """A threaded HTTP server on 127.0.0.1 that serves a JWKS and counts requests.
 
@@ -263,7 +304,7 @@ class JWKSServer:
         self.requests: dict[str, int] = {}
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -302,7 +343,7 @@ class JWKSServer:
         with self._lock:
             self.requests[path] = self.requests.get(path, 0) + 1
         if self.delay:
-            time.sleep(self.delay)
+            self._stopping.wait(self.delay)  # stop() ends it
         fault = self.fault
         headers: dict[str, str] = {"Content-Type": "application/json"}
         if path == "/.well-known/openid-configuration":
@@ -373,8 +414,7 @@ class JWKSServer:
                 pass
 
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -382,11 +422,14 @@ class JWKSServer:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()  # ends silences and drips
+        """Stop serving; every connection is closed and every thread has ended on return."""
+        self._stopping.set()  # ends delays, silences and drips
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close_all()
             self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
     def __enter__(self) -> JWKSServer:
         return self.start()

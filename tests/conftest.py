@@ -3,7 +3,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,8 +16,39 @@ import pytest
 from jwt_guard import _errors
 from jwt_guard.testing import LocalIssuer
 
+from . import leaks
 from .apps import flask_app, starlette_app
 from .servers import run_wsgi
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_tempdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary directory of this session's own (also for the processes it starts), so
+    the leak check sees only this session's files: other programs write to /tmp too."""
+    tmp_path_factory.getbasetemp()  # pytest's tmp_path stays where it was
+    private = Path(tempfile.mkdtemp(prefix="jwt_guard-tests-"))
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(private), str(private)
+    try:
+        yield private
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(private, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaks(_private_tempdir: Path) -> Iterator[None]:
+    """Fail the test that leaves a descriptor (socket, file, pipe), thread, child process or
+    temporary file behind (tests/leaks.py)."""
+    before = leaks.Snapshot.take(_private_tempdir)
+    yield
+    problems = leaks.leaked(before, _private_tempdir)
+    if problems:
+        pytest.fail("the test left open:\n  " + "\n  ".join(problems), pytrace=False)
 
 
 class FakeClock:

@@ -7,11 +7,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import uvicorn
+
+from jwt_guard.testing import _ClosingThreads
 
 
 def loopback_socket() -> socket.socket:
@@ -52,8 +53,8 @@ def run_uvicorn(app: Any, *, sock: socket.socket | None = None, **config: Any) -
         thread.join(10)
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class _ThreadingWSGIServer(_ClosingThreads, WSGIServer):
+    pass
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -73,5 +74,5 @@ def run_wsgi(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close_all()  # every connection closed, every handler thread joined
+        thread.join()

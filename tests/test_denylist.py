@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import os
@@ -206,8 +207,10 @@ def _sync_outcome(verifier: Verifier, token: str) -> object:
         return exc
 
 
-def _silent_listener() -> tuple[socket.socket, int]:
-    """A TCP listener that accepts and never answers: a hung Redis."""
+@contextlib.contextmanager
+def _silent_listener() -> Iterator[int]:
+    """A TCP listener that accepts and never answers: a hung Redis. Yields its port; at the
+    end every connection it accepted is closed and its thread has ended."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -217,23 +220,34 @@ def _silent_listener() -> tuple[socket.socket, int]:
         while True:
             try:
                 conn, _ = sock.accept()
-            except OSError:
+            except OSError:  # shut down: the test is over
                 return
             accepted.append(conn)
 
-    threading.Thread(target=accept, daemon=True).start()
-    return sock, int(sock.getsockname()[1])
+    thread = threading.Thread(target=accept, name="silent-redis")
+    thread.start()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone would not)
+        thread.join()
+        sock.close()
+        for conn in accepted:
+            conn.close()
 
 
 @pytest.mark.parametrize("mode", ["refused", "hung"])
 async def test_redis_down_fails_closed_with_503(mode: str) -> None:
     idp = real_clock_issuer()
-    listener = None
-    if mode == "refused":
-        url = f"redis://127.0.0.1:{free_port()}/0"
-    else:
-        listener, port = _silent_listener()
-        url = f"redis://127.0.0.1:{port}/0"
+    with contextlib.ExitStack() as stack:
+        if mode == "refused":
+            url = f"redis://127.0.0.1:{free_port()}/0"
+        else:
+            url = f"redis://127.0.0.1:{stack.enter_context(_silent_listener())}/0"
+        await _down_fails_closed(idp, url)
+
+
+async def _down_fails_closed(idp: LocalIssuer, url: str) -> None:
     denylist = RedisDenylist(url, timeout=0.3)
     verifier = idp.verifier(denylist=denylist, cache_size=0)
     # A hung Redis must end in our error, not in the test's own timeout (a liveness guard,
@@ -251,8 +265,7 @@ async def test_redis_down_fails_closed_with_503(mode: str) -> None:
     with pytest.raises(DenylistUnavailable):
         verifier.revoke(idp.mint())  # writes never fail open
     await denylist.aclose()
-    if listener is not None:
-        listener.close()
+    denylist.close()
 
 
 async def test_fail_open_lets_requests_through_with_a_warning(
@@ -531,26 +544,31 @@ def test_close_closes_the_sync_denylist_client(redis_url: str, prefix: str) -> N
 
 
 def test_sync_client_object_against_a_silent_redis_is_bounded() -> None:
-    """A redis.Redis client with redis-py's defaults (5 s timeouts, 10 retries with backoff)
-    held a check for about a minute against a server that accepts and never answers. It now
-    answers 503 within the denylist's timeout, like a URL; the outer 10 s is only a liveness
-    guard, not a speed assertion."""
+    """A redis.Redis client with a bound of its own far longer than the denylist's (redis-py's
+    defaults, 5 s timeouts and 10 retries with backoff, held a check for about a minute against
+    a server that accepts and never answers; here a 30 s socket timeout) now answers 503 within
+    the denylist's timeout, like a URL; the outer 10 s is only a liveness guard, not a speed
+    assertion. No retries: the calls the deadline abandoned end when it shuts their connection
+    down, so the test leaves no thread behind (redis-py's retries would go on for a minute)."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     idp = real_clock_issuer()
-    listener, port = _silent_listener()
-    client = redis.Redis(host="127.0.0.1", port=port)
-    verifier = idp.verifier(denylist=RedisDenylist(client, timeout=0.3), cache_size=0)
-    try:
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(_sync_outcome, verifier, idp.mint()) for _ in range(4)]
-            outcomes = [f.result(timeout=10) for f in futures]
-        assert all(isinstance(o, DenylistUnavailable) for o in outcomes)
-        with pytest.raises(DenylistUnavailable):
-            verifier.revoke(idp.mint())  # writes too
-    finally:
-        listener.close()
-        client.close()
+    with _silent_listener() as port:
+        client = redis.Redis(
+            host="127.0.0.1", port=port, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        )
+        verifier = idp.verifier(denylist=RedisDenylist(client, timeout=0.3), cache_size=0)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                futures = [pool.submit(_sync_outcome, verifier, idp.mint()) for _ in range(4)]
+                outcomes = [f.result(timeout=10) for f in futures]
+            assert all(isinstance(o, DenylistUnavailable) for o in outcomes)
+            with pytest.raises(DenylistUnavailable):
+                verifier.revoke(idp.mint())  # writes too
+        finally:
+            client.close()
 
 
 def test_sync_client_without_socket_timeout_is_refused() -> None:
@@ -584,19 +602,18 @@ async def test_async_client_object_against_a_silent_redis_is_bounded() -> None:
     import redis.asyncio as aredis
 
     idp = real_clock_issuer()
-    listener, port = _silent_listener()
-    client = aredis.Redis(host="127.0.0.1", port=port, socket_timeout=None)
-    verifier = idp.verifier(denylist=RedisDenylist(client, timeout=0.3), cache_size=0)
-    try:
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(
-                *(verifier.averify(idp.mint()) for _ in range(4)), return_exceptions=True
-            ),
-            10,
-        )
-        assert all(isinstance(o, DenylistUnavailable) for o in outcomes)
-        with pytest.raises(DenylistUnavailable):
-            await asyncio.wait_for(verifier.arevoke(idp.mint()), 10)
-    finally:
-        listener.close()
-        await client.aclose()
+    with _silent_listener() as port:
+        client = aredis.Redis(host="127.0.0.1", port=port, socket_timeout=None)
+        verifier = idp.verifier(denylist=RedisDenylist(client, timeout=0.3), cache_size=0)
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(
+                    *(verifier.averify(idp.mint()) for _ in range(4)), return_exceptions=True
+                ),
+                10,
+            )
+            assert all(isinstance(o, DenylistUnavailable) for o in outcomes)
+            with pytest.raises(DenylistUnavailable):
+                await asyncio.wait_for(verifier.arevoke(idp.mint()), 10)
+        finally:
+            await client.aclose()

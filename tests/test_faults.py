@@ -217,6 +217,25 @@ def test_call_with_deadline_stops_waiting_and_aborts() -> None:
         call_with_deadline(lambda: 1 // 0, 5)
 
 
+def test_call_with_deadline_leaves_no_thread_behind() -> None:
+    """Its worker has ended when it returns or raises (issue 23: a thread still running is
+    copied, stopped, into a forked child, and Python 3.12+ warns about forking with one); the
+    worker a deadline gave up on is handed over, aborted, to be joined."""
+    before = set(threading.enumerate())
+    for _ in range(50):
+        assert call_with_deadline(lambda: 7, 5) == 7
+        with pytest.raises(ZeroDivisionError):
+            call_with_deadline(lambda: 1 // 0, 5)
+        assert set(threading.enumerate()) <= before
+    release = threading.Event()
+    with pytest.raises(DeadlineExceeded) as info:
+        call_with_deadline(lambda: release.wait(30), 0.01, abort=release.set)
+    worker = info.value.worker
+    assert worker is not None
+    worker.join(10)
+    assert not worker.is_alive()
+
+
 async def test_acall_with_deadline_cancels() -> None:
     with pytest.raises(DeadlineExceeded):
         await acall_with_deadline(asyncio.sleep(30), 0.05)

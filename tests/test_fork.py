@@ -117,6 +117,28 @@ def test_keys_prefetched_before_a_fork_work_in_every_worker(kind: str, tmp_path:
         assert len({pid for _, pid in answers}) == 2  # both workers answered
 
 
+def test_prefetch_and_close_leave_no_thread_of_ours(clock: FakeClock) -> None:
+    """What gunicorn --preload forks is what prefetch() leaves: no thread of ours (Python
+    3.12+ warns about forking with threads running, and a thread is not copied into the child
+    anyway). A refresh still in flight at shutdown is ended by close(), not left running."""
+
+    def ours() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("jwt_guard")]
+
+    idp = LocalIssuer(algorithm="ES256", kid="k1", clock=clock)
+    with JWKSServer(lambda: idp.jwks) as server:
+        source = JWKSKeys(server.url, clock=clock, timeout=5)
+        for _ in range(20):
+            source.prefetch(required=True)
+            assert ours() == []
+        server.delay = 5.0  # the refresh below is still in flight at close()
+        clock.advance(500)  # refresh-ahead: the next request starts a background fetch
+        assert source.keys("k1")
+        assert ours()
+        source.close()
+        assert ours() == []
+
+
 def test_a_fetch_in_flight_at_fork_time_does_not_block_the_child(clock: FakeClock) -> None:
     idp = LocalIssuer(algorithm="ES256", kid="k1", clock=clock)
     with JWKSServer(lambda: idp.jwks) as server:

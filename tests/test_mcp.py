@@ -109,8 +109,10 @@ class Deployment:
         return self.auth.issuer
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def deployment() -> Iterator[Deployment]:
+    # One per test: servers shared by a module would close a test's connections, and end the
+    # worker threads it made them start, after the test (the leak check sees them).
     as_sock, mcp_sock = loopback_socket(), loopback_socket()
     as_url = f"http://127.0.0.1:{as_sock.getsockname()[1]}"
     mcp_base = f"http://127.0.0.1:{mcp_sock.getsockname()[1]}"
