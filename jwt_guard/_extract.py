@@ -29,6 +29,7 @@ __all__ = [
     "is_token68",
     "joined_authorization",
     "override_methods",
+    "override_params",
     "parse_cookies",
 ]
 
@@ -269,12 +270,30 @@ def extract(
     return found
 
 
+def override_params(query_string: str) -> list[str]:
+    """The values of every ``_method`` query parameter, blank ones included.
+
+    A parameter's name counts as the app will read it: percent-decoded, ``+`` as a space, by
+    ``urllib.parse.parse_qsl`` (what Starlette's ``query_params`` and Werkzeug's ``args``
+    use), then stripped and compared case-insensitively. ``%5Fmethod`` and ``_%4Dethod`` are
+    ``_method`` too; a gate reading the raw text would let them past what the app obeys.
+    """
+    # A name that decodes to _method is either spelled so or holds a percent-escape: other
+    # query strings skip the parse.
+    if not query_string or ("%" not in query_string and "_method" not in query_string.lower()):
+        return []
+    return [
+        value
+        for name, value in urllib.parse.parse_qsl(query_string, keep_blank_values=True)
+        if name.strip().lower() == "_method"
+    ]
+
+
 def override_methods(headers: Sequence[str], query_string: str) -> list[str]:
     """The methods that method-override headers (their values: ``headers``) and a ``_method``
-    query parameter name, upper-cased; frameworks that honour them act on these instead."""
-    values = list(headers)
-    if query_string and "_method" in query_string.lower():
-        values += [v for k, v in urllib.parse.parse_qsl(query_string) if k.lower() == "_method"]
+    query parameter (:func:`override_params`) name, upper-cased; frameworks that honour them
+    act on these instead."""
+    values = [*headers, *override_params(query_string)]
     return [v.strip().upper() for v in values if v.strip()]
 
 

@@ -858,6 +858,25 @@ async def test_rfc9449_4_3_8_a_method_override_must_not_change_the_method(
     assert (await client.post("/me", headers=same)).status_code == 200
 
 
+@pytest.mark.parametrize("name", ["%5Fmethod", "_%6Dethod"])
+async def test_issue22_encoded_override_parameter_meets_the_htm_check(
+    make_client: AppFactory,
+    dpop_verifier: Callable[..., Verifier],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+    name: str,
+) -> None:
+    # RFC 9449 §4.3 (8): the parameter as the app decodes it names the method it acts on.
+    client = make_client(dpop_verifier())
+    token = issuer.mint(dpop_key=key)
+    headers = dpop_headers(client, token, key, clock, method="POST")  # htu has no query
+    refused = await client.post(f"/me?{name}=DELETE", headers=headers)
+    assert refused.status_code == 401 and refused.json()["code"] == "dpop_proof_invalid"
+    fresh = dpop_headers(client, token, key, clock, method="POST")
+    assert (await client.post(f"/me?{name}s=DELETE", headers=fresh)).status_code == 200
+
+
 def test_rfc9449_8_websocket_accept_carries_the_dpop_nonce(
     issuer: LocalIssuer, key: Any, clock: FakeClock
 ) -> None:

@@ -13,6 +13,7 @@ from jwt_guard._extract import (
     check_csrf,
     extract,
     is_token68,
+    override_params,
     parse_cookies,
 )
 
@@ -107,6 +108,39 @@ def test_csrf_rule(method: str, headers: dict[str, Any], ok: bool) -> None:
     else:
         with pytest.raises(CSRFFailed):
             check_csrf(request, CSRF())
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "_method=DELETE",
+        "%5Fmethod=DELETE",
+        "%5fmethod=DELETE",
+        "_%6Dethod=PUT",
+        "_METHOD=PATCH",
+        "a=1&%5F%6D%65%74%68%6F%64=DELETE",
+        "_method=",
+        "%5Fmethod",
+        "x=_method",  # a value, not a name
+        "_methods=DELETE",
+        "%255Fmethod=DELETE",  # decodes once, to %5Fmethod: not the name
+        "_method%00=DELETE",
+        "%E2%80%8B_method=DELETE",
+        "a=%5Fmethod",
+        "",
+    ],
+)
+def test_override_params_reads_names_as_starlette_and_werkzeug_do(query: str) -> None:
+    # The gate decides on what the app will read: Starlette's query_params and Werkzeug's
+    # args, the name compared case-insensitively as the override check does.
+    from starlette.datastructures import QueryParams
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    starlette = [v for k, v in QueryParams(query.encode()).multi_items() if k.lower() == "_method"]
+    args = Request(EnvironBuilder(query_string=query).get_environ()).args
+    werkzeug = [v for k, v in args.items(multi=True) if k.lower() == "_method"]
+    assert override_params(query) == starlette == werkzeug
 
 
 def test_websocket_csrf_is_about_the_origin() -> None:
