@@ -41,6 +41,8 @@ __all__ = [
     "DPOP_SCHEME_KEY",
     "EXCLUDED_KEY",
     "GUARD_KEY",
+    "NOT_A_CORS_ANSWER",
+    "PREFLIGHT_KEY",
     "PRINCIPAL_KEY",
     "REJECTION_KEY",
     "ROUTE_GUARD_KEY",
@@ -65,6 +67,10 @@ EXCLUDED_KEY: Final = "jwt_guard.excluded"
 #: Where the WSGI adapter leaves a rejection for the Flask extension to raise inside Flask, so
 #: that the app's after_request hooks (flask-cors) also run on the error answer.
 REJECTION_KEY: Final = "jwt_guard.rejection"
+#: Set (to ``True``) by the WSGI adapter on a CORS preflight it hands to the Flask extension,
+#: which answers it with Flask's automatic ``OPTIONS`` answer where the matched rule has one
+#: (no view runs; flask-cors adds its headers), else with a 401.
+PREFLIGHT_KEY: Final = "jwt_guard.preflight"
 #: Where both adapters store the verifier that accepted the principal: requirements that
 #: depend on time (``require_auth_age``) read its clock and leeway.
 VERIFIER_KEY: Final = "jwt_guard.verifier"
@@ -77,6 +83,15 @@ DPOP_SCHEME_KEY: Final = "jwt_guard.dpop_scheme"
 #: passed, ``(source, csrf)``: a per-route guard reuses a cookie principal only if that check
 #: was its own (else its CSRF rules would be skipped).
 SOURCE_KEY: Final = "jwt_guard.source"
+
+#: The fix for a preflight whose answer from inside the app is no CORS answer.
+NOT_A_CORS_ANSWER: Final = (
+    "the app's answer carries no Access-Control-Allow-Origin: no CORS layer (such as "
+    "flask-cors) answered it, or the Origin is not one it allows"
+)
+#: Distinct "preflight refused" warnings a guard logs (each once): the fixes are few, and a
+#: client cannot grow the set past this.
+_PREFLIGHT_WARNINGS: Final = 16
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
 
@@ -108,6 +123,7 @@ class Guard:
         debug: bool = False,
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
+        unsafe_preflight_to_app: bool = False,
     ) -> None:
         if not isinstance(verifier, Verifier):
             raise ConfigurationError("verifier must be a jwt_guard.Verifier")
@@ -129,12 +145,24 @@ class Guard:
             raise ConfigurationError("on_error must be callable")
         if not isinstance(debug, bool):
             raise ConfigurationError("debug must be True or False")
+        if not isinstance(unsafe_preflight_to_app, bool):
+            raise ConfigurationError("unsafe_preflight_to_app must be True or False")
         self.log = RejectionLog(log_rejections, log_limit)
         if debug:
             logger.warning(
                 "debug=True: error bodies include the rejection detail; "
                 "never turn this on in production"
             )
+        if unsafe_preflight_to_app and not optional:
+            logger.warning(
+                "unsafe_preflight_to_app=True: CORS preflights run the app's code without a "
+                "token (only an answer with Access-Control-Allow-Origin leaves); put a CORS "
+                "layer outside the middleware instead"
+            )
+        #: Pass CORS preflights to the app without a token (the old behaviour), instead of
+        #: answering 401 where no known CORS layer answers them.
+        self.unsafe_preflight_to_app = unsafe_preflight_to_app
+        self._preflight_warnings: set[str] = set()
         self.verifier = verifier
         self.cookie = cookie
         self.header = header
@@ -225,6 +253,20 @@ class Guard:
             # The browser attaches cookies on its own; prove the request is same-site intent.
             check_csrf(view(), self.csrf, websocket=websocket, token=found.token)
         return found
+
+    def preflight_refused(self, fix: str) -> AuthenticationRequired:
+        """The 401 for a CORS preflight that no known CORS layer answers (Fetch §4.8: it
+        carries no credentials, and no app code runs without them), saying once at WARNING
+        level what would make it pass: a refused preflight is a browser's CORS failure, with
+        nothing on the page to tell why."""
+        if fix not in self._preflight_warnings and len(self._preflight_warnings) < (
+            _PREFLIGHT_WARNINGS
+        ):
+            self._preflight_warnings.add(fix)
+            logger.warning("a CORS preflight was answered 401 without running the app: %s", fix)
+        return AuthenticationRequired(
+            detail={"reason": "a CORS preflight that no known CORS layer answers", "fix": fix}
+        )
 
     def _places(self, websocket: bool) -> list[str]:
         places = ["Authorization: Bearer header"] if self.header else []

@@ -8,16 +8,18 @@ from typing import Final
 
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ._answer import Answer, ErrorHandler
 from ._dpop import quote_path
-from ._errors import AuthenticationRequired, JWTGuardError
-from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView
+from ._errors import JWTGuardError
+from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView, override_params
 from ._guard import (
     EXCLUDED_KEY,
     GUARD_KEY,
+    NOT_A_CORS_ANSWER,
     PRINCIPAL_KEY,
     SOURCE_KEY,
     VERIFIER_KEY,
@@ -119,8 +121,8 @@ def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> Request
 def _is_preflight(scope: Scope) -> bool:
     """A CORS preflight (Fetch §4.8 "CORS-preflight fetch", §3.2.2): ``OPTIONS`` with both
     ``Origin`` and ``Access-Control-Request-Method``, and no method override (a header or
-    ``_method``) that a framework could read as another method. Only such a request passes
-    without a token, and only a CORS answer to it leaves (:meth:`JWTGuardMiddleware._cors_only`).
+    ``_method``, :func:`override_params`) that a framework could read as another method.
+    Only such a request may go to a CORS layer without a token (:class:`JWTGuardMiddleware`).
     """
     if scope["method"] != "OPTIONS":
         return False
@@ -132,10 +134,50 @@ def _is_preflight(scope: Scope) -> bool:
             request_method = True
         elif name in _OVERRIDE_HEADERS:
             return False
-    # Any spelling of _method (the override check reads it case-insensitively too).
-    if b"_method" in scope.get("query_string", b"").lower():
-        return False
-    return origin and request_method
+    if origin and request_method:
+        # _method as the app reads it (percent-decoded), blank or not.
+        return not override_params(scope.get("query_string", b"").decode("latin-1"))
+    return False
+
+
+#: How deep :func:`_cors_within` looks through ``.app`` attributes of wrapped middleware.
+_MAX_LAYERS = 32
+
+
+def _answers_preflights(app: object) -> bool:
+    """Whether ``app`` answers every CORS preflight itself, running no other code: Starlette's
+    ``CORSMiddleware`` (that class, not a subclass, which may answer otherwise), for a request
+    :func:`_is_preflight` accepts (the same three facts it tests)."""
+    return type(app) is CORSMiddleware
+
+
+def _cors_within(app: object) -> bool:
+    """Whether a ``CORSMiddleware`` sits somewhere inside ``app`` (middleware that keep their
+    inner app at ``.app``, and a Starlette app's middleware list): for the start-up warning."""
+    for _ in range(_MAX_LAYERS):
+        if isinstance(app, CORSMiddleware):
+            return True
+        if isinstance(app, Starlette):
+            return any(
+                isinstance(m.cls, type) and issubclass(m.cls, CORSMiddleware)
+                for m in app.user_middleware
+            )
+        app = getattr(app, "app", None)
+        if app is None:
+            return False
+    return False
+
+
+#: What makes a refused preflight pass (the warnings and the error's detail say it).
+_PREFLIGHT_FIX: Final = (
+    "no CORS layer answers it before the guard; add Starlette's CORSMiddleware outside "
+    "JWTGuardMiddleware (or directly inside it)"
+)
+_PREFLIGHT_PLACEMENT: Final = (
+    "CORSMiddleware is inside JWTGuardMiddleware but not directly, so CORS preflights are "
+    "answered 401; add CORSMiddleware outside JWTGuardMiddleware (last with "
+    "app.add_middleware, first in middleware=[...]), or directly inside it"
+)
 
 
 def credentials(guard: Guard, scope: Scope) -> Credentials | None:
@@ -281,6 +323,7 @@ class JWTGuardMiddleware:
         log_limit: int = DEFAULT_LOG_LIMIT,
         prefetch: bool = True,
         protected_resource: ProtectedResource | None = None,
+        unsafe_preflight_to_app: bool = False,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -298,7 +341,13 @@ class JWTGuardMiddleware:
             log_limit=log_limit,
             websocket_query_param=websocket_query_param,
             protected_resource=protected_resource,
+            unsafe_preflight_to_app=unsafe_preflight_to_app,
         )
+        self._placement_checked = False
+        if not isinstance(app, Starlette):
+            # A Starlette app's middleware may still change (add_middleware, or this guard
+            # installed inside it): checked at lifespan start-up instead.
+            self._check_cors_placement()
         self.prefetch = prefetch
         # The fast path (see __call__ and _header_token): a header token, verified without
         # after-steps.
@@ -312,6 +361,18 @@ class JWTGuardMiddleware:
             # turn a JWTGuardError raised by an endpoint or a dependency into a 500 before it
             # reaches us, so its ExceptionMiddleware answers it (an app's own handler wins).
             app.exception_handlers.setdefault(JWTGuardError, self._handle_error)
+
+    def _check_cors_placement(self) -> None:
+        """Say at start-up when a CORSMiddleware sits inside but not directly: it answered
+        preflights before any app code ran, and now the guard answers them 401."""
+        if self._placement_checked:
+            return
+        self._placement_checked = True
+        guard = self.guard
+        if guard.optional or guard.unsafe_preflight_to_app or _answers_preflights(self.app):
+            return
+        if _cors_within(self.app):
+            logger.warning("%s", _PREFLIGHT_PLACEMENT)
 
     def _handle_error(self, request: Request, exc: Exception) -> Response:
         if request.scope["type"] != "http" or not isinstance(exc, JWTGuardError):
@@ -353,12 +414,21 @@ class JWTGuardMiddleware:
             scope["auth"] = _NO_AUTH
             scope[EXCLUDED_KEY] = True
         elif kind == "http" and scope["method"] == "OPTIONS" and _is_preflight(scope):
-            # A CORS preflight carries no credentials (Fetch §4.8): it is the app's (its
-            # CORSMiddleware's) to answer, never a 401 the browser reads as a CORS failure.
+            # A CORS preflight carries no credentials (Fetch §4.8). It reaches no app code
+            # without a token: a CORSMiddleware directly inside answers it itself, and
+            # anything else (a route or middleware that handles OPTIONS, which may stamp
+            # Access-Control-Allow-Origin on every answer) gets our 401.
             scope["user"] = _ANONYMOUS
             scope["auth"] = _NO_AUTH
             if not guard.optional:
-                # The app runs without a token here: let only a CORS answer out.
+                if _answers_preflights(self.app):
+                    await self.app(scope, receive, send)
+                    return
+                if not guard.unsafe_preflight_to_app:
+                    fix = _PREFLIGHT_PLACEMENT if _cors_within(self.app) else _PREFLIGHT_FIX
+                    await send_answer(send, guard.answer(guard.preflight_refused(fix), scope))
+                    return
+                # Explicitly unsafe: the app runs without a token; only a CORS answer leaves.
                 send = self._cors_only(scope, send)
         else:
             principal = None
@@ -450,7 +520,10 @@ class JWTGuardMiddleware:
                     for name, _ in message.get("headers", ())
                 ):
                     refused = True
-                    await send_answer(send, self.guard.answer(AuthenticationRequired(), scope))
+                    await send_answer(
+                        send,
+                        self.guard.answer(self.guard.preflight_refused(NOT_A_CORS_ANSWER), scope),
+                    )
                     return
             elif refused:
                 return
@@ -508,6 +581,8 @@ class JWTGuardMiddleware:
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
             message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._check_cors_placement()
             if message["type"] == "lifespan.startup" and self.prefetch:
                 # Warm the key cache; a provider that is down must not stop the app from
                 # starting (requests will get 503 until keys can be fetched).

@@ -24,15 +24,15 @@ from ._authz import require_roles, require_scopes
 from ._extras import MissingExtra
 
 try:
-    from flask import Flask, Response, request
+    from flask import Flask, Response, current_app, request
     from werkzeug.local import LocalProxy
 except ImportError as exc:  # only without the flask extra
     raise MissingExtra("jwt_guard.flask", "flask", "flask") from exc
 
 from ._config import options_from_env
 from ._cookies import clear_token_cookies, set_token_cookies
-from ._errors import JWTGuardError
-from ._guard import PRINCIPAL_KEY, REJECTION_KEY
+from ._errors import AuthenticationRequired, JWTGuardError
+from ._guard import GUARD_KEY, PREFLIGHT_KEY, PRINCIPAL_KEY, REJECTION_KEY, Guard
 from ._principal import Principal
 from ._resolve import flask_environ, flask_response
 from ._route import RouteGuard
@@ -82,10 +82,35 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _raise_rejection() -> None:
-    rejection = request.environ.get(REJECTION_KEY)
+def _raise_rejection() -> Response | None:
+    environ = request.environ
+    if environ.get(PREFLIGHT_KEY):
+        return _preflight(environ[GUARD_KEY])
+    rejection = environ.get(REJECTION_KEY)
     if isinstance(rejection, JWTGuardError):
         raise rejection
+    return None
+
+
+def _preflight(guard: Guard) -> Response:
+    """Flask's automatic ``OPTIONS`` answer to a CORS preflight (Fetch §4.8), which runs no
+    view: the app's CORS layer (flask-cors's ``after_request``) turns it into the preflight's
+    answer. Only where Flask itself would answer (the matched rule's
+    ``provide_automatic_options``, what ``Flask.dispatch_request`` reads); a view that declares
+    ``OPTIONS`` (or ``@cross_origin``, which does so) would run without a token: 401 instead.
+    """
+    rule = request.url_rule
+    if request.routing_exception is None and getattr(rule, "provide_automatic_options", False):
+        return current_app.make_default_options_response()
+    if rule is None:
+        # No route (404, 405, a redirect): the 401 of any request without a token.
+        raise AuthenticationRequired()
+    raise guard.preflight_refused(
+        f"the view of {rule.rule!r} ({rule.endpoint}) declares OPTIONS (or is wrapped in "
+        "flask-cors's @cross_origin) and would run without a token; drop OPTIONS from its "
+        "methods and use CORS(app, ...), so Flask answers the preflight and flask-cors adds "
+        "its headers"
+    )
 
 
 class JWTGuard:
@@ -133,6 +158,7 @@ class JWTGuard:
         # The middleware leaves its rejection for Flask to answer, so that the app's
         # after_request hooks run on it too: flask-cors adds its headers to our 401, which
         # the browser then shows to the page. First of all before_request hooks: no app
-        # code runs for a rejected request.
+        # code runs for a rejected request. A CORS preflight is decided there too, once
+        # Flask has matched its rule (_preflight).
         middleware.defer_rejections = True
         app.before_request_funcs.setdefault(None, []).insert(0, _raise_rejection)

@@ -12,11 +12,19 @@ from typing import Any
 
 from ._answer import Answer, ErrorHandler, reason_phrase
 from ._dpop import quote_path
-from ._errors import AuthenticationRequired, JWTGuardError
-from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, RequestView, joined_authorization
+from ._errors import JWTGuardError
+from ._extract import (
+    CSRF,
+    METHOD_OVERRIDE_HEADERS,
+    RequestView,
+    joined_authorization,
+    override_params,
+)
 from ._guard import (
     EXCLUDED_KEY,
     GUARD_KEY,
+    NOT_A_CORS_ANSWER,
+    PREFLIGHT_KEY,
     PRINCIPAL_KEY,
     REJECTION_KEY,
     VERIFIER_KEY,
@@ -75,15 +83,23 @@ _OVERRIDE_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in METH
 def _is_preflight(environ: Environ) -> bool:
     """A CORS preflight (Fetch §4.8 "CORS-preflight fetch", §3.2.2): ``OPTIONS`` with both
     ``Origin`` and ``Access-Control-Request-Method``, and no method override (a header or
-    ``_method``). Only such a request passes without a token, and only a CORS answer to it
-    leaves (:meth:`JWTGuardWSGIMiddleware._cors_only`)."""
+    ``_method``, :func:`override_params`). Only such a request may reach Flask's automatic
+    ``OPTIONS`` answer without a token (the Flask extension), or the app under
+    ``unsafe_preflight_to_app``."""
     return (
         environ.get("REQUEST_METHOD") == "OPTIONS"
         and "HTTP_ORIGIN" in environ
         and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
         and not any(key in environ for key in _OVERRIDE_KEYS)
-        and "_method" not in environ.get("QUERY_STRING", "").lower()
+        and not override_params(environ.get("QUERY_STRING", ""))
     )
+
+
+#: What makes a refused preflight pass (the warning and the error's detail say it).
+_PREFLIGHT_FIX = (
+    "no CORS layer answers it before JWTGuardWSGIMiddleware; put one outside it, or with "
+    "Flask use the jwt_guard.flask.JWTGuard extension and flask-cors"
+)
 
 
 def _dpop_request(guard: Guard, environ: Environ) -> tuple[str, str, str]:
@@ -162,6 +178,7 @@ class JWTGuardWSGIMiddleware:
         debug: bool = False,
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
+        unsafe_preflight_to_app: bool = False,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -178,6 +195,7 @@ class JWTGuardWSGIMiddleware:
             debug=debug,
             log_rejections=log_rejections,
             log_limit=log_limit,
+            unsafe_preflight_to_app=unsafe_preflight_to_app,
         )
         #: Set by the Flask extension: a rejection is left in the environ (REJECTION_KEY)
         #: and raised inside Flask, so the app's after_request hooks (CORS headers) apply.
@@ -208,10 +226,19 @@ class JWTGuardWSGIMiddleware:
             environ[PRINCIPAL_KEY] = None
             environ[EXCLUDED_KEY] = True
         elif _is_preflight(environ):
-            # A CORS preflight carries no credentials (Fetch §4.8): the app answers it, and
-            # only with a CORS answer (the app runs without a token here).
+            # A CORS preflight carries no credentials (Fetch §4.8), and no app code runs
+            # without them: the Flask extension lets only Flask's automatic OPTIONS answer it
+            # (PREFLIGHT_KEY); a plain WSGI app is not called.
             environ[PRINCIPAL_KEY] = None
             if not self.guard.optional:
+                if self.defer_rejections and not self.guard.unsafe_preflight_to_app:
+                    environ[PREFLIGHT_KEY] = True
+                elif not self.guard.unsafe_preflight_to_app:
+                    return self.reject(
+                        self.guard.preflight_refused(_PREFLIGHT_FIX), start_response, environ
+                    )
+                # Only a CORS answer leaves (Flask's, with flask-cors's headers; or under the
+                # unsafe option, the app's).
                 return self._cors_only(environ, start_response)
         else:
             try:
@@ -269,7 +296,7 @@ class JWTGuardWSGIMiddleware:
         if cors:
             return result
         _close(result)
-        return self.reject(AuthenticationRequired(), start_response, environ)
+        return self.reject(self.guard.preflight_refused(NOT_A_CORS_ANSWER), start_response, environ)
 
     def reject(
         self, exc: JWTGuardError, start_response: StartResponse, environ: Environ | None = None
