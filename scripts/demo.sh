@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install jwt_guard with the demo extra and start the demo on http://127.0.0.1:8000
+# Start the demo on http://127.0.0.1:8000 from the clone's .venv (made and filled from
+# requirements/test.lock by scripts/python-env.sh, as for the tests; nothing is installed into
+# the python3 found on PATH).
 #   bash scripts/demo.sh [--port N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 source scripts/python-env.sh
-ensure_pip
-python3 -m pip install -q -e ".[demo]"
-exec python3 -m jwt_guard demo "$@"
+ensure_venv
+sync_venv
+exec "$VENV/bin/python" -m jwt_guard demo "$@"

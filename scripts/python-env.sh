@@ -1,38 +1,67 @@
-# Sourced by scripts/test-deps.sh and scripts/demo.sh: make sure `python3 -m pip` can install
-# jwt_guard here, or stop with the one line that says how.
-#   ensure_pip   installs python3-pip/python3-venv with apt-get when pip is missing (as root),
-#                then runs check_not_externally_managed
-#   check_not_externally_managed   refuses an externally managed python outside a virtualenv
-#                (PEP 668) with the one line that says how
-# JWT_GUARD_STDLIB_DIR replaces sysconfig's stdlib path (tests/test_scripts.py points it at a
-# fake directory to check the PEP 668 detection without apt or a Debian python).
+# Sourced by scripts/test.sh and scripts/demo.sh (run from the clone's root): the clone's own
+# virtual environment, .venv, holding exactly requirements/test.lock and jwt_guard (editable).
+# Nothing is ever installed into the python3 found on PATH.
+#   ensure_venv       makes .venv with the first python3 >= 3.11 (JWT_GUARD_PYTHON names another
+#                     interpreter), or reuses it; as root on Debian/Ubuntu, installs python3-venv
+#                     with apt-get when the interpreter cannot make one
+#   sync_venv         installs requirements/test.lock into .venv, exactly (hashes checked; what is
+#                     not in the lock is removed), and jwt_guard from the clone, editable
 
-ensure_pip() {
-    if ! python3 -m pip --version >/dev/null 2>&1; then
+VENV=.venv
+LOCK=requirements/test.lock
+MIN_PYTHON=3.11
+
+# Is "$1" a python >= MIN_PYTHON?
+python_ok() {
+    "$1" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON/./, }))" >/dev/null 2>&1
+}
+
+ensure_venv() {
+    if [[ -x $VENV/bin/python ]] && python_ok "$VENV/bin/python" \
+        && "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        return 0
+    fi
+    local python=${JWT_GUARD_PYTHON:-python3}
+    if ! command -v "$python" >/dev/null 2>&1; then
+        echo "no $python on PATH: jwt_guard needs Python >= $MIN_PYTHON (Debian/Ubuntu:" \
+            "apt-get install python3 python3-venv), or set JWT_GUARD_PYTHON to one" >&2
+        return 1
+    fi
+    if ! python_ok "$python"; then
+        echo "$python is Python $("$python" -c 'import platform; print(platform.python_version())'):" \
+            "jwt_guard needs Python >= $MIN_PYTHON; set JWT_GUARD_PYTHON to a python$MIN_PYTHON" \
+            "or newer (e.g. JWT_GUARD_PYTHON=python3.12 bash $0)" >&2
+        return 1
+    fi
+    rm -rf "$VENV" # a broken or half-made one (a python that went away, no pip)
+    echo "making $VENV with $(command -v "$python") ($("$python" --version 2>&1))"
+    if ! "$python" -m venv "$VENV" >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        # Debian's python3 leaves venv's ensurepip to the package python3-venv.
         if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-            echo "installing system packages: python3-pip python3-venv"
+            local version
+            version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+            echo "installing system packages: python$version-venv"
             apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip python3-venv >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python$version-venv" >/dev/null
+            "$python" -m venv "$VENV"
         else
-            echo "python3 has no pip: install python3-pip and python3-venv (apt-get), then rerun" >&2
+            echo "$python cannot make a virtual environment: install python3-venv" \
+                "(apt-get install python3-venv), then rerun" >&2
             return 1
         fi
     fi
-    check_not_externally_managed
 }
 
-check_not_externally_managed() {
-    # PEP 668: a distribution's python marks itself with EXTERNALLY-MANAGED in its stdlib
-    # directory; pip would refuse (or, forced, break system packages). A virtualenv is not
-    # managed (sys.prefix differs from sys.base_prefix there).
-    if python3 - <<'PY'
-import os, sys, sysconfig
-stdlib = os.environ.get("JWT_GUARD_STDLIB_DIR") or sysconfig.get_path("stdlib")
-in_venv = sys.prefix != sys.base_prefix
-sys.exit(0 if not in_venv and os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED")) else 1)
-PY
-    then
-        echo "python3 is externally managed (PEP 668): run \`python3 -m venv .venv && . .venv/bin/activate\`, then rerun this script" >&2
-        return 1
+sync_venv() {
+    local python=$VENV/bin/python
+    if [[ ! -x $VENV/bin/uv ]]; then
+        # First run: pip (in every venv) installs the lock, uv included; uv does the rest.
+        echo "installing $LOCK into $VENV"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$python" -m pip install -q --require-hashes --no-deps \
+            -r "$LOCK"
     fi
+    # Exactly the lock, hashes checked, and this clone editable, built by the lock's setuptools.
+    "$VENV/bin/uv" pip sync -q --python "$python" --no-build-isolation --require-hashes \
+        "$LOCK" requirements/self.txt
 }

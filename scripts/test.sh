@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (pip packages; redis-server and chromium through
-# apt-get when run as root), so that `python3 -m pytest` runs all of it with nothing skipped.
-# The README's test command:  bash scripts/test-deps.sh && python3 -m pytest
+# The README's test command: everything the tests need, then all of them.
+#   bash scripts/test.sh [pytest arguments]
+# System packages redis-server and chromium come from apt-get when run as root; the python
+# packages are requirements/test.lock, exactly, in the clone's .venv (scripts/python-env.sh),
+# never in the python3 found on PATH. Then `.venv/bin/python -m pytest "$@"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 source scripts/python-env.sh
-ensure_pip
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
@@ -28,4 +28,6 @@ if ((${#need_apt[@]})); then
     fi
 fi
 
-python3 -m pip install -q -e ".[test]"
+ensure_venv
+sync_venv
+exec "$VENV/bin/python" -m pytest "$@"
