@@ -61,7 +61,8 @@ sync_venv() {
         PIP_DISABLE_PIP_VERSION_CHECK=1 "$python" -m pip install -q --require-hashes --no-deps \
             -r "$LOCK"
     fi
-    # Exactly the lock, hashes checked, and this clone editable, built by the lock's setuptools.
-    "$VENV/bin/uv" pip sync -q --python "$python" --no-build-isolation --require-hashes \
+    # Exactly the lock (uv checks the hashes it gives; --require-hashes would refuse the clone,
+    # which has none) and this clone, editable, built by the lock's setuptools.
+    "$VENV/bin/uv" pip sync -q --python "$python" --no-build-isolation \
         "$LOCK" requirements/self.txt
 }
