@@ -24,6 +24,7 @@ from ._errors import (
     DPoPNonceRequired,
     DPoPProofMissing,
     DPoPProofReplayed,
+    DPoPRateLimited,
     DPoPReplayUnavailable,
     Forbidden,
     InsufficientRole,
@@ -45,6 +46,7 @@ from ._errors import (
     TokenNotYetValid,
     TokenRevoked,
     TokenTooLarge,
+    TooManyRequests,
     TypeInvalid,
 )
 from ._extract import CSRF, bound_csrf_value
@@ -83,6 +85,7 @@ __all__ = [
     "DPoPNonces",
     "DPoPProofMissing",
     "DPoPProofReplayed",
+    "DPoPRateLimited",
     "DPoPReplayUnavailable",
     "Denylist",
     "DenylistUnavailable",
@@ -125,6 +128,7 @@ __all__ = [
     "TokenNotYetValid",
     "TokenRevoked",
     "TokenTooLarge",
+    "TooManyRequests",
     "TrustedIssuer",
     "TypeInvalid",
     "Verifier",

@@ -25,6 +25,7 @@ from ._errors import (
     InvalidDPoPProof,
     JWTGuardError,
     ServiceUnavailable,
+    TooManyRequests,
 )
 
 __all__ = ["SCOPE_TOKEN", "Answer", "ErrorHandler", "Responder", "reason_phrase"]
@@ -46,7 +47,7 @@ _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a t
 _DPOP_ERRORS = (InvalidDPoPProof, DPoPKeyMismatch)
 
 _BODY_ERROR = {400: "invalid_request", 401: "unauthorized", 403: "forbidden"}
-_ANSWERED = (400, 401, 403, 503)
+_ANSWERED = (400, 401, 403, 429, 503)
 #: The body of a 500: our bug or the operator's (a request-time ConfigurationError), never
 #: the client's, and its message is for the log only.
 _INTERNAL_BODY = (
@@ -234,7 +235,8 @@ class Responder:
         if isinstance(exc, DPoPNonceRequired):
             # RFC 9449 §9: the nonce to put in the next proof (made by DPoPNonces: safe).
             headers.append(("dpop-nonce", exc.nonce))
-        if isinstance(exc, ServiceUnavailable):
+        if isinstance(exc, (ServiceUnavailable, TooManyRequests)):
+            # RFC 9110 §10.2.3; RFC 6585 §4 for a 429.
             headers.append(("retry-after", str(exc.retry_after)))
         # default=str: an app's own detail may hold values JSON does not know.
         return Answer(

@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.parse
 import weakref
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -47,6 +48,7 @@ from ._errors import (
     DPoPNonceRequired,
     DPoPProofMissing,
     DPoPProofReplayed,
+    DPoPRateLimited,
     DPoPReplayUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
@@ -55,6 +57,7 @@ from ._errors import (
     safe_value,
 )
 from ._keys import JWK
+from ._log import RejectionLog
 from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
 from ._redis import RedisConnection
 
@@ -93,6 +96,12 @@ HEADER_CACHE_SIZE: Final = 1024
 DEFAULT_MAX_AGE: Final = 60
 MAX_MAX_AGE: Final = 600
 DEFAULT_NONCE_LIFETIME: Final = 300
+#: Proofs a :class:`MemoryReplayCache` holds: ~260 bytes each, 26 MB. An entry lives
+#: ``max_age`` + 2 * leeway (120 s by default), so this is ~830 requests a second.
+DEFAULT_REPLAY_ENTRIES: Final = 100_000
+#: One client key may hold 1/10 of a memory replay cache (10,000 proofs, ~83 requests a
+#: second by default): one token holder cannot take the cache from the others.
+PER_KEY_SHARE: Final = 10
 
 #: RFC 7638 §3.2: the required members of each key type, the only ones hashed.
 _THUMBPRINT_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -329,11 +338,14 @@ class ReplayCache(abc.ABC):
     """Where the ``jti`` of accepted proofs is kept while the proofs could still be accepted."""
 
     @abc.abstractmethod
-    def first_use(self, key: str, ttl: int) -> bool:
-        """Record ``key`` for ``ttl`` seconds; ``False`` if it was already recorded (sync)."""
+    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
+        """Record ``key`` for ``ttl`` seconds; ``False`` if it was already recorded (sync).
+
+        ``jkt`` is the thumbprint of the key that signed the proof, whose share it counts in.
+        """
 
     @abc.abstractmethod
-    async def afirst_use(self, key: str, ttl: int) -> bool:
+    async def afirst_use(self, key: str, ttl: int, jkt: str = "") -> bool:
         """Async twin of :meth:`first_use`."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -344,21 +356,51 @@ class ReplayCache(abc.ABC):
 
 
 class MemoryReplayCache(ReplayCache):
-    """The proofs seen by this process, up to ``max_entries`` live ones.
+    """The proofs seen by this process: up to ``max_entries``, at most ``per_key`` of one key.
 
     Enough for one process; several workers or instances need :class:`RedisReplayCache`, or a
-    proof refused here is accepted by the process next door. Full of live entries, it refuses
-    requests (503 ``dpop_replay_unavailable``) rather than forget a proof that could be replayed.
+    proof refused here is accepted by the process next door.
+
+    Fair (issue 22): a client key (``jkt``) holding ``per_key`` live proofs gets 429
+    ``dpop_rate_limited`` with ``Retry-After`` (when its oldest proof leaves) and no other key
+    notices. A key only gets here with an access token bound to it that verified and a proof
+    its private key signed, so filling the whole cache takes ``max_entries / per_key`` tokens
+    the authorization server issued. Even then it never refuses everyone: full, it drops its
+    oldest entry and refuses (503, ``Retry-After: 1``) every proof that expires no later than
+    that one did, the only proofs that could be its replays. A fresh proof still passes; only
+    a proof older than what the cache holds is refused, and never forgotten.
+
+    Every call is O(1) amortized: entries leave in arrival order, from the front.
     """
 
     def __init__(
-        self, max_entries: int = 100_000, *, clock: Callable[[], float] | None = None
+        self,
+        max_entries: int = DEFAULT_REPLAY_ENTRIES,
+        *,
+        per_key: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ConfigurationError("max_entries must be a positive integer")
+        if per_key is None:
+            per_key = max(1, max_entries // PER_KEY_SHARE)
+        if (
+            isinstance(per_key, bool)
+            or not isinstance(per_key, int)
+            or not 1 <= per_key <= max_entries
+        ):
+            raise ConfigurationError("per_key must be a positive integer, at most max_entries")
         self.max_entries = max_entries
+        self.per_key = per_key
         self._clock: Callable[[], float] = clock or time.time
-        self._seen: dict[str, float] = {}  # key -> until; insertion order ~ expiry order
+        self._seen: dict[str, float] = {}  # replay key -> until
+        # (until, replay key, jkt) in arrival order; the entries of one key, in the same order.
+        self._queue: deque[tuple[float, str, str]] = deque()
+        self._keys: dict[str, deque[float]] = {}
+        # The latest ``until`` of an entry dropped before it expired: a proof whose entry would
+        # expire no later may be the replay of a dropped one.
+        self._floor = 0.0
+        self._log = RejectionLog(logging.WARNING, limit=1)
         self._lock = threading.Lock()
         _MEMORY_CACHES.add(self)
 
@@ -367,37 +409,77 @@ class MemoryReplayCache(ReplayCache):
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self._queue)
 
     def __repr__(self) -> str:
-        return f"MemoryReplayCache(max_entries={self.max_entries})"
+        return f"MemoryReplayCache(max_entries={self.max_entries}, per_key={self.per_key})"
 
-    def first_use(self, key: str, ttl: int) -> bool:
+    def _pop(self) -> float:
+        until, key, jkt = self._queue.popleft()
+        if self._seen.get(key) == until:  # not recorded again since (after it expired)
+            del self._seen[key]
+        mine = self._keys[jkt]
+        mine.popleft()
+        if not mine:
+            del self._keys[jkt]
+        return until
+
+    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
         now = self._clock()
-        seen = self._seen
+        until = now + ttl
+        queue = self._queue
+        full = False
         with self._lock:
-            # Entries have about the same lifetime, so the oldest inserted expire first:
-            # dropping expired ones from the front costs O(1) per request.
-            while seen:
-                oldest = next(iter(seen))
-                if seen[oldest] > now:
-                    break
-                del seen[oldest]
-            until = seen.get(key)
-            if until is not None and until > now:
+            # Proofs live about the same time, so those that arrived first expire first: an
+            # entry that expires behind a younger one waits for it (at most a proof lifetime).
+            while queue and queue[0][0] <= now:
+                self._pop()
+            known = self._seen.get(key)
+            if known is not None and known > now:
                 return False
-            if len(seen) >= self.max_entries:
-                for stale in [k for k, u in seen.items() if u <= now]:
-                    del seen[stale]
-                if len(seen) >= self.max_entries:
-                    logger.error("DPoP replay cache is full (%d entries)", self.max_entries)
-                    full = {"store": "memory", "reason": "full", "max_entries": self.max_entries}
-                    raise DPoPReplayUnavailable(detail=full)
-            seen[key] = now + ttl
-            return True
+            # The same proof gets an ``until`` up to a second apart on two checks (ttl is in
+            # whole seconds): one more second keeps a dropped proof's replay out.
+            if until <= self._floor + _TTL_ROUNDING:
+                raise DPoPReplayUnavailable(retry_after=1, detail=self._too_old)
+            mine = self._keys.get(jkt)
+            if mine is not None and len(mine) >= self.per_key:
+                wait = math.ceil(mine[0] - now)
+                raise DPoPRateLimited(
+                    retry_after=wait,
+                    detail={"store": "memory", "reason": _SHARE, "per_key": self.per_key},
+                )
+            if len(queue) >= self.max_entries:
+                # Never forget a live proof silently: raise the floor past the one dropped.
+                self._floor = max(self._floor, self._pop())
+                full = True
+            self._seen[key] = until
+            queue.append((until, key, jkt))
+            if mine is None:
+                mine = self._keys[jkt] = deque()
+            mine.append(until)
+        if full and logger.isEnabledFor(logging.WARNING):
+            suppressed = self._log.admit("dpop_replay_full")
+            if suppressed is not None:
+                logger.warning(
+                    "DPoP replay cache full (%d entries): the oldest are dropped and older "
+                    "proofs refused (503); raise max_entries or use RedisReplayCache%s",
+                    self.max_entries,
+                    f" [{suppressed} earlier lines suppressed]" if suppressed else "",
+                )
+        return True
 
-    async def afirst_use(self, key: str, ttl: int) -> bool:
-        return self.first_use(key, ttl)
+    @property
+    def _too_old(self) -> dict[str, Any]:
+        return {"store": "memory", "reason": _TOO_OLD, "max_entries": self.max_entries}
+
+    async def afirst_use(self, key: str, ttl: int, jkt: str = "") -> bool:
+        return self.first_use(key, ttl, jkt)
+
+
+_SHARE: Final = "this key holds its share of the replay cache (per_key live proofs)"
+_TOO_OLD: Final = "full: the proof expires before the oldest proof the cache holds"
+#: A proof's ``ttl`` is in whole seconds (see :meth:`DPoP.check_proof`).
+_TTL_ROUNDING: Final = 1.0
 
 
 _MEMORY_CACHES: weakref.WeakSet[MemoryReplayCache] = weakref.WeakSet()
@@ -444,14 +526,14 @@ class RedisReplayCache(ReplayCache):
         )
         return True
 
-    def first_use(self, key: str, ttl: int) -> bool:
+    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
         name = self.prefix + key
         try:
             return bool(self._conn.call(lambda client: client.set(name, b"1", nx=True, ex=ttl)))
         except self._conn.errors as exc:
             return self._unavailable(exc)
 
-    async def afirst_use(self, key: str, ttl: int) -> bool:
+    async def afirst_use(self, key: str, ttl: int, jkt: str = "") -> bool:
         name = self.prefix + key
         try:
             created = await self._conn.acall(lambda client: client.set(name, b"1", nx=True, ex=ttl))
@@ -752,10 +834,10 @@ class DPoP:
 
     def record(self, proof: Proof) -> None:
         """Accept the proof's jti once (sync driver); raises :class:`DPoPProofReplayed`."""
-        if not self.replay_cache.first_use(proof.replay_key, proof.ttl):
+        if not self.replay_cache.first_use(proof.replay_key, proof.ttl, proof.jkt):
             raise DPoPProofReplayed(detail=_REPLAYED)
 
     async def arecord(self, proof: Proof) -> None:
         """Async twin of :meth:`record`."""
-        if not await self.replay_cache.afirst_use(proof.replay_key, proof.ttl):
+        if not await self.replay_cache.afirst_use(proof.replay_key, proof.ttl, proof.jkt):
             raise DPoPProofReplayed(detail=_REPLAYED)

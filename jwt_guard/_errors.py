@@ -41,6 +41,8 @@ never holds the token, a signature, a secret or other claim values.
     │       └── ClaimInvalid                              claim_invalid
     ├── InsufficientUserAuthentication  401 insufficient_user_authentication  acr_not_satisfied
     │   └── AuthenticationTooOld                          authentication_too_old
+    ├── TooManyRequests               429 + Retry-After
+    │   └── DPoPRateLimited                               dpop_rate_limited
     ├── Forbidden                     403
     │   ├── InsufficientRole          insufficient_scope  insufficient_role
     │   ├── InsufficientScope         insufficient_scope  insufficient_scope
@@ -72,6 +74,7 @@ __all__ = [
     "DPoPNonceRequired",
     "DPoPProofMissing",
     "DPoPProofReplayed",
+    "DPoPRateLimited",
     "DPoPReplayUnavailable",
     "DenylistUnavailable",
     "Forbidden",
@@ -94,6 +97,7 @@ __all__ = [
     "TokenNotYetValid",
     "TokenRevoked",
     "TokenTooLarge",
+    "TooManyRequests",
     "TypeInvalid",
 ]
 
@@ -394,6 +398,27 @@ class CSRFFailed(Forbidden):
     description = "The request failed the CSRF check."
 
 
+class TooManyRequests(JWTGuardError):
+    """The client sent more than its share; it may retry after ``retry_after`` seconds."""
+
+    # RFC 6585 §4: 429, with Retry-After (RFC 9110 §10.2.3). Not a 503: the service is up, and
+    # only this client is asked to slow down. No challenge: the credentials were fine.
+    code = "too_many_requests"
+    status_code = 429
+    description = "Too many requests."
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        code: str | None = None,
+        retry_after: int = 1,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(description, code=code, detail=detail)
+        self.retry_after = max(1, int(retry_after))
+
+
 class ServiceUnavailable(JWTGuardError):
     """A dependency needed to decide (key source, denylist) is not reachable."""
 
@@ -499,3 +524,10 @@ class DPoPReplayUnavailable(ServiceUnavailable):
 
     code = "dpop_replay_unavailable"
     description = "DPoP replay protection is temporarily unavailable."
+
+
+class DPoPRateLimited(TooManyRequests):
+    """The proof's key holds its whole share of the DPoP replay cache (RFC 9449 §11.1)."""
+
+    code = "dpop_rate_limited"
+    description = "Too many DPoP proofs from this key; retry later."

@@ -57,11 +57,9 @@ class RejectionLog:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, exc: JWTGuardError) -> None:
-        level = self.level
-        if level is None or not logger.isEnabledFor(level):
-            return
-        code = exc.code
+    def admit(self, code: str) -> int | None:
+        """Whether a line about ``code`` may be written now: ``None`` if not (it is counted as
+        left out), else how many lines of ``code`` were left out before it."""
         now = self._clock()
         with self._lock:
             window = self._windows.get(code)
@@ -73,8 +71,18 @@ class RejectionLog:
                 suppressed = 0
             if window.count >= self.limit:
                 window.suppressed += 1
-                return
+                return None
             window.count += 1
+        return suppressed
+
+    def __call__(self, exc: JWTGuardError) -> None:
+        level = self.level
+        if level is None or not logger.isEnabledFor(level):
+            return
+        code = exc.code
+        suppressed = self.admit(code)
+        if suppressed is None:
+            return
         message = "refused %s (%d): %s"
         args: tuple[object, ...] = (code, exc.status_code, format_detail(exc.detail) or "-")
         if suppressed:

@@ -47,6 +47,7 @@ from ._errors import (
     ConfigurationError,
     CSRFFailed,
     DPoPProofMissing,
+    DPoPRateLimited,
     DPoPReplayUnavailable,
     InvalidDPoPProof,
 )
@@ -282,7 +283,7 @@ def protect_api(
 
 def _oauth_error(error: OAuthError) -> JSONResponse:
     headers = {**_TOKEN_HEADERS, "Cache-Control": "no-store"}
-    if error.status == 503:
+    if error.status in (429, 503):
         headers["Retry-After"] = "1"
     return JSONResponse(
         {"error": error.error, "error_description": error.description},
@@ -556,10 +557,11 @@ def build_app(
             await token_dpop.arecord(proof)
         except InvalidDPoPProof as exc:
             raise OAuthError("invalid_dpop_proof", exc.description) from exc
-        except DPoPReplayUnavailable as exc:
-            # The replay store cannot say whether the proof is new: refuse, but as the
-            # server's trouble (503), never a 500.
-            raise OAuthError("temporarily_unavailable", exc.description, status=503) from exc
+        except (DPoPReplayUnavailable, DPoPRateLimited) as exc:
+            # The replay store cannot say whether the proof is new (503), or this key holds its
+            # share of it (429): refuse, but as "try again", never a 500.
+            status = exc.status_code
+            raise OAuthError("temporarily_unavailable", exc.description, status=status) from exc
         return proof.jkt
 
     async def authorize(request: Request) -> Response:

@@ -479,17 +479,21 @@ async def test_token_endpoint_replay_store_down_is_a_503_not_a_500() -> None:
     from jwt_guard import MemoryReplayCache
     from jwt_guard.testing import dpop_proof
 
-    # A full memory cache cannot tell a new proof from a replay: it refuses (fail closed).
+    # A full memory cache cannot tell a proof as old as the one it dropped from a replay of
+    # that one: it refuses (fail closed); a key beyond its share is asked to slow down.
     clock = FakeClock(time.time())
     base = "http://127.0.0.1:9"  # loopback: the demo's URLs may be http (never connected to)
     app = build_app(base, clock=clock, token_replay=MemoryReplayCache(1, clock=clock))
-    key = ec.generate_private_key(ec.SECP256R1())
+    key, other, third = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     form = {"grant_type": "password", "username": "bob", "password": "bob"}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
-        for status in (200, 503):
-            proof = dpop_proof(key, "POST", f"{base}/token", iat=clock.now)
+        # other's proof takes key's place; third's, made in the same second, expires no later
+        # than the dropped one: for all the cache still knows, it could be a replay of it.
+        for signer, status in ((key, 200), (key, 429), (other, 200), (third, 503)):
+            proof = dpop_proof(signer, "POST", f"{base}/token", iat=clock.now)
             answer = await client.post("/token", data=form, headers={"DPoP": proof})
             assert answer.status_code == status, answer.text
-    assert answer.json()["error"] == "temporarily_unavailable"
-    assert answer.headers["Retry-After"] == "1"
+            if status != 200:
+                assert answer.json()["error"] == "temporarily_unavailable"
+                assert answer.headers["Retry-After"] == "1"

@@ -260,8 +260,15 @@ def _dpop_headers(**changes: Any) -> Callable[[str | None], dict[str, str]]:
 class _AlwaysSeen(MemoryReplayCache):
     """Every proof looks replayed: the answer to a replay, without a first request."""
 
-    def first_use(self, key: str, ttl: int) -> bool:
+    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
         return False
+
+
+def _key_at_its_share(issuer: LocalIssuer) -> Verifier:
+    """The client key already holds its whole share (1) of the memory replay cache."""
+    cache = MemoryReplayCache(max_entries=10, clock=issuer.clock)
+    cache.first_use("earlier proof", 60, jwk_thumbprint(dpop_jwk(_DPOP_KEY)))
+    return _dpop(issuer, replay=cache)
 
 
 CASES += [
@@ -322,6 +329,14 @@ CASES += [
         headers=lambda t: {**_dpop_headers()(t), "Host": "other.example"},
     ),
     Case(
+        "dpop_rate_limited",
+        429,
+        {"store", "reason", "per_key"},
+        verifier=_key_at_its_share,
+        token=_bound,
+        headers=_dpop_headers(),
+    ),
+    Case(
         "dpop_replay_unavailable",
         503,
         {"store", "reason"},
@@ -339,6 +354,7 @@ _ABSTRACT = {
     "invalid_request",
     "forbidden",
     "service_unavailable",
+    "too_many_requests",
 }
 # Codes given at the raise site rather than by a class.
 _EXTRA_CODES = {

@@ -23,6 +23,7 @@ from jwt_guard import (
     DPoPNonces,
     DPoPProofMissing,
     DPoPProofReplayed,
+    DPoPRateLimited,
     DPoPReplayUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
@@ -61,6 +62,16 @@ RFC9449_JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"  # §6.1: cnf.jkt of
 
 URL = "https://api.example/orders"
 TOKEN = "an.access.token"
+
+
+class _AnyText(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    __hash__ = str.__hash__
+
+
+ANY_TEXT = _AnyText()
 
 
 @pytest.fixture(scope="module")
@@ -474,14 +485,63 @@ def test_memory_replay_cache_accepts_a_jti_once_per_window(clock: FakeClock) -> 
     assert len(cache) == 1  # expired entries were dropped
 
 
-def test_memory_replay_cache_is_bounded_and_fails_closed(clock: FakeClock) -> None:
-    cache = MemoryReplayCache(max_entries=2, clock=clock)
-    assert cache.first_use("a", 10) and cache.first_use("b", 100)
-    with pytest.raises(DPoPReplayUnavailable) as info:
-        cache.first_use("c", 100)
-    assert info.value.status_code == 503 and info.value.code == "dpop_replay_unavailable"
-    clock.advance(11)
-    assert cache.first_use("c", 100)
+def test_memory_replay_cache_per_key_share_is_a_429_with_retry_after(clock: FakeClock) -> None:
+    cache = MemoryReplayCache(max_entries=10, per_key=2, clock=clock)
+    assert cache.first_use("a1", 30, "A")
+    clock.advance(10)
+    assert cache.first_use("a2", 30, "A")
+    with pytest.raises(DPoPRateLimited) as info:
+        cache.first_use("a3", 30, "A")
+    assert info.value.status_code == 429 and info.value.code == "dpop_rate_limited"
+    assert info.value.retry_after == 20  # when A's oldest proof leaves
+    assert info.value.detail == {"store": "memory", "reason": ANY_TEXT, "per_key": 2}
+    assert not cache.first_use("a1", 30, "A")  # a replay is still a replay
+    assert cache.first_use("b1", 30, "B")  # another key has its own share
+    clock.advance(20)
+    assert cache.first_use("a3", 30, "A")
+
+
+def test_memory_replay_cache_default_share_is_a_tenth() -> None:
+    assert MemoryReplayCache().per_key == 10_000
+    assert MemoryReplayCache(max_entries=5).per_key == 1
+    for bad in (0, 11, True, 1.5):
+        with pytest.raises(ConfigurationError):
+            MemoryReplayCache(max_entries=10, per_key=bad)
+
+
+def test_issue22_dpop_replay_flood_full_cache_drops_the_oldest_never_refuses_fresh_proofs(
+    clock: FakeClock,
+) -> None:
+    # Today's main refused every new proof of every client (503) once the cache was full.
+    cache = MemoryReplayCache(max_entries=4, per_key=4, clock=clock)
+    for i in range(4):
+        assert cache.first_use(f"a{i}", 60, "A")
+        clock.advance(1)
+    # Full of live entries: a fresh proof of another key is accepted, the oldest entry goes.
+    assert cache.first_use("b0", 60, "B") and len(cache) == 4
+    # The dropped proof (until = start + 60) is not forgotten: neither it nor any proof that
+    # expires as early (to the second: ttl is whole seconds) is accepted.
+    for ttl in (56, 57):  # now is start + 4: until start + 60 and start + 61
+        with pytest.raises(DPoPReplayUnavailable) as info:
+            cache.first_use("a0", ttl, "A")
+    assert info.value.retry_after == 1 and info.value.detail["reason"].startswith("full")
+    assert cache.first_use("b1", 60, "B")  # fresh proofs go on
+    assert not cache.first_use("a3", 59, "A")  # a held proof (until start + 63) is a replay
+    with pytest.raises(DPoPReplayUnavailable):  # a1 was dropped for b1: refused as well
+        cache.first_use("a1", 57, "A")
+
+
+def test_issue22_full_memory_replay_cache_logs_one_warning_a_minute(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = MemoryReplayCache(max_entries=2, per_key=2, clock=clock)
+    with caplog.at_level(logging.INFO, logger="jwt_guard"):
+        for i in range(50):
+            assert cache.first_use(f"k{i}", 60, f"key{i % 7}")
+            clock.advance(1)
+    lines = [r for r in caplog.records if "replay cache full" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert "max_entries" in lines[0].getMessage()
 
 
 def test_record_raises_on_replay(dpop: DPoP, prove: Callable[..., str], clock: FakeClock) -> None:

@@ -33,6 +33,7 @@ from jwt_guard import (
     DPoPBoundTokenAsBearer,
     DPoPNonces,
     DPoPProofReplayed,
+    DPoPRateLimited,
     JWTGuardMiddleware,
     MemoryDenylist,
     MemoryReplayCache,
@@ -206,6 +207,41 @@ async def test_rfc9449_11_1_a_proof_is_accepted_once(
     assert replayed.status_code == 401 and replayed.json()["code"] == "dpop_proof_replayed"
     fresh = await client.get("/me", headers=dpop_headers(client, token, key, clock))
     assert fresh.status_code == 200
+
+
+async def test_issue22_dpop_replay_flood_one_key_cannot_lock_out_others(
+    make_client: AppFactory,
+    issuer: LocalIssuer,
+    key: Any,
+    other_key: Any,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One holder of one bound token floods: today's main filled the process-wide cache, then
+    # answered every DPoP request of every client 503 and logged an ERROR line for each.
+    cache = MemoryReplayCache(max_entries=10, clock=clock)  # a key's share: 1 of 10
+    client = make_client(issuer.verifier(dpop=DPoP(replay=cache)))
+    flood = issuer.mint(sub="mallory", dpop_key=key)
+    with caplog.at_level(logging.INFO, logger="jwt_guard"):
+        answers = [
+            await client.get("/me", headers=dpop_headers(client, flood, key, clock))
+            for _ in range(30)
+        ]
+    assert [a.status_code for a in answers] == [200] + [429] * 29
+    refused = answers[-1]
+    assert refused.json()["code"] == "dpop_rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 120  # when its proof leaves the cache
+    assert "www-authenticate" not in refused.headers  # the credentials were fine
+    assert_no_leak(refused, flood)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    lines = [r for r in caplog.records if getattr(r, "jwt_guard_code", None) == "dpop_rate_limited"]
+    assert len(lines) <= 10  # the rejection log's limit a minute, as for every code
+    # Everyone else goes on: another client, and the flooder's own key once its proof left.
+    victim = issuer.mint(sub="alice", dpop_key=other_key)
+    for _ in range(3):
+        answer = await client.get("/me", headers=dpop_headers(client, victim, other_key, clock))
+        assert answer.status_code == 200
+        clock.advance(121)
 
 
 async def test_rfc9449_6_proof_key_must_be_the_bound_key(
@@ -394,6 +430,32 @@ async def test_both_drivers_check_proof_downgrade_and_replay(
     with pytest.raises(ConfigurationError):  # a proof is never ignored silently
         unbound = issuer.mint(sub="bob")  # (a bound one is refused there anyway)
         await run_verify(issuer.verifier(), unbound, dpop_proof=proof, method="GET", url=URL)
+
+
+async def test_issue22_dpop_replay_flood_both_drivers(
+    run_verify: Callable[..., Awaitable[Principal]],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    verifier = issuer.verifier(dpop=DPoP(replay=MemoryReplayCache(max_entries=4, clock=clock)))
+
+    async def request(client_key: Any, token: str) -> Principal:
+        proof = dpop_proof(client_key, "GET", URL, access_token=token, iat=clock.now)
+        return await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
+
+    token = issuer.mint(sub="mallory", dpop_key=key)
+    await request(key, token)
+    with pytest.raises(DPoPRateLimited) as info:  # its share: 1 of 4
+        await request(key, token)
+    assert info.value.status_code == 429 and info.value.retry_after >= 1
+    # Many keys, each with a token the issuer bound to it, fill the cache: it drops the
+    # oldest entry and goes on accepting fresh proofs.
+    for n in range(8):
+        clock.advance(2)
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        assert (await request(client_key, issuer.mint(sub=f"c{n}", dpop_key=client_key))).subject
+    assert len(verifier.dpop.replay_cache) == 4  # type: ignore[union-attr, arg-type]
 
 
 async def test_denylist_still_applies_and_a_revoked_token_burns_no_jti(

@@ -56,7 +56,7 @@ def test_each_error_maps_to_one_answer(cls: type[jwt_guard.JWTGuardError]) -> No
     assert cls.__doc__ and "\n" not in cls.__doc__.strip()
     if cls is jwt_guard.JWTGuardError or cls is jwt_guard.ConfigurationError:
         return
-    assert cls.status_code in (400, 401, 403, 503)
+    assert cls.status_code in (400, 401, 403, 429, 503)
     expected = {
         400: {"invalid_request"},
         # RFC 9470 §3 adds insufficient_user_authentication to the 401 errors; RFC 9449 §7.1
@@ -69,6 +69,7 @@ def test_each_error_maps_to_one_answer(cls: type[jwt_guard.JWTGuardError]) -> No
             None,
         },
         403: {"insufficient_scope", None},
+        429: {None},  # RFC 6585 §4: no challenge, the credentials were fine
         503: {None},
     }[cls.status_code]
     assert cls.error in expected
@@ -86,6 +87,11 @@ def test_each_error_maps_to_one_answer(cls: type[jwt_guard.JWTGuardError]) -> No
 def test_service_unavailable_has_retry_after() -> None:
     assert jwt_guard.KeySourceUnavailable(retry_after=7).retry_after == 7
     assert jwt_guard.KeySourceUnavailable(retry_after=0).retry_after == 1
+
+
+def test_too_many_requests_has_retry_after() -> None:
+    assert jwt_guard.DPoPRateLimited(retry_after=7).retry_after == 7
+    assert jwt_guard.DPoPRateLimited(retry_after=-3).retry_after == 1
 
 
 def test_all_is_complete_and_sorted() -> None:
