@@ -501,12 +501,16 @@ def test_memory_replay_cache_per_key_share_is_a_429_with_retry_after(clock: Fake
     assert cache.first_use("a3", 30, "A")
 
 
-def test_memory_replay_cache_default_share_is_a_tenth() -> None:
+def test_replay_caches_default_share_is_a_tenth() -> None:
     assert MemoryReplayCache().per_key == 10_000
     assert MemoryReplayCache(max_entries=5).per_key == 1
     for bad in (0, 11, True, 1.5):
         with pytest.raises(ConfigurationError):
             MemoryReplayCache(max_entries=10, per_key=bad)
+    assert RedisReplayCache("redis://127.0.0.1:9/0").per_key == 10_000
+    for bad in (0, True, 1.5):
+        with pytest.raises(ConfigurationError):
+            RedisReplayCache("redis://127.0.0.1:9/0", per_key=bad)
 
 
 def test_issue22_dpop_replay_flood_full_cache_drops_the_oldest_never_refuses_fresh_proofs(
@@ -586,6 +590,61 @@ async def test_redis_replay_cache_is_shared_one_set_nx_per_check(
     if driver == "async":
         await one.aclose()
         await two.aclose()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_issue22_redis_replay_cache_per_key_share(
+    redis_url: str, driver: str, request: pytest.FixtureRequest
+) -> None:
+    import redis
+
+    prefix = f"t{abs(hash(request.node.nodeid))}:"
+    cache = RedisReplayCache(redis_url, prefix=prefix, per_key=2)
+
+    async def use(key: str, jkt: str) -> bool:
+        if driver == "sync":
+            return cache.first_use(key, 30, jkt)
+        return await cache.afirst_use(key, 30, jkt)
+
+    assert await use("dpop:a1", "A") and await use("dpop:a2", "A")
+    with pytest.raises(DPoPRateLimited) as info:
+        await use("dpop:a3", "A")
+    assert info.value.status_code == 429 and 1 <= info.value.retry_after <= 120
+    assert info.value.detail == {"store": "redis", "reason": ANY_TEXT, "per_key": 2}
+    assert not await use("dpop:a1", "A")  # a replay is a replay, whatever the count
+    assert await use("dpop:b1", "B")  # another key has its own share
+    client = redis.Redis.from_url(redis_url)
+    assert client.get(prefix + "dpop:a3") is None  # nothing stored beyond the share
+    assert 0 < client.ttl(prefix + "dpop-key:A") <= 120  # the count expires by itself
+    client.close()
+    cache.close()
+    await cache.aclose()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_issue22_redis_replay_cache_at_maxmemory_fails_closed(
+    redis_url: str, driver: str, request: pytest.FixtureRequest
+) -> None:
+    # Only Redis's maxmemory bounds the store: at that limit (noeviction), a write is refused
+    # and so is the request (503), never accepted unrecorded and never a 500.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    limit = client.config_get("maxmemory")["maxmemory"]
+    client.config_set("maxmemory", 1)  # less than Redis uses already
+    cache = RedisReplayCache(redis_url, prefix=f"t{abs(hash(request.node.nodeid))}:")
+    try:
+        with pytest.raises(DPoPReplayUnavailable) as info:
+            if driver == "sync":
+                cache.first_use("dpop:x", 30, "A")
+            else:
+                await cache.afirst_use("dpop:x", 30, "A")
+        assert info.value.detail == {"store": "redis", "reason": "OutOfMemoryError"}
+    finally:
+        client.config_set("maxmemory", limit)
+        client.close()
+        cache.close()
+        await cache.aclose()
 
 
 @pytest.mark.parametrize("driver", ["sync", "async"])
