@@ -355,6 +355,18 @@ class ReplayCache(abc.ABC):
         """Release network resources of the running loop."""
 
 
+class _Share:
+    """One client key's part of a :class:`MemoryReplayCache`."""
+
+    __slots__ = ("floor", "untils")
+
+    def __init__(self) -> None:
+        self.untils: deque[float] = deque()  # of its entries, in arrival order
+        # The latest ``until`` of its entries dropped before they expired: a proof of this key
+        # that expires no later may be the replay of a dropped one.
+        self.floor = 0.0
+
+
 class MemoryReplayCache(ReplayCache):
     """The proofs seen by this process: up to ``max_entries``, at most ``per_key`` of one key.
 
@@ -365,10 +377,10 @@ class MemoryReplayCache(ReplayCache):
     ``dpop_rate_limited`` with ``Retry-After`` (when its oldest proof leaves) and no other key
     notices. A key only gets here with an access token bound to it that verified and a proof
     its private key signed, so filling the whole cache takes ``max_entries / per_key`` tokens
-    the authorization server issued. Even then it never refuses everyone: full, it drops its
-    oldest entry and refuses (503, ``Retry-After: 1``) every proof that expires no later than
-    that one did, the only proofs that could be its replays. A fresh proof still passes; only
-    a proof older than what the cache holds is refused, and never forgotten.
+    the authorization server issued. Even then it locks no one out: full, it drops its oldest
+    entry, and refuses (503, ``Retry-After: 1``) the proofs of that entry's key that expire no
+    later than it did, the only ones that could be its replays: never forgotten, and a fresh
+    proof of any key still passes.
 
     Every call is O(1) amortized: entries leave in arrival order, from the front.
     """
@@ -394,11 +406,14 @@ class MemoryReplayCache(ReplayCache):
         self.per_key = per_key
         self._clock: Callable[[], float] = clock or time.time
         self._seen: dict[str, float] = {}  # replay key -> until
-        # (until, replay key, jkt) in arrival order; the entries of one key, in the same order.
-        self._queue: deque[tuple[float, str, str]] = deque()
-        self._keys: dict[str, deque[float]] = {}
-        # The latest ``until`` of an entry dropped before it expired: a proof whose entry would
-        # expire no later may be the replay of a dropped one.
+        self._queue: deque[tuple[float, str, str]] = deque()  # (until, key, jkt), arrival order
+        self._keys: dict[str, _Share] = {}
+        # Keys with no entry left but a floor still ahead (jkt -> floor), and the order they
+        # came in (a dict is no queue: ``next(iter())`` skips every slot deleted at its front).
+        # At most max_entries: beyond, the oldest one's floor becomes everyone's (still safe,
+        # only stricter).
+        self._idle: dict[str, float] = {}
+        self._idle_order: deque[tuple[float, str]] = deque()
         self._floor = 0.0
         self._log = RejectionLog(logging.WARNING, limit=1)
         self._lock = threading.Lock()
@@ -414,55 +429,74 @@ class MemoryReplayCache(ReplayCache):
     def __repr__(self) -> str:
         return f"MemoryReplayCache(max_entries={self.max_entries}, per_key={self.per_key})"
 
-    def _pop(self) -> float:
+    def _pop(self, now: float) -> None:
+        """The front entry leaves: expired, or dropped alive (then it raises its key's floor)."""
         until, key, jkt = self._queue.popleft()
         if self._seen.get(key) == until:  # not recorded again since (after it expired)
             del self._seen[key]
-        mine = self._keys[jkt]
-        mine.popleft()
-        if not mine:
+        share = self._keys[jkt]
+        share.untils.popleft()
+        if until > now:
+            share.floor = max(share.floor, until)
+        if share.untils:
+            return
+        if share.floor <= now:
             del self._keys[jkt]
-        return until
+            return
+        self._idle[jkt] = share.floor
+        self._idle_order.append((share.floor, jkt))
+        while len(self._idle) > self.max_entries:
+            floor, oldest = self._idle_order.popleft()
+            if self._idle.get(oldest) == floor:  # still idle since (else a stale mark)
+                self._floor = max(self._floor, floor)
+                del self._idle[oldest], self._keys[oldest]
 
     def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
         now = self._clock()
         until = now + ttl
         queue = self._queue
+        idle, order = self._idle, self._idle_order
         full = False
         with self._lock:
             # Proofs live about the same time, so those that arrived first expire first: an
             # entry that expires behind a younger one waits for it (at most a proof lifetime).
             while queue and queue[0][0] <= now:
-                self._pop()
+                self._pop(now)
+            while order and order[0][0] <= now:
+                floor, oldest = order.popleft()
+                if idle.get(oldest) == floor:
+                    del idle[oldest], self._keys[oldest]
             known = self._seen.get(key)
             if known is not None and known > now:
                 return False
+            share = self._keys.get(jkt)
             # The same proof gets an ``until`` up to a second apart on two checks (ttl is in
             # whole seconds): one more second keeps a dropped proof's replay out.
-            if until <= self._floor + _TTL_ROUNDING:
+            floor = self._floor if share is None else max(self._floor, share.floor)
+            if until <= floor + _TTL_ROUNDING:
                 raise DPoPReplayUnavailable(retry_after=1, detail=self._too_old)
-            mine = self._keys.get(jkt)
-            if mine is not None and len(mine) >= self.per_key:
-                wait = math.ceil(mine[0] - now)
+            if share is not None and len(share.untils) >= self.per_key:
                 raise DPoPRateLimited(
-                    retry_after=wait,
+                    retry_after=math.ceil(share.untils[0] - now),
                     detail={"store": "memory", "reason": _SHARE, "per_key": self.per_key},
                 )
             if len(queue) >= self.max_entries:
-                # Never forget a live proof silently: raise the floor past the one dropped.
-                self._floor = max(self._floor, self._pop())
+                # Never forget a live proof silently: its key's floor rises past it.
+                self._pop(now)
                 full = True
+            if share is None or jkt not in self._keys:  # new, or just dropped with its last
+                share = self._keys[jkt] = _Share()
+            elif not share.untils:
+                idle.pop(jkt, None)
             self._seen[key] = until
             queue.append((until, key, jkt))
-            if mine is None:
-                mine = self._keys[jkt] = deque()
-            mine.append(until)
+            share.untils.append(until)
         if full and logger.isEnabledFor(logging.WARNING):
             suppressed = self._log.admit("dpop_replay_full")
             if suppressed is not None:
                 logger.warning(
-                    "DPoP replay cache full (%d entries): the oldest are dropped and older "
-                    "proofs refused (503); raise max_entries or use RedisReplayCache%s",
+                    "DPoP replay cache full (%d entries): the oldest are dropped and proofs as "
+                    "old of their keys refused (503); raise max_entries or use RedisReplayCache%s",
                     self.max_entries,
                     f" [{suppressed} earlier lines suppressed]" if suppressed else "",
                 )
@@ -477,7 +511,7 @@ class MemoryReplayCache(ReplayCache):
 
 
 _SHARE: Final = "this key holds its share of the replay cache (per_key proofs)"
-_TOO_OLD: Final = "full: the proof expires before the oldest proof the cache holds"
+_TOO_OLD: Final = "full: an entry of this key that expired no earlier was dropped"
 #: A proof's ``ttl`` is in whole seconds (see :meth:`DPoP.check_proof`).
 _TTL_ROUNDING: Final = 1.0
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -529,10 +531,41 @@ def test_issue22_dpop_replay_flood_full_cache_drops_the_oldest_never_refuses_fre
         with pytest.raises(DPoPReplayUnavailable) as info:
             cache.first_use("a0", ttl, "A")
     assert info.value.retry_after == 1 and info.value.detail["reason"].startswith("full")
+    assert cache.first_use("c0", 56, "C")  # only A's proofs that old: C lost nothing
     assert cache.first_use("b1", 60, "B")  # fresh proofs go on
     assert not cache.first_use("a3", 59, "A")  # a held proof (until start + 63) is a replay
-    with pytest.raises(DPoPReplayUnavailable):  # a1 was dropped for b1: refused as well
+    with pytest.raises(DPoPReplayUnavailable):  # a1 was dropped for c0: refused as well
         cache.first_use("a1", 57, "A")
+    assert cache.first_use("a4", 60, "A")  # and A's fresh proofs pass
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_memory_replay_cache_never_accepts_a_live_replay(clock: FakeClock, seed: int) -> None:
+    # Fail closed under any mix: small caches that keep dropping, few keys near their share,
+    # proofs made up to 30 s ahead or 90 s back (a leeway's worth), replays at random times.
+    rng = random.Random(seed)
+    cache = MemoryReplayCache(max_entries=rng.choice([3, 8, 20]), per_key=3, clock=clock)
+    proofs: list[tuple[str, str, float]] = []  # key, jkt, when its entry must expire
+    accepted: dict[str, float] = {}
+    for step in range(3000):
+        clock.advance(rng.choice([0, 0, 0.3, 1, 2.5]))
+        if proofs and rng.random() < 0.4:
+            key, jkt, expiry = rng.choice(proofs)
+        else:
+            key, jkt = f"p{step}", f"k{rng.randrange(5)}"
+            expiry = clock.now + rng.uniform(30, 150)
+            proofs.append((key, jkt, expiry))
+        if expiry <= clock.now:
+            continue  # DPoP.check_proof refuses it as too old before it gets here
+        ttl = max(1, math.ceil(expiry - clock.now))
+        try:
+            fresh = cache.first_use(key, ttl, jkt)
+        except (DPoPReplayUnavailable, DPoPRateLimited):
+            continue
+        if fresh:
+            assert accepted.get(key, 0) <= clock.now, "a live proof was accepted twice"
+            accepted[key] = clock.now + ttl
+    assert len(cache) <= cache.max_entries
 
 
 def test_issue22_full_memory_replay_cache_logs_one_warning_a_minute(
