@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -49,7 +50,13 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
 from ._answer import ErrorHandler
-from ._errors import AuthenticationRequired, ConfigurationError, InsufficientScope, JWTGuardError
+from ._errors import (
+    AuthenticationRequired,
+    ConfigurationError,
+    InsufficientScope,
+    InvalidRequest,
+    JWTGuardError,
+)
 from ._extras import MissingExtra
 from ._guard import GUARD_KEY, PRINCIPAL_KEY, Guard
 from ._metadata import ProtectedResource
@@ -65,6 +72,7 @@ try:
     from mcp.server.mcpserver import Context
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+    from mcp.shared.inbound import decode_header_value
 except ImportError as exc:  # only without the mcp extra
     raise MissingExtra("jwt_guard.mcp", "mcp", "mcp") from exc
 
@@ -74,11 +82,6 @@ __all__ = ["MAX_BODY_BYTES", "access_token", "get_principal", "protect", "requir
 #: (``streamable_http_app(max_request_body_size=...)``) cannot be read: its default.
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 
-# JSON-RPC 2.0 §5.1 error objects, for bodies the scope gate cannot read.
-_PARSE_ERROR: Final = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}'
-_TOO_LARGE: Final = (
-    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Request too large"}}'
-)
 #: The token never reaches the SDK or the tools (MCP authorization, "token passthrough").
 _TOKEN_HEADERS: Final = frozenset({b"authorization", b"dpop"})
 
@@ -107,7 +110,9 @@ def protect(
     if not isinstance(protected_resource, ProtectedResource):
         # MCP authorization: servers MUST publish RFC 9728 metadata.
         raise ConfigurationError("protected_resource must be a jwt_guard.ProtectedResource")
-    gate = _ToolScopes(tool_scopes) if tool_scopes else None
+    if not isinstance(app, Starlette):
+        raise ConfigurationError("protect() takes the app of server.streamable_http_app()")
+    scopes = _scope_table(tool_scopes)
     # Built now, so that a wrong configuration (the resource not an audience) fails here.
     middleware = JWTGuardMiddleware(
         app,
@@ -121,8 +126,6 @@ def protect(
         # cookies, so there is no cookie and no CSRF check.
         header=True,
     )
-    if not isinstance(app, Starlette):
-        raise ConfigurationError("protect() takes the app of server.streamable_http_app()")
     routes = list(_mcp_routes(app.routes))
     if not routes:
         raise ConfigurationError(
@@ -132,7 +135,8 @@ def protect(
     for route in routes:
         if isinstance(route.app, _MCPEndpoint):
             raise ConfigurationError("this app is already protected")
-        route.app = _MCPEndpoint(route.app, protected_resource.resource, gate, _body_limit(route))
+        gate = _Gate(scopes, _body_limit(route))
+        route.app = _MCPEndpoint(route.app, protected_resource.resource, gate)
     # Inside the app (after its error middleware): a JWTGuardError raised by a requirement on a
     # custom route reaches the middleware, which answers it, instead of becoming a 500.
     app.add_middleware(_Installed, middleware=middleware)
@@ -145,6 +149,26 @@ def _mcp_routes(routes: Sequence[BaseRoute]) -> Iterator[Route]:
             yield route
         elif isinstance(route, Mount):
             yield from _mcp_routes(route.routes)
+
+
+def _scope_table(
+    tool_scopes: Mapping[str, Sequence[str]] | None,
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Method → the name it acts on → the scopes a call needs (tools now; prompts and
+    resources fit the same table)."""
+    if tool_scopes is not None and (
+        not isinstance(tool_scopes, Mapping)
+        or not all(
+            isinstance(name, str)
+            and not isinstance(scopes, str)
+            and isinstance(scopes, Sequence)
+            and scopes
+            and all(isinstance(s, str) and s and " " not in s for s in scopes)
+            for name, scopes in tool_scopes.items()
+        )
+    ):
+        raise ConfigurationError("tool_scopes maps tool names to non-empty lists of scopes")
+    return {"tools/call": {name: tuple(s) for name, s in (tool_scopes or {}).items()}}
 
 
 def _body_limit(route: Route) -> int:
@@ -216,16 +240,13 @@ class _MCPEndpoint:
       set (``get_access_token()``); the principal stays at ``scope["jwt_guard.principal"]``.
     - The ``Authorization`` and ``DPoP`` headers are removed: the raw token never reaches a
       tool (MCP authorization forbids token passthrough).
-    - With ``tool_scopes``, the scope gate (:class:`_ToolScopes`) runs first.
+    - Every ``POST`` goes through the gate (:class:`_Gate`) first, whatever its headers say.
     """
 
-    def __init__(
-        self, app: ASGIApp, resource: str, gate: _ToolScopes | None, body_limit: int
-    ) -> None:
+    def __init__(self, app: ASGIApp, resource: str, gate: _Gate) -> None:
         self.app = app
         self.resource = resource
         self.gate = gate
-        self.body_limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -233,11 +254,14 @@ class _MCPEndpoint:
             return
         scope = {**scope, "headers": [h for h in scope["headers"] if h[0] not in _TOKEN_HEADERS]}
         principal = scope.get(PRINCIPAL_KEY)
-        if self.gate is not None and scope["method"] == "POST" and _may_be_json(scope):
-            replay = await self.gate.admit(scope, receive, send, principal, self.body_limit)
+        if scope["method"] == "POST":
+            replay = await self.gate.admit(scope, receive, send, principal)
             if replay is None:
-                return  # refused, answered
+                return  # refused and answered, or the client left
             receive = replay
+        elif scope["method"] not in _UNREAD_METHODS:
+            await self.gate.refuse(scope, send, _Refused.method(scope["method"]))
+            return
         if not isinstance(principal, Principal):
             await self.app(scope, receive, send)  # an excluded MCP path: anonymous
             return
@@ -250,57 +274,91 @@ class _MCPEndpoint:
             auth_context_var.reset(token)
 
 
-def _may_be_json(scope: Scope) -> bool:
-    """Whether the SDK could read this body as JSON: a ``Content-Type`` of
-    ``application/json``, compared more loosely than the SDK does (every header, any case), so
-    that no body the SDK runs escapes the gate. Others get the SDK's own 415."""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            media = value.decode("latin-1").split(";")[0].lower()
-            if any(part.strip() == "application/json" for part in media.split(",")):
-                return True
-    return False
+class _Refused(Exception):
+    """The gate's refusal: an HTTP status, a JSON-RPC 2.0 error object with a fixed message
+    (§5.1 codes), and the reason, for the log only."""
+
+    def __init__(self, status: int, code: int, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.reason = reason
+
+    @classmethod
+    def parse(cls, reason: str) -> _Refused:
+        return cls(400, -32700, "Parse error", reason)
+
+    @classmethod
+    def invalid(cls, reason: str) -> _Refused:
+        return cls(400, -32600, "Invalid Request", reason)
+
+    @classmethod
+    def media(cls, reason: str) -> _Refused:
+        # RFC 9110 §15.5.16: 415 for a media type or a content coding the server won't read.
+        return cls(415, -32600, "Unsupported Media Type: the body must be application/json", reason)
+
+    @classmethod
+    def method(cls, method: str) -> _Refused:
+        return cls(405, -32600, "Method Not Allowed", f"method {method[:16]!r}")
+
+    def body(self) -> bytes:
+        error = {"code": self.code, "message": self.message}
+        return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
 
 
-class _ToolScopes:
-    """Refuses a ``tools/call`` whose tool needs scopes the token lacks, before the SDK runs it.
+#: Requests the SDK serves without reading a body (GET: the SSE stream, DELETE: end the
+#: session); every POST is read and decided by the gate, and other methods are refused.
+_UNREAD_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+#: Routing headers of the streamable HTTP transport: the SDK picks the protocol path by
+#: ``MCP-Protocol-Version``, and ``Mcp-Method``/``Mcp-Name`` mirror the body for
+#: intermediaries. Sent twice, the first and the last copy could name different things.
+_ROUTING_HEADERS: Final = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name"})
+#: The member of ``params`` naming what a method acts on (MCP: tools/call, prompts/get,
+#: resources/read; mirrored in ``Mcp-Name``).
+_NAMED_BY: Final[Mapping[str, str]] = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+}
+# A \u escape of a UTF-16 surrogate (U+D800-U+DFFF): the only way a lone one gets into a
+# string once the body is strict UTF-8.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
-    The body is read (up to the SDK's own limit) and parsed here only to decide; the SDK then
-    receives the original bytes. The parse is strict where JSON parsers differ, so that what
-    is decided here is what the SDK reads: UTF-8 only (RFC 8259 §8.1), no duplicate member
-    names (§4: their meaning is parser-specific, the one way to show a gate one tool name and
-    the SDK another), no NaN/Infinity and no number out of a double's range (§6). A body that
-    fails this is a JSON-RPC parse error (400), which the SDK would not run either.
+
+class _Gate:
+    """Reads every ``POST`` to the MCP endpoint and decides on the message the SDK will run.
+
+    The SDK picks its parser by a header (``MCP-Protocol-Version``: Python's ``json`` for
+    2026-07-28, ``pydantic_core`` before), accepts any ``Content-Type`` starting with
+    ``application/json`` on one path and only ``application/json`` on the other, reads a
+    byte-order mark, UTF-16 and lone surrogates on one path and not the other, and lets the
+    last of duplicate member names win. So the gate never asks which path a request takes:
+    it reads every POST, whatever its headers say, and admits only what both paths read the
+    same way (strict JSON, RFC 8259, in UTF-8, one JSON-RPC object), deciding the scopes on
+    that message. Anything else is refused before the SDK sees it; the SDK then receives
+    the original bytes.
     """
 
-    def __init__(self, tool_scopes: Mapping[str, Sequence[str]]) -> None:
-        if not isinstance(tool_scopes, Mapping) or not all(
-            isinstance(name, str)
-            and not isinstance(scopes, str)
-            and isinstance(scopes, Sequence)
-            and scopes
-            and all(isinstance(s, str) and s and " " not in s for s in scopes)
-            for name, scopes in tool_scopes.items()
-        ):
-            raise ConfigurationError("tool_scopes maps tool names to non-empty lists of scopes")
-        self.tool_scopes = {name: tuple(scopes) for name, scopes in tool_scopes.items()}
+    def __init__(self, scopes: Mapping[str, Mapping[str, tuple[str, ...]]], limit: int) -> None:
+        self.scopes = scopes  # method → the name it acts on → the scopes a call needs
+        self.limit = limit
 
     async def admit(
-        self, scope: Scope, receive: Receive, send: Send, principal: object, limit: int
+        self, scope: Scope, receive: Receive, send: Send, principal: object
     ) -> Receive | None:
-        """A ``receive`` replaying the body when the call may go on; ``None`` once refused."""
-        body = await _read_body(receive, limit)
-        if body is None:
-            await _send_json(send, 413, _TOO_LARGE)
-            return None
+        """A ``receive`` replaying the body when the request may go on; ``None`` once it was
+        refused (and answered) or the client left."""
         try:
-            message = _strict_json(body)
-        except (ValueError, RecursionError):
-            await _send_json(send, 400, _PARSE_ERROR)
+            headers = _request_headers(scope, self.limit)
+            body = await _read_body(receive, self.limit)
+            if body is None:
+                return None  # disconnected before the body ended: nothing to run
+            message = _read_message(body)
+            self.decide(message, headers, principal)
+        except _Refused as refused:
+            await self.refuse(scope, send, refused)
             return None
-        try:
-            for call in message if isinstance(message, list) else [message]:
-                self._check(call, principal)
         except JWTGuardError as exc:
             guard: Guard = scope[GUARD_KEY]  # protect()'s middleware ran before the route
             await send_answer(send, guard.answer(exc, scope))
@@ -316,12 +374,32 @@ class _ToolScopes:
 
         return replay
 
-    def _check(self, call: object, principal: object) -> None:
-        if not isinstance(call, dict) or call.get("method") != "tools/call":
+    def decide(
+        self, message: dict[str, Any], headers: Mapping[bytes, str], principal: object
+    ) -> None:
+        """Raise unless ``principal`` may have the SDK run ``message``."""
+        method = message.get("method")
+        if method is None and "method" not in message:
+            # A response to a request of the server's (JSON-RPC §5): it runs nothing.
+            if b"mcp-method" in headers:
+                raise _Refused.invalid("Mcp-Method header on a message without a method")
             return
-        params = call.get("params")
-        name = params.get("name") if isinstance(params, dict) else None
-        needed = self.tool_scopes.get(name) if isinstance(name, str) else None
+        if not isinstance(method, str):
+            raise _Refused.invalid("the method is not a string")
+        if headers.get(b"mcp-method", method) != method:
+            raise _Refused.invalid("the Mcp-Method header does not match the body's method")
+        member = _NAMED_BY.get(method)
+        if member is None:
+            return
+        params = message.get("params")
+        name = params.get(member) if isinstance(params, dict) else None
+        if not isinstance(name, str):
+            raise _Refused.invalid(f"{method} without a string params.{member}")
+        header = headers.get(b"mcp-name")
+        if header is not None and decode_header_value(header) != name:
+            # The SDK's own encoding of the header (plain, or its =?base64?…?= form).
+            raise _Refused.invalid(f"the Mcp-Name header does not match the body's {member}")
+        needed = self.scopes.get(method, {}).get(name)
         if needed is None:
             return
         if not isinstance(principal, Principal):
@@ -329,6 +407,116 @@ class _ToolScopes:
         if not principal.scopes.issuperset(needed):
             # MCP authorization, scope challenge: 403 naming the scopes the call needs.
             raise InsufficientScope(required=needed)
+
+    async def refuse(self, scope: Scope, send: Send, refused: _Refused) -> None:
+        guard = scope.get(GUARD_KEY)
+        if isinstance(guard, Guard):
+            # The reason goes to the log (rate-limited per code); the client gets fixed texts.
+            logged = InvalidRequest(code="mcp_request_refused", detail={"reason": refused.reason})
+            logged.status_code = refused.status
+            guard.log(logged)
+        body = refused.body()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if refused.status == 405:
+            headers.append((b"allow", b"GET, POST, DELETE"))
+        await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _request_headers(scope: Scope, limit: int) -> dict[bytes, str]:
+    """The routing headers of a POST (each at most once), after checking the headers that say
+    how to read its body: ``Content-Type`` exactly ``application/json``, no content coding, a
+    ``Content-Length`` within ``limit``."""
+    routing: dict[bytes, str] = {}
+    content_type: str | None = None
+    for name, raw in scope["headers"]:
+        value = raw.decode("latin-1")
+        if name == b"content-type":
+            if content_type is not None:
+                raise _Refused.media("Content-Type sent twice")
+            content_type = value
+        elif name == b"content-encoding":
+            if value.strip().lower() != "identity":
+                # RFC 9110 §8.4: the SDK decodes no content coding, so it would run bytes the
+                # gate cannot read as JSON.
+                raise _Refused.media("a Content-Encoding")
+        elif name == b"content-length":
+            if not value.isdigit():
+                raise _Refused.invalid("Content-Length is not a number")
+            if int(value) > limit:
+                raise _Refused(413, -32600, "Request too large", "Content-Length over the limit")
+        elif name in _ROUTING_HEADERS:
+            if name in routing:
+                raise _Refused.invalid(f"{name.decode()} header sent twice")
+            routing[name] = value
+    if content_type is None or not _is_json(content_type):
+        raise _Refused.media("Content-Type is not application/json")
+    return routing
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json`` (RFC 8259 §11), any case, with nothing after it but
+    ``charset=utf-8`` (RFC 9110 §8.3.1); not a type that merely starts with it
+    (``application/jsonx``, ``application/json-seq``), which the SDK would also run."""
+    media, *parameters = content_type.split(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.strip().partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+def _read_message(body: bytes) -> dict[str, Any]:
+    """The one JSON-RPC object in ``body``, read strictly enough that the SDK's parsers (both)
+    read the same object: else a refusal."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        # RFC 8259 §8.1: no BOM. Python's json reads past one, pydantic_core refuses it.
+        raise _Refused.parse("a byte order mark")
+    try:
+        message = _strict_json(body)
+    except UnicodeDecodeError:
+        raise _Refused.parse("the body is not UTF-8") from None
+    except ValueError as exc:
+        raise _Refused.parse(f"not strict JSON: {exc}") from None
+    except RecursionError:
+        raise _Refused.parse("nested too deep") from None
+    if _SURROGATE_ESCAPE.search(body) is not None and _has_lone_surrogate(message):
+        # RFC 8259 §8.2: such a string means what each parser decides (json keeps it,
+        # pydantic_core refuses the body).
+        raise _Refused.parse("a lone UTF-16 surrogate")
+    if not isinstance(message, dict):
+        # A batch (JSON-RPC §6) or a bare value: neither of the SDK's paths runs one (MCP
+        # dropped batching in 2025-06-18), so no batch member is ever decided on its own.
+        raise _Refused.invalid("not one JSON-RPC object")
+    return message
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _strict_json(body: bytes) -> Any:
@@ -359,23 +547,17 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, refused past ``limit``; ``None`` when the client left before its end."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break  # disconnected: what arrived is all there is
+            return None
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return None
+            raise _Refused(413, -32600, "Request too large", "the body is over the limit")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+            return b"".join(chunks)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,10 +21,15 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp import Client
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -334,16 +340,9 @@ async def raw_post(deployment: Deployment, token: str, body: bytes) -> httpx.Res
         )
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        json.dumps(call("add_note")).encode(),
-        json.dumps([call("whoami", 1), call("add_note", 2)]).encode(),  # a batch
-    ],
-)
-async def test_gate_refuses_a_call_without_its_scope(deployment: Deployment, body: bytes) -> None:
+async def test_gate_refuses_a_call_without_its_scope(deployment: Deployment) -> None:
     token = deployment.issuer.mint(sub="mallory", scopes=["notes:read"])
-    response = await raw_post(deployment, token, body)
+    response = await raw_post(deployment, token, json.dumps(call("add_note")).encode())
     assert response.status_code == 403
     assert response.json()["code"] == "insufficient_scope"
 
@@ -369,24 +368,6 @@ async def test_gate_refuses_bodies_it_cannot_read(deployment: Deployment, body: 
     token = deployment.issuer.mint(scopes=["notes:read", "notes:write"])
     response = await raw_post(deployment, token, body)
     assert response.status_code == 400 and response.json()["error"]["code"] == -32700
-
-
-async def test_gate_leaves_other_media_types_to_the_sdk(deployment: Deployment) -> None:
-    token = deployment.issuer.mint(scopes=["notes:read", "notes:write"])
-    async with httpx.AsyncClient() as http:
-        response = await http.post(
-            deployment.mcp_url,
-            content=b"hello",
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "text/plain",
-                "Accept": "application/json, text/event-stream",
-            },
-        )
-    # The SDK's own refusal (its transport security check here, else its 415), not the gate's
-    # JSON-RPC parse error.
-    assert response.status_code in (400, 415)
-    assert "Content-Type" in response.text and "jsonrpc" not in response.text
 
 
 async def test_gate_refuses_oversized_bodies(deployment: Deployment) -> None:
@@ -622,19 +603,6 @@ async def test_the_sdk_gets_the_original_bytes_without_the_token() -> None:
     assert type(user).__name__ == "AuthenticatedUser"  # the SDK's own identity object
 
 
-async def test_the_gate_passes_other_media_types_on_unread() -> None:
-    app, recorder = custom_app()
-    token = ISSUER.mint(scopes=["notes:write"])
-    async with in_process(protected(app)) as http:
-        response = await http.post(
-            "/mcp",
-            content=b"hello",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
-        )
-    assert response.status_code == 200
-    assert [body for body, _, _ in recorder.seen] == [b"hello"]
-
-
 async def test_out_of_range_number_is_a_parse_error_not_a_500() -> None:
     app, recorder = custom_app()
     token = ISSUER.mint(scopes=["notes:write"])
@@ -716,3 +684,526 @@ async def test_a_token_without_subject_cannot_own_notes(deployment: Deployment) 
         result = await client.call_tool("add_note", {"text": "orphan"})
     assert result.is_error
     assert not any("orphan" in notes for notes in mcp_server.NOTES.values())
+
+
+# -- issue 22: the gate reads every POST and decides on the message the SDK runs ----------------
+#
+# The SDK (2.3) picks one of two paths by the MCP-Protocol-Version header: the handshake-era
+# transport (pydantic_core, Content-Type exactly application/json) or the 2026-07-28 entry
+# (Python's json on the bytes, any Content-Type that *starts with* application/json). These
+# tests drive the real SDK app, in process with its lifespan running, on both paths.
+
+LEGACY, MODERN = "2025-11-25", "2026-07-28"
+ACCEPT = "application/json, text/event-stream"
+SCOPED = {"whoami": ["notes:read"], "add_note": ["notes:write"]}
+READ_ONLY = ISSUER.mint(sub="mallory", scopes=["notes:read"])
+READ_WRITE = ISSUER.mint(sub="alice", scopes=["notes:read", "notes:write"])
+NO_SCOPES = ISSUER.mint(sub="nobody", scopes=[])
+
+
+def sdk_app(ran: list[str], **options: Any) -> Starlette:
+    """A real SDK server (stateless, JSON responses) whose tools record each run, protected
+    with ``whoami`` needing ``notes:read`` and ``add_note`` needing ``notes:write``."""
+    server = MCPServer("notes")
+
+    @server.tool()
+    def whoami() -> str:
+        ran.append("whoami")
+        return "you"
+
+    @server.tool()
+    def add_note(text: str) -> str:
+        ran.append("add_note")
+        return "saved"
+
+    app = server.streamable_http_app(
+        json_response=True,
+        stateless_http=True,
+        transport_security=TransportSecuritySettings(
+            allowed_hosts=["mcp.example.com"], allowed_origins=["https://mcp.example.com"]
+        ),
+        **options,
+    )
+    resource = ProtectedResource(URL, ["https://login.example.com"])
+    return protect(app, verifier=ISSUER.verifier(), protected_resource=resource, tool_scopes=SCOPED)
+
+
+@asynccontextmanager
+async def running_sdk(**options: Any) -> AsyncIterator[tuple[httpx.AsyncClient, list[str]]]:
+    ran: list[str] = []
+    app = sdk_app(ran, **options)
+    async with app.router.lifespan_context(app), in_process(app) as http:
+        yield http, ran
+
+
+def tool_call(name: str, version: str, **extra: Any) -> dict[str, Any]:
+    """A ``tools/call`` as a client on ``version``'s path sends it (2026-07-28: the
+    per-request envelope in ``params._meta``)."""
+    params: dict[str, Any] = {"name": name, "arguments": {"text": "x"}, **extra}
+    if version == MODERN:
+        params["_meta"] = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+
+
+def path_headers(version: str, token: str, name: str = "add_note") -> dict[str, str]:
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": ACCEPT,
+        "MCP-Protocol-Version": version,
+    }
+    if version == MODERN:  # the 2026-07-28 client mirrors the method and name (SEP-2243)
+        headers |= {"Mcp-Method": "tools/call", "Mcp-Name": name}
+    return headers
+
+
+paths = pytest.mark.parametrize("version", [LEGACY, MODERN], ids=["2025-11-25", "2026-07-28"])
+
+
+@paths
+async def test_issue22_both_sdk_paths_run_tools_the_token_may_call(version: str) -> None:
+    """The baseline the refusals below are measured against: on both paths a call the token
+    covers runs, one it does not is a 403 and runs nothing."""
+    async with running_sdk() as (http, ran):
+        allowed = await http.post(
+            "/mcp", json=tool_call("add_note", version), headers=path_headers(version, READ_WRITE)
+        )
+        denied = await http.post(
+            "/mcp", json=tool_call("add_note", version), headers=path_headers(version, READ_ONLY)
+        )
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["result"]["content"][0]["text"] == "saved"
+    assert denied.status_code == 403 and denied.json()["code"] == "insufficient_scope"
+    assert ran == ["add_note"]
+
+
+@paths
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/jsonx", "application/json-seq", "application/json-patch+json"],
+)
+async def test_issue22_mcp_content_type_prefix_bypass(version: str, content_type: str) -> None:
+    """Issue 22 item 1: the gate read only ``application/json`` bodies, the 2026-07-28 path
+    of the SDK runs any Content-Type starting with it: a ``notes:read`` token ran
+    ``add_note`` (200, the note stored). Now the gate refuses, with its own answer."""
+    async with running_sdk() as (http, ran):
+        response = await http.post(
+            "/mcp",
+            json=tool_call("add_note", version),
+            headers={**path_headers(version, READ_ONLY), "Content-Type": content_type},
+        )
+    assert response.status_code == 415
+    assert response.json()["error"] == {
+        "code": -32600,
+        "message": "Unsupported Media Type: the body must be application/json",
+    }
+    assert ran == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Content-Type": "text/plain"}, 415),
+        ({}, 415),  # no Content-Type at all
+        ({"Content-Type": "application/json, text/plain"}, 415),
+        ({"Content-Type": "application/json; charset=utf-16"}, 415),
+        ({"Content-Type": "application/json; profile=x"}, 415),
+        ({"Content-Encoding": "gzip"}, 415),  # the SDK decodes none: it would run other bytes
+        ({"Content-Length": "x"}, 400),
+    ],
+    ids=["text", "none", "list", "utf-16", "parameter", "gzip", "length"],
+)
+async def test_issue22_mcp_gate_reads_every_post_whatever_its_headers(
+    headers: dict[str, str], status: int
+) -> None:
+    """No header makes the gate pass a POST on unread: what it will not read is refused
+    before the SDK sees it (these reached the SDK's endpoint before)."""
+    app, recorder = custom_app()
+    token = ISSUER.mint(scopes=["notes:read", "notes:write"])
+    body = json.dumps(call("whoami")).encode()
+    request = httpx.Request(
+        "POST",
+        "https://mcp.example.com/mcp",
+        content=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    for name, value in headers.items():
+        request.headers[name] = value
+    if "Content-Type" not in headers and "content-type" in request.headers:
+        del request.headers["content-type"]
+    async with in_process(protected(app)) as http:
+        response = await http.send(request)
+    assert response.status_code == status
+    assert response.json()["jsonrpc"] == "2.0" and response.json()["error"]["code"] == -32600
+    assert recorder.seen == []
+
+
+async def test_issue22_mcp_two_content_types_are_refused() -> None:
+    """The SDK reads the first Content-Type; the old gate read the body when any said JSON."""
+    app, recorder = custom_app()
+    token = ISSUER.mint(scopes=["notes:read", "notes:write"])
+    raw = [
+        (b"authorization", f"Bearer {token}".encode()),
+        (b"content-type", b"application/jsonx"),
+        (b"content-type", b"application/json"),
+    ]
+    status, _ = await asgi_post(protected(app), raw, [json.dumps(call("whoami")).encode()])
+    assert status == 415
+    assert recorder.seen == []
+
+
+async def asgi_post(
+    app: Any, headers: list[tuple[bytes, bytes]], chunks: list[bytes], *, disconnect: bool = False
+) -> tuple[int | None, bytes]:
+    """One POST to /mcp straight through ASGI: the body in ``chunks`` (``more_body`` on all
+    but the last, or on all and then a disconnect), headers exactly as given."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": chunk, "more_body": disconnect or i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+    if disconnect:
+        messages.append({"type": "http.disconnect"})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"mcp.example.com"), *headers],
+        "server": ("mcp.example.com", 443),
+        "client": ("127.0.0.1", 5000),
+    }
+    await app(scope, receive, send)
+    status = next((m["status"] for m in sent if m["type"] == "http.response.start"), None)
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+async def test_issue22_mcp_client_gone_mid_body_runs_nothing() -> None:
+    """A client that leaves before its body ends sent no message: the old gate handed the
+    SDK what had arrived as if it were the whole body."""
+    app, recorder = custom_app()
+    token = ISSUER.mint(scopes=["notes:read", "notes:write"])
+    headers = [
+        (b"authorization", f"Bearer {token}".encode()),
+        (b"content-type", b"application/json"),
+    ]
+    first = json.dumps(call("whoami")).encode()  # a complete message, and more to come
+    status, _ = await asgi_post(protected(app), headers, [first], disconnect=True)
+    assert status is None  # nobody to answer
+    assert recorder.seen == []
+
+
+async def test_issue22_mcp_batch_is_refused_not_decided_per_member() -> None:
+    """Neither SDK path runs a batch (MCP dropped JSON-RPC batching in 2025-06-18): the gate
+    refuses one instead of deciding its members as if they would run."""
+    app, recorder = custom_app()
+    async with in_process(protected(app)) as http:
+        response = await http.post(
+            "/mcp",
+            content=json.dumps([call("whoami", 1), call("whoami", 2)]).encode(),
+            headers={"Authorization": f"Bearer {READ_WRITE}", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": -32600, "message": "Invalid Request"}
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Mcp-Method": "tools/list"},  # the body is a tools/call
+        {"Mcp-Name": "whoami"},  # the body calls add_note
+        {"Mcp-Name": "=?base64?d2hvYW1p?="},  # "whoami" in the SDK's header encoding
+        {"Mcp-Name": "=?base64?not base64?="},
+    ],
+    ids=["method", "name", "name-base64", "name-malformed"],
+)
+async def test_issue22_mcp_routing_headers_that_disagree_with_the_body_are_refused(
+    headers: dict[str, str],
+) -> None:
+    """An intermediary may route or authorize on Mcp-Method/Mcp-Name; the SDK runs the body.
+    The gate decides on the body and refuses a request whose headers say otherwise."""
+    app, recorder = custom_app()
+    async with in_process(protected(app)) as http:
+        response = await http.post(
+            "/mcp",
+            json=call("add_note"),
+            headers={"Authorization": f"Bearer {READ_WRITE}", **headers},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": -32600, "message": "Invalid Request"}
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize(
+    "name", ["mcp-protocol-version", "mcp-method", "mcp-name"], ids=lambda n: n
+)
+async def test_issue22_mcp_routing_header_sent_twice_is_refused(name: str) -> None:
+    """The SDK picks its protocol path by the first MCP-Protocol-Version header."""
+    app, recorder = custom_app()
+    first, second = {
+        "mcp-protocol-version": (LEGACY, MODERN),
+        "mcp-method": ("tools/call", "tools/call"),
+        "mcp-name": ("add_note", "add_note"),
+    }[name]
+    headers = [
+        (b"authorization", f"Bearer {READ_WRITE}".encode()),
+        (b"content-type", b"application/json"),
+        (name.encode(), first.encode()),
+        (name.encode(), second.encode()),
+    ]
+    status, body = await asgi_post(protected(app), headers, [json.dumps(call("add_note")).encode()])
+    assert status == 400 and json.loads(body)["error"]["code"] == -32600
+    assert recorder.seen == []
+
+
+async def test_issue22_mcp_matching_routing_headers_pass() -> None:
+    app, recorder = custom_app()
+    async with in_process(protected(app)) as http:
+        response = await http.post(
+            "/mcp",
+            json=call("add_note"),
+            headers={
+                "Authorization": f"Bearer {READ_WRITE}",
+                "Mcp-Method": "tools/call",
+                "Mcp-Name": "=?base64?YWRkX25vdGU=?=",  # "add_note", as the SDK encodes it
+                "Content-Type": "Application/JSON; charset=UTF-8",
+            },
+        )
+    assert response.status_code == 200
+    assert len(recorder.seen) == 1
+
+
+@paths
+@pytest.mark.parametrize(
+    ("mutate", "status"),
+    [
+        # Escapes decode the same for the gate and both SDK parsers: still add_note.
+        (lambda b: b.replace(b'"add_note"', b'"add\\u005fnote"'), 403),
+        # RFC 8259 §8.1: Python's json (the 2026-07-28 path) reads past a BOM.
+        (lambda b: b"\xef\xbb\xbf" + b, 400),
+        # Duplicate names: last wins in both SDK parsers; the gate reads neither.
+        (lambda b: b.replace(b'"name": "add_note"', b'"name": "add_note", "name": "whoami"'), 400),
+        (
+            lambda b: b.replace(
+                b'"method": "tools/call"', b'"method": "ping", "method": "tools/call"'
+            ),
+            400,
+        ),
+        # UTF-16: Python's json reads it from bytes.
+        (lambda b: b.decode().encode("utf-16"), 400),
+        # Not one message: nothing either path runs.
+        (lambda b: b"[" + b + b"]", 400),
+    ],
+    ids=["escape", "bom", "duplicate-name", "duplicate-method", "utf-16", "batch"],
+)
+async def test_issue22_mcp_body_is_decided_as_the_sdk_reads_it(
+    version: str, mutate: Any, status: int
+) -> None:
+    async with running_sdk() as (http, ran):
+        body = mutate(json.dumps(tool_call("add_note", version)).encode())
+        response = await http.post("/mcp", content=body, headers=path_headers(version, READ_ONLY))
+    assert response.status_code == status, response.text
+    assert ran == []
+
+
+@paths
+async def test_issue22_mcp_lone_surrogate_is_refused(version: str) -> None:
+    """RFC 8259 §8.2: Python's json keeps a lone surrogate, pydantic_core refuses the body;
+    what such a string means depends on the parser, so the gate runs neither."""
+    async with running_sdk() as (http, ran):
+        body = json.dumps(tool_call("add_note", version)).encode().replace(b'"x"', b'"\\ud800"')
+        response = await http.post("/mcp", content=body, headers=path_headers(version, READ_WRITE))
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32700
+    assert ran == []
+
+
+async def test_issue22_mcp_other_methods_are_refused_not_passed_on() -> None:
+    app, recorder = custom_app()
+    async with in_process(protected(app)) as http:
+        response = await http.put(
+            "/mcp", json=call("add_note"), headers={"Authorization": f"Bearer {READ_WRITE}"}
+        )
+    assert response.status_code == 405 and response.headers["allow"] == "GET, POST, DELETE"
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_issue22_sdk_client_on_both_paths(deployment: Deployment, mode: str) -> None:
+    """The SDK's own client, over real HTTP, on each path: the gate reads what it sends."""
+    token = deployment.issuer.mint(sub=f"dana-{mode}", scopes=["notes:read"])
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with Client(
+            streamable_http_client(deployment.mcp_url, http_client=http), mode=mode
+        ) as client:
+            assert text_of(await client.call_tool("whoami", {}))["sub"] == f"dana-{mode}"
+            with refused():
+                await client.call_tool("add_note", {"text": f"not allowed {mode}"})
+    assert not any(f"not allowed {mode}" in notes for notes in mcp_server.NOTES.values())
+
+
+async def test_issue22_mcp_chunked_body_is_read_and_bounded(deployment: Deployment) -> None:
+    """Transfer-Encoding: chunked (no Content-Length) over real HTTP: read and decided, and
+    refused past the limit while it streams."""
+
+    async def chunks(body: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+        for start in range(0, len(body), size):
+            yield body[start : start + size]
+
+    token = deployment.issuer.mint(sub="erin", scopes=["notes:read"])
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": ACCEPT,
+    }
+    async with httpx.AsyncClient() as http:
+        small = await http.post(
+            deployment.mcp_url,
+            content=chunks(json.dumps(call("add_note")).encode()),
+            headers=headers,
+        )
+        large = await http.post(
+            deployment.mcp_url, content=chunks(b" " * (MAX_BODY_BYTES + 1), 65536), headers=headers
+        )
+    assert small.request.headers["transfer-encoding"] == "chunked"
+    assert small.status_code == 403 and small.json()["code"] == "insufficient_scope"
+    assert large.status_code == 413
+
+
+# -- issue 22: property: whatever the body and headers, a tool runs only when the gate said so --
+
+
+@pytest.fixture(scope="module")
+def live_sdk() -> Iterator[tuple[BlockingPortal, Starlette, list[str]]]:
+    """The SDK app of :func:`sdk_app` with its lifespan running in a portal's event loop."""
+    ran: list[str] = []
+    app = sdk_app(ran)
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+    ):
+        yield portal, app, ran
+
+
+def body_variants(message: dict[str, Any]) -> dict[str, bytes]:
+    """Spellings of ``message`` on which parsers are known to differ, and some plain ones."""
+    plain = json.dumps(message).encode()
+    name = message["params"]["name"]
+    other = "whoami" if name == "add_note" else "add_note"
+    escaped = "".join(f"\\u{ord(c):04x}" for c in name).encode()
+    return {
+        "plain": plain,
+        "compact": json.dumps(message, separators=(",", ":")).encode(),
+        "escaped": plain.replace(f'"{name}"'.encode(), b'"' + escaped + b'"'),
+        "name-twice": plain.replace(b'"name": ', f'"name": "{other}", "name": '.encode()),
+        "name-twice-after": plain.replace(
+            f'"name": "{name}"'.encode(), f'"name": "{name}", "name": "{other}"'.encode()
+        ),
+        "params-twice": plain.replace(
+            b'"params": ', f'"params": {{"name": "{other}"}}, "params": '.encode()
+        ),
+        "bom": b"\xef\xbb\xbf" + plain,
+        "utf-16": plain.decode().encode("utf-16"),
+        "utf-16-le": plain.decode().encode("utf-16-le"),
+        "batch": b"[" + plain + b"]",
+        "no-id": json.dumps({k: v for k, v in message.items() if k != "id"}).encode(),
+        "id-null": json.dumps({**message, "id": None}).encode(),
+        "surrogate": plain.replace(b'"x"', b'"\\udc00"'),
+        "nan": plain.replace(b'"x"', b"NaN"),
+        "trailing": plain + b" \r\n\t",
+        "garbage": plain + b"}",
+    }
+
+
+@st.composite
+def mcp_posts(draw: st.DrawFn) -> tuple[str, dict[str, str], bytes]:
+    """A POST as a client on one of the SDK's paths sends it, then perhaps bent: another
+    spelling of the body, another Content-Type, headers that disagree or are added."""
+    version = draw(st.sampled_from([LEGACY, MODERN, LEGACY, MODERN, None, "2099-01-01", ""]))
+    name = draw(st.sampled_from(["whoami", "add_note"]))
+    envelope = version if draw(st.integers(0, 3)) else draw(st.sampled_from([LEGACY, MODERN]))
+    message = tool_call(name, MODERN if envelope == MODERN else LEGACY)
+    variants = body_variants(message)
+    variant = draw(st.sampled_from(["plain", "plain", "compact", *sorted(variants)]))
+    token = draw(st.sampled_from([READ_ONLY, NO_SCOPES]))
+    headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
+    if version is not None:
+        headers["MCP-Protocol-Version"] = version
+    media = draw(
+        st.one_of(
+            st.sampled_from(
+                [
+                    None,
+                    "application/json",
+                    "Application/JSON",
+                    "application/json; charset=utf-8",
+                    "application/json;charset=utf-16",
+                    "application/jsonx",
+                    "application/json-seq",
+                    "application/json-patch+json",
+                    "application/json, text/plain",
+                    "text/plain",
+                ]
+            ),
+            st.builds(
+                str.__add__,
+                st.sampled_from(["application/json", "application/", "APPLICATION/JSON"]),
+                st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+            ),
+        )
+    )
+    if media is not None:
+        headers["Content-Type"] = media
+    for header, usual, others in [
+        ("Mcp-Method", "tools/call", [None, "tools/list"]),
+        ("Mcp-Name", name, [None, "whoami", "add_note"]),
+        ("Content-Encoding", None, ["identity", "gzip"]),
+    ]:
+        value = draw(st.sampled_from([usual, usual, usual, *others]))
+        if value is not None:
+            headers[header] = value
+    return variant, headers, variants[variant]
+
+
+@settings(
+    max_examples=int(os.environ.get("JWT_GUARD_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
+@given(post=mcp_posts())
+def test_issue22_mcp_property_a_tool_runs_only_when_the_gate_allowed_it(
+    live_sdk: tuple[BlockingPortal, Starlette, list[str]], post: tuple[str, dict[str, str], bytes]
+) -> None:
+    """For generated bodies, Content-Types and headers, on both SDK paths: the tokens hold at
+    most ``notes:read``, so ``add_note`` never runs, and ``whoami`` runs only for a token
+    holding ``notes:read`` (the gate checked it). Every refusal is the gate's, not a 500."""
+    portal, app, ran = live_sdk
+    variant, headers, body = post
+
+    async def send() -> httpx.Response:
+        async with in_process(app) as http:
+            return await http.post("/mcp", content=body, headers=headers)
+
+    before = len(ran)
+    response = portal.call(send)
+    runs = ran[before:]
+    assert "add_note" not in runs, (variant, headers, response.text)
+    if runs:
+        assert runs == ["whoami"] and headers["Authorization"] == f"Bearer {READ_ONLY}"
+    assert response.status_code < 500, (variant, headers, response.text)
