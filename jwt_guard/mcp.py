@@ -36,6 +36,14 @@ identity, the scope gate and the removal of the token headers are attached to th
 streamable HTTP endpoint only (found in the app's routes): custom routes get their requests
 untouched (bodies are never read for them) and ``request.user`` there is the jwt_guard
 :class:`Principal`, as under :class:`JWTGuardMiddleware` everywhere else.
+
+The gate (:class:`_Gate`): an authorization decision never rests on the SDK parsing a body as
+we did, nor on a header deciding whether we look. Every ``POST`` to the MCP endpoint is read
+(up to the SDK's own body limit) and decided here, whatever its ``Content-Type``, content
+coding or ``MCP-Protocol-Version``; the gate admits only one JSON-RPC object in strict UTF-8
+JSON that every path of the SDK reads the same way, decides the scopes on that message, and
+refuses anything else (400, 413, 415, with a JSON-RPC error) before the SDK sees it. The SDK
+then gets the original bytes.
 """
 
 from __future__ import annotations
@@ -444,7 +452,7 @@ def _request_headers(scope: Scope, limit: int) -> dict[bytes, str]:
                 # gate cannot read as JSON.
                 raise _Refused.media("a Content-Encoding")
         elif name == b"content-length":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise _Refused.invalid("Content-Length is not a number")
             if int(value) > limit:
                 raise _Refused(413, -32600, "Request too large", "Content-Length over the limit")

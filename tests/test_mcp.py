@@ -893,6 +893,20 @@ async def asgi_post(
     return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
+@pytest.mark.parametrize("length", [b"x", b"\xb2", b"-1", b"1e3"], ids=["x", "sup2", "neg", "exp"])
+async def test_issue22_mcp_content_length_not_a_number_is_refused(length: bytes) -> None:
+    """Not a 500 (``"²".isdigit()`` is true, ``int("²")`` raises)."""
+    app, recorder = custom_app()
+    headers = [
+        (b"authorization", f"Bearer {READ_WRITE}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", length),
+    ]
+    status, body = await asgi_post(protected(app), headers, [json.dumps(call("whoami")).encode()])
+    assert status == 400 and json.loads(body)["error"]["code"] == -32600
+    assert recorder.seen == []
+
+
 async def test_issue22_mcp_client_gone_mid_body_runs_nothing() -> None:
     """A client that leaves before its body ends sent no message: the old gate handed the
     SDK what had arrived as if it were the whole body."""
