@@ -1041,10 +1041,38 @@ async def test_issue22_mcp_lone_surrogate_is_refused(version: str) -> None:
     """RFC 8259 §8.2: Python's json keeps a lone surrogate, pydantic_core refuses the body;
     what such a string means depends on the parser, so the gate runs neither."""
     async with running_sdk() as (http, ran):
-        body = json.dumps(tool_call("add_note", version)).encode().replace(b'"x"', b'"\\ud800"')
-        response = await http.post("/mcp", content=body, headers=path_headers(version, READ_WRITE))
-    assert response.status_code == 400 and response.json()["error"]["code"] == -32700
-    assert ran == []
+        body = json.dumps(tool_call("add_note", version)).encode()
+        lone = await http.post(
+            "/mcp",
+            content=body.replace(b'"x"', b'"\\ud800"'),
+            headers=path_headers(version, READ_WRITE),
+        )
+        assert lone.status_code == 400 and lone.json()["error"]["code"] == -32700
+        assert ran == []
+        pair = await http.post(  # a surrogate pair is one character (U+1F600): fine
+            "/mcp",
+            content=body.replace(b'"x"', b'"\\ud83d\\ude00"'),
+            headers=path_headers(version, READ_WRITE),
+        )
+    assert pair.status_code == 200, pair.text
+    assert ran == ["add_note"]
+
+
+async def test_issue22_mcp_unauthenticated_preflight_reaches_no_sdk_code() -> None:
+    """A CORS preflight passes the middleware without a token (for a CORS middleware to
+    answer); on the MCP endpoint it reached the SDK, which opens a session for a request
+    without a session id. An unauthenticated request reaches no application code."""
+    app, recorder = custom_app()
+    async with in_process(protected(app)) as http:
+        response = await http.options(
+            "/mcp",
+            headers={
+                "Origin": "https://elsewhere.example",
+                "Access-Control-Request-Method": "POST",
+            },
+        )
+    assert response.status_code == 401
+    assert recorder.seen == []
 
 
 async def test_issue22_mcp_other_methods_are_refused_not_passed_on() -> None:
@@ -1061,14 +1089,24 @@ async def test_issue22_mcp_other_methods_are_refused_not_passed_on() -> None:
 async def test_issue22_sdk_client_on_both_paths(deployment: Deployment, mode: str) -> None:
     """The SDK's own client, over real HTTP, on each path: the gate reads what it sends."""
     token = deployment.issuer.mint(sub=f"dana-{mode}", scopes=["notes:read"])
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with Client(
-            streamable_http_client(deployment.mcp_url, http_client=http), mode=mode
-        ) as client:
-            assert text_of(await client.call_tool("whoami", {}))["sub"] == f"dana-{mode}"
-            with refused():
-                await client.call_tool("add_note", {"text": f"not allowed {mode}"})
+    versions: set[str | None] = set()
+
+    async def record(request: httpx2.Request) -> None:
+        if request.method == "POST":
+            versions.add(request.headers.get("mcp-protocol-version"))
+
+    async with (
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"}, event_hooks={"request": [record]}
+        ) as http,
+        Client(streamable_http_client(deployment.mcp_url, http_client=http), mode=mode) as client,
+    ):
+        assert text_of(await client.call_tool("whoami", {}))["sub"] == f"dana-{mode}"
+        with refused():
+            await client.call_tool("add_note", {"text": f"not allowed {mode}"})
     assert not any(f"not allowed {mode}" in notes for notes in mcp_server.NOTES.values())
+    # The path the SDK's server took, chosen by this header.
+    assert versions == ({MODERN} if mode == MODERN else {None, LEGACY})
 
 
 async def test_issue22_mcp_chunked_body_is_read_and_bounded(deployment: Deployment) -> None:
