@@ -66,7 +66,7 @@ from ._errors import (
     JWTGuardError,
 )
 from ._extras import MissingExtra
-from ._guard import EXCLUDED_KEY, GUARD_KEY, PRINCIPAL_KEY, Guard
+from ._guard import GUARD_KEY, PRINCIPAL_KEY, Guard
 from ._metadata import ProtectedResource
 from ._principal import Principal
 from ._types import ASGIApp, Message, Receive, Scope, Send
@@ -262,13 +262,6 @@ class _MCPEndpoint:
             return
         scope = {**scope, "headers": [h for h in scope["headers"] if h[0] not in _TOKEN_HEADERS]}
         principal = scope.get(PRINCIPAL_KEY)
-        if not isinstance(principal, Principal) and not scope.get(EXCLUDED_KEY):
-            # Only a CORS preflight passes the middleware without a token here (for the app's
-            # CORS middleware to answer); the SDK answers none, and would open a session for
-            # it. No unauthenticated request reaches the SDK unless its path is excluded.
-            guard: Guard = scope[GUARD_KEY]
-            await send_answer(send, guard.answer(AuthenticationRequired(), scope))
-            return
         if scope["method"] == "POST":
             replay = await self.gate.admit(scope, receive, send, principal)
             if replay is None:

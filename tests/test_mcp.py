@@ -706,13 +706,14 @@ def sdk_app(ran: list[str], **options: Any) -> Starlette:
     with ``whoami`` needing ``notes:read`` and ``add_note`` needing ``notes:write``."""
     server = MCPServer("notes")
 
+    # Coroutines: the SDK runs a plain function in a worker thread, which would outlive a test.
     @server.tool()
-    def whoami() -> str:
+    async def whoami() -> str:
         ran.append("whoami")
         return "you"
 
     @server.tool()
-    def add_note(text: str) -> str:
+    async def add_note(text: str) -> str:
         ran.append("add_note")
         return "saved"
 
@@ -1058,10 +1059,9 @@ async def test_issue22_mcp_lone_surrogate_is_refused(version: str) -> None:
     assert ran == ["add_note"]
 
 
-async def test_issue22_mcp_unauthenticated_preflight_reaches_no_sdk_code() -> None:
-    """A CORS preflight passes the middleware without a token (for a CORS middleware to
-    answer); on the MCP endpoint it reached the SDK, which opens a session for a request
-    without a session id. An unauthenticated request reaches no application code."""
+async def test_mcp_preflight_without_token_reaches_no_sdk_code() -> None:
+    """The SDK opens a session for any request without a session id: an unauthenticated
+    preflight must not get there (the middleware answers it, issue 22 item 2)."""
     app, recorder = custom_app()
     async with in_process(protected(app)) as http:
         response = await http.options(
