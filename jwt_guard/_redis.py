@@ -2,9 +2,10 @@
 
 The denylist (``_denylist``) and the DPoP replay cache (``_dpop``) talk to Redis the same way:
 a ``redis://`` URL or a client object, sync and async clients, every call bounded by a timeout
-and tried once more on a fresh connection after a Redis restart, clients renewed in a forked
-child, and a failure either refused (503, fail closed) or let through with a warning
-(``fail_open=True``). That handling lives here once.
+and tried once more on a fresh connection after a Redis restart, a Redis that refused even the
+fresh connection left alone for :data:`DOWN_INTERVAL`, clients renewed in a forked child, and a
+failure either refused (503, fail closed) or let through with a warning (``fail_open=True``).
+That handling lives here once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import math
 import os
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -23,7 +25,7 @@ from ._deadline import DeadlineExceeded, call_with_deadline
 from ._errors import ConfigurationError, ServiceUnavailable
 from ._extras import MissingExtra
 
-__all__ = ["RedisConnection", "down_detail"]
+__all__ = ["DOWN_INTERVAL", "RedisConnection", "RedisDown", "down_detail"]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -32,10 +34,30 @@ T = TypeVar("T")
 #: Calls through a sync client handed in (not a URL) that may wait on Redis at once; past this
 #: a call fails at once (503) rather than start another thread (see ``RedisConnection.call``).
 MAX_PENDING_CALLS: Final = 32
+#: Seconds a Redis that refused a fresh connection is known to be down: calls in this interval
+#: fail at once (503, or let through with ``fail_open``) without touching the network. Without
+#: it every request of an outage tried two connections (the pooled one, then a fresh one)
+#: before failing closed, which doubled the p99 of a Redis kill. Short, so that a restarted
+#: Redis is used again within a second; the first call after it tries the network again.
+DOWN_INTERVAL: Final = 1.0
+
+
+class RedisDown(ConnectionError):
+    """Raised without a network call while Redis is known to be down (see DOWN_INTERVAL)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"Redis is down ({cause}); not tried again for {DOWN_INTERVAL:g} s")
+        #: The kind of failure that marked it down (a class name: safe for a ``detail``).
+        self.cause = cause
 
 
 def down_detail(exc: BaseException) -> dict[str, Any]:
     """The ``detail`` of a 503 caused by Redis: which store, and the kind of failure."""
+    if isinstance(exc, RedisDown):
+        return {
+            "store": "redis",
+            "reason": f"{exc.cause}; known down, no connection tried for {DOWN_INTERVAL:g} s",
+        }
     return {"store": "redis", "reason": type(exc).__name__}
 
 
@@ -48,7 +70,14 @@ class RedisConnection:
     a Redis restart gets one more try on a fresh one, within the same ``timeout``.
     """
 
-    def __init__(self, url_or_client: Any, *, timeout: float, owner: str) -> None:
+    def __init__(
+        self,
+        url_or_client: Any,
+        *,
+        timeout: float,
+        owner: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         try:
             import redis
             import redis.asyncio as aredis
@@ -97,6 +126,10 @@ class RedisConnection:
         self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         #: What a failed call raises (sync or async): use it in ``except``.
         self.errors: tuple[type[BaseException], ...] = (TimeoutError, redis.RedisError, OSError)
+        # Known down (DOWN_INTERVAL): when a fresh connection last failed, and how.
+        self._clock = clock
+        self._down_since: float | None = None
+        self._down_cause = ""
         _CONNECTIONS.add(self)
 
     # -- clients ------------------------------------------------------------------------------
@@ -149,6 +182,8 @@ class RedisConnection:
         if self._url is not None and self._sync is not None:
             _INHERITED.append(self._sync)
             self._sync = None
+        # The child makes its own connections: it finds out for itself whether Redis is up.
+        self._down_since = None
         # Calls that were running in the parent's threads never end here.
         self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         _INHERITED.extend(self._async_by_loop.values())
@@ -164,10 +199,28 @@ class RedisConnection:
         # A given sync client's pool notices the fork itself (redis-py checks the pid, and
         # never shuts down a socket another process made).
 
+    # -- known down ---------------------------------------------------------------------------
+
+    def _check_down(self) -> None:
+        """Raise :class:`RedisDown` while a failed fresh connection is less than
+        DOWN_INTERVAL old (a clock that went back ends the interval)."""
+        since = self._down_since
+        if since is not None:
+            elapsed = self._clock() - since
+            if 0 <= elapsed < DOWN_INTERVAL:
+                raise RedisDown(self._down_cause)
+            self._down_since = None
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self._down_cause = type(exc).__name__
+        self._down_since = self._clock()
+
     # -- calls --------------------------------------------------------------------------------
 
     def call(self, command: Callable[[Any], T]) -> T:
-        """``command(sync client)`` within the timeout; raises one of ``errors``."""
+        """``command(sync client)`` within the timeout; raises one of ``errors``, at once
+        (:class:`RedisDown`) while Redis is known to be down."""
+        self._check_down()
         client = self._sync_client()
 
         def attempt() -> T:
@@ -175,7 +228,12 @@ class RedisConnection:
                 return command(client)
             except self._dead_connection:
                 _drop_idle(client)
+            try:
                 return command(client)
+            except self._dead_connection as exc:
+                # Even a fresh connection failed: Redis is down, not restarted.
+                self._mark_down(exc)
+                raise
 
         if not self._bounded:
             return attempt()  # our own client: its socket timeouts are the bound
@@ -200,7 +258,9 @@ class RedisConnection:
         return call_with_deadline(bounded, self.timeout, abort=lambda: _drop_all(client))
 
     async def acall(self, command: Callable[[Any], Awaitable[T]]) -> T:
-        """``await command(async client)`` within the timeout; raises one of ``errors``."""
+        """``await command(async client)`` within the timeout; raises one of ``errors``, at
+        once (:class:`RedisDown`) while Redis is known to be down."""
+        self._check_down()
         client = self._async_client()
 
         async def attempt() -> T:
@@ -208,7 +268,11 @@ class RedisConnection:
                 return await command(client)
             except self._dead_connection:
                 await _adrop_idle(client)
+            try:
                 return await command(client)
+            except self._dead_connection as exc:
+                self._mark_down(exc)
+                raise
 
         return await asyncio.wait_for(attempt(), self.timeout)
 
@@ -223,7 +287,10 @@ class RedisConnection:
                 type(exc).__name__,
             )
             return
-        logger.warning("Redis %s unavailable (%s); refusing", what, type(exc).__name__)
+        if not isinstance(exc, RedisDown):
+            # Inside the known-down interval the call that marked it said so already; each
+            # refusal is still logged (rate-limited) by the adapter.
+            logger.warning("Redis %s unavailable (%s); refusing", what, type(exc).__name__)
         raise error(detail=down_detail(exc)) from exc
 
 
