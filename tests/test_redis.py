@@ -11,6 +11,7 @@ for both stores, both drivers, a URL and a client object, and after a fork.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -76,7 +77,10 @@ class DroppingPort:
             return self._count
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         self._sock.close()
+        self._thread.join(5)
 
 
 @pytest.fixture
