@@ -456,6 +456,8 @@ def bench_features(n: int, repeats: int) -> dict[str, float]:
         "default": {},
         "metrics_off": {"metrics": False},
         "claim_rules": {"claims": {"azp": "web"}, "validate": lambda claims: True},
+        # A hook asked on every request: the cached fast path gives way to the full one.
+        "each_request": {"validate_each_request": lambda claims: True},
     }
 
     def app(logging_level: int | None = logging.INFO, **verifier: Any) -> Starlette:
@@ -501,6 +503,21 @@ def bench_features(n: int, repeats: int) -> dict[str, float]:
     result["bytes_cached"] = peak_bytes_per_request(warm["default"], repeat[: min(n, 500)])
     result["bytes_bare"] = peak_bytes_per_request(bare, repeat[: min(n, 500)])
     return result
+
+
+def print_features(f: dict[str, float]) -> None:
+    print(
+        "\nRS256, what each feature costs (middleware overhead over the bare app, µs; "
+        "fresh / cached token):"
+    )
+    print("\n| setting | fresh | cached |\n|---|---|---|")
+    for name, label in (
+        ("default", "default (metrics on when OpenTelemetry is installed)"),
+        ("metrics_off", "metrics=False"),
+        ("claim_rules", "claims={'azp': 'web'}, validate=... (once per token)"),
+        ("each_request", "validate_each_request=... (every request)"),
+    ):
+        print(f"| {label} | {f[name + '_fresh']:.1f} | {f[name + '_cached']:.1f} |")
 
 
 def cache_memory(entries: int) -> tuple[float, int]:
@@ -656,10 +673,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk run")
     parser.add_argument("--algorithms", nargs="*", default=ALGORITHMS)
     parser.add_argument("--dpop-only", action="store_true", help="only the DPoP rows")
+    parser.add_argument(
+        "--features-only", action="store_true", help="only the table of what each feature costs"
+    )
     args = parser.parse_args(argv)
     n, repeats = (500, 3) if args.quick else (2000, 5)
     if args.dpop_only:
         print_dpop_row(n, repeats)
+        return 0
+    if args.features_only:
+        print_features(bench_features(n, repeats))
         return 0
 
     started = time.monotonic()
@@ -700,17 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     f = bench_features(n, repeats)
-    print(
-        "\nRS256, what each feature costs (middleware overhead over the bare app, µs; "
-        "fresh / cached token):"
-    )
-    print("\n| setting | fresh | cached |\n|---|---|---|")
-    for name, label in (
-        ("default", "default (metrics on when OpenTelemetry is installed)"),
-        ("metrics_off", "metrics=False"),
-        ("claim_rules", "claims={'azp': 'web'}, validate=..."),
-    ):
-        print(f"| {label} | {f[name + '_fresh']:.1f} | {f[name + '_cached']:.1f} |")
+    print_features(f)
     print(
         f"\nRejection flood (expired tokens, 401), overhead per request: reasons logged "
         f"(INFO, rate-limited) {f['log_on']:.1f} µs, logging off {f['log_off']:.1f} µs"

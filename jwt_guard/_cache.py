@@ -13,7 +13,12 @@ What can change between two presentations of the same token is checked on *every
 * the key: the key that verified the signature must still be in the issuer's key set, or the
   entry is dropped and the token verified afresh (a rotated-out or revoked key stops working
   at once) — the drivers check this, because asking a key source may need I/O;
-* the denylist: a revoked ``jti`` or subject is refused (the drivers ask it, after the hit).
+* the denylist: a revoked ``jti`` or subject is refused (the drivers ask it, after the hit);
+* the ``validate_each_request`` hooks (the drivers ask them after the denylist).
+
+The claim rules, ``validate`` hooks included, are not asked again: they are part of verifying
+the bytes, and their answer is taken to hold for the token's life (the README says so where
+they are configured; a rule that can change belongs in ``validate_each_request``).
 
 The cache is bounded and first in, first out: a hit reorders nothing, so lookups take no lock
 (only insertions and removals do). A token that outlives its place is simply verified again.

@@ -242,7 +242,11 @@ class ClaimRules:
     values: Mapping[str, frozenset[Any]] = field(default_factory=dict)
     # claims whose found value a failed rule shows (SHOWN_CLAIM_VALUES and the opt-ins)
     shown: frozenset[str] = SHOWN_CLAIM_VALUES
+    #: ``validate=`` hooks: part of verifying the token, so once per token (a cache hit skips
+    #: them, like the signature).
     validators: tuple[Validator, ...] = ()
+    #: ``validate_each_request=`` hooks: asked on every request, cache hits included.
+    per_request: tuple[Validator, ...] = ()
 
     def check_header_typ(self, header: Mapping[str, Any]) -> None:
         typ = header.get("typ")
@@ -293,23 +297,12 @@ class ClaimRules:
                     safe_value(value) if name in self.shown else f"<{json_type(value)}>"
                 )
                 raise ClaimInvalid(detail=detail)
-        for validate in self.validators:
-            # Anything else the application checks; it raises ClaimInvalid with its own detail,
-            # or returns False (a plain refusal). The claims are read-only.
-            try:
-                verdict = validate(MappingProxyType(claims))
-            except JWTGuardError:
-                raise
-            except _HOOK_ERRORS as exc:
-                # A hook that trips over the claims it was given (``claims["tenant"]`` on a
-                # token without one, a claim of another type) is refusing the token, not
-                # failing the server: a signed token never becomes a 500.
-                logger.warning("%s raised on a verified token", _name(validate), exc_info=True)
-                raise ClaimInvalid(
-                    detail={"reason": f"{_name(validate)} raised {type(exc).__name__}"}
-                ) from exc
-            if verdict is False:
-                raise ClaimInvalid(detail={"reason": f"{_name(validate)} returned False"})
+        if self.validators:
+            run_hooks(self.validators, MappingProxyType(claims), "validate")
+
+    def check_each_request(self, claims: Mapping[str, Any]) -> None:
+        """The ``validate_each_request`` hooks, on a token's read-only claims."""
+        run_hooks(self.per_request, claims, "validate_each_request")
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
         if "aud" not in claims:
@@ -346,8 +339,27 @@ class ClaimRules:
             )
 
 
-def _name(func: object) -> str:
-    return f"validate {getattr(func, '__qualname__', type(func).__name__)}"
+def run_hooks(hooks: Sequence[Validator], claims: Mapping[str, Any], option: str) -> None:
+    """Anything else the application checks, on read-only ``claims``: each hook raises
+    ClaimInvalid with its own detail, or returns False (a plain refusal)."""
+    for hook in hooks:
+        try:
+            verdict = hook(claims)
+        except JWTGuardError:
+            raise
+        except _HOOK_ERRORS as exc:
+            # A hook that trips over the claims it was given (``claims["tenant"]`` on a token
+            # without one, a claim of another type) is refusing the token, not failing the
+            # server: a signed token never becomes a 500.
+            name = _name(option, hook)
+            logger.warning("%s raised on a verified token", name, exc_info=True)
+            raise ClaimInvalid(detail={"reason": f"{name} raised {type(exc).__name__}"}) from exc
+        if verdict is False:
+            raise ClaimInvalid(detail={"reason": f"{_name(option, hook)} returned False"})
+
+
+def _name(option: str, func: object) -> str:
+    return f"{option} {getattr(func, '__qualname__', type(func).__name__)}"
 
 
 def issuer_invalid(found: Any, expected: Collection[str]) -> IssuerInvalid:

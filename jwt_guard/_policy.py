@@ -40,6 +40,15 @@ DEFAULT_ROLES_CLAIM: Final = ("roles",)
 DEFAULT_SCOPES_CLAIM: Final = ("scope", "scp")
 
 
+def _hooks(hook: Validator | None, option: str) -> tuple[Validator, ...]:
+    """A hook option as the rules hold it: ``()`` when not given."""
+    if hook is None:
+        return ()
+    if not callable(hook):
+        raise ConfigurationError(f"{option} must be a callable taking the claims")
+    return (hook,)
+
+
 def _strings(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -74,8 +83,9 @@ class TrustedIssuer:
     """One issuer a multi-issuer :class:`Verifier` trusts, with its own keys and rules.
 
     ``audience``, ``algorithms``, ``roles_claim`` and ``scopes_claim`` default to the
-    verifier's settings when ``None``. ``claims`` (claim-value rules) and ``validate`` add to
-    the verifier's: both apply, the issuer's rule winning for a claim both name.
+    verifier's settings when ``None``. ``claims`` (claim-value rules), ``validate`` and
+    ``validate_each_request`` add to the verifier's: both apply, the issuer's rule winning for
+    a claim both name.
     """
 
     issuer: str
@@ -86,6 +96,7 @@ class TrustedIssuer:
     scopes_claim: str | Sequence[str] | None = None
     claims: Mapping[str, Any] | None = None
     validate: Validator | None = None
+    validate_each_request: Validator | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -93,8 +104,8 @@ class TrustedIssuer:
         if not isinstance(self.keys, KeySource):
             raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
         claim_value_rules(self.claims, "claims")
-        if self.validate is not None and not callable(self.validate):
-            raise ConfigurationError("validate must be a callable taking the claims")
+        _hooks(self.validate, "validate")
+        _hooks(self.validate_each_request, "validate_each_request")
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,12 @@ class Configuration:
     clock: Callable[[], float]
     denylist: Denylist | None
     cache_size: int
+
+    @property
+    def per_request(self) -> bool:
+        """Whether some policy has ``validate_each_request`` hooks (then every request, a
+        cached token's too, takes the verifier's after-steps)."""
+        return any(p.rules.per_request for p in self.policies)
 
     def route(self, payload: Mapping[str, Any]) -> Policy:
         """The policy for a token, chosen by its (not yet verified) ``iss``."""
@@ -188,6 +205,7 @@ def configure(
     claims: Mapping[str, Any] | None = None,
     validate: Validator | None = None,
     detail_claims: Sequence[str] = (),
+    validate_each_request: Validator | None = None,
 ) -> Configuration:
     """Validate the options of :class:`Verifier` (see there) and build its policies."""
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
@@ -227,9 +245,8 @@ def configure(
         required += ("jti",)
     typ = normalize_typ(typ) if typ is not None else None
     values = claim_value_rules(claims, "claims")
-    if validate is not None and not callable(validate):
-        raise ConfigurationError("validate must be a callable taking the claims")
-    validators = (validate,) if validate is not None else ()
+    validators = _hooks(validate, "validate")
+    per_request = _hooks(validate_each_request, "validate_each_request")
     if isinstance(detail_claims, str) or not all(isinstance(c, str) and c for c in detail_claims):
         raise ConfigurationError("detail_claims must be a list of claim names")
     # Opt-in: claim values a failed claim-value rule may show in its detail (issue #14).
@@ -258,8 +275,9 @@ def configure(
             typ=typ,
             values={**values, **claim_value_rules(trusted.claims if trusted else None, "claims")},
             shown=shown,
-            validators=validators
-            + ((trusted.validate,) if trusted and trusted.validate is not None else ()),
+            validators=validators + (_hooks(trusted.validate, "validate") if trusted else ()),
+            per_request=per_request
+            + (_hooks(trusted.validate_each_request, "validate_each_request") if trusted else ()),
         )
         return Policy(source, allowed, rules, roles, scopes)
 

@@ -135,6 +135,12 @@ class Verifier:
     ``cnf.jkt`` with ``dpop=DPoP(...)`` (RFC 9449). ``accept_bound_tokens_as_bearer=True``
     accepts the bindings this verifier cannot check as plain Bearer tokens: only when
     something in front of the app checks them (a proxy terminating mTLS, RFC 8705).
+
+    ``validate`` and the claim rules (``claims``, ``issuer``, ``audience``...) are part of
+    verifying a token: they run once, at its first verification, and a cached token is not
+    asked again. ``validate_each_request`` runs on every request, a cached token's too, after
+    every other check: for a rule whose answer can change while the token lives (a disabled
+    user, a suspended tenant).
     """
 
     def __init__(
@@ -162,6 +168,7 @@ class Verifier:
         dpop: DPoP | None = None,
         accept_bound_tokens_as_bearer: bool = False,
         metrics: bool | Metrics = True,
+        validate_each_request: Validator | None = None,
     ) -> None:
         if dpop is not None and not isinstance(dpop, DPoP):
             raise ConfigurationError("dpop must be a jwt_guard.DPoP")
@@ -187,6 +194,7 @@ class Verifier:
             claims=claims,
             validate=validate,
             detail_claims=detail_claims,
+            validate_each_request=validate_each_request,
         )
         self._config = config
         # Copied onto the instance: the hot path reads them as plain attributes, and the
@@ -200,7 +208,9 @@ class Verifier:
         # RFC 7800 §3.1, RFC 9449 §7.2: a "cnf" binding this verifier cannot check is refused
         # unless the app loudly says it checks it elsewhere (a proxy doing mTLS).
         self._check_cnf = not accept_bound_tokens_as_bearer
-        self._no_after_steps = dpop is None and self._denylist is None
+        # validate_each_request hooks are an after-step: a cache hit must ask them too.
+        self._each_request = config.per_request
+        self._no_after_steps = dpop is None and self._denylist is None and not self._each_request
         self._all_algorithms = config.algorithms
         self._route = config.route
         self._headers: dict[bytes, _Header] = {}
@@ -217,7 +227,8 @@ class Verifier:
         )
         self._cached = self._cache.get
         #: A cache hit that needs no I/O and no error, or None (see VerifiedTokens.hit): the
-        #: ASGI middleware's fast path. Only without after-steps (DPoP, denylist).
+        #: ASGI middleware's fast path. Only without after-steps (DPoP, denylist,
+        #: validate_each_request).
         self._hit = self._cache.hit if self._no_after_steps else None
         self._remember = self._cache.put
         self._forget = self._cache.forget
@@ -401,9 +412,9 @@ class Verifier:
 
     # After the token's own checks: the DPoP step (RFC 9449; the proof is checked on every
     # request, as the token may come from the cache but the proof is new each time), the
-    # denylist, then the proof's jti is recorded, once everything else has passed. A verifier
-    # with neither skips this call altogether (``_no_after_steps``), so plain verification
-    # pays nothing for DPoP.
+    # denylist, the validate_each_request hooks, then the proof's jti is recorded, once
+    # everything else has passed. A verifier with none of these skips this call altogether
+    # (``_no_after_steps``), so plain verification pays nothing for them.
 
     def _after_steps(
         self,
@@ -416,6 +427,8 @@ class Verifier:
         dpop, checked = self._check_dpop(principal, token, proof, method, url)
         if self._denylist is not None:
             self._denylist.check(self._revocation_keys(principal), principal.claims.get("iat"))
+        if self._each_request:
+            self._route(principal.claims).rules.check_each_request(principal.claims)
         if dpop is not None and checked is not None:
             dpop.record(checked)
         return principal
@@ -432,6 +445,8 @@ class Verifier:
         if self._denylist is not None:
             keys = self._revocation_keys(principal)
             await self._denylist.acheck(keys, principal.claims.get("iat"))
+        if self._each_request:
+            self._route(principal.claims).rules.check_each_request(principal.claims)
         if dpop is not None and checked is not None:
             await dpop.arecord(checked)
         return principal

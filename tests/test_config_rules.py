@@ -11,7 +11,7 @@ with a ConfigurationError naming the fix:
 4. ``OIDCDiscovery(issuer)`` for another issuer than ``issuer=`` (a trailing slash...);
 5. a claim-value rule for a claim that has its own option (``iss``, ``aud``, ``exp``, ``nbf``,
    ``iat``), or whose value is not a string, number, boolean or a set of them;
-6. ``validate`` that is not callable.
+6. ``validate`` or ``validate_each_request`` that is not callable.
 
 Each applies per ``TrustedIssuer`` too.
 """
@@ -37,15 +37,18 @@ from jwt_guard import (
     JWKSKeys,
     JWTGuardMiddleware,
     JWTGuardWSGIMiddleware,
+    MemoryDenylist,
     OIDCDiscovery,
+    Principal,
     StaticKeys,
+    TokenRevoked,
     TrustedIssuer,
     Verifier,
 )
 from jwt_guard._signing import generate_key, public_jwk
 from jwt_guard.testing import LocalIssuer, compact
 
-from .conftest import FakeClock
+from .conftest import AppFactory, FakeClock, assert_no_leak, bearer, challenge
 
 SECRET = "s" * 32
 JWKS = "https://idp.example/jwks.json"
@@ -152,6 +155,11 @@ RULES: list[tuple[str, Callable[[], Any], str]] = [
         "validate_not_callable",
         lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], validate="yes"),  # type: ignore[arg-type]
         "callable",
+    ),
+    (
+        "validate_each_request_not_callable",
+        lambda: Verifier(keys=_static("ES256"), algorithms=["ES256"], validate_each_request=1),  # type: ignore[arg-type]
+        "validate_each_request must be a callable",
     ),
     (
         "trusted_issuer_hs_with_jwks",
@@ -371,3 +379,137 @@ async def test_a_validate_hook_error_is_a_401_under_both_adapters(
         status, challenge = answer.status_code, answer.headers["WWW-Authenticate"]
     assert status == 401
     assert 'error="invalid_token"' in challenge
+
+
+# -- validate runs once per token, validate_each_request on every request (issue 22) -----------
+
+
+def test_validate_and_claim_rules_run_once_per_token(issuer: LocalIssuer) -> None:
+    """The documented semantics: part of verifying the token, so a cache hit skips them."""
+    calls: list[object] = []
+    verifier = issuer.verifier(claims={"tenant": "acme"}, validate=calls.append)
+    token = issuer.mint(tenant="acme")
+    for _ in range(3):
+        assert verifier.verify(token)
+    assert len(calls) == 1
+
+
+class ActiveUsers:
+    """A per-request check on changing state: the set of disabled users."""
+
+    def __init__(self) -> None:
+        self.disabled: set[str] = set()
+        self.calls = 0
+
+    def __call__(self, claims: Mapping[str, Any]) -> bool:
+        self.calls += 1
+        return claims["sub"] not in self.disabled
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_issue22_validate_each_request_runs_on_cache_hits(
+    issuer: LocalIssuer, driver: str
+) -> None:
+    active = ActiveUsers()
+    verifier = issuer.verifier(validate_each_request=active)
+    token = issuer.mint(sub="alice")
+
+    async def verify() -> Principal:
+        return verifier.verify(token) if driver == "sync" else await verifier.averify(token)
+
+    assert (await verify()).subject == "alice"
+    assert token.encode() in verifier._cache  # from here on, every call is a cache hit
+    assert (await verify()).subject == "alice"
+    active.disabled.add("alice")
+    with pytest.raises(ClaimInvalid) as caught:
+        await verify()
+    assert caught.value.detail == {"reason": "validate_each_request ActiveUsers returned False"}
+    active.disabled.clear()
+    assert (await verify()).subject == "alice"
+    assert active.calls == 4
+
+
+async def test_issue22_validate_each_request_runs_on_cache_hits_under_every_adapter(
+    issuer: LocalIssuer, make_any_client: AppFactory
+) -> None:
+    # The ASGI middleware answers a cached token without calling the verifier (its fast path):
+    # a per-request hook must turn that path off.
+    active = ActiveUsers()
+    client = make_any_client(issuer.verifier(validate_each_request=active))
+    headers = bearer(issuer.mint(sub="alice"))
+    assert (await client.get("/me", headers=headers)).status_code == 200
+    assert (await client.get("/me", headers=headers)).status_code == 200
+    active.disabled.add("alice")
+    refused = await client.get("/me", headers=headers)
+    assert refused.status_code == 401 and refused.json()["code"] == "claim_invalid"
+    assert 'error="invalid_token"' in challenge(refused)
+    assert_no_leak(refused, "alice", "ActiveUsers")
+    active.disabled.clear()
+    assert (await client.get("/me", headers=headers)).status_code == 200
+    assert active.calls == 4
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_validate_each_request_runs_after_the_denylist(
+    issuer: LocalIssuer, driver: str
+) -> None:
+    # With other after-steps (a denylist): a revoked token is refused as revoked, before the
+    # hook is asked; the hook still runs on every hit of a token that is not.
+    active = ActiveUsers()
+    verifier = issuer.verifier(validate_each_request=active, denylist=MemoryDenylist())
+    kept, revoked = issuer.mint(sub="alice"), issuer.mint(sub="bob")
+    verifier.revoke(revoked)
+
+    async def verify(token: str) -> Principal:
+        return verifier.verify(token) if driver == "sync" else await verifier.averify(token)
+
+    with pytest.raises(TokenRevoked):
+        await verify(revoked)
+    assert active.calls == 0
+    await verify(kept)
+    active.disabled.add("alice")
+    with pytest.raises(ClaimInvalid):
+        await verify(kept)
+    assert active.calls == 2
+
+
+def test_validate_each_request_per_trusted_issuer(clock: FakeClock) -> None:
+    a = LocalIssuer(issuer="https://a.example", algorithm="RS256", clock=clock)
+    b = LocalIssuer(issuer="https://b.example", algorithm="RS256", clock=clock)
+    everyone, only_a = ActiveUsers(), ActiveUsers()
+    verifier = Verifier(
+        algorithms=["RS256"],
+        audience=a.audience,
+        clock=clock,
+        validate_each_request=everyone,
+        issuers=[
+            TrustedIssuer(a.issuer, a.keys(), validate_each_request=only_a),
+            TrustedIssuer(b.issuer, b.keys()),
+        ],
+    )
+    from_a, from_b = a.mint(sub="carol"), b.mint(sub="carol")
+    only_a.disabled.add("carol")
+    with pytest.raises(ClaimInvalid):
+        verifier.verify(from_a)
+    assert verifier.verify(from_b).subject == "carol"
+    assert verifier.verify(from_b).subject == "carol"  # a hit: asked again
+    assert (everyone.calls, only_a.calls) == (3, 1)
+    with pytest.raises(ConfigurationError, match="validate_each_request must be a callable"):
+        TrustedIssuer(a.issuer, a.keys(), validate_each_request="yes")  # type: ignore[arg-type]
+
+
+def test_a_validate_each_request_hook_that_trips_over_the_claims_refuses_the_token(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = issuer.verifier(validate_each_request=lambda claims: claims["tenant"] == "x")
+    with pytest.raises(ClaimInvalid) as caught:
+        verifier.verify(issuer.mint())
+    assert caught.value.detail["reason"].startswith("validate_each_request ")
+    assert caught.value.detail["reason"].endswith(" raised KeyError")
+    assert any("raised on a verified token" in r.getMessage() for r in caplog.records)
+
+
+def test_without_validate_each_request_the_cached_fast_path_stays(issuer: LocalIssuer) -> None:
+    assert issuer.verifier()._hit is not None
+    assert issuer.verifier(validate=lambda claims: True)._hit is not None
+    assert issuer.verifier(validate_each_request=lambda claims: True)._hit is None
