@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from ._dpop import DPoP
 from ._errors import (
@@ -46,6 +46,10 @@ _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a t
 #: Errors about the proof or the key binding: their challenge is DPoP's whatever the scheme.
 _DPOP_ERRORS = (InvalidDPoPProof, DPoPKeyMismatch)
 
+#: Errors whose answer carries values of the error's own (RFC 6750 §3 scope, RFC 9470 §3
+#: acr_values and max_age, RFC 9449 §9 nonce): built for each one.
+_PER_ERROR = (Forbidden, InsufficientUserAuthentication, DPoPNonceRequired)
+
 _BODY_ERROR = {400: "invalid_request", 401: "unauthorized", 403: "forbidden"}
 _ANSWERED = (400, 401, 403, 429, 503)
 #: The body of a 500: our bug or the operator's (a request-time ConfigurationError), never
@@ -53,6 +57,11 @@ _ANSWERED = (400, 401, 403, 429, 503)
 _INTERNAL_BODY = (
     b'{"error":"server_error","error_description":"Internal error.","code":"server_error"}'
 )
+
+#: Distinct error answers kept ready per adapter (``Responder``). Ours are a few dozen (code x
+#: scheme); an app raising errors with texts of its own past this gets its answers built each
+#: time, so the memory stays bounded whatever it raises.
+MAX_READY_ANSWERS: Final = 256
 
 
 @dataclass
@@ -135,6 +144,10 @@ class Responder:
         # RFC 9449 §7.1: a DPoP challenge names the proof algorithms (ours, from the table).
         self._dpop_algs = f"algs={_quoted(dpop.algs)}" if dpop is not None else None
         self._bearer_accepted = dpop is None or not dpop.required
+        # A refusal's answer depends only on a few fields of its error (``_ready_key``): made
+        # once per kind, then copied, so a flood of bad tokens costs no JSON encoding and no
+        # challenge building per request.
+        self._ready: dict[tuple[Any, ...], tuple[int, tuple[tuple[str, str], ...], bytes]] = {}
 
     def challenge(self, exc: JWTGuardError) -> str:
         """The ``WWW-Authenticate`` value for ``exc``: only fixed texts, so it cannot fail.
@@ -199,7 +212,7 @@ class Responder:
                 _INTERNAL_BODY,
             )
         else:
-            answer = self._default(exc, status)
+            answer = self._ready_answer(exc, status)
         if self._on_error is None:
             return answer
         fallback = Answer(answer.status, list(answer.headers), answer.body)
@@ -212,6 +225,37 @@ class Responder:
             logger.error("on_error returned an answer that cannot be sent; ignored")
             return fallback
         return shaped
+
+    def _ready_answer(self, exc: JWTGuardError, status: int) -> Answer:
+        """The default answer, from the ready ones when ``exc`` is of a kind seen before."""
+        key = self._ready_key(exc, status)
+        if key is None:
+            return self._default(exc, status)
+        ready = self._ready.get(key)
+        if ready is None:
+            made = self._default(exc, status)
+            ready = (made.status, tuple(made.headers), made.body)
+            if len(self._ready) < MAX_READY_ANSWERS:
+                self._ready[key] = ready
+        # A new Answer with its own header list: on_error may change what it is given.
+        return Answer(ready[0], list(ready[1]), ready[2])
+
+    def _ready_key(self, exc: JWTGuardError, status: int) -> tuple[Any, ...] | None:
+        """What the default answer to ``exc`` depends on, or ``None`` when it is built each
+        time: with ``debug`` (the body holds the detail), for errors that carry values of their
+        own (scopes, acr values, a nonce), and for attributes an app set to something else
+        than text."""
+        if self._debug or isinstance(exc, _PER_ERROR):
+            return None
+        code, description, error = exc.code, exc.description, exc.error
+        if type(code) is not str or type(description) is not str:
+            return None
+        if error is not None and type(error) is not str:
+            return None
+        retry_after = exc.retry_after if isinstance(exc, ServiceUnavailable) else None
+        if retry_after is not None and type(retry_after) is not int:
+            return None
+        return (type(exc), status, code, description, error, exc.dpop_scheme is True, retry_after)
 
     def _default(self, exc: JWTGuardError, status: int) -> Answer:
         description = exc.description if isinstance(exc.description, str) else ""

@@ -9,7 +9,9 @@ client as it is.
 body only with ``debug=True``): a mapping of safe facts about *why* — which claim, expected versus
 found for values that are not secret (``iss``, ``aud``, ``alg``, ``typ``, ``kid``, the key set's
 kids), time claims against the clock and the leeway, needed versus present roles and scopes. It
-never holds the token, a signature, a secret or other claim values.
+never holds the token, a signature, a secret or other claim values. It costs nothing until it is
+read: an error may be given a callable that builds it, called on the first read of ``detail``
+only (a flood of refusals whose log lines are rate-limited away builds none).
 
     JWTGuardError
     ├── ConfigurationError            (also ValueError)  raised at start-up; per request: 500
@@ -55,8 +57,8 @@ never holds the token, a signature, a secret or other claim values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, TypeAlias
 
 __all__ = [
     "AlgorithmNotAllowed",
@@ -119,6 +121,11 @@ _JSON_TYPES: Final = {
 }
 
 
+#: What an error is given as its ``detail``: the facts, or a callable that builds them when
+#: something reads them (the log line, ``debug``, ``on_error``, the CLI).
+Detail: TypeAlias = "Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None"
+
+
 def json_type(value: Any) -> str:
     """The JSON type of a parsed value: a safe fact about a claim whose value is not."""
     return _JSON_TYPES.get(type(value), type(value).__name__)
@@ -156,12 +163,15 @@ class JWTGuardError(Exception):
     #: §7.1): its answer carries the error in the ``DPoP`` challenge, not the ``Bearer`` one.
     dpop_scheme: bool = False
 
+    #: The facts once built (``detail``), else ``None`` and ``_source`` says how to build them.
+    _built: dict[str, Any] | None = None
+
     def __init__(
         self,
         description: str | None = None,
         *,
         code: str | None = None,
-        detail: Mapping[str, Any] | None = None,
+        detail: Detail = None,
     ) -> None:
         # Only fixed, code-chosen texts are passed as the description; never data from the
         # token. Reasons go to ``detail``, built only from safe facts (see the module docstring).
@@ -169,8 +179,37 @@ class JWTGuardError(Exception):
             self.description = description
         if code is not None:
             self.code = code
-        self.detail: dict[str, Any] = dict(detail) if detail else {}
+        self._source = detail
         super().__init__(self.description)
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """The safe facts of why (see the module docstring), built on the first read."""
+        built = self._built
+        if built is None:
+            source = self._source
+            if callable(source):
+                source = source()
+            built = self._built = dict(source) if source else {}
+        return built
+
+    @detail.setter
+    def detail(self, value: Mapping[str, Any] | None) -> None:
+        self._built = dict(value) if value else {}
+
+    def add_detail(self, key: str, value: Any) -> None:
+        """``detail.setdefault(key, value)``, without building the detail before it is read."""
+        if self._built is not None:
+            self._built.setdefault(key, value)
+            return
+        source = self._source
+
+        def built() -> Mapping[str, Any]:
+            facts = dict((source() if callable(source) else source) or {})
+            facts.setdefault(key, value)
+            return facts
+
+        self._source = built
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r})"
@@ -340,7 +379,7 @@ class InsufficientUserAuthentication(JWTGuardError):
         code: str | None = None,
         acr_values: Iterable[str] = (),
         max_age: int | None = None,
-        detail: Mapping[str, Any] | None = None,
+        detail: Detail = None,
     ) -> None:
         super().__init__(description, code=code, detail=detail)
         self.acr_values: tuple[str, ...] = tuple(acr_values)
@@ -368,7 +407,7 @@ class Forbidden(JWTGuardError):
         *,
         code: str | None = None,
         required: Iterable[str] = (),
-        detail: Mapping[str, Any] | None = None,
+        detail: Detail = None,
     ) -> None:
         super().__init__(description, code=code, detail=detail)
         # Names the route requires (configured by the app, not taken from the token):
@@ -413,7 +452,7 @@ class TooManyRequests(JWTGuardError):
         *,
         code: str | None = None,
         retry_after: int = 1,
-        detail: Mapping[str, Any] | None = None,
+        detail: Detail = None,
     ) -> None:
         super().__init__(description, code=code, detail=detail)
         self.retry_after = max(1, int(retry_after))
@@ -432,7 +471,7 @@ class ServiceUnavailable(JWTGuardError):
         *,
         code: str | None = None,
         retry_after: int = 5,
-        detail: Mapping[str, Any] | None = None,
+        detail: Detail = None,
     ) -> None:
         super().__init__(description, code=code, detail=detail)
         self.retry_after = max(1, int(retry_after))
@@ -512,7 +551,7 @@ class DPoPNonceRequired(InvalidDPoPProof):
         *,
         nonce: str,
         code: str | None = None,
-        detail: Mapping[str, Any] | None = None,
+        detail: Detail = None,
     ) -> None:
         super().__init__(description, code=code, detail=detail)
         # Made by the server (DPoPNonces), never taken from the request: safe to send back.

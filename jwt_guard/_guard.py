@@ -96,6 +96,15 @@ _PREFLIGHT_WARNINGS: Final = 16
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 §4.1.1 token
 
 
+#: A malformed token that is not even token68 (RFC 6750 §2.1): the code and description of
+#: its 400, for a header (``False``) and for a cookie (``True``).
+_NOT_TOKEN68: Final = {
+    False: ("header_malformed", "The Authorization header is malformed."),
+    True: ("cookie_malformed", "The token cookie is malformed."),
+}
+_NOT_TOKEN68_REASON: Final = "the token has characters a bearer token cannot have (RFC 6750 §2.1)"
+
+
 def in_request_scheme(exc: JWTGuardError, request: Mapping[str, Any] | None) -> JWTGuardError:
     """``exc``, marked for the ``DPoP`` challenge when ``request`` (an ASGI scope or a WSGI
     environ) was authenticated with the DPoP scheme (RFC 9449 §7.1)."""
@@ -248,7 +257,7 @@ class Guard:
         if found is None:
             if self.optional:
                 return None
-            raise AuthenticationRequired(detail={"looked_in": self._places(websocket)})
+            raise AuthenticationRequired(detail=lambda: {"looked_in": self._places(websocket)})
         if found.source == "cookie" and self.csrf is not None:
             # The browser attaches cookies on its own; prove the request is same-site intent.
             check_csrf(view(), self.csrf, websocket=websocket, token=found.token)
@@ -283,16 +292,13 @@ class Guard:
         if found.source == "dpop":
             exc.dpop_scheme = True
         if isinstance(exc, MalformedToken) and not is_token68(found.token):
-            where = "cookie" if found.source == "cookie" else "header"  # "dpop": the header
-            detail: dict[str, Any] = {
-                "reason": "the token has characters a bearer token cannot have (RFC 6750 §2.1)",
-                "source": found.source,
-            }
+            source = found.source
+            # Fixed texts; "dpop" is the header too.
+            code, description = _NOT_TOKEN68[source == "cookie"]
             refined = InvalidRequest(
-                code=f"{where}_malformed",
-                description=f"The {'token cookie' if where == 'cookie' else 'Authorization header'}"
-                " is malformed.",
-                detail=detail,
+                code=code,
+                description=description,
+                detail=lambda: {"reason": _NOT_TOKEN68_REASON, "source": source},
             )
             refined.dpop_scheme = exc.dpop_scheme
             return refined

@@ -77,12 +77,16 @@ class KeySet:
         return found
 
     def _not_found(self, kid: str | None, alg: str) -> KeyNotFound:
+        # Built when read (a flood of random kids builds none while its log lines are dropped).
+        return KeyNotFound(detail=lambda: self._not_found_detail(kid, alg))
+
+    def _not_found_detail(self, kid: str | None, alg: str) -> dict[str, Any]:
         detail: dict[str, Any] = {"kid": kid, "alg": alg, "key_set_kids": list(self.key_ids)}
         if kid is not None and kid in self._by_kid:
             detail["reason"] = "the key with this kid does not fit the algorithm"
         elif kid is None and self.keys:
             detail["reason"] = "no key without a kid fits the algorithm"
-        return KeyNotFound(detail={k: safe_value(v) for k, v in detail.items()})
+        return {k: safe_value(v) for k, v in detail.items()}
 
     def _select(self, kid: str | None, alg: str) -> tuple[JWK, ...]:
         if kid is not None:

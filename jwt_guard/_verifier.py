@@ -578,8 +578,9 @@ class Verifier:
             )
         if alg not in self._all_algorithms:
             # Covers "none" in any spelling and every algorithm not configured (RFC 8725 §3.1).
+            allowed = self._all_algorithms
             raise AlgorithmNotAllowed(
-                detail={"alg": safe_value(alg), "allowed": sorted(self._all_algorithms)}
+                detail=lambda: {"alg": safe_value(alg), "allowed": sorted(allowed)}
             )
         if "crit" in header:
             crit = header["crit"]
@@ -642,12 +643,12 @@ class Verifier:
             part = "signature"
             signature = b64url_decode(s64)
         except MalformedToken as exc:
-            exc.detail.setdefault("part", part)
+            exc.add_detail("part", part)
             raise
         policy = self._route(payload)
         if header.alg not in policy.algorithms:
             raise AlgorithmNotAllowed(
-                detail={
+                detail=lambda: {
                     "alg": header.alg,
                     "allowed": sorted(policy.algorithms),
                     "iss": safe_value(payload.get("iss")),
@@ -665,11 +666,13 @@ class Verifier:
             try:
                 ok = key.verify(header.alg, signing_input, signature)
             except (ValueError, TypeError) as exc:
-                raise InvalidSignature(detail=_signature_detail(header, candidates)) from exc
+                raise InvalidSignature(
+                    detail=lambda: _signature_detail(header, candidates)
+                ) from exc
             if ok:
                 break
         else:
-            raise InvalidSignature(detail=_signature_detail(header, candidates))
+            raise InvalidSignature(detail=lambda: _signature_detail(header, candidates))
         exp = check_time_claims(payload, self._clock(), self._leeway, self._max_age)
         policy.rules.check(payload)
         if "cnf" in payload and self._check_cnf:

@@ -1,0 +1,162 @@
+"""Cheap refusals (issue 22 item 8): a refused request costs no more than before the reasons.
+
+A flood of garbage or tampered tokens cost 40 µs a request against 26 µs before the reasons
+work: every refusal built its ``detail`` (lists of kids, sorted algorithms) whether anything read
+it or not, and its answer (challenge, JSON body) from scratch. Speed is measured in
+``benchmarks/`` (the rejection-flood rows); here the mechanism is tested: a detail is built only
+when something reads it (a log line that is not rate-limited away, ``debug``, ``on_error``), and
+an answer is made once per kind of error, then copied. Both adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from jwt_guard import JWTGuardError, MalformedToken, _verifier
+from jwt_guard._answer import Answer, Responder
+from jwt_guard._guard import Guard
+from jwt_guard.testing import LocalIssuer
+
+from .conftest import AppFactory, bearer
+
+
+def _tampered(issuer: LocalIssuer) -> str:
+    header, payload, signature = issuer.mint().split(".")
+    return f"{header}.{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+
+
+def counted(fn: Callable[..., Any], calls: list[int]) -> Callable[..., Any]:
+    """``fn`` (which still runs), counting its calls in ``calls``; a method stays a method."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+async def test_issue22_detail_is_not_built_when_its_log_line_is_rate_limited_away(
+    make_client: AppFactory,
+    issuer: LocalIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No debug, no on_error, one log line a minute: the first refusal's line reads the
+    detail, the flood behind it builds none (it built one per request)."""
+    signature_details: list[int] = []
+    monkeypatch.setattr(
+        _verifier, "_signature_detail", counted(_verifier._signature_detail, signature_details)
+    )
+    places: list[int] = []
+    monkeypatch.setattr(Guard, "_places", counted(Guard._places, places))
+    client = make_client(issuer.verifier(), log_limit=1)
+    with caplog.at_level(logging.INFO, logger="jwt_guard"):
+        for _ in range(12):
+            response = await client.get("/me", headers=bearer(_tampered(issuer)))
+            assert response.json()["code"] == "signature_invalid"
+            response = await client.get("/me")
+            assert response.json()["code"] == "token_missing"
+    assert len(signature_details) == 1
+    assert len(places) == 1
+    lines = {r.jwt_guard_code: r.jwt_guard_detail for r in caplog.records}  # type: ignore[attr-defined]
+    assert set(lines["signature_invalid"]) == {"alg", "kid", "keys_tried"}
+    assert lines["token_missing"] == {"looked_in": ["Authorization: Bearer header"]}
+
+
+@pytest.mark.parametrize("reader", ["on_error", "debug"])
+async def test_issue22_detail_is_built_for_whoever_reads_it(
+    make_client: AppFactory,
+    issuer: LocalIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+    reader: str,
+) -> None:
+    """Past the log limit, on_error and the debug body still get every refusal's detail."""
+    seen: list[dict[str, Any]] = []
+
+    def on_error(exc: JWTGuardError, answer: Answer) -> Answer:
+        seen.append(exc.detail)
+        return answer
+
+    options: dict[str, Any] = {"on_error": on_error} if reader == "on_error" else {"debug": True}
+    client = make_client(issuer.verifier(), log_limit=1, **options)
+    for _ in range(5):
+        response = await client.get("/me", headers=bearer(_tampered(issuer)))
+        assert response.status_code == 401
+        if reader == "debug":
+            seen.append(response.json()["detail"])
+    assert len(seen) == 5
+    assert all(d == seen[0] and set(d) == {"alg", "kid", "keys_tried"} for d in seen)
+
+
+class _CountingJSON:
+    """The ``json`` module as ``_answer`` sees it, counting the bodies encoded."""
+
+    def __init__(self) -> None:
+        self.dumps_calls = 0
+
+    def dumps(self, *args: Any, **kwargs: Any) -> str:
+        self.dumps_calls += 1
+        return json.dumps(*args, **kwargs)
+
+
+async def test_issue22_an_answer_is_made_once_per_kind_of_refusal(
+    make_client: AppFactory, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of the same refusal encodes its body once; every answer is the same bytes."""
+    from jwt_guard import _answer
+
+    counting = _CountingJSON()
+    monkeypatch.setattr(_answer, "json", counting)
+    client = make_client(issuer.verifier())
+    answers = []
+    for token in ["a.b", "garbage", _tampered(issuer), _tampered(issuer)] * 5:
+        response = await client.get("/me", headers=bearer(token))
+        answers.append((response.status_code, response.headers["www-authenticate"], response.text))
+    assert counting.dumps_calls == 2  # token_malformed, signature_invalid
+    assert len(set(answers)) == 2
+    assert answers[0][2] == (
+        '{"error":"invalid_token","error_description":"The access token is malformed.",'
+        '"code":"token_malformed"}'
+    )
+
+
+def test_issue22_on_error_changing_a_ready_answer_does_not_change_the_next() -> None:
+    """Each refusal gets its own Answer (and header list) to shape, copied from the ready one."""
+    given: list[Answer] = []
+
+    def on_error(exc: JWTGuardError, answer: Answer) -> Answer:
+        given.append(answer)
+        answer.headers.append(("x-request", str(len(given))))
+        answer.status = 418
+        return answer
+
+    responder = Responder("api", on_error)
+    first, second = responder.answer(MalformedToken()), responder.answer(MalformedToken())
+    assert first.headers[-1] == ("x-request", "1") and second.headers[-1] == ("x-request", "2")
+    assert [h for h in second.headers if h[0] == "x-request"] == [("x-request", "2")]
+    plain = Responder("api", None).answer(MalformedToken())
+    assert plain.status == 401 and not any(h[0] == "x-request" for h in plain.headers)
+
+
+def test_issue22_a_detail_builder_runs_once_when_read() -> None:
+    built: list[int] = []
+
+    def build() -> dict[str, Any]:
+        built.append(1)
+        return {"reason": "r", "segments": 2}
+
+    exc = MalformedToken(detail=build)
+    exc.add_detail("part", "header")
+    exc.add_detail("reason", "not this one")  # setdefault: the builder's value stays
+    assert built == []
+    assert exc.detail == {"reason": "r", "segments": 2, "part": "header"}
+    assert list(exc.detail) == ["reason", "segments", "part"]  # the log line's order
+    assert built == [1]
+    exc.add_detail("more", 1)
+    assert exc.detail["more"] == 1 and built == [1]
+    assert MalformedToken().detail == {} and MalformedToken(detail={"a": 1}).detail == {"a": 1}
