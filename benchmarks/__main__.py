@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import hmac
+import io
 import json
 import logging
 import os
@@ -520,6 +521,158 @@ def print_features(f: dict[str, float]) -> None:
         print(f"| {label} | {f[name + '_fresh']:.1f} | {f[name + '_cached']:.1f} |")
 
 
+def wsgi_environ(token: str) -> dict[str, Any]:
+    """A WSGI environ for ``GET /`` with ``token``, like :func:`scope_for`'s request."""
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "api.example",
+        "HTTP_USER_AGENT": "bench/1.0",
+        "HTTP_ACCEPT": "*/*",
+        "HTTP_AUTHORIZATION": "Bearer " + token,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+def wsgi_per_call(app: Any, environs: Sequence[dict[str, Any]], expect: int) -> float:
+    """Mean µs per request of a WSGI ``app`` called directly (no server, no network)."""
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: Any, *args: Any) -> None:
+        statuses.append(status)
+
+    copies = [dict(e) for e in environs]
+    gc.collect()
+    start = time.perf_counter()
+    for environ in copies:
+        result = app(environ, start_response)
+        for _ in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    elapsed = (time.perf_counter() - start) / len(copies)
+    if any(not s.startswith(str(expect)) for s in statuses):
+        raise RuntimeError(f"benchmark app answered {statuses[0]}: the measurement is invalid")
+    return elapsed * 1e6
+
+
+def garbage_tokens(n: int) -> list[str]:
+    """Malformed tokens of the kinds a flood sends: no dots, two segments, a bad alphabet,
+    an undecodable header."""
+    kinds = ["not-a-jwt-{}", "abc.def{}", "eyJhbGciOiJub25lIn0.e30.{}!", "x{}.y.z"]
+    return [kinds[i % len(kinds)].format(i) for i in range(n)]
+
+
+def tampered_tokens(issuer: LocalIssuer, n: int) -> list[str]:
+    """Well-formed tokens whose signature does not verify (the last byte changed)."""
+    tokens = []
+    for i in range(n):
+        head, payload, signature = issuer.mint(sub=f"user-{i}").split(".")
+        tokens.append(
+            f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BA'}"
+        )
+    return tokens
+
+
+def bench_refusals(n: int, repeats: int) -> dict[str, float]:
+    """A rejection flood (RS256 verifier): per-request overhead over the bare app of the ASGI
+    middleware, the WSGI middleware and the Flask extension, for malformed tokens (401
+    token_malformed / 400 header_malformed) and tampered signatures (401 signature_invalid).
+    Reasons logged at INFO to a handler (rate-limited), as in production; interleaved rounds,
+    the best round counts."""
+    from flask import Flask
+
+    from jwt_guard.flask import JWTGuard
+    from jwt_guard.wsgi import JWTGuardWSGIMiddleware
+
+    issuer = LocalIssuer(algorithm="RS256", kid="refusals")
+    floods = {"malformed": garbage_tokens(n), "bad_signature": tampered_tokens(issuer, n)}
+    ok = issuer.mint(ttl=3600)
+
+    def plain_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("content-type", "text/plain")])
+        return [b"ok"]
+
+    def flask_app(guarded: bool) -> Flask:
+        app = Flask("bench")
+        app.add_url_rule("/", "index", lambda: "ok")
+        if guarded:
+            JWTGuard(app, verifier=issuer.verifier())
+        return app
+
+    asgi = app_with([Middleware(JWTGuardMiddleware, verifier=issuer.verifier())])
+    wsgi = JWTGuardWSGIMiddleware(plain_wsgi, verifier=issuer.verifier())
+    flask_guarded, flask_bare = flask_app(True), flask_app(False)
+    bare = app_with([])
+    logger = logging.getLogger("jwt_guard")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    ok_scopes = [scope_for(ok)] * n
+    ok_environs = [wsgi_environ(ok)] * n
+    measurements: dict[str, Callable[[], float]] = {
+        "raw": lambda: per_call(raw_check(issuer, ok), n, 1),
+        "asgi_bare": lambda: asgi_per_call(bare, ok_scopes, 1),
+        "wsgi_bare": lambda: wsgi_per_call(plain_wsgi, ok_environs, 200),
+        "flask_bare": lambda: wsgi_per_call(flask_bare.wsgi_app, ok_environs, 200),
+    }
+    for kind, tokens in floods.items():
+        scopes = [scope_for(t) for t in tokens]
+        environs = [wsgi_environ(t) for t in tokens]
+        measurements[f"asgi_{kind}"] = lambda s=scopes: asgi_per_call(asgi, s, 1, expect=401)
+        measurements[f"wsgi_{kind}"] = lambda e=environs: wsgi_per_call(wsgi, e, 401)
+        measurements[f"flask_{kind}"] = lambda e=environs: wsgi_per_call(
+            flask_guarded.wsgi_app, e, 401
+        )
+    best = {name: float("inf") for name in measurements}
+    try:
+        for _ in range(repeats):
+            for name, measure in measurements.items():
+                best[name] = min(best[name], measure())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    result = {"raw": best["raw"]}
+    for adapter in ("asgi", "wsgi", "flask"):
+        for kind in floods:
+            result[f"{adapter}_{kind}"] = best[f"{adapter}_{kind}"] - best[f"{adapter}_bare"]
+    return result
+
+
+def print_refusals(n: int, repeats: int) -> None:
+    r = bench_refusals(n, repeats)
+    raw = r["raw"]
+    print(
+        "\nRejection flood, RS256 verifier, reasons logged at INFO (rate-limited): overhead per "
+        f"refused request over the bare app (µs, × raw RS256 check {raw:.1f} µs)"
+    )
+    print("\n| adapter | malformed tokens | bad signatures |\n|---|---|---|")
+    for adapter, label in (
+        ("asgi", "ASGI middleware"),
+        ("wsgi", "WSGI middleware"),
+        ("flask", "Flask extension"),
+    ):
+        cells = [
+            f"{r[f'{adapter}_{k}']:.1f} ({r[f'{adapter}_{k}'] / raw:.2f}×)"
+            for k in ("malformed", "bad_signature")
+        ]
+        print(f"| {label} | {cells[0]} | {cells[1]} |", flush=True)
+
+
 def cache_memory(entries: int) -> tuple[float, int]:
     """Peak MB of a verifier whose cache holds ``entries`` RS256 tokens."""
     issuer = LocalIssuer(algorithm="RS256", kid="mem")
@@ -676,6 +829,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--features-only", action="store_true", help="only the table of what each feature costs"
     )
+    parser.add_argument(
+        "--refusals-only", action="store_true", help="only the rejection-flood rows"
+    )
     args = parser.parse_args(argv)
     n, repeats = (500, 3) if args.quick else (2000, 5)
     if args.dpop_only:
@@ -683,6 +839,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.features_only:
         print_features(bench_features(n, repeats))
+        return 0
+    if args.refusals_only:
+        print_refusals(n, repeats)
         return 0
 
     started = time.monotonic()
@@ -728,8 +887,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nRejection flood (expired tokens, 401), overhead per request: reasons logged "
         f"(INFO, rate-limited) {f['log_on']:.1f} µs, logging off {f['log_off']:.1f} µs"
     )
+    print_refusals(n, repeats)
     print(
-        "Peak memory per request above its start (tracemalloc): bare app "
+        "\nPeak memory per request above its start (tracemalloc): bare app "
         f"{f['bytes_bare']:.0f} B, guarded fresh token {f['bytes_fresh']:.0f} B, "
         f"guarded cached token {f['bytes_cached']:.0f} B"
     )

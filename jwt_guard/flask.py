@@ -86,9 +86,14 @@ def _raise_rejection() -> Response | None:
     environ = request.environ
     if environ.get(PREFLIGHT_KEY):
         return _preflight(environ[GUARD_KEY])
-    rejection = environ.get(REJECTION_KEY)
+    # Taken out of the environ: raised, the error gets a traceback through Flask's frames,
+    # which hold the environ (a cycle, garbage for the cycle collector, if it stayed there).
+    rejection = environ.pop(REJECTION_KEY, None)
     if isinstance(rejection, JWTGuardError):
-        raise rejection
+        try:
+            raise rejection
+        finally:
+            rejection = None  # this frame, in the error's traceback, must not hold the error
     return None
 
 

@@ -246,7 +246,11 @@ class JWTGuardWSGIMiddleware:
             except JWTGuardError as exc:
                 if not self.defer_rejections:
                     return self.reject(exc, start_response, environ)
-                environ[REJECTION_KEY] = exc
+                # Kept without its traceback and context: their frames hold this environ, and
+                # an environ -> error -> frame -> environ cycle is garbage only the cycle
+                # collector frees (about 75 objects per refused request, its pauses the p99).
+                exc.__context__ = None
+                environ[REJECTION_KEY] = exc.with_traceback(None)
                 principal = environ[PRINCIPAL_KEY] = None
             environ[VERIFIER_KEY] = self.verifier
             if principal is not None and self.guard.dpop is not None:

@@ -10,6 +10,8 @@ an answer is made once per kind of error, then copied. Both adapters.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from jwt_guard._answer import Answer, Responder
 from jwt_guard._guard import Guard
 from jwt_guard.testing import LocalIssuer
 
+from .apps import flask_app, starlette_app
 from .conftest import AppFactory, bearer
 
 
@@ -160,3 +163,78 @@ def test_issue22_a_detail_builder_runs_once_when_read() -> None:
     exc.add_detail("more", 1)
     assert exc.detail["more"] == 1 and built == [1]
     assert MalformedToken().detail == {} and MalformedToken(detail={"a": 1}).detail == {"a": 1}
+
+
+def _cyclic_garbage(call: Callable[[], object], times: int = 50) -> float:
+    """Objects per call that only the cycle collector frees (its pauses are a load's p99)."""
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(times):
+            call()
+        return gc.collect() / times
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi", "flask"])
+def test_issue22_a_refused_request_leaves_no_garbage_cycle(
+    issuer: LocalIssuer, adapter: str
+) -> None:
+    """The Flask extension kept the refusal in the environ with its traceback, whose frames
+    hold the environ: ~75 objects per refused request for the cycle collector (none before),
+    whose pauses took the load campaign's garbage phase p99 from 15 to 102 ms. A refused
+    request now leaves no more cyclic garbage than an accepted one of the same app."""
+    from werkzeug.test import EnvironBuilder
+
+    verifier = issuer.verifier()
+    token = issuer.mint(ttl=3600)
+    verifier.verify(token)
+    if adapter == "asgi":
+        app = starlette_app(verifier)
+        loop = asyncio.new_event_loop()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        def request(value: str) -> Callable[[], object]:
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": "/me",
+                "raw_path": b"/me",
+                "root_path": "",
+                "query_string": b"",
+                "headers": [(b"host", b"t"), (b"authorization", b"Bearer " + value.encode())],
+                "client": ("127.0.0.1", 5000),
+                "server": ("127.0.0.1", 80),
+            }
+            return lambda: loop.run_until_complete(app(dict(scope), receive, send))
+
+    else:
+        loop = None
+        wsgi = flask_app(verifier, extension=adapter == "flask").wsgi_app
+
+        def request(value: str) -> Callable[[], object]:
+            def one() -> None:
+                environ = EnvironBuilder("/me", headers=bearer(value)).get_environ()
+                result = wsgi(environ, lambda status, headers, *a: None)
+                b"".join(result)
+                getattr(result, "close", lambda: None)()
+
+            return one
+
+    accepted, refused = request(token), request("abc.def")
+    accepted()
+    refused()
+    try:
+        assert _cyclic_garbage(refused) <= _cyclic_garbage(accepted)
+    finally:
+        if loop is not None:
+            loop.close()
