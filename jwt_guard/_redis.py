@@ -179,11 +179,11 @@ class RedisConnection:
         event-loop descriptor parent and child share, so the parent would stop hearing its
         replies. They are kept referenced for the child's lifetime.
         """
+        # The child makes its own connections: it finds out for itself whether Redis is up.
+        self._down_since = None
         if self._url is not None and self._sync is not None:
             _INHERITED.append(self._sync)
             self._sync = None
-        # The child makes its own connections: it finds out for itself whether Redis is up.
-        self._down_since = None
         # Calls that were running in the parent's threads never end here.
         self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         _INHERITED.extend(self._async_by_loop.values())
@@ -287,10 +287,7 @@ class RedisConnection:
                 type(exc).__name__,
             )
             return
-        if not isinstance(exc, RedisDown):
-            # Inside the known-down interval the call that marked it said so already; each
-            # refusal is still logged (rate-limited) by the adapter.
-            logger.warning("Redis %s unavailable (%s); refusing", what, type(exc).__name__)
+        logger.warning("Redis %s unavailable (%s); refusing", what, type(exc).__name__)
         raise error(detail=down_detail(exc)) from exc
 
 
