@@ -7,13 +7,10 @@ import concurrent.futures
 import contextlib
 import gc
 import logging
-import os
-import signal
 import socket
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +32,7 @@ from jwt_guard.testing import JWKSServer, LocalIssuer, forge
 
 from .apps import starlette_app
 from .conftest import FakeClock
+from .forking import in_child
 from .redis_server import RedisProcess, free_port, redis_server
 from .servers import run_uvicorn
 
@@ -385,58 +383,23 @@ def test_redis_restart_under_load_gives_no_late_503(tmp_path: Path, mode: str) -
 # -- fork safety -------------------------------------------------------------------------------
 
 
-def _in_child(body: Callable[[], bool]) -> bool:
-    """Run ``body`` in a forked child; its answer, or False if it failed or hung (10 s)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork in a threaded process
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            code = 0 if body() else 1
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status) == 0
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return False
-
-
 def test_memory_denylist_after_fork_while_its_lock_is_held(issuer: LocalIssuer) -> None:
     """A thread was revoking (holding the lock) at the moment of the fork: the child's copy of
-    the lock stays held for ever unless it is renewed after the fork."""
+    the lock stays held for ever unless it is renewed after the fork. (The forking thread holds
+    it here: tests fork with no other thread running, see tests/forking.py.)"""
     denylist = MemoryDenylist()
     verifier = issuer.verifier(denylist=denylist)
     token = issuer.mint()
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with denylist._lock:
-            holding.set()
-            release.wait(10)
+    def child() -> bool:
+        verifier.revoke(token)
+        try:
+            verifier.verify(token)
+        except TokenRevoked:
+            return True
+        return False
 
-    thread = threading.Thread(target=hold)
-    thread.start()
-    holding.wait(10)
-    try:
-
-        def child() -> bool:
-            verifier.revoke(token)
-            try:
-                verifier.verify(token)
-            except TokenRevoked:
-                return True
-            return False
-
-        assert _in_child(child)
-    finally:
-        release.set()
-        thread.join()
+    assert in_child(child, holding=denylist._lock)
     assert verifier.verify(token)  # the child's revocation is the child's (one process)
 
 
@@ -476,14 +439,7 @@ def test_redis_denylist_after_fork(redis_url: str, prefix: str, mode: str) -> No
     try:
         assert rounds(parent_loop)  # the parent's pool now holds a connection
         outcome: list[bool] = []
-        parent = threading.Thread(target=lambda: outcome.append(rounds(None)))
-        if parent_loop is None:
-            parent.start()
-        child_ok = _in_child(child)
-        if parent_loop is None:
-            parent.join()
-        else:
-            outcome.append(rounds(parent_loop))
+        child_ok = in_child(child, meanwhile=lambda: outcome.append(rounds(parent_loop)))
         assert child_ok and outcome == [True]
     finally:
         if parent_loop is not None:

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -49,9 +48,9 @@ from jwt_guard.testing import LocalIssuer, dpop_proof
 
 from .apps import flask_app, starlette_app
 from .conftest import AppFactory, FakeClock, assert_no_leak, bearer, challenge
+from .forking import in_child
 from .redis_server import redis_server
 from .servers import run_uvicorn, run_wsgi
-from .test_denylist import _in_child
 from .test_dpop import BROKEN_PROOFS
 
 ALGS = 'algs="ES256 EdDSA Ed25519 PS256 RS256"'
@@ -584,36 +583,23 @@ def test_memory_replay_cache_after_fork_while_its_lock_is_held(
     issuer: LocalIssuer, key: Any, clock: FakeClock
 ) -> None:
     """A thread was recording a proof (holding the lock) at the moment of the fork: the
-    child's copy of the lock would stay held for ever unless it is renewed after the fork."""
+    child's copy of the lock would stay held for ever unless it is renewed after the fork.
+    (The forking thread holds it here: tests fork with no other thread running.)"""
     verifier = issuer.verifier(dpop=DPoP())
     cache = verifier.dpop.replay_cache  # type: ignore[union-attr]
     assert isinstance(cache, MemoryReplayCache)
     token = issuer.mint(dpop_key=key)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with cache._lock:
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    holding.wait(10)
-    try:
-
-        def child() -> bool:
-            proof = dpop_proof(key, "GET", URL, access_token=token, iat=clock.now)
+    def child() -> bool:
+        proof = dpop_proof(key, "GET", URL, access_token=token, iat=clock.now)
+        verifier.verify(token, dpop_proof=proof, method="GET", url=URL)
+        try:
             verifier.verify(token, dpop_proof=proof, method="GET", url=URL)
-            try:
-                verifier.verify(token, dpop_proof=proof, method="GET", url=URL)
-            except DPoPProofReplayed:
-                return True
-            return False
+        except DPoPProofReplayed:
+            return True
+        return False
 
-        assert _in_child(child)
-    finally:
-        release.set()
-        thread.join()
+    assert in_child(child, holding=cache._lock)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -650,14 +636,10 @@ def test_redis_replay_cache_after_fork(
     try:
         assert rounds(parent_loop)  # the parent's pool now holds a connection
         outcome: list[bool] = []
-        parent = threading.Thread(target=lambda: outcome.append(rounds(None)))
-        if parent_loop is None:
-            parent.start()
-        child_ok = _in_child(lambda: rounds(asyncio.new_event_loop() if mode == "async" else None))
-        if parent_loop is None:
-            parent.join()
-        else:
-            outcome.append(rounds(parent_loop))
+        child_ok = in_child(
+            lambda: rounds(asyncio.new_event_loop() if mode == "async" else None),
+            meanwhile=lambda: outcome.append(rounds(parent_loop)),
+        )
         assert child_ok and outcome == [True]
     finally:
         if parent_loop is not None:

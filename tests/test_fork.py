@@ -8,20 +8,27 @@ never finishes in the child (issue 13, item 4).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from jwt_guard import JWKSKeys
+from jwt_guard._jwks import _Flight
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .conftest import FakeClock
+from .forking import in_child
 from .test_jwks import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +74,10 @@ def test_keys_prefetched_before_a_fork_work_in_every_worker(kind: str, tmp_path:
             proc = subprocess.Popen(
                 [
                     sys.executable,
+                    # Python 3.12+ warns when a process forks with threads running: shown
+                    # in the log, which must not have it (prefetch leaves no thread of ours).
+                    "-W",
+                    "always:This process:DeprecationWarning",
                     "-m",
                     "gunicorn",
                     "--preload",
@@ -112,6 +123,7 @@ def test_keys_prefetched_before_a_fork_work_in_every_worker(kind: str, tmp_path:
         finally:
             proc.terminate()
             proc.wait(20)
+        assert "multi-threaded" not in log.read_text()
         statuses = [status for status, _ in answers]
         assert statuses == [200] * 32, (statuses, log.read_text())
         assert len({pid for _, pid in answers}) == 2  # both workers answered
@@ -139,23 +151,49 @@ def test_prefetch_and_close_leave_no_thread_of_ours(clock: FakeClock) -> None:
         assert ours() == []
 
 
-def test_a_fetch_in_flight_at_fork_time_does_not_block_the_child(clock: FakeClock) -> None:
+@contextlib.contextmanager
+def served_by_another_process(jwks: Mapping[str, Any], tmp_path: Path) -> Iterator[str]:
+    """The JWKS on 127.0.0.1, served by ``python -m http.server``: no server thread in this
+    process, so it can fork as a pre-fork server does. Yields the JWKS URL."""
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        found = re.search(r" port (\d+) ", proc.stdout.readline())  # "Serving HTTP on ..."
+        assert found, "http.server did not start"
+        yield f"http://127.0.0.1:{found[1]}/jwks.json"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_a_fetch_in_flight_at_fork_time_does_not_block_the_child(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    """A request thread had a key fetch in flight, and another was starting one (holding the
+    start lock), at the moment of the fork: in the child that fetch never ends and that lock is
+    never released, unless both are renewed after the fork. The child must fetch on its own.
+
+    Forked with no other thread running (tests/forking.py), so the in-flight fetch is the state
+    its thread leaves while it runs, and the lock is held by the forking thread."""
     idp = LocalIssuer(algorithm="ES256", kid="k1", clock=clock)
-    with JWKSServer(lambda: idp.jwks) as server:
-        source = JWKSKeys(server.url, clock=clock, timeout=5)
+    with served_by_another_process(idp.jwks, tmp_path) as url:
+        source = JWKSKeys(url, clock=clock, timeout=5)
         source.prefetch(required=True)
-        server.delay = 1.0
-        clock.advance(500)  # refresh-ahead: the next request starts a background fetch
-        assert source.keys("k1")
         fetches = source.stats.fetches
-        pid = os.fork()
-        if pid == 0:  # the child: the parent's fetch thread does not exist here
-            code = 1
-            try:
-                source.prefetch()  # must start a fetch of its own, not wait on the parent's
-                code = 0 if source.stats.fetches == fetches + 1 else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        source._flight = _Flight()  # a fetch thread's, unfinished at the fork
+
+        def child() -> bool:
+            source.prefetch(required=True)  # its own fetch, not a wait on the parent's
+            return source.stats.fetches == fetches + 1
+
+        assert in_child(child, holding=source._start_lock)
+        source._flight.done.set()  # the parent's own flight, for close()
         source.close()
