@@ -259,7 +259,7 @@ class _ClosingThreads(ThreadingMixIn):
 
 
 class _Server(_ClosingThreads, HTTPServer):
-    pass
+    request_queue_size = 64  # every worker of a test may fetch at once (the default is 5)
 
 
 class JWKSServer:
@@ -303,6 +303,9 @@ class JWKSServer:
         self.hangups = 0
         self.requests: dict[str, int] = {}
         self._stopping = threading.Event()
+        self._released = threading.Event()  # answers wait for it inside held()
+        self._released.set()
+        self._hangup = threading.Condition()
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -342,6 +345,7 @@ class JWKSServer:
         path = handler.path.split("?", 1)[0]
         with self._lock:
             self.requests[path] = self.requests.get(path, 0) + 1
+        self._released.wait()  # held(): until the test releases it (or stop())
         if self.delay:
             self._stopping.wait(self.delay)  # stop() ends it
         fault = self.fault
@@ -396,10 +400,27 @@ class JWKSServer:
             return True
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (timeout, size cap): that is what some tests want to see.
-            with self._lock:
+            with self._hangup:
                 self.hangups += 1
+                self._hangup.notify_all()
             handler.close_connection = True
             return False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Inside, answers wait: a fetch stays in flight exactly as long as the test needs
+        (``delay`` guesses a duration, which a loaded machine can outlast)."""
+        self._released.clear()
+        try:
+            yield
+        finally:
+            self._released.set()
+
+    def wait_for_hangups(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until ``count`` clients have hung up on an answer (False after ``timeout``, a
+        liveness bound)."""
+        with self._hangup:
+            return self._hangup.wait_for(lambda: self.hangups >= count, timeout)
 
     def start(self) -> JWKSServer:
         outer = self
@@ -424,6 +445,7 @@ class JWKSServer:
     def stop(self) -> None:
         """Stop serving; every connection is closed and every thread has ended on return."""
         self._stopping.set()  # ends delays, silences and drips
+        self._released.set()  # and holds
         if self._server is not None:
             self._server.close_all()
             self._server = None

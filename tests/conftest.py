@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from jwt_guard import _errors
+from jwt_guard._jwks import JWKSKeys
 from jwt_guard.testing import LocalIssuer
 
 from . import leaks
@@ -62,6 +64,23 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def fetch_over(source: JWKSKeys) -> None:
+    """Wait until the source's background sync fetch is over (its thread has ended): an event,
+    not a guess at how long a fetch takes (issue 23, item 5)."""
+    flight = source._flight
+    if flight is not None and flight.thread is not None:
+        flight.thread.join(30)  # a liveness bound
+        assert not flight.thread.is_alive(), "the background fetch did not end"
+
+
+async def fetches_over(source: JWKSKeys) -> None:
+    """:func:`fetch_over` for both drivers: the sync fetch thread, and this loop's tasks."""
+    fetch_over(source)
+    loop = asyncio.get_running_loop()
+    tasks = [task for task in source._background if task.get_loop() is loop]
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +23,24 @@ def loopback_socket() -> socket.socket:
     return sock
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, with an event set once it listens (or once it gave up)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+    def serve_in_thread(self, sockets: list[socket.socket] | None) -> None:
+        try:
+            self.run(sockets=sockets)
+        finally:
+            self.ready.set()  # it did not start, or it stopped
+
+
 @contextmanager
 def run_uvicorn(app: Any, *, sock: socket.socket | None = None, **config: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread; yields the base URL."""
@@ -35,26 +52,26 @@ def run_uvicorn(app: Any, *, sock: socket.socket | None = None, **config: Any) -
         "lifespan": "on",
     }
     settings.update(config)
-    server = uvicorn.Server(uvicorn.Config(app, **settings))
+    server = _Uvicorn(uvicorn.Config(app, **settings))
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock] if sock else None}, daemon=True
+        target=server.serve_in_thread, args=([sock] if sock else None,), daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
+    server.ready.wait(60)  # a liveness bound
+    if not server.started:
+        server.should_exit = True
+        thread.join()
+        raise RuntimeError("uvicorn did not start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(30)  # a liveness bound: a thread still alive fails the leak check
 
 
 class _ThreadingWSGIServer(_ClosingThreads, WSGIServer):
-    pass
+    request_queue_size = 64  # many clients connect at once in some tests (the default is 5)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -3,7 +3,6 @@ key-set check or the denylist."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 
@@ -21,7 +20,7 @@ from jwt_guard import (
 )
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
-from .conftest import FakeClock
+from .conftest import FakeClock, fetches_over
 
 
 def test_hit_returns_the_same_principal(issuer: LocalIssuer) -> None:
@@ -122,10 +121,7 @@ async def test_entries_dropped_when_their_key_leaves_the_key_set(
         idp.rotate("new", keep_old=False)
         clock.advance(601)  # past the TTL: the next request refreshes in the background
         await verify(idp.mint(kid="new"))
-        for _ in range(200):
-            if source.stats.key_ids == ("new",):
-                break
-            await asyncio.sleep(0.01)
+        await fetches_over(source)
         assert source.stats.key_ids == ("new",)
         with pytest.raises(KeyNotFound):
             await verify(token)

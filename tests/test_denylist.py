@@ -357,7 +357,9 @@ def test_redis_restart_under_load_gives_no_late_503(tmp_path: Path, mode: str) -
     # One loop for the whole test, as a server has: its pool outlives the restart.
     loop = asyncio.new_event_loop() if mode == "async" else None
     idp = real_clock_issuer()
-    denylist = RedisDenylist(server.url)
+    # A timeout no loaded machine reaches: a late 503 here is a dead connection, never a
+    # slow one (the default 0.5 s was reached under load).
+    denylist = RedisDenylist(server.url, timeout=30)
     verifier = idp.verifier(denylist=denylist)
     tokens = [idp.mint(ttl=600) for _ in range(40)]
     try:

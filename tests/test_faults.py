@@ -32,7 +32,7 @@ from jwt_guard._deadline import DeadlineExceeded, acall_with_deadline, call_with
 from jwt_guard._jwks import JWKSKeys
 from jwt_guard.testing import FAULTS, JWKSServer, LocalIssuer
 
-from .conftest import FakeClock
+from .conftest import FakeClock, fetch_over, fetches_over
 from .test_jwks import free_port
 
 #: Short enough to keep the matrix quick, long enough for a loopback fetch on a busy machine.
@@ -106,16 +106,6 @@ async def make_source(
             client.close()
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a background effect (a fetch in a thread or a task) without a fixed sleep."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
-
-
 def start_fault(server: JWKSServer, fault: str) -> None:
     if fault in FAULTS:
         server.fault = fault
@@ -130,11 +120,10 @@ def start_fault(server: JWKSServer, fault: str) -> None:
         raise AssertionError(fault)
 
 
-def check_cut_short(server: JWKSServer, fault: str) -> Awaitable[None]:
+def check_cut_short(server: JWKSServer, fault: str) -> None:
     """A dripping server saw the client hang up: nobody waited for the drip to end."""
     if fault in ("drip_headers", "drip_body"):
-        return eventually(lambda: server.hangups >= 1)
-    return asyncio.sleep(0)
+        assert server.wait_for_hangups(1)
 
 
 @pytest.mark.parametrize("fault", ALL_FAULTS)
@@ -155,7 +144,7 @@ async def test_fault_on_a_cold_cache_is_503(
         assert info.value.retry_after >= 1
         reason = source.stats.last_failure_reason
         assert reason is not None and REASONS[fault](reason), reason
-        await check_cut_short(server, fault)
+        check_cut_short(server, fault)
         assert server.requests.get("/other.json", 0) == 0  # redirects are never followed
 
 
@@ -176,7 +165,8 @@ async def test_fault_on_a_warm_cache_serves_stale_and_unknown_kids_get_503(
         clock.advance(700)  # past the TTL: the next request refreshes in the background
         with caplog.at_level(logging.WARNING, logger="jwt_guard"):
             assert await run(verifier, idp.mint())  # served stale, without waiting
-            await eventually(lambda: source.stats.failures == 1)
+            await fetches_over(source)  # its failure recorded and logged
+        assert source.stats.failures == 1
         reason = source.stats.last_failure_reason
         assert reason is not None and REASONS[fault](reason), reason
         assert any(
@@ -190,7 +180,7 @@ async def test_fault_on_a_warm_cache_serves_stale_and_unknown_kids_get_503(
         with pytest.raises(KeySourceUnavailable) as info:
             await run(verifier, token)
         assert info.value.retry_after >= 1
-        await check_cut_short(server, fault)
+        check_cut_short(server, fault)
         assert server.requests.get("/other.json", 0) == 0
 
 
@@ -294,11 +284,7 @@ def test_refresh_thread_that_fails_to_start_holds_no_lock(
         assert (source.stats.last_failure_reason or "").startswith("cannot start")
         clock.advance(2)  # past the backoff
         assert verifier.verify(idp.mint())  # a new refresh starts: nothing was left held
-        deadline = threading.Event()
-        for _ in range(500):
-            if source.stats.last_success != first:
-                break
-            deadline.wait(0.01)
+        fetch_over(source)
         assert source.stats.last_success != first
         assert server.count == 2
         source.close()
@@ -331,18 +317,19 @@ async def test_unknown_kid_waits_a_short_bound_and_known_kids_not_at_all(
         first = source.stats.last_success
         token = idp.mint(kid=idp.rotate("k2"))
         clock.advance(31)  # past the unknown-kid cooldown
-        server.delay = 3.0  # the refetch is slow
-        with pytest.raises(KeySourceUnavailable) as info:
-            await run(verifier, token)  # gave up waiting: the fetch is still in flight
-        assert info.value.retry_after == 1
-        assert source.stats.last_success == first and source.stats.failures == 0
-        # Known kids are answered while the fetch is in flight.
-        for _ in range(5):
-            assert await run(verifier, idp.mint(kid="k1"))
-        with pytest.raises(KeySourceUnavailable):
-            await run(verifier, token)  # waits on the same fetch: no second request
-        assert source.stats.last_success == first
-        await eventually(lambda: source.stats.last_success != first)
+        with server.held():  # the refetch is slow: in flight until the end of this block
+            with pytest.raises(KeySourceUnavailable) as info:
+                await run(verifier, token)  # gave up waiting: the fetch is still in flight
+            assert info.value.retry_after == 1
+            assert source.stats.last_success == first and source.stats.failures == 0
+            # Known kids are answered while the fetch is in flight.
+            for _ in range(5):
+                assert await run(verifier, idp.mint(kid="k1"))
+            with pytest.raises(KeySourceUnavailable):
+                await run(verifier, token)  # waits on the same fetch: no second request
+            assert source.stats.last_success == first
+        await fetches_over(source)
+        assert source.stats.last_success != first
         assert await run(verifier, token)  # the fetch brought k2
         assert server.count == 2
 
@@ -357,7 +344,8 @@ async def test_new_kid_during_an_outage_is_503_and_refetched_after_recovery(
         server.status = 500
         clock.advance(700)
         assert await run(verifier, idp.mint())  # stale; the refresh fails in the background
-        await eventually(lambda: source.stats.failures == 1)
+        await fetches_over(source)
+        assert source.stats.failures == 1
         token = idp.mint(kid=idp.rotate("k2"))
         with pytest.raises(KeySourceUnavailable) as info:
             await run(verifier, token)  # not 401 key_not_found: the set may be out of date
@@ -404,7 +392,8 @@ async def test_rfc7517_4_5_one_kid_on_two_key_types(
         first = source.stats.last_success
         clock.advance(700)
         await run(verifier, rsa.mint())  # past the TTL: served, and refreshed in the background
-        await eventually(lambda: source.stats.last_success != first)
+        await fetches_over(source)
+        assert source.stats.last_success != first
         assert (await run(verifier, rsa.mint())).subject == "user-1"
         with pytest.raises(KeyNotFound):
             await run(verifier, ec.mint())

@@ -93,31 +93,44 @@ def test_plain_wsgi_app_gets_principal_in_environ(real_issuer: LocalIssuer) -> N
 
 
 def test_32_threads_on_cold_cache_make_one_jwks_request(real_issuer: LocalIssuer) -> None:
+    """Every request arrives while the one fetch is in flight: the JWKS answer is held until
+    all 32 are in the app (events, not a delay hoping they are), and the fetch's timeout is
+    far above what a loaded machine needs (a waiter that gave up would answer 503)."""
     with JWKSServer(lambda: real_issuer.jwks) as jwks:
-        jwks.delay = 0.3
-        source = JWKSKeys(jwks.url)
+        source = JWKSKeys(jwks.url, timeout=60)
         app = Flask(__name__)
         JWTGuard(app, verifier=real_issuer.verifier(keys=source))
+        arrived: list[int] = []
+        all_in = threading.Event()
+        guarded = app.wsgi_app
+
+        def counting(environ: Any, start_response: Any) -> Any:
+            arrived.append(1)  # list.append is atomic
+            if len(arrived) == 32:
+                all_in.set()
+            return guarded(environ, start_response)
+
+        app.wsgi_app = counting  # type: ignore[method-assign]
 
         @app.get("/me")
         def me() -> Any:
             return jsonify(sub=current_principal.subject)
 
         with run_wsgi(app) as base:
-            barrier = threading.Barrier(32)
             statuses: list[int] = []
 
             def worker(i: int) -> None:
                 token = real_issuer.mint(sub=f"u{i}")
-                barrier.wait()
                 response = httpx.get(
-                    base + "/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+                    base + "/me", headers={"Authorization": f"Bearer {token}"}, timeout=60
                 )
                 statuses.append(response.status_code)
 
             threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
-            for t in threads:
-                t.start()
+            with jwks.held():
+                for t in threads:
+                    t.start()
+                assert all_in.wait(60)  # a liveness bound
             for t in threads:
                 t.join()
         assert statuses == [200] * 32

@@ -143,12 +143,12 @@ def test_prefetch_and_close_leave_no_thread_of_ours(clock: FakeClock) -> None:
         for _ in range(20):
             source.prefetch(required=True)
             assert ours() == []
-        server.delay = 5.0  # the refresh below is still in flight at close()
         clock.advance(500)  # refresh-ahead: the next request starts a background fetch
-        assert source.keys("k1")
-        assert ours()
-        source.close()
-        assert ours() == []
+        with server.held():  # ...which is still in flight at close()
+            assert source.keys("k1")
+            assert ours()
+            source.close()
+            assert ours() == []
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ import json
 import logging
 import socket
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from jwt_guard._jwks import WELL_KNOWN, JWKSKeys, OIDCDiscovery
 from jwt_guard._signing import generate_key, public_jwk
 from jwt_guard.testing import JWKSServer, LocalIssuer, compact
 
-from .conftest import FakeClock
+from .conftest import FakeClock, fetch_over, fetches_over
 
 
 @pytest.fixture
@@ -51,14 +50,6 @@ async def source(server: JWKSServer, clock: FakeClock) -> AsyncIterator[JWKSKeys
 def verifier_for(idp: LocalIssuer, source: Any, **kw: Any) -> Verifier:
     kw.setdefault("cache_size", 0)
     return idp.verifier(keys=source, **kw)
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)
 
 
 def free_port() -> int:
@@ -85,7 +76,8 @@ def test_single_flight_32_threads_make_one_request(
     idp: LocalIssuer, server: JWKSServer, clock: FakeClock
 ) -> None:
     server.delay = 0.2
-    source = JWKSKeys(server.url, clock=clock)
+    # A timeout no loaded machine reaches: a waiter that gave up would answer 503.
+    source = JWKSKeys(server.url, clock=clock, timeout=60)
     verifier = verifier_for(idp, source)
     token = idp.mint()
     barrier = threading.Barrier(32)
@@ -125,19 +117,12 @@ async def test_ttl_from_cache_control_clamped(
     await verifier.averify(idp.mint(ttl=10**6))
     clock.advance(refresh_after - 1)
     await verifier.averify(idp.mint(ttl=10**6))
-    await asyncio.sleep(0.05)
+    assert not source._background  # no refresh started (it would be a task by now)
     assert server.count == 1
     clock.advance(1)
     await verifier.averify(idp.mint(ttl=10**6))
-    await _settle(source)
+    await fetches_over(source)
     assert server.count == 2
-
-
-async def _settle(source: JWKSKeys) -> None:
-    for _ in range(200):
-        if not source._background:
-            return
-        await asyncio.sleep(0.01)
 
 
 async def test_refresh_ahead_does_not_make_requests_wait(
@@ -147,12 +132,12 @@ async def test_refresh_ahead_does_not_make_requests_wait(
     await verifier.averify(idp.mint())
     first_fetch = source.stats.last_success
     clock.advance(500)
-    server.delay = 0.5
-    principal = await verifier.averify(idp.mint(ttl=3600))
-    # Answered from the cached set while the refresh is still in flight.
-    assert principal.subject == "user-1"
-    assert source.stats.last_success == first_fetch
-    await _settle(source)
+    with server.held():  # the refresh stays in flight until the end of this block
+        principal = await verifier.averify(idp.mint(ttl=3600))
+        # Answered from the cached set while the refresh is still in flight.
+        assert principal.subject == "user-1"
+        assert source.stats.last_success == first_fetch
+    await fetches_over(source)
     assert server.count == 2
     assert source.stats.last_success != first_fetch
 
@@ -165,10 +150,10 @@ def test_sync_refresh_ahead_runs_in_background(
     verifier.verify(idp.mint())
     first = source.stats.last_success
     clock.advance(500)
-    server.delay = 0.5
-    assert verifier.verify(idp.mint(ttl=3600))
-    assert source.stats.last_success == first  # not waited for
-    wait_until(lambda: source.stats.last_success != first)
+    with server.held():  # the refresh stays in flight until the end of this block
+        assert verifier.verify(idp.mint(ttl=3600))
+        assert source.stats.last_success == first  # not waited for
+    fetch_over(source)
     assert server.count == 2
     source.close()
 
@@ -243,7 +228,7 @@ def _break(server: JWKSServer, mode: str, idp: LocalIssuer) -> None:
     elif mode == "no_usable_key":
         server.body = json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).encode()
     elif mode == "timeout":
-        server.delay = 1.5
+        server.fault = "silence"  # never answers: the deadline ends the fetch, whatever the load
     elif mode == "oversized":
         server.body = b'{"keys":[], "pad":"' + b"x" * 600_000 + b'"}'
     elif mode == "redirect":
@@ -279,7 +264,7 @@ async def test_stale_on_error_keeps_last_good_set(
     clock.advance(700)  # past the default TTL
     with caplog.at_level(logging.WARNING, logger="jwt_guard"):
         assert await verifier.averify(idp.mint())  # served stale, refresh in background
-        await _settle(source)
+        await fetches_over(source)
     stats = source.stats
     assert stats.failures == 1 and stats.fetches == 2
     assert stats.stale_serves >= 1
@@ -300,7 +285,8 @@ def test_stale_on_error_sync_connection_refused(idp: LocalIssuer, clock: FakeClo
         verifier.verify(idp.mint())
     clock.advance(700)  # server now gone
     assert verifier.verify(idp.mint())
-    wait_until(lambda: source.stats.failures == 1)
+    fetch_over(source)
+    assert source.stats.failures == 1
     assert verifier.verify(idp.mint())
     source.close()
 
@@ -314,7 +300,7 @@ async def test_successful_fetch_replaces_set(
     idp.rotate("k2", keep_old=False)
     clock.advance(601)
     await verifier.averify(idp.mint())  # triggers the refresh; new kid, waits for it
-    await _settle(source)
+    await fetches_over(source)
     assert source.stats.key_ids == ("k2",)
     with pytest.raises(KeyNotFound):
         await verifier.averify(old_token)
@@ -344,7 +330,7 @@ async def test_stale_beyond_max_stale_is_503(
     server.status = 503
     clock.advance(600 + 3000)
     assert await verifier.averify(idp.mint())
-    await _settle(source)
+    await fetches_over(source)
     clock.advance(700)
     with pytest.raises(KeySourceUnavailable):
         await verifier.averify(idp.mint())
