@@ -4,11 +4,7 @@ import asyncio
 import builtins
 import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -18,39 +14,9 @@ from jwt_guard import _errors
 from jwt_guard._jwks import JWKSKeys
 from jwt_guard.testing import LocalIssuer
 
-from . import leaks
 from .apps import flask_app, starlette_app
+from .leaks import _nothing_leaks, _private_tempdir  # noqa: F401 (autouse fixtures)
 from .servers import run_wsgi
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _private_tempdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A temporary directory of this session's own (also for the processes it starts), so
-    the leak check sees only this session's files: other programs write to /tmp too."""
-    tmp_path_factory.getbasetemp()  # pytest's tmp_path stays where it was
-    private = Path(tempfile.mkdtemp(prefix="jwt_guard-tests-"))
-    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"], tempfile.tempdir = str(private), str(private)
-    try:
-        yield private
-    finally:
-        tempfile.tempdir = saved_tempdir
-        if saved_env is None:
-            del os.environ["TMPDIR"]
-        else:
-            os.environ["TMPDIR"] = saved_env
-        shutil.rmtree(private, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _nothing_leaks(_private_tempdir: Path) -> Iterator[None]:
-    """Fail the test that leaves a descriptor (socket, file, pipe), thread, child process or
-    temporary file behind (tests/leaks.py)."""
-    before = leaks.Snapshot.take(_private_tempdir)
-    yield
-    problems = leaks.leaked(before, _private_tempdir)
-    if problems:
-        pytest.fail("the test left open:\n  " + "\n  ".join(problems), pytrace=False)
 
 
 class FakeClock:

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 #: How long a thread the test started may take to finish after it (it may be returning right
 #: now: a fetch thread that has just set its event). A liveness bound, not a timing assertion.
@@ -121,3 +126,33 @@ def _cmdline(pid: int) -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace").strip() or "(zombie)"
     except OSError:
         return "?"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_tempdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary directory of this session's own (also for the processes it starts), so
+    the leak check sees only this session's files: other programs write to /tmp too."""
+    tmp_path_factory.getbasetemp()  # pytest's tmp_path stays where it was
+    private = Path(tempfile.mkdtemp(prefix="jwt_guard-tests-"))
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(private), str(private)
+    try:
+        yield private
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(private, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaks(_private_tempdir: Path) -> Iterator[None]:
+    """Fail the test that leaves a descriptor (socket, file, pipe), thread, child process or
+    temporary file behind (this module)."""
+    before = Snapshot.take(_private_tempdir)
+    yield
+    problems = leaked(before, _private_tempdir)
+    if problems:
+        pytest.fail("the test left open:\n  " + "\n  ".join(problems), pytrace=False)
