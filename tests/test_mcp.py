@@ -696,9 +696,11 @@ async def test_a_token_without_subject_cannot_own_notes(deployment: Deployment) 
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
 ACCEPT = "application/json, text/event-stream"
 SCOPED = {"whoami": ["notes:read"], "add_note": ["notes:write"]}
-READ_ONLY = ISSUER.mint(sub="mallory", scopes=["notes:read"])
-READ_WRITE = ISSUER.mint(sub="alice", scopes=["notes:read", "notes:write"])
-NO_SCOPES = ISSUER.mint(sub="nobody", scopes=[])
+# Minted at import, on the real clock: valid for a day, not the default 5 minutes (a loaded
+# machine reached these tests more than 5 minutes after collection, and all of them got 401).
+READ_ONLY = ISSUER.mint(sub="mallory", scopes=["notes:read"], ttl=86400)
+READ_WRITE = ISSUER.mint(sub="alice", scopes=["notes:read", "notes:write"], ttl=86400)
+NO_SCOPES = ISSUER.mint(sub="nobody", scopes=[], ttl=86400)
 
 
 def sdk_app(ran: list[str], **options: Any) -> Starlette:
