@@ -422,6 +422,7 @@ class MemoryReplayCache(ReplayCache):
     def _after_fork(self) -> None:
         # A lock another thread held at the fork stays held for ever in the child.
         self._lock = threading.Lock()
+        self._log = RejectionLog(logging.WARNING, limit=1)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -491,15 +492,13 @@ class MemoryReplayCache(ReplayCache):
             self._seen[key] = until
             queue.append((until, key, jkt))
             share.untils.append(until)
-        if full and logger.isEnabledFor(logging.WARNING):
-            suppressed = self._log.admit("dpop_replay_full")
-            if suppressed is not None:
-                logger.warning(
-                    "DPoP replay cache full (%d entries): the oldest are dropped and proofs as "
-                    "old of their keys refused (503); raise max_entries or use RedisReplayCache%s",
-                    self.max_entries,
-                    f" [{suppressed} earlier lines suppressed]" if suppressed else "",
-                )
+        if full:
+            self._log.line(
+                "dpop_replay_full",
+                "DPoP replay cache full (%d entries): the oldest are dropped and proofs as old "
+                "of their keys refused (503); raise max_entries or use RedisReplayCache",
+                self.max_entries,
+            )
         return True
 
     @property

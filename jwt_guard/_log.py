@@ -75,6 +75,20 @@ class RejectionLog:
             window.count += 1
         return suppressed
 
+    def line(self, code: str, message: str, *args: object) -> None:
+        """Write ``message % args`` at ``level`` unless ``code`` used up its lines this minute;
+        for a condition that repeats with every request (a full cache, a store that is down)."""
+        level = self.level
+        if level is None or not logger.isEnabledFor(level):
+            return
+        suppressed = self.admit(code)
+        if suppressed is None:
+            return
+        if suppressed:
+            message += " [%d earlier lines suppressed]"
+            args += (suppressed,)
+        logger.log(level, message, *args)
+
     def __call__(self, exc: JWTGuardError) -> None:
         level = self.level
         if level is None or not logger.isEnabledFor(level):

@@ -24,6 +24,7 @@ from typing import Any, Final, TypeVar
 from ._deadline import DeadlineExceeded, call_with_deadline
 from ._errors import ConfigurationError, ServiceUnavailable
 from ._extras import MissingExtra
+from ._log import RejectionLog
 
 __all__ = ["DOWN_INTERVAL", "RedisConnection", "RedisDown", "down_detail"]
 
@@ -124,6 +125,7 @@ class RedisConnection:
         # run under _deadline with the same ``timeout``, at most MAX_PENDING_CALLS at a time.
         self._bounded = self._url is None and self._sync is not None
         self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
+        self._log = RejectionLog(logging.WARNING)
         #: What a failed call raises (sync or async): use it in ``except``.
         self.errors: tuple[type[BaseException], ...] = (TimeoutError, redis.RedisError, OSError)
         # Known down (DOWN_INTERVAL): when a fresh connection last failed, and how.
@@ -184,8 +186,10 @@ class RedisConnection:
         if self._url is not None and self._sync is not None:
             _INHERITED.append(self._sync)
             self._sync = None
-        # Calls that were running in the parent's threads never end here.
+        # Calls that were running in the parent's threads never end here (nor release the
+        # log's lock).
         self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
+        self._log = RejectionLog(logging.WARNING)
         _INHERITED.extend(self._async_by_loop.values())
         self._async_by_loop = {}
         if self._async_given is not None:
@@ -280,14 +284,16 @@ class RedisConnection:
         self, exc: BaseException, *, fail_open: bool, error: type[ServiceUnavailable], what: str
     ) -> None:
         """After a failed call: log it, then return (``fail_open``) or raise ``error`` (503)."""
+        # Every request while Redis is down (or full) comes here: lines rate-limited (issue 22).
         if fail_open:
-            logger.warning(
+            self._log.line(
+                "open",
                 "Redis %s unavailable (%s); letting the request through (fail_open)",
                 what,
                 type(exc).__name__,
             )
             return
-        logger.warning("Redis %s unavailable (%s); refusing", what, type(exc).__name__)
+        self._log.line("refused", "Redis %s unavailable (%s); refusing", what, type(exc).__name__)
         raise error(detail=down_detail(exc)) from exc
 
 

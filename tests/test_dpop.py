@@ -698,6 +698,35 @@ async def test_redis_replay_cache_down_fails_closed_or_open(
     assert "DPoP replay cache unavailable" in caplog.text
 
 
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_issue22_redis_replay_cache_at_maxmemory_logs_ten_lines_a_minute(
+    redis_url: str, driver: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every request while Redis refuses writes fails the same way (a full Redis answers, so it
+    # is not "known down"): like the other logs, 10 lines a minute, not one per request.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    limit = client.config_get("maxmemory")["maxmemory"]
+    client.config_set("maxmemory", 1)
+    cache = RedisReplayCache(redis_url, prefix=f"t{abs(hash(request.node.nodeid))}:")
+    try:
+        with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+            for n in range(25):
+                with pytest.raises(DPoPReplayUnavailable):
+                    if driver == "sync":
+                        cache.first_use(f"dpop:{n}", 30, "A")
+                    else:
+                        await cache.afirst_use(f"dpop:{n}", 30, "A")
+    finally:
+        client.config_set("maxmemory", limit)
+        client.close()
+        cache.close()
+        await cache.aclose()
+    lines = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(lines) == 10 and all("OutOfMemoryError); refusing" in line for line in lines)
+
+
 # -- configuration ---------------------------------------------------------------------------------
 
 
