@@ -23,6 +23,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import math
@@ -640,6 +641,21 @@ class Proof(NamedTuple):
     ttl: int
 
 
+def _check_replay_signature(replay: ReplayCache) -> None:
+    """A ReplayCache of your own written before the ``jkt`` argument fails at start-up, not
+    with a 500 on the first DPoP request."""
+    for method in (replay.first_use, replay.afirst_use):
+        try:
+            inspect.signature(method).bind("key", 1, "jkt")
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{type(replay).__name__}.{method.__name__} must take (key, ttl, jkt): "
+                "jkt is the proof key's thumbprint, whose share the proof counts in"
+            ) from exc
+        except ValueError:  # no signature to read (a builtin): let it be
+            pass
+
+
 class _ProofHeader(NamedTuple):
     alg: str
     key: JWK
@@ -731,6 +747,8 @@ class DPoP:
             object.__setattr__(self, "replay", MemoryReplayCache())
         elif not isinstance(self.replay, ReplayCache):
             raise ConfigurationError("replay must be a MemoryReplayCache or a RedisReplayCache")
+        else:
+            _check_replay_signature(self.replay)
         if self.nonce is not None and not isinstance(self.nonce, DPoPNonces):
             raise ConfigurationError("nonce must be a DPoPNonces")
         if self.external_url is not None:

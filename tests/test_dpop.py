@@ -752,6 +752,15 @@ def test_configuration_errors(options: dict[str, Any]) -> None:
         DPoP(**options)
 
 
+def test_a_replay_cache_without_the_jkt_argument_is_refused_at_start_up() -> None:
+    class Old(MemoryReplayCache):
+        def first_use(self, key: str, ttl: int) -> bool:  # type: ignore[override]
+            return True
+
+    with pytest.raises(ConfigurationError, match=r"Old.first_use must take \(key, ttl, jkt\)"):
+        DPoP(replay=Old())
+
+
 def test_defaults_follow_the_contract() -> None:
     dpop = DPoP()
     assert dpop.algorithms == ("ES256", "EdDSA", "Ed25519", "PS256", "RS256")
