@@ -163,8 +163,10 @@ class JWTGuardError(Exception):
     #: §7.1): its answer carries the error in the ``DPoP`` challenge, not the ``Bearer`` one.
     dpop_scheme: bool = False
 
-    #: The facts once built (``detail``), else ``None`` and ``_source`` says how to build them.
+    #: The facts once built (``detail``), else ``None`` and ``_source`` says how to build them
+    #: (class defaults: an app's subclass that skips ``__init__`` still has an empty detail).
     _built: dict[str, Any] | None = None
+    _source: Detail = None
 
     def __init__(
         self,

@@ -238,3 +238,16 @@ def test_issue22_a_refused_request_leaves_no_garbage_cycle(
     finally:
         if loop is not None:
             loop.close()
+
+
+def test_an_error_subclass_that_skips_init_has_an_empty_detail() -> None:
+    class AppError(JWTGuardError):
+        status_code = 401
+
+        def __init__(self) -> None:  # no super().__init__(): an app's own error
+            Exception.__init__(self, "app")
+
+    exc = AppError()
+    assert exc.detail == {}
+    answer = Responder("api", None, debug=True).answer(exc)
+    assert answer.status == 401 and b'"detail":{}' in answer.body
