@@ -404,8 +404,7 @@ class _Gate:
         if not isinstance(name, str):
             raise _Refused.invalid(f"{method} without a string params.{member}")
         header = headers.get(b"mcp-name")
-        if header is not None and decode_header_value(header) != name:
-            # The SDK's own encoding of the header (plain, or its =?base64?…?= form).
+        if header is not None and _header_name(header) != name:
             raise _Refused.invalid(f"the Mcp-Name header does not match the body's {member}")
         needed = self.scopes.get(method, {}).get(name)
         if needed is None:
@@ -432,6 +431,16 @@ class _Gate:
             headers.append((b"allow", b"GET, POST, DELETE"))
         await send({"type": "http.response.start", "status": refused.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _header_name(value: str) -> str | None:
+    """The name an ``Mcp-Name`` header carries in the SDK's own encoding (plain, or its
+    ``=?base64?…?=`` form); ``None`` for one that names nothing: the SDK's decoder raises
+    ``ValueError`` (not its ``binascii.Error``) for a payload that is not ASCII."""
+    try:
+        return decode_header_value(value)
+    except ValueError:
+        return None
 
 
 def _request_headers(scope: Scope, limit: int) -> dict[bytes, str]:

@@ -989,6 +989,29 @@ async def test_issue22_mcp_routing_header_sent_twice_is_refused(name: str) -> No
     assert recorder.seen == []
 
 
+@pytest.mark.parametrize(
+    "value",
+    [b"=?base64?\xe9?=", b"=?base64?YWRk\xff?="],
+    ids=["latin-1", "high-byte"],
+)
+async def test_issue22_mcp_name_header_not_ascii_is_refused_not_500(value: bytes) -> None:
+    """Review of issue 22: an ``Mcp-Name`` in the SDK's ``=?base64?...?=`` form whose payload
+    is not ASCII made the SDK's decoder raise ``ValueError`` inside the gate: a 500 for any
+    token holder. It matches no name, so it is the gate's 400."""
+    app, recorder = custom_app()
+    headers = [
+        (b"authorization", f"Bearer {READ_WRITE}".encode()),
+        (b"content-type", b"application/json"),
+        (b"mcp-name", value),
+    ]
+    status, body = await asgi_post(protected(app), headers, [json.dumps(call("add_note")).encode()])
+    assert status == 400 and json.loads(body)["error"] == {
+        "code": -32600,
+        "message": "Invalid Request",
+    }
+    assert recorder.seen == []
+
+
 async def test_issue22_mcp_matching_routing_headers_pass() -> None:
     app, recorder = custom_app()
     async with in_process(protected(app)) as http:
