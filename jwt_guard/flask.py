@@ -24,7 +24,7 @@ from ._authz import require_roles, require_scopes
 from ._extras import MissingExtra
 
 try:
-    from flask import Flask, Response, current_app, request
+    from flask import Flask, Response, abort, current_app, request
     from werkzeug.local import LocalProxy
 except ImportError as exc:  # only without the flask extra
     raise MissingExtra("jwt_guard.flask", "flask", "flask") from exc
@@ -82,10 +82,15 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _raise_rejection() -> Response | None:
+def _raise_rejection(endpoint: str | None = None, values: dict[str, Any] | None = None) -> None:
+    """The app's first ``url_value_preprocessor``: Flask runs those before any
+    ``before_request`` hook (the app's, then each blueprint's), and they are the app's code.
+    Raising here is answered inside Flask like a view's error, so the ``after_request`` hooks
+    (flask-cors) still run on the answer."""
     environ = request.environ
     if environ.get(PREFLIGHT_KEY):
-        return _preflight(environ[GUARD_KEY])
+        # An HTTPException carrying a response: Flask answers with it as it is.
+        abort(_preflight(environ[GUARD_KEY]))
     # Taken out of the environ: raised, the error gets a traceback through Flask's frames,
     # which hold the environ (a cycle, garbage for the cycle collector, if it stayed there).
     rejection = environ.pop(REJECTION_KEY, None)
@@ -94,7 +99,6 @@ def _raise_rejection() -> Response | None:
             raise rejection
         finally:
             rejection = None  # this frame, in the error's traceback, must not hold the error
-    return None
 
 
 def _preflight(guard: Guard) -> Response:
@@ -162,8 +166,9 @@ class JWTGuard:
 
         # The middleware leaves its rejection for Flask to answer, so that the app's
         # after_request hooks run on it too: flask-cors adds its headers to our 401, which
-        # the browser then shows to the page. First of all before_request hooks: no app
-        # code runs for a rejected request. A CORS preflight is decided there too, once
-        # Flask has matched its rule (_preflight).
+        # the browser then shows to the page. First of all url_value_preprocessors (Flask
+        # runs them before the before_request hooks): no app code runs for a rejected
+        # request. A CORS preflight is decided there too, once Flask has matched its rule
+        # (_preflight).
         middleware.defer_rejections = True
-        app.before_request_funcs.setdefault(None, []).insert(0, _raise_rejection)
+        app.url_value_preprocessors.setdefault(None, []).insert(0, _raise_rejection)

@@ -575,3 +575,36 @@ def test_flask_rejection_runs_no_app_code(issuer: LocalIssuer) -> None:
         assert ran == []
         assert client.get("/api/me", headers=bearer(issuer.mint())).status_code == 200
         assert ran == ["hook", "view"]
+
+
+def test_issue22_flask_rejection_runs_no_url_value_preprocessor(issuer: LocalIssuer) -> None:
+    # Review of issue 22: Flask runs the url_value_preprocessors (the app's and a
+    # blueprint's) before any before_request hook, so they ran for a request without a
+    # token and for a preflight. They are the app's code: the refusal comes before them now.
+    from flask import Blueprint, Flask, jsonify
+    from flask_cors import CORS
+
+    from jwt_guard.flask import JWTGuard
+
+    app = Flask(__name__)
+    ran: list[str] = []
+    app.url_value_preprocessor(lambda endpoint, values: ran.append("app-preprocessor"))
+    JWTGuard(app, verifier=issuer.verifier())
+    CORS(app, origins=[PREFLIGHT["Origin"]], allow_headers=["authorization"])
+    blueprint = Blueprint("bp", __name__, url_prefix="/bp")
+    blueprint.url_value_preprocessor(lambda endpoint, values: ran.append("bp-preprocessor"))
+
+    @blueprint.get("/<name>")
+    def named(name: str) -> Any:
+        ran.append("view")
+        return jsonify({})
+
+    app.register_blueprint(blueprint)
+    with run_wsgi(app) as base, httpx.Client(base_url=base) as client:
+        assert client.get("/bp/alice").status_code == 401
+        preflight = client.options("/bp/alice", headers=PREFLIGHT)
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == PREFLIGHT["Origin"]
+        assert ran == []
+        assert client.get("/bp/alice", headers=bearer(issuer.mint())).status_code == 200
+        assert ran == ["app-preprocessor", "bp-preprocessor", "view"]
