@@ -463,7 +463,10 @@ def _request_headers(scope: Scope, limit: int) -> dict[bytes, str]:
         elif name == b"content-length":
             if not (value.isascii() and value.isdigit()):
                 raise _Refused.invalid("Content-Length is not a number")
-            if int(value) > limit:
+            # Leading zeros aside, more digits than the limit's is over it: int() refuses
+            # strings past 4300 digits (a ValueError, so a 500) and need not see them.
+            digits = value.lstrip("0")
+            if len(digits) > len(str(limit)) or int(digits or "0") > limit:
                 raise _Refused(413, -32600, "Request too large", "Content-Length over the limit")
         elif name in _ROUTING_HEADERS:
             if name in routing:

@@ -910,6 +910,22 @@ async def test_issue22_mcp_content_length_not_a_number_is_refused(length: bytes)
     assert recorder.seen == []
 
 
+async def test_issue22_mcp_content_length_past_int_digits_limit_is_not_500() -> None:
+    """Review of issue 22: a Content-Length of ASCII digits longer than Python's integer
+    conversion limit (4300 digits) made ``int()`` raise inside the gate: a 500. Leading zeros
+    do not make a number large."""
+    body = json.dumps(call("whoami")).encode()
+    for length, status in [(b"9" * 5000, 413), (b"0" * 5000 + str(len(body)).encode(), 200)]:
+        app, recorder = custom_app()
+        headers = [
+            (b"authorization", f"Bearer {READ_WRITE}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", length),
+        ]
+        assert (await asgi_post(protected(app), headers, [body]))[0] == status
+        assert len(recorder.seen) == (status == 200)
+
+
 async def test_issue22_mcp_client_gone_mid_body_runs_nothing() -> None:
     """A client that leaves before its body ends sent no message: the old gate handed the
     SDK what had arrived as if it were the whole body."""
