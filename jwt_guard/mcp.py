@@ -79,7 +79,11 @@ try:
     from mcp.server.auth.provider import AccessToken
     from mcp.server.mcpserver import Context
     from mcp.server.mcpserver.exceptions import ToolError
-    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+    from mcp.server.sse import SseServerTransport
+    from mcp.server.streamable_http_manager import (
+        StreamableHTTPASGIApp,
+        StreamableHTTPSessionManager,
+    )
     from mcp.shared.inbound import decode_header_value
 except ImportError as exc:  # only without the mcp extra
     raise MissingExtra("jwt_guard.mcp", "mcp", "mcp") from exc
@@ -140,6 +144,14 @@ def protect(
             "protect() found no MCP streamable HTTP endpoint in the app: pass the app of "
             "server.streamable_http_app()"
         )
+    for path in _ungated_transports(app.routes, routes):
+        # Guarded like a custom route, a transport would run tools/call past tool_scopes.
+        raise ConfigurationError(
+            f"the app serves MCP at {path!r} through a transport protect() does not gate "
+            "(an SSE app, or the endpoint mounted again): a tools/call there would not be "
+            "gated by tool_scopes; serve MCP only through server.streamable_http_app()'s "
+            "endpoint"
+        )
     for route in routes:
         if isinstance(route.app, _MCPEndpoint):
             raise ConfigurationError("this app is already protected")
@@ -157,6 +169,36 @@ def _mcp_routes(routes: Sequence[BaseRoute]) -> Iterator[Route]:
             yield route
         elif isinstance(route, Mount):
             yield from _mcp_routes(route.routes)
+
+
+#: How deep :func:`_ungated_transports` looks through ``.app`` attributes of wrappers.
+_MAX_WRAPPERS: Final = 8
+
+
+def _ungated_transports(
+    routes: Sequence[BaseRoute], gated: Sequence[Route], prefix: str = ""
+) -> Iterator[str]:
+    """The paths of routes and mounts (at any depth) that hand requests to an MCP transport
+    other than the endpoints in ``gated``: an SSE transport's message endpoint, the streamable
+    HTTP endpoint or its session manager mounted as an app, or either behind wrappers that
+    keep their inner app at ``.app``."""
+    for route in routes:
+        if any(route is r for r in gated):
+            continue
+        path = prefix + str(getattr(route, "path", ""))
+        for target in (getattr(route, "endpoint", None), getattr(route, "app", None)):
+            for _ in range(_MAX_WRAPPERS):
+                if target is None:
+                    break
+                owner = getattr(target, "__self__", target)  # a bound method's instance
+                if isinstance(
+                    owner, (StreamableHTTPASGIApp, StreamableHTTPSessionManager, SseServerTransport)
+                ):
+                    yield path or "/"
+                    break
+                target = getattr(target, "app", None)
+        if isinstance(route, Mount):
+            yield from _ungated_transports(route.routes, gated, path)
 
 
 def _scope_table(

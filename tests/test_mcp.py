@@ -674,6 +674,36 @@ def test_protect_needs_the_sdks_app() -> None:
         protected(app)
 
 
+def mounted_sse(app: Starlette, server: MCPServer) -> None:
+    app.mount("/legacy", server.sse_app())
+
+
+def mounted_endpoint(app: Starlette, server: MCPServer) -> None:
+    (route,) = [r for r in app.routes if isinstance(r, Route) and r.path == "/mcp"]
+    app.mount("/again", route.endpoint)
+
+
+def mounted_manager(app: Starlette, server: MCPServer) -> None:
+    (route,) = [r for r in app.routes if isinstance(r, Route) and r.path == "/mcp"]
+    app.mount("/again", route.endpoint.session_manager.handle_request)
+
+
+@pytest.mark.parametrize(
+    "add", [mounted_sse, mounted_endpoint, mounted_manager], ids=["sse", "endpoint", "manager"]
+)
+def test_issue22_mcp_a_transport_the_gate_does_not_wrap_is_refused_at_start_up(add: Any) -> None:
+    """Review of issue 22: protect() wrapped only the streamable HTTP routes it found and
+    guarded every other route as a custom route. An SSE transport mounted beside them (the
+    SDK's ``sse_app()``), or the same endpoint mounted again, took ``tools/call`` past
+    ``tool_scopes``: a ``notes:read`` token ran ``add_note`` over ``/legacy/sse``. Such an app
+    is refused at start-up, naming the path."""
+    server = MCPServer("notes")
+    app = server.streamable_http_app()
+    add(app, server)
+    with pytest.raises(ConfigurationError, match="does not gate"):
+        protected(app)
+
+
 async def test_a_token_without_subject_cannot_own_notes(deployment: Deployment) -> None:
     """The example keys notes by issuer and subject; no subject, no notes (not a shared "")."""
     claims = deployment.issuer.claims(scopes=["notes:read", "notes:write"])
