@@ -252,7 +252,10 @@ class Responder:
             return None
         if error is not None and type(error) is not str:
             return None
-        retry_after = exc.retry_after if isinstance(exc, ServiceUnavailable) else None
+        # Retry-After differs from one refusal to the next (a 429's is when the share frees up).
+        retry_after = (
+            exc.retry_after if isinstance(exc, (ServiceUnavailable, TooManyRequests)) else None
+        )
         if retry_after is not None and type(retry_after) is not int:
             return None
         return (type(exc), status, code, description, error, exc.dpop_scheme is True, retry_after)

@@ -958,3 +958,20 @@ def test_rfc9449_8_websocket_accept_carries_the_dpop_nonce(
         ) as ws:
             assert ws.response is not None
             assert ws.response.headers["DPoP-Nonce"] == nonces.issue(clock.now)
+
+
+async def test_issue22_review_429_retry_after_is_this_refusals_not_the_first_ones(
+    make_client: AppFactory, issuer: LocalIssuer, key: Any, clock: FakeClock
+) -> None:
+    # Review of issue 22: the adapters keep one ready answer per kind of refusal, and a 429's
+    # Retry-After was not part of what made it differ, so every later 429 repeated the first
+    # one's delay (120 s) however soon the key's share freed up.
+    cache = MemoryReplayCache(max_entries=10, per_key=1, clock=clock)
+    client = make_client(issuer.verifier(dpop=DPoP(replay=cache)))
+    token = issuer.mint(dpop_key=key)
+    assert (await client.get("/me", headers=dpop_headers(client, token, key, clock))).is_success
+    first = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    clock.advance(100)
+    later = await client.get("/me", headers=dpop_headers(client, token, key, clock))
+    assert first.status_code == later.status_code == 429
+    assert int(later.headers["retry-after"]) == int(first.headers["retry-after"]) - 100
