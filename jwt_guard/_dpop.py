@@ -891,7 +891,9 @@ class DPoP:
         # client character reaches the store) and scoped by the key, so one client's jti
         # never blocks another's. One more leeway as margin: another instance sharing the
         # store, whose clock is up to that much behind ours, still accepts it that long.
-        ttl = max(1, math.ceil(iat + self.max_age + 2 * leeway - now))
+        # Strictly past it (floor + 1, not ceil): an entry is gone at its ``until``, and with
+        # leeway=0 the last accepted instant is iat + max_age exactly.
+        ttl = max(1, math.floor(iat + self.max_age + 2 * leeway - now) + 1)
         digest = hashlib.sha256(f"{header.jkt}\x00{jti}".encode("utf-8", "surrogatepass"))
         return Proof(header.jkt, "dpop:" + digest.hexdigest(), ttl)
 

@@ -245,7 +245,7 @@ async def test_issue22_dpop_replay_flood_one_key_cannot_lock_out_others(
     assert [a.status_code for a in answers] == [200] + [429] * 29
     refused = answers[-1]
     assert refused.json()["code"] == "dpop_rate_limited"
-    assert 1 <= int(refused.headers["retry-after"]) <= 120  # when its share frees up
+    assert 1 <= int(refused.headers["retry-after"]) <= 121  # when its share frees up
     assert "www-authenticate" not in refused.headers  # the credentials were fine
     assert_no_leak(refused, flood)
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
@@ -975,3 +975,20 @@ async def test_issue22_review_429_retry_after_is_this_refusals_not_the_first_one
     later = await client.get("/me", headers=dpop_headers(client, token, key, clock))
     assert first.status_code == later.status_code == 429
     assert int(later.headers["retry-after"]) == int(first.headers["retry-after"]) - 100
+
+
+async def test_issue22_review_rfc9449_11_1_no_replay_at_the_last_accepted_second_without_leeway(
+    run_verify: Callable[..., Awaitable[Principal]],
+    issuer: LocalIssuer,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    # Review of issue 22: with leeway=0 a proof is accepted up to iat + max_age inclusive, but
+    # its entry expired at exactly that instant (until <= now is gone): replayed then, accepted.
+    verifier = issuer.verifier(dpop=DPoP(replay=MemoryReplayCache(clock=clock)), leeway=0)
+    token = issuer.mint(sub="bob", dpop_key=key, ttl=3600)
+    proof = dpop_proof(key, "GET", URL, access_token=token, iat=clock.now)
+    await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
+    clock.advance(60)  # DEFAULT_MAX_AGE: the proof's last accepted instant
+    with pytest.raises(DPoPProofReplayed):
+        await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
