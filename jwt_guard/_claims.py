@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -356,6 +357,14 @@ def run_hooks(hooks: Sequence[Validator], claims: Mapping[str, Any], option: str
             raise ClaimInvalid(detail={"reason": f"{name} raised {type(exc).__name__}"}) from exc
         if verdict is False:
             raise ClaimInvalid(detail={"reason": f"{_name(option, hook)} returned False"})
+        if inspect.isawaitable(verdict):
+            # Never awaited here: its answer is unknown, so the token is refused (fail closed).
+            if inspect.iscoroutine(verdict):
+                verdict.close()
+            logger.warning("%s returned an awaitable; hooks must be sync", _name(option, hook))
+            raise ClaimInvalid(
+                detail={"reason": f"{_name(option, hook)} returned an awaitable (hooks are sync)"}
+            )
 
 
 def _name(option: str, func: object) -> str:

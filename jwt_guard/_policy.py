@@ -11,6 +11,7 @@ the verifier-wide settings, and the routing from a token to its policy. Everythi
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,14 @@ def _hooks(hook: Validator | None, option: str) -> tuple[Validator, ...]:
         return ()
     if not callable(hook):
         raise ConfigurationError(f"{option} must be a callable taking the claims")
+    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+        getattr(hook, "__call__", None)  # noqa: B004 - an instance's async __call__
+    ):
+        # Its verdict would be a coroutine, never False: every token would pass.
+        raise ConfigurationError(
+            f"{option} must be a plain function returning a verdict, not async: the claims "
+            "are checked without awaiting; look up what it needs before (or use a sync client)"
+        )
     return (hook,)
 
 

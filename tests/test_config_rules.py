@@ -513,3 +513,40 @@ def test_without_validate_each_request_the_cached_fast_path_stays(issuer: LocalI
     assert issuer.verifier()._hit is not None
     assert issuer.verifier(validate=lambda claims: True)._hit is not None
     assert issuer.verifier(validate_each_request=lambda claims: True)._hit is None
+
+
+@pytest.mark.parametrize("option", ["validate", "validate_each_request"])
+def test_issue22_review_an_async_hook_is_refused_at_start_up(
+    issuer: LocalIssuer, option: str
+) -> None:
+    # Review of issue 22: a per-request hook is where an app looks a user up, and an ASGI app
+    # writes it ``async def``. Its verdict was a coroutine, never ``False``: every token passed
+    # (fail open) whatever the coroutine would have said.
+    async def inactive(claims: Mapping[str, Any]) -> bool:
+        return False
+
+    class AsyncCheck:
+        async def __call__(self, claims: Mapping[str, Any]) -> bool:
+            return False
+
+    for hook in (inactive, AsyncCheck()):
+        with pytest.raises(ConfigurationError, match="async"):
+            issuer.verifier(**{option: hook})
+        with pytest.raises(ConfigurationError, match="async"):
+            TrustedIssuer(issuer.issuer, issuer.keys(), **{option: hook})
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_issue22_review_a_hook_returning_an_awaitable_refuses_the_token(
+    issuer: LocalIssuer, driver: str
+) -> None:
+    # A plain callable that hands back a coroutine (a lambda around an async function) cannot
+    # be told apart at start-up: its verdict, never awaited, must refuse, not pass.
+    async def inactive(claims: Mapping[str, Any]) -> bool:
+        return False
+
+    verifier = issuer.verifier(validate_each_request=lambda claims: inactive(claims))
+    token = issuer.mint()
+    with pytest.raises(ClaimInvalid) as caught:
+        verifier.verify(token) if driver == "sync" else await verifier.averify(token)
+    assert "awaitable" in caught.value.detail["reason"]
