@@ -164,11 +164,28 @@ class JWTGuard:
 
         app.register_error_handler(JWTGuardError, handle)
 
+        def app_shapes_answers() -> bool:
+            # Read at each refusal: hooks may be added after init_app (CORS(app) after
+            # JWTGuard(app)); Flask takes none once it has served a request. Blueprints' hooks
+            # and handlers live in these dicts too, under the blueprint's name.
+            if any(app.after_request_funcs.values()):
+                return True  # flask-cors: its headers on our 401, for the page to read
+            return any(
+                handler is not handle
+                for by_code in app.error_handler_spec.values()
+                for by_class in by_code.values()
+                for handler in by_class.values()
+            )
+
+        middleware.app_shapes_answers = app_shapes_answers
+
         # The middleware leaves its rejection for Flask to answer, so that the app's
         # after_request hooks run on it too: flask-cors adds its headers to our 401, which
         # the browser then shows to the page. First of all url_value_preprocessors (Flask
         # runs them before the before_request hooks): no app code runs for a rejected
-        # request. A CORS preflight is decided there too, once Flask has matched its rule
-        # (_preflight).
+        # request. An app with no after_request hook and no error handler of its own gets
+        # the same answer from the middleware, without a Flask dispatch
+        # (app_shapes_answers). A CORS preflight is decided inside Flask always, once Flask
+        # has matched its rule (_preflight).
         middleware.defer_rejections = True
         app.url_value_preprocessors.setdefault(None, []).insert(0, _raise_rejection)

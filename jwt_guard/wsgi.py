@@ -7,7 +7,7 @@ under a lock (single flight across threads).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._answer import Answer, ErrorHandler, reason_phrase
@@ -158,6 +158,10 @@ def authenticate(guard: Guard, environ: Environ) -> Principal | None:
     return principal
 
 
+def _always() -> bool:
+    return True
+
+
 class JWTGuardWSGIMiddleware:
     """Verify the request's JWT and store the :class:`Principal` at
     ``environ["jwt_guard.principal"]`` (``None`` for anonymous requests when ``optional``)."""
@@ -200,6 +204,11 @@ class JWTGuardWSGIMiddleware:
         #: Set by the Flask extension: a rejection is left in the environ (REJECTION_KEY)
         #: and raised inside Flask, so the app's after_request hooks (CORS headers) apply.
         self.defer_rejections = False
+        #: Set by the Flask extension too: whether the app has code that would shape a
+        #: rejection's answer if Flask made it (after_request hooks, error handlers of its
+        #: own). Without any, the middleware answers itself: a refusal then costs what it
+        #: cost before Flask answered them (a Flask dispatch is several times the refusal).
+        self.app_shapes_answers: Callable[[], bool] = _always
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         metadata = self.guard.metadata
@@ -244,7 +253,7 @@ class JWTGuardWSGIMiddleware:
             try:
                 principal = environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
             except JWTGuardError as exc:
-                if not self.defer_rejections:
+                if not self.defer_rejections or not self.app_shapes_answers():
                     return self.reject(exc, start_response, environ)
                 # Kept without its traceback and context: their frames hold this environ, and
                 # an environ -> error -> frame -> environ cycle is garbage only the cycle
