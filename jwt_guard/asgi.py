@@ -102,7 +102,11 @@ def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> Request
     for raw_name, raw_value in scope.get("headers", ()):
         name = raw_name.decode("latin-1").lower()
         if name != "authorization" and name != "cookie":
-            headers[name] = raw_value.decode("latin-1")
+            value = raw_value.decode("latin-1")
+            # A repeated field is one list (RFC 9110 §5.3), as WSGI servers join it: a check
+            # reading the last copy while the app reads the first (Starlette's headers.get)
+            # would decide on another value than the app acts on.
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
     scheme = scope.get("scheme", "http")
     if scope["type"] == "websocket":
         scheme = "https" if scheme in ("wss", "https") else "http"

@@ -328,6 +328,18 @@ async def test_issue22_encoded_override_parameter_needs_csrf(
     assert (await client.get("/me?%5Fmethods=DELETE", headers=cookie)).status_code == 200
 
 
+@pytest.mark.parametrize("name", ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"])
+async def test_issue22_repeated_override_header_counts_every_copy(
+    make_any_client: AppFactory, issuer: LocalIssuer, name: str
+) -> None:
+    # DELETE then GET: the ASGI view kept the last copy (GET, safe: no CSRF value asked)
+    # while Starlette's headers.get, which an override middleware reads, gives the first.
+    client = make_any_client(cookie="at")
+    headers = [("Cookie", f"at={issuer.mint()}"), (name, "DELETE"), (name, "GET")]
+    refused = await client.get("/me", headers=headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
+
+
 async def test_cookie_auth_safe_method_needs_no_csrf(
     make_client: AppFactory, issuer: LocalIssuer
 ) -> None:
