@@ -190,9 +190,15 @@ class JWTGuardError(Exception):
         built = self._built
         if built is None:
             source = self._source
-            if callable(source):
-                source = source()
-            built = self._built = dict(source) if source else {}
+            try:
+                if callable(source):
+                    source = source()
+                built = dict(source) if source else {}
+            except Exception as exc:
+                # Read inside the answer layer (the log line, debug, on_error): a builder that
+                # trips (an app's, over a claim the token lacks) must not make the refusal a 500.
+                built = {"detail_error": f"the detail builder raised {type(exc).__name__}"}
+            self._built = built
         return built
 
     @detail.setter

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from jwt_guard import JWTGuardError, MalformedToken, _verifier
+from jwt_guard import ClaimInvalid, JWTGuardError, MalformedToken, _verifier
 from jwt_guard._answer import Answer, Responder
 from jwt_guard._guard import Guard
 from jwt_guard.testing import LocalIssuer
@@ -316,3 +316,38 @@ def test_issue22_flask_refusal_dispatches_only_when_the_app_shapes_answers(
             assert all(r.headers["X-Stamped"] == "1" for r in refused)
     accepted = client.get("/me", headers=bearer(issuer.mint()))
     assert accepted.status_code == 200
+
+
+@pytest.mark.parametrize("reader", ["log", "debug", "on_error"])
+async def test_issue22_review_a_detail_builder_that_raises_is_no_500(
+    make_any_client: AppFactory,
+    issuer: LocalIssuer,
+    reader: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A builder is run by whoever reads the detail, inside the answer layer: one that trips
+    (an app's hook building from a claim the token lacks) made the refusal a 500."""
+    seen: list[dict[str, Any]] = []
+
+    def on_error(exc: JWTGuardError, answer: Answer) -> Answer:
+        seen.append(exc.detail)
+        return answer
+
+    def hook(claims: Any) -> bool:
+        raise ClaimInvalid(detail=lambda: {"tenant": claims["tenant"]})
+
+    options: dict[str, Any] = {"log_rejections": logging.INFO if reader == "log" else None}
+    if reader == "debug":
+        options["debug"] = True
+    if reader == "on_error":
+        options["on_error"] = on_error
+    client = make_any_client(issuer.verifier(validate=hook), **options)
+    with caplog.at_level(logging.INFO, logger="jwt_guard"):
+        response = await client.get("/me", headers=bearer(issuer.mint()))
+    assert response.status_code == 401 and response.json()["code"] == "claim_invalid"
+    if reader == "log":
+        assert any("the detail builder raised KeyError" in r.getMessage() for r in caplog.records)
+    if reader == "debug":
+        seen.append(response.json()["detail"])
+    if reader != "log":
+        assert seen == [{"detail_error": "the detail builder raised KeyError"}]
