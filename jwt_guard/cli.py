@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import re
+import stat
 import sys
 import time
 import uuid
@@ -302,6 +303,13 @@ def _write_files(outdir: Path, files: dict[str, tuple[bytes, int]], *, replace: 
                 fh.write(data)
                 fh.flush()
                 os.fsync(fd)
+        if replace:
+            # rename(2) fails over a directory: found before any name is replaced, so that a
+            # failed --force leaves the old key pair whole, not a new private key beside it.
+            for name in temporary:
+                with contextlib.suppress(FileNotFoundError):
+                    if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                        raise UsageError(f"{outdir / name} is a directory; nothing was replaced")
         for name, temp in temporary.items():
             at = outdir / name
             if replace:

@@ -690,3 +690,18 @@ def test_mint_dpop_key_must_be_a_key(keydir: Path, tmp_path: Path) -> None:
         "mint", "--key", str(keydir / "private.pem"), "--alg", "ES256", "--dpop-key", str(bogus)
     )
     assert code == 2 and "--dpop-key must be a PEM private or public key" in err
+
+
+def test_issue22_review_keygen_force_failing_midway_keeps_the_old_key_pair(tmp_path: Path) -> None:
+    # Review of issue 22: --force renamed private.pem into place, then failed on public.pem (a
+    # directory stands there): the old private key was gone and the public files left said
+    # nothing of the new one. Nothing is replaced unless every name can be.
+    keys = tmp_path / "keys"
+    assert run("keygen", "--alg", "ES256", "--out", str(keys))[0] == 0
+    before = {name: (keys / name).read_bytes() for name in ("private.pem", "jwks.json")}
+    (keys / "public.pem").unlink()
+    (keys / "public.pem").mkdir()
+    code, out, err = run("keygen", "--alg", "ES256", "--out", str(keys), "--force")
+    assert code == 2 and out == "" and "public.pem" in err and "directory" in err
+    assert {name: (keys / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in keys.iterdir()) == sorted(KEY_FILES)  # no temporary left
