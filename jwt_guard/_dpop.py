@@ -639,6 +639,19 @@ class Proof(NamedTuple):
     jkt: str
     replay_key: str
     ttl: int
+    #: When no instance accepts it any more (``iat + max_age + 2 * leeway``): the same for
+    #: every check of one proof, whenever it is made.
+    expires: float = 0.0
+
+    def ttl_at(self, now: float) -> int:
+        """The replay entry's ttl when recorded at ``now``."""
+        return _replay_ttl(self.expires, now)
+
+
+def _replay_ttl(expires: float, now: float) -> int:
+    """Whole seconds from ``now`` to strictly past ``expires`` (floor + 1, not ceil: an entry
+    is gone at its ``until``, and with leeway=0 the last accepted instant is ``expires``)."""
+    return max(1, math.floor(expires - now) + 1)
 
 
 def _check_replay_signature(replay: ReplayCache) -> None:
@@ -891,11 +904,10 @@ class DPoP:
         # client character reaches the store) and scoped by the key, so one client's jti
         # never blocks another's. One more leeway as margin: another instance sharing the
         # store, whose clock is up to that much behind ours, still accepts it that long.
-        # Strictly past it (floor + 1, not ceil): an entry is gone at its ``until``, and with
-        # leeway=0 the last accepted instant is iat + max_age exactly.
-        ttl = max(1, math.floor(iat + self.max_age + 2 * leeway - now) + 1)
+        expires = iat + self.max_age + 2 * leeway
         digest = hashlib.sha256(f"{header.jkt}\x00{jti}".encode("utf-8", "surrogatepass"))
-        return Proof(header.jkt, "dpop:" + digest.hexdigest(), ttl)
+        key = "dpop:" + digest.hexdigest()
+        return Proof(header.jkt, key, _replay_ttl(expires, now), expires)
 
     def _check_header(self, h64: str) -> _ProofHeader:
         header = parse_header(h64)
@@ -930,12 +942,19 @@ class DPoP:
 
     # -- the replay step (the drivers' I/O) ----------------------------------------------------
 
-    def record(self, proof: Proof) -> None:
+    # ``now``: the time of the record, when steps that take time (a denylist round trip, an
+    # event loop behind) came between the check and it. The ttl is then reckoned from it, so
+    # the entry's ``until`` is the proof's own (``expires``, rounded up) whenever it is made:
+    # the memory cache's refusal of a dropped proof's replay compares these untils.
+
+    def record(self, proof: Proof, now: float | None = None) -> None:
         """Accept the proof's jti once (sync driver); raises :class:`DPoPProofReplayed`."""
-        if not self.replay_cache.first_use(proof.replay_key, proof.ttl, proof.jkt):
+        ttl = proof.ttl if now is None else proof.ttl_at(now)
+        if not self.replay_cache.first_use(proof.replay_key, ttl, proof.jkt):
             raise DPoPProofReplayed(detail=_REPLAYED)
 
-    async def arecord(self, proof: Proof) -> None:
+    async def arecord(self, proof: Proof, now: float | None = None) -> None:
         """Async twin of :meth:`record`."""
-        if not await self.replay_cache.afirst_use(proof.replay_key, proof.ttl, proof.jkt):
+        ttl = proof.ttl if now is None else proof.ttl_at(now)
+        if not await self.replay_cache.afirst_use(proof.replay_key, ttl, proof.jkt):
             raise DPoPProofReplayed(detail=_REPLAYED)

@@ -430,7 +430,7 @@ class Verifier:
         if self._each_request:
             self._route(principal.claims).rules.check_each_request(principal.claims)
         if dpop is not None and checked is not None:
-            dpop.record(checked)
+            dpop.record(checked, self._clock())
         return principal
 
     async def _aafter_steps(
@@ -448,7 +448,7 @@ class Verifier:
         if self._each_request:
             self._route(principal.claims).rules.check_each_request(principal.claims)
         if dpop is not None and checked is not None:
-            await dpop.arecord(checked)
+            await dpop.arecord(checked, self._clock())
         return principal
 
     # -- revocation (see _denylist for what an entry covers and how long it lives) -----------

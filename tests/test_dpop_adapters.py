@@ -33,6 +33,7 @@ from jwt_guard import (
     DPoPNonces,
     DPoPProofReplayed,
     DPoPRateLimited,
+    DPoPReplayUnavailable,
     JWTGuardMiddleware,
     MemoryDenylist,
     MemoryReplayCache,
@@ -992,3 +993,48 @@ async def test_issue22_review_rfc9449_11_1_no_replay_at_the_last_accepted_second
     clock.advance(60)  # DEFAULT_MAX_AGE: the proof's last accepted instant
     with pytest.raises(DPoPProofReplayed):
         await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
+
+
+class _SlowDenylist(MemoryDenylist):
+    """A denylist that takes ``delay`` seconds of the clock to answer (a Redis under load, an
+    event loop lagging behind a flood)."""
+
+    def __init__(self, clock: FakeClock, delay: float) -> None:
+        super().__init__(clock=clock)
+        self.fake_clock, self.delay = clock, delay
+
+    def check(self, keys: Any, issued_at: object) -> None:
+        self.fake_clock.advance(self.delay)
+        super().check(keys, issued_at)
+
+    async def acheck(self, keys: Any, issued_at: object) -> None:
+        self.fake_clock.advance(self.delay)
+        await super().acheck(keys, issued_at)
+
+
+async def test_issue22_review_rfc9449_11_1_a_slow_step_before_the_record_lets_no_dropped_proof_back(
+    run_verify: Callable[..., Awaitable[Principal]],
+    issuer: LocalIssuer,
+    key: Any,
+    other_key: Any,
+    clock: FakeClock,
+) -> None:
+    # Review of issue 22: the replay entry's ttl was reckoned when the proof was checked, its
+    # ``until`` when it was recorded, after the denylist. A full cache refuses a dropped proof's
+    # replay by comparing untils (one second of rounding allowed): a replay whose denylist
+    # check took 2 s got an ``until`` 2 s later than the dropped entry's, and passed.
+    cache = MemoryReplayCache(max_entries=2, per_key=1, clock=clock)
+    denylist = _SlowDenylist(clock, 0.0)
+    verifier = issuer.verifier(dpop=DPoP(replay=cache), denylist=denylist)
+    victim = issuer.mint(sub="alice", dpop_key=key)
+    captured = dpop_proof(key, "GET", URL, access_token=victim, iat=clock.now)
+    await run_verify(verifier, victim, dpop_proof=captured, method="GET", url=URL)
+    for i in range(2):  # two other keys fill the cache: the captured proof's entry is dropped
+        signer = ec.generate_private_key(ec.SECP256R1())
+        token = issuer.mint(sub=f"user{i}", dpop_key=signer)
+        proof = dpop_proof(signer, "GET", URL, access_token=token, iat=clock.now)
+        await run_verify(verifier, token, dpop_proof=proof, method="GET", url=URL)
+    clock.advance(10)
+    denylist.delay = 2.0
+    with pytest.raises((DPoPProofReplayed, DPoPReplayUnavailable)):
+        await run_verify(verifier, victim, dpop_proof=captured, method="GET", url=URL)
