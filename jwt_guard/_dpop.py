@@ -446,7 +446,15 @@ class MemoryReplayCache(ReplayCache):
             del self._keys[jkt]
             return
         self._idle[jkt] = share.floor
-        self._idle_order.append((share.floor, jkt))
+        order = self._idle_order
+        order.append((share.floor, jkt))
+        if len(order) > 2 * self.max_entries:
+            # The marks of keys that came back since are left in place (skipped when they
+            # reach the front): they would pile up one per request for a proof's lifetime.
+            # Rebuilt in place from the keys still idle, in the order they went idle (the
+            # dict's): O(max_entries) once every max_entries marks at least.
+            order.clear()
+            order.extend((floor, key) for key, floor in self._idle.items())
         while len(self._idle) > self.max_entries:
             floor, oldest = self._idle_order.popleft()
             if self._idle.get(oldest) == floor:  # still idle since (else a stale mark)

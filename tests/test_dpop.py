@@ -838,3 +838,18 @@ def test_rfc9449_11_1_replay_ttl_has_a_leeway_margin(
     # Accepted until iat + max_age + leeway here; an instance sharing the store whose clock is
     # up to a leeway behind accepts it a leeway longer still: the jti must outlive both.
     assert check(dpop, prove(), clock, leeway=30).ttl == 60 + 2 * 30 + 1  # strictly past
+
+
+def test_issue22_review_full_memory_replay_cache_stays_bounded_by_max_entries(
+    clock: FakeClock,
+) -> None:
+    # Review of issue 22: a little more clients than max_entries, each sending a proof in turn
+    # (50 a second here): every request drops an entry that idles its key, and every key's mark in
+    # the idle order stayed there for a proof's lifetime, one per request (590,000 for a cache
+    # of 10,000 at 5,000 requests a second), however few keys were really idle.
+    cache = MemoryReplayCache(max_entries=100, per_key=10, clock=clock)
+    for step in range(20_000):
+        cache.first_use(f"p{step}", 121, f"client{step % 150}")
+        clock.advance(1 / 50)
+    assert len(cache) == 100 and len(cache._idle) <= 100
+    assert len(cache._idle_order) <= 2 * cache.max_entries + 1
