@@ -3,7 +3,7 @@
 # extra included) and of the tools in requirements/tools.in, at the newest versions on the
 # package index, for Python >= 3.11 on any platform, with hashes.
 #   bash scripts/lock.sh [uv pip compile arguments, e.g. --upgrade-package mcp]
-# Then run `bash scripts/test.sh` and `nox` before committing the new lock.
+# Then run `bash scripts/test-env.sh && .venv/bin/python -m pytest` and `nox` before committing the new lock.
 # uv reads no pip configuration (pip.conf, PIP_*): the lock comes from uv's default index.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh and scripts/demo.sh (run from the clone's root): the clone's own
+# Sourced by scripts/test-env.sh and scripts/demo.sh (run from the clone's root): the clone's own
 # virtual environment, .venv, holding exactly requirements/test.lock and jwt_guard (editable).
 # Nothing is ever installed into the python3 found on PATH.
 #   ensure_venv       makes .venv with the first python3 >= 3.11 (JWT_GUARD_PYTHON names another

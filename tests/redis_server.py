@@ -24,7 +24,7 @@ def redis_binary() -> str:
     path = shutil.which("redis-server")
     if path is None:
         message = (
-            "redis-server is not installed: `bash scripts/test.sh` installs it with apt-get "
+            "redis-server is not installed: `bash scripts/test-env.sh` installs it with apt-get "
             "when run as root"
         )
         if os.environ.get("CI"):

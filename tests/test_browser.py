@@ -33,7 +33,7 @@ def attack_page(target: str) -> str:
 @pytest.fixture
 def page(tmp_path: Any) -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
-        message = "chromium is not installed: `bash scripts/test.sh` installs it as root"
+        message = "chromium is not installed: `bash scripts/test-env.sh` installs it as root"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -1,7 +1,7 @@
 """scripts/: the README's two Quick start commands make and fill the clone's own .venv and
 install nothing into the python3 found on PATH; requirements/test.lock pins what pyproject.toml
 asks for. (ensure_venv's apt-get branch needs root and a Debian python without python3-venv:
-not run here; sync_venv runs with every `bash scripts/test.sh`, whose tests these are.)"""
+not run here; sync_venv runs with every `bash scripts/test-env.sh`, whose tests these are.)"""
 
 from __future__ import annotations
 
@@ -154,7 +154,8 @@ def test_every_pin_has_a_hash() -> None:
 def test_ci_runs_the_readmes_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"^(bash scripts/\S+)", quick_start, re.MULTILINE)
-    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    commands = re.findall(r"^(bash scripts/.*?)(?:   #.*)?$", quick_start, re.MULTILINE)
+    test_command = "bash scripts/test-env.sh && .venv/bin/python -m pytest"
+    assert commands == ["bash scripts/demo.sh", test_command]
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^bash scripts/test\.sh$", ci, re.MULTILINE), ci
+    assert re.search(rf"^{re.escape(test_command)} \|\| exit \$\?", ci, re.MULTILINE), ci

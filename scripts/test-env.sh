@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The README's test command: everything the tests need, then all of them.
-#   bash scripts/test.sh [pytest arguments]
+# Everything the tests need, in the clone's .venv; the README's test command is
+#   bash scripts/test-env.sh && .venv/bin/python -m pytest [pytest arguments]
 # System packages redis-server and chromium come from apt-get when run as root; the python
 # packages are requirements/test.lock, exactly, in the clone's .venv (scripts/python-env.sh),
-# never in the python3 found on PATH. Then `.venv/bin/python -m pytest "$@"`.
+# never in the python3 found on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/python-env.sh
@@ -30,4 +30,3 @@ fi
 
 ensure_venv
 sync_venv
-exec "$VENV/bin/python" -m pytest "$@"
