@@ -74,6 +74,16 @@ from joserfc.jwk import JWKRegistry
 ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA", "HS256"]
 
 
+def best_of_rounds(measurements: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Each measurement once a round, in turn (interleaved: a busy moment of the machine hits
+    every row alike), ``repeats`` rounds; the best round of each counts."""
+    best = {name: float("inf") for name in measurements}
+    for _ in range(repeats):
+        for name, measure in measurements.items():
+            best[name] = min(best[name], measure())
+    return best
+
+
 def per_call(fn: Callable[[int], Any], n: int, repeats: int) -> float:
     """Best-of-``repeats`` mean time of one call, in µs (``fn`` gets the call index)."""
     best = float("inf")
@@ -295,10 +305,7 @@ def bench_algorithm(alg: str, n: int, repeats: int) -> dict[str, float]:
         "bare_repeat": lambda: asgi_per_call(bare, repeat_scopes, 1),
         "guarded_repeat": lambda: asgi_per_call(warm, repeat_scopes, 1),
     }
-    best = {name: float("inf") for name in measurements}
-    for _ in range(repeats):
-        for name, measure in measurements.items():
-            best[name] = min(best[name], measure())
+    best = best_of_rounds(measurements, repeats)
     return {
         "raw": best["raw"],
         "pyjwt": best["pyjwt"],
@@ -410,10 +417,7 @@ def bench_metrics(n: int, repeats: int) -> dict[str, float]:
             lambda i: v.verify(token), n, 1
         )
         measurements[f"mw_{name}"] = lambda a=apps[name]: asgi_per_call(a, scopes, 1)
-    best = {name: float("inf") for name in measurements}
-    for _ in range(repeats):
-        for name, measure in measurements.items():
-            best[name] = min(best[name], measure())
+    best = best_of_rounds(measurements, repeats)
     result = {f"verify_{k}": best[f"verify_{k}"] for k in settings}
     result.update({f"middleware_{k}": best[f"mw_{k}"] - best["bare"] for k in settings})
     return result
@@ -487,11 +491,8 @@ def bench_features(n: int, repeats: int) -> dict[str, float]:
         measurements[f"{name}_cached"] = lambda a=warm[name]: asgi_per_call(a, repeat, 1)
     for name, a in flood.items():
         measurements[name] = lambda a=a: asgi_per_call(a, rejected, 1, expect=401)
-    best = {name: float("inf") for name in measurements}
     try:
-        for _ in range(repeats):
-            for name, measure in measurements.items():
-                best[name] = min(best[name], measure())
+        best = best_of_rounds(measurements, repeats)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -639,11 +640,8 @@ def bench_refusals(n: int, repeats: int) -> dict[str, float]:
         measurements[f"flask_{kind}"] = lambda e=environs: wsgi_per_call(
             flask_guarded.wsgi_app, e, 401
         )
-    best = {name: float("inf") for name in measurements}
     try:
-        for _ in range(repeats):
-            for name, measure in measurements.items():
-                best[name] = min(best[name], measure())
+        best = best_of_rounds(measurements, repeats)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
