@@ -46,7 +46,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jwt_guard import JWKSKeys, JWTGuardError, RedisDenylist, Verifier, _redis
+from jwt_guard import JWKSKeys, JWTGuardError, RedisDenylist, Verifier
+from jwt_guard._sources import redis_connection as _redis
 from jwt_guard.testing import JWKSServer, LocalIssuer, compact
 
 SLOW = 3.0  # seconds the provider takes to answer a JWKS request

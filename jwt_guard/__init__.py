@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from ._answer import Answer
-from ._authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
-from ._cookies import clear_token_cookies, set_token_cookies
-from ._denylist import Denylist, MemoryDenylist, RedisDenylist, RevocationKeys
-from ._dpop import DPoP, DPoPNonces, MemoryReplayCache, RedisReplayCache, ReplayCache
-from ._errors import (
+from ._core.dpop import DPoP, DPoPNonces, MemoryReplayCache, RedisReplayCache, ReplayCache
+from ._core.errors import (
     AlgorithmNotAllowed,
     AudienceInvalid,
     AuthenticationRequired,
@@ -49,16 +45,20 @@ from ._errors import (
     TooManyRequests,
     TypeInvalid,
 )
-from ._extract import CSRF, bound_csrf_value
-from ._jwks import JWKSKeys, JWKSStats, OIDCDiscovery
-from ._keys import JWK
-from ._keyset import KeySet, KeySource, StaticKeys
-from ._metadata import ProtectedResource
-from ._metrics import Metrics
-from ._policy import TrustedIssuer
-from ._principal import Principal
-from ._route import RouteGuard
-from ._verifier import Verifier
+from ._core.keys import JWK
+from ._core.keyset import KeySet, KeySource, StaticKeys
+from ._core.metrics import Metrics
+from ._core.policy import TrustedIssuer
+from ._core.principal import Principal
+from ._http.answer import Answer
+from ._http.authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
+from ._http.cookies import clear_token_cookies, set_token_cookies
+from ._http.extract import CSRF, bound_csrf_value
+from ._http.metadata import ProtectedResource
+from ._http.route import RouteGuard
+from ._sources.denylist import Denylist, MemoryDenylist, RedisDenylist, RevocationKeys
+from ._sources.jwks import JWKSKeys, JWKSStats, OIDCDiscovery
+from ._sources.verifier import Verifier
 from .asgi import JWTGuardMiddleware
 from .wsgi import JWTGuardWSGIMiddleware
 

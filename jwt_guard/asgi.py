@@ -12,11 +12,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._answer import Answer, ErrorHandler
-from ._dpop import quote_path
-from ._errors import JWTGuardError
-from ._extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView, override_params
-from ._guard import (
+from ._core.dpop import quote_path
+from ._core.errors import JWTGuardError
+from ._core.log import DEFAULT_LOG_LIMIT
+from ._core.principal import FrozenList, Principal
+from ._http.answer import Answer, ErrorHandler
+from ._http.extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView, override_params
+from ._http.guard import (
     EXCLUDED_KEY,
     GUARD_KEY,
     NOT_A_CORS_ANSWER,
@@ -25,11 +27,9 @@ from ._guard import (
     VERIFIER_KEY,
     Guard,
 )
-from ._log import DEFAULT_LOG_LIMIT
-from ._metadata import ProtectedResource
-from ._principal import FrozenList, Principal
-from ._types import ASGIApp, Message, Receive, Scope, Send
-from ._verifier import Verifier
+from ._http.metadata import ProtectedResource
+from ._http.types import ASGIApp, Message, Receive, Scope, Send
+from ._sources.verifier import Verifier
 
 __all__ = [
     "JWTGuardMiddleware",

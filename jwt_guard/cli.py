@@ -24,15 +24,15 @@ from typing import Any, NoReturn, TextIO
 
 from cryptography.hazmat.primitives import serialization
 
-from ._algorithms import ALGORITHMS
-from ._dpop import jwk_thumbprint, normalize_htu
-from ._errors import ConfigurationError, JWTGuardError, ServiceUnavailable
-from ._extras import MissingExtra
-from ._jwks import JWKSKeys, OIDCDiscovery
-from ._keyset import KeySource, StaticKeys
-from ._parse import b64url_decode, parse_json, split_compact
-from ._policy import TrustedIssuer
-from ._verifier import Verifier
+from ._core.algorithms import ALGORITHMS
+from ._core.dpop import jwk_thumbprint, normalize_htu
+from ._core.errors import ConfigurationError, JWTGuardError, ServiceUnavailable
+from ._core.extras import MissingExtra
+from ._core.keyset import KeySource, StaticKeys
+from ._core.parse import b64url_decode, parse_json, split_compact
+from ._core.policy import TrustedIssuer
+from ._sources.jwks import JWKSKeys, OIDCDiscovery
+from ._sources.verifier import Verifier
 
 __all__ = ["main"]
 
@@ -335,7 +335,7 @@ def _write_files(outdir: Path, files: dict[str, tuple[bytes, int]], *, replace: 
 
 def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     # Imported here, not at the top: _signing imports PyJWT, which `verify` never loads.
-    from ._signing import generate_key, private_pem, public_jwk, public_pem
+    from ._tools.signing import generate_key, private_pem, public_jwk, public_pem
 
     if ALGORITHMS[args.alg].family == "HMAC":
         raise UsageError("keygen makes asymmetric key pairs; for HS* use a random secret")
@@ -371,7 +371,7 @@ def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 def _pem_key(path: str, option: str, *, public_ok: bool = False) -> Any:
     """A PEM private key (or, with ``public_ok``, a public key) read from ``path``."""
-    from ._signing import load_private_pem  # PyJWT: see cmd_keygen
+    from ._tools.signing import load_private_pem  # PyJWT: see cmd_keygen
 
     try:
         data = Path(path).read_bytes()
@@ -390,7 +390,7 @@ def _pem_key(path: str, option: str, *, public_ok: bool = False) -> Any:
 
 
 def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    from ._signing import dpop_jwk, encode  # PyJWT: see cmd_keygen
+    from ._tools.signing import dpop_jwk, encode  # PyJWT: see cmd_keygen
 
     key = _pem_key(args.key, "--key")
     now = int(time.time())
@@ -432,7 +432,7 @@ def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 
 def cmd_dpop_proof(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    from ._signing import dpop_proof  # PyJWT: see cmd_keygen
+    from ._tools.signing import dpop_proof  # PyJWT: see cmd_keygen
 
     key = _pem_key(args.key, "--key")
     token = args.token

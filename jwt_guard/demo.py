@@ -31,19 +31,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ._authz import require_roles
-from ._config import DEFAULT_ALGORITHM
-from ._cookies import clear_token_cookies, set_token_cookies
-from ._demo_oauth import (
-    AuthorizationRequest,
-    CodeStore,
-    Grant,
-    OAuthError,
-    parse_authorization_request,
-)
-from ._denylist import MemoryDenylist
-from ._dpop import DPoP, ReplayCache
-from ._errors import (
+from ._core.dpop import DPoP, ReplayCache
+from ._core.errors import (
     ConfigurationError,
     CSRFFailed,
     DPoPProofMissing,
@@ -51,13 +40,24 @@ from ._errors import (
     DPoPReplayUnavailable,
     InvalidDPoPProof,
 )
-from ._extract import CSRF, check_csrf
-from ._extras import MissingExtra
-from ._jwks import JWKSKeys
-from ._keyset import KeySet
-from ._principal import Principal
-from ._signing import PrivateKey, encode, generate_key, public_jwk
-from ._verifier import Verifier
+from ._core.extras import MissingExtra
+from ._core.keyset import KeySet
+from ._core.principal import Principal
+from ._http.authz import require_roles
+from ._http.cookies import clear_token_cookies, set_token_cookies
+from ._http.extract import CSRF, check_csrf
+from ._sources.config import DEFAULT_ALGORITHM
+from ._sources.denylist import MemoryDenylist
+from ._sources.jwks import JWKSKeys
+from ._sources.verifier import Verifier
+from ._tools.demo_oauth import (
+    AuthorizationRequest,
+    CodeStore,
+    Grant,
+    OAuthError,
+    parse_authorization_request,
+)
+from ._tools.signing import PrivateKey, encode, generate_key, public_jwk
 from .asgi import JWTGuardMiddleware
 from .asgi import _view as request_view
 

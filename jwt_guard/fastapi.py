@@ -19,19 +19,19 @@ from typing import Annotated, Any, TypeVar
 
 from starlette.requests import HTTPConnection
 
-from ._answer import ErrorHandler
-from ._authz import Requirement, StepUp, openapi_bearer_scheme
-from ._errors import AuthenticationRequired, JWTGuardError
-from ._extract import CSRF
-from ._extras import MissingExtra
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
-from ._log import DEFAULT_LOG_LIMIT
-from ._metadata import ProtectedResource
-from ._principal import Principal
-from ._resolve import answer_errors, answer_for, reject, resolve
-from ._route import RouteGuard
-from ._types import Scope
-from ._verifier import Verifier
+from ._core.errors import AuthenticationRequired, JWTGuardError
+from ._core.extras import MissingExtra
+from ._core.log import DEFAULT_LOG_LIMIT
+from ._core.principal import Principal
+from ._http.answer import ErrorHandler
+from ._http.authz import Requirement, StepUp, openapi_bearer_scheme
+from ._http.extract import CSRF
+from ._http.guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
+from ._http.metadata import ProtectedResource
+from ._http.resolve import answer_errors, answer_for, reject, resolve
+from ._http.route import RouteGuard
+from ._http.types import Scope
+from ._sources.verifier import Verifier
 
 try:
     from fastapi import Depends, Security
@@ -39,7 +39,7 @@ try:
 except ImportError as exc:  # only without the fastapi extra
     raise MissingExtra("jwt_guard.fastapi", "fastapi", "fastapi") from exc
 
-from ._docs_login import OAuth2Login, serve_swagger_ui
+from ._integrations.docs_login import OAuth2Login, serve_swagger_ui
 
 __all__ = [
     "CurrentPrincipal",

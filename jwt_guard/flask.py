@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from ._authz import require_roles, require_scopes
-from ._extras import MissingExtra
+from ._core.extras import MissingExtra
+from ._http.authz import require_roles, require_scopes
 
 try:
     from flask import Flask, Response, abort, current_app, request
@@ -29,14 +29,14 @@ try:
 except ImportError as exc:  # only without the flask extra
     raise MissingExtra("jwt_guard.flask", "flask", "flask") from exc
 
-from ._config import options_from_env
-from ._cookies import clear_token_cookies, set_token_cookies
-from ._errors import AuthenticationRequired, JWTGuardError
-from ._guard import GUARD_KEY, PREFLIGHT_KEY, PRINCIPAL_KEY, REJECTION_KEY, Guard
-from ._principal import Principal
-from ._resolve import flask_environ, flask_response
-from ._route import RouteGuard
-from ._verifier import Verifier
+from ._core.errors import AuthenticationRequired, JWTGuardError
+from ._core.principal import Principal
+from ._http.cookies import clear_token_cookies, set_token_cookies
+from ._http.guard import GUARD_KEY, PREFLIGHT_KEY, PRINCIPAL_KEY, REJECTION_KEY, Guard
+from ._http.resolve import flask_environ, flask_response
+from ._http.route import RouteGuard
+from ._sources.config import options_from_env
+from ._sources.verifier import Verifier
 from .wsgi import JWTGuardWSGIMiddleware
 
 __all__ = [

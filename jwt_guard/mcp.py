@@ -57,20 +57,20 @@ from typing import Any, Final
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
-from ._answer import ErrorHandler
-from ._errors import (
+from ._core.errors import (
     AuthenticationRequired,
     ConfigurationError,
     InsufficientScope,
     InvalidRequest,
     JWTGuardError,
 )
-from ._extras import MissingExtra
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, Guard
-from ._metadata import ProtectedResource
-from ._principal import Principal
-from ._types import ASGIApp, Message, Receive, Scope, Send
-from ._verifier import Verifier
+from ._core.extras import MissingExtra
+from ._core.principal import Principal
+from ._http.answer import ErrorHandler
+from ._http.guard import GUARD_KEY, PRINCIPAL_KEY, Guard
+from ._http.metadata import ProtectedResource
+from ._http.types import ASGIApp, Message, Receive, Scope, Send
+from ._sources.verifier import Verifier
 from .asgi import JWTGuardMiddleware, send_answer
 
 try:

@@ -23,11 +23,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from ._claims import Validator
-from ._errors import ConfigurationError
-from ._jwks import JWKSKeys
-from ._keyset import KeySource
-from ._policy import TrustedIssuer
+from ._core.claims import Validator
+from ._core.errors import ConfigurationError
+from ._core.keyset import KeySource
+from ._core.policy import TrustedIssuer
+from ._sources.jwks import JWKSKeys
 
 __all__ = ["auth0", "cognito", "entra_id", "google", "keycloak", "okta"]
 

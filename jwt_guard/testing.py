@@ -28,10 +28,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
 from typing import Any
 
-from ._config import DEFAULT_ALGORITHM
-from ._dpop import jwk_thumbprint
-from ._keyset import StaticKeys
-from ._signing import (
+from ._core.dpop import jwk_thumbprint
+from ._core.keyset import StaticKeys
+from ._sources.config import DEFAULT_ALGORITHM
+from ._sources.verifier import Verifier
+from ._tools.signing import (
     PrivateKey,
     b64url,
     dpop_jwk,
@@ -42,7 +43,6 @@ from ._signing import (
     pyjwt_writes_as_given,
     sign,
 )
-from ._verifier import Verifier
 
 __all__ = ["FAULTS", "JWKSServer", "LocalIssuer", "compact", "dpop_jwk", "dpop_proof", "forge"]
 

@@ -10,17 +10,19 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._answer import Answer, ErrorHandler, reason_phrase
-from ._dpop import quote_path
-from ._errors import JWTGuardError
-from ._extract import (
+from ._core.dpop import quote_path
+from ._core.errors import JWTGuardError
+from ._core.log import DEFAULT_LOG_LIMIT
+from ._core.principal import Principal
+from ._http.answer import Answer, ErrorHandler, reason_phrase
+from ._http.extract import (
     CSRF,
     METHOD_OVERRIDE_HEADERS,
     RequestView,
     joined_authorization,
     override_params,
 )
-from ._guard import (
+from ._http.guard import (
     EXCLUDED_KEY,
     GUARD_KEY,
     NOT_A_CORS_ANSWER,
@@ -30,11 +32,9 @@ from ._guard import (
     VERIFIER_KEY,
     Guard,
 )
-from ._log import DEFAULT_LOG_LIMIT
-from ._metadata import ProtectedResource
-from ._principal import Principal
-from ._types import Environ, StartResponse, WSGIApp
-from ._verifier import Verifier
+from ._http.metadata import ProtectedResource
+from ._http.types import Environ, StartResponse, WSGIApp
+from ._sources.verifier import Verifier
 
 __all__ = ["JWTGuardWSGIMiddleware", "authenticate"]
 

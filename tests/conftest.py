@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from jwt_guard import _errors
-from jwt_guard._jwks import JWKSKeys
+from jwt_guard._core import errors as _errors
+from jwt_guard._sources.jwks import JWKSKeys
 from jwt_guard.testing import LocalIssuer
 
 from .apps import flask_app, starlette_app

@@ -31,7 +31,7 @@ from jwt_guard import (
     TokenTooLarge,
     Verifier,
 )
-from jwt_guard._signing import b64url, generate_key, public_jwk
+from jwt_guard._tools.signing import b64url, generate_key, public_jwk
 from jwt_guard.testing import LocalIssuer, compact, forge
 
 from .security.helpers import public_forms

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from jwt_guard import JWK
-from jwt_guard._algorithms import ALGORITHMS, CURVES, DIGEST_SIZES
-from jwt_guard._signing import generate_key, public_jwk, sign
+from jwt_guard._core.algorithms import ALGORITHMS, CURVES, DIGEST_SIZES
+from jwt_guard._tools.signing import generate_key, public_jwk, sign
 from jwt_guard.cli import build_parser
 
 # FIPS 186-4 §D.1.2 (the same values as SEC 2), written in decimal as the standard prints

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import ClaimInvalid, ClaimMissing, TokenExpired, TokenNotYetValid
-from jwt_guard._claims import (
+from jwt_guard._core.claims import (
     check_time_claims,
     collect_strings,
     normalize_typ,

@@ -625,8 +625,8 @@ def client_keydir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("half", ["private.pem", "public.pem"])
 def test_mint_dpop_key_binds_the_token(keydir: Path, client_keydir: Path, half: str) -> None:
-    from jwt_guard._dpop import jwk_thumbprint
-    from jwt_guard._parse import parse_compact
+    from jwt_guard._core.dpop import jwk_thumbprint
+    from jwt_guard._core.parse import parse_compact
 
     client_jwk = json.loads((client_keydir / "jwks.json").read_text())["keys"][0]
     token = mint(keydir, "--dpop-key", str(client_keydir / half))
@@ -663,7 +663,7 @@ def test_dpop_proof_round_trip_verifies(keydir: Path, client_keydir: Path) -> No
 
 
 def test_dpop_proof_method_is_upper_cased(client_keydir: Path) -> None:
-    from jwt_guard._parse import parse_compact
+    from jwt_guard._core.parse import parse_compact
 
     key = str(client_keydir / "private.pem")
     code, out, _ = run("dpop-proof", "--key", key, "--method", "get", "--url", "https://a.example/")

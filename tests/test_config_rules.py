@@ -45,7 +45,7 @@ from jwt_guard import (
     TrustedIssuer,
     Verifier,
 )
-from jwt_guard._signing import generate_key, public_jwk
+from jwt_guard._tools.signing import generate_key, public_jwk
 from jwt_guard.testing import LocalIssuer, compact
 
 from .conftest import AppFactory, FakeClock, assert_no_leak, bearer, challenge

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from jwt_guard._demo_oauth import s256
+from jwt_guard._tools.demo_oauth import s256
 from jwt_guard.demo import build_app
 
 from .conftest import FakeClock
@@ -433,8 +433,8 @@ def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
 def test_token_endpoint_binds_tokens_to_the_dpop_key(demo: tuple[str, FakeClock]) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from jwt_guard._dpop import jwk_thumbprint
-    from jwt_guard._parse import parse_compact
+    from jwt_guard._core.dpop import jwk_thumbprint
+    from jwt_guard._core.parse import parse_compact
     from jwt_guard.testing import dpop_jwk, dpop_proof
 
     base, clock = demo

@@ -34,10 +34,10 @@ from jwt_guard import (
     RedisReplayCache,
     StaticKeys,
     Verifier,
-    _errors,
 )
-from jwt_guard._answer import Answer
-from jwt_guard._dpop import jwk_thumbprint
+from jwt_guard._core import errors as _errors
+from jwt_guard._core.dpop import jwk_thumbprint
+from jwt_guard._http.answer import Answer
 from jwt_guard.testing import LocalIssuer, compact, dpop_jwk, dpop_proof
 
 from .conftest import AppFactory, FakeClock
@@ -521,7 +521,7 @@ def test_safe_value_bounds_what_a_token_can_put_in_a_line(value: Any, shown: Any
 
 
 async def test_answer_never_fails_on_odd_detail(issuer: LocalIssuer) -> None:
-    from jwt_guard._answer import Responder
+    from jwt_guard._http.answer import Responder
 
     exc = JWTGuardError(detail={"when": object()})
     exc.status_code = 401
@@ -563,7 +563,7 @@ async def test_rejection_lines_are_rate_limited_per_code(
 
 
 def test_rate_limit_window_reports_what_it_left_out() -> None:
-    from jwt_guard._log import LOG_WINDOW, RejectionLog
+    from jwt_guard._core.log import LOG_WINDOW, RejectionLog
 
     now = [0.0]
     with _handler() as handler:

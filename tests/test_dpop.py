@@ -32,7 +32,7 @@ from jwt_guard import (
     MemoryReplayCache,
     RedisReplayCache,
 )
-from jwt_guard._dpop import access_token_hash, jwk_thumbprint, normalize_htu
+from jwt_guard._core.dpop import access_token_hash, jwk_thumbprint, normalize_htu
 from jwt_guard.testing import compact, dpop_jwk, dpop_proof, forge
 
 from .conftest import FakeClock
@@ -119,7 +119,7 @@ def test_rfc9449_4_1_example_proof_header_and_signature() -> None:
     assert header.alg == "ES256" and header.key.kty == "EC" and header.key.crv == "P-256"
     assert header.jkt == RFC9449_JKT
     h64, p64, s64 = RFC9449_4_1_PROOF.split(".")
-    from jwt_guard._parse import b64url_decode
+    from jwt_guard._core.parse import b64url_decode
 
     assert header.key.verify("ES256", f"{h64}.{p64}".encode(), b64url_decode(s64))
 

@@ -727,7 +727,7 @@ async def test_flask_routeguard_with_dpop(issuer: LocalIssuer, key: Any, clock: 
     ],
 )
 def test_wsgi_request_url_for_htu(issuer: LocalIssuer, environ: dict[str, str], url: str) -> None:
-    from jwt_guard._guard import Guard
+    from jwt_guard._http.guard import Guard
     from jwt_guard.wsgi import _dpop_request
 
     guard = Guard(verifier=issuer.verifier(dpop=DPoP()))
@@ -743,7 +743,7 @@ def test_wsgi_request_url_for_htu(issuer: LocalIssuer, environ: dict[str, str], 
     ],
 )
 def test_asgi_request_url_for_htu(issuer: LocalIssuer, scope: dict[str, Any], url: str) -> None:
-    from jwt_guard._guard import Guard
+    from jwt_guard._http.guard import Guard
     from jwt_guard.asgi import _dpop_request
 
     guard = Guard(verifier=issuer.verifier(dpop=DPoP()))
@@ -778,7 +778,7 @@ async def test_rfc7800_3_1_unknown_confirmation_method_is_refused(
     clock: FakeClock,
     cnf: Any,
 ) -> None:
-    from jwt_guard._dpop import jwk_thumbprint
+    from jwt_guard._core.dpop import jwk_thumbprint
     from jwt_guard.testing import dpop_jwk
 
     # mTLS (RFC 8705 §3.1) or a key id: the binding cannot be checked here, DPoP or not.

@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 import jwt_guard
-from jwt_guard import _errors
+from jwt_guard._core import errors as _errors
 
 ERRORS = [
     obj

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import CSRF, CSRFFailed, InvalidRequest
-from jwt_guard._extract import (
+from jwt_guard._http.extract import (
     RequestView,
     bearer_token,
     check_csrf,

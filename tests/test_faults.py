@@ -28,8 +28,8 @@ from jwt_guard import (
     KeySourceUnavailable,
     Verifier,
 )
-from jwt_guard._deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
-from jwt_guard._jwks import JWKSKeys
+from jwt_guard._sources.deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
+from jwt_guard._sources.jwks import JWKSKeys
 from jwt_guard.testing import FAULTS, JWKSServer, LocalIssuer
 
 from .conftest import FakeClock, fetch_over, fetches_over

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from jwt_guard import JWKSKeys
-from jwt_guard._jwks import _Flight
+from jwt_guard._sources.jwks import _Flight
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .conftest import FakeClock

@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
 from jwt_guard import JWK, ConfigurationError, KeyNotFound, StaticKeys, Verifier
-from jwt_guard._keyset import KeySet
-from jwt_guard._parse import b64url_decode
-from jwt_guard._signing import encode, generate_key, public_jwk, public_pem, sign
+from jwt_guard._core.keyset import KeySet
+from jwt_guard._core.parse import b64url_decode
+from jwt_guard._tools.signing import encode, generate_key, public_jwk, public_pem, sign
 from jwt_guard.testing import LocalIssuer, forge
 
 DATA = b"header.payload"
@@ -91,7 +91,7 @@ def test_certificate_with_an_unknown_key_type_is_a_value_error() -> None:
 
 
 def test_private_pem_is_refused() -> None:
-    from jwt_guard._signing import private_pem
+    from jwt_guard._tools.signing import private_pem
 
     with pytest.raises(ValueError, match="public key"):
         JWK.from_pem(private_pem(generate_key("ES256")))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from jwt_guard import MalformedToken, TokenTooLarge
-from jwt_guard._parse import b64url_decode, parse_compact, parse_json
+from jwt_guard._core.parse import b64url_decode, parse_compact, parse_json
 
 
 def b64(data: bytes) -> str:

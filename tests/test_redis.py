@@ -35,7 +35,7 @@ from jwt_guard import (
     RedisReplayCache,
     ServiceUnavailable,
 )
-from jwt_guard._redis import DOWN_INTERVAL, RedisDown
+from jwt_guard._sources.redis_connection import DOWN_INTERVAL, RedisDown
 from jwt_guard.testing import LocalIssuer
 
 from .conftest import AppFactory, FakeClock, bearer

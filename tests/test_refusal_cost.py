@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from jwt_guard import ClaimInvalid, JWTGuardError, MalformedToken, _verifier
-from jwt_guard._answer import Answer, Responder
-from jwt_guard._guard import Guard
+from jwt_guard import ClaimInvalid, JWTGuardError, MalformedToken
+from jwt_guard._http.answer import Answer, Responder
+from jwt_guard._http.guard import Guard
+from jwt_guard._sources import verifier as _verifier
 from jwt_guard.testing import LocalIssuer
 
 from .apps import flask_app, starlette_app
@@ -111,7 +112,7 @@ async def test_issue22_an_answer_is_made_once_per_kind_of_refusal(
     make_client: AppFactory, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A flood of the same refusal encodes its body once; every answer is the same bytes."""
-    from jwt_guard import _answer
+    from jwt_guard._http import answer as _answer
 
     counting = _CountingJSON()
     monkeypatch.setattr(_answer, "json", counting)

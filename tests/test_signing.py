@@ -1,4 +1,4 @@
-"""Making tokens (jwt_guard._signing): PyJWT signs, the table decides which key fits."""
+"""Making tokens (jwt_guard._tools.signing): PyJWT signs, the table decides which key fits."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwt_guard import JWK
-from jwt_guard._algorithms import ALGORITHMS, CURVES
-from jwt_guard._parse import b64url_decode
-from jwt_guard._signing import encode, generate_key, public_jwk
+from jwt_guard._core.algorithms import ALGORITHMS, CURVES
+from jwt_guard._core.parse import b64url_decode
+from jwt_guard._tools.signing import encode, generate_key, public_jwk
 
 CLAIMS = {"sub": "x", "exp": 60}
 
@@ -83,7 +83,7 @@ jwt.api_jws.get_default_algorithms = lambda: {
     name: alg for name, alg in defaults().items() if name != "ES512"
 }
 try:
-    import jwt_guard._signing
+    import jwt_guard._tools.signing
 except ImportError as exc:
     print(exc)
 """

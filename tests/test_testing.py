@@ -17,7 +17,7 @@ from jwt_guard import (
     MalformedToken,
     TokenExpired,
 )
-from jwt_guard._parse import b64url_decode
+from jwt_guard._core.parse import b64url_decode
 from jwt_guard.testing import LocalIssuer
 
 from .apps import starlette_app

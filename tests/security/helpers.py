@@ -8,7 +8,7 @@ import json
 import httpx
 from cryptography.hazmat.primitives import serialization
 
-from jwt_guard._signing import public_jwk
+from jwt_guard._tools.signing import public_jwk
 from jwt_guard.testing import LocalIssuer
 
 from ..conftest import assert_no_leak, bearer

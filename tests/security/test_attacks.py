@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from jwt_guard._signing import b64url, generate_key, public_jwk
+from jwt_guard._tools.signing import b64url, generate_key, public_jwk
 from jwt_guard.testing import LocalIssuer, compact, forge
 
 from ..conftest import AppFactory

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from jwt_guard import JWTGuardError, KeySet, MalformedToken, TokenTooLarge
-from jwt_guard._jwks import MAX_KEYS
-from jwt_guard._signing import b64url, generate_key, public_jwk
+from jwt_guard._sources.jwks import MAX_KEYS
+from jwt_guard._tools.signing import b64url, generate_key, public_jwk
 from jwt_guard.testing import JWKSServer, LocalIssuer, compact, forge
 
 
@@ -24,7 +24,7 @@ def test_token_size_limit_applies_before_decoding(issuer: LocalIssuer) -> None:
 def test_deep_json_nesting_rejected_cheaply(
     issuer: LocalIssuer, opener: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jwt_guard import _parse
+    from jwt_guard._core import parse as _parse
 
     payload = opener * (2000 if opener == b"[" else 1000)
     token = forge({"alg": "RS256", "kid": issuer.kid}, payload, issuer.private_key, "RS256")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import StaticKeys, Verifier
-from jwt_guard._signing import generate_key, public_jwk
+from jwt_guard._tools.signing import generate_key, public_jwk
 from jwt_guard.testing import LocalIssuer, compact, forge
 
 from ..conftest import AppFactory, bearer

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final
 
-from ._dpop import DPoP
-from ._errors import (
+from .._core.dpop import DPoP
+from .._core.errors import (
     DPoPKeyMismatch,
     DPoPNonceRequired,
     Forbidden,

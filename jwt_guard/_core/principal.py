@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from ._typed import claims_as
+from .typed import claims_as
 
 __all__ = ["FrozenDict", "FrozenList", "Principal", "read_only_mapping", "verified_principal"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from ._errors import MalformedToken, TokenTooLarge
+from .errors import MalformedToken, TokenTooLarge
 
 __all__ = [
     "DEFAULT_MAX_TOKEN_BYTES",

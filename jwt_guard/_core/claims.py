@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._errors import (
+from .errors import (
     AudienceInvalid,
     ClaimInvalid,
     ClaimMissing,

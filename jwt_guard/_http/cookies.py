@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._errors import ConfigurationError, JWTGuardError
-from ._extract import CSRF, bound_csrf_value
-from ._parse import b64url_decode, parse_json, split_compact
+from .._core.errors import ConfigurationError, JWTGuardError
+from .._core.parse import b64url_decode, parse_json, split_compact
+from .extract import CSRF, bound_csrf_value
 
 __all__ = ["bound_csrf_value", "clear_token_cookies", "set_token_cookies"]
 

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from ._answer import SCOPE_TOKEN
-from ._errors import (
+from .._core.errors import (
     AuthenticationRequired,
     AuthenticationTooOld,
     ConfigurationError,
@@ -34,9 +33,11 @@ from ._errors import (
     JWTGuardError,
     safe_value,
 )
-from ._guard import GUARD_KEY, VERIFIER_KEY
-from ._principal import Principal
-from ._resolve import (
+from .._core.principal import Principal
+from .._sources.verifier import Verifier
+from .answer import SCOPE_TOKEN
+from .guard import GUARD_KEY, VERIFIER_KEY
+from .resolve import (
     answer_for,
     asgi_response,
     endpoint_check,
@@ -47,7 +48,6 @@ from ._resolve import (
     resolve_sync,
     resolve_wsgi,
 )
-from ._verifier import Verifier
 
 if TYPE_CHECKING:
     from fastapi.security import HTTPBearer

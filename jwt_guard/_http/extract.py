@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from ._errors import ConfigurationError, CSRFFailed, InvalidRequest, safe_value
+from .._core.errors import ConfigurationError, CSRFFailed, InvalidRequest, safe_value
 
 __all__ = [
     "CSRF",

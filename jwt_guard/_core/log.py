@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from ._errors import ConfigurationError, JWTGuardError, format_detail
+from .errors import ConfigurationError, JWTGuardError, format_detail
 
 __all__ = ["DEFAULT_LOG_LIMIT", "LOG_WINDOW", "RejectionLog", "logger"]
 

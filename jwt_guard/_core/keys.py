@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import load_der_x509_certificate, load_pem_x509_certificate
 
-from ._algorithms import (
+from .algorithms import (
     ALGORITHMS,
     CURVES,
     HASHES,
@@ -45,8 +45,8 @@ from ._algorithms import (
     Algorithm,
     curve_of,
 )
-from ._errors import ConfigurationError, MalformedToken
-from ._parse import MAX_KID_LENGTH, b64url_decode
+from .errors import ConfigurationError, MalformedToken
+from .parse import MAX_KID_LENGTH, b64url_decode
 
 __all__ = ["JWK", "load_jwks", "load_key", "read_jwks"]
 

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_encode
 
-from ._algorithms import ALGORITHMS, CURVES, MIN_RSA_BITS, RSA_EXPONENT, Algorithm, curve_of
-from ._dpop import access_token_hash
+from .._core.algorithms import ALGORITHMS, CURVES, MIN_RSA_BITS, RSA_EXPONENT, Algorithm, curve_of
+from .._core.dpop import access_token_hash
 
 __all__ = [
     "PrivateKey",

@@ -10,10 +10,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._errors import ConfigurationError
-from ._jwks import JWKSKeys, OIDCDiscovery
-from ._keyset import KeySource
-from ._policy import check_algorithms
+from .._core.errors import ConfigurationError
+from .._core.keyset import KeySource
+from .._core.policy import check_algorithms
+from .jwks import JWKSKeys, OIDCDiscovery
 
 __all__ = ["DEFAULT_ALGORITHM", "options_from_env"]
 

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from ._errors import ConfigurationError
+from .errors import ConfigurationError
 
 try:  # the optional [otel] extra
     from opentelemetry import metrics as _otel

@@ -38,9 +38,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from ._algorithms import ALGORITHMS
-from ._claims import normalize_typ, numeric_date
-from ._errors import (
+from .._sources.redis_connection import RedisConnection
+from .algorithms import ALGORITHMS
+from .claims import normalize_typ, numeric_date
+from .errors import (
     ClaimError,
     ClaimInvalid,
     ConfigurationError,
@@ -57,10 +58,9 @@ from ._errors import (
     TokenBindingUnsupported,
     safe_value,
 )
-from ._keys import JWK
-from ._log import RejectionLog
-from ._parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
-from ._redis import RedisConnection
+from .keys import JWK
+from .log import RejectionLog
+from .parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
 
 __all__ = [
     "DEFAULT_DPOP_ALGORITHMS",

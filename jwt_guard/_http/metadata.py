@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._answer import SCOPE_TOKEN, Answer
-from ._errors import ConfigurationError
-from ._jwks import check_url
+from .._core.errors import ConfigurationError
+from .._sources.jwks import check_url
+from .answer import SCOPE_TOKEN, Answer
 
 __all__ = ["WELL_KNOWN", "MetadataEndpoint", "ProtectedResource"]
 

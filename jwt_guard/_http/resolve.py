@@ -20,10 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from . import asgi, wsgi
-from ._answer import Answer, Responder
-from ._errors import AuthenticationRequired, JWTGuardError
-from ._guard import (
+from .. import asgi, wsgi
+from .._core.errors import AuthenticationRequired, JWTGuardError
+from .._core.log import RejectionLog
+from .._core.principal import Principal
+from .answer import Answer, Responder
+from .guard import (
     EXCLUDED_KEY,
     GUARD_KEY,
     PRINCIPAL_KEY,
@@ -32,9 +34,7 @@ from ._guard import (
     Guard,
     in_request_scheme,
 )
-from ._log import RejectionLog
-from ._principal import Principal
-from ._types import Environ, Scope
+from .types import Environ, Scope
 
 __all__ = [
     "NoGuard",

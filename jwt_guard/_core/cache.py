@@ -37,13 +37,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
-from ._claims import check_times
-from ._errors import TokenExpired
-from ._keys import JWK
-from ._keyset import KeySet, KeySource
-from ._metrics import Metrics
-from ._policy import Policy
-from ._principal import Principal
+from .claims import check_times
+from .errors import TokenExpired
+from .keys import JWK
+from .keyset import KeySet, KeySource
+from .metrics import Metrics
+from .policy import Policy
+from .principal import Principal
 
 __all__ = ["Entry", "VerifiedTokens"]
 

@@ -47,11 +47,11 @@ from typing import Any, Final
 
 import httpx
 
-from ._algorithms import ALGORITHMS
-from ._deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
-from ._errors import ConfigurationError, KeySourceUnavailable
-from ._keyset import KeySet, KeySource
-from ._metrics import Metrics
+from .._core.algorithms import ALGORITHMS
+from .._core.errors import ConfigurationError, KeySourceUnavailable
+from .._core.keyset import KeySet, KeySource
+from .._core.metrics import Metrics
+from .deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 
 __all__ = ["JWKSKeys", "JWKSStats", "OIDCDiscovery"]
 

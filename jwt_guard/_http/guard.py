@@ -12,9 +12,8 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Final
 
-from ._answer import Answer, ErrorHandler, Responder
-from ._dpop import request_url
-from ._errors import (
+from .._core.dpop import request_url
+from .._core.errors import (
     AuthenticationRequired,
     ConfigurationError,
     DPoPProofMissing,
@@ -23,7 +22,10 @@ from ._errors import (
     JWTGuardError,
     MalformedToken,
 )
-from ._extract import (
+from .._core.log import DEFAULT_LOG_LIMIT, RejectionLog, logger
+from .._sources.verifier import Verifier
+from .answer import Answer, ErrorHandler, Responder
+from .extract import (
     CSRF,
     Credentials,
     RequestView,
@@ -33,9 +35,7 @@ from ._extract import (
     is_token68,
     override_methods,
 )
-from ._log import DEFAULT_LOG_LIMIT, RejectionLog, logger
-from ._metadata import MetadataEndpoint, ProtectedResource
-from ._verifier import Verifier
+from .metadata import MetadataEndpoint, ProtectedResource
 
 __all__ = [
     "DPOP_SCHEME_KEY",

@@ -21,10 +21,10 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-from ._deadline import DeadlineExceeded, call_with_deadline
-from ._errors import ConfigurationError, ServiceUnavailable
-from ._extras import MissingExtra
-from ._log import RejectionLog
+from .._core.errors import ConfigurationError, ServiceUnavailable
+from .._core.extras import MissingExtra
+from .._core.log import RejectionLog
+from .deadline import DeadlineExceeded, call_with_deadline
 
 __all__ = ["DOWN_INTERVAL", "RedisConnection", "RedisDown", "down_detail"]
 

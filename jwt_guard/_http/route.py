@@ -24,18 +24,18 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from . import asgi, wsgi
-from ._answer import Answer, ErrorHandler
-from ._authz import Requirement
-from ._errors import AuthenticationRequired, ConfigurationError, JWTGuardError
-from ._extract import CSRF
-from ._guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
-from ._log import DEFAULT_LOG_LIMIT
-from ._metadata import ProtectedResource
-from ._principal import Principal
-from ._resolve import asgi_response, connection_of, endpoint_check, flask_abort, flask_environ
-from ._types import Environ
-from ._verifier import Verifier
+from .. import asgi, wsgi
+from .._core.errors import AuthenticationRequired, ConfigurationError, JWTGuardError
+from .._core.log import DEFAULT_LOG_LIMIT
+from .._core.principal import Principal
+from .._sources.verifier import Verifier
+from .answer import Answer, ErrorHandler
+from .authz import Requirement
+from .extract import CSRF
+from .guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
+from .metadata import ProtectedResource
+from .resolve import asgi_response, connection_of, endpoint_check, flask_abort, flask_environ
+from .types import Environ
 
 __all__ = ["RouteGuard"]
 

@@ -18,18 +18,10 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
-from ._cache import VerifiedTokens
-from ._claims import Validator, check_time_claims, collect_strings
-from ._config import options_from_env
-from ._denylist import (
-    Denylist,
-    RevocationKeys,
-    revocation_keys,
-    subject_lifetime,
-    token_lifetime,
-)
-from ._dpop import DPoP, Proof, check_confirmation
-from ._errors import (
+from .._core.cache import VerifiedTokens
+from .._core.claims import Validator, check_time_claims, collect_strings
+from .._core.dpop import DPoP, Proof, check_confirmation
+from .._core.errors import (
     AlgorithmNotAllowed,
     ClaimMissing,
     ConfigurationError,
@@ -40,17 +32,17 @@ from ._errors import (
     TokenTooLarge,
     safe_value,
 )
-from ._keys import JWK
-from ._keyset import KeySet, KeySource
-from ._metrics import Metrics, resolve_metrics
-from ._parse import (
+from .._core.keys import JWK
+from .._core.keyset import KeySet, KeySource
+from .._core.metrics import Metrics, resolve_metrics
+from .._core.parse import (
     DEFAULT_MAX_TOKEN_BYTES,
     MAX_KID_LENGTH,
     b64url_decode,
     parse_header,
     parse_json,
 )
-from ._policy import (
+from .._core.policy import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_ROLES_CLAIM,
     DEFAULT_SCOPES_CLAIM,
@@ -58,7 +50,9 @@ from ._policy import (
     TrustedIssuer,
     configure,
 )
-from ._principal import Principal, read_only_mapping, verified_principal
+from .._core.principal import Principal, read_only_mapping, verified_principal
+from .config import options_from_env
+from .denylist import Denylist, RevocationKeys, revocation_keys, subject_lifetime, token_lifetime
 
 __all__ = ["Verifier"]
 

@@ -26,9 +26,9 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ._authz import openapi_bearer_scheme
-from ._errors import ConfigurationError
-from ._jwks import WELL_KNOWN, check_url
+from .._core.errors import ConfigurationError
+from .._http.authz import openapi_bearer_scheme
+from .._sources.jwks import WELL_KNOWN, check_url
 
 __all__ = ["OAuth2Login", "serve_swagger_ui"]
 

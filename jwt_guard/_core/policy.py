@@ -18,8 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._algorithms import ALGORITHMS
-from ._claims import (
+from .._sources.denylist import Denylist
+from .._sources.jwks import OIDCDiscovery
+from .algorithms import ALGORITHMS
+from .claims import (
     MAX_LEEWAY,
     SHOWN_CLAIM_VALUES,
     ClaimRules,
@@ -28,10 +30,8 @@ from ._claims import (
     issuer_invalid,
     normalize_typ,
 )
-from ._denylist import Denylist
-from ._errors import ClaimMissing, ConfigurationError
-from ._jwks import OIDCDiscovery
-from ._keyset import KeySource
+from .errors import ClaimMissing, ConfigurationError
+from .keyset import KeySource
 
 __all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
 

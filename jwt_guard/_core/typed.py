@@ -17,7 +17,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from ._errors import ClaimInvalid, json_type
+from .errors import ClaimInvalid, json_type
 
 __all__ = ["CLAIM_METADATA", "claims_as"]
 

@@ -34,9 +34,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
-from ._errors import ConfigurationError, DenylistUnavailable, TokenRevoked
-from ._metrics import Metrics
-from ._redis import RedisConnection, down_detail
+from .._core.errors import ConfigurationError, DenylistUnavailable, TokenRevoked
+from .._core.metrics import Metrics
+from .redis_connection import RedisConnection, down_detail
 
 __all__ = [
     "CLOCK_MARGIN",

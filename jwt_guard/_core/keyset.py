@@ -15,10 +15,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from ._algorithms import ALGORITHMS
-from ._errors import ConfigurationError, KeyNotFound, safe_value
-from ._keys import JWK, load_jwks, load_key, read_jwks
-from ._metrics import Metrics
+from .algorithms import ALGORITHMS
+from .errors import ConfigurationError, KeyNotFound, safe_value
+from .keys import JWK, load_jwks, load_key, read_jwks
+from .metrics import Metrics
 
 __all__ = ["KeySet", "KeySource", "StaticKeys"]
 
