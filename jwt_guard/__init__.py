@@ -50,14 +50,15 @@ from ._core.keyset import KeySet, KeySource, StaticKeys
 from ._core.metrics import Metrics
 from ._core.policy import TrustedIssuer
 from ._core.principal import Principal
+from ._core.revocation import Denylist, MemoryDenylist, RevocationKeys
 from ._http.answer import Answer
 from ._http.authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, bound_csrf_value
 from ._http.metadata import ProtectedResource
 from ._http.route import RouteGuard
-from ._sources.denylist import Denylist, MemoryDenylist, RedisDenylist, RevocationKeys
 from ._sources.jwks import JWKSKeys, JWKSStats, OIDCDiscovery
+from ._sources.redis_stores import RedisDenylist
 from ._sources.verifier import Verifier
 from .asgi import JWTGuardMiddleware
 from .wsgi import JWTGuardWSGIMiddleware

@@ -43,11 +43,11 @@ from ._core.errors import (
 from ._core.extras import MissingExtra
 from ._core.keyset import KeySet
 from ._core.principal import Principal
+from ._core.revocation import MemoryDenylist
 from ._http.authz import require_roles
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, check_csrf
 from ._sources.config import DEFAULT_ALGORITHM
-from ._sources.denylist import MemoryDenylist
 from ._sources.jwks import JWKSKeys
 from ._sources.verifier import Verifier
 from ._tools.demo_oauth import (

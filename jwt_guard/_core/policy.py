@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._sources.denylist import Denylist
 from .._sources.jwks import OIDCDiscovery
 from .algorithms import ALGORITHMS
 from .claims import (
@@ -32,6 +31,7 @@ from .claims import (
 )
 from .errors import ClaimMissing, ConfigurationError
 from .keyset import KeySource
+from .revocation import Denylist
 
 __all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
 

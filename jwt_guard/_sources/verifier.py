@@ -51,8 +51,14 @@ from .._core.policy import (
     configure,
 )
 from .._core.principal import Principal, read_only_mapping, verified_principal
+from .._core.revocation import (
+    Denylist,
+    RevocationKeys,
+    revocation_keys,
+    subject_lifetime,
+    token_lifetime,
+)
 from .config import options_from_env
-from .denylist import Denylist, RevocationKeys, revocation_keys, subject_lifetime, token_lifetime
 
 __all__ = ["Verifier"]
 
