@@ -60,7 +60,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from jwt_guard import DPoP, JWTGuardMiddleware, MemoryReplayCache, Verifier
-from jwt_guard._core.dpop import PER_KEY_SHARE
+from jwt_guard._core.dpop_replay import PER_KEY_SHARE
 from jwt_guard._core.parse import b64url_decode
 from jwt_guard._tools.signing import b64url
 from jwt_guard.testing import LocalIssuer, dpop_proof

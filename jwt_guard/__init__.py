@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._core.dpop import DPoP, DPoPNonces, MemoryReplayCache, RedisReplayCache, ReplayCache
+from ._core.dpop import DPoP
+from ._core.dpop_replay import DPoPNonces, MemoryReplayCache, ReplayCache
 from ._core.errors import (
     AlgorithmNotAllowed,
     AudienceInvalid,
@@ -58,7 +59,7 @@ from ._http.extract import CSRF, bound_csrf_value
 from ._http.metadata import ProtectedResource
 from ._http.route import RouteGuard
 from ._sources.jwks import JWKSKeys, JWKSStats, OIDCDiscovery
-from ._sources.redis_stores import RedisDenylist
+from ._sources.redis_stores import RedisDenylist, RedisReplayCache
 from ._sources.verifier import Verifier
 from .asgi import JWTGuardMiddleware
 from .wsgi import JWTGuardWSGIMiddleware

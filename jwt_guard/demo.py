@@ -31,7 +31,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ._core.dpop import DPoP, ReplayCache
+from ._core.dpop import DPoP
+from ._core.dpop_replay import ReplayCache
 from ._core.errors import (
     ConfigurationError,
     CSRFFailed,

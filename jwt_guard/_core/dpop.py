@@ -18,29 +18,21 @@ instance, one ``SET NX EX`` round trip). :class:`DPoPNonces` makes stateless ser
 
 from __future__ import annotations
 
-import abc
-import base64
 import functools
 import hashlib
-import hmac
 import inspect
 import json
 import logging
 import math
-import os
 import re
-import threading
-import time
 import urllib.parse
-import weakref
-from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from .._sources.redis_connection import RedisConnection
 from .algorithms import ALGORITHMS
 from .claims import normalize_typ, numeric_date
+from .dpop_replay import DPoPNonces, MemoryReplayCache, ReplayCache
 from .errors import (
     ClaimError,
     ClaimInvalid,
@@ -50,8 +42,6 @@ from .errors import (
     DPoPNonceRequired,
     DPoPProofMissing,
     DPoPProofReplayed,
-    DPoPRateLimited,
-    DPoPReplayUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
     InvalidToken,
@@ -59,17 +49,19 @@ from .errors import (
     safe_value,
 )
 from .keys import JWK
-from .log import RejectionLog
-from .parse import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_header, parse_json, split_compact
+from .parse import (
+    DEFAULT_MAX_TOKEN_BYTES,
+    b64url_decode,
+    b64url_encode,
+    parse_header,
+    parse_json,
+    split_compact,
+)
 
 __all__ = [
     "DEFAULT_DPOP_ALGORITHMS",
     "DPoP",
-    "DPoPNonces",
-    "MemoryReplayCache",
     "Proof",
-    "RedisReplayCache",
-    "ReplayCache",
     "access_token_hash",
     "bound_thumbprint",
     "check_confirmation",
@@ -96,13 +88,6 @@ HEADER_CACHE_SIZE: Final = 1024
 #: ... seconds or minutes)".
 DEFAULT_MAX_AGE: Final = 60
 MAX_MAX_AGE: Final = 600
-DEFAULT_NONCE_LIFETIME: Final = 300
-#: Proofs a :class:`MemoryReplayCache` holds: ~260 bytes each, 26 MB. An entry lives
-#: ``max_age`` + 2 * leeway (120 s by default), so this is ~830 requests a second.
-DEFAULT_REPLAY_ENTRIES: Final = 100_000
-#: One client key may hold 1/10 of a memory replay cache (10,000 proofs, ~83 requests a
-#: second by default): one token holder cannot take the cache from the others.
-PER_KEY_SHARE: Final = 10
 
 #: RFC 7638 §3.2: the required members of each key type, the only ones hashed.
 _THUMBPRINT_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -122,10 +107,6 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _SPACE_OR_CONTROL: Final = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url (``cnf.jkt``, RFC 9449 §6.1).
 
@@ -143,13 +124,13 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
             raise ValueError(f"JWK member {name!r} is missing")
         required[name] = value
     canonical = json.dumps(required, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 def access_token_hash(token: str | bytes) -> str:
     """``ath``: base64url SHA-256 of the access token's ASCII (RFC 9449 §4.2)."""
     data = token if isinstance(token, bytes) else token.encode("ascii", "surrogateescape")
-    return _b64url(hashlib.sha256(data).digest())
+    return b64url_encode(hashlib.sha256(data).digest())
 
 
 def _percent(match: re.Match[str]) -> str:
@@ -268,371 +249,6 @@ def check_confirmation(cnf: object, dpop: bool) -> None:
                 "cnf": safe_value(unchecked),
             }
         )
-
-
-# -- server nonces (RFC 9449 §8, §9) -------------------------------------------------------------
-
-
-class DPoPNonces:
-    """Stateless server nonces: ``<issued-at>.<HMAC>``, valid for ``lifetime`` seconds.
-
-    Nonces cannot be predicted without ``secret`` (RFC 9449 §8: "MUST be unpredictable"), and
-    every instance holding the same secret accepts the others' nonces, with no shared store. A
-    new nonce is handed out every ``lifetime / 2`` seconds, so a client always has at least
-    half a lifetime left. Proofs made before the nonce existed cannot carry it: with nonces,
-    pre-made proofs stop working (RFC 9449 §11.2).
-    """
-
-    def __init__(
-        self,
-        secret: str | bytes,
-        *,
-        lifetime: float = DEFAULT_NONCE_LIFETIME,
-    ) -> None:
-        raw = secret.encode("utf-8") if isinstance(secret, str) else secret
-        if not isinstance(raw, bytes) or len(raw) < 32:
-            raise ConfigurationError("the DPoP nonce secret must be at least 32 bytes")
-        if (
-            isinstance(lifetime, bool)
-            or not isinstance(lifetime, (int, float))
-            or not 10 <= lifetime <= 86400
-        ):
-            raise ConfigurationError("lifetime must be from 10 to 86400 seconds")
-        self._secret = raw
-        self.lifetime = int(lifetime)
-        self._step = max(1, self.lifetime // 2)
-        self._current: tuple[int, str] = (-1, "")
-
-    def __repr__(self) -> str:
-        return f"DPoPNonces(lifetime={self.lifetime})"  # never the secret
-
-    def _mac(self, issued: int) -> str:
-        message = b"jwt_guard dpop nonce\x00%d" % issued
-        return _b64url(hmac.digest(self._secret, message, "sha256")[:18])
-
-    def issue(self, now: float) -> str:
-        """The nonce to hand out at ``now`` (the same one for ``lifetime / 2`` seconds)."""
-        issued = int(now) - int(now) % self._step
-        current = self._current
-        if current[0] != issued:
-            current = self._current = (issued, f"{issued:x}.{self._mac(issued)}")
-        return current[1]
-
-    def valid(self, nonce: object, now: float, leeway: float = 0) -> bool:
-        """Whether ``nonce`` was issued by a holder of the secret and is not older than
-        ``lifetime`` (``leeway`` covers clocks of instances that differ a little)."""
-        if not isinstance(nonce, str) or len(nonce) > 64:
-            return False
-        stamp, dot, mac = nonce.partition(".")
-        if not dot or not 1 <= len(stamp) <= 12 or not all(c in "0123456789abcdef" for c in stamp):
-            return False
-        issued = int(stamp, 16)
-        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(issued).encode()):
-            return False
-        return issued - leeway <= now < issued + self.lifetime + leeway
-
-
-# -- replay caches (RFC 9449 §11.1) --------------------------------------------------------------
-
-
-class ReplayCache(abc.ABC):
-    """Where the ``jti`` of accepted proofs is kept while the proofs could still be accepted."""
-
-    @abc.abstractmethod
-    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
-        """Record ``key`` for ``ttl`` seconds; ``False`` if it was already recorded (sync).
-
-        ``jkt`` is the thumbprint of the key that signed the proof, whose share it counts in.
-        """
-
-    @abc.abstractmethod
-    async def afirst_use(self, key: str, ttl: int, jkt: str = "") -> bool:
-        """Async twin of :meth:`first_use`."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release network resources (sync)."""
-
-    async def aclose(self) -> None:  # noqa: B027
-        """Release network resources of the running loop."""
-
-
-class _Share:
-    """One client key's part of a :class:`MemoryReplayCache`."""
-
-    __slots__ = ("floor", "untils")
-
-    def __init__(self) -> None:
-        self.untils: deque[float] = deque()  # of its entries, in arrival order
-        # The latest ``until`` of its entries dropped before they expired: a proof of this key
-        # that expires no later may be the replay of a dropped one.
-        self.floor = 0.0
-
-
-class MemoryReplayCache(ReplayCache):
-    """The proofs seen by this process: up to ``max_entries``, at most ``per_key`` of one key.
-
-    Enough for one process; several workers or instances need :class:`RedisReplayCache`, or a
-    proof refused here is accepted by the process next door.
-
-    Fair (issue 22): a client key (``jkt``) holding ``per_key`` live proofs gets 429
-    ``dpop_rate_limited`` with ``Retry-After`` (when its oldest proof leaves) and no other key
-    notices. A key only gets here with an access token bound to it that verified and a proof
-    its private key signed, so filling the whole cache takes ``max_entries / per_key`` tokens
-    the authorization server issued. Even then it locks no one out: full, it drops its oldest
-    entry, and refuses (503, ``Retry-After: 1``) the proofs of that entry's key that expire no
-    later than it did, the only ones that could be its replays: never forgotten, and a fresh
-    proof of any key still passes.
-
-    Every call is O(1) amortized: entries leave in arrival order, from the front.
-    """
-
-    def __init__(
-        self,
-        max_entries: int = DEFAULT_REPLAY_ENTRIES,
-        *,
-        per_key: int | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ConfigurationError("max_entries must be a positive integer")
-        if per_key is None:
-            per_key = max(1, max_entries // PER_KEY_SHARE)
-        if (
-            isinstance(per_key, bool)
-            or not isinstance(per_key, int)
-            or not 1 <= per_key <= max_entries
-        ):
-            raise ConfigurationError("per_key must be a positive integer, at most max_entries")
-        self.max_entries = max_entries
-        self.per_key = per_key
-        self._clock: Callable[[], float] = clock or time.time
-        self._seen: dict[str, float] = {}  # replay key -> until
-        self._queue: deque[tuple[float, str, str]] = deque()  # (until, key, jkt), arrival order
-        self._keys: dict[str, _Share] = {}
-        # Keys with no entry left but a floor still ahead (jkt -> floor), and the order they
-        # came in (a dict is no queue: ``next(iter())`` skips every slot deleted at its front).
-        # At most max_entries: beyond, the oldest one's floor becomes everyone's (still safe,
-        # only stricter).
-        self._idle: dict[str, float] = {}
-        self._idle_order: deque[tuple[float, str]] = deque()
-        self._floor = 0.0
-        self._log = RejectionLog(logging.WARNING, limit=1)
-        self._lock = threading.Lock()
-        _MEMORY_CACHES.add(self)
-
-    def _after_fork(self) -> None:
-        # A lock another thread held at the fork stays held for ever in the child.
-        self._lock = threading.Lock()
-        self._log = RejectionLog(logging.WARNING, limit=1)
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def __repr__(self) -> str:
-        return f"MemoryReplayCache(max_entries={self.max_entries}, per_key={self.per_key})"
-
-    def _pop(self, now: float) -> None:
-        """The front entry leaves: expired, or dropped alive (then it raises its key's floor)."""
-        until, key, jkt = self._queue.popleft()
-        if self._seen.get(key) == until:  # not recorded again since (after it expired)
-            del self._seen[key]
-        share = self._keys[jkt]
-        share.untils.popleft()
-        if until > now:
-            share.floor = max(share.floor, until)
-        if share.untils:
-            return
-        if share.floor <= now:
-            del self._keys[jkt]
-            return
-        self._idle[jkt] = share.floor
-        order = self._idle_order
-        order.append((share.floor, jkt))
-        if len(order) > 2 * self.max_entries:
-            # The marks of keys that came back since are left in place (skipped when they
-            # reach the front): they would pile up one per request for a proof's lifetime.
-            # Rebuilt in place from the keys still idle, in the order they went idle (the
-            # dict's): O(max_entries) once every max_entries marks at least.
-            order.clear()
-            order.extend((floor, key) for key, floor in self._idle.items())
-        while len(self._idle) > self.max_entries:
-            floor, oldest = self._idle_order.popleft()
-            if self._idle.get(oldest) == floor:  # still idle since (else a stale mark)
-                self._floor = max(self._floor, floor)
-                del self._idle[oldest], self._keys[oldest]
-
-    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
-        now = self._clock()
-        until = now + ttl
-        queue = self._queue
-        idle, order = self._idle, self._idle_order
-        full = False
-        with self._lock:
-            # Proofs live about the same time, so those that arrived first expire first: an
-            # entry that expires behind a younger one waits for it (at most a proof lifetime).
-            while queue and queue[0][0] <= now:
-                self._pop(now)
-            while order and order[0][0] <= now:
-                floor, oldest = order.popleft()
-                if idle.get(oldest) == floor:
-                    del idle[oldest], self._keys[oldest]
-            known = self._seen.get(key)
-            if known is not None and known > now:
-                return False
-            share = self._keys.get(jkt)
-            # The same proof gets an ``until`` up to a second apart on two checks (ttl is in
-            # whole seconds): one more second keeps a dropped proof's replay out.
-            floor = self._floor if share is None else max(self._floor, share.floor)
-            if until <= floor + _TTL_ROUNDING:
-                raise DPoPReplayUnavailable(retry_after=1, detail=self._too_old)
-            if share is not None and len(share.untils) >= self.per_key:
-                raise DPoPRateLimited(
-                    retry_after=math.ceil(share.untils[0] - now),
-                    detail={"store": "memory", "reason": _SHARE, "per_key": self.per_key},
-                )
-            if len(queue) >= self.max_entries:
-                # Never forget a live proof silently: its key's floor rises past it.
-                self._pop(now)
-                full = True
-            if share is None or jkt not in self._keys:  # new, or just dropped with its last
-                share = self._keys[jkt] = _Share()
-            elif not share.untils:
-                idle.pop(jkt, None)
-            self._seen[key] = until
-            queue.append((until, key, jkt))
-            share.untils.append(until)
-        if full:
-            self._log.line(
-                "dpop_replay_full",
-                "DPoP replay cache full (%d entries): the oldest are dropped and proofs as old "
-                "of their keys refused (503); raise max_entries or use RedisReplayCache",
-                self.max_entries,
-            )
-        return True
-
-    @property
-    def _too_old(self) -> dict[str, Any]:
-        return {"store": "memory", "reason": _TOO_OLD, "max_entries": self.max_entries}
-
-    async def afirst_use(self, key: str, ttl: int, jkt: str = "") -> bool:
-        return self.first_use(key, ttl, jkt)
-
-
-_SHARE: Final = "this key holds its share of the replay cache (per_key proofs)"
-_TOO_OLD: Final = "full: an entry of this key that expired no earlier was dropped"
-#: A proof's ``ttl`` is in whole seconds (see :meth:`DPoP.check_proof`).
-_TTL_ROUNDING: Final = 1.0
-
-
-_MEMORY_CACHES: weakref.WeakSet[MemoryReplayCache] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for cache in list(_MEMORY_CACHES):
-        cache._after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork)
-
-
-#: One round trip records a proof and counts it in its client key's share (issue 22): the
-#: replay check first (a replay is a replay, whatever the count), then the count, then the entry.
-#: KEYS: the proof's entry, its key's count; ARGV: the entry's ttl, per_key, the window. Returns
-#: 1 (new), 0 (a replay), or minus the seconds until the key's window ends.
-_FIRST_USE_SCRIPT: Final = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local count = redis.call('INCR', KEYS[2])
-local left = redis.call('TTL', KEYS[2])
-if left < 0 then
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  left = tonumber(ARGV[3])
-end
-if count > tonumber(ARGV[2]) then return -math.max(left, 1) end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-return 1
-"""
-#: The window a :class:`RedisReplayCache` counts a key's proofs in: a proof's default lifetime
-#: (``max_age`` 60 s + 2 * the verifier's 30 s leeway).
-REDIS_SHARE_WINDOW: Final = 120
-
-
-class RedisReplayCache(ReplayCache):
-    """Proofs seen by every instance, in Redis (``pip install jwt_guard[redis]``).
-
-    One round trip per request: a script records the proof (``SET key 1 EX ttl``) unless it
-    is there already, and counts it in its client key's share: at most ``per_key`` proofs of
-    one key per :data:`REDIS_SHARE_WINDOW` seconds, beyond which 429 ``dpop_rate_limited``
-    (issue 22: one token holder cannot fill Redis for everyone). ``url_or_client``,
-    ``timeout`` and ``fail_open`` work as for :class:`RedisDenylist` (the same connection
-    handling): when Redis does not answer, requests fail closed with 503
-    ``dpop_replay_unavailable`` unless ``fail_open=True``.
-    """
-
-    def __init__(
-        self,
-        url_or_client: Any,
-        *,
-        prefix: str = "jwt_guard:",
-        per_key: int = DEFAULT_REPLAY_ENTRIES // PER_KEY_SHARE,
-        fail_open: bool = False,
-        timeout: float = 0.5,
-    ) -> None:
-        if not isinstance(prefix, str):
-            raise ConfigurationError("prefix must be a string")
-        if isinstance(per_key, bool) or not isinstance(per_key, int) or per_key < 1:
-            raise ConfigurationError("per_key must be a positive integer")
-        self._conn = RedisConnection(url_or_client, timeout=timeout, owner="RedisReplayCache")
-        self.prefix = prefix
-        self.per_key = per_key
-        self.fail_open = fail_open
-
-    def __repr__(self) -> str:
-        return (
-            f"RedisReplayCache(prefix={self.prefix!r}, per_key={self.per_key}, "
-            f"fail_open={self.fail_open})"
-        )
-
-    def _unavailable(self, exc: BaseException) -> bool:
-        self._conn.unavailable(
-            exc, fail_open=self.fail_open, error=DPoPReplayUnavailable, what="DPoP replay cache"
-        )
-        return True
-
-    def _args(self, key: str, ttl: int, jkt: str) -> tuple[object, ...]:
-        count = f"{self.prefix}dpop-key:{jkt}"
-        window = REDIS_SHARE_WINDOW
-        return (_FIRST_USE_SCRIPT, 2, self.prefix + key, count, ttl, self.per_key, window)
-
-    def _decide(self, answer: object) -> bool:
-        if not isinstance(answer, int) or answer >= 0:
-            return bool(answer)
-        raise DPoPRateLimited(
-            retry_after=-answer,
-            detail={"store": "redis", "reason": _SHARE, "per_key": self.per_key},
-        )
-
-    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
-        args = self._args(key, ttl, jkt)
-        try:
-            answer = self._conn.call(lambda client: client.eval(*args))
-        except self._conn.errors as exc:
-            return self._unavailable(exc)
-        return self._decide(answer)
-
-    async def afirst_use(self, key: str, ttl: int, jkt: str = "") -> bool:
-        args = self._args(key, ttl, jkt)
-        try:
-            answer = await self._conn.acall(lambda client: client.eval(*args))
-        except self._conn.errors as exc:
-            return self._unavailable(exc)
-        return self._decide(answer)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    async def aclose(self) -> None:
-        await self._conn.aclose()
 
 
 # -- the proof (RFC 9449 §4.3) -------------------------------------------------------------------

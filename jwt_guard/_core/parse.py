@@ -6,6 +6,7 @@ whose header and payload are JSON objects", as cheaply as the strictness allows.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ __all__ = [
     "MAX_KID_LENGTH",
     "CompactJWS",
     "b64url_decode",
+    "b64url_encode",
     "parse_compact",
     "parse_json",
 ]
@@ -181,3 +183,7 @@ def parse_compact(token: object, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
     payload = parse_json(b64url_decode(p64))
     signature = b64url_decode(s64)
     return CompactJWS(h64, header, payload, f"{h64}.{p64}".encode("ascii"), signature)
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

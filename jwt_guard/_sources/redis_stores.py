@@ -17,11 +17,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from .._core.errors import ConfigurationError, DenylistUnavailable, TokenRevoked
+from .._core.dpop_replay import DEFAULT_REPLAY_ENTRIES, PER_KEY_SHARE, SHARE_REASON, ReplayCache
+from .._core.errors import (
+    ConfigurationError,
+    DenylistUnavailable,
+    DPoPRateLimited,
+    DPoPReplayUnavailable,
+    TokenRevoked,
+)
 from .._core.revocation import BY_JTI, BY_SUBJECT, Denylist, RevocationKeys, revoked_before
 from .redis_connection import RedisConnection, down_detail
 
-__all__ = ["RedisDenylist"]
+__all__ = ["REDIS_SHARE_WINDOW", "RedisDenylist", "RedisReplayCache"]
 
 
 # Stores max(old, new) with the longer of the two lifetimes, atomically: a second revocation
@@ -172,3 +179,103 @@ class RedisDenylist(Denylist):
 
     async def aadd_subject(self, key: str, issued_before: int, until: float | None) -> None:
         await self._awrite(key, issued_before, until)
+
+
+#: One round trip records a proof and counts it in its client key's share (issue 22): the
+#: replay check first (a replay is a replay, whatever the count), then the count, then the entry.
+#: KEYS: the proof's entry, its key's count; ARGV: the entry's ttl, per_key, the window. Returns
+#: 1 (new), 0 (a replay), or minus the seconds until the key's window ends.
+_FIRST_USE_SCRIPT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local count = redis.call('INCR', KEYS[2])
+local left = redis.call('TTL', KEYS[2])
+if left < 0 then
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  left = tonumber(ARGV[3])
+end
+if count > tonumber(ARGV[2]) then return -math.max(left, 1) end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return 1
+"""
+
+#: The window a :class:`RedisReplayCache` counts a key's proofs in: a proof's default lifetime
+#: (``max_age`` 60 s + 2 * the verifier's 30 s leeway).
+REDIS_SHARE_WINDOW: Final = 120
+
+
+class RedisReplayCache(ReplayCache):
+    """Proofs seen by every instance, in Redis (``pip install jwt_guard[redis]``).
+
+    One round trip per request: a script records the proof (``SET key 1 EX ttl``) unless it
+    is there already, and counts it in its client key's share: at most ``per_key`` proofs of
+    one key per :data:`REDIS_SHARE_WINDOW` seconds, beyond which 429 ``dpop_rate_limited``
+    (issue 22: one token holder cannot fill Redis for everyone). ``url_or_client``,
+    ``timeout`` and ``fail_open`` work as for :class:`RedisDenylist` (the same connection
+    handling): when Redis does not answer, requests fail closed with 503
+    ``dpop_replay_unavailable`` unless ``fail_open=True``.
+    """
+
+    def __init__(
+        self,
+        url_or_client: Any,
+        *,
+        prefix: str = "jwt_guard:",
+        per_key: int = DEFAULT_REPLAY_ENTRIES // PER_KEY_SHARE,
+        fail_open: bool = False,
+        timeout: float = 0.5,
+    ) -> None:
+        if not isinstance(prefix, str):
+            raise ConfigurationError("prefix must be a string")
+        if isinstance(per_key, bool) or not isinstance(per_key, int) or per_key < 1:
+            raise ConfigurationError("per_key must be a positive integer")
+        self._conn = RedisConnection(url_or_client, timeout=timeout, owner="RedisReplayCache")
+        self.prefix = prefix
+        self.per_key = per_key
+        self.fail_open = fail_open
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisReplayCache(prefix={self.prefix!r}, per_key={self.per_key}, "
+            f"fail_open={self.fail_open})"
+        )
+
+    def _unavailable(self, exc: BaseException) -> bool:
+        self._conn.unavailable(
+            exc, fail_open=self.fail_open, error=DPoPReplayUnavailable, what="DPoP replay cache"
+        )
+        return True
+
+    def _args(self, key: str, ttl: int, jkt: str) -> tuple[object, ...]:
+        count = f"{self.prefix}dpop-key:{jkt}"
+        window = REDIS_SHARE_WINDOW
+        return (_FIRST_USE_SCRIPT, 2, self.prefix + key, count, ttl, self.per_key, window)
+
+    def _decide(self, answer: object) -> bool:
+        if not isinstance(answer, int) or answer >= 0:
+            return bool(answer)
+        raise DPoPRateLimited(
+            retry_after=-answer,
+            detail={"store": "redis", "reason": SHARE_REASON, "per_key": self.per_key},
+        )
+
+    def first_use(self, key: str, ttl: int, jkt: str = "") -> bool:
+        args = self._args(key, ttl, jkt)
+        try:
+            answer = self._conn.call(lambda client: client.eval(*args))
+        except self._conn.errors as exc:
+            return self._unavailable(exc)
+        return self._decide(answer)
+
+    async def afirst_use(self, key: str, ttl: int, jkt: str = "") -> bool:
+        args = self._args(key, ttl, jkt)
+        try:
+            answer = await self._conn.acall(lambda client: client.eval(*args))
+        except self._conn.errors as exc:
+            return self._unavailable(exc)
+        return self._decide(answer)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    async def aclose(self) -> None:
+        await self._conn.aclose()
