@@ -166,6 +166,12 @@ class KeySource(abc.ABC):
     #: the verified-token cache then needs no key-set check (the key it verified with is in it).
     fixed: bool = False
 
+    @property
+    def pinned_issuers(self) -> tuple[str, ...] | None:
+        """The ``iss`` values a verifier without ``issuer=`` accepts from this source's keys
+        (``None``: any). OIDC discovery pins the discovered issuer."""
+        return None
+
     def ready(self, kid: str | None) -> KeySet | None:
         """The key set, when it can be used right now without any I/O or background work;
         ``None`` sends the caller to :meth:`keys` / :meth:`akeys`. (A fast path: it saves

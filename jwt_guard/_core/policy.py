@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._sources.jwks import OIDCDiscovery
 from .algorithms import ALGORITHMS
 from .claims import (
     MAX_LEEWAY,
@@ -316,7 +315,7 @@ def configure(
         raise ConfigurationError("keys must be given (StaticKeys, JWKSKeys, ...)")
     else:
         names = _strings(issuer, "issuer")
-        if names is None and isinstance(keys, OIDCDiscovery):
+        if names is None and isinstance(keys, KeySource):
             # Providers share signing keys between tenants: keys found through one issuer's
             # discovery document must not accept tokens of every issuer they sign for. The
             # discovered issuer is the expected one unless issuer= or allow_any_issuer says not.
