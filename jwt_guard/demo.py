@@ -10,17 +10,13 @@ denylist is shared (as Redis would be between instances).
 from __future__ import annotations
 
 import errno
-import hmac
-import html
 import inspect
 import secrets
 import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, cast
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -48,162 +44,23 @@ from ._core.revocation import MemoryDenylist
 from ._http.authz import require_roles
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, check_csrf
-from ._sources.config import DEFAULT_ALGORITHM
 from ._sources.jwks import JWKSKeys
 from ._sources.verifier import Verifier
-from ._tools.demo_oauth import (
-    AuthorizationRequest,
-    CodeStore,
-    Grant,
-    OAuthError,
-    parse_authorization_request,
+from ._tools.demo_issuer import (
+    ACCESS_TTL,
+    ALGORITHM,
+    AUDIENCE,
+    REFRESH_TTL,
+    SCOPES,
+    DemoIssuer,
+    allowed_scopes,
 )
-from ._tools.signing import PrivateKey, encode, generate_key, public_jwk
+from ._tools.demo_oauth import CodeStore, Grant, OAuthError, parse_authorization_request
+from ._tools.demo_page import cross_site_app, login_page, redirect_error
 from .asgi import JWTGuardMiddleware
 from .asgi import _view as request_view
 
 __all__ = ["DemoIssuer", "build_app", "cross_site_app", "protect_api", "run"]
-
-#: Demo users: name -> (password, roles). Printed at start: this is a demo, not a user store.
-USERS: Final = {"alice": ("alice", ("admin",)), "bob": ("bob", ("user",))}
-ACCESS_TTL: Final = 300
-REFRESH_TTL: Final = 3600
-AUDIENCE: Final = "demo-api"
-ALGORITHM: Final = DEFAULT_ALGORITHM
-#: The scopes the demo knows, and who may have them.
-SCOPES: Final = {
-    "profile": "your name and roles",
-    "orders:read": "read orders",
-    "orders:write": "change orders (admins only)",
-}
-
-
-def allowed_scopes(username: str) -> list[str]:
-    admin = "admin" in USERS[username][1]
-    return [scope for scope in SCOPES if admin or scope != "orders:write"]
-
-
-class _Refresh(NamedTuple):
-    """What a refresh token stands for."""
-
-    username: str
-    scope: str
-    expires_at: float
-    jkt: str | None  # the DPoP key it is bound to
-    family: str | None  # the authorization code it descends from (RFC 6749 §4.1.2)
-
-
-class DemoIssuer:
-    """A tiny token issuer: signing keys with rotation, access and refresh tokens."""
-
-    def __init__(self, issuer: str, clock: Callable[[], float] = time.time) -> None:
-        self.issuer = issuer
-        self.clock = clock
-        self._lock = threading.Lock()
-        # kid -> (key, retire_at): a replaced key stays published until its tokens expire.
-        self._keys: dict[str, tuple[PrivateKey, float]] = {}
-        self._current = ""
-        self._refresh: dict[str, _Refresh] = {}
-        self.rotate()
-
-    @property
-    def kid(self) -> str:
-        return self._current
-
-    def rotate(self) -> str:
-        with self._lock:
-            now = self.clock()
-            if self._current:
-                key, _ = self._keys[self._current]
-                self._keys[self._current] = (key, now + ACCESS_TTL + 60)
-            self._current = f"demo-{uuid.uuid4().hex[:8]}"
-            self._keys[self._current] = (generate_key(ALGORITHM), float("inf"))
-            self._keys = {k: v for k, v in self._keys.items() if v[1] > now}
-            return self._current
-
-    def jwks(self) -> dict[str, Any]:
-        now = self.clock()
-        return {
-            "keys": [
-                public_jwk(key, kid=kid, alg=ALGORITHM)
-                for kid, (key, retire) in self._keys.items()
-                if retire > now
-            ]
-        }
-
-    def published_kids(self) -> list[str]:
-        return [key["kid"] for key in self.jwks()["keys"]]
-
-    def access_token(
-        self, username: str, scope: str | None = None, *, jkt: str | None = None
-    ) -> str:
-        """A signed access token; ``jkt`` binds it to a client's DPoP key (RFC 9449 §6.1)."""
-        now = int(self.clock())
-        roles = list(USERS[username][1])
-        claims = {
-            "iss": self.issuer,
-            "sub": username,
-            "aud": AUDIENCE,
-            "iat": now,
-            "exp": now + ACCESS_TTL,
-            "jti": uuid.uuid4().hex,
-            "roles": roles,
-            "scope": scope if scope is not None else " ".join(allowed_scopes(username)),
-            "preferred_username": username.title(),
-        }
-        if jkt is not None:
-            claims["cnf"] = {"jkt": jkt}
-        key = self._keys[self._current][0]
-        # RFC 9068 §2.1: access tokens are typed "at+jwt".
-        return encode(claims, key, ALGORITHM, header={"typ": "at+jwt", "kid": self._current})
-
-    def refresh_token(
-        self,
-        username: str,
-        scope: str | None = None,
-        *,
-        jkt: str | None = None,
-        family: str | None = None,
-    ) -> str:
-        """A refresh token; with ``jkt`` it can only be used with a proof of that DPoP key
-        (RFC 9449 §5: a public client's refresh token is bound to its key). ``family`` names
-        the grant it descends from (the authorization code), which can end it."""
-        token = secrets.token_urlsafe(32)
-        granted = scope if scope is not None else " ".join(allowed_scopes(username))
-        with self._lock:
-            self._refresh[token] = _Refresh(
-                username, granted, self.clock() + REFRESH_TTL, jkt, family
-            )
-        return token
-
-    def use_refresh_token(self, token: str, jkt: str | None = None) -> _Refresh | None:
-        """What a refresh token grants, and it is used up (rotation): the tokens issued for it
-        carry on its ``family``. A bound one needs a proof of its key (``jkt``, from the
-        request's DPoP proof)."""
-        with self._lock:
-            entry = self._refresh.get(token)
-            if entry is None or (entry.jkt is not None and entry.jkt != jkt):
-                return None
-            del self._refresh[token]
-        if entry.expires_at <= self.clock():
-            return None
-        return entry
-
-    def end_family(self, family: str) -> None:
-        """Drop every refresh token issued with ``family`` or refreshed from one that was."""
-        with self._lock:
-            self._refresh = {t: v for t, v in self._refresh.items() if v.family != family}
-
-    def forget_user(self, username: str) -> None:
-        with self._lock:
-            self._refresh = {t: v for t, v in self._refresh.items() if v.username != username}
-
-    def check_password(self, username: object, password: object) -> str | None:
-        if not isinstance(username, str) or not isinstance(password, str):
-            return None
-        expected = USERS.get(username, ("\x00invalid", ()))[0]
-        ok = hmac.compare_digest(password.encode(), expected.encode())
-        return username if ok and username in USERS else None
 
 
 class CountingJWKS(JWKSKeys):
@@ -325,69 +182,6 @@ async def _form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         form.setdefault(name, value)
     return form
-
-
-def _login_page(request: AuthorizationRequest, error: str = "") -> HTMLResponse:
-    fields = "".join(
-        f'<input type="hidden" name="{name}" value="{html.escape(value)}">'
-        for name, value in {
-            "response_type": "code",
-            "client_id": request.client_id,
-            "redirect_uri": request.redirect_uri,
-            "scope": request.scope,
-            "state": request.state,
-            "code_challenge": request.code_challenge,
-            "code_challenge_method": "S256",
-        }.items()
-    )
-    message = f'<p class="error">{html.escape(error)}</p>' if error else ""
-    return HTMLResponse(
-        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Log in — jwt_guard demo issuer</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto}}
-input,button{{display:block;font-size:1rem;margin:.4rem 0;padding:.3rem .6rem}}
-.error{{color:#b00}}</style></head><body>
-<h1>jwt_guard demo issuer</h1>
-<p><b>{html.escape(request.client_id)}</b> asks for: <code>{html.escape(request.scope)}</code></p>
-{message}<form method="post" action="/authorize">{fields}
-<input name="username" id="username" placeholder="username" autocomplete="username">
-<input name="password" id="password" type="password" placeholder="password">
-<button type="submit" id="authorize-login">Log in</button></form>
-<p>alice / alice (admin) · bob / bob (user)</p></body></html>""",
-        status_code=401 if error else 200,
-        # The login form must not be framed by another site (clickjacking).
-        headers={"X-Frame-Options": "DENY", "Cache-Control": "no-store"},
-    )
-
-
-def _redirect_error(request_params: Mapping[str, str], error: OAuthError) -> Response:
-    if not error.redirect:
-        return HTMLResponse(
-            f"<h1>Authorization refused</h1><p>{html.escape(error.description)}</p>",
-            status_code=400,
-        )
-    query = {"error": error.error, "error_description": error.description}
-    if request_params.get("state"):
-        query["state"] = request_params["state"]
-    return RedirectResponse(f"{request_params['redirect_uri']}?{urlencode(query)}", status_code=303)
-
-
-def cross_site_app(target: str) -> Starlette:
-    """A page on another origin of the same site that posts a form to ``{target}/logout``.
-
-    The browser sends the SameSite=Strict cookies along (same site: only the port differs),
-    but it cannot add the X-CSRF-Token header, and the Origin is not the API's: refused.
-    """
-
-    async def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(
-            f"<!doctype html><title>another origin</title><p>A page on another origin posts a "
-            f"form to {html.escape(target)}/logout …</p>"
-            f'<form id="f" method="POST" action="{html.escape(target)}/logout"></form>'
-            "<script>document.getElementById('f').submit()</script>"
-        )
-
-    return Starlette(routes=[Route("/", page)])
 
 
 def build_app(
@@ -577,12 +371,12 @@ def build_app(
         try:
             auth = parse_authorization_request(params)
         except OAuthError as exc:
-            return _redirect_error(params, exc)
+            return redirect_error(params, exc)
         if request.method == "GET":
-            return _login_page(auth)
+            return login_page(auth)
         username = issuer.check_password(params.get("username"), params.get("password"))
         if username is None:
-            return _login_page(auth, "Wrong username or password.")
+            return login_page(auth, "Wrong username or password.")
         allowed = allowed_scopes(username)
         requested = auth.scope.split()
         scope = " ".join(s for s in requested if s in allowed) if requested else " ".join(allowed)
