@@ -58,7 +58,8 @@ from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, bound_csrf_value
 from ._http.metadata import ProtectedResource
 from ._http.route import RouteGuard
-from ._sources.jwks import JWKSKeys, JWKSStats, OIDCDiscovery
+from ._sources.discovery import OIDCDiscovery
+from ._sources.jwks import JWKSKeys, JWKSStats
 from ._sources.redis_stores import RedisDenylist, RedisReplayCache
 from ._sources.verifier import Verifier
 from .asgi import JWTGuardMiddleware

@@ -31,7 +31,8 @@ from ._core.extras import MissingExtra
 from ._core.keyset import KeySource, StaticKeys
 from ._core.parse import b64url_decode, parse_json, split_compact
 from ._core.policy import TrustedIssuer
-from ._sources.jwks import JWKSKeys, OIDCDiscovery
+from ._sources.discovery import OIDCDiscovery
+from ._sources.jwks import JWKSKeys
 from ._sources.verifier import Verifier
 
 __all__ = ["main"]

@@ -22,7 +22,8 @@ from jwt_guard import (
     TrustedIssuer,
     Verifier,
 )
-from jwt_guard._sources.jwks import WELL_KNOWN, JWKSKeys, OIDCDiscovery
+from jwt_guard._sources.discovery import WELL_KNOWN, OIDCDiscovery
+from jwt_guard._sources.jwks import JWKSKeys
 from jwt_guard._tools.signing import generate_key, public_jwk
 from jwt_guard.testing import JWKSServer, LocalIssuer, compact
 

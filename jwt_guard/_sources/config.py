@@ -13,7 +13,8 @@ from typing import Any, Final
 from .._core.errors import ConfigurationError
 from .._core.keyset import KeySource
 from .._core.policy import check_algorithms
-from .jwks import JWKSKeys, OIDCDiscovery
+from .discovery import OIDCDiscovery
+from .jwks import JWKSKeys
 
 __all__ = ["DEFAULT_ALGORITHM", "options_from_env"]
 

@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import ipaddress
-import json
 import logging
 import math
 import os
-import random
-import re
 import socket
 import threading
 import time
@@ -42,45 +38,39 @@ import urllib.parse
 import weakref
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 
 from .._core.algorithms import ALGORITHMS
 from .._core.errors import ConfigurationError, KeySourceUnavailable
+from .._core.jwks_policy import (
+    Action,
+    CachePolicy,
+    CacheState,
+    DiscoveryMismatch,
+    FetchFailed,
+    after_failure,
+    after_success,
+    parse_document,
+    plan,
+    ttl_from_headers,
+)
 from .._core.keyset import KeySet, KeySource
 from .._core.metrics import Metrics
 from .deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 
-__all__ = ["JWKSKeys", "JWKSStats", "OIDCDiscovery"]
+__all__ = ["JWKSKeys", "JWKSStats"]
 
 logger = logging.getLogger("jwt_guard")
 
-#: Refresh in the background once this fraction of the TTL has passed.
-REFRESH_AHEAD: Final = 0.8
-#: Failure backoff: 1 s doubling to 60 s (with jitter), so a down provider is not hammered.
-BACKOFF_INITIAL: Final = 1.0
-BACKOFF_MAX: Final = 60.0
-#: Providers publish a handful of keys; 100 leaves room for rotation and bounds the work.
-MAX_KEYS: Final = 100
 #: How long a request with an unknown kid waits for a fetch at most (then 503 + Retry-After):
 #: long enough for a healthy provider, short enough that a slow one cannot hold worker threads.
 UNKNOWN_KID_WAIT: Final = 1.0
 #: What a waiter adds to the fetch deadline before it stops waiting: the fetch records its own
 #: failure at the deadline, so this only covers thread scheduling.
 _WAIT_GRACE: Final = 1.0
-
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|,)\s*(no-store|no-cache)\s*(?:,|$)", re.IGNORECASE)
-
-
-class FetchFailed(Exception):
-    """A JWKS (or discovery) fetch did not produce a usable document; the text is the reason."""
-
-    def __init__(self, reason: str, url: str | None = None) -> None:
-        super().__init__(reason)
-        self.url = url
 
 
 def display_url(url: str) -> str:
@@ -90,133 +80,6 @@ def display_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-class DiscoveryMismatch(FetchFailed):
-    """The discovery document names another issuer than the one configured."""
-
-    def __init__(self, url: str, found: object, expected: tuple[str, ...]) -> None:
-        # Both values are public; showing them makes a trailing-slash mismatch obvious.
-        shown = " or ".join(repr(e) for e in expected)
-        reason = f"OIDC discovery mismatch: the document names {found!r}, not the configured"
-        super().__init__(f"{reason} {shown}"[:400], url)
-        self.found = found
-        self.expected = expected
-
-    def explain(self) -> str:
-        expected = " or ".join(repr(e) for e in self.expected)
-        return (
-            f"OIDC discovery mismatch: {self.url} names issuer {self.found!r}, but the configured "
-            f"issuer is {expected}; they must be identical, trailing slash included (OpenID "
-            "Connect Discovery 1.0 §4.3). No keys are fetched until this is fixed."
-        )
-
-
-@dataclass(frozen=True)
-class CachePolicy:
-    default_ttl: float
-    min_ttl: float
-    max_ttl: float
-    cooldown: float
-    max_stale: float
-
-
-@dataclass(frozen=True)
-class CacheState:
-    """Everything the policy knows. Replaced whole, never mutated (safe to read unlocked)."""
-
-    key_set: KeySet | None = None
-    fetched_at: float | None = None  # last success
-    expires_at: float = 0.0
-    refresh_at: float = 0.0
-    last_attempt: float | None = None
-    failures: int = 0  # consecutive
-    retry_at: float = 0.0  # no new attempt before this (backoff)
-
-
-class Action(enum.Enum):
-    USE = "use"
-    USE_AND_REFRESH = "use_and_refresh"
-    FETCH_AND_WAIT = "fetch_and_wait"  # nothing usable: wait for the fetch (up to the timeout)
-    FETCH_FOR_KID = "fetch_for_kid"  # an unknown kid: wait for the fetch up to a short bound
-    UNAVAILABLE = "unavailable"
-
-
-def plan(state: CacheState, policy: CachePolicy, kid: str | None, now: float) -> Action:
-    """Decide what a request for ``kid`` does with the cache in ``state`` at ``now``."""
-    in_backoff = now < state.retry_at
-    usable = state.key_set is not None and now <= state.expires_at + policy.max_stale
-    if not usable:
-        # Cold start, or the last good set is older than max_stale.
-        return Action.UNAVAILABLE if in_backoff else Action.FETCH_AND_WAIT
-    assert state.key_set is not None
-    if kid is not None and not state.key_set.has_kid(kid):
-        # A kid we do not know: perhaps the provider rotated. Refetch at most once per
-        # cooldown (counted from the last attempt, so a flood of random kids makes at most one
-        # request per cooldown), and never during a failure backoff. While fetches fail, the
-        # backoff alone sets the pace: the first unknown kid after it tries again, so a
-        # recovered provider is noticed at once (issue #13, item 27).
-        if in_backoff:
-            return Action.USE
-        last = state.last_attempt if state.last_attempt is not None else float("-inf")
-        if state.failures or now - last >= policy.cooldown:
-            return Action.FETCH_FOR_KID
-        return Action.USE
-    if now >= state.refresh_at and not in_backoff:
-        # Past 80% of the TTL (or past it, serving stale): refresh without making anyone wait.
-        return Action.USE_AND_REFRESH
-    return Action.USE
-
-
-def ttl_from_headers(headers: Mapping[str, str], policy: CachePolicy) -> float:
-    """TTL from ``Cache-Control: max-age`` clamped to [min_ttl, max_ttl], else the default."""
-    cache_control = headers.get("cache-control", "")
-    if _NO_CACHE.search(cache_control):
-        return policy.min_ttl
-    match = _MAX_AGE.search(cache_control)
-    ttl = float(match.group(1)) if match else policy.default_ttl
-    return min(max(ttl, policy.min_ttl), policy.max_ttl)
-
-
-def after_success(state: CacheState, key_set: KeySet, ttl: float, now: float) -> CacheState:
-    # A successful fetch replaces the set whole: keys missing from it stop being trusted from
-    # this fetch on (not before: a removed key is trusted until the next successful fetch).
-    return CacheState(
-        key_set=key_set,
-        fetched_at=now,
-        expires_at=now + ttl,
-        refresh_at=now + ttl * REFRESH_AHEAD,
-        last_attempt=now,
-        failures=0,
-        retry_at=0.0,
-    )
-
-
-def after_failure(
-    state: CacheState, now: float, rand: Callable[[], float] = random.random
-) -> CacheState:
-    failures = state.failures + 1
-    delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1))
-    delay *= 0.5 + rand() / 2  # jitter: instances that failed together retry apart
-    return replace(state, last_attempt=now, failures=failures, retry_at=now + delay)
-
-
-def parse_document(body: bytes, reuse: KeySet | None) -> KeySet:
-    """A remote JWKS document into a key set; raises :class:`FetchFailed`."""
-    try:
-        document = json.loads(body.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise FetchFailed("response is not JSON") from exc
-    try:
-        # Remote sets never carry symmetric keys: HS* is never verified via a JWKS.
-        key_set = KeySet.from_jwks(
-            document, allow_symmetric=False, strict=False, reuse=reuse, max_keys=MAX_KEYS
-        )
-    except ValueError as exc:
-        raise FetchFailed(str(exc)) from exc
-    if not len(key_set):
-        raise FetchFailed("document holds no usable key")
-    return key_set
 
 
 def check_url(url: str, allow_http: bool, what: str = "url") -> str:
@@ -894,95 +757,3 @@ class _AsyncGet:
             raise
         except httpx.HTTPError as exc:
             raise _translate(exc, url) from exc
-
-
-#: The path of the discovery document under an issuer (OpenID Connect Discovery 1.0 §4).
-WELL_KNOWN: Final = "/.well-known/openid-configuration"
-
-
-class OIDCDiscovery(JWKSKeys):
-    """Keys of an OpenID Provider found through ``{issuer}/.well-known/openid-configuration``.
-
-    ``issuer`` is the issuer, or the discovery document's own URL (what IdP consoles show). The
-    document's ``issuer`` must equal the configured issuer exactly (OpenID Connect Discovery 1.0
-    §4.3; from a document URL, with or without a trailing slash); its ``jwks_uri`` is then
-    fetched and cached like :class:`JWKSKeys`. A failed JWKS fetch makes the next attempt re-read
-    the discovery document.
-
-    A :class:`Verifier` built on it without ``issuer=`` expects tokens from this issuer only:
-    providers share keys between tenants. ``allow_any_issuer=True`` turns that off (then no
-    ``iss`` check at all unless ``issuer=`` is given).
-    """
-
-    def __init__(self, issuer: str, *, allow_any_issuer: bool = False, **options: Any) -> None:
-        allow_http = bool(options.get("allow_http", False))
-        check_url(issuer, allow_http, "issuer")
-        path = urllib.parse.urlsplit(issuer).path
-        if path.endswith(WELL_KNOWN):
-            # The document's URL: its issuer is the prefix, with or without the slash that
-            # §4 says to drop before appending the well-known path.
-            self._discovery_url = issuer
-            base = issuer[: issuer.rindex(WELL_KNOWN)]
-            self._issuers: tuple[str, ...] = (base, base + "/")
-        else:
-            self._discovery_url = issuer.rstrip("/") + WELL_KNOWN
-            self._issuers = (issuer,)
-        self.issuer = self._issuers[0]
-        self.allow_any_issuer = bool(allow_any_issuer)
-        super().__init__(self._discovery_url, **options)
-        self._url = None
-
-    @property
-    def pinned_issuers(self) -> tuple[str, ...] | None:
-        """The ``iss`` values a verifier without ``issuer=`` accepts (``None``: any)."""
-        return None if self.allow_any_issuer else self._issuers
-
-    def _jwks_uri(self, body: bytes) -> str:
-        try:
-            document = json.loads(body.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:
-            raise FetchFailed("discovery document is not JSON") from exc
-        if not isinstance(document, dict):
-            raise FetchFailed("discovery document is not a JSON object")
-        found = document.get("issuer")
-        if not isinstance(found, str) or found not in self._issuers:
-            raise DiscoveryMismatch(self._discovery_url, found, self._issuers)
-        uri = document.get("jwks_uri")
-        if not isinstance(uri, str):
-            raise FetchFailed("discovery document has no jwks_uri")
-        try:
-            return check_url(uri, self._allow_http, "jwks_uri")
-        except ConfigurationError as exc:
-            raise FetchFailed("discovery document has no usable jwks_uri") from exc
-
-    def _jwks_url_sync(self, get: _SyncGet) -> str:
-        if self._url is None:
-            body, _ = get(self._discovery_url)
-            self._url = self._jwks_uri(body)
-        return self._url
-
-    async def _jwks_url_async(self, get: _AsyncGet) -> str:
-        if self._url is None:
-            body, _ = await get(self._discovery_url)
-            self._url = self._jwks_uri(body)
-        return self._url
-
-    def _source_url(self) -> str:
-        return self._url or self._discovery_url
-
-    def check_policy(self, algorithms: frozenset[str], issuers: frozenset[str] | None) -> None:
-        super().check_policy(algorithms, issuers)
-        if issuers is not None and issuers.isdisjoint(self._issuers):
-            # The discovery document must say self.issuer, and tokens must say one of issuers:
-            # when they differ (a trailing slash...), no token could ever verify.
-            raise ConfigurationError(
-                f"OIDCDiscovery({self.issuer!r}) is for another issuer than issuer="
-                f"{sorted(issuers)}: give both the exact 'iss' of your tokens"
-            )
-
-    def _fetch_kind(self, url: str) -> str:
-        return "Discovery document" if url == self._discovery_url else "JWKS"
-
-    def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
-        self._url = None
-        super()._failed(reason, url, log=log)

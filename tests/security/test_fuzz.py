@@ -209,7 +209,7 @@ jwks_documents = st.one_of(
 @FUZZ
 @given(st.one_of(jwks_documents.map(lambda d: json.dumps(d).encode()), st.binary(max_size=100)))
 def test_jwks_document_parser_only_fails_cleanly(body: bytes) -> None:
-    from jwt_guard._sources.jwks import FetchFailed, parse_document
+    from jwt_guard._core.jwks_policy import FetchFailed, parse_document
 
     try:
         key_set = parse_document(body, None)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from jwt_guard import JWTGuardError, KeySet, MalformedToken, TokenTooLarge
-from jwt_guard._sources.jwks import MAX_KEYS
+from jwt_guard._core.jwks_policy import MAX_KEYS
 from jwt_guard._tools.signing import b64url, generate_key, public_jwk
 from jwt_guard.testing import JWKSServer, LocalIssuer, compact, forge
 
