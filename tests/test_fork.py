@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from jwt_guard import JWKSKeys
-from jwt_guard._sources.jwks import _Flight
+from jwt_guard._sources.fetch import Flight
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .conftest import FakeClock
@@ -188,7 +188,7 @@ def test_a_fetch_in_flight_at_fork_time_does_not_block_the_child(
         source = JWKSKeys(url, clock=clock, timeout=5)
         source.prefetch(required=True)
         fetches = source.stats.fetches
-        source._flight = _Flight()  # a fetch thread's, unfinished at the fork
+        source._flight = Flight()  # a fetch thread's, unfinished at the fork
 
         def child() -> bool:
             source.prefetch(required=True)  # its own fetch, not a wait on the parent's

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._core.errors import ConfigurationError
-from .._sources.jwks import check_url
+from .._sources.fetch import check_url
 from .answer import SCOPE_TOKEN, Answer
 
 __all__ = ["WELL_KNOWN", "MetadataEndpoint", "ProtectedResource"]

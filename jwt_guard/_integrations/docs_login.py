@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from .._core.errors import ConfigurationError
 from .._http.authz import openapi_bearer_scheme
 from .._sources.discovery import WELL_KNOWN
-from .._sources.jwks import check_url
+from .._sources.fetch import check_url
 
 __all__ = ["OAuth2Login", "serve_swagger_ui"]
 

@@ -11,7 +11,8 @@ from typing import Any, Final
 
 from .._core.errors import ConfigurationError
 from .._core.jwks_policy import DiscoveryMismatch, FetchFailed
-from .jwks import JWKSKeys, _AsyncGet, _SyncGet, check_url
+from .fetch import AsyncGet, SyncGet, check_url
+from .jwks import JWKSKeys
 
 __all__ = ["WELL_KNOWN", "OIDCDiscovery"]
 
@@ -75,13 +76,13 @@ class OIDCDiscovery(JWKSKeys):
         except ConfigurationError as exc:
             raise FetchFailed("discovery document has no usable jwks_uri") from exc
 
-    def _jwks_url_sync(self, get: _SyncGet) -> str:
+    def _jwks_url_sync(self, get: SyncGet) -> str:
         if self._url is None:
             body, _ = get(self._discovery_url)
             self._url = self._jwks_uri(body)
         return self._url
 
-    async def _jwks_url_async(self, get: _AsyncGet) -> str:
+    async def _jwks_url_async(self, get: AsyncGet) -> str:
         if self._url is None:
             body, _ = await get(self._discovery_url)
             self._url = self._jwks_uri(body)

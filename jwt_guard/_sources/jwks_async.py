@@ -1,0 +1,100 @@
+"""The async driver of a remote key set (ASGI, ``Verifier.averify``): tasks, single flight.
+
+One ``asyncio`` task per fetch, shared by every waiter of the loop (``asyncio.wait`` and
+``shield`` never cancel it for the others); an ``httpx.AsyncClient`` per event loop. The whole
+fetch runs under one total deadline (:func:`.deadline.acall_with_deadline`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import httpx
+
+from .._core.jwks_policy import Action, parse_document
+from .._core.keyset import KeySet
+from .deadline import acall_with_deadline
+from .fetch import AsyncGet, new_client
+from .jwks_state import JWKSState
+
+__all__ = ["AsyncDriver"]
+
+
+class AsyncDriver(JWKSState):
+    """``akeys``, ``aprefetch``, ``aclose``: a remote key set driven from an event loop."""
+
+    async def akeys(self, kid: str | None) -> KeySet:
+        action = self._plan(kid)
+        pending = False
+        if action is Action.FETCH_AND_WAIT:
+            await asyncio.shield(self._start_async_fetch())
+        elif action is Action.FETCH_FOR_KID:
+            # asyncio.wait never cancels the shared task: other waiters still get it.
+            done, _ = await asyncio.wait(
+                {self._start_async_fetch()}, timeout=self._unknown_kid_wait
+            )
+            pending = not done
+        elif action is Action.USE_AND_REFRESH:
+            self._start_async_fetch()
+        return self._current(kid, pending)
+
+    async def aprefetch(self, *, required: bool = False) -> None:
+        """Warm the cache without blocking the loop (for an ASGI lifespan)."""
+        await asyncio.shield(self._start_async_fetch())
+        self._check_prefetched(required)
+
+    async def aclose(self) -> None:
+        """Cancel this loop's background fetches and close its client (lifespan shutdown):
+        a task left pending when the loop closes is destroyed with a warning."""
+        loop = asyncio.get_running_loop()
+        tasks = [t for t in self._background if t.get_loop() is loop and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client = self._own_async.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+    def _start_async_fetch(self) -> asyncio.Task[None]:
+        """The in-flight fetch task of this loop, started if there is none (single flight)."""
+        task = self._inflight
+        loop = asyncio.get_running_loop()
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = loop.create_task(self._fetch_async())
+            self._inflight = task
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return task
+
+    async def _fetch_async(self) -> None:
+        self._fetches += 1
+        try:
+            get = AsyncGet(self._client_for_loop(), self._timeout, self._max_bytes)
+            key_set, headers = await acall_with_deadline(
+                self._fetch_document_async(get), self._timeout
+            )
+        except Exception as exc:
+            self._fetch_error(exc)
+        else:
+            self._succeeded(key_set, headers)
+
+    def _client_for_loop(self) -> httpx.AsyncClient:
+        if self._async_client is not None:
+            return self._async_client
+        loop = asyncio.get_running_loop()
+        client = self._own_async.get(loop)
+        if client is None:
+            for old in [lp for lp in self._own_async if lp.is_closed()]:
+                del self._own_async[old]
+            client = self._own_async[loop] = new_client(httpx.AsyncClient)
+        return client
+
+    async def _fetch_document_async(self, get: AsyncGet) -> tuple[KeySet, Mapping[str, str]]:
+        body, headers = await get(await self._jwks_url_async(get))
+        return parse_document(body, self._state.key_set), headers
+
+    async def _jwks_url_async(self, get: AsyncGet) -> str:
+        assert self._url is not None
+        return self._url

@@ -1,0 +1,361 @@
+"""A remote key set's state, shared by its two drivers (:mod:`.jwks_sync`, :mod:`.jwks_async`).
+
+The configuration (URL, timeouts, TTL bounds, size cap), the cache state the policy reads
+(``_core.jwks_policy``), the counters behind :class:`JWKSStats`, and the glue both drivers use:
+what the plan says for this request, the answer it gives (a key set, or 503 when there is none
+to stand behind), and what a finished fetch records (success, failure, the log line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from .._core.algorithms import ALGORITHMS
+from .._core.errors import ConfigurationError, KeySourceUnavailable
+from .._core.jwks_policy import (
+    Action,
+    CachePolicy,
+    CacheState,
+    DiscoveryMismatch,
+    FetchFailed,
+    after_failure,
+    after_success,
+    plan,
+    ttl_from_headers,
+)
+from .._core.keyset import KeySet, KeySource
+from .._core.metrics import Metrics
+from .deadline import DeadlineExceeded
+from .fetch import Flight, check_url, display_url
+
+__all__ = ["UNKNOWN_KID_WAIT", "WAIT_GRACE", "JWKSState", "JWKSStats"]
+
+logger = logging.getLogger("jwt_guard")
+
+#: How long a request with an unknown kid waits for a fetch at most (then 503 + Retry-After):
+#: long enough for a healthy provider, short enough that a slow one cannot hold worker threads.
+UNKNOWN_KID_WAIT: Final = 1.0
+
+
+#: What a waiter adds to the fetch deadline before it stops waiting: the fetch records its own
+#: failure at the deadline, so this only covers thread scheduling.
+WAIT_GRACE: Final = 1.0
+
+
+@dataclass(frozen=True)
+class JWKSStats:
+    """A snapshot of a remote key source's counters."""
+
+    fetches: int
+    failures: int
+    last_success: float | None
+    last_failure_reason: str | None
+    stale_serves: int
+    #: Unknown kids refused without a refetch (inside the cooldown); one that triggers a
+    #: refetch shows in ``fetches`` instead.
+    unknown_kid_misses: int
+    key_ids: tuple[str, ...]
+
+
+def _number(value: float, name: str, *, minimum: float = 0) -> float:
+    # NaN compares false with everything, so `value < minimum` lets it through: refuse it and
+    # the infinities by name (a TTL of NaN or a timeout of inf silently disables a bound).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < minimum
+    ):
+        raise ConfigurationError(f"{name} must be a finite number >= {minimum}")
+    return float(value)
+
+
+class JWKSState(KeySource):
+    """A remote key set's configuration, cache state and counters, and what the drivers share:
+    the policy's plan applied, a fetch's outcome recorded, the answer (a key set or 503)."""
+
+    # The drivers' state, made by _reset_drivers (and again in a forked child).
+    _own_async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient]
+    _inflight: asyncio.Task[None] | None
+    _background: set[asyncio.Task[None]]
+    _start_lock: threading.Lock
+    _flight: Flight | None
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        default_ttl: float = 600,
+        min_ttl: float = 60,
+        max_ttl: float = 86400,
+        cooldown: float = 30,
+        max_stale: float = 86400,
+        max_bytes: int = 512 * 1024,
+        unknown_kid_wait: float = UNKNOWN_KID_WAIT,
+        allow_http: bool = False,
+        client: httpx.Client | httpx.AsyncClient | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._url: str | None = check_url(url, allow_http) if url is not None else None
+        self._allow_http = allow_http
+        self._timeout = _number(timeout, "timeout", minimum=0.001)
+        self._unknown_kid_wait = min(
+            _number(unknown_kid_wait, "unknown_kid_wait"), self._timeout + WAIT_GRACE
+        )
+        min_ttl = _number(min_ttl, "min_ttl")
+        max_ttl = _number(max_ttl, "max_ttl")
+        if min_ttl > max_ttl:
+            raise ConfigurationError("min_ttl must not exceed max_ttl")
+        self._policy = CachePolicy(
+            default_ttl=_number(default_ttl, "default_ttl"),
+            min_ttl=min_ttl,
+            max_ttl=max_ttl,
+            cooldown=_number(cooldown, "cooldown"),
+            max_stale=_number(max_stale, "max_stale"),
+        )
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
+            raise ConfigurationError("max_bytes must be an integer >= 1024")
+        if client is not None and not isinstance(client, (httpx.Client, httpx.AsyncClient)):
+            raise ConfigurationError("client must be an httpx.Client or httpx.AsyncClient")
+        self._max_bytes = max_bytes
+        self._clock: Callable[[], float] = clock or time.time
+        self._state = CacheState()
+        self._sync_client = client if isinstance(client, httpx.Client) else None
+        self._async_client = client if isinstance(client, httpx.AsyncClient) else None
+        self._own_sync = self._sync_client is None
+        self._fetches = 0
+        self._failures = 0
+        self._stale_serves = 0
+        self._unknown_kid = 0
+        self._last_reason: str | None = None
+        self._last_url: str | None = None
+        self._mismatch: DiscoveryMismatch | None = None
+        self._reset_drivers()
+        _INSTANCES.add(self)
+
+    def _reset_drivers(self) -> None:
+        """Fresh driver state: at construction, and in a forked child (see ``_after_fork``)."""
+        self._own_async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._inflight: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._start_lock = threading.Lock()  # held only to start a fetch, never across I/O
+        self._flight: Flight | None = None  # the sync fetch in flight, or the last one
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(keys={len(self._state.key_set or ())})"
+
+    @property
+    def stats(self) -> JWKSStats:
+        state = self._state
+        return JWKSStats(
+            fetches=self._fetches,
+            failures=self._failures,
+            last_success=state.fetched_at,
+            last_failure_reason=self._last_reason,
+            stale_serves=self._stale_serves,
+            unknown_kid_misses=self._unknown_kid,
+            key_ids=state.key_set.key_ids if state.key_set is not None else (),
+        )
+
+    def ready(self, kid: str | None) -> KeySet | None:
+        # Only the plain "fresh set, known kid" case: everything else (refresh ahead, a fetch,
+        # stale serving, counters) goes through keys()/akeys().
+        state = self._state
+        key_set = state.key_set
+        if (
+            key_set is not None
+            and self._clock() < state.refresh_at
+            and (kid is None or key_set.has_kid(kid))
+        ):
+            return key_set
+        return None
+
+    def _check_prefetched(self, required: bool) -> None:
+        if required and self._state.key_set is None:
+            if self._mismatch is not None:
+                # Configuration to fix, not an outage: say so at start-up.
+                raise ConfigurationError(self._mismatch.explain())
+            raise KeySourceUnavailable(detail=self._unavailable_detail())
+
+    def check_policy(self, algorithms: frozenset[str], issuers: frozenset[str] | None) -> None:
+        hmac = sorted(a for a in algorithms if ALGORITHMS[a].family == "HMAC")
+        if hmac and len(hmac) == len(algorithms):
+            # A remote key set never carries secrets (they would be published), so HS* tokens
+            # could never verify; RFC 8725 §3.1.
+            raise ConfigurationError(
+                f"{hmac} cannot be verified with keys from a JWKS URL (a JWKS never holds "
+                "secrets): use StaticKeys.from_secret(...) for HS*, or an asymmetric algorithm "
+                "such as RS256 or ES256"
+            )
+        if hmac:
+            raise ConfigurationError(
+                f"remove {hmac} from algorithms: a JWKS never holds HMAC secrets, so they can "
+                "only ever fail here"
+            )
+
+    def _plan(self, kid: str | None) -> Action:
+        state = self._state
+        now = self._clock()
+        action = plan(state, self._policy, kid, now)
+        if (
+            action is Action.USE
+            and kid is not None
+            and state.key_set is not None
+            and not state.key_set.has_kid(kid)
+        ):
+            self._unknown_kid += 1
+        if action is not Action.FETCH_AND_WAIT and now > state.expires_at:
+            self._stale_serves += 1
+            if self._metrics is not None:
+                self._metrics.jwks_stale_serve(self._metric_name)
+        return action
+
+    def _current(self, kid: str | None, pending: bool = False) -> KeySet:
+        """The key set to answer with, or 503 when there is none we can stand behind."""
+        state = self._state
+        now = self._clock()
+        retry = max(1, math.ceil(state.retry_at - now)) if state.retry_at > now else 1
+        if state.key_set is None or now > state.expires_at + self._policy.max_stale:
+            detail = self._unavailable_detail()
+            detail["retry_after"] = retry
+            raise KeySourceUnavailable(retry_after=retry, detail=detail)
+        if (
+            kid is not None
+            and (pending or state.failures)
+            and not state.key_set.has_kid(kid)
+            and not any(k.kid is None for k in state.key_set.keys)
+        ):
+            # The kid is not in the set we have, but the set may be out of date: the last fetch
+            # failed, or the one in flight is slow. Saying "no such key" (401 invalid_token)
+            # would make the client throw away a token that may well be good (issue #13,
+            # item 27), so: 503 and come back later.
+            retry = 1 if pending else retry
+            detail = self._unavailable_detail()
+            detail["reason"] = "fetch in flight" if pending else detail["reason"]
+            detail["retry_after"] = retry
+            raise KeySourceUnavailable(retry_after=retry, detail=detail)
+        return state.key_set
+
+    def _source_url(self) -> str:
+        """The URL this source fetches (the JWKS URL, or the discovery document's)."""
+        assert self._url is not None
+        return self._url
+
+    def _unavailable_detail(self) -> dict[str, Any]:
+        state = self._state
+        detail: dict[str, Any] = {
+            "url": display_url(self._last_url or self._source_url()),
+            "reason": self._last_reason or "not fetched yet",
+        }
+        if state.fetched_at is not None:
+            detail["last_success_seconds_ago"] = round(self._clock() - state.fetched_at, 1)
+        return detail
+
+    def _succeeded(self, key_set: KeySet, headers: Mapping[str, str]) -> None:
+        if self._metrics is not None:
+            self._metrics.jwks_fetch(self._metric_name, True)
+        ttl = ttl_from_headers(headers, self._policy)
+        self._mismatch = None
+        self._state = after_success(self._state, key_set, ttl, self._clock())
+        logger.debug(
+            "JWKS refreshed from %s: %d keys, ttl %.0fs",
+            display_url(self._source_url()),
+            len(key_set),
+            ttl,
+        )
+
+    def _fetch_error(self, exc: Exception) -> None:
+        """Record a fetch that raised (called inside the ``except``, for the traceback)."""
+        url = getattr(exc, "url", None) or self._source_url()
+        if isinstance(exc, DiscoveryMismatch):
+            self._mismatch = exc
+            logger.error("%s", exc.explain(), extra={"url": display_url(url)})
+            self._failed(str(exc), url, log=False)
+        elif isinstance(exc, FetchFailed):
+            self._failed(str(exc), url)
+        elif isinstance(exc, DeadlineExceeded):
+            self._failed("timed out", url)
+        else:  # a bug or an exotic transport error: still only a failed fetch
+            logger.exception("unexpected error while fetching %s", display_url(url))
+            self._failed(f"unexpected error: {type(exc).__name__}", url)
+
+    def use_metrics(self, metrics: Metrics) -> None:
+        super().use_metrics(metrics)
+        # The configured URL names the source (a discovery source's jwks_uri may change).
+        self._metric_name = display_url(self._source_url())
+
+    def _fetch_kind(self, url: str) -> str:
+        """What a fetch of ``url`` was for, in the log (a discovery source says which)."""
+        return "JWKS"
+
+    def _failed(self, reason: str, url: str, *, log: bool = True) -> None:
+        if self._metrics is not None:
+            self._metrics.jwks_fetch(self._metric_name, False)
+        self._failures += 1
+        self._last_reason = reason
+        self._last_url = url
+        self._state = after_failure(self._state, self._clock())
+        state = self._state
+        if not log:
+            return
+        shown = display_url(url)
+        if state.key_set is not None and state.fetched_at is not None:
+            logger.warning(
+                "%s fetch from %s failed (%s); keeping the key set fetched %.0fs ago",
+                self._fetch_kind(url),
+                shown,
+                reason,
+                self._clock() - state.fetched_at,
+                extra={"url": shown, "reason": reason},
+            )
+        else:
+            logger.warning(
+                "%s fetch from %s failed (%s); no keys available",
+                self._fetch_kind(url),
+                shown,
+                reason,
+                extra={"url": shown, "reason": reason},
+            )
+
+    _metric_name: str = ""
+
+
+# -- fork safety ------------------------------------------------------------------------------
+
+_INSTANCES: weakref.WeakSet[JWKSState] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child (gunicorn ``--preload``, uWSGI without lazy-apps, multiprocessing):
+    nothing the parent had in flight exists here, a lock it held stays held for ever, and a
+    connection it pooled is shared with every sibling (their bytes would interleave). Start
+    afresh; the cached key set itself is plain data and stays valid."""
+    for source in list(_INSTANCES):
+        # Set aside, neither closed nor garbage-collected: closing would talk on the parent's
+        # connections, and an async client's finalizer would unregister the parent's sockets
+        # from the event-loop selector the two processes share.
+        if source._own_sync and source._sync_client is not None:
+            _ORPHANS.append(source._sync_client)
+            source._sync_client = None
+        _ORPHANS.extend(source._own_async.values())
+        source._reset_drivers()
+
+
+#: The parent's clients, kept referenced in a forked child (see ``_after_fork``).
+_ORPHANS: list[Any] = []
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
