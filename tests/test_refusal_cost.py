@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from jwt_guard import ClaimInvalid, JWTGuardError, MalformedToken
+from jwt_guard._core import steps as _verifier
 from jwt_guard._http.answer import Answer, Responder
 from jwt_guard._http.guard import Guard
-from jwt_guard._sources import verifier as _verifier
 from jwt_guard.testing import LocalIssuer
 
 from .apps import flask_app, starlette_app

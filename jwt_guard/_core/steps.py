@@ -1,0 +1,240 @@
+"""The verifier's order of steps, with no I/O (RFC 7515 §5.2, RFC 8725, RFC 9068, RFC 9449).
+
+    token ─► 1 size, syntax, split ─► 2 header: alg allowed, crit, b64, typ, kid (cached per header)
+          ─► 3 payload JSON ─► 4 route by configured issuer ─► 5 key set (I/O: the driver)
+          ─► 6 signature ─► 7 claims, cnf ─► Principal, remembered by the cache
+
+Steps 1-4 are :meth:`Steps._begin`, 6 and 7 :meth:`Steps._finish`; between them a driver gets
+the key set (``jwt_guard._sources.drivers``), and after them it checks a DPoP proof
+(:meth:`Steps._check_dpop`, the checks only) and asks the denylist. The options become policies
+in :mod:`.policy` (step 4 routes among them); a verified token is remembered in :mod:`.cache`,
+whose docstring says what a hit skips and what it never skips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple
+
+from .claims import check_time_claims, collect_strings
+from .dpop import DPoP, Proof, check_confirmation
+from .errors import (
+    AlgorithmNotAllowed,
+    ConfigurationError,
+    CriticalHeaderUnsupported,
+    InvalidSignature,
+    MalformedToken,
+    TokenTooLarge,
+    safe_value,
+)
+from .keys import JWK
+from .keyset import KeySet
+from .parse import MAX_KID_LENGTH, b64url_decode, parse_header, parse_json
+from .policy import Configuration, Policy
+from .principal import Principal, read_only_mapping, verified_principal
+
+__all__ = ["HEADER_CACHE_SIZE", "Steps", "token_bytes"]
+
+#: Distinct protected headers remembered after they passed the header checks. Tokens of one
+#: key share their header, so a handful of entries covers real traffic; the bound keeps a
+#: flood of made-up headers from growing memory.
+HEADER_CACHE_SIZE: Final = 256
+
+
+class _Header(NamedTuple):
+    alg: str
+    kid: str | None
+    #: Deeply read-only, made once per distinct header: every principal shares it.
+    mapping: MappingProxyType[str, Any]
+
+
+class _Pending(NamedTuple):
+    header: _Header
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+    policy: Policy
+    #: The claims JSON opened no nested array or object (see verified_principal).
+    flat: bool
+
+
+def _signature_detail(header: _Header, candidates: Sequence[JWK]) -> dict[str, Any]:
+    return {
+        "alg": header.alg,
+        "kid": header.kid,
+        "keys_tried": [k.kid for k in candidates],
+    }
+
+
+# NamedTuples on the hot path are built with the C-level tuple constructor: the generated
+# ``__new__`` is Python code and costs more than everything it stores.
+_new = tuple.__new__
+_SEGMENTS_REASON: Final = "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)"
+
+
+def token_bytes(token: object) -> bytes:
+    """The token as the bytes the core works on (and the cache is keyed by).
+
+    The ASGI scope hands us bytes, used as they are. A ``str`` is encoded once; a character
+    outside ASCII becomes one ``?`` (one byte for one character, so the size limit and the
+    segment a failure is reported in stay those of the text), which no base64url segment
+    accepts.
+    """
+    kind = type(token)
+    if kind is bytes:
+        return token  # type: ignore[return-value]
+    if kind is str:
+        return token.encode("ascii", "replace")  # type: ignore[attr-defined,no-any-return]
+    raise MalformedToken(detail={"reason": "the token is not a string"})
+
+
+class Steps:
+    """The steps of :class:`~jwt_guard.Verifier` that decide and do no I/O; its drivers call
+    them in order and do the I/O between them."""
+
+    # Set by Verifier.__init__; the hot path reads them as plain attributes.
+    _config: Configuration
+    _clock: Callable[[], float]
+    _leeway: float
+    _max_age: float | None
+    _max_bytes: int
+    _dpop: DPoP | None
+    _check_cnf: bool
+    _all_algorithms: frozenset[str]
+    _route: Callable[[Mapping[str, Any]], Policy]
+    _headers: dict[bytes, _Header]
+    _remember: Callable[..., None]
+
+    def _check_dpop(
+        self,
+        principal: Principal,
+        token: bytes,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> tuple[DPoP | None, Proof | None]:
+        dpop = self._dpop
+        if dpop is None:
+            if proof is not None:
+                # Never ignored silently: a caller passing a proof expects it to be checked.
+                raise ConfigurationError("dpop_proof= needs Verifier(dpop=DPoP(...))")
+            return None, None
+        now = self._clock()
+        return dpop, dpop.check(principal.claims, token, proof, method, url, now, self._leeway)
+
+    def _check_header(self, segment: bytes) -> _Header:
+        header = parse_header(segment)
+        alg = header.get("alg")
+        if not isinstance(alg, str):
+            # RFC 7515 §4.1.1: "alg" is required
+            raise MalformedToken(
+                detail={"part": "header", "reason": "no 'alg' string (RFC 7515 §4.1.1)"}
+            )
+        if alg not in self._all_algorithms:
+            # Covers "none" in any spelling and every algorithm not configured (RFC 8725 §3.1).
+            allowed = self._all_algorithms
+            raise AlgorithmNotAllowed(
+                detail=lambda: {"alg": safe_value(alg), "allowed": sorted(allowed)}
+            )
+        if "crit" in header:
+            crit = header["crit"]
+            if (
+                not isinstance(crit, list)
+                or not crit
+                or not all(isinstance(c, str) and c in header for c in crit)
+            ):
+                # RFC 7515 §4.1.11: a non-empty list of present names
+                raise MalformedToken(
+                    detail={
+                        "part": "header",
+                        "reason": "'crit' must list header names present (RFC 7515 §4.1.11)",
+                    }
+                )
+            # We implement no extension: every listed name is one we do not understand.
+            raise CriticalHeaderUnsupported(detail={"crit": safe_value(crit), "supported": []})
+        if "b64" in header and header["b64"] is not True:
+            # RFC 7797 §3/§7: unencoded payloads change what the signature covers.
+            raise CriticalHeaderUnsupported(
+                detail={"reason": "unencoded payloads ('b64': false, RFC 7797) are refused"}
+            )
+        kid = header.get("kid")
+        if "kid" in header and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
+            # RFC 7515 §4.1.4: a string when present ("kid": null is not "no kid"); ours:
+            # bounded
+            raise MalformedToken(
+                detail={
+                    "part": "header",
+                    "reason": f"'kid' must be a string of at most {MAX_KID_LENGTH} characters",
+                }
+            )
+        # "jwk", "jku", "x5u", "x5c" are deliberately never read: keys come only from the
+        # configured key source (RFC 8725 §3.10).
+        self._config.policies[0].rules.check_header_typ(header)
+        parsed = _Header(alg, kid, read_only_mapping(header))
+        if len(self._headers) >= HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[segment] = parsed
+        return parsed
+
+    def _begin(self, token: bytes) -> _Pending:
+        # RFC 7515 §7.1, in bytes: the size limit first (it bounds the work before the
+        # signature is checked), then exactly three segments; each segment's alphabet is
+        # checked when it is decoded.
+        if len(token) > self._max_bytes:
+            raise TokenTooLarge(detail={"length": len(token), "limit": self._max_bytes})
+        parts = token.split(b".")
+        if len(parts) != 3:
+            raise MalformedToken(detail={"reason": _SEGMENTS_REASON, "segments": len(parts)})
+        h64, p64, s64 = parts
+        header = self._headers.get(h64)
+        part = "header"
+        try:
+            if header is None:
+                header = self._check_header(h64)
+            part = "payload"
+            raw = b64url_decode(p64)
+            payload = parse_json(raw)
+            part = "signature"
+            signature = b64url_decode(s64)
+        except MalformedToken as exc:
+            exc.add_detail("part", part)
+            raise
+        policy = self._route(payload)
+        if header.alg not in policy.algorithms:
+            raise AlgorithmNotAllowed(
+                detail=lambda: {
+                    "alg": header.alg,
+                    "allowed": sorted(policy.algorithms),
+                    "iss": safe_value(payload.get("iss")),
+                }
+            )
+        # The signing input is a slice of the bytes received, never re-encoded (RFC 7515 §5.2).
+        signing_input = token[: len(h64) + 1 + len(p64)]
+        flat = raw.find(b"[") < 0 and raw.find(b"{", 1) < 0
+        return _new(_Pending, (header, payload, signing_input, signature, policy, flat))
+
+    def _finish(self, token: bytes, pending: _Pending, key_set: KeySet) -> Principal:
+        header, payload, signing_input, signature, policy, flat = pending
+        candidates = key_set.candidates(header.kid, header.alg)
+        for key in candidates:
+            try:
+                ok = key.verify(header.alg, signing_input, signature)
+            except (ValueError, TypeError) as exc:
+                raise InvalidSignature(
+                    detail=lambda: _signature_detail(header, candidates)
+                ) from exc
+            if ok:
+                break
+        else:
+            raise InvalidSignature(detail=lambda: _signature_detail(header, candidates))
+        exp = check_time_claims(payload, self._clock(), self._leeway, self._max_age)
+        policy.rules.check(payload)
+        if "cnf" in payload and self._check_cnf:
+            # Fresh tokens only: a cached token passed this already.
+            check_confirmation(payload["cnf"], self._dpop is not None)
+        roles = collect_strings(payload, policy.roles_paths, split=False)
+        scopes = collect_strings(payload, policy.scopes_paths, split=True)
+        principal = verified_principal(payload, header.mapping, roles, scopes, flat=flat)
+        self._remember(token, principal, key, policy, exp, payload, header.kid, key_set)
+        return principal

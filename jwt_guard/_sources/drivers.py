@@ -1,0 +1,168 @@
+"""The verifier's two drivers: ``verify`` (sync: WSGI, the CLI) and ``averify`` (async: ASGI).
+
+They run the core's steps (``_core.steps``) in order and do the only I/O between them: the key
+set for a token (``keys`` or ``akeys`` of its key source, unless ``ready`` answers at once), and
+after the token's own checks the denylist and the DPoP replay cache. A token verified before is
+answered from the verified-token cache (``_core.cache``), its key still checked against the
+current key set. The two differ only in how they call those sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+
+from .._core.cache import Entry
+from .._core.errors import JWTGuardError
+from .._core.metrics import Metrics
+from .._core.principal import Principal
+from .._core.revocation import Denylist, RevocationKeys, revocation_keys
+from .._core.steps import Steps, token_bytes
+
+__all__ = ["Drivers"]
+
+
+class Drivers(Steps):
+    """``verify`` and ``averify``: the steps in order, and the I/O between them."""
+
+    # Set by Verifier.__init__.
+    metrics: Metrics | None
+    _denylist: Denylist | None
+    _no_after_steps: bool
+    _each_request: bool
+    _cached: Callable[[bytes], Entry | None]
+    _forget: Callable[[bytes], None]
+
+    def verify(
+        self,
+        token: str | bytes,
+        *,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Principal:
+        """Verify ``token`` (text, or the ASCII bytes of a header) and return its principal;
+        may block on a key fetch (WSGI, CLI).
+
+        With ``Verifier(dpop=...)``, ``dpop_proof`` is the request's ``DPoP`` header, checked
+        against the request's ``method`` and ``url`` (RFC 9449); without a proof the token is
+        taken as a Bearer token.
+        """
+        token = token_bytes(token)
+        principal = self._authenticate(token)
+        if self._no_after_steps and dpop_proof is None:
+            return principal
+        return self._after_steps(principal, token, dpop_proof, method, url)
+
+    async def averify(
+        self,
+        token: str | bytes,
+        *,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Principal:
+        """Verify ``token`` without blocking the event loop (ASGI); DPoP as in :meth:`verify`."""
+        token = token_bytes(token)
+        principal = await self._aauthenticate(token)
+        if self._no_after_steps and dpop_proof is None:
+            return principal
+        return await self._aafter_steps(principal, token, dpop_proof, method, url)
+
+    def _authenticate(self, token: bytes) -> Principal:
+        """Everything but the denylist and DPoP (sync driver)."""
+        cached = self._cached(token)
+        if cached is not None:
+            if cached.key in cached.policy.keys.keys(cached.kid):
+                return cached.principal
+            self._forget(token)
+        if self.metrics is not None:
+            return self._timed(self._fresh, token)
+        return self._fresh(token)
+
+    def _fresh(self, token: bytes) -> Principal:
+        pending = self._begin(token)
+        key_set = pending.policy.keys.keys(pending.header.kid)
+        return self._finish(token, pending, key_set)
+
+    def _timed(self, fresh: Callable[[bytes], Principal], token: bytes) -> Principal:
+        assert self.metrics is not None
+        started = perf_counter()
+        try:
+            principal = fresh(token)
+        except JWTGuardError as exc:
+            self.metrics.fresh_verification(exc.code, perf_counter() - started)
+            raise
+        self.metrics.fresh_verification("valid", perf_counter() - started)
+        return principal
+
+    async def _aauthenticate(self, token: bytes) -> Principal:
+        """Everything but the denylist and DPoP (async driver)."""
+        cached = self._cached(token)
+        if cached is not None:
+            source = cached.policy.keys
+            key_set = source.ready(cached.kid)
+            if key_set is None:
+                key_set = await source.akeys(cached.kid)
+            if cached.key in key_set:
+                return cached.principal
+            self._forget(token)
+        if self.metrics is None:
+            return await self._afresh(token)
+        started = perf_counter()
+        try:
+            principal = await self._afresh(token)
+        except JWTGuardError as exc:
+            self.metrics.fresh_verification(exc.code, perf_counter() - started)
+            raise
+        self.metrics.fresh_verification("valid", perf_counter() - started)
+        return principal
+
+    async def _afresh(self, token: bytes) -> Principal:
+        pending = self._begin(token)
+        source = pending.policy.keys
+        key_set = source.ready(pending.header.kid)
+        if key_set is None:
+            key_set = await source.akeys(pending.header.kid)
+        return self._finish(token, pending, key_set)
+
+    def _after_steps(
+        self,
+        principal: Principal,
+        token: bytes,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> Principal:
+        dpop, checked = self._check_dpop(principal, token, proof, method, url)
+        if self._denylist is not None:
+            self._denylist.check(self._revocation_keys(principal), principal.claims.get("iat"))
+        if self._each_request:
+            self._route(principal.claims).rules.check_each_request(principal.claims)
+        if dpop is not None and checked is not None:
+            dpop.record(checked, self._clock())
+        return principal
+
+    async def _aafter_steps(
+        self,
+        principal: Principal,
+        token: bytes,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> Principal:
+        dpop, checked = self._check_dpop(principal, token, proof, method, url)
+        if self._denylist is not None:
+            keys = self._revocation_keys(principal)
+            await self._denylist.acheck(keys, principal.claims.get("iat"))
+        if self._each_request:
+            self._route(principal.claims).rules.check_each_request(principal.claims)
+        if dpop is not None and checked is not None:
+            await dpop.arecord(checked, self._clock())
+        return principal
+
+    def _revocation_keys(self, principal: Principal) -> RevocationKeys:
+        # Scoped by the configured issuer the token was verified for; a verifier that names
+        # no issuer accepts any "iss", so its revocations do not depend on it either.
+        scope = principal.issuer if self._config.names_issuers else None
+        return revocation_keys(scope, principal.token_id, principal.subject)
