@@ -1,4 +1,11 @@
-"""Pure ASGI middleware for Starlette and FastAPI (no ``BaseHTTPMiddleware``)."""
+"""Pure ASGI middleware for Starlette and FastAPI (no ``BaseHTTPMiddleware``).
+
+The adapter's part of the request path: the RFC 9728 document, excluded paths and CORS
+preflights; then it hands the request to the guard (``Guard.aauthenticate(ASGIRequest(scope))``,
+``_http.guard``), which extracts, verifies and raises the error to answer, and it places the
+principal in the scope or writes the guard's answer. A plain Bearer request takes a shorter
+path (``_header_token``): the verified-token cache answers it without leaving ``__call__``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +19,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._core.dpop import quote_path
 from ._core.errors import JWTGuardError
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import FrozenList, Principal
 from ._http.answer import Answer, ErrorHandler
-from ._http.extract import CSRF, METHOD_OVERRIDE_HEADERS, Credentials, RequestView, override_params
+from ._http.extract import CSRF, Credentials, override_params
 from ._http.guard import (
     EXCLUDED_KEY,
     GUARD_KEY,
@@ -28,6 +34,8 @@ from ._http.guard import (
     Guard,
 )
 from ._http.metadata import ProtectedResource
+from ._http.request import OVERRIDE_HEADERS as _OVERRIDE_HEADERS
+from ._http.request import ASGIRequest
 from ._http.types import ASGIApp, Message, Receive, Scope, Send
 from ._sources.verifier import Verifier
 
@@ -48,8 +56,6 @@ WS_POLICY_VIOLATION = 1008
 
 
 _NONCE_MESSAGES: Final = ("http.response.start", "websocket.accept")
-#: Header names (bytes, as ASGI gives them) of the method-override headers.
-_OVERRIDE_HEADERS: Final = frozenset(name.encode() for name in METHOD_OVERRIDE_HEADERS)
 
 
 class _Auth(AuthCredentials):
@@ -94,32 +100,6 @@ def route_path(scope: Scope) -> str:
     if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
         return path[len(root) :] or "/"
     return path
-
-
-def _view(scope: Scope, authorization: list[str], cookies: list[str]) -> RequestView:
-    """The full view, for the CSRF check (the two token headers are already read)."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        if name != "authorization" and name != "cookie":
-            value = raw_value.decode("latin-1")
-            # A repeated field is one list (RFC 9110 §5.3), as WSGI servers join it: a check
-            # reading the last copy while the app reads the first (Starlette's headers.get)
-            # would decide on another value than the app acts on.
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    scheme = scope.get("scheme", "http")
-    if scope["type"] == "websocket":
-        scheme = "https" if scheme in ("wss", "https") else "http"
-    return RequestView(
-        method=scope.get("method", "GET"),
-        scheme=scheme,
-        host=headers.get("host"),
-        path=scope.get("path", "/"),
-        authorization=authorization,
-        cookie_headers=cookies,
-        headers=headers,
-        query_string=scope.get("query_string", b"").decode("latin-1"),
-    )
 
 
 def _is_preflight(scope: Scope) -> bool:
@@ -187,90 +167,19 @@ _PREFLIGHT_PLACEMENT: Final = (
 def credentials(guard: Guard, scope: Scope) -> Credentials | None:
     """The token of an HTTP request or WebSocket handshake under ``guard``'s settings, with
     the CSRF check done (no I/O: the caller verifies with its driver)."""
-    websocket = scope["type"] == "websocket"
-    # One pass over the raw headers for the two we always need; the rest is decoded only
-    # for a CSRF check (_view).
-    authorization: list[str] = []
-    cookies: list[str] = []
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization.append(value.decode("latin-1"))
-        elif name == b"cookie":
-            cookies.append(value.decode("latin-1"))
-    return guard.credentials(
-        authorization,
-        cookies,
-        scope.get("query_string", b"").decode("latin-1") if websocket else "",
-        lambda: _view(scope, authorization, cookies),
-        websocket=websocket,
-    )
-
-
-def _dpop_request(guard: Guard, scope: Scope) -> tuple[str, str, str]:
-    """For a token sent with the DPoP scheme (RFC 9449 §7.1): the proof, the method and the
-    URL it must name. A WebSocket handshake is a GET; its ``htu`` may use ws/wss or http/https.
-    """
-    proofs: list[str] = []
-    host: str | None = None
-    overrides: list[str] = []
-    for name, value in scope["headers"]:
-        if name == b"dpop":
-            proofs.append(value.decode("latin-1"))
-        elif name == b"host":
-            host = value.decode("latin-1")
-        elif name in _OVERRIDE_HEADERS:
-            overrides.append(value.decode("latin-1"))
-    if host is None:
-        server = scope.get("server") or ("localhost", None)
-        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
-    raw_path = scope.get("raw_path")  # the path as received, when the server gives it
-    path = raw_path.decode("latin-1") if raw_path else quote_path(scope["path"].encode())
-    method = scope.get("method", "GET")
-    query = scope.get("query_string", b"").decode("latin-1")
-    proof, url = guard.dpop_request(
-        proofs, scope.get("scheme", "http"), host, path, method, overrides, query
-    )
-    return proof, method, url
+    return guard.credentials(ASGIRequest(scope))
 
 
 async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
-    """Extract, check CSRF and verify with the async driver: the middleware's steps, shared by
-    the per-route guards. ``None`` for an anonymous request ``guard`` allows; raises the
-    :class:`JWTGuardError` to answer."""
-    found = None
-    try:
-        found = credentials(guard, scope)
-        if found is None:
-            return None
-        if found.source == "dpop":
-            proof, method, url = _dpop_request(guard, scope)
-            principal = await guard.verifier.averify(
-                found.token, dpop_proof=proof, method=method, url=url
-            )
-        else:
-            principal = await guard.verifier.averify(found.token)
-    except JWTGuardError as exc:
-        raise guard.failed(found, exc) from None
-    guard.accepted(scope, found)
-    return principal
+    """Extract, check CSRF and verify with the async driver (:meth:`Guard.aauthenticate`): the
+    middleware's steps, shared by the per-route guards. ``None`` for an anonymous request
+    ``guard`` allows; raises the :class:`JWTGuardError` to answer."""
+    return await guard.aauthenticate(ASGIRequest(scope))
 
 
 def authenticate_sync(guard: Guard, scope: Scope) -> Principal | None:
     """:func:`authenticate` with the sync driver, for sync endpoints (run in a thread)."""
-    found = None
-    try:
-        found = credentials(guard, scope)
-        if found is None:
-            return None
-        if found.source == "dpop":
-            proof, method, url = _dpop_request(guard, scope)
-            principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
-        else:
-            principal = guard.verifier.verify(found.token)
-    except JWTGuardError as exc:
-        raise guard.failed(found, exc) from None
-    guard.accepted(scope, found)
-    return principal
+    return guard.authenticate(ASGIRequest(scope))
 
 
 def place(scope: Scope, principal: Principal | None, verifier: Verifier) -> None:
@@ -466,7 +375,7 @@ class JWTGuardMiddleware:
                 scope[SOURCE_KEY] = self._header_source
             else:
                 try:
-                    principal = await authenticate(guard, scope)
+                    principal = await guard.aauthenticate(ASGIRequest(scope))
                 except JWTGuardError as exc:
                     await self._reject(scope, send, exc)
                     return

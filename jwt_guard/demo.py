@@ -44,6 +44,7 @@ from ._core.revocation import MemoryDenylist
 from ._http.authz import require_roles
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, check_csrf
+from ._http.request import ASGIRequest
 from ._sources.jwks import JWKSKeys
 from ._sources.verifier import Verifier
 from ._tools.demo_issuer import (
@@ -58,7 +59,6 @@ from ._tools.demo_issuer import (
 from ._tools.demo_oauth import CodeStore, Grant, OAuthError, parse_authorization_request
 from ._tools.demo_page import cross_site_app, login_page, redirect_error
 from .asgi import JWTGuardMiddleware
-from .asgi import _view as request_view
 
 __all__ = ["DemoIssuer", "build_app", "cross_site_app", "protect_api", "run"]
 
@@ -288,7 +288,7 @@ def build_app(
 
     async def refresh(request: Request) -> Response:
         # The cookie flow's refresh; API clients use POST /token grant_type=refresh_token.
-        view = request_view(request.scope, [], request.headers.getlist("cookie"))
+        view = ASGIRequest(request.scope).view()
         try:
             # The same check the middleware makes, bound to the (maybe expired) access token.
             check_csrf(view, csrf, token=request.cookies.get("access_token"))

@@ -1,5 +1,10 @@
 """WSGI middleware: the same guard as the ASGI middleware, driven synchronously.
 
+The adapter's part of the request path: the RFC 9728 document, excluded paths and CORS
+preflights; then it hands the request to the guard (``Guard.authenticate(WSGIRequest(environ))``,
+``_http.guard``), which extracts, verifies and raises the error to answer, and it stores the
+principal in the environ or writes the guard's answer.
+
 No event loop is hidden in here: the verifier's sync driver fetches keys with ``httpx.Client``
 under a lock (single flight across threads).
 """
@@ -10,16 +15,12 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._core.dpop import quote_path
 from ._core.errors import JWTGuardError
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import Principal
 from ._http.answer import Answer, ErrorHandler, reason_phrase
 from ._http.extract import (
     CSRF,
-    METHOD_OVERRIDE_HEADERS,
-    RequestView,
-    joined_authorization,
     override_params,
 )
 from ._http.guard import (
@@ -33,6 +34,8 @@ from ._http.guard import (
     Guard,
 )
 from ._http.metadata import ProtectedResource
+from ._http.request import OVERRIDE_KEYS as _OVERRIDE_KEYS
+from ._http.request import WSGIRequest
 from ._http.types import Environ, StartResponse, WSGIApp
 from ._sources.verifier import Verifier
 
@@ -58,28 +61,6 @@ def _utf8(path: str) -> str:
         return path
 
 
-def _view(environ: Environ, authorization: list[str], cookies: list[str]) -> RequestView:
-    """The full view, for the CSRF check (the two token headers are already read)."""
-    headers: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_") and key not in ("HTTP_AUTHORIZATION", "HTTP_COOKIE"):
-            headers[key[5:].replace("_", "-").lower()] = value
-    return RequestView(
-        method=environ.get("REQUEST_METHOD", "GET"),
-        scheme=environ.get("wsgi.url_scheme", "http"),
-        host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
-        path=environ.get("PATH_INFO", "/") or "/",
-        authorization=authorization,
-        cookie_headers=cookies,
-        headers=headers,
-        query_string=environ.get("QUERY_STRING", ""),
-    )
-
-
-#: The environ keys of the method-override headers (PEP 3333: HTTP_ plus the name).
-_OVERRIDE_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in METHOD_OVERRIDE_HEADERS)
-
-
 def _is_preflight(environ: Environ) -> bool:
     """A CORS preflight (Fetch §4.8 "CORS-preflight fetch", §3.2.2): ``OPTIONS`` with both
     ``Origin`` and ``Access-Control-Request-Method``, and no method override (a header or
@@ -102,60 +83,11 @@ _PREFLIGHT_FIX = (
 )
 
 
-def _dpop_request(guard: Guard, environ: Environ) -> tuple[str, str, str]:
-    """For a token sent with the DPoP scheme (RFC 9449 §7.1): the proof, the method and the
-    URL it must name."""
-    # Servers join repeated headers with commas; a compact JWS has none, so each part is one
-    # DPoP header (two of them are refused).
-    joined = environ.get("HTTP_DPOP")
-    proofs = [part.strip() for part in joined.split(",")] if joined is not None else []
-    host = environ.get("HTTP_HOST")
-    if not host:
-        host = environ.get("SERVER_NAME", "localhost")
-        port = environ.get("SERVER_PORT")
-        if port:
-            host = f"{host}:{port}"
-    # The path as received, where the server keeps it (Werkzeug, gunicorn); else rebuilt from
-    # the decoded SCRIPT_NAME and PATH_INFO (PEP 3333: latin-1 of the raw bytes).
-    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI") or ""
-    if not raw.startswith("/"):
-        decoded = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
-        raw = quote_path(decoded.encode("latin-1", "replace"))
-    method = environ.get("REQUEST_METHOD", "GET")
-    overrides = [environ.get(key, "") for key in _OVERRIDE_KEYS]
-    scheme = environ.get("wsgi.url_scheme", "http")
-    query = environ.get("QUERY_STRING", "")
-    proof, url = guard.dpop_request(proofs, scheme, host, raw, method, overrides, query)
-    return proof, method, url
-
-
 def authenticate(guard: Guard, environ: Environ) -> Principal | None:
-    """Extract, check CSRF and verify with the sync driver: the middleware's steps, shared by
-    the per-view guards. ``None`` for an anonymous request ``guard`` allows; raises the
-    :class:`JWTGuardError` to answer."""
-    header_value = environ.get("HTTP_AUTHORIZATION")
-    cookie = environ.get("HTTP_COOKIE")
-    authorization = joined_authorization(header_value) if header_value else []
-    cookies = [cookie] if cookie else []
-    found = None
-    try:
-        found = guard.credentials(
-            authorization,
-            cookies,
-            environ.get("QUERY_STRING", ""),
-            lambda: _view(environ, authorization, cookies),
-        )
-        if found is None:
-            return None
-        if found.source == "dpop":
-            proof, method, url = _dpop_request(guard, environ)
-            principal = guard.verifier.verify(found.token, dpop_proof=proof, method=method, url=url)
-        else:
-            principal = guard.verifier.verify(found.token)
-    except JWTGuardError as exc:
-        raise guard.failed(found, exc) from None
-    guard.accepted(environ, found)
-    return principal
+    """Extract, check CSRF and verify with the sync driver (:meth:`Guard.authenticate`): the
+    middleware's steps, shared by the per-view guards. ``None`` for an anonymous request
+    ``guard`` allows; raises the :class:`JWTGuardError` to answer."""
+    return guard.authenticate(WSGIRequest(environ))
 
 
 def _always() -> bool:
@@ -251,7 +183,7 @@ class JWTGuardWSGIMiddleware:
                 return self._cors_only(environ, start_response)
         else:
             try:
-                principal = environ[PRINCIPAL_KEY] = authenticate(self.guard, environ)
+                principal = environ[PRINCIPAL_KEY] = self.guard.authenticate(WSGIRequest(environ))
             except JWTGuardError as exc:
                 if not self.defer_rejections or not self.app_shapes_answers():
                     return self.reject(exc, start_response, environ)

@@ -728,11 +728,11 @@ async def test_flask_routeguard_with_dpop(issuer: LocalIssuer, key: Any, clock: 
 )
 def test_wsgi_request_url_for_htu(issuer: LocalIssuer, environ: dict[str, str], url: str) -> None:
     from jwt_guard._http.guard import Guard
-    from jwt_guard.wsgi import _dpop_request
+    from jwt_guard._http.request import WSGIRequest
 
     guard = Guard(verifier=issuer.verifier(dpop=DPoP()))
     full = {"REQUEST_METHOD": "PUT", "wsgi.url_scheme": "http", "HTTP_DPOP": "p.r.f", **environ}
-    assert _dpop_request(guard, full) == ("p.r.f", "PUT", url)
+    assert guard.dpop_request(WSGIRequest(full)) == ("p.r.f", "PUT", url)
 
 
 @pytest.mark.parametrize(
@@ -744,12 +744,12 @@ def test_wsgi_request_url_for_htu(issuer: LocalIssuer, environ: dict[str, str], 
 )
 def test_asgi_request_url_for_htu(issuer: LocalIssuer, scope: dict[str, Any], url: str) -> None:
     from jwt_guard._http.guard import Guard
-    from jwt_guard.asgi import _dpop_request
+    from jwt_guard._http.request import ASGIRequest
 
     guard = Guard(verifier=issuer.verifier(dpop=DPoP()))
     headers = [(b"host", b"api.example"), (b"dpop", b"p.r.f")]
     full = {"type": "http", "method": "GET", "scheme": "https", "headers": headers, **scope}
-    assert _dpop_request(guard, full) == ("p.r.f", "GET", url)
+    assert guard.dpop_request(ASGIRequest(full)) == ("p.r.f", "GET", url)
 
 
 # -- tokens bound by a method the verifier cannot check (RFC 7800 §3.1, RFC 9449 §7.2) -----------

@@ -1,15 +1,21 @@
-"""What the ASGI and WSGI adapters share: configuration, extraction order, answers.
+"""The guard: one request from token to principal or answer, for ASGI and WSGI alike.
 
-An adapter builds a :class:`RequestView`, calls :meth:`Guard.credentials`, verifies the token
-with its own driver (``averify`` or ``verify``) and places the principal. Nothing here does
-I/O, and no verification rule lives in an adapter.
+    adapter ─► request view (ASGIRequest | WSGIRequest, :mod:`.request`)
+            ─► Guard.aauthenticate / authenticate: extract (header, cookie, WebSocket; CSRF)
+               ─► verify (the verifier's async or sync driver; DPoP inputs from the view)
+               ─► record (scope or environ), or raise the error
+            ─► adapter places the principal, or writes Guard.answer(error)
+
+The guard holds the adapters' settings (where tokens are looked for, exclusions, CSRF, realm,
+``on_error``, the RFC 9728 document) and never calls back into an adapter; the adapters only
+read the request and write the answer. No verification rule lives here or in an adapter.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, Final
 
 from .._core.dpop import request_url
@@ -23,12 +29,12 @@ from .._core.errors import (
     MalformedToken,
 )
 from .._core.log import DEFAULT_LOG_LIMIT, RejectionLog, logger
+from .._core.principal import Principal
 from .._sources.verifier import Verifier
 from .answer import Answer, ErrorHandler, Responder
 from .extract import (
     CSRF,
     Credentials,
-    RequestView,
     bearer_token,
     check_csrf,
     extract,
@@ -36,6 +42,7 @@ from .extract import (
     override_methods,
 )
 from .metadata import MetadataEndpoint, ProtectedResource
+from .request import ASGIRequest, WSGIRequest
 
 __all__ = [
     "DPOP_SCHEME_KEY",
@@ -224,22 +231,59 @@ class Guard:
         """
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
-    def credentials(
-        self,
-        authorization: Sequence[str],
-        cookie_headers: Sequence[str],
-        query_string: str,
-        view: Callable[[], RequestView],
-        *,
-        websocket: bool = False,
-    ) -> Credentials | None:
+    # -- the request path: extract, verify (the verifier's driver), record -----------------------
+
+    def authenticate(self, request: ASGIRequest | WSGIRequest) -> Principal | None:
+        """Extract the token, check CSRF and verify it with the sync driver (WSGI, a sync
+        endpoint); record the authentication in the request. ``None`` for an anonymous request
+        that ``optional`` allows; raises the :class:`JWTGuardError` to answer (:meth:`answer`).
+        """
+        found = None
+        try:
+            found = self.credentials(request)
+            if found is None:
+                return None
+            if found.source == "dpop":
+                proof, method, url = self.dpop_request(request)
+                principal = self.verifier.verify(
+                    found.token, dpop_proof=proof, method=method, url=url
+                )
+            else:
+                principal = self.verifier.verify(found.token)
+        except JWTGuardError as exc:
+            raise self.failed(found, exc) from None
+        self.accepted(request.record, found)
+        return principal
+
+    async def aauthenticate(self, request: ASGIRequest | WSGIRequest) -> Principal | None:
+        """:meth:`authenticate` with the async driver (ASGI)."""
+        found = None
+        try:
+            found = self.credentials(request)
+            if found is None:
+                return None
+            if found.source == "dpop":
+                proof, method, url = self.dpop_request(request)
+                principal = await self.verifier.averify(
+                    found.token, dpop_proof=proof, method=method, url=url
+                )
+            else:
+                principal = await self.verifier.averify(found.token)
+        except JWTGuardError as exc:
+            raise self.failed(found, exc) from None
+        self.accepted(request.record, found)
+        return principal
+
+    def credentials(self, request: ASGIRequest | WSGIRequest) -> Credentials | None:
         """The token to verify, or ``None`` for an anonymous request allowed by ``optional``.
 
-        ``view`` builds the full request view; it is only called for the CSRF check, so the
-        common header-token request never decodes headers it does not need. Raises
-        :class:`AuthenticationRequired` (401), :class:`InvalidRequest` (400) or
-        :class:`CSRFFailed` (403).
+        The full request view is only read for the CSRF check, so the common header-token
+        request never decodes headers it does not need. Raises :class:`AuthenticationRequired`
+        (401), :class:`InvalidRequest` (400) or :class:`CSRFFailed` (403).
         """
+        authorization = request.authorization
+        cookie_headers = request.cookies
+        websocket = request.websocket
         if len(authorization) == 1 and not cookie_headers and not websocket and self.header:
             # The common case (one Authorization header, nothing else): no general extraction.
             token = bearer_token(authorization[0])
@@ -248,7 +292,7 @@ class Guard:
         found = extract(
             authorization,
             cookie_headers,
-            query_string,
+            request.query_string() if websocket else "",
             header=self.header,
             cookie=self.cookie,
             query_param=self.websocket_query_param if websocket else None,
@@ -260,7 +304,7 @@ class Guard:
             raise AuthenticationRequired(detail=lambda: {"looked_in": self._places(websocket)})
         if found.source == "cookie" and self.csrf is not None:
             # The browser attaches cookies on its own; prove the request is same-site intent.
-            check_csrf(view(), self.csrf, websocket=websocket, token=found.token)
+            check_csrf(request.view(), self.csrf, websocket=websocket, token=found.token)
         return found
 
     def preflight_refused(self, fix: str) -> AuthenticationRequired:
@@ -333,23 +377,15 @@ class Guard:
 
     # -- DPoP (RFC 9449): what the adapters read from a request with the DPoP scheme --------------
 
-    def dpop_request(
-        self,
-        proofs: Sequence[str],
-        scheme: str,
-        host: str,
-        path: str,
-        method: str = "GET",
-        overrides: Sequence[str] = (),
-        query: str = "",
-    ) -> tuple[str, str]:
-        """The proof and the request's URL for the ``htu`` check.
+    def dpop_request(self, request: ASGIRequest | WSGIRequest) -> tuple[str, str, str]:
+        """For a token sent with the DPoP scheme: the proof, the method and the URL it must
+        name (the ``htm`` and ``htu`` checks, RFC 9449 §4.3).
 
-        ``proofs`` are the request's ``DPoP`` header values: exactly one is accepted (RFC 9449
-        §4.3 (1)). ``path`` is the path as received; ``scheme`` and ``host`` give the URL
-        unless ``DPoP(external_url=...)`` says what clients see in front of a proxy.
-        ``overrides`` are the method-override header values and ``query`` the query string.
+        Exactly one ``DPoP`` header is accepted (RFC 9449 §4.3 (1)). The URL is the request's
+        scheme, host and path as received, unless ``DPoP(external_url=...)`` says what clients
+        see in front of a proxy.
         """
+        proofs, scheme, host, path, method, overrides, query = request.dpop_inputs()
         if len(proofs) != 1 or not proofs[0]:
             raise DPoPProofMissing(detail={"dpop_headers": len(proofs)})
         # RFC 9449 §4.3 (8): htm names the method the app will act on. An app (or a framework
@@ -360,7 +396,7 @@ class Guard:
                 detail={"reason": "a method override names another method than htm"}
             )
         assert self.dpop is not None  # a "dpop" credential is only extracted with DPoP on
-        return proofs[0], request_url(scheme, host, path, self.dpop.external_url)
+        return proofs[0], method, request_url(scheme, host, path, self.dpop.external_url)
 
     def dpop_nonce(self) -> str | None:
         """The nonce for an authenticated response when server nonces are configured, else
