@@ -3,7 +3,7 @@
     Authorization: DPoP <token>   DPoP: <proof>
       ─► the token: the verifier's usual steps (the verified-token cache still serves it)
       ─► the proof, on every request (it is new each time):
-           strict compact JWS parse (``_parse``) ─► header: typ, alg, jwk (public only; parsed
+           strict compact JWS parse (``parse``) ─► header: typ, alg, jwk (public only; parsed
            once per distinct header) ─► signature with that jwk ─► claims: jti, htm, htu, iat,
            ath, nonce
       ─► binding: the token's ``cnf.jkt`` == RFC 7638 thumbprint of the proof's jwk
@@ -11,9 +11,9 @@
 
 :meth:`DPoP.check` is sans-IO, like the rest of the core: it returns what the replay cache must
 record, and ``Verifier.verify``/``averify`` do that I/O, as they consult the denylist. The
-replay caches are :class:`MemoryReplayCache` (one process) and :class:`RedisReplayCache` (every
-instance, one ``SET NX EX`` round trip). :class:`DPoPNonces` makes stateless server nonces
-(RFC 9449 §9) that every instance sharing the secret accepts.
+replay caches and the server nonces are in :mod:`.dpop_replay` (``MemoryReplayCache``,
+``DPoPNonces``) and ``_sources.redis_stores`` (``RedisReplayCache``: every instance, one
+``SET NX EX`` round trip).
 """
 
 from __future__ import annotations

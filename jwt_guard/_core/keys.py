@@ -9,8 +9,8 @@ material, RSA keys of 2048 to 8192 bits with e = 65537, curves we know with poin
 an ``alg`` the key's type and curve can serve, HMAC secrets at least as long as the hash and
 never a lookalike of a public key.
 
-Choosing among loaded keys is ``_keyset``'s job; the facts about algorithms are
-``_algorithms``'.
+Choosing among loaded keys is ``keyset``'s job; the facts about algorithms are
+``algorithms``'.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A :class:`KeySet` answers that question without any I/O. A key *source*
 (:class:`KeySource`) hands the verifier a key set: :class:`StaticKeys` always the same one,
-the remote JWKS source (``_jwks``) a cached one that it refreshes. Selection is the same code
-for both, as panva/jose keeps ``jwks/local`` apart from ``jwks/remote``. Loading and checking
-the keys is ``_keys``' job.
+the remote JWKS source (``_sources.jwks``) a cached one that it refreshes. Selection is the
+same code for both, as panva/jose keeps ``jwks/local`` apart from ``jwks/remote``. Loading and
+checking the keys is ``keys``' job.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class StaticKeys(KeySource):
     """Keys given in configuration: PEM keys, JWKs, a JWKS document or HMAC secrets.
 
     ``StaticKeys(keys)`` takes :class:`JWK` objects, PEM strings/bytes or JWK dicts; the
-    ``from_*`` constructors cover the common cases. Everything is loaded by ``_keys`` with
+    ``from_*`` constructors cover the common cases. Everything is loaded by ``keys`` with
     the same checks, at construction, and a bad key raises :class:`ConfigurationError`.
     """
 

@@ -3,7 +3,7 @@
 The line carries the error's ``code``, HTTP status and ``detail`` twice: in the message, for a
 plain formatter, and as ``extra`` fields (``jwt_guard_code``, ``jwt_guard_status``,
 ``jwt_guard_detail``) that JSON formatters pick up. ``detail`` holds only safe facts (see
-``_errors``), so the line never contains a token.
+``_core.errors``), so the line never contains a token.
 """
 
 from __future__ import annotations

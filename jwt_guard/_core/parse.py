@@ -186,4 +186,5 @@ def parse_compact(token: object, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
 
 
 def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2): the inverse of :func:`b64url_decode`."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

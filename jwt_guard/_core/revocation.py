@@ -6,10 +6,10 @@ every token of that subject issued before a whole second. The :class:`Verifier` 
 an entry covers and for how long (:func:`revocation_keys`, :func:`token_lifetime`,
 :func:`subject_lifetime`); a denylist only stores and looks up.
 
-* :class:`MemoryDenylist`: one process.
-* :class:`RedisDenylist`: shared by every instance behind the load balancer; one round trip
-  per check (``MGET`` of the token and subject keys), bounded by a timeout; fails closed
-  (503) unless ``fail_open=True``.
+* :class:`MemoryDenylist` (here): one process, no I/O.
+* ``RedisDenylist`` (``_sources.redis_stores``): shared by every instance behind the load
+  balancer; one round trip per check (``MGET`` of the token and subject keys), bounded by a
+  timeout; fails closed (503) unless ``fail_open=True``.
 
 Lifetimes (no entry lapses while a token it covers can still verify on any instance):
 
@@ -98,7 +98,7 @@ def token_lifetime(claims: Any, leeway: float, max_age: float | None) -> float |
     """Until when a token's ``jti`` entry is kept (epoch seconds), ``None`` for ever.
 
     The token verifies while ``now < exp + leeway`` and ``now <= iat + max_age + leeway``
-    (``_claims.check_times``); the entry outlives the earlier of the two by
+    (``claims.check_times``); the entry outlives the earlier of the two by
     :data:`CLOCK_MARGIN`.
     """
     bounds = []
@@ -269,7 +269,7 @@ class MemoryDenylist(Denylist):
 
 # -- fork safety ------------------------------------------------------------------------------
 
-# A Redis denylist's clients are renewed by ``_redis`` (``RedisConnection``).
+# A Redis denylist's clients are renewed by ``_sources.redis_connection``.
 _INSTANCES: weakref.WeakSet[MemoryDenylist] = weakref.WeakSet()
 
 

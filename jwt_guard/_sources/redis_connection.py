@@ -1,6 +1,6 @@
 """One Redis connection for the stores that share state between instances.
 
-The denylist (``_denylist``) and the DPoP replay cache (``_dpop``) talk to Redis the same way:
+The denylist and the DPoP replay cache (``redis_stores``) talk to Redis the same way:
 a ``redis://`` URL or a client object, sync and async clients, every call bounded by a timeout
 and tried once more on a fresh connection after a Redis restart, a Redis that refused even the
 fresh connection left alone for :data:`DOWN_INTERVAL`, clients renewed in a forked child, and a

@@ -161,7 +161,7 @@ class Verifier(Drivers):
 
     @classmethod
     def from_env(cls, prefix: str = "JWT_GUARD_", **overrides: Any) -> Verifier:
-        """A verifier configured by environment variables (see ``_config.options_from_env``):
+        """A verifier configured by environment variables (see ``config.options_from_env``):
         ``ISSUER``, ``AUDIENCE``, ``JWKS_URL`` or ``DISCOVERY_URL``, ``ALGORITHMS``, ``LEEWAY``,
         ``TYP``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword arguments win."""
         return cls(**{**options_from_env(prefix), **overrides})

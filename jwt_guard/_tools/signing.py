@@ -3,7 +3,7 @@
 Used by the test kit, the CLI (``keygen``, ``mint``, ``dpop-proof``) and the demo issuer. The
 tokens (and DPoP proofs) are made by PyJWT, the most used Python JWT library, so the tokens our
 users' tests verify come from an independent implementation rather than from an encoder of our
-own. Keys are generated with ``cryptography``, with the sizes and curves of ``_algorithms``.
+own. Keys are generated with ``cryptography``, with the sizes and curves of ``_core.algorithms``.
 
 A verification library that can also sign is a footgun in production code paths: nothing on
 the verification path imports this module, nor PyJWT (tests/test_structure.py checks it).
