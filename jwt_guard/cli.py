@@ -335,7 +335,7 @@ def _write_files(outdir: Path, files: dict[str, tuple[bytes, int]], *, replace: 
 
 
 def cmd_keygen(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    # Imported here, not at the top: _signing imports PyJWT, which `verify` never loads.
+    # Imported here, not at the top: _tools.signing imports PyJWT, which `verify` never loads.
     from ._tools.signing import generate_key, private_pem, public_jwk, public_pem
 
     if ALGORITHMS[args.alg].family == "HMAC":

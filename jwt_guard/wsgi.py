@@ -6,7 +6,7 @@ preflights; then it hands the request to the guard (``Guard.authenticate(WSGIReq
 principal in the environ or writes the guard's answer.
 
 No event loop is hidden in here: the verifier's sync driver fetches keys with ``httpx.Client``
-under a lock (single flight across threads).
+in one thread per fetch, the other threads waiting for it (single flight; ``_sources.jwks_sync``).
 """
 
 from __future__ import annotations

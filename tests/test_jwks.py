@@ -19,6 +19,7 @@ from jwt_guard import (
     IssuerInvalid,
     KeyNotFound,
     KeySourceUnavailable,
+    StaticKeys,
     TrustedIssuer,
     Verifier,
 )
@@ -625,6 +626,22 @@ async def test_discovery_pins_the_discovered_issuer(idp: LocalIssuer, clock: Fak
         )
         await source.aclose()
         await anyone.aclose()
+
+
+def test_a_custom_key_source_pins_its_issuers(idp: LocalIssuer) -> None:
+    # KeySource.pinned_issuers is the hook OIDC discovery uses; any source may pin.
+    class Pinned(StaticKeys):
+        @property
+        def pinned_issuers(self) -> tuple[str, ...] | None:
+            return ("https://tenant-a.example",)
+
+    verifier = verifier_for(idp, Pinned.from_jwks(idp.jwks), issuer=None)
+    assert verifier.verify(idp.mint(issuer="https://tenant-a.example"))
+    with pytest.raises(IssuerInvalid):
+        verifier.verify(idp.mint(issuer="https://tenant-b.example"))
+    # issuer= still wins over what the source pins.
+    named = verifier_for(idp, Pinned.from_jwks(idp.jwks), issuer="https://tenant-b.example")
+    assert named.verify(idp.mint(issuer="https://tenant-b.example"))
 
 
 async def test_discovery_issuer_mismatch_is_named_and_fails_start_up(

@@ -1,4 +1,5 @@
-"""The Redis connection shared by the denylist and the DPoP replay cache (``_redis``).
+"""The Redis connection shared by the denylist and the DPoP replay cache
+(``_sources.redis_connection``).
 
 Issue 22 item 8: while Redis was down, every request tried two connections (the pooled one,
 then a fresh one) before failing closed, which doubled the p99 of a Redis kill. A Redis that

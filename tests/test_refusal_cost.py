@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import ClaimInvalid, JWTGuardError, MalformedToken
-from jwt_guard._core import steps as _verifier
+from jwt_guard._core import steps as _steps
 from jwt_guard._http.answer import Answer, Responder
 from jwt_guard._http.guard import Guard
 from jwt_guard.testing import LocalIssuer
@@ -54,7 +54,7 @@ async def test_issue22_detail_is_not_built_when_its_log_line_is_rate_limited_awa
     detail, the flood behind it builds none (it built one per request)."""
     signature_details: list[int] = []
     monkeypatch.setattr(
-        _verifier, "_signature_detail", counted(_verifier._signature_detail, signature_details)
+        _steps, "_signature_detail", counted(_steps._signature_detail, signature_details)
     )
     places: list[int] = []
     monkeypatch.setattr(Guard, "_places", counted(Guard._places, places))

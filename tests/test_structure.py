@@ -104,6 +104,55 @@ def test_no_import_cycles() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
 
 
+def test_graph_sees_every_kind_of_import(tmp_path: Path) -> None:
+    # Lazy imports, imports under TYPE_CHECKING, relative and absolute forms: a builder that
+    # missed one would let the cycle and layer checks pass over it.
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from ._a import A\n")
+    (pkg / "_a.py").write_text("def f():\n    from . import _b\n")
+    (pkg / "_b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .sub import c\n"
+    )
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text("import pkg._d\nfrom .. import _e\n")
+    (pkg / "_d.py").write_text("from pkg import A\n")
+    (pkg / "_e.py").write_text("import os\nfrom pkg.sub.c import x\n")
+    assert import_graph(pkg) == {
+        "pkg": {"pkg._a"},
+        "pkg._a": {"pkg._b"},
+        "pkg._b": {"pkg.sub.c"},
+        "pkg.sub": set(),
+        "pkg.sub.c": {"pkg._d", "pkg._e"},
+        "pkg._d": {"pkg"},
+        "pkg._e": {"pkg.sub.c"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("graph", "cycle"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, None),
+        ({"a": {"b"}, "b": {"a"}}, ["a", "b", "a"]),
+        ({"a": {"b"}, "b": {"c"}, "c": {"b"}}, ["b", "c", "b"]),
+        ({"a": {"b", "c"}, "b": {"d"}, "c": {"d"}, "d": set()}, None),
+    ],
+)
+def test_find_cycle(graph: dict[str, set[str]], cycle: list[str] | None) -> None:
+    assert find_cycle(graph) == cycle
+
+
+def test_a_lazy_upward_import_in_a_real_tree_is_caught(tmp_path: Path) -> None:
+    # End to end on files: a function-local import of a public module from a core module.
+    pkg = tmp_path / "jwt_guard"
+    (pkg / "_core").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_core" / "__init__.py").write_text("")
+    (pkg / "_core" / "keys.py").write_text("def f():\n    import jwt_guard.demo\n")
+    (pkg / "demo.py").write_text("from ._core import keys\n")
+    assert upward_imports(import_graph(pkg)) == ["jwt_guard._core.keys -> jwt_guard.demo"]
+
+
 #: The layers, lowest first: a module may import its own layer and the ones before it. Each
 #: folder's ``__init__`` docstring says what lives there and what it may import.
 LAYERS = ("_core", "_sources", "_http", "_integrations", "_tools")

@@ -6,6 +6,7 @@ proof checks, revocation rules and the in-memory stores, the error tree and the 
 line of a rejection. Nothing here opens a socket or starts a thread: where a step needs the
 outside world it returns what it needs, and a driver (``jwt_guard._sources``) does the I/O.
 
-May import: the standard library, ``cryptography``, and other modules of this folder. Never
+May import: the standard library, ``cryptography``, the optional extras (``opentelemetry-api``,
+``pydantic``), and other modules of this folder. Never
 anything above it (``_sources``, ``_http``, ``_integrations``, ``_tools``, the public modules).
 """

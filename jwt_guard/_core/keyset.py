@@ -169,7 +169,8 @@ class KeySource(abc.ABC):
     @property
     def pinned_issuers(self) -> tuple[str, ...] | None:
         """The ``iss`` values a verifier without ``issuer=`` accepts from this source's keys
-        (``None``: any). OIDC discovery pins the discovered issuer."""
+        (``None``: any). OIDC discovery pins the discovered issuer; a source of your own may
+        pin its issuers by overriding this property."""
         return None
 
     def ready(self, kid: str | None) -> KeySet | None:

@@ -91,7 +91,10 @@ def token_bytes(token: object) -> bytes:
 
 class Steps:
     """The steps of :class:`~jwt_guard.Verifier` that decide and do no I/O; its drivers call
-    them in order and do the I/O between them."""
+    them in order and do the I/O between them.
+
+    A base class only: it has no constructor, its state is set by ``Verifier.__init__``
+    (``_sources.verifier``), so the steps are tested through a verifier."""
 
     # Set by Verifier.__init__; the hot path reads them as plain attributes.
     _config: Configuration

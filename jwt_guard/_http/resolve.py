@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from .. import asgi, wsgi
+from .. import asgi
 from .._core.errors import AuthenticationRequired, JWTGuardError
 from .._core.log import RejectionLog
 from .._core.principal import Principal
@@ -34,6 +34,7 @@ from .guard import (
     Guard,
     in_request_scheme,
 )
+from .request import ASGIRequest, WSGIRequest
 from .types import Environ, Scope
 
 __all__ = [
@@ -124,7 +125,7 @@ async def resolve(scope: Scope) -> Principal | None:
     middleware ran."""
     guard = _on_demand(scope)
     if guard is not None:
-        asgi.place(scope, await asgi.authenticate(guard, scope), guard.verifier)
+        asgi.place(scope, await guard.aauthenticate(ASGIRequest(scope)), guard.verifier)
     return _placed(scope)
 
 
@@ -132,7 +133,7 @@ def resolve_sync(scope: Scope) -> Principal | None:
     """:func:`resolve` for sync code (a sync endpoint or dependency, run in a thread)."""
     guard = _on_demand(scope)
     if guard is not None:
-        asgi.place(scope, asgi.authenticate_sync(guard, scope), guard.verifier)
+        asgi.place(scope, guard.authenticate(ASGIRequest(scope)), guard.verifier)
     return _placed(scope)
 
 
@@ -140,7 +141,7 @@ def resolve_wsgi(environ: Environ) -> Principal | None:
     """:func:`resolve` for a WSGI request (``environ``)."""
     guard = _on_demand(environ)
     if guard is not None:
-        environ[PRINCIPAL_KEY] = wsgi.authenticate(guard, environ)
+        environ[PRINCIPAL_KEY] = guard.authenticate(WSGIRequest(environ))
         environ[VERIFIER_KEY] = guard.verifier
     return _placed(environ)
 

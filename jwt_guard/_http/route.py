@@ -6,10 +6,10 @@
     async def admin(request): ...
 
 A guard extracts, checks CSRF and verifies with the middleware's own steps
-(:func:`jwt_guard.asgi.authenticate`, :func:`jwt_guard.wsgi.authenticate`) and answers with the
-same :class:`Responder`, so a route guarded here and a route behind the middleware give the same
-answers. When a middleware already verified the request, its principal is reused: no second
-verification.
+(:meth:`Guard.aauthenticate` / :meth:`Guard.authenticate` on an ``ASGIRequest`` or
+``WSGIRequest``) and answers with the same :class:`Responder`, so a route guarded here and a
+route behind the middleware give the same answers. When a middleware already verified the
+request, its principal is reused: no second verification.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from .. import asgi, wsgi
+from .. import asgi
 from .._core.errors import AuthenticationRequired, ConfigurationError, JWTGuardError
 from .._core.log import DEFAULT_LOG_LIMIT
 from .._core.principal import Principal
@@ -34,6 +34,7 @@ from .authz import Requirement
 from .extract import CSRF
 from .guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
 from .metadata import ProtectedResource
+from .request import ASGIRequest, WSGIRequest
 from .resolve import asgi_response, connection_of, endpoint_check, flask_abort, flask_environ
 from .types import Environ
 
@@ -111,7 +112,7 @@ class RouteGuard:
         if principal is not None:
             return principal
         scope[ROUTE_GUARD_KEY] = self.guard  # later requirements answer with these settings
-        principal = await asgi.authenticate(self.guard, scope)
+        principal = await self.guard.aauthenticate(ASGIRequest(scope))
         asgi.place(scope, principal, self.verifier)
         return principal
 
@@ -122,7 +123,7 @@ class RouteGuard:
         if principal is not None:
             return principal
         scope[ROUTE_GUARD_KEY] = self.guard
-        principal = asgi.authenticate_sync(self.guard, scope)
+        principal = self.guard.authenticate(ASGIRequest(scope))
         asgi.place(scope, principal, self.verifier)
         return principal
 
@@ -132,7 +133,7 @@ class RouteGuard:
         if principal is not None:
             return principal
         environ[ROUTE_GUARD_KEY] = self.guard
-        principal = wsgi.authenticate(self.guard, environ)
+        principal = self.guard.authenticate(WSGIRequest(environ))
         environ[PRINCIPAL_KEY] = principal
         environ[VERIFIER_KEY] = self.verifier
         return principal

@@ -122,7 +122,8 @@ class RedisConnection:
         # A client made from our URL has our timeouts and no retries: each call is bounded by
         # ``timeout`` already. A sync client handed in has its own (redis-py 8's defaults: 5 s
         # and 10 retries with backoff, about a minute against a silent server), so its calls
-        # run under _deadline with the same ``timeout``, at most MAX_PENDING_CALLS at a time.
+        # run under ``deadline.call_with_deadline`` with the same ``timeout``, at most
+        # MAX_PENDING_CALLS at a time.
         self._bounded = self._url is None and self._sync is not None
         self._pending = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         self._log = RejectionLog(logging.WARNING)
