@@ -29,7 +29,7 @@ from ._core.dpop import jwk_thumbprint, normalize_htu
 from ._core.errors import ConfigurationError, JWTGuardError, ServiceUnavailable
 from ._core.extras import MissingExtra
 from ._core.keyset import KeySource, StaticKeys
-from ._core.parse import b64url_decode, parse_json, split_compact
+from ._core.parse import b64url_decode, parse_json, segments_detail, split_compact
 from ._core.policy import TrustedIssuer
 from ._sources.discovery import OIDCDiscovery
 from ._sources.jwks import JWKSKeys
@@ -244,7 +244,10 @@ def cmd_decode(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
         header = parse_json(b64url_decode(h64))
         claims = parse_json(b64url_decode(p64))
     except JWTGuardError as exc:
-        reason = exc.detail.get("reason")
+        detail = exc.detail
+        if "segments" in detail:  # an opaque or encrypted access token says so
+            detail = segments_detail(detail["segments"])
+        reason = "; ".join(str(detail[k]) for k in ("reason", "hint") if k in detail)
         raise UsageError(
             f"not a compact JWS: {exc.description}" + (f" ({reason})" if reason else "")
         ) from exc

@@ -134,10 +134,12 @@ def test_verify_batch_from_stdin_exit_1_when_any_invalid(keydir: Path) -> None:
         "error": "invalid_token",
         "description": "The access token is malformed.",
         "detail": {
-            "reason": "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)",
+            "reason": "not a JWT: an opaque token (no dots; a JWT has 3 segments, RFC 7515 §7.1)",
             "segments": 1,
+            "hint": results[1]["detail"].get("hint"),
         },
     }
+    assert results[1]["detail"]["hint"].startswith("ask the identity provider for a JWT access")
     assert results[2]["code"] == "token_expired"
     assert set(results[2]["detail"]) == {"claim", "exp", "now", "leeway", "expired_seconds_ago"}
     assert results[3] == {
@@ -705,3 +707,11 @@ def test_issue22_review_keygen_force_failing_midway_keeps_the_old_key_pair(tmp_p
     assert code == 2 and out == "" and "public.pem" in err and "directory" in err
     assert {name: (keys / name).read_bytes() for name in before} == before
     assert sorted(p.name for p in keys.iterdir()) == sorted(KEY_FILES)  # no temporary left
+
+
+def test_issue25_decode_of_an_opaque_token_says_not_a_jwt() -> None:
+    # Issue 25, item 3: "not a compact JWS (3 segments)" pointed at a broken token.
+    code, _, err = run("decode", "2YotnFZFEjr1zCsicMWpAA")
+    assert code == 2
+    assert "not a JWT: an opaque token" in err
+    assert "ask the identity provider for a JWT access token" in err

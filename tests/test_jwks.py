@@ -195,6 +195,49 @@ def test_unknown_kid_sync_path(idp: LocalIssuer, server: JWKSServer, clock: Fake
     source.close()
 
 
+@pytest.mark.parametrize("drive", ["sync", "async"])
+async def test_issue25_new_kid_refused_in_cooldown_says_the_refetch_was_skipped_and_when(
+    idp: LocalIssuer, server: JWKSServer, clock: FakeClock, drive: str
+) -> None:
+    """Issue 25, item 3: a new key refused inside the refetch cooldown said only
+    ``key_set_kids=['k1']``, which reads as "the provider lacks the key"."""
+    source = JWKSKeys(server.url, clock=clock, timeout=2.0)
+    verifier = verifier_for(idp, source)
+
+    async def verify(token: str) -> Any:
+        if drive == "sync":
+            return await asyncio.to_thread(verifier.verify, token)
+        return await verifier.averify(token)
+
+    try:
+        await verify(idp.mint())
+        token = idp.mint(kid=idp.rotate("k2"))
+        clock.advance(10)
+        with pytest.raises(KeyNotFound) as caught:
+            await verify(token)
+        detail = caught.value.detail
+        assert detail["key_set_kids"] == ["k1"]
+        assert detail["reason"] == (
+            "the kid is not in the cached key set, and the refetch was skipped: the key set was "
+            "fetched 10 s ago, within the 30 s cooldown between refetches for unknown kids; the "
+            "next refetch may happen in 20 s"
+        )
+        assert detail["next_refetch_in"] == 20
+        assert server.count == 1
+        clock.advance(20)
+        assert (await verify(token)).subject == "user-1"
+        assert server.count == 2
+        # A kid the provider really lacks, just refetched: no word of a skipped refetch.
+        clock.advance(31)
+        with pytest.raises(KeyNotFound) as missing:
+            await verify(idp.mint(kid="k3"))
+        assert server.count == 3
+        assert "next_refetch_in" not in missing.value.detail
+        assert "skipped" not in str(missing.value.detail)
+    finally:
+        await source.aclose()
+
+
 async def test_flood_of_random_kids_makes_at_most_one_fetch(
     idp: LocalIssuer, server: JWKSServer, source: JWKSKeys, clock: FakeClock
 ) -> None:

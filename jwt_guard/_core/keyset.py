@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from .algorithms import ALGORITHMS
@@ -32,7 +32,7 @@ MAX_KIDLESS_CANDIDATES: Final = 4
 class KeySet:
     """An immutable set of keys with lookup by ``kid`` and algorithm."""
 
-    __slots__ = ("_by_kid", "_fingerprints", "_memo", "keys")
+    __slots__ = ("_by_kid", "_fingerprints", "_memo", "_skipped", "keys")
 
     def __init__(self, keys: Iterable[JWK]) -> None:
         self.keys: tuple[JWK, ...] = tuple(keys)
@@ -45,6 +45,8 @@ class KeySet:
         # (kid, alg) -> candidates, filled only for kids in the set (and no kid), so tokens
         # with made-up kids cannot grow it.
         self._memo: dict[tuple[str | None, str], tuple[JWK, ...]] = {}
+        # Why a kid this set lacks was not looked for again (see skipped_refetch).
+        self._skipped: Callable[[], Mapping[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -61,6 +63,16 @@ class KeySet:
 
     def has_kid(self, kid: str) -> bool:
         return kid in self._by_kid
+
+    def skipped_refetch(self, why: Callable[[], Mapping[str, Any]]) -> KeySet:
+        """This set, for one token whose kid it lacks and whose refetch the source skipped
+        (cooldown, backoff): a miss then says so with ``why``'s facts, instead of reading as
+        "the provider has no such key". The keys, lookups and memo are shared."""
+        view = object.__new__(KeySet)
+        view.keys, view._by_kid = self.keys, self._by_kid
+        view._fingerprints, view._memo = self._fingerprints, self._memo
+        view._skipped = why
+        return view
 
     def candidates(self, kid: str | None, alg: str) -> Sequence[JWK]:
         """The keys that may verify a token with this header; raises :class:`KeyNotFound`."""
@@ -86,6 +98,9 @@ class KeySet:
             detail["reason"] = "the key with this kid does not fit the algorithm"
         elif kid is None and self.keys:
             detail["reason"] = "no key without a kid fits the algorithm"
+        elif self._skipped is not None:
+            # Not "the provider lacks the key": we did not ask it again (yet).
+            detail.update(self._skipped())
         return {k: safe_value(v) for k, v in detail.items()}
 
     def _select(self, kid: str | None, alg: str) -> tuple[JWK, ...]:

@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from .errors import MalformedToken, TokenTooLarge
 
@@ -23,6 +23,7 @@ __all__ = [
     "b64url_encode",
     "parse_compact",
     "parse_json",
+    "segments_detail",
 ]
 
 #: Real access tokens are 0.5-2 KiB; 8 KiB leaves room for fat claim sets while bounding the
@@ -162,13 +163,36 @@ def split_compact(token: object, max_bytes: int) -> list[str]:
         raise TokenTooLarge(detail={"length": len(token), "limit": max_bytes})
     parts = token.split(".")
     if len(parts) != 3:
-        raise MalformedToken(
-            detail={
-                "reason": "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)",
-                "segments": len(parts),
-            }
-        )
+        raise MalformedToken(detail={"reason": SEGMENTS_REASON, "segments": len(parts)})
     return parts
+
+
+#: Why a token that is not 3 dot-separated segments is refused.
+SEGMENTS_REASON: Final = "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)"
+#: What to do about an access token that is not a JWT (an opaque or an encrypted one): most
+#: providers issue a JWT access token only for an API named in the authorization request.
+NOT_A_JWT_HINT: Final = (
+    "ask the identity provider for a JWT access token (many issue one only when the "
+    "authorization request names this API, with an 'audience' or 'resource' parameter, "
+    "RFC 8707); an opaque token can only be checked by the provider's token introspection "
+    "(RFC 7662)"
+)
+
+
+def segments_detail(segments: int) -> dict[str, Any]:
+    """The detail of an *access token* that is not 3 segments: a token without a dot is an
+    opaque token, one of 5 an encrypted JWT (RFC 7516 §7.1); both say what to ask the
+    provider for, since "3 segments expected" points at a broken token instead."""
+    if segments == 1:
+        reason = "not a JWT: an opaque token (no dots; a JWT has 3 segments, RFC 7515 §7.1)"
+    elif segments == 5:
+        reason = (
+            "not a signed JWT: an encrypted token (JWE, 5 segments, RFC 7516 §7.1); "
+            "jwt_guard verifies signed access tokens (JWS, 3 segments)"
+        )
+    else:
+        return {"reason": SEGMENTS_REASON, "segments": segments}
+    return {"reason": reason, "segments": segments, "hint": NOT_A_JWT_HINT}
 
 
 def parse_header(segment: bytes | str) -> Mapping[str, Any]:

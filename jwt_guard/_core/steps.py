@@ -30,7 +30,7 @@ from .errors import (
 )
 from .keys import JWK
 from .keyset import KeySet
-from .parse import MAX_KID_LENGTH, b64url_decode, parse_header, parse_json
+from .parse import MAX_KID_LENGTH, b64url_decode, parse_header, parse_json, segments_detail
 from .policy import Configuration, Policy
 from .principal import Principal, read_only_mapping, verified_principal
 
@@ -70,7 +70,6 @@ def _signature_detail(header: _Header, candidates: Sequence[JWK]) -> dict[str, A
 # NamedTuples on the hot path are built with the C-level tuple constructor: the generated
 # ``__new__`` is Python code and costs more than everything it stores.
 _new = tuple.__new__
-_SEGMENTS_REASON: Final = "a compact JWS has 3 dot-separated segments (RFC 7515 §7.1)"
 
 
 def token_bytes(token: object) -> bytes:
@@ -188,7 +187,8 @@ class Steps:
             raise TokenTooLarge(detail={"length": len(token), "limit": self._max_bytes})
         parts = token.split(b".")
         if len(parts) != 3:
-            raise MalformedToken(detail={"reason": _SEGMENTS_REASON, "segments": len(parts)})
+            # An opaque or encrypted token says so, with what to ask the provider for.
+            raise MalformedToken(detail=segments_detail(len(parts)))
         h64, p64, s64 = parts
         header = self._headers.get(h64)
         part = "header"

@@ -37,7 +37,7 @@ class AsyncDriver(JWKSState):
             pending = not done
         elif action is Action.USE_AND_REFRESH:
             self._start_async_fetch()
-        return self._current(kid, pending)
+        return self._current(kid, pending, action)
 
     async def aprefetch(self, *, required: bool = False) -> None:
         """Warm the cache without blocking the loop (for an ASGI lifespan)."""

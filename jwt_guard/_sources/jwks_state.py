@@ -222,7 +222,9 @@ class JWKSState(KeySource):
                 self._metrics.jwks_stale_serve(self._metric_name)
         return action
 
-    def _current(self, kid: str | None, pending: bool = False) -> KeySet:
+    def _current(
+        self, kid: str | None, pending: bool = False, action: Action | None = None
+    ) -> KeySet:
         """The key set to answer with, or 503 when there is none we can stand behind."""
         state = self._state
         now = self._clock()
@@ -246,7 +248,35 @@ class JWKSState(KeySource):
             detail["reason"] = "fetch in flight" if pending else detail["reason"]
             detail["retry_after"] = retry
             raise KeySourceUnavailable(retry_after=retry, detail=detail)
+        if action is Action.USE and kid is not None and not state.key_set.has_kid(kid):
+            # The plan skipped the refetch (cooldown, backoff): a miss must say so, and when
+            # the next one may happen, not read as "the provider lacks the key".
+            return state.key_set.skipped_refetch(self._skipped_detail(state, now))
         return state.key_set
+
+    def _skipped_detail(self, state: CacheState, now: float) -> Callable[[], dict[str, Any]]:
+        """Why an unknown kid was not looked for again at ``now``: a snapshot, built when the
+        refusal's detail is read."""
+        cooldown = self._policy.cooldown
+
+        def detail() -> dict[str, Any]:
+            if now < state.retry_at:  # backoff after a failed fetch
+                why = "the last fetch failed, and retries back off"
+                next_in = state.retry_at - now
+            else:
+                last = state.last_attempt if state.last_attempt is not None else now
+                why = (
+                    f"the key set was fetched {now - last:.0f} s ago, within the {cooldown:g} s "
+                    "cooldown between refetches for unknown kids"
+                )
+                next_in = max(0.0, last + cooldown - now)
+            return {
+                "reason": f"the kid is not in the cached key set, and the refetch was skipped: "
+                f"{why}; the next refetch may happen in {next_in:.0f} s",
+                "next_refetch_in": round(next_in, 1),
+            }
+
+        return detail
 
     def _source_url(self) -> str:
         """The URL this source fetches (the JWKS URL, or the discovery document's)."""

@@ -34,7 +34,7 @@ class SyncDriver(JWKSState):
             pending = not self._start_sync_fetch().wait(self._unknown_kid_wait)
         elif action is Action.USE_AND_REFRESH:
             self._start_sync_fetch()
-        return self._current(kid, pending)
+        return self._current(kid, pending, action)
 
     def prefetch(self, *, required: bool = False) -> None:
         """Warm the cache. A failure is logged, and raised only when ``required``.
