@@ -490,7 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument(
         "--secret-env", metavar="NAME", help="environment variable holding an HMAC secret"
     )
-    keys.add_argument("--discover", metavar="ISSUER", help="OIDC discovery from this issuer")
+    keys.add_argument(
+        "--discover",
+        metavar="ISSUER",
+        help="discovery (OpenID or RFC 8414 metadata) from this issuer",
+    )
     rules = verify.add_argument_group("rules")
     rules.add_argument(
         "--algorithm", action="append", choices=algs, help="an accepted alg (repeatable)"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -93,3 +95,77 @@ def run_wsgi(app: Any) -> Iterator[str]:
     finally:
         server.close_all()  # every connection closed, every handler thread joined
         thread.join()
+
+
+class _ThreadingHTTPServer(_ClosingThreads, HTTPServer):
+    pass
+
+
+class IssuerSite:
+    """An authorization server's origin on 127.0.0.1 that serves its metadata at the paths
+    given and nowhere else (404), and its JWKS at ``/jwks.json``.
+
+    ``routes`` maps a path to a status, the metadata document (``issuer``, ``jwks_uri``) with
+    200, ``{}`` otherwise; ``None`` never answers (a timeout). ``requests`` lists the paths
+    asked for, in order.
+    """
+
+    def __init__(self, jwks: Callable[[], Mapping[str, Any]], issuer_path: str = "") -> None:
+        self.routes: dict[str, int | None] = {}
+        self.requests: list[str] = []
+        self._jwks = jwks
+        self._path = issuer_path
+        self._stop = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer._answer(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = _ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def issuer(self) -> str:
+        return self.origin + self._path
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        path = handler.path
+        self.requests.append(path)
+        if path == "/jwks.json":
+            status, body = 200, json.dumps(self._jwks()).encode()
+        elif path in self.routes:
+            answer = self.routes[path]
+            if answer is None:
+                self._stop.wait()  # silence until the site stops
+                return
+            status, body = answer, b"{}"
+            if answer == 200:
+                document = {"issuer": self.issuer, "jwks_uri": self.origin + "/jwks.json"}
+                body = json.dumps(document).encode()
+        else:
+            status, body = 404, b"{}"
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def __enter__(self) -> IssuerSite:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._server.close_all()
+        self._thread.join()

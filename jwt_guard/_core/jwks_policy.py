@@ -55,11 +55,13 @@ _NO_CACHE = re.compile(r"(?:^|,)\s*(no-store|no-cache)\s*(?:,|$)", re.IGNORECASE
 
 
 class FetchFailed(Exception):
-    """A JWKS (or discovery) fetch did not produce a usable document; the text is the reason."""
+    """A JWKS (or discovery) fetch did not produce a usable document; the text is the reason.
+    ``status`` is the HTTP status of an answer other than 200 (discovery moves on after a 404)."""
 
-    def __init__(self, reason: str, url: str | None = None) -> None:
+    def __init__(self, reason: str, url: str | None = None, *, status: int | None = None) -> None:
         super().__init__(reason)
         self.url = url
+        self.status = status
 
 
 class DiscoveryMismatch(FetchFailed):
@@ -78,7 +80,7 @@ class DiscoveryMismatch(FetchFailed):
         return (
             f"OIDC discovery mismatch: {self.url} names issuer {self.found!r}, but the configured "
             f"issuer is {expected}; they must be identical, trailing slash included (OpenID "
-            "Connect Discovery 1.0 §4.3). No keys are fetched until this is fixed."
+            "Connect Discovery 1.0 §4.3, RFC 8414 §3.3). No keys are fetched until this is fixed."
         )
 
 

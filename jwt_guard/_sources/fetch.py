@@ -131,7 +131,7 @@ class _Body:
         if response.status_code != 200:
             # Redirects included: a JWKS URL that moves is configuration to fix, and following
             # it would let whoever controls the redirect choose our keys.
-            raise FetchFailed(f"HTTP status {response.status_code}")
+            raise FetchFailed(f"HTTP status {response.status_code}", status=response.status_code)
         length = response.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_bytes):
             raise FetchFailed("response too large" if length.isdigit() else "bad Content-Length")
