@@ -3,7 +3,8 @@
     MCP_SERVER_URL=https://mcp.example.com/mcp MCP_ISSUER=https://login.example.com \
     uvicorn --factory examples.mcp_server:create_app
 
-``MCP_ISSUER`` is the authorization server (OpenID discovery gives its keys). Tokens must be
+``MCP_ISSUER`` is the authorization server (discovery gives its keys: its OpenID configuration
+or its RFC 8414 metadata). Tokens must be
 issued for ``MCP_SERVER_URL`` (their ``aud``, RFC 8707); ``add_note`` needs the
 ``notes:write`` scope. Clients find the authorization server through
 ``/.well-known/oauth-protected-resource/mcp`` (RFC 9728), named in every 401.
@@ -20,7 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
-from jwt_guard import OIDCDiscovery, ProtectedResource, Verifier
+from jwt_guard import ProtectedResource, Verifier
 from jwt_guard.mcp import get_principal, protect, require_scopes
 
 NOTES: dict[str, list[str]] = {}
@@ -65,8 +66,9 @@ def make_server() -> MCPServer:
     return server
 
 
-def build(server_url: str, verifier: Verifier, authorization_server: str) -> Starlette:
-    """The protected app for an MCP endpoint at ``server_url``."""
+def build(server_url: str, verifier: Verifier | None, authorization_server: str) -> Starlette:
+    """The protected app for an MCP endpoint at ``server_url``; without a ``verifier``, the
+    resource's own document makes one (its authorization server found by discovery)."""
     parts = urllib.parse.urlsplit(server_url)
     app = make_server().streamable_http_app(
         streamable_http_path=parts.path or "/mcp",
@@ -76,25 +78,19 @@ def build(server_url: str, verifier: Verifier, authorization_server: str) -> Sta
             allowed_origins=[f"{parts.scheme}://{parts.netloc}"],
         ),
     )
+    resource = ProtectedResource(
+        server_url,  # the server's canonical URL: tokens for other servers are refused
+        [authorization_server],
+        scopes_supported=["notes:read", "notes:write"],
+        resource_name="Notes (MCP)",
+    )
     return protect(
         app,
-        verifier=verifier,
-        protected_resource=ProtectedResource(
-            server_url,
-            [authorization_server],
-            scopes_supported=["notes:read", "notes:write"],
-            resource_name="Notes (MCP)",
-        ),
+        verifier=verifier or resource.verifier(algorithms=["RS256", "ES256"]),
+        protected_resource=resource,
         tool_scopes={"add_note": ["notes:write"]},
     )
 
 
 def create_app() -> Starlette:
-    server_url, issuer = os.environ["MCP_SERVER_URL"], os.environ["MCP_ISSUER"]
-    verifier = Verifier(
-        keys=OIDCDiscovery(issuer),
-        algorithms=["RS256", "ES256"],
-        issuer=issuer,
-        audience=server_url,  # the server's canonical URL: tokens for other servers are refused
-    )
-    return build(server_url, verifier, issuer)
+    return build(os.environ["MCP_SERVER_URL"], None, os.environ["MCP_ISSUER"])

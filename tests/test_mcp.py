@@ -61,14 +61,22 @@ class AuthorizationServer:
     url: str
     issuer: LocalIssuer
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    #: The paths of the metadata and key requests it answered, in order.
+    served: list[str] = field(default_factory=list)
 
     def app(self) -> Starlette:
+        async def jwks(request: Request) -> JSONResponse:
+            self.served.append(request.url.path)
+            return JSONResponse(self.issuer.jwks)
+
         async def metadata(request: Request) -> JSONResponse:
+            self.served.append(request.url.path)
             return JSONResponse(
                 {
                     "issuer": self.url,
                     "authorization_endpoint": f"{self.url}/authorize",
                     "token_endpoint": f"{self.url}/token",
+                    "jwks_uri": f"{self.url}/jwks.json",
                     "grant_types_supported": ["client_credentials"],
                     "token_endpoint_auth_methods_supported": ["client_secret_basic"],
                 }
@@ -100,6 +108,7 @@ class AuthorizationServer:
             routes=[
                 Route("/.well-known/oauth-authorization-server", metadata),
                 Route("/token", token, methods=["POST"]),
+                Route("/jwks.json", jwks),
             ]
         )
 
@@ -124,7 +133,9 @@ def deployment() -> Iterator[Deployment]:
     mcp_base = f"http://127.0.0.1:{mcp_sock.getsockname()[1]}"
     mcp_url = f"{mcp_base}/mcp"
     auth = AuthorizationServer(as_url, LocalIssuer(issuer=as_url, audience=mcp_url))
-    app = mcp_server.build(mcp_url, auth.issuer.verifier(), as_url)
+    # Configured from its own document (issue 26, item 5): the authorization server's keys
+    # found through its RFC 8414 metadata (it publishes no OpenID configuration; item 4).
+    app = mcp_server.build(mcp_url, None, as_url)
     with run_uvicorn(auth.app(), sock=as_sock), run_uvicorn(app, sock=mcp_sock):
         yield Deployment(mcp_url, f"{mcp_base}/.well-known/oauth-protected-resource/mcp", auth)
 
@@ -256,6 +267,18 @@ async def test_client_discovers_metadata_logs_in_and_calls_a_tool(
     (request,) = deployment.auth.token_requests[before:]
     assert request["resource"] == deployment.mcp_url
     assert request["scope"] == "notes:read notes:write"
+
+
+async def test_rfc9728_server_configured_from_its_document_finds_rfc8414_keys(
+    deployment: Deployment,
+) -> None:
+    # The example builds its verifier with resource.verifier(): its one authorization server
+    # publishes RFC 8414 metadata only, and the keys come from that document's jwks_uri.
+    token = deployment.issuer.mint(sub="carol", scopes=["notes:read"])
+    seen: list[Exchange] = []
+    async with connect(deployment.mcp_url, seen, token=token) as client:
+        assert text_of(await client.call_tool("whoami", {}))["sub"] == "carol"
+    assert deployment.auth.served[:2] == ["/.well-known/oauth-authorization-server", "/jwks.json"]
 
 
 async def test_local_issuer_token_calls_tools(deployment: Deployment) -> None:

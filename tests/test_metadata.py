@@ -10,9 +10,12 @@ import httpx
 import pytest
 
 from jwt_guard import (
+    AudienceInvalid,
     ConfigurationError,
     DPoP,
+    IssuerInvalid,
     JWTGuardMiddleware,
+    KeyNotFound,
     ProtectedResource,
     TrustedIssuer,
     Verifier,
@@ -21,6 +24,7 @@ from jwt_guard.testing import LocalIssuer
 from jwt_guard.wsgi import JWTGuardWSGIMiddleware
 
 from .conftest import AppFactory, bearer, challenge
+from .servers import IssuerSite
 
 RESOURCE = "https://api.example.com/orders"
 AUTH_SERVER = "https://login.example.com"
@@ -409,3 +413,69 @@ def test_rfc9728_7_4_every_trusted_issuer_must_expect_the_resource() -> None:
                 middleware(app, verifier=verifier(b_audience), protected_resource=resource())
     both = verifier([RESOURCE, "https://other-api.example"])
     JWTGuardMiddleware(None, verifier=both, protected_resource=resource())  # type: ignore[arg-type]
+
+
+# -- from the document to a verifier (issue 26, item 5) -----------------------------------------
+
+
+@pytest.fixture(params=["sync", "async"])
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_rfc9728_the_resources_document_configures_its_verifier(driver: str) -> None:
+    # Two authorization servers, one publishing OpenID configuration only, the other RFC 8414
+    # metadata only: each becomes a trusted issuer with its own keys, the resource the audience.
+    oidc, oauth = LocalIssuer(kid="a"), LocalIssuer(kid="b")
+    with IssuerSite(lambda: oidc.jwks, "/a") as a, IssuerSite(lambda: oauth.jwks, "/b") as b:
+        a.routes["/a/.well-known/openid-configuration"] = 200
+        b.routes["/.well-known/oauth-authorization-server/b"] = 200
+        document = ProtectedResource(RESOURCE, [a.issuer, b.issuer])
+        verifier = document.verifier(algorithms=["ES256"], cache_size=0)
+
+        async def verify(token: str) -> Any:
+            return verifier.verify(token) if driver == "sync" else await verifier.averify(token)
+
+        for idp, site in ((oidc, a), (oauth, b)):
+            assert (await verify(idp.mint(issuer=site.issuer, audience=RESOURCE))).subject
+            # RFC 9728 §7.4 / RFC 8707: a token of the same issuer for another resource.
+            with pytest.raises(AudienceInvalid):
+                await verify(idp.mint(issuer=site.issuer, audience="https://other.example"))
+        # Each issuer's own keys: a's name on a token signed with b's key is refused.
+        with pytest.raises(KeyNotFound):
+            await verify(oauth.mint(issuer=a.issuer, audience=RESOURCE))
+        with pytest.raises(IssuerInvalid):  # not one of authorization_servers
+            await verify(oidc.mint(issuer="https://login.example.com", audience=RESOURCE))
+        verifier.close()
+        await verifier.aclose()
+
+
+async def test_rfc9728_the_resources_verifier_under_every_adapter(
+    issuer: LocalIssuer, make_any_client: AppFactory
+) -> None:
+    with IssuerSite(lambda: issuer.jwks) as site:
+        site.routes["/.well-known/oauth-authorization-server"] = 200
+        document = ProtectedResource(RESOURCE, [site.issuer])
+        client = make_any_client(
+            document.verifier(algorithms=[issuer.algorithm], clock=issuer.clock),
+            protected_resource=document,
+        )
+        ok = await client.get(
+            "/me", headers=bearer(issuer.mint(issuer=site.issuer, audience=RESOURCE))
+        )
+        assert ok.status_code == 200, ok.json()
+        other = issuer.mint(issuer=site.issuer, audience="api://test")
+        refused = await client.get("/me", headers=bearer(other))
+        assert refused.status_code == 401 and refused.json()["code"] == "audience_invalid"
+        assert f'resource_metadata="{METADATA_URL}"' in challenge(refused)
+
+
+def test_the_resources_verifier_takes_issuers_and_audience_from_the_document_only() -> None:
+    document = resource()
+    for option in ("keys", "issuer", "issuers", "audience"):
+        with pytest.raises(ConfigurationError, match="from the document"):
+            document.verifier(algorithms=["ES256"], **{option: None})
+    with pytest.raises(ConfigurationError, match="needs authorization_servers"):
+        resource(authorization_servers=[]).verifier(algorithms=["ES256"])
+    with pytest.raises(ConfigurationError, match="algorithms"):
+        document.verifier(algorithms=[])

@@ -18,6 +18,10 @@ in ``resource_metadata`` (§5.1), so a client that only knows the API's URL lear
 authorization server to ask, for which scopes and for which audience.
 
 The document is built once, when the middleware is: serving it costs a set lookup on the path.
+
+The same object configures the verifier (:meth:`ProtectedResource.verifier`): its
+``authorization_servers`` become the trusted issuers, their keys found by discovery, and its
+``resource`` the audience every token must carry.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._core.errors import ConfigurationError
+from .._core.policy import TrustedIssuer
+from .._sources.discovery import OIDCDiscovery
 from .._sources.fetch import check_url
+from .._sources.verifier import Verifier
 from .answer import SCOPE_TOKEN, Answer
 
 __all__ = ["WELL_KNOWN", "MetadataEndpoint", "ProtectedResource"]
@@ -45,6 +52,8 @@ DEFAULT_MAX_AGE: Final = 3600
 _HEADER_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _HEADER_LIST = re.compile(rf"{_HEADER_NAME}(?:[ \t]*,[ \t]*{_HEADER_NAME})*")
 _DEFAULT_ALLOWED_HEADERS: Final = "MCP-Protocol-Version, If-None-Match"
+#: What :meth:`ProtectedResource.verifier` sets from the document itself.
+_FROM_THE_DOCUMENT: Final = frozenset({"keys", "issuer", "issuers", "audience"})
 # The members this class fills itself; ``extra`` may not override them.
 _OWN_MEMBERS: Final = frozenset(
     {
@@ -155,6 +164,42 @@ class ProtectedResource:
             raise ConfigurationError("max_age must be a non-negative number of seconds")
         if not isinstance(self.root_fallback, bool):
             raise ConfigurationError("root_fallback must be True or False")
+
+    def verifier(
+        self,
+        *,
+        algorithms: str | Sequence[str],
+        discovery: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Verifier:
+        """A :class:`Verifier` for the tokens this resource accepts, from this document alone.
+
+        Each of ``authorization_servers`` becomes a :class:`TrustedIssuer` whose keys are found
+        by discovery (:class:`OIDCDiscovery`: its OpenID configuration or its RFC 8414
+        metadata, the document's ``issuer`` pinned), and ``resource`` is the audience every
+        token must carry (RFC 8707; RFC 9728 §7.4: a token issued for another resource is
+        refused). ``algorithms`` must be given, as everywhere; ``discovery`` holds options for
+        each discovery source (``timeout``, ``client``, ...; ``allow_http`` defaults to this
+        document's), ``options`` the :class:`Verifier`'s others (``leeway``, ``denylist``,
+        ``dpop``, ...).
+        """
+        given = sorted(_FROM_THE_DOCUMENT.intersection(options))
+        if given:
+            raise ConfigurationError(
+                f"ProtectedResource.verifier() sets {given} from the document (its "
+                "authorization_servers and resource): build a Verifier yourself to choose them"
+            )
+        if not self.authorization_servers:
+            raise ConfigurationError(
+                "ProtectedResource.verifier() needs authorization_servers: the issuers whose "
+                "tokens this resource accepts"
+            )
+        sources = {"allow_http": self.allow_http, **(discovery or {})}
+        issuers = [
+            TrustedIssuer(issuer, OIDCDiscovery(issuer, **sources), audience=self.resource)
+            for issuer in dict.fromkeys(self.authorization_servers)
+        ]
+        return Verifier(algorithms=algorithms, issuers=issuers, **options)
 
     @property
     def metadata_url(self) -> str:
