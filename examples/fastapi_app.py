@@ -7,8 +7,9 @@ Against the demo issuer (``jwt-guard demo``, see the README's "Running the examp
     uvicorn examples.fastapi_app:app --port 8001
 
 With ``JWT_GUARD_DOCS_CLIENT_ID`` set, /docs has an OAuth2 login (authorization code with
-PKCE, endpoints and scopes from the issuer's discovery document, read at start-up); without it,
-/docs offers to paste a token.
+PKCE, endpoints and scopes from the issuer's discovery document, read when /docs first asks
+for them; the authorization request names this API's audience); without it, /docs offers to
+paste a token.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ if client_id := os.environ.get("JWT_GUARD_DOCS_CLIENT_ID"):
     issuer = os.environ.get("JWT_GUARD_DISCOVERY_URL") or os.environ["JWT_GUARD_ISSUER"]
     # Ticked in /docs' Authorize dialog: the scopes this API's routes ask for.
     scopes = ["profile", "orders:read"]
-    login = OAuth2Login.from_discovery(issuer, client_id=client_id, default_scopes=scopes)
+    login = OAuth2Login.from_discovery(
+        issuer, client_id=client_id, default_scopes=scopes, audience_param="audience"
+    )
     login.install(app)
 
 

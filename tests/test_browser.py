@@ -290,6 +290,9 @@ def test_docs_login_against_the_demo_in_chromium(
             popup.wait_for_selector("#username")
             assert popup.url.startswith(base + "/authorize?")
             assert "code_challenge_method=S256" in popup.url
+            # audience_param="audience": the API's audience rides on the authorization request
+            # (issue 25, item 6: without it, Auth0-like servers issue an opaque token).
+            assert "audience=demo-api" in popup.url.split("?", 1)[1].split("&")
             popup.fill("#username", "alice")
             popup.fill("#password", "alice")
             popup.click("#authorize-login")
