@@ -4,9 +4,9 @@
     uvicorn --factory examples.mcp_server:create_app
 
 ``MCP_ISSUER`` is the authorization server (discovery gives its keys: its OpenID configuration
-or its RFC 8414 metadata). Tokens must be
-issued for ``MCP_SERVER_URL`` (their ``aud``, RFC 8707); ``add_note`` needs the
-``notes:write`` scope. Clients find the authorization server through
+or its RFC 8414 metadata). Tokens must be issued for ``MCP_SERVER_URL`` (their ``aud``,
+RFC 8707); the tool ``add_note`` and the prompt ``draft_note`` need the ``notes:write`` scope,
+the resources ``notes://{index}`` ``notes:read``. Clients find the authorization server through
 ``/.well-known/oauth-protected-resource/mcp`` (RFC 9728), named in every 401.
 """
 
@@ -63,6 +63,19 @@ def make_server() -> MCPServer:
         require_scopes(ctx, "notes:read")
         return {"notes": NOTES.get(owner(ctx), [])}
 
+    @server.resource("notes://{index}")
+    def note(index: str, ctx: Context) -> str:
+        """One of the caller's notes (needs notes:read, checked by protect())."""
+        notes = NOTES.get(owner(ctx), [])
+        return (
+            notes[int(index)] if index.isdigit() and int(index) < len(notes) else f"no note {index}"
+        )
+
+    @server.prompt()
+    def draft_note(topic: str) -> str:
+        """A prompt to draft a note (needs notes:write, checked by protect())."""
+        return f"Draft a short note about {topic}, then save it with add_note."
+
     return server
 
 
@@ -89,6 +102,8 @@ def build(server_url: str, verifier: Verifier | None, authorization_server: str)
         verifier=verifier or resource.verifier(algorithms=["RS256", "ES256"]),
         protected_resource=resource,
         tool_scopes={"add_note": ["notes:write"]},
+        resource_scopes={"notes://{index}": ["notes:read"]},  # a URI or RFC 6570 level 1
+        prompt_scopes={"draft_note": ["notes:write"]},
     )
 
 

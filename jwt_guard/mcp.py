@@ -22,7 +22,8 @@ expired token, a wrong audience and a missing token all become the same 401, a J
 (which must be a 503 with ``Retry-After``) escapes as a 500, and scopes can only be required for
 the whole server. Here the middleware answers with the RFC 6750 challenges of the rest of
 jwt_guard (each pointing to the RFC 9728 document it serves), ``tool_scopes`` refuses a
-``tools/call`` the token's scopes do not cover with HTTP 403 ``insufficient_scope`` naming the
+``tools/call`` (``prompt_scopes`` a ``prompts/get``, ``resource_scopes`` a ``resources/read``)
+the token's scopes do not cover with HTTP 403 ``insufficient_scope`` naming the
 scopes (the MCP authorization spec's runtime scope challenge, which the SDK's client answers
 by asking for them), and the SDK still gets its own identity object: sessions stay bound to
 the principal that opened them, and ``mcp.server.auth.middleware.auth_context.get_access_token``
@@ -70,6 +71,7 @@ from ._http.answer import ErrorHandler
 from ._http.guard import GUARD_KEY, PRINCIPAL_KEY, Guard
 from ._http.metadata import ProtectedResource
 from ._http.types import ASGIApp, Message, Receive, Scope, Send
+from ._integrations.mcp_operations import OperationScopes, UnmatchedResource
 from ._sources.verifier import Verifier
 from .asgi import JWTGuardMiddleware, send_answer
 
@@ -104,6 +106,8 @@ def protect(
     verifier: Verifier,
     protected_resource: ProtectedResource,
     tool_scopes: Mapping[str, Sequence[str]] | None = None,
+    resource_scopes: Mapping[str, Sequence[str]] | None = None,
+    prompt_scopes: Mapping[str, Sequence[str]] | None = None,
     exclude: Sequence[str] = (),
     realm: str | None = None,
     on_error: ErrorHandler | None = None,
@@ -114,7 +118,10 @@ def protect(
     ``protected_resource.resource`` is the server's canonical URL (the MCP endpoint, e.g.
     ``https://mcp.example.com/mcp``) and must be one of the verifier's audiences: a token
     issued for another server is refused (RFC 8707, MCP "token audience binding").
-    ``tool_scopes`` maps tool names to the scopes a call needs (all of them). Routes added with
+    ``tool_scopes`` maps tool names to the scopes a ``tools/call`` needs (all of them),
+    ``prompt_scopes`` prompt names to those of a ``prompts/get``, ``resource_scopes`` resource
+    URIs or RFC 6570 level-1 URI templates (``notes://{id}``) to those of a ``resources/read``
+    (see :mod:`jwt_guard._integrations.mcp_operations`). Routes added with
     ``@server.custom_route`` are guarded too unless listed in ``exclude``.
 
     The app is changed in place (the middleware added, the MCP endpoint wrapped) and returned.
@@ -124,7 +131,7 @@ def protect(
         raise ConfigurationError("protected_resource must be a jwt_guard.ProtectedResource")
     if not isinstance(app, Starlette):
         raise ConfigurationError("protect() takes the app of server.streamable_http_app()")
-    scopes = _scope_table(tool_scopes)
+    scopes = OperationScopes(tool_scopes, prompt_scopes, resource_scopes)
     # Built now, so that a wrong configuration (the resource not an audience) fails here.
     middleware = JWTGuardMiddleware(
         app,
@@ -199,26 +206,6 @@ def _ungated_transports(
                 target = getattr(target, "app", None)
         if isinstance(route, Mount):
             yield from _ungated_transports(route.routes, gated, path)
-
-
-def _scope_table(
-    tool_scopes: Mapping[str, Sequence[str]] | None,
-) -> dict[str, dict[str, tuple[str, ...]]]:
-    """Method → the name it acts on → the scopes a call needs (tools now; prompts and
-    resources fit the same table)."""
-    if tool_scopes is not None and (
-        not isinstance(tool_scopes, Mapping)
-        or not all(
-            isinstance(name, str)
-            and not isinstance(scopes, str)
-            and isinstance(scopes, Sequence)
-            and scopes
-            and all(isinstance(s, str) and s and " " not in s for s in scopes)
-            for name, scopes in tool_scopes.items()
-        )
-    ):
-        raise ConfigurationError("tool_scopes maps tool names to non-empty lists of scopes")
-    return {"tools/call": {name: tuple(s) for name, s in (tool_scopes or {}).items()}}
 
 
 def _body_limit(route: Route) -> int:
@@ -365,11 +352,12 @@ _UNREAD_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 #: intermediaries. Sent twice, the first and the last copy could name different things.
 _ROUTING_HEADERS: Final = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name"})
 #: The member of ``params`` naming what a method acts on (MCP: tools/call, prompts/get,
-#: resources/read; mirrored in ``Mcp-Name``).
+#: resources/read, mirrored in ``Mcp-Name`` from 2026-07-28; resources/subscribe).
 _NAMED_BY: Final[Mapping[str, str]] = {
     "tools/call": "name",
     "prompts/get": "name",
     "resources/read": "uri",
+    "resources/subscribe": "uri",
 }
 # A \u escape of a UTF-16 surrogate (U+D800-U+DFFF): the only way a lone one gets into a
 # string once the body is strict UTF-8.
@@ -390,8 +378,8 @@ class _Gate:
     the original bytes.
     """
 
-    def __init__(self, scopes: Mapping[str, Mapping[str, tuple[str, ...]]], limit: int) -> None:
-        self.scopes = scopes  # method → the name it acts on → the scopes a call needs
+    def __init__(self, scopes: OperationScopes, limit: int) -> None:
+        self.scopes = scopes  # method → the name or URI it acts on → the scopes a call needs
         self.limit = limit
 
     async def admit(
@@ -448,7 +436,10 @@ class _Gate:
         header = headers.get(b"mcp-name")
         if header is not None and _header_name(header) != name:
             raise _Refused.invalid(f"the Mcp-Name header does not match the body's {member}")
-        needed = self.scopes.get(method, {}).get(name)
+        try:
+            needed = self.scopes.needed(method, name)
+        except UnmatchedResource as exc:
+            raise _Refused.invalid(str(exc)) from None
         if needed is None:
             return
         if not isinstance(principal, Principal):

@@ -45,6 +45,11 @@ from jwt_guard import (
     require_acr,
     require_scopes,
 )
+from jwt_guard._integrations.mcp_operations import (
+    MAX_TEMPLATED_URI,
+    OperationScopes,
+    UnmatchedResource,
+)
 from jwt_guard.mcp import MAX_BODY_BYTES, protect
 from jwt_guard.testing import LocalIssuer
 
@@ -749,6 +754,8 @@ async def test_a_token_without_subject_cannot_own_notes(deployment: Deployment) 
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
 ACCEPT = "application/json, text/event-stream"
 SCOPED = {"whoami": ["notes:read"], "add_note": ["notes:write"]}
+RESOURCE_SCOPES = {"notes://{owner}": ["notes:read"], "config://app": ["admin"]}
+PROMPT_SCOPES = {"draft": ["notes:write"]}
 # Minted at import, on the real clock: valid for a day, not the default 5 minutes (a loaded
 # machine reached these tests more than 5 minutes after collection, and all of them got 401).
 READ_ONLY = ISSUER.mint(sub="mallory", scopes=["notes:read"], ttl=86400)
@@ -772,6 +779,21 @@ def sdk_app(ran: list[str], **options: Any) -> Starlette:
         ran.append("add_note")
         return "saved"
 
+    @server.resource("notes://{owner}")
+    async def notes_of(owner: str) -> str:
+        ran.append(f"notes://{owner}")
+        return "notes"
+
+    @server.resource("config://app")
+    async def config() -> str:
+        ran.append("config://app")
+        return "{}"
+
+    @server.prompt()
+    async def draft(topic: str) -> str:
+        ran.append("draft")
+        return f"Draft a note on {topic}"
+
     app = server.streamable_http_app(
         json_response=True,
         stateless_http=True,
@@ -781,7 +803,14 @@ def sdk_app(ran: list[str], **options: Any) -> Starlette:
         **options,
     )
     resource = ProtectedResource(URL, ["https://login.example.com"])
-    return protect(app, verifier=ISSUER.verifier(), protected_resource=resource, tool_scopes=SCOPED)
+    return protect(
+        app,
+        verifier=ISSUER.verifier(),
+        protected_resource=resource,
+        tool_scopes=SCOPED,
+        resource_scopes=RESOURCE_SCOPES,
+        prompt_scopes=PROMPT_SCOPES,
+    )
 
 
 @asynccontextmanager
@@ -1353,3 +1382,219 @@ def test_issue22_mcp_property_a_tool_runs_only_when_the_gate_allowed_it(
     if runs:
         assert runs == ["whoami"] and headers["Authorization"] == f"Bearer {READ_ONLY}"
     assert response.status_code < 500, (variant, headers, response.text)
+
+
+# -- issue 26, item 3: every named operation, decided on the message ----------------------------
+
+NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+def named_call(method: str, name: str, version: str) -> dict[str, Any]:
+    """A ``tools/call``, ``prompts/get`` or ``resources/read`` as a client on ``version``'s
+    path sends it (2026-07-28: the per-request envelope in ``params._meta``)."""
+    params: dict[str, Any] = {NAMED[method]: name}
+    if method != "resources/read":
+        params["arguments"] = {"text": "x"} if method == "tools/call" else {"topic": "x"}
+    if version == MODERN:
+        params["_meta"] = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+
+
+def named_headers(method: str, name: str, version: str, token: str) -> dict[str, str]:
+    headers = {**path_headers(version, token)}
+    if version == MODERN:  # the 2026-07-28 client mirrors the method and name (SEP-2243)
+        headers |= {"Mcp-Method": method, "Mcp-Name": name}
+    return headers
+
+
+@paths
+@pytest.mark.parametrize(
+    ("method", "name", "needs", "ran"),
+    [
+        ("prompts/get", "draft", "notes:write", "draft"),
+        ("resources/read", "notes://alice", "notes:read", "notes://alice"),  # by template
+        ("resources/read", "notes://al%20ice", "notes:read", "notes://al ice"),
+        ("resources/read", "config://app", "admin", "config://app"),  # by URI
+    ],
+)
+async def test_issue26_mcp_prompt_and_resource_scopes_are_decided_on_the_message(
+    version: str, method: str, name: str, needs: str, ran: str
+) -> None:
+    """MCP authorization: scopes per operation. Before, only ``tools/call`` had them: a
+    ``prompts/get`` or ``resources/read`` ran for any token."""
+    holds = ISSUER.mint(sub="alice", scopes=[needs], ttl=86400)
+    async with running_sdk() as (http, done):
+        denied = await http.post(
+            "/mcp",
+            json=named_call(method, name, version),
+            headers=named_headers(method, name, version, NO_SCOPES),
+        )
+        assert done == []
+        allowed = await http.post(
+            "/mcp",
+            json=named_call(method, name, version),
+            headers=named_headers(method, name, version, holds),
+        )
+    assert denied.status_code == 403 and denied.json()["code"] == "insufficient_scope"
+    assert f'scope="{needs}"' in denied.headers["www-authenticate"]
+    assert allowed.status_code == 200, allowed.text
+    assert done == [ran]
+
+
+@paths
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "notes://a:b",  # ':' is reserved: a level-1 expansion encodes it, the SDK reads it
+        "notes://a@b",
+        "notes://a b",
+        "notes://",  # an empty value
+        "notes://a%2",  # a broken percent-encoding
+        "notes://a%zz",
+    ],
+)
+async def test_issue26_mcp_resource_template_matched_strictly_or_refused(
+    version: str, uri: str
+) -> None:
+    """A URI the SDK may route to ``notes://{owner}`` but that no RFC 6570 level-1 expansion
+    produces is refused, not let through without the template's scopes."""
+    async with running_sdk() as (http, done):
+        response = await http.post(
+            "/mcp",
+            json=named_call("resources/read", uri, version),
+            headers=named_headers("resources/read", uri, version, NO_SCOPES),
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": -32600, "message": "Invalid Request"}
+    assert done == []
+
+
+@paths
+async def test_issue26_mcp_unlisted_operations_run_for_any_token(version: str) -> None:
+    """What no table names needs no scope (as tools before): another template's URI, and a
+    URI the template's variable cannot span ('/')."""
+    async with running_sdk() as (http, done):
+        for uri in ["other://x", "notes://a/b"]:
+            response = await http.post(
+                "/mcp",
+                json=named_call("resources/read", uri, version),
+                headers=named_headers("resources/read", uri, version, NO_SCOPES),
+            )
+            # The SDK's own answer, not the gate's: its "Unknown resource" JSON-RPC error
+            # (HTTP 400 on 2026-07-28, 200 before).
+            assert response.status_code == (400 if version == MODERN else 200)
+            assert response.json()["error"]["message"] == f"Unknown resource: {uri}"
+    assert done == []
+
+
+@pytest.mark.parametrize(
+    ("method", "body_name", "header"),
+    [
+        ("prompts/get", "draft", "other"),
+        ("resources/read", "notes://alice", "config://public"),
+        ("resources/read", "notes://alice", "=?base64?Y29uZmlnOi8vcHVibGlj?="),  # the same
+    ],
+)
+async def test_issue26_mcp_name_must_agree_with_the_body_for_prompts_and_resources(
+    method: str, body_name: str, header: str
+) -> None:
+    """2026-07-28: ``Mcp-Name`` mirrors ``params.name`` (prompts) and ``params.uri``
+    (resources); an intermediary may route on it, the SDK runs the body."""
+    holds = ISSUER.mint(sub="alice", scopes=["notes:read", "notes:write"], ttl=86400)
+    async with running_sdk() as (http, done):
+        headers = named_headers(method, body_name, MODERN, holds) | {"Mcp-Name": header}
+        response = await http.post(
+            "/mcp", json=named_call(method, body_name, MODERN), headers=headers
+        )
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32600
+    assert done == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_issue26_sdk_client_reads_resources_and_prompts_as_its_scopes_allow(
+    deployment: Deployment, mode: str
+) -> None:
+    """The SDK's own client over uvicorn, on each path: a resource by template and a prompt,
+    each refused with 403 naming its scope, then allowed with it."""
+    reader = deployment.issuer.mint(sub=f"rita-{mode}", scopes=["notes:read"])
+    seen: list[Exchange] = []
+    async with connect(deployment.mcp_url, seen, token=reader) as client:
+        read = await client.read_resource("notes://0")
+        assert read.contents[0].text == "no note 0"
+        with refused():
+            await client.get_prompt("draft_note", {"topic": "x"})
+    (denied,) = [e for e in seen if e.status == 403]
+    assert params(denied.challenge)["scope"] == "notes:write"
+    writer = deployment.issuer.mint(sub=f"walt-{mode}", scopes=["notes:write"])
+    seen.clear()
+    async with connect(deployment.mcp_url, seen, token=writer) as client:
+        prompt = await client.get_prompt("draft_note", {"topic": "tea"})
+        assert "tea" in prompt.messages[0].content.text
+        with refused():
+            await client.read_resource("notes://0")
+    (denied,) = [e for e in seen if e.status == 403]
+    assert params(denied.challenge)["scope"] == "notes:read"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "file://{+path}",  # level 2: reserved expansion crosses '/'
+        "file://{#part}",
+        "x://{/a}",  # level 3 operators
+        "x://a{?q}",
+        "x://{a,b}",
+        "x://{a:3}",  # level 4 modifiers
+        "x://{a*}",
+        "x://{a}{b}",  # two variables, nothing between
+        "x://{a",
+        "x://a}",
+    ],
+)
+def test_issue26_resource_scopes_take_rfc6570_level_1_templates_only(template: str) -> None:
+    with pytest.raises(ConfigurationError, match="resource_scopes"):
+        protected(custom_app()[0], resource_scopes={template: ["notes:read"]})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"prompt_scopes": {"draft": "notes:write"}},  # a string, not a list
+        {"prompt_scopes": {"draft": []}},
+        {"resource_scopes": {"notes://a b": ["notes:read"]}},
+        {"resource_scopes": ["notes://a"]},
+        {"tool_scopes": {"add_note": ["notes write"]}},
+    ],
+)
+def test_issue26_operation_scopes_are_checked_when_protecting(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="non-empty lists of scopes"):
+        protect(
+            custom_app()[0],
+            verifier=ISSUER.verifier(),
+            protected_resource=ProtectedResource(URL, ["https://login.example.com"]),
+            **options,
+        )
+
+
+def test_issue26_resource_templates_match_in_linear_time_and_every_match_counts() -> None:
+    scopes = OperationScopes(
+        resources={
+            "x://{a}-{b}-{c}": ["x"],
+            "notes://{owner}": ["notes:read"],
+            "notes://{owner}/history": ["history:read"],
+            "notes://{owner}-{day}": ["daily"],
+        }
+    )
+    # A URI a backtracking regular expression takes cubic time on: read once, refused.
+    with pytest.raises(UnmatchedResource):
+        scopes.needed("resources/read", "x://" + "-" * 8000 + "!")
+    with pytest.raises(UnmatchedResource):
+        scopes.needed("resources/read", "x://" + "a" * (MAX_TEMPLATED_URI + 1))
+    assert scopes.needed("resources/read", "x://a-b-c-d") == ("x",)
+    # Both templates match: the gate cannot know which the SDK picks, so both are needed.
+    assert scopes.needed("resources/read", "notes://al-ice") == ("notes:read", "daily")
+    assert scopes.needed("resources/subscribe", "notes://alice/history") == ("history:read",)
+    assert scopes.needed("resources/list", "notes://alice") is None
