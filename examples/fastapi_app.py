@@ -24,7 +24,8 @@ from jwt_guard.fastapi import CurrentPrincipal, OAuth2Login, require_roles, requ
 app = FastAPI(title="jwt_guard example")
 app.add_middleware(
     JWTGuardMiddleware,
-    verifier=Verifier.from_env(),
+    # JWT_GUARD_DOCS_CLIENT_ID is this example's own (below), not a jwt_guard setting.
+    verifier=Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"]),
     # /docs/* : Swagger UI's files and its OAuth2 redirect page.
     exclude=["/health", "/docs", "/docs/*", "/openapi.json"],
 )

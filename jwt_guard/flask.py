@@ -13,12 +13,17 @@ Config keys: ``JWT_GUARD_ISSUER``, ``JWT_GUARD_AUDIENCE`` (string or list), ``JW
 or ``JWT_GUARD_DISCOVERY_URL``, ``JWT_GUARD_ALGORITHMS``, ``JWT_GUARD_LEEWAY``, ``JWT_GUARD_TYP``,
 ``JWT_GUARD_ROLES_CLAIM``, ``JWT_GUARD_SCOPES_CLAIM``, ``JWT_GUARD_ALLOW_HTTP``, and for the
 middleware ``JWT_GUARD_COOKIE``, ``JWT_GUARD_OPTIONAL``, ``JWT_GUARD_EXCLUDE``,
-``JWT_GUARD_REALM``, ``JWT_GUARD_CSRF``, ``JWT_GUARD_DEBUG``.
+``JWT_GUARD_REALM``, ``JWT_GUARD_CSRF``, ``JWT_GUARD_DEBUG``. Any other ``JWT_GUARD_*`` key is a
+``ConfigurationError`` naming the closest one (``JWT_GUARD_EXCLUDES``: did you mean
+``JWT_GUARD_EXCLUDE``?), and so is a key that is not read because ``verifier=`` or a keyword
+argument gives that setting; ``JWTGuard(app, ignore_unknown=("JWT_GUARD_OTHER_*",))`` lets keys
+another extension reads under the prefix pass.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final, cast
 
 from ._core.extras import MissingExtra
 from ._http.authz import require_roles, require_scopes
@@ -29,13 +34,13 @@ try:
 except ImportError as exc:  # only without the flask extra
     raise MissingExtra("jwt_guard.flask", "flask", "flask") from exc
 
-from ._core.errors import AuthenticationRequired, JWTGuardError
+from ._core.errors import AuthenticationRequired, ConfigurationError, JWTGuardError
 from ._core.principal import Principal
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.guard import GUARD_KEY, PREFLIGHT_KEY, PRINCIPAL_KEY, REJECTION_KEY, Guard
 from ._http.resolve import flask_environ, flask_response
 from ._http.route import RouteGuard
-from ._sources.config import options_from_env
+from ._sources.config import ENV_NAMES, options_from_env, unknown_settings
 from ._sources.verifier import Verifier
 from .wsgi import JWTGuardWSGIMiddleware
 
@@ -50,18 +55,21 @@ __all__ = [
     "set_token_cookies",
 ]
 
-_VERIFIER_KEYS = (
-    "ISSUER",
-    "AUDIENCE",
-    "JWKS_URL",
-    "DISCOVERY_URL",
-    "ALGORITHMS",
-    "LEEWAY",
-    "TYP",
-    "ROLES_CLAIM",
-    "SCOPES_CLAIM",
-    "ALLOW_HTTP",
-)
+#: The config keys' prefix.
+PREFIX: Final = "JWT_GUARD_"
+
+#: The middleware's options read from ``app.config`` (key after the prefix → the
+#: ``JWTGuardWSGIMiddleware`` argument and how the value is read); the verifier's are
+#: ``config.ENV_NAMES``. The unknown-key check trusts these two lists, and init_app reads no
+#: other key.
+MIDDLEWARE_KEYS: Final[dict[str, tuple[str, Callable[[Any], Any]]]] = {
+    "COOKIE": ("cookie", lambda value: value),
+    "OPTIONAL": ("optional", bool),
+    "EXCLUDE": ("exclude", tuple),
+    "REALM": ("realm", lambda value: value),
+    "CSRF": ("csrf", lambda value: value),
+    "DEBUG": ("debug", bool),
+}
 
 
 def get_principal() -> Principal | None:
@@ -126,9 +134,15 @@ class JWTGuard:
     """The Flask extension: wraps ``app.wsgi_app`` and answers jwt_guard errors."""
 
     def __init__(
-        self, app: Flask | None = None, *, verifier: Verifier | None = None, **options: Any
+        self,
+        app: Flask | None = None,
+        *,
+        verifier: Verifier | None = None,
+        ignore_unknown: Collection[str] = (),
+        **options: Any,
     ) -> None:
         self.verifier = verifier
+        self.ignore_unknown = tuple(ignore_unknown)
         self.options = options
         self.middleware: JWTGuardWSGIMiddleware | None = None
         if app is not None:
@@ -137,20 +151,18 @@ class JWTGuard:
     def init_app(self, app: Flask) -> None:
         config = app.config
         verifier = self.verifier
+        self._check_keys(config)
         if verifier is None:
             env = {
-                f"JWT_GUARD_{key}": _as_text(config[f"JWT_GUARD_{key}"])
-                for key in _VERIFIER_KEYS
-                if config.get(f"JWT_GUARD_{key}") is not None
+                PREFIX + key: _as_text(config[PREFIX + key])
+                for key in ENV_NAMES
+                if config.get(PREFIX + key) is not None
             }
-            verifier = Verifier(**options_from_env(environ=env))
+            verifier = Verifier(**options_from_env(PREFIX, env))
         options = {
-            "cookie": config.get("JWT_GUARD_COOKIE"),
-            "optional": bool(config.get("JWT_GUARD_OPTIONAL", False)),
-            "exclude": tuple(config.get("JWT_GUARD_EXCLUDE", ())),
-            "realm": config.get("JWT_GUARD_REALM"),
-            "csrf": config.get("JWT_GUARD_CSRF", True),
-            "debug": bool(config.get("JWT_GUARD_DEBUG", False)),
+            option: read(config[PREFIX + key])
+            for key, (option, read) in MIDDLEWARE_KEYS.items()
+            if config.get(PREFIX + key) is not None
         }
         options.update(self.options)
         middleware = JWTGuardWSGIMiddleware(app.wsgi_app, verifier=verifier, **options)
@@ -189,3 +201,33 @@ class JWTGuard:
         # has matched its rule (_preflight).
         middleware.defer_rejections = True
         app.url_value_preprocessors.setdefault(None, []).insert(0, _raise_rejection)
+
+    def _check_keys(self, config: Mapping[str, Any]) -> None:
+        """Every ``JWT_GUARD_*`` key of ``config`` is read: a typo (``JWT_GUARD_EXCLUDES``) or a
+        key that ``verifier=`` or a keyword argument overrides would otherwise leave a setting
+        other than the one written in force, without a word."""
+        problems = []
+        for key in ENV_NAMES if self.verifier is not None else ():
+            if config.get(PREFIX + key) is not None:
+                problems.append(
+                    f"{PREFIX}{key} (app.config) is not read: JWTGuard was given verifier=..., "
+                    "which decides it; drop the key, or verifier= to configure from app.config"
+                )
+        for key, (option, _) in MIDDLEWARE_KEYS.items():
+            if option in self.options and config.get(PREFIX + key) is not None:
+                problems.append(
+                    f"{PREFIX}{key} (app.config) is not read: JWTGuard was given {option}=..., "
+                    "which wins; drop one of them"
+                )
+        known = (*ENV_NAMES, *MIDDLEWARE_KEYS)
+        unknown = unknown_settings(
+            config, PREFIX, known, self.ignore_unknown, where=" (app.config)"
+        )
+        if unknown:
+            problems += unknown
+            problems.append(
+                "if another extension reads such a key, pass JWTGuard(app, ignore_unknown="
+                f"({PREFIX + 'OTHER_*'!r},)) with its names or patterns"
+            )
+        if problems:
+            raise ConfigurationError("invalid configuration: " + "; ".join(problems))

@@ -2,12 +2,17 @@
 
 ``Verifier.from_env`` and the Flask extension pass them on to ``Verifier(...)``; this module
 only reads and checks the variables, so it depends on the key sources but not on the verifier.
+A variable with the prefix that no option reads (``JWT_GUARD_ALGORITHM`` for
+``JWT_GUARD_ALGORITHMS``) is refused with the closest name (:func:`unknown_settings`): a typo
+must not leave a default in force without a word.
 """
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
 from .._core.errors import ConfigurationError
@@ -16,7 +21,13 @@ from .._core.policy import check_algorithms
 from .discovery import OIDCDiscovery
 from .jwks import JWKSKeys
 
-__all__ = ["DEFAULT_ALGORITHM", "options_from_env"]
+__all__ = [
+    "DEFAULT_ALGORITHM",
+    "ENV_NAMES",
+    "TOOLING_NAMES",
+    "options_from_env",
+    "unknown_settings",
+]
 
 #: The one algorithm jwt_guard picks when none is named: what the demo issuer, ``LocalIssuer``
 #: and the ``jwt_issuer`` fixture sign with, and what ``Verifier.from_env`` accepts when
@@ -26,12 +37,73 @@ __all__ = ["DEFAULT_ALGORITHM", "options_from_env"]
 DEFAULT_ALGORITHM: Final = "ES256"
 
 
+#: Every variable :func:`options_from_env` reads, after the prefix; it reads no other (``get``
+#: refuses a name not listed), so the unknown-name check cannot drift from the code.
+ENV_NAMES: Final = (
+    "ISSUER",
+    "AUDIENCE",
+    "JWKS_URL",
+    "DISCOVERY_URL",
+    "ALGORITHMS",
+    "LEEWAY",
+    "TYP",
+    "ROLES_CLAIM",
+    "SCOPES_CLAIM",
+    "ALLOW_HTTP",
+)
+
+#: Variables with the default prefix that this repository's own scripts and tests read, never
+#: an app (``JWT_GUARD_PYTHON=python3.12 bash scripts/test-env.sh``, the fuzz campaign's size,
+#: the browser tests' screenshots): set in a developer's shell, they are not typos.
+TOOLING_NAMES: Final = frozenset({"PYTHON", "FUZZ_EXAMPLES", "SCREENSHOT", "DOCS_SCREENSHOT"})
+
+
+def unknown_settings(
+    names: Iterable[str],
+    prefix: str,
+    known: Collection[str],
+    ignore: Collection[str] = (),
+    *,
+    where: str = "",
+) -> list[str]:
+    """One problem for each of ``names`` that starts with ``prefix`` (in any case) but is not
+    ``prefix`` + one of ``known``, with the closest known name (difflib) or the list of them.
+
+    ``ignore`` holds names or shell-style patterns (``"JWT_GUARD_OTHER_TOOL_*"``) another
+    program reads under the same prefix. An empty prefix checks nothing: every variable of
+    the environment would be "unknown".
+    """
+    if not prefix:
+        return []
+    upper = prefix.upper()
+    known_names = {prefix + name for name in known}
+    problems = []
+    for name in sorted(names):
+        if name in known_names or not name.upper().startswith(upper):
+            continue
+        if prefix == "JWT_GUARD_" and name[len(prefix) :] in TOOLING_NAMES:
+            continue
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in ignore):
+            continue
+        rest = name[len(prefix) :].upper()
+        close = difflib.get_close_matches(rest, list(known), n=1, cutoff=0.6)
+        if close:
+            hint = f"did you mean {prefix}{close[0]}?"
+        else:
+            hint = "known: " + ", ".join(prefix + k for k in known)
+        problems.append(f"{name}{where} is not a jwt_guard setting ({hint})")
+    return problems
+
+
 def _list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def options_from_env(
-    prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None
+    prefix: str = "JWT_GUARD_",
+    environ: Mapping[str, str] | None = None,
+    *,
+    ignore_unknown: Collection[str] = (),
 ) -> dict[str, Any]:
     """Read ``{prefix}ISSUER``, ``AUDIENCE`` (comma-separated), ``JWKS_URL`` or
     ``DISCOVERY_URL``, ``ALGORITHMS`` (comma-separated; default :data:`DEFAULT_ALGORITHM`),
@@ -39,15 +111,24 @@ def options_from_env(
     ``ALLOW_HTTP`` (``1`` to allow plain http).
 
     Returns the keyword arguments for ``Verifier(...)``. Every problem is reported at once in
-    one :class:`ConfigurationError`.
+    one :class:`ConfigurationError`; among them, each variable with the prefix that is none of
+    these, with the closest name (``ignore_unknown``: names or patterns another program reads
+    under the same prefix).
     """
     env = os.environ if environ is None else environ
 
     def get(name: str) -> str | None:
+        if name not in ENV_NAMES:  # the list the unknown-name check trusts
+            raise KeyError(f"{name} is read but not in ENV_NAMES")
         value = env.get(prefix + name)
         return value.strip() if value is not None and value.strip() else None
 
-    problems: list[str] = []
+    problems = unknown_settings(env, prefix, ENV_NAMES, ignore_unknown)
+    if problems:
+        problems.append(
+            "if another program reads such a variable, pass ignore_unknown="
+            f"({prefix + 'OTHER_*'!r},) with its names or patterns"
+        )
     settings: dict[str, Any] = {}
     issuer = get("ISSUER")
     audience = get("AUDIENCE")

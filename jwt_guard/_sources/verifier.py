@@ -15,7 +15,7 @@ is here (what an entry covers and for how long: ``_core.revocation``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from .._core.cache import VerifiedTokens
@@ -160,11 +160,19 @@ class Verifier(Drivers):
         self._forget = self._cache.forget
 
     @classmethod
-    def from_env(cls, prefix: str = "JWT_GUARD_", **overrides: Any) -> Verifier:
+    def from_env(
+        cls, prefix: str = "JWT_GUARD_", *, ignore_unknown: Collection[str] = (), **overrides: Any
+    ) -> Verifier:
         """A verifier configured by environment variables (see ``config.options_from_env``):
         ``ISSUER``, ``AUDIENCE``, ``JWKS_URL`` or ``DISCOVERY_URL``, ``ALGORITHMS``, ``LEEWAY``,
-        ``TYP``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword arguments win."""
-        return cls(**{**options_from_env(prefix), **overrides})
+        ``TYP``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword arguments win.
+
+        Any other variable with the prefix is a :class:`ConfigurationError` naming the closest
+        setting (``JWT_GUARD_ALGORITHM``: did you mean ``JWT_GUARD_ALGORITHMS``?), unless
+        ``ignore_unknown`` lists it: names or shell-style patterns (``"JWT_GUARD_DOCS_*"``) that
+        another program reads under the same prefix."""
+        options = options_from_env(prefix, ignore_unknown=ignore_unknown)
+        return cls(**{**options, **overrides})
 
     def __repr__(self) -> str:
         algs = sorted(self._all_algorithms)
