@@ -15,7 +15,10 @@ from jwt_guard import Verifier
 from jwt_guard.flask import JWTGuard, current_principal, require_roles
 
 app = Flask(__name__)
-JWTGuard(app, verifier=Verifier.from_env(), cookie="access_token", exclude=["/health"])
+# The README runs the examples in one shell, with the FastAPI example's own
+# JWT_GUARD_DOCS_CLIENT_ID: not a jwt_guard setting.
+verifier = Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"])
+JWTGuard(app, verifier=verifier, cookie="access_token", exclude=["/health"])
 
 
 @app.get("/api/me")

@@ -41,7 +41,9 @@ app = Starlette(
     middleware=[
         Middleware(
             JWTGuardMiddleware,
-            verifier=Verifier.from_env(),
+            # The README runs the examples in one shell, with the FastAPI example's own
+            # JWT_GUARD_DOCS_CLIENT_ID: not a jwt_guard setting.
+            verifier=Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"]),
             cookie="access_token",
             exclude=["/health"],
         )
