@@ -52,6 +52,7 @@ from ._core.metrics import Metrics
 from ._core.policy import TrustedIssuer
 from ._core.principal import Principal
 from ._core.revocation import Denylist, MemoryDenylist, RevocationKeys
+from ._core.tenants import TenantIssuer
 from ._http.answer import Answer
 from ._http.authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
 from ._http.cookies import clear_token_cookies, set_token_cookies
@@ -61,6 +62,7 @@ from ._http.route import RouteGuard
 from ._sources.discovery import OIDCDiscovery
 from ._sources.jwks import JWKSKeys, JWKSStats
 from ._sources.redis_stores import RedisDenylist, RedisReplayCache
+from ._sources.tenant_keys import TenantKeys
 from ._sources.verifier import Verifier
 from .asgi import JWTGuardMiddleware
 from .wsgi import JWTGuardWSGIMiddleware
@@ -125,6 +127,8 @@ __all__ = [
     "RouteGuard",
     "ServiceUnavailable",
     "StaticKeys",
+    "TenantIssuer",
+    "TenantKeys",
     "TokenBindingUnsupported",
     "TokenExpired",
     "TokenIssuedInFuture",

@@ -20,21 +20,28 @@ tests), and ``claims=`` / ``validate=`` for more rules. Other keyword arguments 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal, overload
 
 from ._core.claims import Validator
 from ._core.errors import ConfigurationError
 from ._core.keyset import KeySource
 from ._core.policy import TrustedIssuer
+from ._core.tenants import DEFAULT_MAX_TENANTS, TenantIssuer
 from ._sources.jwks import JWKSKeys
+from ._sources.tenant_keys import TenantKeys
 
-__all__ = ["auth0", "cognito", "entra_id", "google", "keycloak", "okta"]
+__all__ = ["ENTRA_CONSUMERS_TENANT", "auth0", "cognito", "entra_id", "google", "keycloak", "okta"]
 
 _LABEL = re.compile(r"[A-Za-z0-9.-]+")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 #: Entra ID's multi-tenant aliases: tokens never carry them in ``iss``.
 _ENTRA_ALIASES: Final = frozenset({"common", "organizations", "consumers"})
+#: The tenant of personal Microsoft accounts (what ``consumers`` stands for): not an
+#: organization, so never accepted by ``entra_id("organizations")``.
+ENTRA_CONSUMERS_TENANT: Final = "9188040d-6c67-4c5b-b112-36a304b66dad"
+#: A tenant in an Entra token's ``iss``: its GUID, in lower case.
+_ENTRA_TENANT = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def _host(value: str, what: str) -> str:
@@ -155,6 +162,25 @@ def keycloak(
     )
 
 
+@overload
+def entra_id(
+    tenant_id: Literal["common", "organizations"],
+    *,
+    audience: str | Sequence[str],
+    version: int = 2,
+    tenants: Sequence[str] | None = None,
+    any_tenant: bool = False,
+    validate_tenant: Callable[[str], bool] | None = None,
+    max_tenants: int = DEFAULT_MAX_TENANTS,
+    jwks_url: str | None = None,
+    keys: Callable[[str], KeySource] | None = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
+    **options: Any,
+) -> TenantIssuer: ...
+
+
+@overload
 def entra_id(
     tenant_id: str,
     *,
@@ -165,19 +191,53 @@ def entra_id(
     claims: Mapping[str, Any] | None = None,
     validate: Validator | None = None,
     **options: Any,
-) -> TrustedIssuer:
-    """Microsoft Entra ID, single tenant: app roles in ``roles``, delegated scopes in ``scp``.
+) -> TrustedIssuer: ...
+
+
+def entra_id(
+    tenant_id: str,
+    *,
+    audience: str | Sequence[str],
+    version: int = 2,
+    jwks_url: str | None = None,
+    keys: Any = None,
+    claims: Mapping[str, Any] | None = None,
+    validate: Validator | None = None,
+    **options: Any,
+) -> TrustedIssuer | TenantIssuer:
+    """Microsoft Entra ID: app roles in ``roles``, delegated scopes in ``scp``.
 
     ``tenant_id`` is the directory's GUID (tokens carry it in ``iss`` and ``tid``, never a
-    domain name nor ``common``); ``tid`` is checked against it. ``version=2`` expects v2.0
-    tokens (issuer ``https://login.microsoftonline.com/{tid}/v2.0``); ``version=1`` the v1.0
-    tokens an API gets when its manifest leaves ``accessTokenAcceptedVersion`` unset (issuer
+    domain name); ``tid`` is checked against it. ``version=2`` expects v2.0 tokens (issuer
+    ``https://login.microsoftonline.com/{tid}/v2.0``); ``version=1`` the v1.0 tokens an API
+    gets when its manifest leaves ``accessTokenAcceptedVersion`` unset (issuer
     ``https://sts.windows.net/{tid}/``). ``audience`` is the application (client) id or its
-    Application ID URI (``api://...``), whichever your tokens carry."""
-    if not isinstance(tenant_id, str) or tenant_id.lower() in _ENTRA_ALIASES:
+    Application ID URI (``api://...``), whichever your tokens carry.
+
+    A multi-tenant app: ``entra_id("organizations", tenants=[...])`` (work and school
+    accounts of the tenants listed) or ``entra_id("common", tenants=[...])`` (the personal
+    accounts' tenant may be listed too), or ``any_tenant=True`` with ``validate_tenant=`` (a
+    callable: tenant GUID -> ``True`` to accept). Returns a :class:`TenantIssuer`: each tenant's
+    keys come from its own JWKS (``jwks_url=`` a template with ``{tid}``; ``keys=`` a callable
+    taking the tenant), made when its first token comes, ``max_tenants`` kept at most; ``tid``
+    must be the tenant in ``iss`` (Microsoft's guidance for multi-tenant validation)."""
+    alias = tenant_id.lower() if isinstance(tenant_id, str) else None
+    if alias in ("common", "organizations"):
+        assert alias is not None
+        return _entra_tenants(
+            alias,
+            audience=audience,
+            version=version,
+            jwks_url=jwks_url,
+            keys=keys,
+            claims=claims,
+            validate=validate,
+            **options,
+        )
+    if not isinstance(tenant_id, str) or alias in _ENTRA_ALIASES:
         raise ConfigurationError(
-            "tenant_id must be your tenant's GUID: tokens never say 'common'/'organizations'; "
-            "for a multi-tenant API list one entra_id(...) per tenant you accept"
+            "tenant_id must be your tenant's GUID, or 'organizations'/'common' with tenants= "
+            f"for a multi-tenant app (personal accounts only: {ENTRA_CONSUMERS_TENANT!r})"
         )
     if not _GUID.fullmatch(tenant_id):
         raise ConfigurationError(
@@ -185,17 +245,10 @@ def entra_id(
             "'72f988bf-86f1-41af-91ab-2d7cd011db47' (tokens carry the GUID, not a domain)"
         )
     tenant = tenant_id.lower()
-    if version == 2:
-        issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
-        default_jwks = f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
-    elif version == 1:
-        issuer = f"https://sts.windows.net/{tenant}/"
-        default_jwks = f"https://login.microsoftonline.com/{tenant}/discovery/keys"
-    else:
-        raise ConfigurationError("version must be 2 (v2.0 tokens) or 1 (v1.0 tokens)")
+    issuer, default_jwks = _entra_urls(version)
     return _trusted(
-        issuer,
-        default_jwks,
+        issuer.replace("{tid}", tenant),
+        default_jwks.replace("{tid}", tenant),
         jwks_url=jwks_url,
         keys=keys,
         options=options,
@@ -206,6 +259,90 @@ def entra_id(
         algorithms=("RS256",),
         roles_claim="roles",
         scopes_claim=("scp",),
+    )
+
+
+def _entra_urls(version: int) -> tuple[str, str]:
+    """The issuer and JWKS URL templates of Entra's v2.0 or v1.0 tokens."""
+    if version == 2:
+        return (
+            "https://login.microsoftonline.com/{tid}/v2.0",
+            "https://login.microsoftonline.com/{tid}/discovery/v2.0/keys",
+        )
+    if version == 1:
+        return (
+            "https://sts.windows.net/{tid}/",
+            "https://login.microsoftonline.com/{tid}/discovery/keys",
+        )
+    raise ConfigurationError("version must be 2 (v2.0 tokens) or 1 (v1.0 tokens)")
+
+
+def _entra_tenants(
+    alias: str,
+    *,
+    audience: str | Sequence[str],
+    version: int,
+    jwks_url: str | None,
+    keys: Callable[[str], KeySource] | None,
+    claims: Mapping[str, Any] | None,
+    validate: Validator | None,
+    tenants: Sequence[str] | None = None,
+    any_tenant: bool = False,
+    validate_tenant: Callable[[str], bool] | None = None,
+    max_tenants: int = DEFAULT_MAX_TENANTS,
+    **options: Any,
+) -> TenantIssuer:
+    """``entra_id("organizations" | "common", ...)``: one :class:`TenantIssuer`."""
+    issuer, default_jwks = _entra_urls(version)
+    pattern = _ENTRA_TENANT
+    if alias == "organizations":
+        # Work and school accounts only: the personal accounts' tenant is not an organization.
+        pattern = f"(?!{ENTRA_CONSUMERS_TENANT}$){pattern}"
+    if tenants is not None:
+        listed = (tenants,) if isinstance(tenants, str) else tuple(tenants)
+        for tenant in listed:
+            if not isinstance(tenant, str) or not _GUID.fullmatch(tenant):
+                raise ConfigurationError(
+                    f"tenants: each must be a tenant GUID (tokens carry the GUID, not a "
+                    f"domain): {tenant!r}"
+                )
+            if alias == "organizations" and tenant.lower() == ENTRA_CONSUMERS_TENANT:
+                raise ConfigurationError(
+                    "tenants: the personal accounts' tenant is not an organization: use "
+                    "entra_id('common', ...) to accept personal accounts"
+                )
+        # Tokens carry the GUID in lower case.
+        tenants = tuple(t.lower() for t in listed)
+    if keys is not None:
+        if jwks_url is not None:
+            raise ConfigurationError("give jwks_url= or keys=, not both")
+        if options:
+            raise ConfigurationError(
+                f"{sorted(options)} configure the JWKS fetch: they do not apply with keys="
+            )
+        if isinstance(keys, KeySource):
+            raise ConfigurationError(
+                "keys= must make a tenant's key source (a callable taking the tenant), or use "
+                "jwks_url='https://.../{tid}/...'"
+            )
+        factory = keys
+    else:
+        factory = TenantKeys.jwks(jwks_url if jwks_url is not None else default_jwks, **options)
+    return TenantIssuer(
+        issuer,
+        factory,
+        tenants=tenants,
+        any_tenant=any_tenant,
+        validate_tenant=validate_tenant,
+        tenant_pattern=pattern,
+        tenant_claim="tid",
+        max_tenants=max_tenants,
+        audience=audience,
+        algorithms=("RS256",),
+        roles_claim="roles",
+        scopes_claim=("scp",),
+        claims=claims,
+        validate=validate,
     )
 
 

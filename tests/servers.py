@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import uvicorn
 
-from jwt_guard.testing import _ClosingThreads
+from jwt_guard.testing import LocalIssuer, _ClosingThreads
 
 
 def loopback_socket() -> socket.socket:
@@ -169,3 +169,82 @@ class IssuerSite:
         self._stop.set()
         self._server.close_all()
         self._thread.join()
+
+
+class TenantsServer:
+    """Several tenants of one identity provider on one loopback port, as Entra ID or Keycloak
+    serve them: ``/{tenant}/v2.0/.well-known/openid-configuration`` (its ``issuer`` is
+    ``{base}/{tenant}/v2.0``, or ``discovery_issuer[tenant]``) and ``/{tenant}/keys``, the
+    tenant's own JWKS. A tenant not served answers 404. ``requests`` counts every request by
+    path, answered or not."""
+
+    def __init__(self, tenants: Mapping[str, LocalIssuer]) -> None:
+        self.tenants = dict(tenants)
+        self.discovery_issuer: dict[str, str] = {}
+        self.requests: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def total(self) -> int:
+        """Every request received, on any path."""
+        return sum(self.requests.values())
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "server not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def issuer(self, tenant: str) -> str:
+        return f"{self.base_url}/{tenant}/v2.0"
+
+    def _answer(self, path: str) -> tuple[int, bytes]:
+        with self._lock:
+            self.requests[path] = self.requests.get(path, 0) + 1
+        tenant, _, rest = path.lstrip("/").partition("/")
+        idp = self.tenants.get(tenant)
+        if idp is None:
+            return 404, b"{}"
+        if rest == "v2.0/.well-known/openid-configuration":
+            issuer = self.discovery_issuer.get(tenant, self.issuer(tenant))
+            return 200, json.dumps(
+                {"issuer": issuer, "jwks_uri": f"{self.base_url}/{tenant}/keys"}
+            ).encode()
+        if rest == "keys":
+            return 200, json.dumps(idp.jwks).encode()
+        return 404, b"{}"
+
+    def __enter__(self) -> TenantsServer:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                status, body = outer._answer(self.path.split("?", 1)[0])
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = _ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close_all()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None

@@ -71,7 +71,7 @@ def test_issuers_and_key_urls() -> None:
             lambda: providers.cognito("eu-west-1", "eu-west-1_A", client_id="a", token_use="x"),
             "token_use",
         ),
-        (lambda: providers.entra_id("common", audience="api"), "GUID"),
+        (lambda: providers.entra_id("common", audience="api"), "tenants="),
         (lambda: providers.entra_id("contoso.onmicrosoft.com", audience="api"), "GUID"),
         (lambda: providers.entra_id(TENANT, audience="api", version=3), "version"),
         (lambda: providers.keycloak("sso.acme.io", "main", audience="api"), "base_url"),

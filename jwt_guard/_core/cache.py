@@ -192,6 +192,13 @@ class VerifiedTokens:
             with self._lock:
                 self._entries.pop(token, None)
 
+    def forget_policy(self, policy: Policy) -> None:
+        """Forget every token verified under ``policy`` (a tenant's, dropped from its LRU)."""
+        if self._entries is not None:
+            with self._lock:
+                for token in [t for t, e in self._entries.items() if e.policy is policy]:
+                    del self._entries[token]
+
     def clear(self) -> None:
         if self._entries is not None:
             with self._lock:

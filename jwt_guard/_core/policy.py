@@ -2,6 +2,8 @@
 
     Verifier(keys=..., issuer=..., ...)          ─► one Policy
     Verifier(issuers=[TrustedIssuer(...), ...])  ─► one Policy per issuer, routed by "iss"
+    Verifier(issuers=[TenantIssuer(...), ...])   ─► one Policy per tenant, made on first use
+                                                    (``.tenants``), routed by "iss" too
 
 A :class:`Policy` is what one issuer's tokens are held to: its key source, its algorithms, its
 claim rules and where its roles and scopes are read. :class:`Configuration` holds the policies,
@@ -15,7 +17,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .algorithms import ALGORITHMS
@@ -31,6 +33,7 @@ from .claims import (
 from .errors import ClaimMissing, ConfigurationError
 from .keyset import KeySource
 from .revocation import Denylist
+from .tenants import TemplateKeys, TenantIssuer, Tenants
 
 __all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
 
@@ -140,6 +143,11 @@ class Configuration:
     clock: Callable[[], float]
     denylist: Denylist | None
     cache_size: int
+    #: The tenant templates (``TenantIssuer``), tried after ``routes``; their own policies in
+    #: ``policies`` are templates (issuer: the template, keys: none) for the properties below.
+    tenants: tuple[Tenants[Policy], ...] = ()
+    #: Tenants' policies dropped from their LRU whose key sources the driver must close.
+    retired: list[Policy] = field(default_factory=list)
 
     @property
     def per_request(self) -> bool:
@@ -157,13 +165,23 @@ class Configuration:
         iss = payload.get("iss")
         if iss is None:
             raise ClaimMissing(detail={"claim": "iss", "reason": "needed to pick the issuer"})
-        if not isinstance(iss, str) or iss not in routes:
-            raise issuer_invalid(iss, routes)
-        return routes[iss]
+        if isinstance(iss, str):
+            policy = routes.get(iss)
+            if policy is not None:
+                return policy
+            for tenants in self.tenants:
+                tenant = tenants.tenant_of(iss)
+                if tenant is not None:
+                    return tenants.route(iss, tenant)
+        raise issuer_invalid(iss, [*routes, *(t.template for t in self.tenants)])
 
     @property
     def key_sources(self) -> tuple[KeySource, ...]:
-        return tuple(dict.fromkeys(p.keys for p in self.policies))
+        """The key sources in use: the configured ones and the tenants' live ones."""
+        sources = [p.keys for p in self.policies if not isinstance(p.keys, TemplateKeys)]
+        for tenants in self.tenants:
+            sources.extend(tenants.key_sources)
+        return tuple(dict.fromkeys(sources))
 
     @property
     def names_issuers(self) -> bool:
@@ -175,8 +193,15 @@ class Configuration:
         """The issuer a subject revocation is scoped by: the same scope the check uses for
         a token of that issuer (``Verifier._revocation_keys``), so a revocation can never be
         stored where no check looks."""
-        names = [n for p in self.policies for n in (p.rules.issuers or ())]
-        if not names:
+        templates = {t.template for t in self.tenants}
+        names = [n for p in self.policies for n in (p.rules.issuers or ()) if n not in templates]
+        if issuer is not None and issuer not in names:
+            # A tenant's issuer: trusted when its tenant is accepted now.
+            for tenants in self.tenants:
+                tenant = tenants.tenant_of(issuer)
+                if tenant is not None and tenants.refusal(tenant) is None:
+                    return issuer
+        if not names and not templates:
             if issuer is not None:
                 raise ConfigurationError(
                     "this verifier names no issuer, so revocations are not scoped by one: "
@@ -184,8 +209,10 @@ class Configuration:
                 )
             return None
         if issuer is None:
-            if len(names) > 1:
+            if len(names) + len(templates) > 1:
                 raise ConfigurationError("several issuers are trusted: pass issuer=")
+            if templates:
+                raise ConfigurationError("a tenant template is trusted: pass the tenant's issuer=")
             return names[0]
         if issuer not in names:
             raise ConfigurationError("issuer is not one this verifier trusts")
@@ -206,7 +233,7 @@ def configure(
     roles_claim: str | Sequence[str],
     scopes_claim: str | Sequence[str],
     clock: Callable[[], float] | None,
-    issuers: Sequence[TrustedIssuer] | None,
+    issuers: Sequence[TrustedIssuer | TenantIssuer] | None,
     denylist: Denylist | None,
     allow_tokens_without_jti: bool,
     cache_size: int,
@@ -267,7 +294,8 @@ def configure(
         aud: str | Sequence[str] | None,
         roles: tuple[str, ...],
         scopes: tuple[str, ...],
-        trusted: TrustedIssuer | None = None,
+        trusted: TrustedIssuer | TenantIssuer | None = None,
+        tenant: tuple[str, str] | None = None,  # (claim, tenant): the claim must equal it
     ) -> Policy:
         if not isinstance(source, KeySource):
             raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
@@ -276,12 +304,16 @@ def configure(
         allowed = check_algorithms(algs)
         # Impossible combinations are refused now, naming the fix (issue #14).
         source.check_policy(allowed, issuer_set)
+        own = claim_value_rules(trusted.claims if trusted else None, "claims")
+        if tenant is not None:
+            # Microsoft's guidance for multi-tenant apps: the tenant in "iss" must be the "tid".
+            own[tenant[0]] = frozenset({(str, tenant[1])})
         rules = ClaimRules(
             issuers=issuer_set,
             audiences=frozenset(auds) if auds is not None else None,
             required=required,
             typ=typ,
-            values={**values, **claim_value_rules(trusted.claims if trusted else None, "claims")},
+            values={**values, **own},
             shown=shown,
             validators=validators + (_hooks(trusted.validate, "validate") if trusted else ()),
             per_request=per_request
@@ -290,27 +322,45 @@ def configure(
         return Policy(source, allowed, rules, roles, scopes)
 
     routes: dict[str, Policy] | None = None
+    tenant_routes: list[Tenants[Policy]] = []
+    retired: list[Policy] = []
     if issuers is not None:
         if keys is not None or issuer is not None:
             raise ConfigurationError("give either issuers=[...] or keys=/issuer=, not both")
         if not issuers:
             raise ConfigurationError("issuers must list at least one TrustedIssuer")
         routes = {}
+        templates: list[Policy] = []
         for trusted in issuers:
-            if not isinstance(trusted, TrustedIssuer):
-                raise ConfigurationError("issuers must be TrustedIssuer objects")
-            if trusted.issuer in routes:
+            if not isinstance(trusted, (TrustedIssuer, TenantIssuer)):
+                raise ConfigurationError("issuers must be TrustedIssuer or TenantIssuer objects")
+            if trusted.issuer in routes or any(t.template == trusted.issuer for t in tenant_routes):
                 raise ConfigurationError("an issuer is listed twice")
+            algs = trusted.algorithms if trusted.algorithms is not None else algorithms
+            aud = trusted.audience if trusted.audience is not None else audience
+            roles = _strings(trusted.roles_claim, "roles_claim") or roles_paths
+            scopes = _strings(trusted.scopes_claim, "scopes_claim") or scopes_paths
+            if isinstance(trusted, TenantIssuer):
+                # The template's own policy holds what every tenant shares (algorithms,
+                # audiences, hooks); each tenant's policy is made on first use.
+                template = policy(
+                    TemplateKeys(trusted.issuer),
+                    algs,
+                    (trusted.issuer,),
+                    aud,
+                    roles,
+                    scopes,
+                    trusted,
+                )
+                templates.append(template)
+                tenant_routes.append(
+                    _tenants(trusted, _tenant_policy(policy, template, trusted), retired)
+                )
+                continue
             routes[trusted.issuer] = policy(
-                trusted.keys,
-                trusted.algorithms if trusted.algorithms is not None else algorithms,
-                (trusted.issuer,),
-                trusted.audience if trusted.audience is not None else audience,
-                _strings(trusted.roles_claim, "roles_claim") or roles_paths,
-                _strings(trusted.scopes_claim, "scopes_claim") or scopes_paths,
-                trusted,
+                trusted.keys, algs, (trusted.issuer,), aud, roles, scopes, trusted
             )
-        policies = tuple(routes.values())
+        policies = (*routes.values(), *templates)
     elif keys is None:
         raise ConfigurationError("keys must be given (StaticKeys, JWKSKeys, ...)")
     else:
@@ -331,4 +381,44 @@ def configure(
         clock=clock or time.time,
         denylist=denylist,
         cache_size=cache_size,
+        tenants=tuple(tenant_routes),
+        retired=retired,
     )
+
+
+def _tenant_policy(
+    policy: Callable[..., Policy], template: Policy, spec: TenantIssuer
+) -> Callable[[KeySource, str, str], Policy]:
+    """How one tenant's policy is made: the template's, with the tenant's key source, its own
+    issuer, and its ``tenant_claim`` rule."""
+    rules = template.rules
+    claim = spec.tenant_claim
+    algs = sorted(template.algorithms)
+    aud = sorted(rules.audiences) if rules.audiences is not None else None
+
+    def make(source: KeySource, issuer: str, tenant: str) -> Policy:
+        own = (claim, tenant) if claim is not None else None
+        return policy(
+            source, algs, (issuer,), aud, template.roles_paths, template.scopes_paths, spec, own
+        )
+
+    return make
+
+
+def _tenants(
+    spec: TenantIssuer,
+    make: Callable[[KeySource, str, str], Policy],
+    retired: list[Policy],
+) -> Tenants[Policy]:
+    """The routing of a tenant template, its factory tried now on one tenant (the first
+    allowed): a key source that can never verify a tenant's tokens (HS* from a JWKS, discovery
+    for another issuer) is a ``ConfigurationError`` at start-up, not at the first request. The
+    source made for the check does no I/O and is not kept: sources are made on first use."""
+    tenants: Tenants[Policy] = Tenants(spec, make, retired)
+    if spec.allowed:
+        sample = sorted(spec.allowed)[0]
+    else:  # any tenant: a name the factory takes (a host name where the tenant is a host)
+        samples = ("tenant", "tenant.example")
+        sample = next((s for s in samples if tenants.url_problem(s) is None), samples[0])
+    make(spec.keys(sample), tenants.issuer_for(sample), sample)
+    return tenants

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from time import perf_counter
 
-from .._core.cache import Entry
+from .._core.cache import Entry, VerifiedTokens
 from .._core.errors import JWTGuardError
 from .._core.metrics import Metrics
+from .._core.policy import Policy
 from .._core.principal import Principal
 from .._core.revocation import Denylist, RevocationKeys, revocation_keys
 from .._core.steps import Steps, token_bytes
@@ -32,6 +33,8 @@ class Drivers(Steps):
     _each_request: bool
     _cached: Callable[[bytes], Entry | None]
     _forget: Callable[[bytes], None]
+    _cache: VerifiedTokens
+    _retired: list[Policy]
 
     def verify(
         self,
@@ -82,6 +85,8 @@ class Drivers(Steps):
 
     def _fresh(self, token: bytes) -> Principal:
         pending = self._begin(token)
+        if self._retired:
+            self._close_retired()
         key_set = pending.policy.keys.keys(pending.header.kid)
         return self._finish(token, pending, key_set)
 
@@ -120,11 +125,32 @@ class Drivers(Steps):
 
     async def _afresh(self, token: bytes) -> Principal:
         pending = self._begin(token)
+        if self._retired:
+            await self._aclose_retired()
         source = pending.policy.keys
         key_set = source.ready(pending.header.kid)
         if key_set is None:
             key_set = await source.akeys(pending.header.kid)
         return self._finish(token, pending, key_set)
+
+    def _retire(self) -> Policy | None:
+        """The next tenant policy dropped from its LRU (routing a new tenant drops the least
+        recently used beyond ``max_tenants``), its cached tokens forgotten: they would ask its
+        closed key source again. ``None`` when there is none left."""
+        try:
+            policy = self._retired.pop()
+        except IndexError:  # another request took the last one
+            return None
+        self._cache.forget_policy(policy)
+        return policy
+
+    def _close_retired(self) -> None:
+        while (policy := self._retire()) is not None:
+            policy.keys.close()
+
+    async def _aclose_retired(self) -> None:
+        while (policy := self._retire()) is not None:
+            await policy.keys.aclose()
 
     def _after_steps(
         self,

@@ -35,6 +35,7 @@ from .._core.policy import (
 from .._core.principal import Principal
 from .._core.revocation import Denylist, revocation_keys, subject_lifetime, token_lifetime
 from .._core.steps import token_bytes
+from .._core.tenants import TenantIssuer
 from .config import options_from_env
 from .drivers import Drivers
 
@@ -84,7 +85,7 @@ class Verifier(Drivers):
         roles_claim: str | Sequence[str] = DEFAULT_ROLES_CLAIM,
         scopes_claim: str | Sequence[str] = DEFAULT_SCOPES_CLAIM,
         clock: Callable[[], float] | None = None,
-        issuers: Sequence[TrustedIssuer] | None = None,
+        issuers: Sequence[TrustedIssuer | TenantIssuer] | None = None,
         denylist: Denylist | None = None,
         allow_tokens_without_jti: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
@@ -139,6 +140,8 @@ class Verifier(Drivers):
         self._no_after_steps = dpop is None and self._denylist is None and not self._each_request
         self._all_algorithms = config.algorithms
         self._route = config.route
+        # Tenants' key sources dropped from their LRU, closed by the drivers (see drivers.py).
+        self._retired = config.retired
         self._headers = {}
         # OpenTelemetry instruments, or None (not installed, or metrics=False): every caller
         # tests for None, so metrics off cost one attribute check per request.
@@ -146,6 +149,8 @@ class Verifier(Drivers):
         if self.metrics is not None:
             for source in config.key_sources:
                 source.use_metrics(self.metrics)
+            for tenants in config.tenants:
+                tenants.metrics = self.metrics
             if config.denylist is not None:
                 config.denylist.use_metrics(self.metrics)
         self._cache = VerifiedTokens(
@@ -195,6 +200,7 @@ class Verifier(Drivers):
 
     def close(self) -> None:
         """Close the key sources', the denylist's and the DPoP replay cache's connections."""
+        self._close_retired()
         for source in self.key_sources:
             source.close()
         if self._denylist is not None:
@@ -205,6 +211,7 @@ class Verifier(Drivers):
     async def aclose(self) -> None:
         """Close this loop's connections, and cancel its background key refreshes (an ASGI
         lifespan shutdown calls this)."""
+        await self._aclose_retired()
         for source in self.key_sources:
             await source.aclose()
         if self._denylist is not None:
