@@ -173,7 +173,7 @@ def entra_id(
     validate_tenant: Callable[[str], bool] | None = None,
     max_tenants: int = DEFAULT_MAX_TENANTS,
     jwks_url: str | None = None,
-    keys: Callable[[str], KeySource] | None = None,
+    keys: Callable[[str], KeySource] | KeySource | None = None,
     claims: Mapping[str, Any] | None = None,
     validate: Validator | None = None,
     **options: Any,
@@ -199,6 +199,10 @@ def entra_id(
     *,
     audience: str | Sequence[str],
     version: int = 2,
+    tenants: Sequence[str] | None = None,
+    any_tenant: bool = False,
+    validate_tenant: Callable[[str], bool] | None = None,
+    max_tenants: int = DEFAULT_MAX_TENANTS,
     jwks_url: str | None = None,
     keys: Any = None,
     claims: Mapping[str, Any] | None = None,
@@ -219,8 +223,9 @@ def entra_id(
     accounts' tenant may be listed too), or ``any_tenant=True`` with ``validate_tenant=`` (a
     callable: tenant GUID -> ``True`` to accept). Returns a :class:`TenantIssuer`: each tenant's
     keys come from its own JWKS (``jwks_url=`` a template with ``{tid}``; ``keys=`` a callable
-    taking the tenant), made when its first token comes, ``max_tenants`` kept at most; ``tid``
-    must be the tenant in ``iss`` (Microsoft's guidance for multi-tenant validation)."""
+    taking the tenant, or one key source for every tenant), made when its first token comes,
+    ``max_tenants`` kept at most; ``tid`` must be the tenant in ``iss`` (Microsoft's guidance
+    for multi-tenant validation)."""
     alias = tenant_id.lower() if isinstance(tenant_id, str) else None
     if alias in ("common", "organizations"):
         assert alias is not None
@@ -228,11 +233,20 @@ def entra_id(
             alias,
             audience=audience,
             version=version,
+            tenants=tenants,
+            any_tenant=any_tenant,
+            validate_tenant=validate_tenant,
+            max_tenants=max_tenants,
             jwks_url=jwks_url,
             keys=keys,
             claims=claims,
             validate=validate,
             **options,
+        )
+    if tenants is not None or any_tenant or validate_tenant is not None:
+        raise ConfigurationError(
+            "tenants=, any_tenant= and validate_tenant= are for entra_id('organizations') or "
+            "entra_id('common'); one tenant's GUID needs none"
         )
     if not isinstance(tenant_id, str) or alias in _ENTRA_ALIASES:
         raise ConfigurationError(
@@ -283,13 +297,13 @@ def _entra_tenants(
     audience: str | Sequence[str],
     version: int,
     jwks_url: str | None,
-    keys: Callable[[str], KeySource] | None,
+    keys: Callable[[str], KeySource] | KeySource | None,
     claims: Mapping[str, Any] | None,
     validate: Validator | None,
-    tenants: Sequence[str] | None = None,
-    any_tenant: bool = False,
-    validate_tenant: Callable[[str], bool] | None = None,
-    max_tenants: int = DEFAULT_MAX_TENANTS,
+    tenants: Sequence[str] | None,
+    any_tenant: bool,
+    validate_tenant: Callable[[str], bool] | None,
+    max_tenants: int,
     **options: Any,
 ) -> TenantIssuer:
     """``entra_id("organizations" | "common", ...)``: one :class:`TenantIssuer`."""
@@ -320,12 +334,7 @@ def _entra_tenants(
             raise ConfigurationError(
                 f"{sorted(options)} configure the JWKS fetch: they do not apply with keys="
             )
-        if isinstance(keys, KeySource):
-            raise ConfigurationError(
-                "keys= must make a tenant's key source (a callable taking the tenant), or use "
-                "jwks_url='https://.../{tid}/...'"
-            )
-        factory = keys
+        factory = _Shared(keys) if isinstance(keys, KeySource) else keys
     else:
         factory = TenantKeys.jwks(jwks_url if jwks_url is not None else default_jwks, **options)
     return TenantIssuer(
@@ -344,6 +353,20 @@ def _entra_tenants(
         claims=claims,
         validate=validate,
     )
+
+
+class _Shared:
+    """One key source for every tenant (a test's ``LocalIssuer.keys()``, a provider's common
+    JWKS): never closed when a tenant leaves the LRU while another tenant uses it."""
+
+    def __init__(self, source: KeySource) -> None:
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"shared({self.source!r})"
+
+    def __call__(self, tenant: str) -> KeySource:
+        return self.source
 
 
 def cognito(

@@ -424,6 +424,33 @@ def test_verify_with_a_provider_preset(tmp_path: Path) -> None:
 ISS_KC = "https://sso.acme.io/realms/main"
 
 
+def test_verify_with_entra_organizations_and_a_tenant_list(tmp_path: Path) -> None:
+    """--provider entra_id with tenant_id=organizations and repeated tenants= (issue 25,
+    item 7): a listed tenant passes, another tenant's token is refused by its issuer."""
+    assert run("keygen", "--alg", "RS256", "--kid", "ms", "--out", str(tmp_path))[0] == 0
+    tenants = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"]
+
+    def token(tenant: str) -> str:
+        key = ["--key", str(tmp_path / "private.pem"), "--alg", "RS256", "--kid", "ms"]
+        iss = f"https://login.microsoftonline.com/{tenant}/v2.0"
+        code, out, _ = run("mint", *key, "--iss", iss, "--aud", "api", "--claim", f"tid={tenant}")
+        assert code == 0
+        return out.strip()
+
+    base = ["--provider", "entra_id", "--provider-arg", "tenant_id=organizations"]
+    base += ["--provider-arg", f"tenants={tenants[0]}", "--provider-arg", f"tenants={tenants[1]}"]
+    base += ["--audience", "api", "--jwks-file", str(tmp_path / "jwks.json")]
+    for tenant in tenants:
+        code, out, _ = run("verify", token(tenant), *base)
+        assert code == 0, out
+    other = "33333333-3333-4333-8333-333333333333"
+    code, out, _ = run("verify", token(other), *base)
+    assert code == 1
+    result = json.loads(out)
+    assert result["code"] == "issuer_invalid"
+    assert result["detail"]["reason"] == "tenant not in the allow-list"
+
+
 @pytest.mark.parametrize("argv", [["verify", ""], ["verify", "-"], ["verify"]])
 def test_an_empty_token_or_empty_stdin_exits_2(keydir: Path, argv: list[str]) -> None:
     code, out, err = run(*argv, "--jwks-file", str(keydir / "jwks.json"), "--algorithm", "ES256")

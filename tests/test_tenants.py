@@ -582,3 +582,24 @@ def test_tenants_beside_trusted_issuers() -> None:
         "https://single.example",
     ]
     assert isinstance(verifier.key_sources[0], StaticKeys)
+
+
+async def test_a_key_source_shared_by_tenants_is_not_closed_while_one_uses_it(
+    idp: TenantsServer, verify: Verify
+) -> None:
+    """``keys=`` one source for every tenant (a provider's common JWKS): a tenant leaving the
+    LRU does not close it under the tenant that stays."""
+    shared = JWKSKeys(f"{idp.base_url}/{T1}/keys")
+    trusted = providers.entra_id(
+        "organizations", audience="api://orders", tenants=[T1, T2], keys=shared, max_tenants=1
+    )
+    verifier = Verifier(issuers=[trusted])
+    signer = idp.tenants[T1]
+    try:
+        await verify(verifier, signer.mint(issuer=ENTRA.format(tid=T1), tid=T1))
+        await verify(verifier, signer.mint(issuer=ENTRA.format(tid=T2), tid=T2))  # T1 leaves
+        assert verifier.key_sources == (shared,)
+        assert verifier._retired == []
+        assert idp.requests == {f"/{T1}/keys": 1}
+    finally:
+        await close(verifier)
