@@ -603,3 +603,24 @@ async def test_a_key_source_shared_by_tenants_is_not_closed_while_one_uses_it(
         assert idp.requests == {f"/{T1}/keys": 1}
     finally:
         await close(verifier)
+
+
+def test_a_key_factory_that_raises_is_a_configuration_error() -> None:
+    """At start-up when it fails for the first allowed tenant; at a request for another (a
+    deployment bug, answered 500 and logged, never a token's fault nor a bare exception)."""
+    idp = LocalIssuer(algorithm="ES256", kid="k")
+
+    def factory(tenant: str) -> StaticKeys:
+        if tenant != "a":
+            raise ValueError(tenant)
+        return idp.keys()
+
+    template = "https://idp.example/{t}"
+    with pytest.raises(ConfigurationError, match="keys= raised ValueError"):
+        Verifier(issuers=[TenantIssuer(template, factory, tenants=["0"], algorithms=["ES256"])])
+    verifier = Verifier(
+        issuers=[TenantIssuer(template, factory, tenants=["a", "b"], algorithms=["ES256"])]
+    )
+    assert verifier.verify(idp.mint(issuer="https://idp.example/a", aud=None))
+    with pytest.raises(ConfigurationError, match=r"keys= raised ValueError .*idp\.example/\{t\}"):
+        verifier.verify(idp.mint(issuer="https://idp.example/b", aud=None))

@@ -420,5 +420,5 @@ def _tenants(
     else:  # any tenant: a name the factory takes (a host name where the tenant is a host)
         samples = ("tenant", "tenant.example")
         sample = next((s for s in samples if tenants.url_problem(s) is None), samples[0])
-    make(spec.keys(sample), tenants.issuer_for(sample), sample)
+    tenants.make(sample)
     return tenants

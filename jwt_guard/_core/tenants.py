@@ -299,6 +299,19 @@ class Tenants(Generic[P]):
         IP address where the tenant is the host), or ``None``."""
         return self._url_check(tenant) if self._url_check is not None else None
 
+    def make(self, tenant: str) -> P:
+        """A new policy for ``tenant``, with a new key source (no I/O: nothing is fetched)."""
+        try:
+            source = self.spec.keys(tenant)
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # the app's factory: a deployment bug, never a token's fault
+            raise ConfigurationError(
+                f"keys= raised {type(exc).__name__} making the key source of a tenant of "
+                f"{self.template}"
+            ) from exc
+        return self._make(source, self.issuer_for(tenant), tenant)
+
     def route(self, iss: str, tenant: str) -> P:
         """The policy for a token of ``tenant`` (whose ``iss`` has the template's shape);
         raises :class:`IssuerInvalid` for a tenant that is refused, before any key source
@@ -321,7 +334,7 @@ class Tenants(Generic[P]):
                 live.move_to_end(tenant)
                 return policy
         # Made outside the lock: the factory and the policy's checks are the app's code.
-        made = self._make(self.spec.keys(tenant), self.issuer_for(tenant), tenant)
+        made = self.make(tenant)
         if self.metrics is not None:
             made.keys.use_metrics(self.metrics)
         with self._lock:
