@@ -112,6 +112,8 @@ class IssuerSite:
 
     def __init__(self, jwks: Callable[[], Mapping[str, Any]], issuer_path: str = "") -> None:
         self.routes: dict[str, int | None] = {}
+        #: More members of the metadata document (e.g. ``authorization_endpoint``).
+        self.document: dict[str, Any] = {}
         self.requests: list[str] = []
         self._jwks = jwks
         self._path = issuer_path
@@ -150,7 +152,11 @@ class IssuerSite:
                 return
             status, body = answer, b"{}"
             if answer == 200:
-                document = {"issuer": self.issuer, "jwks_uri": self.origin + "/jwks.json"}
+                document = {
+                    "issuer": self.issuer,
+                    "jwks_uri": self.origin + "/jwks.json",
+                    **self.document,
+                }
                 body = json.dumps(document).encode()
         else:
             status, body = 404, b"{}"

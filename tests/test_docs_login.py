@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -32,7 +32,7 @@ from jwt_guard.fastapi import (
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .redis_server import free_port
-from .servers import run_uvicorn
+from .servers import IssuerSite, run_uvicorn
 
 ISSUER = "https://idp.example.com"
 DOCUMENT = {
@@ -79,18 +79,29 @@ def test_from_discovery_reads_endpoints_and_scopes() -> None:
     assert given.swagger_ui_init_oauth["scopes"] == "orders:read"
 
 
-@pytest.mark.parametrize("driver", ["sync", "async"])
-async def test_from_discovery_against_a_real_server(driver: str) -> None:
+@pytest.fixture(params=["sync", "async"])
+def discover(request: pytest.FixtureRequest) -> Callable[[OAuth2Login], Awaitable[None]]:
+    """The login's discovery read by either driver: a thread (a script), or the event loop."""
+
+    async def in_a_thread(login: OAuth2Login) -> None:
+        await asyncio.to_thread(login.discover)
+
+    async def on_the_loop(login: OAuth2Login) -> None:
+        await login.adiscover()
+
+    return in_a_thread if request.param == "sync" else on_the_loop
+
+
+async def test_from_discovery_against_a_real_server(
+    discover: Callable[[OAuth2Login], Awaitable[None]],
+) -> None:
     issuer = LocalIssuer()
     extra = {"authorization_endpoint": "http://127.0.0.1:1/authorize", "token_endpoint": "x"}
     with JWKSServer(issuer.jwks, discovery=extra) as server:
         extra["token_endpoint"] = f"{server.base_url}/token"
         server.discovery.update(extra)
         login = OAuth2Login.from_discovery(server.base_url, client_id="docs")
-        if driver == "sync":
-            await asyncio.to_thread(login.discover)
-        else:
-            await login.adiscover()
+        await discover(login)
         assert login.token_url == f"{server.base_url}/token"
         assert server.requests == {"/.well-known/openid-configuration": 1}
 
@@ -551,3 +562,32 @@ def test_issue25_item6_sync_openapi_reads_discovery_outside_the_loop(
         down = OAuth2Login.from_discovery(base, client_id="docs", timeout=1)
         schema = guarded_app(down, api_issuer).openapi()
         assert schema["info"]["description"].startswith("**Login unavailable**")
+
+
+async def test_rfc8414_s3_login_from_an_authorization_server_without_openid_configuration(
+    discover: Callable[[OAuth2Login], Awaitable[None]], api_issuer: LocalIssuer
+) -> None:
+    # An issuer with a path that publishes only RFC 8414 metadata: the login reads the same
+    # addresses as the verifier's discovery (404 on the OpenID ones, then the RFC 8414 one).
+    with IssuerSite(lambda: api_issuer.jwks, "/tenant") as site:
+        site.routes["/.well-known/oauth-authorization-server/tenant"] = 200
+        site.document = {
+            "authorization_endpoint": f"{site.origin}/authorize",
+            "token_endpoint": f"{site.origin}/token",
+            "scopes_supported": ["orders:read"],
+        }
+        login = OAuth2Login.from_discovery(site.issuer, client_id="docs")
+        await discover(login)
+        assert login.token_url == f"{site.origin}/token"
+        assert login.scopes == {"orders:read": ""}
+        assert site.requests == [
+            "/tenant/.well-known/openid-configuration",
+            "/.well-known/openid-configuration/tenant",
+            "/.well-known/oauth-authorization-server/tenant",
+        ]
+        # Its document's own URL works too (what JWT_GUARD_DISCOVERY_URL may name).
+        direct = OAuth2Login.from_discovery(
+            f"{site.origin}/.well-known/oauth-authorization-server/tenant", client_id="docs"
+        )
+        await direct.adiscover()
+        assert direct.authorization_url == f"{site.origin}/authorize"

@@ -44,7 +44,7 @@ from .._core.errors import ConfigurationError
 from .._core.jwks_policy import FetchFailed
 from .._http.authz import openapi_bearer_scheme
 from .._sources.deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
-from .._sources.discovery import WELL_KNOWN
+from .._sources.discovery import metadata_documents, read_metadata_async, read_metadata_sync
 from .._sources.fetch import AsyncGet, Sockets, SyncGet, check_url, display_url, new_client
 from .._sources.verifier import Verifier
 
@@ -129,12 +129,9 @@ class _Discovery:
         check_url(issuer, allow_http, "issuer")
         if not (timeout > 0 and retry_interval >= 0):
             raise ConfigurationError("timeout must be > 0 and retry_interval >= 0")
-        if urllib.parse.urlsplit(issuer).path.endswith(WELL_KNOWN):
-            self.url = issuer
-            base = issuer[: issuer.rindex(WELL_KNOWN)]
-            self.expected: tuple[str, ...] = (base, base + "/")
-        else:
-            self.url, self.expected = issuer.rstrip("/") + WELL_KNOWN, (issuer,)
+        # The addresses the verifier's discovery reads too: OpenID Connect, then RFC 8414.
+        self.documents, self.expected = metadata_documents(issuer)
+        self.url = self.documents[0]
         self.timeout = timeout
         self.retry_interval = retry_interval
         self.client = client
@@ -157,14 +154,16 @@ class _Discovery:
             f"discovery document {display_url(self.url)}: {reason} (is the issuer up?)"
         )
 
-    def get_sync(self) -> bytes:
-        """The document's body, read in this thread under one total deadline."""
+    def get_sync(self) -> tuple[str, bytes]:
+        """The document's URL and body, read in this thread under one total deadline."""
         client = self.client if isinstance(self.client, httpx.Client) else None
         http = client or new_client(httpx.Client)
         sockets = Sockets()
         try:
             get = SyncGet(http, self.timeout, MAX_DISCOVERY_BYTES, sockets)
-            body, _ = call_with_deadline(lambda: get(self.url), self.timeout, abort=sockets.abort)
+            found = call_with_deadline(
+                lambda: read_metadata_sync(get, self.documents), self.timeout, abort=sockets.abort
+            )
         except DeadlineExceeded as exc:
             if exc.worker is not None:
                 exc.worker.join(self.timeout)  # its sockets are shut: it ends soon
@@ -174,25 +173,27 @@ class _Discovery:
         finally:
             if client is None:
                 http.close()
-        return body
+        return found
 
-    async def get_async(self) -> bytes:
-        """The document's body, read on the event loop under one total deadline."""
+    async def get_async(self) -> tuple[str, bytes]:
+        """The document's URL and body, read on the event loop under one total deadline."""
         client = self.client if isinstance(self.client, httpx.AsyncClient) else None
         http = client or new_client(httpx.AsyncClient)
         try:
             get = AsyncGet(http, self.timeout, MAX_DISCOVERY_BYTES)
-            body, _ = await acall_with_deadline(get(self.url), self.timeout)
+            found = await acall_with_deadline(
+                read_metadata_async(get, self.documents), self.timeout
+            )
         except (DeadlineExceeded, FetchFailed, httpx.HTTPError) as exc:
             raise self._failure(exc) from exc
         finally:
             if client is None:
                 await http.aclose()
-        return body
+        return found
 
-    def read(self, body: bytes) -> tuple[str, str, list[str]]:
+    def read(self, url: str, body: bytes) -> tuple[str, str, list[str]]:
         """The authorization and token endpoints and the scopes a document names."""
-        where = f"discovery document {display_url(self.url)}"
+        where = f"discovery document {display_url(url)}"
         try:
             document = json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -200,7 +201,7 @@ class _Discovery:
         if not isinstance(document, dict):
             raise ConfigurationError(f"{where}: not a JSON object")
         found = document.get("issuer")
-        # OpenID Connect Discovery 1.0 §4.3: the issuer is exactly the configured one.
+        # OpenID Connect Discovery 1.0 §4.3, RFC 8414 §3.3: exactly the configured issuer.
         if not isinstance(found, str) or found not in self.expected:
             raise ConfigurationError(f"{where}: issuer {found!r} is not {self.expected[0]!r}")
         endpoints = []
@@ -333,15 +334,17 @@ class OAuth2Login:
         authorization_params: Mapping[str, str] | None = None,
         audience_param: AudienceParam = None,
     ) -> OAuth2Login:
-        """A login whose endpoints (and, unless given, scopes) come from OpenID Connect
-        discovery: nothing is fetched now.
+        """A login whose endpoints (and, unless given, scopes) come from the issuer's metadata:
+        nothing is fetched now.
 
-        ``issuer`` is the issuer or the document's URL. The document is read when the app's
-        OpenAPI document is first asked for (or by :meth:`discover`/:meth:`adiscover`), within
-        ``timeout`` seconds; after a failure, again at the first request ``retry_interval``
-        seconds later. Its ``issuer`` must equal the configured one (OpenID Connect Discovery
-        1.0 §4.3), and its ``authorization_endpoint`` and ``token_endpoint`` must be https
-        (http on loopback). ``client`` (sync or async) is used for the reads it can make.
+        ``issuer`` is the issuer or a metadata document's URL; the addresses tried are the
+        verifier's (OpenID Connect discovery, then RFC 8414). The document is read when the
+        app's OpenAPI document is first asked for (or by :meth:`discover`/:meth:`adiscover`),
+        within ``timeout`` seconds; after a failure, again at the first request
+        ``retry_interval`` seconds later. Its ``issuer`` must equal the configured one (OpenID
+        Connect Discovery 1.0 §4.3, RFC 8414 §3.3), and its ``authorization_endpoint`` and
+        ``token_endpoint`` must be https (http on loopback). ``client`` (sync or async) is
+        used for the reads it can make.
         """
         login = cls.__new__(cls)
         login._setup(
@@ -364,8 +367,8 @@ class OAuth2Login:
         )
         return login
 
-    def _apply(self, discovery: _Discovery, body: bytes) -> None:
-        authorization_url, token_url, supported = discovery.read(body)
+    def _apply(self, discovery: _Discovery, found: tuple[str, bytes]) -> None:
+        authorization_url, token_url, supported = discovery.read(*found)
         if not self._scopes_given:
             self.scopes = dict.fromkeys(supported, "")
         self._endpoints(authorization_url, token_url)

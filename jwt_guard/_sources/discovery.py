@@ -16,7 +16,15 @@ from .._core.jwks_policy import DiscoveryMismatch, FetchFailed
 from .fetch import AsyncGet, SyncGet, check_url, display_url
 from .jwks import JWKSKeys
 
-__all__ = ["OAUTH_WELL_KNOWN", "WELL_KNOWN", "OIDCDiscovery", "metadata_urls"]
+__all__ = [
+    "OAUTH_WELL_KNOWN",
+    "WELL_KNOWN",
+    "OIDCDiscovery",
+    "metadata_documents",
+    "metadata_urls",
+    "read_metadata_async",
+    "read_metadata_sync",
+]
 
 
 #: The path of the discovery document under an issuer (OpenID Connect Discovery 1.0 §4).
@@ -49,6 +57,63 @@ def metadata_urls(issuer: str) -> tuple[str, ...]:
         origin + OAUTH_WELL_KNOWN + path,
     )
     return tuple(dict.fromkeys(urls))
+
+
+def metadata_documents(issuer: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The addresses to read ``issuer``'s metadata from, in order, and the ``issuer`` values
+    the document may name.
+
+    From a document's own URL (an ``openid-configuration`` appended to the issuer or inserted
+    after the host, or an ``oauth-authorization-server`` one): that document only, whose issuer
+    is what the suffix was appended to or inserted before, with or without the slash that is
+    dropped first (OpenID Connect Discovery 1.0 §4, RFC 8414 §3.1). From an issuer: the
+    addresses of :func:`metadata_urls`, and the issuer exactly.
+    """
+    parts = urllib.parse.urlsplit(issuer)
+    if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+        # RFC 8414 §2: an issuer has no query or fragment; a metadata URL with one would
+        # not be the one its issuer's document is published at.
+        raise ConfigurationError("issuer must not have a query or a fragment (RFC 8414 §2)")
+    base = _issuer_of_document(issuer)
+    if base is not None:
+        return (issuer,), (base, base + "/")
+    return metadata_urls(issuer), (issuer,)
+
+
+def read_metadata_sync(get: SyncGet, documents: tuple[str, ...]) -> tuple[str, bytes]:
+    """The first metadata document found at ``documents`` (its URL and body): a 4xx moves on
+    to the next address, an outage stops the search (see :class:`OIDCDiscovery`)."""
+    absent: list[FetchFailed] = []
+    while True:
+        url = _next_document(documents, absent)
+        try:
+            body, _ = get(url)
+        except FetchFailed as exc:
+            absent.append(_absent(exc))
+            continue
+        return url, body
+
+
+async def read_metadata_async(get: AsyncGet, documents: tuple[str, ...]) -> tuple[str, bytes]:
+    """:func:`read_metadata_sync` for the async driver."""
+    absent: list[FetchFailed] = []
+    while True:
+        url = _next_document(documents, absent)
+        try:
+            body, _ = await get(url)
+        except FetchFailed as exc:
+            absent.append(_absent(exc))
+            continue
+        return url, body
+
+
+def _next_document(documents: tuple[str, ...], absent: list[FetchFailed]) -> str:
+    """The next address to try, after ``absent`` said "not here"; raises after the last."""
+    if len(absent) < len(documents):
+        return documents[len(absent)]
+    # Public addresses of the issuer's origin, for the log and the developer's detail.
+    tried = ", ".join(f"{display_url(e.url or '')} (HTTP {e.status})" for e in absent)
+    raise FetchFailed(f"no metadata document at {tried}"[:400], documents[0])
 
 
 def _issuer_of_document(url: str) -> str | None:
@@ -92,21 +157,7 @@ class OIDCDiscovery(JWKSKeys):
     def __init__(self, issuer: str, *, allow_any_issuer: bool = False, **options: Any) -> None:
         allow_http = bool(options.get("allow_http", False))
         check_url(issuer, allow_http, "issuer")
-        parts = urllib.parse.urlsplit(issuer)
-        if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
-            # RFC 8414 §2: an issuer has no query or fragment; a metadata URL with one would
-            # not be the one its issuer's document is published at.
-            raise ConfigurationError("issuer must not have a query or a fragment (RFC 8414 §2)")
-        base = _issuer_of_document(issuer)
-        if base is not None:
-            # A document's URL: read that document only. Its issuer is what the suffix was
-            # appended to or inserted before, with or without the slash that is dropped first
-            # (OpenID Connect Discovery 1.0 §4, RFC 8414 §3.1).
-            self._documents: tuple[str, ...] = (issuer,)
-            self._issuers: tuple[str, ...] = (base, base + "/")
-        else:
-            self._documents = metadata_urls(issuer)
-            self._issuers = (issuer,)
+        self._documents, self._issuers = metadata_documents(issuer)
         self._discovery_url = self._documents[0]
         self.issuer = self._issuers[0]
         self.allow_any_issuer = bool(allow_any_issuer)
@@ -139,36 +190,16 @@ class OIDCDiscovery(JWKSKeys):
     # The drivers' twins: GET each address in turn until a document (see the class).
 
     def _jwks_url_sync(self, get: SyncGet) -> str:
-        absent: list[FetchFailed] = []
-        while self._url is None:
-            url = self._next_document(absent)
-            try:
-                body, _ = get(url)
-            except FetchFailed as exc:
-                absent.append(_absent(exc))
-                continue
+        if self._url is None:
+            url, body = read_metadata_sync(get, self._documents)
             self._url = self._jwks_uri(body, url)
         return self._url
 
     async def _jwks_url_async(self, get: AsyncGet) -> str:
-        absent: list[FetchFailed] = []
-        while self._url is None:
-            url = self._next_document(absent)
-            try:
-                body, _ = await get(url)
-            except FetchFailed as exc:
-                absent.append(_absent(exc))
-                continue
+        if self._url is None:
+            url, body = await read_metadata_async(get, self._documents)
             self._url = self._jwks_uri(body, url)
         return self._url
-
-    def _next_document(self, absent: list[FetchFailed]) -> str:
-        """The next address to try, after ``absent`` said "not here"; raises after the last."""
-        if len(absent) < len(self._documents):
-            return self._documents[len(absent)]
-        # Public addresses of the issuer's origin, for the log and the developer's detail.
-        tried = ", ".join(f"{display_url(e.url or '')} (HTTP {e.status})" for e in absent)
-        raise FetchFailed(f"no metadata document at {tried}"[:400], self._documents[0])
 
     def _source_url(self) -> str:
         return self._url or self._discovery_url
