@@ -158,11 +158,15 @@ def _verifier(args: argparse.Namespace) -> Verifier:
             issuers=[_provider(args, keys)],
             **common,
         )
-    if not args.algorithm:
-        raise UsageError("give the accepted algorithms with --algorithm (e.g. RS256)")
+    if not args.algorithm and not (args.jwks_url or args.discover):
+        # Published keys say what each is for (issue 25); keys given here must be named.
+        raise UsageError(
+            "give the accepted algorithms with --algorithm (e.g. RS256); with --jwks-url or "
+            "--discover they may be left out: each published key's own is then accepted"
+        )
     return Verifier(
         keys=_key_source(args),
-        algorithms=args.algorithm,
+        algorithms=args.algorithm or None,
         issuer=args.issuer or None,
         audience=args.audience or None,
         **common,

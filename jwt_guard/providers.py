@@ -82,6 +82,11 @@ def _trusted(
         source = keys
     else:
         source = JWKSKeys(jwks_url if jwks_url is not None else default_jwks_url, **options)
+    if source.published:
+        # The provider's JWKS says what each key is for (issue 25): a realm that signs with
+        # ES256 or PS256 works too. The preset's RS256 is for keys of your own (keys=), and
+        # the Verifier's algorithms= win over both.
+        settings["algorithms"] = None
     merged = {**(rules or {}), **(claims or {})}
     return TrustedIssuer(
         issuer,

@@ -186,6 +186,19 @@ def test_verify_with_oidc_discovery(keydir: Path) -> None:
     assert code == 0 and json.loads(out)["valid"]
 
 
+@pytest.mark.parametrize("source", ["--jwks-url", "--discover"])
+def test_issue25_verify_against_a_provider_without_algorithm_follows_its_keys(
+    keydir: Path, source: str
+) -> None:
+    jwks = json.loads((keydir / "jwks.json").read_text())  # an ES256 key with its "alg"
+    with JWKSServer(jwks, issuer=None) as server:
+        token = mint(keydir, iss=server.base_url)
+        where = server.url if source == "--jwks-url" else server.base_url
+        argv = ["verify", token, source, where, "--issuer", server.base_url, "--audience", "api"]
+        code, out, _ = run(*argv)
+    assert code == 0 and json.loads(out)["valid"]
+
+
 def test_verify_with_hmac_secret_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import jwt
 

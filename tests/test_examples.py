@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 
 from jwt_guard import ConfigurationError, Verifier
 from jwt_guard.testing import JWKSServer, LocalIssuer
+
+from .servers import run_uvicorn, run_wsgi
 
 
 @pytest.fixture
@@ -96,3 +99,35 @@ def test_from_env_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("X_JWKS_URL", "http://idp.example/jwks")
     with pytest.raises(ConfigurationError, match="exactly one"):
         Verifier.from_env("X_")
+
+
+@pytest.mark.parametrize("module", ["examples.fastapi_app", "examples.flask_app"])
+def test_issue25_example_with_only_issuer_audience_and_discovery_accepts_an_rs256_provider(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, module: str
+) -> None:
+    """Issue 25: with only ISSUER, AUDIENCE and DISCOVERY_URL set, the examples refused every
+    token of a provider signing RS256 (as Auth0, Okta, Entra ID, Keycloak, Cognito and Google
+    do) with algorithm_not_allowed, under a default of ES256. Served for real: a discovery
+    document and JWKS on 127.0.0.1, the example under uvicorn (FastAPI) or a WSGI server."""
+    provider = LocalIssuer(algorithm="RS256", audience="orders-api")
+    with JWKSServer(lambda: provider.jwks) as idp, caplog.at_level(logging.WARNING):
+        provider.issuer = idp.base_url  # what its discovery document names
+        for name in ("JWKS_URL", "ALGORITHMS", "DOCS_CLIENT_ID"):
+            monkeypatch.delenv(f"JWT_GUARD_{name}", raising=False)
+        monkeypatch.setenv("JWT_GUARD_ISSUER", idp.base_url)
+        monkeypatch.setenv("JWT_GUARD_AUDIENCE", "orders-api")
+        monkeypatch.setenv("JWT_GUARD_DISCOVERY_URL", idp.base_url)
+        loaded = load(module)
+        app = loaded.create_app() if hasattr(loaded, "create_app") else loaded.app
+        serve = run_uvicorn if "fastapi" in module else run_wsgi
+        with serve(app) as base:
+            token = provider.mint(sub="alice", roles=["user"])
+            me = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200, me.text
+            assert me.json()["sub"] == "alice"
+            # Not every token: one signed by a key the provider does not publish is refused.
+            stranger = LocalIssuer(algorithm="RS256", issuer=idp.base_url, audience="orders-api")
+            other = {"Authorization": f"Bearer {stranger.mint(kid=provider.kid)}"}
+            assert httpx.get(f"{base}/api/me", headers=other).status_code == 401
+        assert idp.requests["/.well-known/openid-configuration"] >= 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

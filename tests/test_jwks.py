@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jwt_guard import (
+    AlgorithmNotAllowed,
     ClaimMissing,
     ConfigurationError,
     IssuerInvalid,
@@ -25,8 +28,8 @@ from jwt_guard import (
 )
 from jwt_guard._sources.discovery import WELL_KNOWN, OIDCDiscovery
 from jwt_guard._sources.jwks import JWKSKeys
-from jwt_guard._tools.signing import generate_key, public_jwk
-from jwt_guard.testing import JWKSServer, LocalIssuer, compact
+from jwt_guard._tools.signing import encode, generate_key, public_jwk, public_pem
+from jwt_guard.testing import JWKSServer, LocalIssuer, compact, forge
 
 from .conftest import FakeClock, fetch_over, fetches_over
 
@@ -49,9 +52,27 @@ async def source(server: JWKSServer, clock: FakeClock) -> AsyncIterator[JWKSKeys
     await src.aclose()
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
 def verifier_for(idp: LocalIssuer, source: Any, **kw: Any) -> Verifier:
     kw.setdefault("cache_size", 0)
     return idp.verifier(keys=source, **kw)
+
+
+Drive = Callable[[Verifier, str], Awaitable[Any]]
+
+
+@pytest.fixture(params=["sync", "async"])
+def drive(request: pytest.FixtureRequest) -> Drive:
+    """Verify through the driver under test (sync: in a worker thread, as WSGI does)."""
+
+    async def verify(verifier: Verifier, token: str) -> Any:
+        if request.param == "sync":
+            return await asyncio.to_thread(verifier.verify, token)
+        return await verifier.averify(token)
+
+    return verify
 
 
 def free_port() -> int:
@@ -195,9 +216,8 @@ def test_unknown_kid_sync_path(idp: LocalIssuer, server: JWKSServer, clock: Fake
     source.close()
 
 
-@pytest.mark.parametrize("drive", ["sync", "async"])
 async def test_issue25_new_kid_refused_in_cooldown_says_the_refetch_was_skipped_and_when(
-    idp: LocalIssuer, server: JWKSServer, clock: FakeClock, drive: str
+    idp: LocalIssuer, server: JWKSServer, clock: FakeClock, drive: Drive
 ) -> None:
     """Issue 25, item 3: a new key refused inside the refetch cooldown said only
     ``key_set_kids=['k1']``, which reads as "the provider lacks the key"."""
@@ -205,9 +225,7 @@ async def test_issue25_new_kid_refused_in_cooldown_says_the_refetch_was_skipped_
     verifier = verifier_for(idp, source)
 
     async def verify(token: str) -> Any:
-        if drive == "sync":
-            return await asyncio.to_thread(verifier.verify, token)
-        return await verifier.averify(token)
+        return await drive(verifier, token)
 
     try:
         await verify(idp.mint())
@@ -723,3 +741,248 @@ def test_discovery_url_from_env_may_be_the_document_url(
         assert verifier.verify(idp.mint(issuer=srv.base_url))
         assert srv.requests == {WELL_KNOWN: 1, "/jwks.json": 1}
         verifier.close()
+
+
+# 8. algorithms follow the keys (issue 25, item 1; RFC 8725 §3.1, §2.1) ---------------------
+
+
+class Provider:
+    """A provider's keys as it publishes them: (kid, private key, the JWK's "alg" or None)."""
+
+    def __init__(self, idp: LocalIssuer, *entries: tuple[str, str, str | None]) -> None:
+        self.idp = idp
+        self.keys: dict[str, tuple[Any, str | None]] = {}
+        for kid, kind, alg in entries:
+            self.add(kid, kind, alg)
+
+    def add(self, kid: str, kind: str, alg: str | None) -> None:
+        self.keys[kid] = (_KEYS.get(kind) or _KEYS.setdefault(kind, generate_key(kind)), alg)
+
+    def jwks(self) -> dict[str, Any]:
+        return {
+            "keys": [public_jwk(key, kid=kid, alg=alg) for kid, (key, alg) in self.keys.items()]
+        }
+
+    def mint(self, alg: str, kid: str) -> str:
+        return encode(self.idp.claims(), self.keys[kid][0], alg, header={"kid": kid})
+
+
+_KEYS: dict[str, Any] = {}  # generated once per kind (RSA is slow)
+
+
+@contextlib.asynccontextmanager
+async def following(
+    provider: Provider, clock: FakeClock, **options: Any
+) -> AsyncIterator[tuple[Verifier, JWKSKeys, JWKSServer]]:
+    """A verifier that names no algorithms, on the provider's JWKS served over HTTP."""
+    with JWKSServer(provider.jwks) as srv:
+        source = JWKSKeys(srv.url, clock=clock, timeout=2.0)
+        idp = provider.idp
+        verifier = Verifier(
+            keys=source, issuer=idp.issuer, audience=idp.audience, clock=clock, **options
+        )
+        try:
+            yield verifier, source, srv
+        finally:
+            await source.aclose()
+
+
+async def test_issue25_with_no_algorithms_named_an_rs256_provider_is_accepted(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive
+) -> None:
+    provider = Provider(idp, ("rs-1", "RS256", "RS256"))
+    async with following(provider, clock) as (verifier, _, srv):
+        assert (await drive(verifier, provider.mint("RS256", "rs-1"))).subject == "user-1"
+        assert srv.count == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "own", "others"),
+    [
+        ("RS256", "RS256", ["RS384", "RS512", "PS256", "PS384", "PS512"]),
+        ("ES256", "ES256", []),
+        ("ES384", "ES384", []),
+        ("ES512", "ES512", []),
+        ("EdDSA", "EdDSA", ["Ed25519"]),
+        ("Ed448", "EdDSA", ["Ed448"]),
+    ],
+)
+async def test_rfc8725_3_1_a_key_without_alg_verifies_only_the_one_its_type_implies(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive, kind: str, own: str, others: list[str]
+) -> None:
+    """RFC 8725 §3.1: each key is used with exactly one algorithm. An RSA key published
+    without "alg" signs RS256 at every provider; a PS256 token with a valid signature by the
+    same key is refused (the token must never pick), and so is RS384."""
+    provider = Provider(idp, ("k", kind, None))
+    async with following(provider, clock) as (verifier, _, _srv):
+        assert await drive(verifier, provider.mint(own, "k"))
+        for alg in others:
+            with pytest.raises(AlgorithmNotAllowed) as caught:
+                await drive(verifier, provider.mint(alg, "k"))
+            assert caught.value.detail["allowed"] == [own]
+
+
+async def test_rfc8725_3_1_a_key_s_alg_decides_and_named_algorithms_win(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive
+) -> None:
+    provider = Provider(idp, ("ps", "RS256", "PS256"), ("rs", "RS384", None))
+    async with following(provider, clock) as (verifier, _, _srv):
+        assert await drive(verifier, provider.mint("PS256", "ps"))
+        assert await drive(verifier, provider.mint("RS256", "rs"))
+        with pytest.raises(KeyNotFound) as caught:  # "ps" is for PS256 only
+            await drive(verifier, provider.mint("RS256", "ps"))
+        assert caught.value.detail["key_algs"] == ["PS256"]
+        with pytest.raises(KeyNotFound):  # "rs" (no alg) is for RS256 only
+            await drive(verifier, provider.mint("PS256", "rs"))
+    # Named algorithms win: PS384 with the kid-bound RSA key, as before.
+    async with following(provider, clock, algorithms=["PS384"]) as (verifier, _, _srv):
+        assert await drive(verifier, provider.mint("PS384", "rs"))
+        with pytest.raises(AlgorithmNotAllowed):
+            await drive(verifier, provider.mint("RS256", "rs"))
+
+
+async def test_rfc8725_2_1_hs256_with_the_public_key_as_secret_never_follows_the_keys(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive
+) -> None:
+    """Algorithm confusion (RFC 8725 §2.1, CVE-2015-9235): the RSA public key as an HMAC
+    secret. With no algorithms named, HS* is never accepted: a JWKS holds no secrets."""
+    provider = Provider(idp, ("rs-1", "RS256", None))
+    async with following(provider, clock) as (verifier, _, _srv):
+        secret = public_pem(provider.keys["rs-1"][0])
+        forged = forge({"alg": "HS256", "kid": "rs-1"}, idp.claims(), secret, "HS256")
+        with pytest.raises(AlgorithmNotAllowed) as caught:
+            await drive(verifier, forged)
+        assert "HS256" not in caught.value.detail["allowed"]
+        assert "never HS*" in caught.value.detail["reason"]
+        none = compact({"alg": "none", "kid": "rs-1"}, idp.claims(), b"")
+        with pytest.raises(AlgorithmNotAllowed):
+            await drive(verifier, none + "x")
+
+
+async def test_issue25_a_rotation_to_a_key_of_a_new_type_works_without_restart(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive
+) -> None:
+    provider = Provider(idp, ("rs-1", "RS256", "RS256"))
+    async with following(provider, clock) as (verifier, _, srv):
+        assert await drive(verifier, provider.mint("RS256", "rs-1"))
+        provider.add("ec-1", "ES256", "ES256")  # the provider moves to ES256
+        token = provider.mint("ES256", "ec-1")
+        clock.advance(31)  # past the cooldown: the unknown kid refetches
+        assert (await drive(verifier, token)).subject == "user-1"
+        assert srv.count == 2
+        assert await drive(verifier, provider.mint("RS256", "rs-1"))
+
+
+async def test_issue25_a_new_key_type_inside_the_cooldown_is_key_not_found_not_a_bad_alg(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive
+) -> None:
+    # Not algorithm_not_allowed with allowed=['RS256']: the set is only out of date.
+    provider = Provider(idp, ("rs-1", "RS256", "RS256"))
+    async with following(provider, clock) as (verifier, _, _srv):
+        assert await drive(verifier, provider.mint("RS256", "rs-1"))
+        provider.add("ec-1", "ES256", "ES256")
+        with pytest.raises(KeyNotFound) as caught:
+            await drive(verifier, provider.mint("ES256", "ec-1"))
+        assert "refetch was skipped" in caught.value.detail["reason"]
+
+
+async def test_issue25_a_key_whose_alg_is_not_supported_is_skipped_with_a_reason(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = Provider(idp, ("rs-1", "RS256", None), ("k1", "ES256", "ES256K"))
+    enc = public_jwk(generate_key("RS256"), kid="enc-1", alg="RSA-OAEP") | {"use": "enc"}
+
+    def jwks() -> dict[str, Any]:
+        return {"keys": [*provider.jwks()["keys"], enc]}
+
+    with caplog.at_level(logging.DEBUG, logger="jwt_guard"), JWKSServer(jwks) as srv:
+        source = JWKSKeys(srv.url, clock=clock, timeout=2.0)
+        verifier = Verifier(keys=source, issuer=idp.issuer, audience=idp.audience, clock=clock)
+        try:
+            assert await drive(verifier, provider.mint("RS256", "rs-1"))
+            assert source.stats.key_ids == ("rs-1",)
+        finally:
+            await source.aclose()
+    skipped = {r.levelno: r.getMessage() for r in caplog.records if "skipping" in r.getMessage()}
+    assert (
+        "alg 'ES256K' is not a signature algorithm jwt_guard verifies" in skipped[logging.WARNING]
+    )
+    # An encryption key (every Keycloak JWKS has one) is skipped too, without a warning.
+    assert "alg 'RSA-OAEP'" in skipped[logging.DEBUG]
+
+
+@pytest.mark.parametrize("start", ["prefetch", "first token"])
+async def test_issue25_a_warning_when_no_published_key_fits_the_algorithms_in_force(
+    idp: LocalIssuer, clock: FakeClock, drive: Drive, caplog: pytest.LogCaptureFixture, start: str
+) -> None:
+    """ES256 named against an RS256 provider refused every token, and nothing said why."""
+    provider = Provider(idp, ("rs-1", "RS256", "RS256"), ("rs-2", "RS256", None))
+    # An ES256 token passes the header check, so it makes the first fetch.
+    es256 = compact({"alg": "ES256", "kid": "rs-1"}, idp.claims(), b"\x01" * 64)
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        async with following(provider, clock, algorithms=["ES256"]) as (verifier, source, srv):
+            if start == "prefetch":
+                await asyncio.to_thread(verifier.prefetch)
+            with pytest.raises(KeyNotFound):
+                await drive(verifier, es256)
+            with pytest.raises(AlgorithmNotAllowed):
+                await drive(verifier, provider.mint("RS256", "rs-1"))
+            await source.aprefetch()  # the same state again: no second warning
+            assert srv.count == 2
+            url = srv.url
+    warnings = [r.getMessage() for r in caplog.records if "publishes" in r.getMessage()]
+    assert warnings == [
+        f"JWKS at {url} publishes only RS256 keys but algorithms=['ES256']: no token can "
+        "verify; set algorithms=['RS256'] (JWT_GUARD_ALGORITHMS=RS256), or leave them unset to "
+        "accept the keys' own"
+    ]
+    # What the README's Algorithms section shows is this line.
+    shown = warnings[0].replace(url, "https://idp.example.com/.well-known/jwks.json")
+    assert f"\nWARNING jwt_guard: {shown}\n" in README.read_text()
+
+
+async def test_issue25_no_warning_when_a_published_key_fits(
+    idp: LocalIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = Provider(idp, ("rs-1", "RS256", None), ("ec-1", "ES256", None))
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        for algorithms in (["ES256"], ["PS256"], None):
+            options = {"algorithms": algorithms} if algorithms else {}
+            async with following(provider, clock, **options) as (verifier, _, _srv):
+                await verifier.aprefetch(required=True)
+    assert not caplog.records
+
+
+def test_issue25_static_keys_still_need_named_algorithms(idp: LocalIssuer) -> None:
+    with pytest.raises(ConfigurationError, match="JWKS URL or discovery"):
+        Verifier(keys=idp.keys(), issuer=idp.issuer, audience=idp.audience)
+
+
+async def test_issue25_trusted_issuers_follow_their_own_keys(
+    clock: FakeClock, drive: Drive
+) -> None:
+    rsa_idp = LocalIssuer(issuer="https://rsa.test", clock=clock)
+    ec_idp = LocalIssuer(issuer="https://ec.test", clock=clock)
+    rsa = Provider(rsa_idp, ("rs-1", "RS256", None))
+    ec = Provider(ec_idp, ("ec-1", "ES384", None))
+    with JWKSServer(rsa.jwks) as rsa_srv, JWKSServer(ec.jwks) as ec_srv:
+        sources = [JWKSKeys(s.url, clock=clock) for s in (rsa_srv, ec_srv)]
+        verifier = Verifier(
+            issuers=[
+                TrustedIssuer(rsa_idp.issuer, sources[0], audience=rsa_idp.audience),
+                TrustedIssuer(ec_idp.issuer, sources[1], audience=ec_idp.audience),
+            ],
+            clock=clock,
+        )
+        try:
+            assert await drive(verifier, rsa.mint("RS256", "rs-1"))
+            assert await drive(verifier, ec.mint("ES384", "ec-1"))
+            # Each issuer's keys, not the union: RS256 is not ec.test's.
+            forged_iss = encode(
+                ec_idp.claims(), rsa.keys["rs-1"][0], "RS256", header={"kid": "rs-1"}
+            )
+            with pytest.raises((AlgorithmNotAllowed, KeyNotFound)):
+                await drive(verifier, forged_iss)
+        finally:
+            for source in sources:
+                await source.aclose()

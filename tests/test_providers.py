@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import (
+    AlgorithmNotAllowed,
     AudienceInvalid,
     ClaimInvalid,
     ClaimMissing,
@@ -288,3 +289,33 @@ def test_every_preset_takes_keys_and_jwks_url(
         preset(keys=keys, jwks_url="https://keys.example/jwks")
     with pytest.raises(ConfigurationError, match="do not apply"):
         preset(keys=keys, timeout=3)
+
+
+# -- algorithms follow the provider's keys (issue 25, item 1) ------------------------------
+
+
+async def test_issue25_a_preset_follows_the_provider_s_keys_and_named_algorithms_win() -> None:
+    """A Keycloak realm whose keys are ES256 was refused by the preset's RS256; the keys say
+    which algorithm each is for. ``Verifier(algorithms=...)`` still decides when given."""
+    idp = LocalIssuer(issuer="http://localhost:8080/realms/x", algorithm="ES256")
+    with idp.serve() as server:
+        trusted = providers.keycloak(
+            "http://localhost:8080", "x", audience="api", jwks_url=server.url
+        )
+        token = idp.mint(audience="api", typ="Bearer")
+        verifier = Verifier(issuers=[trusted])
+        assert (await verifier.averify(token)).issuer == idp.issuer
+        assert verifier.verify(token)
+        named = Verifier(algorithms=["RS256"], issuers=[trusted])
+        with pytest.raises(AlgorithmNotAllowed):
+            named.verify(token)
+        await verifier.aclose()
+        verifier.close()
+
+
+def test_issue25_a_preset_with_keys_of_your_own_keeps_rs256(issuer: LocalIssuer) -> None:
+    idp = _idp(issuer, "https://acme.eu.auth0.com/")
+    verifier = Verifier(
+        issuers=[providers.auth0("acme.eu.auth0.com", audience="api", keys=idp.keys())]
+    )
+    assert verifier.verify(idp.mint(audience="api"))

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 __all__ = [
     "ALGORITHMS",
+    "ASYMMETRIC",
     "CURVES",
     "DIGEST_SIZES",
     "HASHES",
@@ -27,6 +28,7 @@ __all__ = [
     "Algorithm",
     "Curve",
     "curve_of",
+    "implied_algorithm",
 ]
 
 #: RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used" with RS* and PS*.
@@ -188,3 +190,23 @@ ALGORITHMS: Final[Mapping[str, Algorithm]] = {
         _hmac("HS512", "sha512"),
     )
 }
+
+#: Every algorithm a published key (a JWKS) may be for: all but HMAC, whose secrets a JWKS
+#: never holds (RFC 8725 §3.1).
+ASYMMETRIC: Final = frozenset(a.name for a in ALGORITHMS.values() if a.family != "HMAC")
+
+
+def implied_algorithm(kty: str, crv: str | None) -> str | None:
+    """The one algorithm a key without ``alg`` is for when algorithms follow the keys (RFC 8725
+    §3.1 and §2.1: the key, never the token, picks): RSA keys RS256 (what identity providers
+    sign with; PS* only when the key's ``alg`` says so), an EC key its curve's ECDSA (RFC 7518
+    §3.4), an OKP key EdDSA (RFC 8037 §3.1). ``None`` for a secret: never HS* by default."""
+    if kty == "RSA":
+        return "RS256"
+    if kty == "OKP" and crv in CURVES:
+        return "EdDSA"
+    if kty == "EC":
+        for alg in ALGORITHMS.values():
+            if alg.family == "EC" and alg.curves == (crv,):
+                return alg.name
+    return None

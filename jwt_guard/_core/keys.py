@@ -44,6 +44,7 @@ from .algorithms import (
     RSA_EXPONENT,
     Algorithm,
     curve_of,
+    implied_algorithm,
 )
 from .errors import ConfigurationError, MalformedToken
 from .parse import MAX_KID_LENGTH, b64url_decode
@@ -213,11 +214,15 @@ class JWK:
         "key_ops",
         "kid",
         "kty",
+        "own_algorithm",
         "use",
     )
 
     kid: str | None
     algorithm: str | None
+    #: The one algorithm this key is for when algorithms follow the keys: its ``alg``, else
+    #: what its type and curve imply (``None`` for a secret without ``alg``).
+    own_algorithm: str | None
     kty: str
     crv: str | None
     use: str | None
@@ -252,7 +257,13 @@ class JWK:
         if algorithm is not None:
             spec = ALGORITHMS.get(algorithm)
             if spec is None:
-                raise ValueError("unsupported or unknown algorithm for this key")
+                # An encryption key (RSA-OAEP, ECDH-ES: Keycloak publishes one) or a signature
+                # algorithm jwt_guard does not verify: named, so the log says why it is skipped.
+                shown = algorithm[:40] if isinstance(algorithm, str) else type(algorithm).__name__
+                raise ValueError(
+                    f"alg {shown!r} is not a signature algorithm jwt_guard verifies "
+                    f"({', '.join(sorted(ALGORITHMS))})"
+                )
             if spec.kty != kty:
                 raise ValueError("the key type does not fit the key's algorithm")
             if spec.curves and crv not in spec.curves:
@@ -265,6 +276,7 @@ class JWK:
         self._size = len(material) if kty == "oct" else 0
         self.kid = kid
         self.algorithm = algorithm
+        self.own_algorithm = algorithm or implied_algorithm(kty, crv)
         self.crv = crv
         self.use = use
         self.key_ops = frozenset(key_ops) if key_ops is not None else None
@@ -568,7 +580,15 @@ def load_jwks(
         except ValueError as exc:
             if strict:
                 raise ConfigurationError(f"JWKS entry {index}: {exc}") from exc
-            logger.warning("skipping JWKS entry %d: %s", index, exc)
+            # An encryption key (RFC 7517 §4.2 "use": "enc") is not ours to use, and every
+            # Keycloak JWKS has one: skipped quietly. Anything else is worth a warning.
+            enc = isinstance(entry, Mapping) and entry.get("use") == "enc"
+            logger.log(
+                logging.DEBUG if enc else logging.WARNING,
+                "skipping JWKS entry %d: %s",
+                index,
+                exc,
+            )
             continue
         loaded.append(key)
     return loaded

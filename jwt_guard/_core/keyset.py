@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from .algorithms import ALGORITHMS
-from .errors import ConfigurationError, KeyNotFound, safe_value
+from .errors import AlgorithmNotAllowed, ConfigurationError, KeyNotFound, safe_value
 from .keys import JWK, load_jwks, load_key, read_jwks
 from .metrics import Metrics
 
-__all__ = ["KeySet", "KeySource", "StaticKeys"]
+__all__ = ["KeySet", "KeySource", "StaticKeys", "unfit"]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -32,7 +32,7 @@ MAX_KIDLESS_CANDIDATES: Final = 4
 class KeySet:
     """An immutable set of keys with lookup by ``kid`` and algorithm."""
 
-    __slots__ = ("_by_kid", "_fingerprints", "_memo", "_skipped", "keys")
+    __slots__ = ("_by_kid", "_fingerprints", "_memo", "_skipped", "algorithms", "keys")
 
     def __init__(self, keys: Iterable[JWK]) -> None:
         self.keys: tuple[JWK, ...] = tuple(keys)
@@ -42,9 +42,16 @@ class KeySet:
                 by_kid.setdefault(key.kid, []).append(key)
         self._by_kid = {kid: tuple(found) for kid, found in by_kid.items()}
         self._fingerprints = frozenset(k.fingerprint for k in self.keys)
+        #: The algorithms the keys are for, each key its own (``JWK.own_algorithm``): what a
+        #: policy that follows the keys accepts.
+        self.algorithms: frozenset[str] = frozenset(
+            k.own_algorithm
+            for k in self.keys
+            if k.own_algorithm is not None and k.fits(k.own_algorithm)
+        )
         # (kid, alg) -> candidates, filled only for kids in the set (and no kid), so tokens
         # with made-up kids cannot grow it.
-        self._memo: dict[tuple[str | None, str], tuple[JWK, ...]] = {}
+        self._memo: dict[tuple[str | None, str, bool], tuple[JWK, ...]] = {}
         # Why a kid this set lacks was not looked for again (see skipped_refetch).
         self._skipped: Callable[[], Mapping[str, Any]] | None = None
 
@@ -69,33 +76,53 @@ class KeySet:
         (cooldown, backoff): a miss then says so with ``why``'s facts, instead of reading as
         "the provider has no such key". The keys, lookups and memo are shared."""
         view = object.__new__(KeySet)
-        view.keys, view._by_kid = self.keys, self._by_kid
+        view.keys, view._by_kid, view.algorithms = self.keys, self._by_kid, self.algorithms
         view._fingerprints, view._memo = self._fingerprints, self._memo
         view._skipped = why
         return view
 
-    def candidates(self, kid: str | None, alg: str) -> Sequence[JWK]:
-        """The keys that may verify a token with this header; raises :class:`KeyNotFound`."""
-        memo = self._memo.get((kid, alg))
+    def candidates(self, kid: str | None, alg: str, own: bool = False) -> Sequence[JWK]:
+        """The keys that may verify a token with this header; raises :class:`KeyNotFound`.
+
+        ``own``: algorithms follow the keys, so a key verifies only its own algorithm
+        (``JWK.own_algorithm``: an RSA key without ``alg`` RS256, never PS256), and an ``alg``
+        no key is for is :class:`AlgorithmNotAllowed`."""
+        memo = self._memo.get((kid, alg, own))
         if memo:
             return memo
         if memo is not None or alg not in ALGORITHMS:
-            raise self._not_found(kid, alg)
-        found = self._select(kid, alg)
+            raise self._not_found(kid, alg, own)
+        found = self._select(kid, alg, own)
         if kid is None or kid in self._by_kid:
-            self._memo[(kid, alg)] = found
+            self._memo[(kid, alg, own)] = found
         if not found:
-            raise self._not_found(kid, alg)
+            raise self._not_found(kid, alg, own)
         return found
 
-    def _not_found(self, kid: str | None, alg: str) -> KeyNotFound:
+    def _not_found(self, kid: str | None, alg: str, own: bool) -> KeyNotFound | AlgorithmNotAllowed:
         # Built when read (a flood of random kids builds none while its log lines are dropped).
-        return KeyNotFound(detail=lambda: self._not_found_detail(kid, alg))
+        if own and alg not in self.algorithms and (kid is None or kid in self._by_kid):
+            # No key is for this algorithm. (A kid the set lacks is key_not_found instead: a
+            # new key of a new type may be on its way, see skipped_refetch.)
+            return AlgorithmNotAllowed(detail=lambda: self._not_allowed_detail(alg))
+        return KeyNotFound(detail=lambda: self._not_found_detail(kid, alg, own))
 
-    def _not_found_detail(self, kid: str | None, alg: str) -> dict[str, Any]:
+    def _not_allowed_detail(self, alg: str) -> dict[str, Any]:
+        return {
+            "alg": safe_value(alg),
+            "allowed": sorted(self.algorithms),
+            "reason": "no algorithms configured: the keys' own are allowed (each key's 'alg', "
+            "else the one its type and curve imply)",
+        }
+
+    def _not_found_detail(self, kid: str | None, alg: str, own: bool = False) -> dict[str, Any]:
         detail: dict[str, Any] = {"kid": kid, "alg": alg, "key_set_kids": list(self.key_ids)}
         if kid is not None and kid in self._by_kid:
             detail["reason"] = "the key with this kid does not fit the algorithm"
+            if own:
+                detail["key_algs"] = sorted(
+                    {k.own_algorithm for k in self._by_kid[kid] if k.own_algorithm}
+                )
         elif kid is None and self.keys:
             detail["reason"] = "no key without a kid fits the algorithm"
         elif self._skipped is not None:
@@ -103,16 +130,20 @@ class KeySet:
             detail.update(self._skipped())
         return {k: safe_value(v) for k, v in detail.items()}
 
-    def _select(self, kid: str | None, alg: str) -> tuple[JWK, ...]:
+    def _select(self, kid: str | None, alg: str, own: bool) -> tuple[JWK, ...]:
+        def fits(key: JWK) -> bool:
+            # RFC 8725 §3.1: with algorithms following the keys, each key has exactly one.
+            return key.fits(alg) and (not own or key.own_algorithm == alg)
+
         if kid is not None:
-            found = [k for k in self._by_kid.get(kid, ()) if k.fits(alg)]
+            found = [k for k in self._by_kid.get(kid, ()) if fits(k)]
             if not found and kid not in self._by_kid:
                 # A key configured without a kid (a PEM key, say) is not bound to any kid:
                 # it may verify tokens whatever kid their issuer put in the header.
-                found = [k for k in self.keys if k.kid is None and k.fits(alg)]
+                found = [k for k in self.keys if k.kid is None and fits(k)]
                 found = found[:MAX_KIDLESS_CANDIDATES]
         else:
-            found = [k for k in self.keys if k.fits(alg)][:MAX_KIDLESS_CANDIDATES]
+            found = [k for k in self.keys if fits(k)][:MAX_KIDLESS_CANDIDATES]
         return tuple(found)
 
     @classmethod
@@ -170,6 +201,22 @@ def _ambiguous(keys: Sequence[JWK]) -> list[JWK]:
     return ambiguous
 
 
+def unfit(key_set: KeySet, algorithms: frozenset[str], where: str) -> str | None:
+    """The warning for a published key set none of whose keys fits the algorithms in force
+    (``None`` when one does): no token could verify, and only the keys say why."""
+    if any(key.fits(alg) for key in key_set.keys for alg in algorithms):
+        return None
+    published = sorted(key_set.algorithms)
+    if not published:
+        return f"{where} publishes no signing key jwt_guard can use: no token can verify"
+    named = ",".join(published)
+    return (
+        f"{where} publishes only {'/'.join(published)} keys but algorithms="
+        f"{sorted(algorithms)}: no token can verify; set algorithms={published} "
+        f"(JWT_GUARD_ALGORITHMS={named}), or leave them unset to accept the keys' own"
+    )
+
+
 class KeySource(abc.ABC):
     """Where a verifier gets its keys: a static set, or a remote JWKS with a cache.
 
@@ -180,6 +227,9 @@ class KeySource(abc.ABC):
     #: ``True`` when the source hands out one key set for ever (:class:`StaticKeys`): a hit of
     #: the verified-token cache then needs no key-set check (the key it verified with is in it).
     fixed: bool = False
+    #: ``True`` for keys their issuer publishes (a JWKS URL, discovery): a verifier that names
+    #: no algorithms then accepts each key's own (``JWK.own_algorithm``; RFC 8725 §3.1).
+    published: bool = False
 
     @property
     def pinned_issuers(self) -> tuple[str, ...] | None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, ASYMMETRIC
 from .claims import (
     MAX_LEEWAY,
     SHOWN_CLAIM_VALUES,
@@ -78,7 +78,10 @@ def check_algorithms(value: str | Sequence[str] | None) -> frozenset[str]:
     if algs is None:
         # RFC 8725 §3.1: the algorithms must be given by the application, never taken from
         # the token.
-        raise ConfigurationError("algorithms must be given, e.g. algorithms=['RS256']")
+        raise ConfigurationError(
+            "algorithms must be given, e.g. algorithms=['RS256'] (they may be left out with "
+            "keys from a JWKS URL or discovery: each key's own algorithm is then accepted)"
+        )
     for alg in algs:
         if alg.lower() == "none":
             raise ConfigurationError("'none' can never be an allowed algorithm (RFC 8725 §3.1)")
@@ -128,6 +131,9 @@ class Policy:
     rules: ClaimRules
     roles_paths: tuple[str, ...]
     scopes_paths: tuple[str, ...]
+    #: No algorithms named and published keys: each key verifies only its own algorithm
+    #: (``JWK.own_algorithm``), and ``algorithms`` is every one a published key may be for.
+    own_algorithms: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,11 @@ class Configuration:
                 if tenant is not None:
                     return tenants.route(iss, tenant)
         raise issuer_invalid(iss, [*routes, *(t.template for t in self.tenants)])
+
+    @property
+    def own_algorithms(self) -> bool:
+        """Whether some policy accepts its keys' own algorithms (none were named)."""
+        return any(p.own_algorithms for p in self.policies)
 
     @property
     def key_sources(self) -> tuple[KeySource, ...]:
@@ -301,7 +312,10 @@ def configure(
             raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
         auds = _strings(aud, "audience")
         issuer_set = frozenset(issuer_names) if issuer_names is not None else None
-        allowed = check_algorithms(algs)
+        keys_decide = algs is None and source.published
+        # RFC 8725 §3.1 and §2.1: with none named, the keys decide (each its own algorithm,
+        # never HS*, never the token's choice); named algorithms win.
+        allowed = ASYMMETRIC if keys_decide else check_algorithms(algs)
         # Impossible combinations are refused now, naming the fix (issue #14).
         source.check_policy(allowed, issuer_set)
         own = claim_value_rules(trusted.claims if trusted else None, "claims")
@@ -319,7 +333,7 @@ def configure(
             per_request=per_request
             + (_hooks(trusted.validate_each_request, "validate_each_request") if trusted else ()),
         )
-        return Policy(source, allowed, rules, roles, scopes)
+        return Policy(source, allowed, rules, roles, scopes, keys_decide)
 
     routes: dict[str, Policy] | None = None
     tenant_routes: list[Tenants[Policy]] = []

@@ -67,6 +67,12 @@ def _signature_detail(header: _Header, candidates: Sequence[JWK]) -> dict[str, A
     }
 
 
+_OWN_REASON: Final = (
+    "no algorithms configured: each published key's own is accepted, never HS* or none "
+    "(RFC 8725 §3.1)"
+)
+
+
 # NamedTuples on the hot path are built with the C-level tuple constructor: the generated
 # ``__new__`` is Python code and costs more than everything it stores.
 _new = tuple.__new__
@@ -136,8 +142,12 @@ class Steps:
         if alg not in self._all_algorithms:
             # Covers "none" in any spelling and every algorithm not configured (RFC 8725 §3.1).
             allowed = self._all_algorithms
+            own = self._config.own_algorithms
             raise AlgorithmNotAllowed(
-                detail=lambda: {"alg": safe_value(alg), "allowed": sorted(allowed)}
+                detail=lambda: (
+                    {"alg": safe_value(alg), "allowed": sorted(allowed)}
+                    | ({"reason": _OWN_REASON} if own else {})
+                )
             )
         if "crit" in header:
             crit = header["crit"]
@@ -219,7 +229,7 @@ class Steps:
 
     def _finish(self, token: bytes, pending: _Pending, key_set: KeySet) -> Principal:
         header, payload, signing_input, signature, policy, flat = pending
-        candidates = key_set.candidates(header.kid, header.alg)
+        candidates = key_set.candidates(header.kid, header.alg, policy.own_algorithms)
         for key in candidates:
             try:
                 ok = key.verify(header.alg, signing_input, signature)

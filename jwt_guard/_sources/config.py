@@ -29,11 +29,10 @@ __all__ = [
     "unknown_settings",
 ]
 
-#: The one algorithm jwt_guard picks when none is named: what the demo issuer, ``LocalIssuer``
-#: and the ``jwt_issuer`` fixture sign with, and what ``Verifier.from_env`` accepts when
-#: ``{prefix}ALGORITHMS`` is unset. ES256: small keys and signatures, no weak-key pitfalls
-#: (RFC 7518 §3.4), supported by every identity provider. A verifier still accepts only what it
-#: is told: set ``ALGORITHMS=RS256`` for providers that sign with RSA (most do by default).
+#: The one algorithm jwt_guard signs with when none is named: the demo issuer, ``LocalIssuer``
+#: and the ``jwt_issuer`` fixture. ES256: small keys and signatures, no weak-key pitfalls
+#: (RFC 7518 §3.4), supported by every identity provider. A verifier never picks one: named
+#: algorithms are accepted, or else (keys from a JWKS URL or discovery) each key's own.
 DEFAULT_ALGORITHM: Final = "ES256"
 
 
@@ -106,7 +105,7 @@ def options_from_env(
     ignore_unknown: Collection[str] = (),
 ) -> dict[str, Any]:
     """Read ``{prefix}ISSUER``, ``AUDIENCE`` (comma-separated), ``JWKS_URL`` or
-    ``DISCOVERY_URL``, ``ALGORITHMS`` (comma-separated; default :data:`DEFAULT_ALGORITHM`),
+    ``DISCOVERY_URL``, ``ALGORITHMS`` (comma-separated; unset: each published key's own),
     ``LEEWAY``, ``TYP``, ``ROLES_CLAIM`` and ``SCOPES_CLAIM`` (comma-separated paths),
     ``ALLOW_HTTP`` (``1`` to allow plain http).
 
@@ -149,9 +148,13 @@ def options_from_env(
             keys = OIDCDiscovery(discovery, allow_http=allow_http)
     except ConfigurationError as exc:
         problems.append(f"key source: {exc.description}")
-    algorithms = _list(get("ALGORITHMS") or DEFAULT_ALGORITHM)
+    named = get("ALGORITHMS")
+    # Unset: the keys decide, each its own algorithm (issue 25: an RS256 provider's tokens
+    # were all refused under a default of ES256).
+    algorithms = _list(named) if named is not None else None
     try:  # "none", an unknown name: reported with the rest, not after them
-        check_algorithms(algorithms)
+        if algorithms is not None:
+            check_algorithms(algorithms)
     except ConfigurationError as exc:
         problems.append(f"{prefix}ALGORITHMS: {exc.description}")
     leeway = get("LEEWAY")

@@ -34,7 +34,7 @@ from .._core.jwks_policy import (
     plan,
     ttl_from_headers,
 )
-from .._core.keyset import KeySet, KeySource
+from .._core.keyset import KeySet, KeySource, unfit
 from .._core.metrics import Metrics
 from .deadline import DeadlineExceeded
 from .fetch import Flight, check_url, display_url
@@ -142,6 +142,10 @@ class JWKSState(KeySource):
         self._last_reason: str | None = None
         self._last_url: str | None = None
         self._mismatch: DiscoveryMismatch | None = None
+        #: The algorithms of each policy built on this source (check_policy), and the
+        #: mismatches already warned about (once per state: see _warn_unfit).
+        self._in_force: frozenset[frozenset[str]] = frozenset()
+        self._unfit: frozenset[str] = frozenset()
         self._reset_drivers()
         _INSTANCES.add(self)
 
@@ -189,7 +193,11 @@ class JWKSState(KeySource):
                 raise ConfigurationError(self._mismatch.explain())
             raise KeySourceUnavailable(detail=self._unavailable_detail())
 
+    published = True  # the provider's keys: algorithms may follow them
+
     def check_policy(self, algorithms: frozenset[str], issuers: frozenset[str] | None) -> None:
+        # Each fetched set is checked against them: see _succeeded.
+        self._in_force = self._in_force | {algorithms}
         hmac = sorted(a for a in algorithms if ALGORITHMS[a].family == "HMAC")
         if hmac and len(hmac) == len(algorithms):
             # A remote key set never carries secrets (they would be published), so HS* tokens
@@ -299,12 +307,26 @@ class JWKSState(KeySource):
         ttl = ttl_from_headers(headers, self._policy)
         self._mismatch = None
         self._state = after_success(self._state, key_set, ttl, self._clock())
+        self._warn_unfit(key_set)
         logger.debug(
             "JWKS refreshed from %s: %d keys, ttl %.0fs",
             display_url(self._source_url()),
             len(key_set),
             ttl,
         )
+
+    def _warn_unfit(self, key_set: KeySet) -> None:
+        """At the first fetch (prefetch or the first token) and whenever the set changes: a
+        WARNING when no published key fits the algorithms in force, once per such state."""
+        where = f"{self._fetch_kind(self._source_url())} at {display_url(self._source_url())}"
+        found = frozenset(
+            warning
+            for algorithms in self._in_force
+            if (warning := unfit(key_set, algorithms, where)) is not None
+        )
+        for warning in sorted(found - self._unfit):
+            logger.warning("%s", warning)
+        self._unfit = found
 
     def _fetch_error(self, exc: Exception) -> None:
         """Record a fetch that raised (called inside the ``except``, for the traceback)."""

@@ -55,8 +55,10 @@ class Verifier(Drivers):
     """Verifies compact JWS access tokens and returns a :class:`Principal`.
 
     Give either ``keys`` (one key source, optionally with ``issuer``) or ``issuers`` (several
-    :class:`TrustedIssuer`). Everything is validated here and raises
-    :class:`ConfigurationError`; a running verifier only raises errors about tokens.
+    :class:`TrustedIssuer`). ``algorithms`` names the accepted ``alg`` values; left out with
+    keys from a JWKS URL or discovery, each published key verifies its own (its ``alg``, else
+    the one its type and curve imply; never HS*, RFC 8725 §3.1). Everything is validated here
+    and raises :class:`ConfigurationError`; a running verifier only raises errors about tokens.
 
     A token bound to a key (``cnf``, RFC 7800) is refused unless the binding is checked here:
     ``cnf.jkt`` with ``dpop=DPoP(...)`` (RFC 9449). ``accept_bound_tokens_as_bearer=True``
@@ -180,8 +182,9 @@ class Verifier(Drivers):
         return cls(**{**options, **overrides})
 
     def __repr__(self) -> str:
-        algs = sorted(self._all_algorithms)
-        return f"Verifier(algorithms={algs!r}, issuers={len(self._config.policies)})"
+        own = all(p.own_algorithms for p in self._config.policies)
+        algs = "<the keys' own>" if own else repr(sorted(self._all_algorithms))
+        return f"Verifier(algorithms={algs}, issuers={len(self._config.policies)})"
 
     @property
     def key_sources(self) -> tuple[KeySource, ...]:
