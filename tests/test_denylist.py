@@ -87,6 +87,30 @@ def test_tokens_without_jti_rejected_when_denylist_configured(issuer: LocalIssue
     assert relaxed.verify(issuer.mint(jti=None))
 
 
+@pytest.mark.parametrize("drive", ["sync", "async"])
+async def test_issue25_a_jti_missing_for_the_denylist_says_so(
+    issuer: LocalIssuer, drive: str
+) -> None:
+    """Issue 25, item 3 (the same trap): ``claim_missing claim='jti' required=['exp', 'jti']``
+    pointed at the token, while jti is in no required_claims= the app wrote: the denylist
+    adds it."""
+    verifier = issuer.verifier(denylist=MemoryDenylist())
+    token = issuer.mint(jti=None)
+    with pytest.raises(ClaimMissing) as caught:
+        if drive == "sync":
+            verifier.verify(token)
+        else:
+            await verifier.averify(token)
+    assert caught.value.detail["claim"] == "jti"
+    assert caught.value.detail["reason"].startswith("denylist= needs it to revoke one token")
+    assert "allow_tokens_without_jti=True" in caught.value.detail["reason"]
+    # Asked for by name, it is the app's own rule: no word of the denylist.
+    named = issuer.verifier(required_claims=["exp", "jti"])
+    with pytest.raises(ClaimMissing) as plain:
+        named.verify(token)
+    assert "reason" not in plain.value.detail
+
+
 def test_revoke_subject_rejects_older_tokens(issuer: LocalIssuer, clock: FakeClock) -> None:
     verifier = issuer.verifier(denylist=MemoryDenylist(clock=clock))
     old = issuer.mint(sub="mallory")

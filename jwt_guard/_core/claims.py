@@ -248,6 +248,9 @@ class ClaimRules:
     validators: tuple[Validator, ...] = ()
     #: ``validate_each_request=`` hooks: asked on every request, cache hits included.
     per_request: tuple[Validator, ...] = ()
+    #: Why a claim is required beyond ``required_claims=`` (``jti`` for a denylist): said
+    #: when it is missing.
+    required_by: Mapping[str, str] = field(default_factory=dict)
 
     def check_header_typ(self, header: Mapping[str, Any]) -> None:
         typ = header.get("typ")
@@ -263,7 +266,10 @@ class ClaimRules:
         """Issuer, audience, required claims and the types of the registered string claims."""
         for name in self.required:
             if name not in claims:
-                raise ClaimMissing(detail={"claim": name, "required": list(self.required)})
+                missing: dict[str, Any] = {"claim": name, "required": list(self.required)}
+                if name in self.required_by:
+                    missing["reason"] = self.required_by[name]
+                raise ClaimMissing(detail=missing)
         iss = claims.get("iss")
         if iss is not None and not isinstance(iss, str):
             raise ClaimInvalid(

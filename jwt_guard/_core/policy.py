@@ -286,9 +286,15 @@ def configure(
     roles_paths = _strings(roles_claim, "roles_claim") or ()
     scopes_paths = _strings(scopes_claim, "scopes_claim") or ()
     required = tuple(dict.fromkeys(required_claims))
+    required_by: dict[str, str] = {}
     if denylist is not None and not allow_tokens_without_jti and "jti" not in required:
-        # A token without jti could never be revoked (issue #6).
+        # A token without jti could never be revoked (issue #6). Its refusal says so: the
+        # claim is not in required_claims, so "required" alone points at the token.
         required += ("jti",)
+        required_by["jti"] = (
+            "denylist= needs it to revoke one token; allow_tokens_without_jti=True accepts "
+            "tokens without one"
+        )
     typ = normalize_typ(typ) if typ is not None else None
     values = claim_value_rules(claims, "claims")
     validators = _hooks(validate, "validate")
@@ -326,6 +332,7 @@ def configure(
             issuers=issuer_set,
             audiences=frozenset(auds) if auds is not None else None,
             required=required,
+            required_by=required_by,
             typ=typ,
             values={**values, **own},
             shown=shown,
