@@ -470,6 +470,19 @@ async def test_rfc9728_the_resources_verifier_under_every_adapter(
         assert f'resource_metadata="{METADATA_URL}"' in challenge(refused)
 
 
+async def test_issue25_the_resources_verifier_follows_the_servers_keys(driver: str) -> None:
+    # No algorithms named: an RS256 server's tokens are accepted (its keys say RS256).
+    rs256 = LocalIssuer(algorithm="RS256", kid="r")
+    with IssuerSite(lambda: rs256.jwks) as site:
+        site.routes["/.well-known/oauth-authorization-server"] = 200
+        verifier = ProtectedResource(RESOURCE, [site.issuer]).verifier(cache_size=0)
+        token = rs256.mint(issuer=site.issuer, audience=RESOURCE)
+        principal = verifier.verify(token) if driver == "sync" else await verifier.averify(token)
+        assert principal.subject
+        verifier.close()
+        await verifier.aclose()
+
+
 def test_the_resources_verifier_takes_issuers_and_audience_from_the_document_only() -> None:
     document = resource()
     for option in ("keys", "issuer", "issuers", "audience"):

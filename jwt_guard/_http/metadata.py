@@ -168,7 +168,7 @@ class ProtectedResource:
     def verifier(
         self,
         *,
-        algorithms: str | Sequence[str],
+        algorithms: str | Sequence[str] | None = None,
         discovery: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Verifier:
@@ -178,8 +178,9 @@ class ProtectedResource:
         by discovery (:class:`OIDCDiscovery`: its OpenID configuration or its RFC 8414
         metadata, the document's ``issuer`` pinned), and ``resource`` is the audience every
         token must carry (RFC 8707; RFC 9728 §7.4: a token issued for another resource is
-        refused). ``algorithms`` must be given, as everywhere; ``discovery`` holds options for
-        each discovery source (``timeout``, ``client``, ...; ``allow_http`` defaults to this
+        refused). ``algorithms``, when given, win; left out, each authorization server's
+        published keys verify their own (RFC 8725 §3.1). ``discovery`` holds options for each
+        discovery source (``timeout``, ``client``, ...; ``allow_http`` defaults to this
         document's), ``options`` the :class:`Verifier`'s others (``leeway``, ``denylist``,
         ``dpop``, ...).
         """
