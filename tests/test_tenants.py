@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import (
+    AlgorithmNotAllowed,
     ClaimInvalid,
     ClaimMissing,
     ConfigurationError,
@@ -35,7 +36,7 @@ from jwt_guard import (
     providers,
 )
 from jwt_guard._core.tenants import DEFAULT_MAX_TENANTS
-from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing import LocalIssuer, compact
 
 from .conftest import AppFactory, assert_no_leak, bearer, fetch_over
 from .forking import in_child
@@ -122,6 +123,25 @@ def discovery(
 
 
 # -- the issue's bullets -----------------------------------------------------------------------
+
+
+async def test_issue25_tenants_with_no_algorithms_named_follow_each_tenant_s_keys(
+    idp: TenantsServer, verify: Verify
+) -> None:
+    # Issue 25, item 1: as with any JWKS or discovery source, each tenant's keys (RS256 here)
+    # decide when no algorithm is named; HS256 never.
+    template = f"{idp.base_url}/{{tenant}}/v2.0"
+    trusted = TenantIssuer(
+        template, TenantKeys.discovery(template), tenants=[T1], audience="api://orders"
+    )
+    verifier = Verifier(issuers=[trusted])
+    try:
+        assert (await verify(verifier, idp.tenants[T1].mint())).subject
+        forged = compact({"alg": "HS256", "kid": "kid-1111"}, idp.tenants[T1].claims(), b"s")
+        with pytest.raises(AlgorithmNotAllowed):
+            await verify(verifier, forged)
+    finally:
+        await close(verifier)
 
 
 async def test_issue25_entra_organizations_accepts_the_listed_tenants(

@@ -414,7 +414,8 @@ def _tenant_policy(
     issuer, and its ``tenant_claim`` rule."""
     rules = template.rules
     claim = spec.tenant_claim
-    algs = sorted(template.algorithms)
+    # None: the template's algorithms follow the keys, so each tenant's do (issue 25).
+    algs = None if template.own_algorithms else sorted(template.algorithms)
     aud = sorted(rules.audiences) if rules.audiences is not None else None
 
     def make(source: KeySource, issuer: str, tenant: str) -> Policy:

@@ -223,6 +223,10 @@ class TemplateKeys(KeySource):
     def __init__(self, template: str) -> None:
         self.template = template
 
+    #: It stands for the tenants' sources: with no algorithms named, each tenant's keys decide
+    #: (a tenant's own source that is not published is refused when its policy is made).
+    published = True
+
     def __repr__(self) -> str:
         return f"TemplateKeys({self.template!r})"
 
