@@ -19,6 +19,13 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import (
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    PromptReference,
+    ResourceTemplateReference,
+)
 from starlette.applications import Starlette
 
 from jwt_guard import ProtectedResource, Verifier
@@ -75,6 +82,21 @@ def make_server() -> MCPServer:
     def draft_note(topic: str) -> str:
         """A prompt to draft a note (needs notes:write, checked by protect())."""
         return f"Draft a short note about {topic}, then save it with add_note."
+
+    @server.completion()
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        """The caller's note numbers for ``notes://{index}`` (needs notes:read, checked by
+        protect() as for reading the resources)."""
+        token = get_access_token()
+        if not isinstance(ref, ResourceTemplateReference) or token is None:
+            return None
+        notes = NOTES.get(f"{token.claims.get('iss')} {token.subject}", [])
+        numbers = [str(i) for i in range(len(notes))]
+        return Completion(values=[n for n in numbers if n.startswith(argument.value)])
 
     return server
 

@@ -426,20 +426,11 @@ class _Gate:
             raise _Refused.invalid("the method is not a string")
         if headers.get(b"mcp-method", method) != method:
             raise _Refused.invalid("the Mcp-Method header does not match the body's method")
-        member = _NAMED_BY.get(method)
-        if member is None:
-            return
         params = message.get("params")
-        name = params.get(member) if isinstance(params, dict) else None
-        if not isinstance(name, str):
-            raise _Refused.invalid(f"{method} without a string params.{member}")
-        header = headers.get(b"mcp-name")
-        if header is not None and _header_name(header) != name:
-            raise _Refused.invalid(f"the Mcp-Name header does not match the body's {member}")
-        try:
-            needed = self.scopes.needed(method, name)
-        except UnmatchedResource as exc:
-            raise _Refused.invalid(str(exc)) from None
+        if method == "completion/complete":
+            needed = self._completing(params)
+        else:
+            needed = self._acting_on(method, params, headers)
         if needed is None:
             return
         if not isinstance(principal, Principal):
@@ -447,6 +438,47 @@ class _Gate:
         if not principal.scopes.issuperset(needed):
             # MCP authorization, scope challenge: 403 naming the scopes the call needs.
             raise InsufficientScope(required=needed)
+
+    def _acting_on(
+        self, method: str, params: object, headers: Mapping[bytes, str]
+    ) -> tuple[str, ...] | None:
+        """The scopes a method acting on one named thing needs (``None``: any other method,
+        or a thing no table names), after checking ``Mcp-Name`` agrees with the body."""
+        member = _NAMED_BY.get(method)
+        if member is None:
+            return None
+        name = params.get(member) if isinstance(params, dict) else None
+        if not isinstance(name, str):
+            raise _Refused.invalid(f"{method} without a string params.{member}")
+        header = headers.get(b"mcp-name")
+        if header is not None and _header_name(header) != name:
+            raise _Refused.invalid(f"the Mcp-Name header does not match the body's {member}")
+        try:
+            return self.scopes.needed(method, name)
+        except UnmatchedResource as exc:
+            raise _Refused.invalid(str(exc)) from None
+
+    def _completing(self, params: object) -> tuple[str, ...] | None:
+        """A ``completion/complete`` offers values for a prompt's or a resource template's
+        arguments (``params.ref``: ``name`` or ``uri``), which the server may draw from what
+        they serve: it needs their scopes. A ``ref`` naming both needs both (the SDK's model
+        would pick one; the gate does not guess which)."""
+        ref = params.get("ref") if isinstance(params, dict) else None
+        if not isinstance(ref, dict):
+            raise _Refused.invalid("completion/complete without an object params.ref")
+        needed: list[str] = []
+        for member, method in (("name", "prompts/get"), ("uri", "resources/read")):
+            if member not in ref:
+                continue
+            if not isinstance(ref[member], str):
+                raise _Refused.invalid(
+                    f"completion/complete with a params.ref.{member} not a string"
+                )
+            try:
+                needed.extend(self.scopes.completing(method, ref[member]) or ())
+            except UnmatchedResource as exc:
+                raise _Refused.invalid(str(exc)) from None
+        return tuple(dict.fromkeys(needed)) or None
 
     async def refuse(self, scope: Scope, send: Send, refused: _Refused) -> None:
         guard = scope.get(GUARD_KEY)

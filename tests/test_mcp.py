@@ -31,6 +31,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from mcp.types import Completion, ResourceTemplateReference
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -793,6 +794,11 @@ def sdk_app(ran: list[str], **options: Any) -> Starlette:
     async def draft(topic: str) -> str:
         ran.append("draft")
         return f"Draft a note on {topic}"
+
+    @server.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> Completion:
+        ran.append(f"complete {getattr(ref, 'name', None) or ref.uri}")
+        return Completion(values=["alice"])
 
     app = server.streamable_http_app(
         json_response=True,
@@ -1598,3 +1604,111 @@ def test_issue26_resource_templates_match_in_linear_time_and_every_match_counts(
     assert scopes.needed("resources/read", "notes://al-ice") == ("notes:read", "daily")
     assert scopes.needed("resources/subscribe", "notes://alice/history") == ("history:read",)
     assert scopes.needed("resources/list", "notes://alice") is None
+
+
+def completion_call(ref: dict[str, Any], version: str) -> dict[str, Any]:
+    params: dict[str, Any] = {"ref": ref, "argument": {"name": "owner", "value": "a"}}
+    if version == MODERN:
+        params["_meta"] = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    return {"jsonrpc": "2.0", "id": 1, "method": "completion/complete", "params": params}
+
+
+def completion_headers(version: str, token: str) -> dict[str, str]:
+    headers = {**path_headers(version, token)}
+    if version == MODERN:
+        headers |= {"Mcp-Method": "completion/complete"}
+        del headers["Mcp-Name"]
+    return headers
+
+
+@paths
+@pytest.mark.parametrize(
+    ("ref", "needs"),
+    [
+        ({"type": "ref/prompt", "name": "draft"}, ["notes:write"]),
+        ({"type": "ref/resource", "uri": "notes://{owner}"}, ["notes:read"]),  # as listed
+        ({"type": "ref/resource", "uri": "config://app"}, ["admin"]),
+    ],
+)
+async def test_issue26_mcp_completion_needs_the_scopes_of_what_it_completes(
+    version: str, ref: dict[str, Any], needs: list[str]
+) -> None:
+    """A completion offers values for a prompt's or a template's arguments, which a server
+    draws from what they serve (note owners, say): it needed no scope at all before."""
+    holds = ISSUER.mint(sub="alice", scopes=needs, ttl=86400)
+    async with running_sdk() as (http, done):
+        denied = await http.post(
+            "/mcp",
+            json=completion_call(ref, version),
+            headers=completion_headers(version, NO_SCOPES),
+        )
+        assert done == []
+        allowed = await http.post(
+            "/mcp", json=completion_call(ref, version), headers=completion_headers(version, holds)
+        )
+    assert denied.status_code == 403 and denied.json()["code"] == "insufficient_scope"
+    assert f'scope="{" ".join(needs)}"' in denied.headers["www-authenticate"]
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["result"]["completion"]["values"] == ["alice"]
+    assert len(done) == 1
+
+
+@paths
+async def test_issue26_mcp_completion_ref_naming_a_prompt_and_a_resource_needs_both(
+    version: str,
+) -> None:
+    """The gate does not guess which of the two the SDK's model would read."""
+    ref = {"name": "draft", "uri": "config://app"}
+    async with running_sdk() as (http, done):
+        for scopes in (["notes:write"], ["admin"]):
+            token = ISSUER.mint(sub="alice", scopes=scopes, ttl=86400)
+            denied = await http.post(
+                "/mcp",
+                json=completion_call(ref, version),
+                headers=completion_headers(version, token),
+            )
+            assert denied.status_code == 403
+            assert 'scope="notes:write admin"' in denied.headers["www-authenticate"]
+    assert done == []
+
+
+@paths
+@pytest.mark.parametrize(
+    "ref", [None, "draft", {"type": "ref/prompt", "name": 1}, {"uri": "notes://a:b"}]
+)
+async def test_issue26_mcp_completion_without_a_readable_ref_is_refused(
+    version: str, ref: Any
+) -> None:
+    async with running_sdk() as (http, done):
+        response = await http.post(
+            "/mcp",
+            json=completion_call(ref, version),
+            headers=completion_headers(version, NO_SCOPES),
+        )
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32600
+    assert done == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_issue26_sdk_client_completes_a_template_only_with_its_scope(
+    deployment: Deployment, mode: str
+) -> None:
+    """The SDK's own client over uvicorn: the example completes ``notes://{index}`` with the
+    caller's note numbers, which only a token that may read the notes gets."""
+    ref = ResourceTemplateReference(uri="notes://{index}")
+    both = deployment.issuer.mint(sub=f"cleo-{mode}", scopes=["notes:read", "notes:write"])
+    seen: list[Exchange] = []
+    async with connect(deployment.mcp_url, seen, token=both) as client:
+        await client.call_tool("add_note", {"text": "one"})
+        done = await client.complete(ref, {"name": "index", "value": ""})
+    assert done.completion.values == ["0"]
+    writer = deployment.issuer.mint(sub=f"cleo-{mode}", scopes=["notes:write"])
+    seen.clear()
+    with refused():
+        async with connect(deployment.mcp_url, seen, token=writer) as client:
+            await client.complete(ref, {"name": "index", "value": ""})
+    (denied,) = [e for e in seen if e.status == 403]
+    assert params(denied.challenge)["scope"] == "notes:read"

@@ -150,11 +150,21 @@ class OperationScopes:
     ) -> None:
         self._tools = _scopes("tool_scopes", tools)
         self._prompts = _scopes("prompt_scopes", prompts)
-        uris = _scopes("resource_scopes", resources)
+        uris = self._listed = _scopes("resource_scopes", resources)
         self._uris = {u: s for u, s in uris.items() if "{" not in u and "}" not in u}
         self._templates = tuple(
             _Template.parse(u, s) for u, s in uris.items() if u not in self._uris
         )
+
+    def completing(self, method: str, name: str) -> tuple[str, ...] | None:
+        """The scopes a ``completion/complete`` for the prompt or resource ``name`` needs:
+        those of ``method`` on it; a resource reference is a template (or URI) as listed, so
+        the entry of that exact text first."""
+        if method == "resources/read":
+            listed = self._listed.get(name)
+            if listed is not None:
+                return listed
+        return self.needed(method, name)
 
     def needed(self, method: str, name: str) -> tuple[str, ...] | None:
         """The scopes ``method`` on ``name`` needs; ``None``: no scope is configured for it.
