@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from jwt_guard._core import errors as _errors
+from jwt_guard._core import log as _log
 from jwt_guard._sources.jwks import JWKSKeys
 from jwt_guard.testing import LocalIssuer
 
@@ -47,6 +48,14 @@ async def fetches_over(source: JWKSKeys) -> None:
     loop = asyncio.get_running_loop()
     tasks = [task for task in source._background if task.get_loop() is loop]
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _unseen_reasons_said() -> None:
+    """pytest's log capture is not an app's logging: the one warning about refusal reasons that
+    no handler writes (tests/test_log.py checks it in processes of their own) counts as said,
+    so that no test's log records depend on which test refused first."""
+    _log._UNSEEN.warned = True
 
 
 @pytest.fixture

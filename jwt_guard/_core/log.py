@@ -4,11 +4,16 @@ The line carries the error's ``code``, HTTP status and ``detail`` twice: in the 
 plain formatter, and as ``extra`` fields (``jwt_guard_code``, ``jwt_guard_status``,
 ``jwt_guard_detail``) that JSON formatters pick up. ``detail`` holds only safe facts (see
 ``_core.errors``), so the line never contains a token.
+
+A refusal whose line no handler would write (Python's default: no handler configured, and the
+last-resort handler writes WARNING and up only) is a silent 401: the first one of a process
+logs one WARNING instead, with the reason and how to see the next ones (issue 25).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +21,7 @@ from typing import Final
 
 from .errors import ConfigurationError, JWTGuardError, format_detail
 
-__all__ = ["DEFAULT_LOG_LIMIT", "LOG_WINDOW", "RejectionLog", "logger"]
+__all__ = ["DEFAULT_LOG_LIMIT", "LOG_WINDOW", "RejectionLog", "logger", "reaches_a_handler"]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -24,6 +29,74 @@ logger = logging.getLogger("jwt_guard")
 #: then costs a handful of lines a minute, while a rare code still gets its own line.
 DEFAULT_LOG_LIMIT: Final = 10
 LOG_WINDOW: Final = 60.0
+
+
+def reaches_a_handler(log: logging.Logger, level: int) -> bool:
+    """Whether a line at ``level`` on ``log`` is written somewhere, as :mod:`logging` decides it:
+    the logger is enabled for it, and a handler up the chain (while loggers propagate) takes
+    ``level``; with no handler anywhere, the last-resort handler (WARNING and up) writes it.
+    A ``NullHandler`` counts: whoever added one chose silence."""
+    if not log.isEnabledFor(level):
+        return False
+    found = False
+    current: logging.Logger | None = log
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if level >= handler.level:
+                return True
+        current = current.parent if current.propagate else None
+    last = logging.lastResort
+    return not found and last is not None and level >= last.level
+
+
+class _Unseen:
+    """Whether this process checked that refusal lines reach a handler (per level), and whether
+    it said once that they do not. Started afresh in a forked child: each process says it."""
+
+    def __init__(self) -> None:
+        #: The levels checked; once checked, a set lookup is the whole cost of a refusal.
+        self.checked: set[int] = set()
+        self.warned = False
+        self.lock = threading.Lock()
+
+    def reset(self) -> None:
+        self.checked.clear()
+        self.warned = False
+        self.lock = threading.Lock()  # another thread may have held it at the fork
+
+    def check(self, level: int, exc: JWTGuardError) -> None:
+        """The first refusal at ``level`` in this process: one WARNING (once per process, with
+        this refusal's reason) when no handler would write its line."""
+        with self.lock:
+            if level in self.checked:
+                return
+            # Lines turned down below INFO (log_rejections=logging.DEBUG) were hidden on purpose.
+            unseen = level >= logging.INFO and not reaches_a_handler(logger, level)
+            warn = unseen and not self.warned
+            self.warned = self.warned or warn
+            self.checked.add(level)
+        if warn:
+            name = logging.getLevelName(level)
+            spelled = f"logging.{name}" if isinstance(getattr(logging, name, None), int) else level
+            logger.warning(
+                "refused %s (%d): %s -- jwt_guard says why it refuses a request in %s lines on "
+                "the 'jwt_guard' logger, and no handler writes them here. To see them: "
+                "logging.basicConfig(level=logging.INFO), or a handler on "
+                "logging.getLogger('jwt_guard') and .setLevel(%s); or read exc.detail in the "
+                "on_error hook. (Said once per process.)",
+                exc.code,
+                exc.status_code,
+                format_detail(exc.detail) or "-",
+                name,
+                spelled,
+            )
+
+
+_UNSEEN = _Unseen()
+_CHECKED = _UNSEEN.checked  # the same set for the life of the process (reset clears it)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_UNSEEN.reset)
 
 
 class _Window:
@@ -91,7 +164,11 @@ class RejectionLog:
 
     def __call__(self, exc: JWTGuardError) -> None:
         level = self.level
-        if level is None or not logger.isEnabledFor(level):
+        if level is None:
+            return
+        if level not in _CHECKED:  # the first refusal at this level in this process
+            _UNSEEN.check(level, exc)
+        if not logger.isEnabledFor(level):
             return
         code = exc.code
         suppressed = self.admit(code)
