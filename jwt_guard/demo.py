@@ -9,12 +9,14 @@ denylist is shared (as Redis would be between instances).
 
 from __future__ import annotations
 
+import copy
 import errno
 import inspect
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import parse_qsl, urlencode
@@ -36,11 +38,14 @@ from ._core.errors import (
     DPoPRateLimited,
     DPoPReplayUnavailable,
     InvalidDPoPProof,
+    JWTGuardError,
 )
 from ._core.extras import MissingExtra
 from ._core.keyset import KeySet
+from ._core.log import refusal_text
 from ._core.principal import Principal
 from ._core.revocation import MemoryDenylist
+from ._http.answer import Answer
 from ._http.authz import require_roles
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, check_csrf
@@ -50,7 +55,6 @@ from ._sources.verifier import Verifier
 from ._tools.demo_issuer import (
     ACCESS_TTL,
     ALGORITHM,
-    AUDIENCE,
     REFRESH_TTL,
     SCOPES,
     DemoIssuer,
@@ -63,26 +67,34 @@ from .asgi import JWTGuardMiddleware
 __all__ = ["DemoIssuer", "build_app", "cross_site_app", "protect_api", "run"]
 
 
-class CountingJWKS(JWKSKeys):
-    """The API's key source, counting the lookups its cache answered (for the demo page)."""
+class _CacheHits:
+    """The key lookups the API's key source answered from its cache, for the page's keys
+    panel: counted around the source :func:`protect_api` made (the page shows that function
+    as a user copies it, with the public ``JWKSKeys``)."""
 
-    def __init__(self, url: str, **options: Any) -> None:
-        super().__init__(url, **options)
-        self.cache_hits = 0
+    def __init__(self, keys: JWKSKeys) -> None:
+        self.count = 0
+        ready, akeys = keys.ready, keys.akeys
 
-    def ready(self, kid: str | None) -> KeySet | None:
-        key_set = super().ready(kid)
-        if key_set is not None:
-            self.cache_hits += 1
-        return key_set
+        def counted_ready(kid: str | None) -> KeySet | None:
+            key_set = ready(kid)
+            if key_set is not None:
+                self.count += 1
+            return key_set
 
-    async def akeys(self, kid: str | None) -> KeySet:
-        before = self.stats.fetches
-        key_set = await super().akeys(kid)
-        if self.stats.fetches == before:
-            self.cache_hits += 1
-        return key_set
+        async def counted_akeys(kid: str | None) -> KeySet:
+            before = keys.stats.fetches
+            key_set = await akeys(kid)
+            if keys.stats.fetches == before:
+                self.count += 1
+            return key_set
 
+        keys.ready = counted_ready  # type: ignore[method-assign]
+        keys.akeys = counted_akeys  # type: ignore[method-assign]
+
+
+#: How many refusals the page lists (the newest).
+_REFUSALS_SHOWN: Final = 8
 
 #: Paths of the issuer and of the page: the middleware lets them through unauthenticated.
 PUBLIC_PATHS: Final = (
@@ -98,15 +110,39 @@ PUBLIC_PATHS: Final = (
 )
 
 
+#: The imports of :func:`protect_api` as a user writes them: the page shows them above its
+#: source, and tests/test_demo.py runs the two together against the public API.
+PROTECT_API_IMPORTS: Final = """\
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.middleware import Middleware
+
+from jwt_guard import (
+    CSRF,
+    Answer,
+    DPoP,
+    JWKSKeys,
+    JWTGuardError,
+    JWTGuardMiddleware,
+    MemoryDenylist,
+    Verifier,
+)
+"""
+
+
 def protect_api(
     base_url: str,
     jwks_url: str,
     denylist: MemoryDenylist,
     clock: Callable[[], float],
     csrf: CSRF,
+    public_paths: Sequence[str],
+    on_error: Callable[[JWTGuardError, Answer], Answer] | None = None,
 ) -> tuple[Verifier, Middleware, dict[str, Any]]:
-    """How the demo's API is protected; the page shows this function's source."""
-    keys = CountingJWKS(
+    """How the demo's API is protected. ``on_error`` sees each refusal and its reason
+    (the demo's page lists them; jwt_guard's log says them too)."""
+    keys = JWKSKeys(
         jwks_url,  # fetched over HTTP, as from an identity provider
         default_ttl=60,
         min_ttl=10,
@@ -114,17 +150,18 @@ def protect_api(
         clock=clock,
     )
     settings: dict[str, Any] = {
-        "algorithms": [ALGORITHM],
+        "algorithms": ["ES256"],
         "issuer": base_url,
-        "audience": AUDIENCE,
+        "audience": "demo-api",
         "typ": "at+jwt",  # RFC 9068 access tokens
     }
     verifier = Verifier(
         keys=keys,
         denylist=denylist,
         clock=clock,
-        # Bearer tokens (the page's cookie) and DPoP-bound ones (API clients, RFC 9449).
-        dpop=DPoP(),
+        # Bearer tokens (the page's cookie) and DPoP-bound ones (API clients, RFC 9449); a
+        # proof's htu is checked against the API's public URL, not the Host header.
+        dpop=DPoP(external_url=base_url),
         **settings,
     )
     middleware = Middleware(
@@ -132,8 +169,9 @@ def protect_api(
         verifier=verifier,
         cookie="access_token",  # besides Authorization: Bearer; unsafe methods need CSRF proof
         csrf=csrf,  # CSRF(secret=...): only the CSRF value bound to the session's token passes
-        exclude=list(PUBLIC_PATHS),
+        exclude=list(public_paths),  # no token needed (the issuer's endpoints, the page)
         realm="jwt_guard demo",
+        on_error=on_error,
         prefetch=False,  # the keys come from this same server: it cannot fetch before it listens
     )
     return verifier, middleware, settings
@@ -205,11 +243,25 @@ def build_app(
     # The CSRF value is bound to the access token by an HMAC under this key (a fresh one per
     # run: a restart logs everyone out anyway, the signing keys being fresh too).
     csrf = CSRF(secret=secrets.token_bytes(32))
-    verifier, guard, settings = protect_api(base_url, jwks_url, denylist, clock, csrf)
-    keys = cast(CountingJWKS, verifier.key_sources[0])  # the one protect_api made
-    code_snippet = inspect.getsource(protect_api)
+    # The refusals and their reasons, newest last, for the page (the developer's view: the
+    # answers to clients keep their fixed texts).
+    refusals: deque[str] = deque(maxlen=_REFUSALS_SHOWN)
+    refused = [0]  # how many so far, for the page to tell a new one
+
+    def remember_refusal(exc: JWTGuardError, answer: Answer) -> Answer:
+        refusals.append(refusal_text(exc))
+        refused[0] += 1
+        return answer
+
+    verifier, guard, settings = protect_api(
+        base_url, jwks_url, denylist, clock, csrf, PUBLIC_PATHS, on_error=remember_refusal
+    )
+    keys = cast(JWKSKeys, verifier.key_sources[0])  # the one protect_api made
+    cache_hits = _CacheHits(keys)
+    code_snippet = f"{PROTECT_API_IMPORTS}\n\n{inspect.getsource(protect_api)}"
     # Revoked tokens, kept server-side for the "call with the old token" button: the page
-    # never sees a token. Keyed by the demo_session cookie; bounded.
+    # never sees a token, only a random reference to it that the logout answer carries (every
+    # cookie is gone by then). Bounded.
     revoked: dict[str, str] = {}
 
     page_html = (Path(__file__).parent / "demo_static" / "index.html").read_text("utf-8")
@@ -279,12 +331,7 @@ def build_app(
         username = issuer.check_password(body.get("username"), body.get("password"))
         if username is None:
             return JSONResponse({"error": "invalid_grant"}, status_code=401)
-        response = session_response(request, username)
-        if "demo_session" not in request.cookies:
-            response.set_cookie(
-                "demo_session", secrets.token_urlsafe(16), httponly=True, samesite="strict"
-            )
-        return response
+        return session_response(request, username)
 
     async def refresh(request: Request) -> Response:
         # The cookie flow's refresh; API clients use POST /token grant_type=refresh_token.
@@ -391,19 +438,22 @@ def build_app(
         await verifier.arevoke(principal)  # this token is dead everywhere from now on
         if principal.subject:
             issuer.forget_user(principal.subject)
-        session = request.cookies.get("demo_session")
+        body: dict[str, Any] = {"logged_out": True, "revoked_jti": principal.claims.get("jti")}
         token = request.cookies.get("access_token")
-        if session and token:
+        if token:
             if len(revoked) >= 1000:
                 revoked.pop(next(iter(revoked)))
-            revoked[session] = token
-        response = JSONResponse({"logged_out": True, "revoked_jti": principal.claims.get("jti")})
+            body["revoked_token_ref"] = ref = secrets.token_urlsafe(16)
+            revoked[ref] = token
+        response = JSONResponse(body)
+        # Every cookie the demo set: the access, refresh and CSRF cookies.
         clear_token_cookies(response, request=request, csrf=csrf, **cookie_settings)
         return response
 
     async def replay_revoked(request: Request) -> JSONResponse:
-        """Call the API with the token revoked at logout (kept here, never sent to the page)."""
-        token = revoked.get(request.cookies.get("demo_session", ""))
+        """Call the API with the token revoked at logout (kept here, never sent to the page),
+        named by the reference the logout answer gave (``?ref=``)."""
+        token = revoked.get(request.query_params.get("ref", ""))
         if token is None:
             return JSONResponse({"error": "log in and out first"}, status_code=409)
         async with httpx.AsyncClient(timeout=5) as client:
@@ -477,7 +527,7 @@ def build_app(
                     "signing_kid": issuer.kid,
                     "cached_kids": list(stats.key_ids),
                     "fetches": stats.fetches,
-                    "cache_hits": keys.cache_hits,
+                    "cache_hits": cache_hits.count,
                     "unknown_kid_misses": stats.unknown_kid_misses,
                     "failures": stats.failures,
                 },
@@ -489,6 +539,7 @@ def build_app(
                     "public_paths": list(PUBLIC_PATHS),
                 },
                 "code": code_snippet,
+                "refusals": {"newest_last": list(refusals), "total": refused[0]},
                 "cross_site_url": cross_site_url,
             },
             headers={"Cache-Control": "no-store"},
@@ -577,11 +628,29 @@ jwt_guard demo — an issuer and an API protected by JWTGuardMiddleware
   tokens      curl -d grant_type=password -d username=alice -d password=alice {base_url}/token
 
   users       alice / alice  (role admin)      bob / bob  (role user)
+  refusals    each one's reason below (jwt_guard's INFO lines) and on the page
 
   try it (token valid for {ACCESS_TTL // 60} minutes):
     curl -H 'Authorization: Bearer {token}' {base_url}/api/me
 """,
         flush=True,
     )
-    config = uvicorn.Config(dispatch, log_level="info", lifespan="off")
+    # jwt_guard's reasons for refusing a request (INFO lines) in the terminal, beside
+    # uvicorn's own lines: uvicorn configures only its loggers.
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["formatters"]["jwt_guard"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(levelprefix)s %(name)s: %(message)s",
+    }
+    log_config["handlers"]["jwt_guard"] = {
+        "formatter": "jwt_guard",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    log_config["loggers"]["jwt_guard"] = {
+        "handlers": ["jwt_guard"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    config = uvicorn.Config(dispatch, log_level="info", log_config=log_config, lifespan="off")
     uvicorn.Server(config).run(sockets=[main_socket, cross_socket])

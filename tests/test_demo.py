@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import secrets
@@ -11,11 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from jwt_guard import CSRF, MemoryDenylist, Principal
+from jwt_guard._tools.demo_issuer import ALGORITHM, AUDIENCE
 from jwt_guard._tools.demo_oauth import s256
 from jwt_guard.demo import build_app
 
@@ -56,7 +60,7 @@ def test_cookie_login_never_puts_tokens_in_the_body(demo: tuple[str, FakeClock])
         access = browser.cookies["access_token"]
         assert access not in response.text and "token" not in response.json()
         cookies = {c.name: c for c in browser.cookies.jar}
-        assert {"access_token", "refresh_token", "csrf_token", "demo_session"} <= set(cookies)
+        assert set(cookies) == {"access_token", "refresh_token", "csrf_token"}
         assert cookies["access_token"].has_nonstandard_attr("HttpOnly")
         assert "samesite=strict" in response.headers.get_list("set-cookie")[0].lower()
         # The page's panels: the decoded token and the JWKS state, never the token.
@@ -71,6 +75,97 @@ def test_cookie_login_never_puts_tokens_in_the_body(demo: tuple[str, FakeClock])
         assert "def protect_api(" in state["code"] and "JWTGuardMiddleware" in state["code"]
         browser.get("/api/me")
         assert browser.get("/demo/state").json()["jwks"]["cache_hits"] >= 1
+
+
+async def test_issue25_the_code_panel_runs_as_a_user_copies_it(
+    demo: tuple[str, FakeClock],
+) -> None:
+    # The panel showed a demo-only CountingJWKS subclass: copied, it failed. What it shows is
+    # run here as a copy runs: alone in a module, with its own imports (public modules only),
+    # protecting an app of its own against the demo's issuer, keys over HTTP.
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    base, clock = demo
+    code = httpx.get(f"{base}/demo/state").json()["code"]
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jwt_guard"):
+            assert not any(part.startswith("_") for part in (node.module or "").split("."))
+    assert "Counting" not in code and "demo_issuer" not in code
+    namespace: dict[str, Any] = {"__name__": "copied_from_the_panel"}
+    exec(compile(code, "panel.py", "exec"), namespace)  # noqa: S102 - the panel's code
+    refusals: list[str] = []
+
+    def on_error(exc: Any, answer: Any) -> Any:
+        refusals.append(exc.code)
+        return answer
+
+    verifier, middleware, settings = namespace["protect_api"](
+        base,
+        f"{base}/.well-known/jwks.json",
+        MemoryDenylist(clock=clock),
+        clock,
+        CSRF(secret=secrets.token_bytes(32)),
+        ["/health"],
+        on_error=on_error,
+    )
+    assert settings["algorithms"] == [ALGORITHM] and settings["audience"] == AUDIENCE
+
+    async def me(request: Request) -> JSONResponse:
+        principal: Principal = request.user
+        return JSONResponse({"sub": principal.subject})
+
+    app = Starlette(routes=[Route("/api/me", me)], middleware=[middleware])
+    token = password_grant(base, "alice").json()["access_token"]
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+            ok = await client.get("/api/me", headers=bearer(token))
+            assert ok.status_code == 200 and ok.json() == {"sub": "alice"}
+            assert (await client.get("/api/me")).status_code == 401
+    finally:
+        await verifier.aclose()
+    assert verifier.key_sources[0].stats.fetches == 1  # the keys came over HTTP
+    assert refusals == ["token_missing"]
+
+
+def test_issue25_logout_clears_every_cookie_the_demo_sets(demo: tuple[str, FakeClock]) -> None:
+    # A demo_session cookie stayed after logout.
+    base, _ = demo
+    with httpx.Client(base_url=base) as browser:
+        login = browser.post("/login", json={"username": "bob", "password": "bob"})
+        set_at_login = {c.split("=", 1)[0] for c in login.headers.get_list("set-cookie")}
+        out = browser.post("/logout", headers={"X-CSRF-Token": browser.cookies["csrf_token"]})
+        assert out.status_code == 200
+        cleared = {c.split("=", 1)[0] for c in out.headers.get_list("set-cookie")}
+        assert set_at_login <= cleared
+        assert list(browser.cookies.jar) == []
+
+
+def test_issue25_the_page_lists_each_refusal_with_its_reason(demo: tuple[str, FakeClock]) -> None:
+    # The reasons are for the developer (the page); the client's answer keeps its fixed text.
+    base, _ = demo
+    before = httpx.get(f"{base}/demo/state").json()["refusals"]
+    assert before == {"newest_last": [], "total": 0}
+    bob = password_grant(base, "bob").json()["access_token"]
+    denied = httpx.get(f"{base}/api/admin", headers=bearer(bob))
+    assert denied.status_code == 403 and "'admin'" not in denied.text
+    missing = httpx.get(f"{base}/api/me")
+    assert missing.status_code == 401
+    refusals = httpx.get(f"{base}/demo/state").json()["refusals"]
+    assert refusals["total"] == 2
+    denied_line, missing_line = refusals["newest_last"]
+    # As the README's Quick start shows it (there across two lines).
+    assert denied_line == (
+        "refused insufficient_role (403): required=['admin'] mode='all' present=['user'] "
+        "missing=['admin']"
+    )
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"`{denied_line}` for bob on `/api/admin`" in readme
+    assert missing_line.startswith("refused token_missing (401)")
+    assert bob not in str(refusals)
 
 
 def test_token_endpoint_me_admin_logout_revokes(demo: tuple[str, FakeClock]) -> None:
@@ -164,7 +259,10 @@ def test_logout_then_the_old_token_is_refused_as_revoked(demo: tuple[str, FakeCl
         out = browser.post("/logout", headers={"X-CSRF-Token": browser.cookies["csrf_token"]})
         assert out.status_code == 200 and "access_token" not in browser.cookies
         assert browser.get("/api/me").json()["code"] == "token_missing"
-        replay = browser.post("/demo/replay-revoked")
+        ref = out.json()["revoked_token_ref"]
+        assert old not in out.text and ref not in old
+        assert browser.post("/demo/replay-revoked", params={"ref": "other"}).status_code == 409
+        replay = browser.post("/demo/replay-revoked", params={"ref": ref})
         body = replay.json()
         assert body["status"] == 401 and body["body"]["code"] == "token_revoked"
         assert 'error="invalid_token"' in body["www_authenticate"]
@@ -425,6 +523,41 @@ def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "curl -H 'Authorization: Bearer " in out
+
+
+def test_issue25_demo_command_starts_without_warnings_and_logs_each_reason() -> None:
+    # The demo printed a DPoP Host-header warning at start (its settings now pin the URL), and
+    # its refusals said nothing in the terminal (it now shows jwt_guard's lines).
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jwt_guard", "demo", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
+            time.sleep(0.1)
+        bob = password_grant(base, "bob").json()["access_token"]
+        assert httpx.get(f"{base}/api/me", headers=bearer(bob)).status_code == 200
+        assert httpx.get(f"{base}/api/admin", headers=bearer(bob)).status_code == 403
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "WARNING" not in err, err
+    refused = [line for line in err.splitlines() if "jwt_guard: refused" in line]
+    assert len(refused) == 1, err
+    assert refused[0].startswith("INFO:") and "insufficient_role (403)" in refused[0]
+    assert bob not in err
 
 
 # -- DPoP (RFC 9449): API clients get tokens bound to their key from POST /token --------------

@@ -21,7 +21,14 @@ from typing import Final
 
 from .errors import ConfigurationError, JWTGuardError, format_detail
 
-__all__ = ["DEFAULT_LOG_LIMIT", "LOG_WINDOW", "RejectionLog", "logger", "reaches_a_handler"]
+__all__ = [
+    "DEFAULT_LOG_LIMIT",
+    "LOG_WINDOW",
+    "RejectionLog",
+    "logger",
+    "reaches_a_handler",
+    "refusal_text",
+]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -29,6 +36,11 @@ logger = logging.getLogger("jwt_guard")
 #: then costs a handful of lines a minute, while a rare code still gets its own line.
 DEFAULT_LOG_LIMIT: Final = 10
 LOG_WINDOW: Final = 60.0
+
+
+def refusal_text(exc: JWTGuardError) -> str:
+    """A refusal as its log line says it: ``refused <code> (<status>): <detail>``."""
+    return f"refused {exc.code} ({exc.status_code}): {format_detail(exc.detail) or '-'}"
 
 
 def reaches_a_handler(log: logging.Logger, level: int) -> bool:
@@ -80,14 +92,12 @@ class _Unseen:
             name = logging.getLevelName(level)
             spelled = f"logging.{name}" if isinstance(getattr(logging, name, None), int) else level
             logger.warning(
-                "refused %s (%d): %s -- jwt_guard says why it refuses a request in %s lines on "
-                "the 'jwt_guard' logger, and no handler writes them here. To see them: "
+                "%s -- jwt_guard says why it refuses a request in %s lines on the 'jwt_guard' "
+                "logger, and no handler writes them here. To see them: "
                 "logging.basicConfig(level=logging.INFO), or a handler on "
                 "logging.getLogger('jwt_guard') and .setLevel(%s); or read exc.detail in the "
                 "on_error hook. (Said once per process.)",
-                exc.code,
-                exc.status_code,
-                format_detail(exc.detail) or "-",
+                refusal_text(exc),
                 name,
                 spelled,
             )
