@@ -14,12 +14,17 @@ paste a token.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from fastapi import Depends, FastAPI
 
 from jwt_guard import JWTGuardMiddleware, Verifier
 from jwt_guard.fastapi import CurrentPrincipal, OAuth2Login, require_roles, require_scopes
+
+# jwt_guard says why it refuses a request in INFO lines (logger "jwt_guard"); uvicorn and
+# `flask run` configure only their own loggers, so the app configures the rest.
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 app = FastAPI(title="jwt_guard example")
 app.add_middleware(

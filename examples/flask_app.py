@@ -7,12 +7,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, jsonify
 
 from jwt_guard import Verifier
 from jwt_guard.flask import JWTGuard, current_principal, require_roles
+
+# jwt_guard says why it refuses a request in INFO lines (logger "jwt_guard"); uvicorn and
+# `flask run` configure only their own loggers, so the app configures the rest.
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 app = Flask(__name__)
 # The README runs the examples in one shell, with the FastAPI example's own

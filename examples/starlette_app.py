@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -14,6 +16,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from jwt_guard import JWTGuardMiddleware, Principal, Verifier, require_roles
+
+# jwt_guard says why it refuses a request in INFO lines (logger "jwt_guard"); uvicorn and
+# `flask run` configure only their own loggers, so the app configures the rest.
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 async def me(request: Request) -> JSONResponse:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -492,9 +493,10 @@ def test_port_in_use_is_reported_before_the_banner() -> None:
     assert "curl" not in result.stdout and "Bearer" not in result.stdout  # no banner
 
 
-def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
-    # What `bash scripts/demo.sh` runs: one uvicorn, two sockets (the page, and the other
-    # origin for the cross-site button).
+@contextmanager
+def demo_command() -> Iterator[tuple[str, dict[str, str]]]:
+    """``python -m jwt_guard demo`` on a free port: its base URL, and after the block its
+    output (``stdout``, ``stderr``)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -504,6 +506,7 @@ def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    output: dict[str, str] = {}
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -514,45 +517,32 @@ def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
             time.sleep(0.1)
+        yield base, output
+    finally:
+        proc.terminate()
+        output["stdout"], output["stderr"] = proc.communicate(timeout=30)
+
+
+def test_jwt_guard_demo_command_serves_the_page_and_the_other_origin() -> None:
+    # What `bash scripts/demo.sh` runs: one uvicorn, two sockets (the page, and the other
+    # origin for the cross-site button).
+    with demo_command() as (base, output):
         state = httpx.get(f"{base}/demo/state").json()
         other = httpx.get(state["cross_site_url"] + "/")
         assert other.status_code == 200 and f'action="{base}/logout"' in other.text
         assert "jwt_guard demo" in httpx.get(f"{base}/").text
         assert password_grant(base, "bob").status_code == 200
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
-    assert "curl -H 'Authorization: Bearer " in out
+    assert "curl -H 'Authorization: Bearer " in output["stdout"]
 
 
 def test_issue25_demo_command_starts_without_warnings_and_logs_each_reason() -> None:
     # The demo printed a DPoP Host-header warning at start (its settings now pin the URL), and
     # its refusals said nothing in the terminal (it now shows jwt_guard's lines).
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jwt_guard", "demo", "--port", str(port)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
-            time.sleep(0.1)
+    with demo_command() as (base, output):
         bob = password_grant(base, "bob").json()["access_token"]
         assert httpx.get(f"{base}/api/me", headers=bearer(bob)).status_code == 200
         assert httpx.get(f"{base}/api/admin", headers=bearer(bob)).status_code == 403
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
+    err = output["stderr"]
     assert "WARNING" not in err, err
     refused = [line for line in err.splitlines() if "jwt_guard: refused" in line]
     assert len(refused) == 1, err

@@ -25,6 +25,7 @@ from jwt_guard._core.log import reaches_a_handler
 from .redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 #: The warning's words (once per process) and the reason it carries.
 UNSEEN = "no handler writes them here"
 REASON = "refused token_malformed (401): "
@@ -80,14 +81,17 @@ def test_issue25_refusal_reasons_nobody_sees_get_one_warning_under_a_plain_serve
     port = free_port()
     argv = [*SERVERS[server], f"127.0.0.1:{port}" if server == "wsgi-gunicorn" else str(port)]
     with serving(argv, port) as (base, lines):
-        for _ in range(3):
+        assert httpx.get(f"{base}/api/me").status_code == 401
+        for _ in range(2):
             assert httpx.get(f"{base}/api/me", headers=NOT_A_JWT).status_code == 401
     warnings = [line for line in lines if UNSEEN in line]
     assert len(warnings) == 1, lines
-    # The warning carries the first refusal's reason, and says how to see the next ones.
-    assert REASON in warnings[0] and "segments=1" in warnings[0]
+    # The warning carries the first refusal's reason, and says how to see the next ones: the
+    # line the README shows ("Why was I refused?").
+    assert warnings[0].startswith("refused token_missing (401): looked_in=")
     assert "logging.basicConfig(level=logging.INFO)" in warnings[0]
     assert "getLogger('jwt_guard')" in warnings[0] and "on_error" in warnings[0]
+    assert f"\n  {warnings[0]}\n" in README
     assert "opaque-token" not in "\n".join(lines)
 
 

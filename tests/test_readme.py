@@ -394,4 +394,7 @@ def test_example_commands_run_against_the_demo() -> None:
                     assert httpx.get(f"{api}/docs").status_code == 200
             finally:
                 proc.terminate()
-                proc.communicate(timeout=30)
+                _, err = proc.communicate(timeout=30)
+            # Issue 25: the example configures logging, so the reason for bob's 403 is in the
+            # terminal (under plain uvicorn or flask run it went nowhere).
+            assert "INFO jwt_guard: refused insufficient_role (403): " in err, command
