@@ -99,7 +99,7 @@ def test_issue25_refusal_reasons_nobody_sees_get_one_warning_under_a_plain_serve
 def test_issue25_lines_turned_down_on_purpose_get_no_warning(server: str) -> None:
     port = free_port()
     argv = [*SERVERS[server], f"127.0.0.1:{port}" if server == "wsgi-gunicorn" else str(port)]
-    with serving(argv, port, JWT_GUARD_LOG_REJECTIONS="DEBUG") as (base, lines):
+    with serving(argv, port, UNSEEN_APP_LOG_REJECTIONS="DEBUG") as (base, lines):
         assert httpx.get(f"{base}/api/me", headers=NOT_A_JWT).status_code == 401
     assert not [line for line in lines if "refused" in line], lines
 

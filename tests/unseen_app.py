@@ -7,7 +7,7 @@ server leaves it (nothing configured for the ``jwt_guard`` logger):
 
 ``python -m tests.unseen_app ADAPTER SETTING`` refuses requests in this process, then in a
 forked child, then here again, with the logging ``SETTING`` names (see :data:`SETTINGS`).
-``JWT_GUARD_LOG_REJECTIONS`` (``DEBUG``) turns the lines down on every app.
+``UNSEEN_APP_LOG_REJECTIONS`` (``DEBUG``) turns the lines down on every app.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from jwt_guard.testing import LocalIssuer
 from .forking import in_child
 
 ISSUER = LocalIssuer()
-LEVEL = getattr(logging, os.environ.get("JWT_GUARD_LOG_REJECTIONS", "INFO"))
+LEVEL = getattr(logging, os.environ.get("UNSEEN_APP_LOG_REJECTIONS", "INFO"))
 OPTIONS: dict[str, Any] = {"exclude": ["/health"], "log_rejections": LEVEL}
 #: A token that is not a JWT: refused with token_malformed (its line says segments=1).
 NOT_A_JWT = {"Authorization": "Bearer opaque-token"}
