@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._core.errors import JWTGuardError
+from ._core.errors import ConfigurationError, JWTGuardError
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import FrozenList, Principal
 from ._http.answer import Answer, ErrorHandler
@@ -34,6 +34,7 @@ from ._http.guard import (
     Guard,
 )
 from ._http.metadata import ProtectedResource
+from ._http.order import check, owner_of, watch
 from ._http.request import OVERRIDE_HEADERS as _OVERRIDE_HEADERS
 from ._http.request import ASGIRequest
 from ._http.types import ASGIApp, Message, Receive, Scope, Send
@@ -269,6 +270,13 @@ class JWTGuardMiddleware:
         self._cookies_matter = cookie is not None
         self._metrics = verifier.metrics
         self._header_source = ("header", self.guard.csrf)  # SOURCE_KEY, as Guard.accepted sets it
+        #: Whether the app's routes still need the decorator-order check (``_http.order``):
+        #: a Starlette app wrapped from outside is checked now and at each later decoration;
+        #: one this middleware sits inside (``add_middleware``: built at the first request) at
+        #: lifespan start-up, and before the first request reaches it either way.
+        self._order_pending = True
+        if isinstance(app, Starlette):
+            watch(app)
         if isinstance(app, Starlette) and app.middleware_stack is None:
             # Wrapping a Starlette/FastAPI app from outside: its ServerErrorMiddleware would
             # turn a JWTGuardError raised by an endpoint or a dependency into a 500 before it
@@ -296,9 +304,23 @@ class JWTGuardMiddleware:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
+                try:
+                    self._check_order(scope)
+                except ConfigurationError as exc:
+                    # The server stops: "Application startup failed" with the reason
+                    # (ASGI lifespan spec), rather than serving an unprotected view.
+                    await receive()  # lifespan.startup
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
+        if self._order_pending:
+            try:
+                self._check_order(scope)
+            except ConfigurationError as exc:  # fail closed: no route runs unprotected
+                await self._reject(scope, send, exc)
+                return
         guard = self.guard
         nonce_header: tuple[bytes, bytes] | None = None
         metadata = guard.metadata
@@ -417,6 +439,14 @@ class JWTGuardMiddleware:
             if started:
                 raise
             await self._reject(scope, send, exc)
+
+    def _check_order(self, scope: Scope) -> None:
+        """Raise while a route of the app serves a view bare that a jwt_guard decorator
+        wrapped (``_http.order``); once it passes, requests are not checked again."""
+        owner = owner_of(scope.get("app")) or owner_of(self.app)
+        if owner is not None:
+            check(owner)
+        self._order_pending = False
 
     def _cors_only(self, scope: Scope, send: Send) -> Send:
         """``send`` for a preflight that passed without a token: an answer without

@@ -10,6 +10,9 @@ The requirement only *reads* the principal the middleware placed; it raises
 :class:`InsufficientScope` (403) when it falls short. ``require_acr`` and ``require_auth_age``
 (RFC 9470 step-up) raise :class:`InsufficientUserAuthentication` (401): the token is fine, the
 login behind it is too weak or too old. The adapters turn those into answers.
+
+A requirement decorator goes under the route decorator; above it, it wraps a copy no route
+serves, and the middlewares refuse the app (``_http.order``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .._core.principal import Principal
 from .._sources.verifier import Verifier
 from .answer import SCOPE_TOKEN
 from .guard import GUARD_KEY, VERIFIER_KEY
+from .order import record
 from .resolve import (
     answer_for,
     asgi_response,
@@ -205,7 +209,14 @@ class Requirement:
         return asgi_response(answer_for(conn.scope, exc))
 
     def decorate(self, func: F) -> F:
-        return endpoint_check(func, self._check_async, self._check_sync, self._flask_check)
+        wrapped = endpoint_check(func, self._check_async, self._check_sync, self._flask_check)
+        record(func, f"@{self.as_written()}")  # a route serving func bare is refused
+        return wrapped
+
+    def as_written(self) -> str:
+        """The call that made this requirement, as a user writes it."""
+        names = ", ".join(map(repr, self.names))
+        return f"require_{self.kind}({names}{', any_of=True' if self.any_of else ''})"
 
 
 def require_roles(*roles: str, any_of: bool = False) -> Requirement:
@@ -242,6 +253,9 @@ class StepUp(Requirement):
         if self.acr_values:
             return f"require_acr({', '.join(map(repr, self.acr_values))})"
         return f"require_auth_age({self.max_age})"
+
+    def as_written(self) -> str:
+        return repr(self)
 
     def check(self, user: object, verifier: object = None) -> Principal:
         if not isinstance(user, Principal):

@@ -34,6 +34,7 @@ from .authz import Requirement
 from .extract import CSRF
 from .guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
 from .metadata import ProtectedResource
+from .order import record
 from .request import ASGIRequest, WSGIRequest
 from .resolve import asgi_response, connection_of, endpoint_check, flask_abort, flask_environ
 from .types import Environ
@@ -189,9 +190,15 @@ class RouteGuard:
 
         def decorate(func: F) -> F:
             answering = self._answering(func)
-            return endpoint_check(
+            wrapped = endpoint_check(
                 answering, check_async, check_sync, lambda: self._flask_check(judge)
             )
+            record(func, written)  # a route serving func bare is refused
+            return wrapped
+
+        given = [f"{k}={v!r}" for k, v in (("roles", roles), ("scopes", scopes)) if v]
+        given += [f"{k}=True" for k, v in (("any_of", any_of), ("optional", optional)) if v]
+        written = f"@guard.protect({', '.join(given)})" if given else "@guard.protect"
 
         return decorate(func) if func is not None else decorate
 
