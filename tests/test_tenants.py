@@ -644,3 +644,34 @@ def test_a_key_factory_that_raises_is_a_configuration_error() -> None:
     assert verifier.verify(idp.mint(issuer="https://idp.example/a", aud=None))
     with pytest.raises(ConfigurationError, match=r"keys= raised ValueError .*idp\.example/\{t\}"):
         verifier.verify(idp.mint(issuer="https://idp.example/b", aud=None))
+
+
+async def test_each_tenants_fetches_are_counted_in_the_metrics(
+    idp: TenantsServer, verify: Verify
+) -> None:
+    """A tenant's key source, made after the verifier, counts on the verifier's instruments."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from jwt_guard import Metrics
+
+    from .test_metrics import collect
+
+    reader = InMemoryMetricReader()
+    metrics = Metrics(meter_provider=MeterProvider(metric_readers=[reader]))
+    trusted = providers.entra_id(
+        "organizations",
+        audience="api://orders",
+        tenants=[T1, T2],
+        jwks_url=f"{idp.base_url}/{{tid}}/keys",
+    )
+    verifier = Verifier(issuers=[trusted], metrics=metrics)
+    try:
+        for tenant in (T1, T2):
+            await verify(verifier, entra_token(idp, tenant))
+        fetches = collect(reader)["jwt_guard.jwks.fetches"]
+        for tenant in (T1, T2):
+            name = ("jwt_guard.key_source", f"{idp.base_url}/{tenant}/keys")
+            assert fetches[(name, ("jwt_guard.outcome", "success"))] == 1
+    finally:
+        await close(verifier)
