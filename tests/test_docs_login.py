@@ -342,6 +342,16 @@ def test_rfc8707_section2_and_swagger_ui_parameters_refused(
         OAuth2Login.from_discovery(ISSUER, client_id="docs", authorization_params=params)
 
 
+def test_audience_param_and_the_same_authorization_param_refused() -> None:
+    with pytest.raises(ConfigurationError, match="give one"):
+        OAuth2Login.from_discovery(
+            ISSUER,
+            client_id="docs",
+            audience_param="audience",
+            authorization_params={"audience": "https://other.example"},
+        )
+
+
 @pytest.mark.parametrize(
     ("name", "audience"), [("audience", "orders-api"), ("resource", "https://api.example")]
 )

@@ -284,6 +284,12 @@ class OAuth2Login:
         )
         self.default_scopes = tuple(default_scopes if default_scopes is not None else ())
         self.authorization_params = _authorization_params(authorization_params)
+        if audience_param and audience_param in self.authorization_params:
+            # One would silently replace the other at install().
+            raise ConfigurationError(
+                f"audience_param={audience_param!r} and authorization_params"
+                f"[{audience_param!r}] both set it: give one"
+            )
         self.audience_param = audience_param
         self.scheme_name = scheme_name
         #: ``None`` until discovery has read them (``from_discovery``).
