@@ -139,7 +139,7 @@ class LocalIssuer:
     def claims(
         self,
         *,
-        sub: str = "user-1",
+        sub: str | None = "user-1",
         roles: Sequence[str] | None = None,
         scopes: Sequence[str] | None = None,
         ttl: float = 300,
@@ -151,7 +151,8 @@ class LocalIssuer:
         """The default claim set (``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``), with
         overrides: ``roles`` (a list), ``scopes`` (a space-separated ``scope``), ``ttl``
         (seconds), ``expired=True`` (``exp`` 5 minutes ago), ``audience``/``issuer`` (another
-        ``aud``/``iss``); other keywords are claims, and ``None`` drops a default claim."""
+        ``aud``/``iss``); other keywords are claims, and ``None`` drops a default claim
+        (``sub=None`` too)."""
         now = int(self.clock())
         claims: dict[str, Any] = {
             "iss": issuer if issuer is not None else self.issuer,
@@ -161,6 +162,8 @@ class LocalIssuer:
             "exp": now - 300 if expired else int(now + ttl),
             "jti": uuid.uuid4().hex,
         }
+        if sub is None:
+            del claims["sub"]
         if roles is not None:
             claims["roles"] = list(roles) if isinstance(roles, (list, tuple)) else roles
         if scopes is not None:

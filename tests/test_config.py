@@ -145,6 +145,7 @@ VALID = {
     "ALGORITHMS": ("RS256", "algorithms"),
     "LEEWAY": ("5", "leeway"),
     "TYP": ("at+jwt", "typ"),
+    "PROFILE": ("rfc9068", "profile"),
     "ROLES_CLAIM": ("realm_access.roles", "roles_claim"),
     "SCOPES_CLAIM": ("scp", "scopes_claim"),
     "ALLOW_HTTP": ("1", "keys"),

@@ -187,6 +187,9 @@ def _string_set(value: Any, *, split: bool) -> frozenset[str]:
 SHOWN_CLAIM_VALUES: Final = frozenset(
     {"azp", "cid", "client_id", "hd", "tid", "token_use", "typ", "ver", "appid", "idp", "acr"}
 )
+#: Claims only an OpenID Connect ID token carries (OIDC Core §2, §3.3.2.11; FAPI's s_hash):
+#: named in the refusal of an ID token presented where an access token is expected.
+ID_TOKEN_CLAIMS: Final = ("at_hash", "c_hash", "nonce", "s_hash")
 #: Claims that have their own option; a claim-value rule for them is a configuration mistake.
 _OWN_OPTION: Final = {
     "iss": "issuer=",
@@ -251,25 +254,41 @@ class ClaimRules:
     #: Why a claim is required beyond ``required_claims=`` (``jti`` for a denylist): said
     #: when it is missing.
     required_by: Mapping[str, str] = field(default_factory=dict)
+    #: The profile these rules hold tokens to (``rfc9068``), and the claims it requires, for
+    #: the refusals' details (``_core.profiles``).
+    profile: str | None = None
+    profile_claims: frozenset[str] = frozenset()
 
-    def check_header_typ(self, header: Mapping[str, Any]) -> None:
+    def check_typ(self, header: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        """The expected header ``typ``, once the token is routed to this issuer's rules (the
+        header step already refused a ``typ`` that is not a string)."""
         typ = header.get("typ")
-        if typ is not None and not isinstance(typ, str):
-            raise TypeInvalid(detail={"typ": safe_value(typ), "reason": "'typ' must be a string"})
-        if self.typ is None:
-            return
         # RFC 8725 §3.11: explicit typing keeps one kind of JWT from being used as another.
-        if typ is None or normalize_typ(typ) != self.typ:
-            raise TypeInvalid(detail={"typ": safe_value(typ), "expected": self.typ})
+        if typ is not None and normalize_typ(typ) == self.typ:
+            return
+        detail: dict[str, Any] = {"typ": safe_value(typ), "expected": self.typ}
+        if self.profile is not None:
+            detail["profile"] = self.profile
+        id_token = sorted(name for name in ID_TOKEN_CLAIMS if name in payload)
+        if payload.get("typ") == "ID":  # Keycloak names its ID tokens in a "typ" claim
+            id_token.append("typ")
+        if id_token:
+            # The commonest way to get here: a client sends the ID token it got at login. It
+            # is signed by the same keys, and its "aud" is the client id, which some APIs
+            # accept as their audience (RFC 9068 §4, RFC 8725 §3.11).
+            detail["id_token_claims"] = id_token
+            detail["hint"] = (
+                "the token carries ID token claims: an OpenID Connect ID token is not an "
+                "access token; send the access token"
+            )
+        raise TypeInvalid(detail=detail)
 
     def check(self, claims: Mapping[str, Any]) -> None:
         """Issuer, audience, required claims and the types of the registered string claims."""
         for name in self.required:
-            if name not in claims:
-                missing: dict[str, Any] = {"claim": name, "required": list(self.required)}
-                if name in self.required_by:
-                    missing["reason"] = self.required_by[name]
-                raise ClaimMissing(detail=missing)
+            if claims.get(name) is None:
+                # "client_id": null is no client id: a required claim must have a value.
+                raise self._missing(name, claims)
         iss = claims.get("iss")
         if iss is not None and not isinstance(iss, str):
             raise ClaimInvalid(
@@ -306,6 +325,16 @@ class ClaimRules:
                 raise ClaimInvalid(detail=detail)
         if self.validators:
             run_hooks(self.validators, MappingProxyType(claims), "validate")
+
+    def _missing(self, name: str, claims: Mapping[str, Any]) -> ClaimMissing:
+        detail: dict[str, Any] = {"claim": name, "required": list(self.required)}
+        if name in claims:
+            detail["found"] = None
+        if name in self.required_by:
+            detail["reason"] = self.required_by[name]
+        if name in self.profile_claims:
+            detail["profile"] = self.profile
+        return ClaimMissing(detail=detail)
 
     def check_each_request(self, claims: Mapping[str, Any]) -> None:
         """The ``validate_each_request`` hooks, on a token's read-only claims."""

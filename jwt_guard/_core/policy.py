@@ -17,7 +17,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from .algorithms import ALGORITHMS, ASYMMETRIC
@@ -32,6 +32,7 @@ from .claims import (
 )
 from .errors import ClaimMissing, ConfigurationError
 from .keyset import KeySource
+from .profiles import Profile, resolve_profile
 from .revocation import Denylist
 from .tenants import TemplateKeys, TenantIssuer, Tenants
 
@@ -99,7 +100,7 @@ class TrustedIssuer:
     ``audience``, ``algorithms``, ``roles_claim`` and ``scopes_claim`` default to the
     verifier's settings when ``None``. ``claims`` (claim-value rules), ``validate`` and
     ``validate_each_request`` add to the verifier's: both apply, the issuer's rule winning for
-    a claim both name.
+    a claim both name. ``profile`` adds to the verifier's too (``_core.profiles``).
     """
 
     issuer: str
@@ -111,6 +112,7 @@ class TrustedIssuer:
     claims: Mapping[str, Any] | None = None
     validate: Validator | None = None
     validate_each_request: Validator | None = None
+    profile: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -120,6 +122,7 @@ class TrustedIssuer:
         claim_value_rules(self.claims, "claims")
         _hooks(self.validate, "validate")
         _hooks(self.validate_each_request, "validate_each_request")
+        resolve_profile(self.profile)
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,37 @@ class Configuration:
         return issuer
 
 
+def _apply_profile(profile: Profile, rules: ClaimRules, without_jti: bool) -> ClaimRules:
+    """The rules with what ``profile`` demands added; an explicit option that asks for less is
+    a ConfigurationError naming both (the profile never silently wins or loses)."""
+    where = f"profile {profile.name!r} ({profile.reference})"
+    if profile.typ is not None and rules.typ is not None and rules.typ != profile.typ:
+        raise ConfigurationError(
+            f"typ={rules.typ!r} contradicts {where}, which requires typ {profile.typ!r}: "
+            "drop typ= (the profile sets it)"
+        )
+    if without_jti and "jti" in profile.required_claims:
+        raise ConfigurationError(
+            f"allow_tokens_without_jti=True contradicts {where}, which requires 'jti'"
+        )
+    if profile.needs_audience and rules.audiences is None:
+        raise ConfigurationError(
+            f"{where} needs audience=: every token's 'aud' must name this resource server"
+        )
+    if profile.needs_issuer and rules.issuers is None:
+        raise ConfigurationError(
+            f"{where} needs issuer= (or keys=OIDCDiscovery(issuer)): every token's 'iss' must "
+            "be the issuer's exact identifier"
+        )
+    return replace(
+        rules,
+        typ=profile.typ or rules.typ,
+        required=tuple(dict.fromkeys(rules.required + profile.required_claims)),
+        profile=profile.name,
+        profile_claims=frozenset(profile.required_claims),
+    )
+
+
 def configure(
     *,
     keys: KeySource | None,
@@ -252,6 +286,7 @@ def configure(
     validate: Validator | None = None,
     detail_claims: Sequence[str] = (),
     validate_each_request: Validator | None = None,
+    profile: str | Sequence[str] | None = None,
 ) -> Configuration:
     """Validate the options of :class:`Verifier` (see there) and build its policies."""
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
@@ -296,6 +331,7 @@ def configure(
             "tokens without one"
         )
     typ = normalize_typ(typ) if typ is not None else None
+    verifier_profile = resolve_profile(profile)
     values = claim_value_rules(claims, "claims")
     validators = _hooks(validate, "validate")
     per_request = _hooks(validate_each_request, "validate_each_request")
@@ -328,6 +364,10 @@ def configure(
         if tenant is not None:
             # Microsoft's guidance for multi-tenant apps: the tenant in "iss" must be the "tid".
             own[tenant[0]] = frozenset({(str, tenant[1])})
+        demands = verifier_profile
+        issuer_profile = resolve_profile(trusted.profile) if trusted is not None else None
+        if issuer_profile is not None:
+            demands = issuer_profile if demands is None else demands + issuer_profile
         rules = ClaimRules(
             issuers=issuer_set,
             audiences=frozenset(auds) if auds is not None else None,
@@ -340,6 +380,8 @@ def configure(
             per_request=per_request
             + (_hooks(trusted.validate_each_request, "validate_each_request") if trusted else ()),
         )
+        if demands is not None:
+            rules = _apply_profile(demands, rules, allow_tokens_without_jti)
         return Policy(source, allowed, rules, roles, scopes, keys_decide)
 
     routes: dict[str, Policy] | None = None

@@ -1,7 +1,7 @@
 """The verifier's order of steps, with no I/O (RFC 7515 §5.2, RFC 8725, RFC 9068, RFC 9449).
 
-    token ─► 1 size, syntax, split ─► 2 header: alg allowed, crit, b64, typ, kid (cached per header)
-          ─► 3 payload JSON ─► 4 route by configured issuer ─► 5 key set (I/O: the driver)
+    token ─► 1 size, syntax, split ─► 2 header: alg allowed, crit, b64, kid (cached per header)
+          ─► 3 payload JSON ─► 4 route by configured issuer, its typ ─► 5 key set (I/O: driver)
           ─► 6 signature ─► 7 claims, cnf ─► Principal, remembered by the cache
 
 Steps 1-4 are :meth:`Steps._begin`, 6 and 7 :meth:`Steps._finish`; between them a driver gets
@@ -26,6 +26,7 @@ from .errors import (
     InvalidSignature,
     MalformedToken,
     TokenTooLarge,
+    TypeInvalid,
     safe_value,
 )
 from .keys import JWK
@@ -182,7 +183,11 @@ class Steps:
             )
         # "jwk", "jku", "x5u", "x5c" are deliberately never read: keys come only from the
         # configured key source (RFC 8725 §3.10).
-        self._config.policies[0].rules.check_header_typ(header)
+        typ = header.get("typ")
+        if typ is not None and not isinstance(typ, str):
+            # RFC 7515 §4.1.9: a string when present. The expected value is the routed
+            # issuer's (step 4, ``ClaimRules.check_typ``): each may expect its own.
+            raise TypeInvalid(detail={"typ": safe_value(typ), "reason": "'typ' must be a string"})
         parsed = _Header(alg, kid, read_only_mapping(header))
         if len(self._headers) >= HEADER_CACHE_SIZE:
             self._headers.clear()
@@ -214,6 +219,10 @@ class Steps:
             exc.add_detail("part", part)
             raise
         policy = self._route(payload)
+        if policy.rules.typ is not None:
+            # Before the signature, like the header's other checks: a token of another kind
+            # (an ID token, RFC 9068 §4) costs no key lookup.
+            policy.rules.check_typ(header.mapping, payload)
         if header.alg not in policy.algorithms:
             raise AlgorithmNotAllowed(
                 detail=lambda: {

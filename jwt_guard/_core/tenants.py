@@ -37,6 +37,7 @@ from .claims import Validator, claim_value_rules
 from .errors import ConfigurationError, IssuerInvalid, safe_value
 from .keyset import KeySet, KeySource
 from .metrics import Metrics
+from .profiles import resolve_profile
 
 __all__ = [
     "DEFAULT_MAX_TENANTS",
@@ -136,9 +137,11 @@ class TenantIssuer:
     claims: Mapping[str, Any] | None = None
     validate: Validator | None = None
     validate_each_request: Validator | None = None
+    profile: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         _, name, _ = split_template(self.issuer, "issuer")
+        resolve_profile(self.profile)
         if not callable(self.keys) or isinstance(self.keys, KeySource):
             raise ConfigurationError(
                 "keys must make a tenant's key source: TenantKeys.jwks('https://.../{"

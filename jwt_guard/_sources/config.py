@@ -18,6 +18,7 @@ from typing import Any, Final
 from .._core.errors import ConfigurationError
 from .._core.keyset import KeySource
 from .._core.policy import check_algorithms
+from .._core.profiles import resolve_profile
 from .discovery import OIDCDiscovery
 from .jwks import JWKSKeys
 
@@ -46,6 +47,7 @@ ENV_NAMES: Final = (
     "ALGORITHMS",
     "LEEWAY",
     "TYP",
+    "PROFILE",
     "ROLES_CLAIM",
     "SCOPES_CLAIM",
     "ALLOW_HTTP",
@@ -106,7 +108,8 @@ def options_from_env(
 ) -> dict[str, Any]:
     """Read ``{prefix}ISSUER``, ``AUDIENCE`` (comma-separated), ``JWKS_URL`` or
     ``DISCOVERY_URL``, ``ALGORITHMS`` (comma-separated; unset: each published key's own),
-    ``LEEWAY``, ``TYP``, ``ROLES_CLAIM`` and ``SCOPES_CLAIM`` (comma-separated paths),
+    ``LEEWAY``, ``TYP``, ``PROFILE`` (comma-separated names, e.g. ``rfc9068``), ``ROLES_CLAIM``
+    and ``SCOPES_CLAIM`` (comma-separated paths),
     ``ALLOW_HTTP`` (``1`` to allow plain http).
 
     Returns the keyword arguments for ``Verifier(...)``. Every problem is reported at once in
@@ -170,6 +173,13 @@ def options_from_env(
     typ = get("TYP")
     if typ is not None:
         settings["typ"] = typ
+    profile = get("PROFILE")
+    if profile is not None:
+        settings["profile"] = _list(profile)
+        try:  # an unknown name is reported with the rest
+            resolve_profile(settings["profile"], f"{prefix}PROFILE")
+        except ConfigurationError as exc:
+            problems.append(exc.description)
     if problems:
         raise ConfigurationError("invalid configuration: " + "; ".join(problems))
     settings.update(

@@ -1,8 +1,8 @@
 """The :class:`Verifier`: options validated into policies, the two drivers
 (:mod:`.drivers`) over the core's steps (``_core.steps``), and revocation.
 
-    token ─► 1 size, syntax, split ─► 2 header: alg allowed, crit, b64, typ, kid (cached per header)
-          ─► 3 payload JSON ─► 4 route by configured issuer ─► 5 key set (the only I/O: driver)
+    token ─► 1 size, syntax, split ─► 2 header: alg allowed, crit, b64, kid (cached per header)
+          ─► 3 payload JSON ─► 4 route by configured issuer, its typ ─► 5 key set (I/O: driver)
           ─► 6 signature ─► 7 claims ─► 8 denylist (I/O: driver) ─► Principal
 
 Steps 1-4, 6 and 7 do no I/O (``_core.steps``); ``verify`` and ``averify`` (:mod:`.drivers`)
@@ -70,6 +70,10 @@ class Verifier(Drivers):
     asked again. ``validate_each_request`` runs on every request, a cached token's too, after
     every other check: for a rule whose answer can change while the token lives (a disabled
     user, a suspended tenant).
+
+    ``profile="rfc9068"`` holds every token to the JWT access token profile (RFC 9068): header
+    ``typ`` ``at+jwt``, the claims of its §2.2, an issuer and an audience configured; ID tokens
+    are refused. A name or a list of names (``_core.profiles``).
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class Verifier(Drivers):
         accept_bound_tokens_as_bearer: bool = False,
         metrics: bool | Metrics = True,
         validate_each_request: Validator | None = None,
+        profile: str | Sequence[str] | None = None,
     ) -> None:
         if dpop is not None and not isinstance(dpop, DPoP):
             raise ConfigurationError("dpop must be a jwt_guard.DPoP")
@@ -124,6 +129,7 @@ class Verifier(Drivers):
             validate=validate,
             detail_claims=detail_claims,
             validate_each_request=validate_each_request,
+            profile=profile,
         )
         self._config = config
         # Copied onto the instance: the hot path reads them as plain attributes, and the
@@ -172,7 +178,8 @@ class Verifier(Drivers):
     ) -> Verifier:
         """A verifier configured by environment variables (see ``config.options_from_env``):
         ``ISSUER``, ``AUDIENCE``, ``JWKS_URL`` or ``DISCOVERY_URL``, ``ALGORITHMS``, ``LEEWAY``,
-        ``TYP``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword arguments win.
+        ``TYP``, ``PROFILE``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword
+        arguments win.
 
         Any other variable with the prefix is a :class:`ConfigurationError` naming the closest
         setting (``JWT_GUARD_ALGORITHM``: did you mean ``JWT_GUARD_ALGORITHMS``?), unless
