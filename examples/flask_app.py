@@ -1,5 +1,9 @@
 """A Flask API protected by jwt_guard.
 
+An app factory: ``create_app()`` reads its settings from the environment when it is called,
+never at import (``flask --app examples.flask_app`` finds and calls it); a test calls
+``create_app(verifier)``::
+
     JWT_GUARD_ISSUER=https://issuer.example JWT_GUARD_AUDIENCE=orders-api \
     JWT_GUARD_JWKS_URL=https://issuer.example/.well-known/jwks.json \
     flask --app examples.flask_app run
@@ -10,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Blueprint, Flask, jsonify
 
 from jwt_guard import Verifier
 from jwt_guard.flask import JWTGuard, current_principal, require_roles
@@ -19,14 +23,10 @@ from jwt_guard.flask import JWTGuard, current_principal, require_roles
 # `flask run` configure only their own loggers, so the app configures the rest.
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-app = Flask(__name__)
-# The README runs the examples in one shell, with the FastAPI example's own
-# JWT_GUARD_DOCS_CLIENT_ID: not a jwt_guard setting.
-verifier = Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"])
-JWTGuard(app, verifier=verifier, cookie="access_token", exclude=["/health"])
+api = Blueprint("api", __name__)
 
 
-@app.get("/api/me")
+@api.get("/api/me")
 def me() -> Any:
     return jsonify(
         sub=current_principal.subject,
@@ -35,12 +35,28 @@ def me() -> Any:
     )
 
 
-@app.get("/api/admin")
+@api.get("/api/admin")
 @require_roles("admin")
 def admin() -> Any:
     return jsonify(message=f"hello admin {current_principal.identity}")
 
 
-@app.get("/health")
+@api.get("/health")
 def health() -> Any:
     return jsonify(status="ok")
+
+
+def create_app(verifier: Verifier | None = None) -> Flask:
+    """The app, trusting ``verifier`` (default: ``Verifier.from_env()``, the ``JWT_GUARD_*``
+    variables)."""
+    app = Flask(__name__)
+    JWTGuard(
+        app,
+        # The README runs the examples in one shell, with the FastAPI example's own
+        # JWT_GUARD_DOCS_CLIENT_ID: not a jwt_guard setting.
+        verifier=verifier or Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"]),
+        cookie="access_token",
+        exclude=["/health"],
+    )
+    app.register_blueprint(api)
+    return app

@@ -1,8 +1,11 @@
 """A Starlette API protected by jwt_guard.
 
+An app factory: ``create_app()`` reads its settings from the environment when it is called,
+never at import; a test calls ``create_app(verifier)``::
+
     JWT_GUARD_ISSUER=https://issuer.example JWT_GUARD_AUDIENCE=orders-api \
     JWT_GUARD_JWKS_URL=https://issuer.example/.well-known/jwks.json \
-    uvicorn examples.starlette_app:app
+    uvicorn --factory examples.starlette_app:create_app
 """
 
 from __future__ import annotations
@@ -38,20 +41,26 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-app = Starlette(
-    routes=[
-        Route("/api/me", me),
-        Route("/api/admin", admin),
-        Route("/health", health),
-    ],
-    middleware=[
-        Middleware(
-            JWTGuardMiddleware,
-            # The README runs the examples in one shell, with the FastAPI example's own
-            # JWT_GUARD_DOCS_CLIENT_ID: not a jwt_guard setting.
-            verifier=Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"]),
-            cookie="access_token",
-            exclude=["/health"],
-        )
-    ],
-)
+ROUTES = [
+    Route("/api/me", me),
+    Route("/api/admin", admin),
+    Route("/health", health),
+]
+
+
+def create_app(verifier: Verifier | None = None) -> Starlette:
+    """The app, trusting ``verifier`` (default: ``Verifier.from_env()``, the ``JWT_GUARD_*``
+    variables)."""
+    return Starlette(
+        routes=ROUTES,
+        middleware=[
+            Middleware(
+                JWTGuardMiddleware,
+                # The README runs the examples in one shell, with the FastAPI example's own
+                # JWT_GUARD_DOCS_CLIENT_ID: not a jwt_guard setting.
+                verifier=verifier or Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"]),
+                cookie="access_token",
+                exclude=["/health"],
+            )
+        ],
+    )

@@ -10,6 +10,12 @@ defaults and easy overrides::
     expired = issuer.mint(expired=True)
 
 The pytest plugin (installed with the package) provides a ``jwt_issuer`` fixture.
+
+A production-shaped test serves the issuer for real and lets the app find it as it would its
+identity provider: ``with issuer.serve(as_issuer=True) as server`` makes the tokens' ``iss``
+the served URL, whose discovery document names it, so ``OIDCDiscovery(server.base_url)`` (or
+``JWT_GUARD_DISCOVERY_URL``) works unchanged. :func:`reset_fetch_timers` lets a rotation or
+outage test refetch at once instead of sleeping out the refetch cooldown or the backoff.
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
 from typing import Any
 
 from ._core.dpop import jwk_thumbprint
-from ._core.keyset import StaticKeys
+from ._core.keyset import KeySource, StaticKeys
 from ._sources.config import DEFAULT_ALGORITHM
+from ._sources.jwks_state import JWKSState
 from ._sources.verifier import Verifier
 from ._tools.signing import (
     PrivateKey,
@@ -44,7 +52,16 @@ from ._tools.signing import (
     sign,
 )
 
-__all__ = ["FAULTS", "JWKSServer", "LocalIssuer", "compact", "dpop_jwk", "dpop_proof", "forge"]
+__all__ = [
+    "FAULTS",
+    "JWKSServer",
+    "LocalIssuer",
+    "compact",
+    "dpop_jwk",
+    "dpop_proof",
+    "forge",
+    "reset_fetch_timers",
+]
 
 
 def compact(
@@ -210,11 +227,44 @@ class LocalIssuer:
         return encode(payload, key, self.algorithm, header=hdr)
 
     @contextmanager
-    def serve(self) -> Iterator[JWKSServer]:
-        """Serve this issuer's JWKS (and discovery document) on a loopback port."""
-        server = JWKSServer(lambda: self.jwks, issuer=self.issuer)
+    def serve(self, *, as_issuer: bool = False) -> Iterator[JWKSServer]:
+        """Serve this issuer's JWKS (and discovery document) on a loopback port.
+
+        With ``as_issuer=True`` the served URL (``server.base_url``) *is* the issuer while the
+        block runs: the tokens minted say it in ``iss``, :meth:`verifier` expects it, and the
+        discovery document names it, so the app under test finds the keys through OIDC
+        discovery exactly as it would at its identity provider. Off by default: a test that
+        configures the app with the issuer given to ``LocalIssuer(issuer=...)`` keeps it.
+        """
+        configured = self.issuer
+        server = JWKSServer(lambda: self.jwks, issuer=None if as_issuer else configured)
         with server:
-            yield server
+            if as_issuer:
+                server.issuer = self.issuer = server.base_url
+            try:
+                yield server
+            finally:
+                self.issuer = configured
+
+
+def reset_fetch_timers(target: Any) -> None:
+    """For tests only: let each remote key source of ``target`` (a :class:`Verifier` or one
+    key source) fetch again on its next request.
+
+    A remote key set refetches for an unknown ``kid`` at most once per ``cooldown`` (30 s), and
+    after a failed fetch waits out a backoff (1 s doubling to 60 s): the limits that keep a
+    flood of made-up kids or a down provider from being hammered. A test of a key rotation or of
+    a provider coming back would have to sleep them out; this forgets when each source last
+    tried, and nothing else (the cached key set, its TTL and the counters stay). The library
+    never calls it: production code has no way to lift these limits.
+    """
+    sources = target.key_sources if hasattr(target, "key_sources") else (target,)
+    if not all(isinstance(source, KeySource) for source in sources):
+        raise TypeError("reset_fetch_timers takes a Verifier or a key source")
+    for source in sources:
+        if isinstance(source, JWKSState):  # JWKSKeys, OIDCDiscovery; static keys never fetch
+            # Reaches into the source's cache state on purpose: the one place that does.
+            source._state = replace(source._state, last_attempt=None, retry_at=0.0)
 
 
 #: The faults :attr:`JWKSServer.fault` can play, beyond ``status``/``body``/``headers``/``delay``.

@@ -131,6 +131,23 @@ async def make_any_client(
         yield make
 
 
+class Drive:
+    """A verifier's sync or async driver: a test taking the ``drive`` fixture runs on both."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    async def verify(self, verifier: Any, token: str) -> Any:
+        if self.mode == "sync":
+            return verifier.verify(token)
+        return await verifier.averify(token)
+
+
+@pytest.fixture(params=["sync", "async"])
+def drive(request: pytest.FixtureRequest) -> Drive:
+    return Drive(request.param)
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -286,7 +286,7 @@ def test_docs_login_against_the_demo_in_chromium(
         monkeypatch.delitem(sys.modules, "examples.fastapi_app", raising=False)
         example = importlib.import_module("examples.fastapi_app")
         api_port = free_port()
-        with run_uvicorn(example.app, port=api_port) as api:
+        with run_uvicorn(example.create_app(), port=api_port) as api:
             external: list[str] = []
             page.on(
                 "request",

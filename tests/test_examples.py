@@ -1,9 +1,11 @@
-"""The examples start from environment configuration and protect their routes."""
+"""The examples are app factories: importable without settings, configured from the
+environment when ``create_app()`` is called, or by a test's own verifier (issue 25, item 9)."""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -16,11 +18,20 @@ from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .servers import run_uvicorn, run_wsgi
 
+EXAMPLES = ["examples.starlette_app", "examples.fastapi_app", "examples.flask_app"]
+
 
 @pytest.fixture
 def issuer() -> LocalIssuer:
     # The examples verify against the real clock.
     return LocalIssuer(algorithm="ES256")
+
+
+@pytest.fixture
+def no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("JWT_GUARD_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -38,20 +49,77 @@ def load(name: str) -> Any:
     return importlib.import_module(name)
 
 
-@pytest.mark.parametrize("module", ["examples.starlette_app", "examples.fastapi_app"])
-async def test_asgi_examples(env: JWKSServer, issuer: LocalIssuer, module: str) -> None:
-    app = load(module).app
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        assert (await client.get("/health")).json() == {"status": "ok"}
-        assert (await client.get("/api/me")).status_code == 401
+async def exercise(app: Any, issuer: LocalIssuer) -> None:
+    """The example's routes, as any of its users would call them (ASGI or WSGI)."""
+    if hasattr(app, "wsgi_app"):  # Flask: through a real WSGI transport
+        transport: Any = httpx.WSGITransport(app=app)
+        client: Any = httpx.Client(transport=transport, base_url="http://t")
+    else:
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+    async def get(path: str, **kw: Any) -> httpx.Response:
+        response = client.get(path, **kw)
+        return await response if isinstance(client, httpx.AsyncClient) else response
+
+    try:
+        assert (await get("/health")).json() == {"status": "ok"}
+        assert (await get("/api/me")).status_code == 401
         user = {"Authorization": f"Bearer {issuer.mint(sub='bob', roles=['user'])}"}
-        me = await client.get("/api/me", headers=user)
+        me = await get("/api/me", headers=user)
         assert me.json() == {"sub": "bob", "roles": ["user"], "scopes": []}
-        assert (await client.get("/api/admin", headers=user)).status_code == 403
+        assert (await get("/api/admin", headers=user)).status_code == 403
         admin = {"Authorization": f"Bearer {issuer.mint(sub='alice', roles=['admin'])}"}
-        assert (await client.get("/api/admin", headers=admin)).status_code == 200
+        assert (await get("/api/admin", headers=admin)).status_code == 200
+    finally:
+        closed = client.aclose() if isinstance(client, httpx.AsyncClient) else client.close()
+        if closed is not None:
+            await closed
+
+
+@pytest.mark.parametrize("module", EXAMPLES)
+async def test_an_example_imports_without_settings_and_takes_a_tests_verifier(
+    no_settings: None, issuer: LocalIssuer, module: str
+) -> None:
+    """Issue 25 item 9: the README's FastAPI example built its app at import from the
+    environment, so a test could not import it."""
+    example = load(module)
+    await exercise(example.create_app(issuer.verifier()), issuer)
+
+
+@pytest.mark.parametrize("module", EXAMPLES)
+def test_create_app_without_a_verifier_reads_the_environment(
+    no_settings: None, module: str
+) -> None:
+    example = load(module)  # importing reads no setting
+    with pytest.raises(ConfigurationError, match="JWT_GUARD_ISSUER is required"):
+        example.create_app()
+
+
+@pytest.mark.parametrize("module", EXAMPLES)
+async def test_examples_from_the_environment(
+    env: JWKSServer, issuer: LocalIssuer, module: str
+) -> None:
+    await exercise(load(module).create_app(), issuer)
     assert env.count == 1
+
+
+@pytest.mark.parametrize("module", EXAMPLES)
+async def test_examples_against_a_served_issuer_found_by_discovery(
+    no_settings: None, monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer, module: str
+) -> None:
+    """Production-shaped: the settings a deployment has (issuer, audience, discovery URL),
+    pointed at a LocalIssuer served as the issuer."""
+    with issuer.serve(as_issuer=True) as server:
+        monkeypatch.setenv("JWT_GUARD_ISSUER", server.base_url)
+        monkeypatch.setenv("JWT_GUARD_AUDIENCE", issuer.audience)
+        monkeypatch.setenv("JWT_GUARD_DISCOVERY_URL", server.base_url)
+        verifier = Verifier.from_env()
+        try:
+            await exercise(load(module).create_app(verifier), issuer)
+        finally:
+            await verifier.aclose()
+            verifier.close()
+        assert server.requests["/.well-known/openid-configuration"] >= 1
 
 
 def test_from_env_reports_every_problem(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,8 +185,7 @@ def test_issue25_example_with_only_issuer_audience_and_discovery_accepts_an_rs25
         monkeypatch.setenv("JWT_GUARD_ISSUER", idp.base_url)
         monkeypatch.setenv("JWT_GUARD_AUDIENCE", "orders-api")
         monkeypatch.setenv("JWT_GUARD_DISCOVERY_URL", idp.base_url)
-        loaded = load(module)
-        app = loaded.create_app() if hasattr(loaded, "create_app") else loaded.app
+        app = load(module).create_app()
         serve = run_uvicorn if "fastapi" in module else run_wsgi
         with serve(app) as base:
             token = provider.mint(sub="alice", roles=["user"])

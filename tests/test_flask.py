@@ -148,7 +148,7 @@ def test_flask_example(monkeypatch: pytest.MonkeyPatch, real_issuer: LocalIssuer
         monkeypatch.setenv("JWT_GUARD_JWKS_URL", jwks.url)
         monkeypatch.setenv("JWT_GUARD_ALGORITHMS", "ES256")
         sys.modules.pop("examples.flask_app", None)
-        app = importlib.import_module("examples.flask_app").app
+        app = importlib.import_module("examples.flask_app").create_app()
         client = app.test_client()
         assert client.get("/health").json == {"status": "ok"}
         assert client.get("/api/me").status_code == 401

@@ -19,7 +19,7 @@ from jwt_guard import (
 from jwt_guard._core.profiles import PROFILES, Profile, resolve_profile
 from jwt_guard.testing import LocalIssuer
 
-from .conftest import AppFactory, bearer
+from .conftest import AppFactory, Drive, bearer
 
 CLIENT = "orders-spa"  # the client id a provider puts in an ID token's "aud"
 RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
@@ -44,21 +44,6 @@ def id_token(issuer: LocalIssuer, **claims: Any) -> str:
         jti=None,
         **claims,
     )
-
-
-class Drive:
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-
-    async def verify(self, verifier: Verifier, token: str) -> Any:
-        if self.mode == "sync":
-            return verifier.verify(token)
-        return await verifier.averify(token)
-
-
-@pytest.fixture(params=["sync", "async"])
-def drive(request: pytest.FixtureRequest) -> Drive:
-    return Drive(request.param)
 
 
 # -- the finding: an ID token accepted as an access token -----------------------------------

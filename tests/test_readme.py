@@ -5,9 +5,11 @@ says how a block is run:
 
 - ``<!-- readme-test: given=token -->``: the block may use ``token``, minted by an issuer that
   stands for ``https://idp.example.com/`` (audience ``orders-api``).
-- ``<!-- readme-test: requests: GET /path ROLE STATUS; ... -->``: the block defines ``app``,
-  which then answers these requests (ROLE ``anonymous`` sends no token).
-- ``<!-- readme-test: pytest -->``: the block is a test module, run by pytest with the plugin.
+- ``<!-- readme-test: requests: GET /path ROLE STATUS; ... -->``: the block defines ``app``
+  (or an app factory ``create_app()``, called with no argument), which then answers these
+  requests (ROLE ``anonymous`` sends no token).
+- ``<!-- readme-test: pytest -->``: the block is a test module, run by pytest with the plugin
+  (five tests pass; ``pytest: N passed`` says how many).
 - ``<!-- readme-test: env -->``: an ``export`` line whose variables the Python blocks run with.
 - ``<!-- readme-test: cli -->``: shell lines run in order in an empty directory.
 - ``<!-- readme-test: examples -->``: the commands that run the examples against the demo.
@@ -186,7 +188,7 @@ async def exercise(app: Any, issuer: LocalIssuer, marker: str) -> None:
 
 @pytest.mark.parametrize(
     "block",
-    [b for b in PYTHON if b.marker != "pytest" and not b.marker.startswith("run-by ")],
+    [b for b in PYTHON if not b.marker.startswith(("pytest", "run-by "))],
     ids=lambda b: b.id,
 )
 def test_python_block(
@@ -223,7 +225,8 @@ def test_python_block(
             await result
         try:
             if block.marker.startswith("requests:"):
-                await exercise(namespace["app"], idp_issuer, block.marker)
+                app = namespace["app"] if "app" in namespace else namespace["create_app"]()
+                await exercise(app, idp_issuer, block.marker)
         finally:
             for verifier in made:  # the snippets leave their clients open, as apps do
                 await verifier.aclose()
@@ -251,7 +254,8 @@ def test_pytest_block(block: Block, tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
     result = run(argv, tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\b5 passed\b", result.stdout), result.stdout
+    passed = block.marker.partition(":")[2].strip() or "5 passed"
+    assert re.search(rf"\b{passed}\b", result.stdout), result.stdout
 
 
 @pytest.fixture

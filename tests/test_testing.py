@@ -14,13 +14,18 @@ from jwt_guard import (
     CriticalHeaderUnsupported,
     JWKSKeys,
     JWTGuardError,
+    KeyNotFound,
+    KeySourceUnavailable,
     MalformedToken,
+    OIDCDiscovery,
     TokenExpired,
+    Verifier,
 )
 from jwt_guard._core.parse import b64url_decode
-from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing import LocalIssuer, reset_fetch_timers
 
 from .apps import starlette_app
+from .conftest import Drive, FakeClock
 
 
 def test_jwt_issuer_fixture_comes_from_the_plugin(jwt_issuer: LocalIssuer) -> None:
@@ -98,3 +103,87 @@ def test_mint_writes_exactly_the_header_asked_for(
     else:
         with pytest.raises(refusal):
             issuer.verifier().verify(token)
+
+
+# -- issue 25 item 9: a production-shaped test ----------------------------------------------
+
+
+async def test_serve_as_issuer_makes_the_served_url_the_issuer(
+    jwt_issuer: LocalIssuer, drive: Drive
+) -> None:
+    """Issue 25 item 9: serve() could not make the tokens' issuer the URL it serves, so an app
+    configured by discovery, as in production, could not trust a LocalIssuer."""
+    configured = jwt_issuer.issuer
+    with jwt_issuer.serve(as_issuer=True) as server:
+        assert jwt_issuer.issuer == server.base_url == server.issuer
+        discovery = httpx.get(server.base_url + "/.well-known/openid-configuration").json()
+        assert discovery == {"issuer": server.base_url, "jwks_uri": server.url}
+        verifier = Verifier(
+            keys=OIDCDiscovery(server.base_url),  # loopback http needs no allow_http
+            algorithms=[jwt_issuer.algorithm],
+            audience=jwt_issuer.audience,
+        )
+        try:
+            token = jwt_issuer.mint(sub="alice")
+            assert (await drive.verify(verifier, token)).issuer == server.base_url
+            assert jwt_issuer.verifier().verify(token).issuer == server.base_url
+        finally:
+            await verifier.aclose()
+            verifier.close()
+    assert jwt_issuer.issuer == configured  # the block's end gives the issuer back
+    with jwt_issuer.serve() as server:  # the default keeps the configured issuer
+        assert jwt_issuer.issuer == configured == server.issuer
+
+
+async def test_reset_fetch_timers_a_rotation_without_sleeping_out_the_cooldown(
+    jwt_issuer: LocalIssuer, drive: Drive
+) -> None:
+    """A key the provider rotated to, inside the 30 s refetch cooldown: refused (the limit
+    that keeps made-up kids from hammering the provider); after reset_fetch_timers, fetched."""
+    with jwt_issuer.serve() as server:
+        verifier = jwt_issuer.verifier(keys=JWKSKeys(server.url))
+        try:
+            assert await drive.verify(verifier, jwt_issuer.mint())
+            jwt_issuer.rotate(keep_old=False)
+            rotated = jwt_issuer.mint()
+            with pytest.raises(KeyNotFound):
+                await drive.verify(verifier, rotated)
+            assert server.count == 1  # the cooldown held
+            reset_fetch_timers(verifier)
+            assert await drive.verify(verifier, rotated)
+            assert server.count == 2
+        finally:
+            await verifier.aclose()
+            verifier.close()
+
+
+async def test_reset_fetch_timers_a_provider_back_from_an_outage(
+    jwt_issuer: LocalIssuer, drive: Drive
+) -> None:
+    clock = FakeClock()  # frozen: the backoff is certainly still running without the reset
+    with jwt_issuer.serve() as server:
+        source = JWKSKeys(server.url, clock=clock)
+        verifier = jwt_issuer.verifier(keys=source)
+        try:
+            server.status = 503
+            with pytest.raises(KeySourceUnavailable):
+                await drive.verify(verifier, jwt_issuer.mint())
+            server.status = 200
+            with pytest.raises(KeySourceUnavailable):  # no new attempt inside the backoff
+                await drive.verify(verifier, jwt_issuer.mint())
+            assert server.count == 1
+            reset_fetch_timers(source)  # a key source works as well as its verifier
+            assert await drive.verify(verifier, jwt_issuer.mint())
+            assert server.count == 2
+            stats = source.stats
+            assert stats.failures == 1 and stats.fetches >= 1  # the counters stay
+        finally:
+            await verifier.aclose()
+            verifier.close()
+
+
+def test_reset_fetch_timers_takes_a_verifier_or_a_key_source(jwt_issuer: LocalIssuer) -> None:
+    reset_fetch_timers(jwt_issuer.verifier())  # static keys: nothing to reset
+    reset_fetch_timers(jwt_issuer.keys())
+    with pytest.raises(TypeError, match="a Verifier or a key source"):
+        reset_fetch_timers("https://issuer.test/jwks.json")
