@@ -140,6 +140,7 @@ def _verifier(args: argparse.Namespace) -> Verifier:
     common: dict[str, Any] = {
         "leeway": args.leeway,
         "typ": args.typ,
+        "profile": args.profile,
         "required_claims": tuple(dict.fromkeys(["exp", *(args.require or [])])),
         "cache_size": 0,
         "metrics": False,
@@ -509,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--leeway", type=float, default=30, help="clock skew in seconds (default: 30)"
     )
     rules.add_argument("--typ", help="the expected header typ, e.g. at+jwt")
+    rules.add_argument(
+        "--profile",
+        action="append",
+        metavar="NAME",
+        help="a verification profile, e.g. rfc9068 (typ at+jwt, its claims; repeatable)",
+    )
     rules.add_argument(
         "--require", action="append", metavar="CLAIM", help="a claim that must be present"
     )

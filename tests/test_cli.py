@@ -410,6 +410,22 @@ def test_verify_shows_roles_and_scopes_from_the_claim_paths(keydir: Path) -> Non
     assert result["roles"] == ["admin", "user"] and result["scopes"] == ["orders:read"]
 
 
+def test_verify_with_the_rfc9068_profile_names_an_id_token(keydir: Path) -> None:
+    """Issue 25 item 8 on the CLI: the refusal of an ID token (RFC 9068 §4), and the access
+    token next to it accepted."""
+    rules = ("--issuer", "https://iss", "--audience", "api", "--profile", "rfc9068")
+    id_token = mint(keydir, "--claim", "nonce=n-1", "--claim", "client_id=web")
+    code, out, _ = _verify(keydir, id_token, *rules)
+    result = json.loads(out)
+    assert code == 1 and result["code"] == "type_invalid"
+    assert result["detail"]["id_token_claims"] == ["nonce"]
+    access = mint(keydir, "--typ", "at+jwt", "--claim", "client_id=web")
+    code, out, _ = _verify(keydir, access, *rules)
+    assert code == 0 and json.loads(out)["valid"] is True
+    code, _, err = _verify(keydir, access, "--audience", "api", "--profile", "rfc9086")
+    assert code == 2 and "did you mean 'rfc9068'?" in err
+
+
 def test_verify_with_a_provider_preset(tmp_path: Path) -> None:
     """--provider keycloak: issuer, roles and the preset's checks (typ Bearer), keys from a file."""
     assert run("keygen", "--alg", "RS256", "--kid", "kc", "--out", str(tmp_path))[0] == 0
