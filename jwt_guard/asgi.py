@@ -84,7 +84,8 @@ def _auth_of(principal: Principal) -> AuthCredentials:
     """``"authenticated"`` plus the principal's scopes, made on the principal's first request."""
     auth: AuthCredentials | None = principal._auth
     if auth is None:
-        auth = _Auth(["authenticated", *principal.scopes])
+        # The scopes implied too (scope_implies): Starlette's @requires decides on these.
+        auth = _Auth(["authenticated", *principal.effective_scopes])
         object.__setattr__(principal, "_auth", auth)  # a memo, derived from the scopes only
     return auth
 

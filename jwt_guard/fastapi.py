@@ -19,12 +19,12 @@ from typing import Annotated, Any, TypeVar
 
 from starlette.requests import HTTPConnection
 
-from ._core.errors import AuthenticationRequired, JWTGuardError
+from ._core.errors import AuthenticationRequired, InsufficientScope, JWTGuardError
 from ._core.extras import MissingExtra
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import Principal
 from ._http.answer import ErrorHandler
-from ._http.authz import Requirement, StepUp, openapi_bearer_scheme
+from ._http.authz import Requirement, StepUp, openapi_bearer_scheme, route_scopes
 from ._http.extract import CSRF
 from ._http.guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._http.metadata import ProtectedResource
@@ -150,12 +150,16 @@ class JWTBearer(RouteGuard):
         )
         self.auto_error = auto_error
 
+    #: Read by ``route_scopes``: this dependency requires its ``Security`` scopes.
+    requires_security_scopes = True
+
     async def __call__(
         self,
         request: HTTPConnection,
         security_scopes: SecurityScopes,
         _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
     ) -> Principal | None:
+        principal: Principal | None = None
         try:
             principal = await self.authenticate(request)
             if principal is None:
@@ -165,7 +169,16 @@ class JWTBearer(RouteGuard):
             if security_scopes.scopes:
                 Requirement("scopes", tuple(security_scopes.scopes), False).check(principal)
         except JWTGuardError as exc:
-            reject(request.scope, self.answer(exc, request.scope))
+            # Every scope the route needs (its other dependencies' too), in a 401 or a scope
+            # refusal's one challenge.
+            route = [*security_scopes.scopes, *route_scopes(request.scope)]
+            requirement = Requirement("scopes", tuple(route), False) if route else None
+            if requirement is not None and isinstance(exc, InsufficientScope):
+                try:
+                    requirement.check(principal, None, route)
+                except InsufficientScope as wider:
+                    exc = wider
+            reject(request.scope, self.answer(exc, request.scope, list(dict.fromkeys(route))))
         answer_errors(request.scope, self.answer)
         return principal
 
@@ -208,10 +221,13 @@ def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]
         try:
             return requirement.check(principal, request.scope.get(VERIFIER_KEY))
         except JWTGuardError as exc:
-            # With JWTBearer and no middleware, the guard that verified the request answers.
-            reject(request.scope, answer_for(request.scope, exc))
+            # With JWTBearer and no middleware, the guard that verified the request answers;
+            # a scope refusal names every scope the route's dependencies need.
+            scope = request.scope
+            reject(scope, requirement.refusal(scope, exc, principal, route_scopes(scope)))
 
     check.__qualname__ = check.__name__ = repr(requirement)
+    check.requirement = requirement  # type: ignore[attr-defined]  # read by route_scopes
     return check
 
 

@@ -241,7 +241,7 @@ def require_scopes(ctx: Context[Any], *scopes: str) -> Principal:
     Use ``protect(tool_scopes=...)`` for the 403 scope challenge clients can answer.
     """
     principal = get_principal(ctx)
-    missing = [s for s in scopes if s not in principal.scopes]
+    missing = [s for s in scopes if not principal.has_scopes(s)]  # scope_implies honoured
     if missing:
         raise ToolError(f"The token lacks a required scope: {' '.join(missing)}")
     return principal
@@ -435,9 +435,17 @@ class _Gate:
             return
         if not isinstance(principal, Principal):
             raise AuthenticationRequired()
-        if not principal.scopes.issuperset(needed):
-            # MCP authorization, scope challenge: 403 naming the scopes the call needs.
-            raise InsufficientScope(required=needed)
+        if not principal.has_scopes(*needed):
+            # MCP authorization: a broader scope implying a needed one will do (scope_implies:
+            # has_scopes asks the hierarchy only for a scope the token does not name); else the
+            # scope challenge, a 403 naming every scope the call needs, in one challenge.
+            raise InsufficientScope(
+                required=needed,
+                detail={
+                    "required": list(needed),
+                    "missing": [s for s in needed if not principal.has_scopes(s)],
+                },
+            )
 
     def _acting_on(
         self, method: str, params: object, headers: Mapping[bytes, str]

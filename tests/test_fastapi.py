@@ -62,7 +62,7 @@ async def test_role_dependency(client: httpx.AsyncClient, issuer: LocalIssuer) -
     denied = await client.get("/admin", headers=auth(issuer.mint(roles=["user"])))
     assert (ok.status_code, denied.status_code) == (200, 403)
     assert denied.json()["code"] == "insufficient_role"
-    assert 'scope="admin"' in denied.headers["www-authenticate"]
+    assert denied.headers["www-authenticate"] == 'Bearer realm="api"'  # no scope (issue 26)
 
 
 async def test_scope_dependency_on_sync_route(

@@ -177,9 +177,15 @@ class MemoryStorage:
 
 @asynccontextmanager
 async def connect(
-    url: str, seen: list[Exchange], *, token: str | None = None, auth: httpx2.Auth | None = None
+    url: str,
+    seen: list[Exchange],
+    *,
+    token: str | None = None,
+    auth: httpx2.Auth | None = None,
+    mode: str | None = None,
 ) -> AsyncIterator[Client]:
-    """The SDK's client over real HTTP, recording every HTTP exchange it makes in ``seen``."""
+    """The SDK's client over real HTTP, recording every HTTP exchange it makes in ``seen``;
+    ``mode`` picks the SDK's protocol path (``"legacy"`` or ``"2026-07-28"``)."""
 
     async def record(response: httpx2.Response) -> None:
         await response.aread()
@@ -196,7 +202,9 @@ async def connect(
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         httpx2.AsyncClient(headers=headers, auth=auth, event_hooks={"response": [record]}) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        Client(
+            streamable_http_client(url, http_client=http), **({"mode": mode} if mode else {})
+        ) as client,
     ):
         yield client
 
@@ -231,6 +239,7 @@ async def test_no_token_gets_401_with_resource_metadata(deployment: Deployment) 
     assert mcp and all(e.status == 401 for e in mcp)
     assert params(mcp[0].challenge) == {
         "realm": "api",
+        "scope": "notes:read notes:write",  # scopes_supported: what the client asks for
         "resource_metadata": deployment.metadata_url,  # RFC 9728 §5.1
     }
 

@@ -176,7 +176,8 @@ async def test_rfc9728_5_1_every_challenge_carries_resource_metadata(
     suffix = f'resource_metadata="{METADATA_URL}"'
     missing = await client.get("/me")
     assert missing.status_code == 401
-    assert challenge(missing) == f'Bearer realm="api", {suffix}'
+    # MCP scope selection: the first 401 names the scopes to ask for (scopes_supported here).
+    assert challenge(missing) == f'Bearer realm="api", scope="orders:read orders:write", {suffix}'
     expired = await client.get("/me", headers=bearer(issuer.mint(expired=True)))
     assert expired.status_code == 401 and challenge(expired).endswith(suffix)
     assert 'error="invalid_token"' in challenge(expired)

@@ -46,7 +46,7 @@ only (a flood of refusals whose log lines are rate-limited away builds none).
     ├── TooManyRequests               429 + Retry-After
     │   └── DPoPRateLimited                               dpop_rate_limited
     ├── Forbidden                     403
-    │   ├── InsufficientRole          insufficient_scope  insufficient_role
+    │   ├── InsufficientRole          (no ``error``)      insufficient_role
     │   ├── InsufficientScope         insufficient_scope  insufficient_scope
     │   └── CSRFFailed                (no ``error``)      csrf_failed
     └── ServiceUnavailable            503 + Retry-After
@@ -426,7 +426,12 @@ class Forbidden(JWTGuardError):
 class InsufficientRole(Forbidden):
     """The principal lacks a role the route requires."""
 
+    # No RFC 6750 error: ``insufficient_scope`` (§3.1) tells an OAuth client to ask the
+    # authorization server for more scope (MCP's step-up does so at once), and no scope grants
+    # a role: an administrator does. A plain 403 (RFC 9110 §15.5.4: do not repeat the request
+    # with the same credentials); the code says which refusal it was.
     code = "insufficient_role"
+    error = None
     description = "The token lacks a required role."
 
 

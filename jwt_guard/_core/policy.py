@@ -34,6 +34,7 @@ from .errors import ClaimMissing, ConfigurationError
 from .keyset import KeySource
 from .profiles import Profile, resolve_profile
 from .revocation import Denylist
+from .scopes import ScopeHierarchy
 from .tenants import TemplateKeys, TenantIssuer, Tenants
 
 __all__ = ["DEFAULT_CACHE_SIZE", "Configuration", "Policy", "TrustedIssuer", "configure"]
@@ -73,6 +74,14 @@ def _strings(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | 
     return items
 
 
+def _hierarchy(implies: Mapping[str, str | Sequence[str]] | None) -> ScopeHierarchy | None:
+    """``scope_implies`` validated, its closure computed (``None`` and ``{}``: no hierarchy)."""
+    if implies is None:
+        return None
+    hierarchy = ScopeHierarchy(implies)
+    return hierarchy if implies else None
+
+
 def check_algorithms(value: str | Sequence[str] | None) -> frozenset[str]:
     """The allowed algorithms, checked: given, never ``none``, each one jwt_guard supports."""
     algs = _strings(value, "algorithms")
@@ -97,10 +106,12 @@ def check_algorithms(value: str | Sequence[str] | None) -> frozenset[str]:
 class TrustedIssuer:
     """One issuer a multi-issuer :class:`Verifier` trusts, with its own keys and rules.
 
-    ``audience``, ``algorithms``, ``roles_claim`` and ``scopes_claim`` default to the
-    verifier's settings when ``None``. ``claims`` (claim-value rules), ``validate`` and
-    ``validate_each_request`` add to the verifier's: both apply, the issuer's rule winning for
-    a claim both name. ``profile`` adds to the verifier's too (``_core.profiles``).
+    ``audience``, ``algorithms``, ``roles_claim``, ``scopes_claim`` and ``scope_implies``
+    default to the verifier's settings when ``None`` (a hierarchy is the vocabulary of the
+    issuer that grants the scopes: ``scope_implies={}`` gives this issuer none). ``claims``
+    (claim-value rules), ``validate`` and ``validate_each_request`` add to the verifier's:
+    both apply, the issuer's rule winning for a claim both name. ``profile`` adds to the
+    verifier's too (``_core.profiles``).
     """
 
     issuer: str
@@ -113,6 +124,7 @@ class TrustedIssuer:
     validate: Validator | None = None
     validate_each_request: Validator | None = None
     profile: str | Sequence[str] | None = None
+    scope_implies: Mapping[str, str | Sequence[str]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -123,6 +135,7 @@ class TrustedIssuer:
         _hooks(self.validate, "validate")
         _hooks(self.validate_each_request, "validate_each_request")
         resolve_profile(self.profile)
+        _hierarchy(self.scope_implies)
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,8 @@ class Policy:
     #: No algorithms named and published keys: each key verifies only its own algorithm
     #: (``JWK.own_algorithm``), and ``algorithms`` is every one a published key may be for.
     own_algorithms: bool = False
+    #: Broader scopes implying narrower ones (``scope_implies``), ``None`` without.
+    scope_hierarchy: ScopeHierarchy | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +302,7 @@ def configure(
     detail_claims: Sequence[str] = (),
     validate_each_request: Validator | None = None,
     profile: str | Sequence[str] | None = None,
+    scope_implies: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Configuration:
     """Validate the options of :class:`Verifier` (see there) and build its policies."""
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
@@ -335,6 +351,7 @@ def configure(
     values = claim_value_rules(claims, "claims")
     validators = _hooks(validate, "validate")
     per_request = _hooks(validate_each_request, "validate_each_request")
+    hierarchy = _hierarchy(scope_implies)
     if isinstance(detail_claims, str) or not all(isinstance(c, str) and c for c in detail_claims):
         raise ConfigurationError("detail_claims must be a list of claim names")
     # Opt-in: claim values a failed claim-value rule may show in its detail (issue #14).
@@ -382,7 +399,10 @@ def configure(
         )
         if demands is not None:
             rules = _apply_profile(demands, rules, allow_tokens_without_jti)
-        return Policy(source, allowed, rules, roles, scopes, keys_decide)
+        # A TenantIssuer has no hierarchy of its own yet: its tenants take the verifier's.
+        implies = getattr(trusted, "scope_implies", None)
+        scope_hierarchy = hierarchy if implies is None else _hierarchy(implies)
+        return Policy(source, allowed, rules, roles, scopes, keys_decide, scope_hierarchy)
 
     routes: dict[str, Policy] | None = None
     tenant_routes: list[Tenants[Policy]] = []

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from .scopes import ScopeHierarchy
 from .typed import claims_as
 
 __all__ = ["FrozenDict", "FrozenList", "Principal", "read_only_mapping", "verified_principal"]
@@ -78,12 +79,14 @@ class Principal:
     kept, so it cannot leak through a repr or a log line.
     """
 
-    __slots__ = ("_auth", "_claims", "_header", "_roles", "_scopes")
+    __slots__ = ("_auth", "_claims", "_header", "_hierarchy", "_roles", "_scopes")
 
     _claims: Mapping[str, Any]
     _header: Mapping[str, Any]
     _roles: frozenset[str]
     _scopes: frozenset[str]
+    #: The scope hierarchy of the token's issuer (``scope_implies``), or ``None``.
+    _hierarchy: ScopeHierarchy | None
     #: The ASGI adapter's read-only ``AuthCredentials`` for these scopes, made on first use
     #: (``asgi.place``) and then shared, like the principal, by every request with the token.
     _auth: Any
@@ -95,6 +98,7 @@ class Principal:
         header: Mapping[str, Any],
         roles: frozenset[str] = frozenset(),
         scopes: frozenset[str] = frozenset(),
+        scope_implies: Mapping[str, str | Iterable[str]] | ScopeHierarchy | None = None,
     ) -> None:
         # Deeply read-only: a cached principal is handed to every request that presents the
         # same token, so one request's claims["groups"].append(...) must not reach the next.
@@ -105,6 +109,9 @@ class Principal:
             read_only_mapping(header),
             roles if type(roles) is frozenset else frozenset(roles),
             scopes if type(scopes) is frozenset else frozenset(scopes),
+            scope_implies
+            if scope_implies is None or isinstance(scope_implies, ScopeHierarchy)
+            else ScopeHierarchy(scope_implies),
         )
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -166,7 +173,16 @@ class Principal:
 
     @property
     def scopes(self) -> frozenset[str]:
+        """The scopes the token itself grants (its ``scope``/``scp`` claim, as configured)."""
         return self._scopes
+
+    @property
+    def effective_scopes(self) -> frozenset[str]:
+        """The token's scopes with every scope they imply under the issuer's ``scope_implies``
+        (the same as :attr:`scopes` without a hierarchy): what :meth:`has_scopes`, the
+        requirements and MCP ``tool_scopes`` decide on."""
+        hierarchy = self._hierarchy
+        return self._scopes if hierarchy is None else hierarchy.effective(self._scopes)
 
     @property
     def token_id(self) -> str | None:
@@ -199,8 +215,13 @@ class Principal:
         return self._roles.issuperset(roles)
 
     def has_scopes(self, *scopes: str) -> bool:
-        """True when every given scope is granted."""
-        return self._scopes.issuperset(scopes)
+        """True when every given scope is granted: by the token itself, or through a broader
+        scope it holds (the issuer's ``scope_implies``)."""
+        held = self._scopes
+        if held.issuperset(scopes):
+            return True  # the token names them all: no hierarchy lookup
+        hierarchy = self._hierarchy
+        return hierarchy is not None and all(hierarchy.grants(held, s) for s in scopes)
 
     # Starlette BaseUser protocol
     @property
@@ -225,6 +246,7 @@ _set_claims = Principal.__dict__["_claims"].__set__
 _set_header = Principal.__dict__["_header"].__set__
 _set_roles = Principal.__dict__["_roles"].__set__
 _set_scopes = Principal.__dict__["_scopes"].__set__
+_set_hierarchy = Principal.__dict__["_hierarchy"].__set__
 _set_auth = Principal.__dict__["_auth"].__set__
 
 
@@ -234,11 +256,13 @@ def _fill(
     header: Mapping[str, Any],
     roles: frozenset[str],
     scopes: frozenset[str],
+    hierarchy: ScopeHierarchy | None,
 ) -> None:
     _set_claims(principal, claims)
     _set_header(principal, header)
     _set_roles(principal, roles)
     _set_scopes(principal, scopes)
+    _set_hierarchy(principal, hierarchy)
     _set_auth(principal, None)
 
 
@@ -247,6 +271,7 @@ def verified_principal(
     header: MappingProxyType[str, Any],
     roles: frozenset[str],
     scopes: frozenset[str],
+    hierarchy: ScopeHierarchy | None = None,
     *,
     flat: bool,
 ) -> Principal:
@@ -261,5 +286,6 @@ def verified_principal(
         header,
         roles,
         scopes,
+        hierarchy,
     )
     return principal

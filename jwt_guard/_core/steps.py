@@ -257,6 +257,8 @@ class Steps:
             check_confirmation(payload["cnf"], self._dpop is not None)
         roles = collect_strings(payload, policy.roles_paths, split=False)
         scopes = collect_strings(payload, policy.scopes_paths, split=True)
-        principal = verified_principal(payload, header.mapping, roles, scopes, flat=flat)
+        principal = verified_principal(
+            payload, header.mapping, roles, scopes, policy.scope_hierarchy, flat=flat
+        )
         self._remember(token, principal, key, policy, exp, payload, header.kid, key_set)
         return principal

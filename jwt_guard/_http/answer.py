@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final
@@ -27,6 +27,7 @@ from .._core.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
+from .._core.scopes import OFFLINE_ACCESS, SCOPE_TOKEN
 
 __all__ = ["SCOPE_TOKEN", "Answer", "ErrorHandler", "Responder", "reason_phrase"]
 
@@ -35,10 +36,6 @@ logger = logging.getLogger("jwt_guard")
 # RFC 6750 §3: realm is a quoted-string; error_description and scope are restricted to
 # %x20-21 / %x23-5B / %x5D-7E (printable ASCII without '"' and '\').
 _QUOTED_SAFE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
-#: One name that can stand in a quoted header parameter as a space-separated list item: RFC
-#: 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). Scopes, acr values (RFC 9470 §3),
-#: algorithm names, and URLs placed in a quoted string (resource_metadata) all use it.
-SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # RFC 9110 §5.5: a field value is visible ASCII/obs-text, spaces and tabs; no CR, LF or NUL.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a token
@@ -80,6 +77,30 @@ def _quoted(value: str) -> str:
     if not _QUOTED_SAFE.fullmatch(value):
         raise ValueError("value has characters RFC 6750 does not allow in a quoted string")
     return f'"{value}"'
+
+
+def _scope_list(names: object) -> list[str]:
+    """The names that may stand in a challenge's ``scope``, in order, each once: scope tokens
+    (RFC 6749 §3.3), never ``offline_access`` (MCP authorization: SHOULD NOT)."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        return []
+    return list(
+        dict.fromkeys(
+            n
+            for n in names
+            if isinstance(n, str) and n != OFFLINE_ACCESS and SCOPE_TOKEN.fullmatch(n)
+        )
+    )
+
+
+def _asks_for_a_token(exc: JWTGuardError) -> bool:
+    """A 401 the client answers by getting a token (none was sent, or it was not accepted),
+    not by fixing a DPoP proof or signing the user in again (RFC 9470 step-up)."""
+    return (
+        exc.status_code == 401
+        and exc.error in (None, "invalid_token")
+        and not isinstance(exc, _DPOP_ERRORS)
+    )
 
 
 def reason_phrase(status: int) -> str:
@@ -131,6 +152,7 @@ class Responder:
         debug: bool = False,
         *,
         dpop: DPoP | None = None,
+        challenge_scopes: Sequence[str] | None = (),
     ) -> None:
         self._realm_param = f"realm={_quoted(realm)}" if realm is not None else None
         self._on_error = on_error
@@ -144,13 +166,25 @@ class Responder:
         # RFC 9449 §7.1: a DPoP challenge names the proof algorithms (ours, from the table).
         self._dpop_algs = f"algs={_quoted(dpop.algs)}" if dpop is not None else None
         self._bearer_accepted = dpop is None or not dpop.required
+        #: What a 401 asking for a token names in ``scope`` when the route names nothing
+        #: (``ProtectedResource.challenge_scopes``, else its ``scopes_supported``); ``None``:
+        #: 401s name no scope at all, not even the route's.
+        self._scopes_401 = None if challenge_scopes is None else _scope_list(challenge_scopes)
         # A refusal's answer depends only on a few fields of its error (``_ready_key``): made
         # once per kind, then copied, so a flood of bad tokens costs no JSON encoding and no
         # challenge building per request.
         self._ready: dict[tuple[Any, ...], tuple[int, tuple[tuple[str, str], ...], bytes]] = {}
 
-    def challenge(self, exc: JWTGuardError) -> str:
+    def challenge(self, exc: JWTGuardError, scopes: Sequence[str] = ()) -> str:
         """The ``WWW-Authenticate`` value for ``exc``: only fixed texts, so it cannot fail.
+
+        ``scope`` (RFC 6750 §3) names what the client should ask the authorization server for:
+        on a 403 ``insufficient_scope``, every scope the operation needs, in one challenge
+        (``exc.required``: the route's requirements together); on a 401 that asks for a token
+        (none, or an invalid one), ``scopes`` (the route's, or the MCP tool's) or else the
+        configured default (MCP authorization, "scope selection strategy": a client asks for
+        what the first 401 names). Never ``offline_access``, never on a role refusal or a
+        step-up (neither is fixed by asking for a scope).
 
         ``error_description`` is the fixed text of the error's class: an error raised with its
         own words (``InsufficientRole("Réservé aux administrateurs")``) shows them in the JSON
@@ -170,10 +204,13 @@ class Responder:
             if error is not None and SCOPE_TOKEN.fullmatch(error):
                 params.append(f'error="{error}"')
                 params.append(f'error_description="{_fixed_description(type(exc))}"')
+        named: list[str] = []
         if isinstance(exc, Forbidden) and exc.error == "insufficient_scope":
-            names = [n for n in exc.required if isinstance(n, str) and SCOPE_TOKEN.fullmatch(n)]
-            if names:
-                params.append(f'scope="{" ".join(names)}"')
+            named = _scope_list(exc.required)
+        elif self._scopes_401 is not None and _asks_for_a_token(exc):
+            named = _scope_list(scopes) or self._scopes_401
+        if named:
+            params.append(f'scope="{" ".join(named)}"')
         if isinstance(exc, InsufficientUserAuthentication):
             # RFC 9470 §3: what the client asks the authorization server for on its next try.
             values = [v for v in exc.acr_values if isinstance(v, str) and SCOPE_TOKEN.fullmatch(v)]
@@ -195,7 +232,9 @@ class Responder:
         bearer = "Bearer " + ", ".join(params) if params else "Bearer"
         return f"{bearer}, DPoP " + ", ".join([*realm, self._dpop_algs])
 
-    def answer(self, exc: JWTGuardError) -> Answer:
+    def answer(self, exc: JWTGuardError, scopes: Sequence[str] = ()) -> Answer:
+        """The answer to ``exc``; ``scopes``: what the route (or MCP tool) needs, named in a
+        401's ``scope``."""
         status = exc.status_code
         if status not in _ANSWERED:
             # A ConfigurationError at request time (or an app's error with another status) is
@@ -212,7 +251,7 @@ class Responder:
                 _INTERNAL_BODY,
             )
         else:
-            answer = self._ready_answer(exc, status)
+            answer = self._ready_answer(exc, status, tuple(scopes))
         if self._on_error is None:
             return answer
         fallback = Answer(answer.status, list(answer.headers), answer.body)
@@ -226,14 +265,16 @@ class Responder:
             return fallback
         return shaped
 
-    def _ready_answer(self, exc: JWTGuardError, status: int) -> Answer:
+    def _ready_answer(self, exc: JWTGuardError, status: int, scopes: tuple[str, ...]) -> Answer:
         """The default answer, from the ready ones when ``exc`` is of a kind seen before."""
         key = self._ready_key(exc, status)
         if key is None:
-            return self._default(exc, status)
+            return self._default(exc, status, scopes)
+        if scopes:
+            key += scopes  # the route's scopes, named in a 401: a few per app
         ready = self._ready.get(key)
         if ready is None:
-            made = self._default(exc, status)
+            made = self._default(exc, status, scopes)
             ready = (made.status, tuple(made.headers), made.body)
             if len(self._ready) < MAX_READY_ANSWERS:
                 self._ready[key] = ready
@@ -260,7 +301,7 @@ class Responder:
             return None
         return (type(exc), status, code, description, error, exc.dpop_scheme is True, retry_after)
 
-    def _default(self, exc: JWTGuardError, status: int) -> Answer:
+    def _default(self, exc: JWTGuardError, status: int, scopes: tuple[str, ...] = ()) -> Answer:
         description = exc.description if isinstance(exc.description, str) else ""
         error = exc.error if isinstance(exc.error, str) else None
         body: dict[str, Any] = {
@@ -278,7 +319,7 @@ class Responder:
             ("cache-control", "no-store"),  # RFC 6750 §5.3 / RFC 9111: never cache auth errors
         ]
         if status in (400, 401, 403):
-            headers.append(("www-authenticate", self.challenge(exc)))
+            headers.append(("www-authenticate", self.challenge(exc, scopes)))
         if isinstance(exc, DPoPNonceRequired):
             # RFC 9449 §9: the nonce to put in the next proof (made by DPoPNonces: safe).
             headers.append(("dpop-nonce", exc.nonce))

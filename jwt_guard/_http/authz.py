@@ -7,9 +7,14 @@
 
 The requirement only *reads* the principal the middleware placed; it raises
 :class:`AuthenticationRequired` (401) when there is none, and :class:`InsufficientRole` /
-:class:`InsufficientScope` (403) when it falls short. ``require_acr`` and ``require_auth_age``
-(RFC 9470 step-up) raise :class:`InsufficientUserAuthentication` (401): the token is fine, the
-login behind it is too weak or too old. The adapters turn those into answers.
+:class:`InsufficientScope` (403) when it falls short. Scopes are decided by
+``Principal.has_scopes``, so a broader scope the issuer's ``scope_implies`` says implies the
+needed one will do. A scope refusal names every scope the route needs, from all its
+requirements, in one challenge (the decorators on an endpoint share one list; a FastAPI
+route's dependencies are read from the route on a refusal), and so does a 401 there.
+``require_acr`` and ``require_auth_age`` (RFC 9470 step-up) raise
+:class:`InsufficientUserAuthentication` (401): the token is fine, the login behind it is too
+weak or too old. The adapters turn those into answers.
 
 A requirement decorator goes under the route decorator; above it, it wraps a copy no route
 serves, and the middlewares refuse the app (``_http.order``).
@@ -20,8 +25,8 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -37,8 +42,9 @@ from .._core.errors import (
     safe_value,
 )
 from .._core.principal import Principal
+from .._core.scopes import SCOPE_TOKEN
 from .._sources.verifier import Verifier
-from .answer import SCOPE_TOKEN
+from .answer import Answer
 from .guard import GUARD_KEY, VERIFIER_KEY
 from .order import record
 from .resolve import (
@@ -57,16 +63,64 @@ if TYPE_CHECKING:
     from fastapi.security import HTTPBearer
 
 __all__ = [
+    "ROUTE_SCOPES",
     "Requirement",
+    "needed_scopes",
     "openapi_bearer_scheme",
     "require_acr",
     "require_auth_age",
     "require_roles",
     "require_scopes",
+    "route_scopes",
 ]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The attribute of an endpoint decorated by requirements: one list, shared by every jwt_guard
+#: decorator on it (``functools.wraps`` copies it outwards), of every scope they need. Each
+#: decorator's check reads it at request time, so the innermost one also knows the outer ones.
+ROUTE_SCOPES: Final = "__jwt_guard_scopes__"
+
+
+def needed_scopes(
+    func: Callable[..., Any], wrapped: Callable[..., Any], own: Sequence[str]
+) -> list[str]:
+    """The list of the scopes ``func``'s route needs, with ``own`` added, set on ``wrapped``
+    (the decorated endpoint) for the decorators outside it."""
+    names = getattr(func, ROUTE_SCOPES, None)
+    if not isinstance(names, list):
+        names = []
+    names.extend(n for n in own if n not in names)
+    setattr(wrapped, ROUTE_SCOPES, names)
+    return names
+
+
+def route_scopes(request: Mapping[str, Any]) -> list[str]:
+    """Every scope the request's route needs (all of them) from its jwt_guard requirements:
+    the endpoint's decorators, and a FastAPI route's dependencies (``require_scopes`` and
+    ``Security(JWTBearer, scopes=[...])``, at any depth). Read on a refusal only."""
+    route = request.get("route")  # Starlette's router puts the matched route in the scope
+    names: list[str] = list(getattr(getattr(route, "endpoint", None), ROUTE_SCOPES, None) or ())
+    for found in _dependency_scopes(getattr(route, "dependant", None)):
+        names.extend(n for n in found if n not in names)
+    return names
+
+
+def _dependency_scopes(dependant: object) -> Iterator[Sequence[str]]:
+    stack = list(getattr(dependant, "dependencies", None) or ())
+    while stack:
+        dependency = stack.pop()
+        call = getattr(dependency, "call", None)
+        requirement = call if isinstance(call, Requirement) else getattr(call, "requirement", None)
+        if isinstance(requirement, Requirement):
+            yield requirement.declared_scopes()
+        elif getattr(call, "requires_security_scopes", False):
+            # JWTBearer: it requires the Security scopes of its whole chain (FastAPI's
+            # SecurityScopes: the parents' and its own).
+            parents = getattr(dependency, "parent_oauth_scopes", None) or ()
+            yield [*parents, *(getattr(dependency, "own_oauth_scopes", None) or ())]
+        stack.extend(getattr(dependency, "dependencies", None) or ())
 
 
 @functools.cache
@@ -133,28 +187,68 @@ class Requirement:
         mode = "any_of=True" if self.any_of else "all"
         return f"require_{self.kind}({', '.join(map(repr, self.names))}, {mode})"
 
-    def check(self, user: object, verifier: object = None) -> Principal:
+    def check(self, user: object, verifier: object = None, route: Sequence[str] = ()) -> Principal:
         """The principal if it satisfies the requirement; raises otherwise.
 
-        ``verifier`` is the one that accepted the principal (its clock judges time rules).
+        ``verifier`` is the one that accepted the principal (its clock judges time rules);
+        ``route`` the scopes the whole route needs, named with ours in a scope refusal.
         """
         if not isinstance(user, Principal):
             # Not authenticated at all: 401, not 403 (RFC 6750 §3.1).
             raise AuthenticationRequired(
                 detail={"reason": f"require_{self.kind} found no verified principal"}
             )
-        held = user.roles if self.kind == "roles" else user.scopes
-        ok = (not held.isdisjoint(self.names)) if self.any_of else held.issuperset(self.names)
-        if not ok:
-            error = InsufficientRole if self.kind == "roles" else InsufficientScope
-            detail = {
-                "required": list(self.names),
-                "mode": "any_of" if self.any_of else "all",
-                "present": safe_value(held),
-                "missing": sorted(set(self.names) - held),
-            }
-            raise error(required=self.names, detail=detail)
-        return user
+        names = self.names
+        if self.kind == "roles":
+            held = user.roles
+            if (not held.isdisjoint(names)) if self.any_of else held.issuperset(names):
+                return user
+            raise InsufficientRole(
+                required=names, detail=self._detail(held, sorted(set(names) - held))
+            )
+        held = user.scopes
+        # The token's own scopes first: the issuer's hierarchy is asked only for a scope the
+        # token does not name (has_scopes).
+        if self.any_of:
+            if not held.isdisjoint(names) or any(user.has_scopes(n) for n in names):
+                return user
+        elif held.issuperset(names) or user.has_scopes(*names):
+            return user
+        missing = [n for n in names if not user.has_scopes(n)]
+        detail = self._detail(held, missing)
+        if user.effective_scopes != held:
+            detail["implied"] = safe_value(user.effective_scopes - held)
+        # RFC 6750 §3.1, MCP "scope challenge handling": one challenge naming every scope the
+        # operation needs (those held too, so a client that replaces its scopes keeps them).
+        raise InsufficientScope(required=dict.fromkeys([*names, *route]), detail=detail)
+
+    def _detail(self, held: frozenset[str], missing: Sequence[str]) -> dict[str, Any]:
+        return {
+            "required": list(self.names),
+            "mode": "any_of" if self.any_of else "all",
+            "present": safe_value(held),
+            "missing": sorted(missing),
+        }
+
+    def challenge_scopes(self, route: Sequence[str] = ()) -> list[str]:
+        """What a 401 on this route names: the scopes it needs (ours first)."""
+        return list(dict.fromkeys([*self.declared_scopes(), *route]))
+
+    def refusal(
+        self,
+        where: MutableMapping[str, Any],
+        exc: JWTGuardError,
+        user: object,
+        route: Sequence[str],
+    ) -> Answer:
+        """The answer to ``exc``, naming every scope the route needs: in a scope refusal
+        (checked again with the route's scopes) and in a 401."""
+        if isinstance(exc, InsufficientScope) and route:
+            try:
+                self.check(user, where.get(VERIFIER_KEY), route)
+            except InsufficientScope as wider:
+                exc = wider
+        return answer_for(where, exc, self.challenge_scopes(route))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if (
@@ -169,47 +263,57 @@ class Requirement:
         if not isinstance(conn, HTTPConnection):
             raise TypeError("a requirement is called with a request, or used as a decorator")
         scope = conn.scope
+        user: object = None
         try:
-            return self.check(resolve_sync(scope), scope.get(VERIFIER_KEY))
+            user = resolve_sync(scope)
+            return self.check(user, scope.get(VERIFIER_KEY))
         except JWTGuardError as exc:
             # Answered here, with the middleware's (or the route guard's) settings: a
             # middleware wrapped around the app from outside never sees what a dependency
             # raises (Starlette's error middleware makes it a 500 first).
-            reject(scope, answer_for(scope, exc))
+            reject(scope, self.refusal(scope, exc, user, route_scopes(scope)))
 
-    def _flask_check(self) -> None:
+    def _flask_check(self, route: Sequence[str]) -> None:
         environ = flask_environ()
         try:
-            self.check(resolve_wsgi(environ), environ.get(VERIFIER_KEY))
+            self.check(resolve_wsgi(environ), environ.get(VERIFIER_KEY), route)
         except JWTGuardError as exc:
             # Flask answers a view's exceptions itself (a 500 for ours, unless the Flask
             # extension registered its handler), so answer here with the WSGI middleware's
             # settings: the same 401/403 with or without the extension.
-            flask_abort(answer_for(environ, exc))
+            flask_abort(answer_for(environ, exc, self.challenge_scopes(route)))
 
-    async def _check_async(self, conn: HTTPConnection) -> Response | None:
+    async def _check_async(self, conn: HTTPConnection, route: Sequence[str]) -> Response | None:
         try:
-            self.check(await resolve(conn.scope), conn.scope.get(VERIFIER_KEY))
+            self.check(await resolve(conn.scope), conn.scope.get(VERIFIER_KEY), route)
         except JWTGuardError as exc:
-            return self._refuse(conn, exc)
+            return self._refuse(conn, exc, route)
         return None
 
-    def _check_sync(self, conn: HTTPConnection) -> Response | None:
+    def _check_sync(self, conn: HTTPConnection, route: Sequence[str]) -> Response | None:
         try:
-            self.check(resolve_sync(conn.scope), conn.scope.get(VERIFIER_KEY))
+            self.check(resolve_sync(conn.scope), conn.scope.get(VERIFIER_KEY), route)
         except JWTGuardError as exc:
-            return self._refuse(conn, exc)
+            return self._refuse(conn, exc, route)
         return None
 
-    @staticmethod
-    def _refuse(conn: HTTPConnection, exc: JWTGuardError) -> Response:
+    def _refuse(self, conn: HTTPConnection, exc: JWTGuardError, route: Sequence[str]) -> Response:
         if conn.scope["type"] == "websocket" and GUARD_KEY in conn.scope:
             raise exc  # the middleware refuses the handshake (denial response or close)
         # Answered here rather than raised: a middleware outside the app would only see a 500.
-        return asgi_response(answer_for(conn.scope, exc))
+        return asgi_response(answer_for(conn.scope, exc, self.challenge_scopes(route)))
 
     def decorate(self, func: F) -> F:
-        wrapped = endpoint_check(func, self._check_async, self._check_sync, self._flask_check)
+        route: list[str] = []  # filled below: this endpoint's scopes, shared with the others
+
+        async def check_async(conn: HTTPConnection) -> Response | None:
+            return await self._check_async(conn, route)
+
+        def check_sync(conn: HTTPConnection) -> Response | None:
+            return self._check_sync(conn, route)
+
+        wrapped = endpoint_check(func, check_async, check_sync, lambda: self._flask_check(route))
+        route = needed_scopes(func, wrapped, self.declared_scopes())
         record(func, f"@{self.as_written()}")  # a route serving func bare is refused
         return wrapped
 
@@ -257,7 +361,7 @@ class StepUp(Requirement):
     def as_written(self) -> str:
         return repr(self)
 
-    def check(self, user: object, verifier: object = None) -> Principal:
+    def check(self, user: object, verifier: object = None, route: Sequence[str] = ()) -> Principal:
         if not isinstance(user, Principal):
             raise AuthenticationRequired(detail={"reason": f"{self!r} found no verified principal"})
         if self.acr_values:

@@ -219,6 +219,9 @@ class Guard:
                 self.metadata.url if self.metadata is not None else None,
                 debug,
                 dpop=self.dpop,
+                challenge_scopes=(
+                    protected_resource.scopes_for_401 if protected_resource is not None else ()
+                ),
             )
         except ValueError as exc:
             raise ConfigurationError(f"realm: {exc}") from exc
@@ -369,11 +372,17 @@ class Guard:
         if metrics is not None:
             metrics.valid[found.source] += 1
 
-    def answer(self, exc: JWTGuardError, request: Mapping[str, Any] | None = None) -> Answer:
+    def answer(
+        self,
+        exc: JWTGuardError,
+        request: Mapping[str, Any] | None = None,
+        scopes: Sequence[str] = (),
+    ) -> Answer:
         """Log the rejection (rate-limited) and build the answer; ``request`` (the scope or
-        environ) says which scheme the client used, for an error raised after authentication."""
+        environ) says which scheme the client used, for an error raised after authentication;
+        ``scopes`` are the route's, named in a 401's challenge."""
         self.log(exc)
-        return self.responder.answer(in_request_scheme(exc, request))
+        return self.responder.answer(in_request_scheme(exc, request), scopes)
 
     # -- DPoP (RFC 9449): what the adapters read from a request with the DPoP scheme --------------
 

@@ -36,10 +36,11 @@ from typing import Any, Final
 
 from .._core.errors import ConfigurationError
 from .._core.policy import TrustedIssuer
+from .._core.scopes import OFFLINE_ACCESS, SCOPE_TOKEN
 from .._sources.discovery import OIDCDiscovery
 from .._sources.fetch import check_url
 from .._sources.verifier import Verifier
-from .answer import SCOPE_TOKEN, Answer
+from .answer import Answer
 
 __all__ = ["WELL_KNOWN", "MetadataEndpoint", "ProtectedResource"]
 
@@ -99,6 +100,13 @@ class ProtectedResource:
     are the issuer identifiers of the servers that grant tokens for it (RFC 8414).
     ``bearer_methods_supported`` comes from the middleware's settings and the DPoP members from
     the verifier's; ``extra`` adds other registered members (it cannot replace these).
+
+    ``challenge_scopes`` is the ``scope`` a 401 names when the route (or MCP tool) asks for no
+    scope of its own: ``None`` (default) names ``scopes_supported``; a list names those (the
+    least a client should ask for at its first login); ``[]`` puts no ``scope`` in any 401.
+    ``offline_access`` is refused in both (MCP authorization: SHOULD NOT be in a challenge or
+    in ``scopes_supported``; it asks the authorization server for a refresh token and grants
+    nothing here).
     """
 
     resource: str
@@ -122,6 +130,7 @@ class ProtectedResource:
     #: on a host serving several resources the plain path belongs to one of them at most:
     #: ``root_fallback=False`` serves the §3.1 path only.
     root_fallback: bool = True
+    challenge_scopes: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         resource = _url(self.resource, self.allow_http, "resource")
@@ -138,7 +147,13 @@ class ProtectedResource:
             raise ConfigurationError("authorization_servers must be a list of issuer URLs")
         for server in servers:
             _url(server, self.allow_http, "authorization_servers")
-        _names(self.scopes_supported, "scopes_supported", SCOPE_TOKEN)
+        for option in ("scopes_supported", "challenge_scopes"):
+            if OFFLINE_ACCESS in _names(getattr(self, option), option, SCOPE_TOKEN):
+                raise ConfigurationError(
+                    f"{option} must not list {OFFLINE_ACCESS!r}: it asks the authorization "
+                    "server for a refresh token and grants nothing at this resource (MCP "
+                    "authorization: SHOULD NOT be in scopes_supported or a challenge)"
+                )
         algs = _names(
             self.resource_signing_alg_values_supported,
             "resource_signing_alg_values_supported",
@@ -201,6 +216,14 @@ class ProtectedResource:
             for issuer in dict.fromkeys(self.authorization_servers)
         ]
         return Verifier(algorithms=algorithms, issuers=issuers, **options)
+
+    @property
+    def scopes_for_401(self) -> tuple[str, ...] | None:
+        """What a 401 names in ``scope`` where the route asks for none of its own; ``None``
+        when 401s name no scope at all (``challenge_scopes=[]``)."""
+        if self.challenge_scopes is None:
+            return tuple(self.scopes_supported or ())
+        return tuple(self.challenge_scopes) or None
 
     @property
     def metadata_url(self) -> str:

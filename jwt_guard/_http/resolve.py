@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, NoReturn, TypeVar, cast
 
 from starlette.exceptions import HTTPException
@@ -79,18 +79,21 @@ class NoGuard(AuthenticationRequired):
 _DEFAULT_LOG = RejectionLog(logging.WARNING)
 
 
-def default_answer(exc: JWTGuardError) -> Answer:
+def default_answer(exc: JWTGuardError, scopes: Sequence[str] = ()) -> Answer:
     """The answer where no middleware or guard configured one (realm ``api``); logged."""
     _DEFAULT_LOG(exc)
-    return _DEFAULT_RESPONDER.answer(exc)
+    return _DEFAULT_RESPONDER.answer(exc, scopes)
 
 
-def answer_for(where: MutableMapping[str, Any], exc: JWTGuardError) -> Answer:
+def answer_for(
+    where: MutableMapping[str, Any], exc: JWTGuardError, scopes: Sequence[str] = ()
+) -> Answer:
     """The answer to ``exc`` for a request (scope or environ): with the middleware's settings
     when it ran, else (or when the middleware has another verifier) those of the per-route
     guard that verified the request, else the default. A requirement answers through this
     itself rather than raising for a middleware that may sit outside the framework's error
-    handling (where a raised error is a 500)."""
+    handling (where a raised error is a 500). ``scopes``: what the route needs, named in a
+    401's challenge."""
     guard = where.get(GUARD_KEY)
     route = where.get(ROUTE_GUARD_KEY)
     if isinstance(route, Guard) and not (
@@ -98,8 +101,8 @@ def answer_for(where: MutableMapping[str, Any], exc: JWTGuardError) -> Answer:
     ):
         guard = route  # no middleware, or one for another API (its own verifier)
     if isinstance(guard, Guard):
-        return guard.answer(exc, where)  # in the scheme the client used (DPoP or Bearer)
-    return default_answer(exc)
+        return guard.answer(exc, where, scopes)  # in the scheme the client used (DPoP or Bearer)
+    return default_answer(exc, scopes)
 
 
 def _on_demand(where: MutableMapping[str, Any]) -> Guard | None:

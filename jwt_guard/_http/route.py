@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Collection, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from typing import Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
@@ -30,7 +30,7 @@ from .._core.log import DEFAULT_LOG_LIMIT
 from .._core.principal import Principal
 from .._sources.verifier import Verifier
 from .answer import Answer, ErrorHandler
-from .authz import Requirement
+from .authz import Requirement, needed_scopes
 from .extract import CSRF
 from .guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
 from .metadata import ProtectedResource
@@ -139,15 +139,20 @@ class RouteGuard:
         environ[VERIFIER_KEY] = self.verifier
         return principal
 
-    def answer(self, exc: JWTGuardError, request: Mapping[str, Any] | None = None) -> Answer:
+    def answer(
+        self,
+        exc: JWTGuardError,
+        request: Mapping[str, Any] | None = None,
+        scopes: Sequence[str] = (),
+    ) -> Answer:
         """The answer to ``exc``: with the settings of the middleware with this guard's
         verifier that ran on ``request`` (its scope or environ), else this guard's; in the
-        scheme the client used (DPoP or Bearer)."""
+        scheme the client used (DPoP or Bearer). ``scopes``: the route's, named in a 401."""
         middleware = request.get(GUARD_KEY) if request is not None else None
         if isinstance(middleware, Guard) and middleware.verifier is self.verifier:
-            return middleware.answer(exc, request)
+            return middleware.answer(exc, request, scopes)
         # No middleware, or one for another API (its own verifier): this guard's answer.
-        return self.guard.answer(exc, request)
+        return self.guard.answer(exc, request, scopes)
 
     def protect(
         self,
@@ -166,33 +171,39 @@ class RouteGuard:
         if optional and checks:
             raise ConfigurationError("an optional route cannot require roles or scopes")
 
-        def judge(principal: Principal | None) -> None:
-            if principal is None:
-                if not optional:
-                    raise AuthenticationRequired()
-                return
-            for check in checks:
-                check.check(principal, self.verifier)
-
-        async def check_async(conn: HTTPConnection) -> Response | None:
-            try:
-                judge(await self.authenticate(conn))
-            except JWTGuardError as exc:
-                return await self._refuse(conn, exc)
-            return None
-
-        def check_sync(conn: HTTPConnection) -> Response | None:
-            try:
-                judge(self.authenticate_sync(conn))
-            except JWTGuardError as exc:
-                return asgi_response(self.answer(exc, conn.scope))
-            return None
-
         def decorate(func: F) -> F:
+            # Every scope the endpoint needs, from this guard and the requirements on it
+            # (shared with them): named in a 401 and in a scope refusal's one challenge.
+            route: list[str] = []
+
+            def judge(principal: Principal | None) -> None:
+                if principal is None:
+                    if not optional:
+                        raise AuthenticationRequired()
+                    return
+                for check in checks:
+                    check.check(principal, self.verifier, route)
+
+            async def check_async(conn: HTTPConnection) -> Response | None:
+                try:
+                    judge(await self.authenticate(conn))
+                except JWTGuardError as exc:
+                    return await self._refuse(conn, exc, route)
+                return None
+
+            def check_sync(conn: HTTPConnection) -> Response | None:
+                try:
+                    judge(self.authenticate_sync(conn))
+                except JWTGuardError as exc:
+                    return asgi_response(self.answer(exc, conn.scope, route))
+                return None
+
             answering = self._answering(func)
             wrapped = endpoint_check(
-                answering, check_async, check_sync, lambda: self._flask_check(judge)
+                answering, check_async, check_sync, lambda: self._flask_check(judge, route)
             )
+            own = [n for c in checks for n in c.declared_scopes()]
+            route = needed_scopes(func, wrapped, own)
             record(func, written)  # a route serving func bare is refused
             return wrapped
 
@@ -238,15 +249,17 @@ class RouteGuard:
 
         return cast(F, answering)
 
-    def _flask_check(self, judge: Callable[[Principal | None], None]) -> None:
+    def _flask_check(self, judge: Callable[[Principal | None], None], route: Sequence[str]) -> None:
         environ = flask_environ()
         try:
             judge(self.authenticate_wsgi(environ))
         except JWTGuardError as exc:
-            flask_abort(self.answer(exc, environ))
+            flask_abort(self.answer(exc, environ, route))
 
-    async def _refuse(self, conn: HTTPConnection, exc: JWTGuardError) -> Response:
-        response = asgi_response(self.answer(exc, conn.scope))
+    async def _refuse(
+        self, conn: HTTPConnection, exc: JWTGuardError, route: Sequence[str] = ()
+    ) -> Response:
+        response = asgi_response(self.answer(exc, conn.scope, route))
         if isinstance(conn, WebSocket):
             # The middleware's answer to a handshake: a real 401/403 where the server has the
             # ASGI denial-response extension, else a close with 1008 "policy violation"

@@ -74,6 +74,12 @@ class Verifier(Drivers):
     ``profile="rfc9068"`` holds every token to the JWT access token profile (RFC 9068): header
     ``typ`` ``at+jwt``, the claims of its §2.2, an issuer and an audience configured; ID tokens
     are refused. A name or a list of names (``_core.profiles``).
+
+    ``scope_implies`` maps a broader scope to the narrower scopes it implies
+    (``{"notes:admin": ["notes:write"], "notes:write": ["notes:read"]}``): transitive, cycles
+    refused here. Every scope decision honours it (``require_scopes``, ``Principal.has_scopes``,
+    MCP ``tool_scopes``); ``Principal.scopes`` stays the token's own and
+    ``Principal.effective_scopes`` adds the implied ones. Per issuer: ``TrustedIssuer``.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class Verifier(Drivers):
         metrics: bool | Metrics = True,
         validate_each_request: Validator | None = None,
         profile: str | Sequence[str] | None = None,
+        scope_implies: Mapping[str, str | Sequence[str]] | None = None,
     ) -> None:
         if dpop is not None and not isinstance(dpop, DPoP):
             raise ConfigurationError("dpop must be a jwt_guard.DPoP")
@@ -130,6 +137,7 @@ class Verifier(Drivers):
             detail_claims=detail_claims,
             validate_each_request=validate_each_request,
             profile=profile,
+            scope_implies=scope_implies,
         )
         self._config = config
         # Copied onto the instance: the hot path reads them as plain attributes, and the

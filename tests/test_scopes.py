@@ -1,0 +1,488 @@
+"""Scope hierarchies (``scope_implies``) and challenges a client can act on (issue 26).
+
+The MCP authorization specification (2026-07-28): a server "MUST account for scope
+hierarchies, where a broader scope implies narrower ones"; a 403 ``insufficient_scope`` names
+the scopes the operation needs in a single challenge (RFC 6750 §3.1); a 401 may name the scopes
+to ask for (the client's scope selection strategy); ``offline_access`` is never in a challenge
+or in ``scopes_supported``. Every scope decision, on every adapter: the decorators (Starlette,
+Flask), the FastAPI dependencies and ``Security`` scopes, ``RouteGuard``, Starlette's
+``@requires``, ``Principal.has_scopes``; the MCP gate is in ``test_mcp.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Security
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import jwt_guard.fastapi as jg_fastapi
+from jwt_guard import (
+    ConfigurationError,
+    JWTGuardMiddleware,
+    JWTGuardWSGIMiddleware,
+    Principal,
+    ProtectedResource,
+    RouteGuard,
+    TrustedIssuer,
+    Verifier,
+    require_acr,
+    require_scopes,
+)
+from jwt_guard.testing import LocalIssuer
+
+from .conftest import bearer, challenge
+from .servers import run_wsgi
+
+RESOURCE = "https://api.example.com/notes"
+#: The issuer's vocabulary: admin ⊃ write ⊃ read; sync is its own branch.
+HIERARCHY = {"notes:admin": ["notes:write", "notes:sync"], "notes:write": "notes:read"}
+
+
+def params(value: str) -> dict[str, str]:
+    import re
+
+    return dict(re.findall(r'(\w+)="([^"]*)"', value))
+
+
+# -- the hierarchy itself (core) ------------------------------------------------------------------
+
+
+def test_issue26_scope_implies_is_transitive(issuer: LocalIssuer) -> None:
+    principal = issuer.verifier(scope_implies=HIERARCHY).verify(issuer.mint(scopes=["notes:admin"]))
+    assert principal.scopes == {"notes:admin"}  # the token's own, unchanged
+    assert principal.effective_scopes == {"notes:admin", "notes:write", "notes:read", "notes:sync"}
+    assert principal.has_scopes("notes:read", "notes:sync")  # two steps down, and a branch
+    assert not principal.has_scopes("notes:read", "files:read")
+    narrow = issuer.verifier(scope_implies=HIERARCHY).verify(issuer.mint(scopes=["notes:write"]))
+    assert narrow.has_scopes("notes:read") and not narrow.has_scopes("notes:admin")
+    assert not narrow.has_scopes("notes:sync")  # implied by admin, not by write
+
+
+@pytest.mark.parametrize(
+    ("implies", "cycle"),
+    [
+        ({"a": ["b"], "b": ["c"], "c": ["a"]}, "a → b → c → a"),
+        ({"notes:read": "notes:read"}, "notes:read → notes:read"),
+        ({"x": ["a"], "a": ["b"], "b": ["a"]}, "a → b → a"),
+    ],
+)
+def test_issue26_scope_implies_cycle_is_refused_naming_it(
+    issuer: LocalIssuer, implies: dict[str, Any], cycle: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"cycle: {cycle} "):
+        issuer.verifier(scope_implies=implies)
+    with pytest.raises(ConfigurationError, match="cycle"):
+        TrustedIssuer(issuer.issuer, issuer.keys(), scope_implies=implies)
+
+
+@pytest.mark.parametrize(
+    "implies",
+    [
+        {"notes:admin": ["notes:*"]},  # a prefix: "notes" is also a prefix of "notes-admin"
+        {"admin": "*"},  # everything
+        {"notes:*": ["notes:read"]},
+        {"a b": ["c"]},  # not one scope (RFC 6749 §3.3)
+        {"a": ['say "hi"']},
+        {"a": []},  # implies nothing: a mistake, said at start-up
+        {"a": [1]},
+        ["a", "b"],
+    ],
+)
+def test_issue26_scope_implies_takes_named_scopes_only(issuer: LocalIssuer, implies: Any) -> None:
+    with pytest.raises(ConfigurationError, match="scope_implies"):
+        issuer.verifier(scope_implies=implies)
+
+
+@pytest.mark.parametrize("driver", ["verify", "averify"])
+async def test_issue26_scope_implies_on_both_drivers_and_the_cache(
+    issuer: LocalIssuer, driver: str
+) -> None:
+    verifier = issuer.verifier(scope_implies=HIERARCHY)
+    token = issuer.mint(scopes=["notes:write"])
+    for _ in range(2):  # the second is the verified-token cache's principal
+        result = getattr(verifier, driver)(token)
+        principal = await result if driver == "averify" else result
+        assert principal.has_scopes("notes:read") and principal.scopes == {"notes:write"}
+
+
+def test_issue26_scope_implies_belongs_to_the_issuer(
+    make_issuer: Callable[..., LocalIssuer],
+) -> None:
+    """A hierarchy is the vocabulary of the issuer granting the scopes: one issuer's must not
+    widen another's tokens. ``TrustedIssuer(scope_implies=...)`` replaces the verifier's;
+    ``{}`` gives that issuer none."""
+    first, second = make_issuer("RS256"), make_issuer("ES256")
+    second = LocalIssuer(issuer="https://second.test", algorithm="ES256", clock=first.clock)
+    third = LocalIssuer(issuer="https://third.test", algorithm="ES256", clock=first.clock)
+    verifier = Verifier(
+        algorithms=["RS256", "ES256"],
+        audience=first.audience,
+        clock=first.clock,
+        scope_implies={"notes:write": ["notes:read"]},
+        issuers=[
+            TrustedIssuer(first.issuer, first.keys(), scope_implies={"admin": ["notes:read"]}),
+            TrustedIssuer(second.issuer, second.keys(), scope_implies={}),
+            TrustedIssuer(third.issuer, third.keys()),  # the verifier's
+        ],
+    )
+    of_first = verifier.verify(first.mint(scopes=["admin", "notes:write"]))
+    assert of_first.effective_scopes == {"admin", "notes:write", "notes:read"}
+    assert verifier.verify(first.mint(scopes=["notes:write"])).has_scopes("notes:read") is False
+    assert not verifier.verify(second.mint(scopes=["notes:write"])).has_scopes("notes:read")
+    assert verifier.verify(third.mint(scopes=["notes:write"])).has_scopes("notes:read")
+
+
+def test_issue26_principal_built_by_hand_takes_a_hierarchy() -> None:
+    principal = Principal(
+        claims={"sub": "a"}, header={}, scopes=frozenset({"b"}), scope_implies={"b": ["c"]}
+    )
+    assert principal.has_scopes("c") and principal.scopes == {"b"}
+    assert Principal(claims={}, header={}, scopes=frozenset({"b"})).effective_scopes == {"b"}
+
+
+# -- every adapter decides with it -----------------------------------------------------------------
+
+
+def starlette_notes(verifier: Verifier, **options: Any) -> Starlette:
+    @require_scopes("notes:read")
+    async def read(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    @require_scopes("notes:read")  # stacked: the route needs both
+    @require_scopes("notes:write")
+    def write(request: Request) -> JSONResponse:  # a sync endpoint
+        return JSONResponse({"ok": True})
+
+    @require_scopes("notes:read", "files:read", any_of=True)
+    async def either(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    @requires("notes:read")  # Starlette's own, on request.auth.scopes
+    async def starlette_requires(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/read", read),
+            Route("/write", write, methods=["GET", "POST"]),
+            Route("/either", either),
+            Route("/requires", starlette_requires),
+        ],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=verifier, **options)],
+    )
+
+
+def flask_notes(verifier: Verifier, *, extension: bool, **options: Any) -> Any:
+    from flask import Flask, jsonify
+
+    from jwt_guard.flask import JWTGuard
+
+    app = Flask(__name__)
+    if extension:
+        JWTGuard(app, verifier=verifier, **options)
+    else:
+        app.wsgi_app = JWTGuardWSGIMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, verifier=verifier, **options
+        )
+
+    @app.get("/read")
+    @require_scopes("notes:read")
+    def read() -> Any:
+        return jsonify({"ok": True})
+
+    @app.route("/write", methods=["GET", "POST"])
+    @require_scopes("notes:read")
+    @require_scopes("notes:write")
+    def write() -> Any:
+        return jsonify({"ok": True})
+
+    @app.get("/either")
+    @require_scopes("notes:read", "files:read", any_of=True)
+    def either() -> Any:
+        return jsonify({"ok": True})
+
+    return app
+
+
+Notes = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture(params=["asgi", "wsgi", "wsgi-plain"])
+async def notes(request: pytest.FixtureRequest, issuer: LocalIssuer) -> AsyncIterator[Notes]:
+    """The notes app, under the ASGI middleware, the Flask extension or the plain WSGI
+    middleware (a real server for both WSGI ones)."""
+    async with AsyncExitStack() as stack:
+
+        def make(**options: Any) -> httpx.AsyncClient:
+            implies = options.pop("scope_implies", HIERARCHY)
+            hierarchy = {"scope_implies": implies} if implies is not None else {}
+            verifier = issuer.verifier(audience=[issuer.audience, RESOURCE], **hierarchy)
+            if request.param == "asgi":
+                app = starlette_notes(verifier, **options)
+                transport = httpx.ASGITransport(app=app)
+                client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            else:
+                app = flask_notes(verifier, extension=request.param == "wsgi", **options)
+                client = httpx.AsyncClient(base_url=stack.enter_context(run_wsgi(app)))
+            stack.push_async_callback(client.aclose)
+            return client
+
+        yield make
+
+
+async def test_issue26_broader_scope_passes_require_scopes(
+    notes: Notes, issuer: LocalIssuer
+) -> None:
+    client = notes()
+    admin = bearer(issuer.mint(scopes=["notes:admin"]))
+    for path in ("/read", "/write", "/either"):
+        assert (await client.get(path, headers=admin)).status_code == 200, path
+    writer = bearer(issuer.mint(scopes=["notes:write"]))
+    assert (await client.get("/write", headers=writer)).status_code == 200  # read: implied
+    syncer = bearer(issuer.mint(scopes=["notes:sync"]))
+    assert (await client.get("/read", headers=syncer)).status_code == 403  # a sibling, not above
+    # Without the hierarchy, exact names only (the behaviour before issue 26).
+    plain = notes(scope_implies=None)
+    assert (await plain.get("/read", headers=admin)).status_code == 403
+
+
+async def test_issue26_starlette_requires_sees_implied_scopes(issuer: LocalIssuer) -> None:
+    app = starlette_notes(issuer.verifier(scope_implies=HIERARCHY))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        ok = await client.get("/requires", headers=bearer(issuer.mint(scopes=["notes:admin"])))
+        denied = await client.get("/requires", headers=bearer(issuer.mint(scopes=["notes:sync"])))
+    assert (ok.status_code, denied.status_code) == (200, 403)
+
+
+async def test_issue26_rfc6750_3_1_one_challenge_names_every_scope_the_route_needs(
+    notes: Notes, issuer: LocalIssuer
+) -> None:
+    """Two requirements on one view: the first to refuse names both, so one new token does
+    (MCP scope challenge handling; before, each refusal named its own and the client needed
+    one round trip, and one token, per requirement)."""
+    client = notes(scope_implies=None)
+    for scopes in ([], ["notes:read"], ["notes:write"]):
+        denied = await client.get("/write", headers=bearer(issuer.mint(scopes=scopes)))
+        assert denied.status_code == 403, scopes
+        found = params(challenge(denied))
+        assert found["error"] == "insufficient_scope"
+        assert sorted(found["scope"].split()) == ["notes:read", "notes:write"], scopes
+
+
+async def test_issue26_401_names_the_scopes_to_ask_for(notes: Notes, issuer: LocalIssuer) -> None:
+    """RFC 9728 + MCP scope selection: the first 401 names what to ask for; by default the
+    document's ``scopes_supported``, else ``challenge_scopes``; ``[]`` names none."""
+    supported = ["notes:read", "notes:write", "notes:admin"]
+    default = notes(
+        scope_implies=None,
+        protected_resource=ProtectedResource(RESOURCE, [issuer.issuer], supported),
+    )
+    found = params(challenge(await default.get("/read")))
+    assert found["scope"] == "notes:read notes:write notes:admin"
+    assert "error" not in found
+    expired = params(
+        challenge(await default.get("/read", headers=bearer(issuer.mint(expired=True))))
+    )
+    assert expired["error"] == "invalid_token" and expired["scope"] == found["scope"]
+    least = notes(
+        scope_implies=None,
+        protected_resource=ProtectedResource(
+            RESOURCE, [issuer.issuer], supported, challenge_scopes=["notes:read"]
+        ),
+    )
+    assert params(challenge(await least.get("/read")))["scope"] == "notes:read"
+    off = notes(
+        scope_implies=None,
+        protected_resource=ProtectedResource(
+            RESOURCE, [issuer.issuer], supported, challenge_scopes=[]
+        ),
+    )
+    assert "scope" not in params(challenge(await off.get("/read")))
+
+
+def test_issue26_offline_access_is_refused_in_the_metadata() -> None:
+    for options in (
+        {"scopes_supported": ["notes:read", "offline_access"]},
+        {"challenge_scopes": ["offline_access"]},
+    ):
+        with pytest.raises(ConfigurationError, match="offline_access"):
+            ProtectedResource(RESOURCE, ["https://login.example.com"], **options)
+
+
+# -- FastAPI: dependencies, Security scopes, RouteGuard ------------------------------------------
+
+
+def fastapi_notes(issuer: LocalIssuer, *, middleware: bool, hierarchy: bool = True) -> FastAPI:
+    implies = {"scope_implies": HIERARCHY} if hierarchy else {}
+    verifier = issuer.verifier(audience=[issuer.audience, RESOURCE], **implies)
+    resource = ProtectedResource(RESOURCE, [issuer.issuer], ["notes:read", "notes:write"])
+    guard = jg_fastapi.JWTBearer(verifier, protected_resource=resource)
+    # A router-wide requirement plus each route's own: the common shape.
+    router = APIRouter(dependencies=[Depends(jg_fastapi.require_scopes("notes:read"))])
+
+    @router.post("/notes", dependencies=[Depends(jg_fastapi.require_scopes("notes:write"))])
+    async def add() -> dict[str, bool]:
+        return {"ok": True}
+
+    @router.post("/sync", dependencies=[Depends(require_scopes("notes:sync"))])  # the neutral one
+    def sync() -> dict[str, bool]:
+        return {"ok": True}
+
+    app = FastAPI()
+    app.include_router(router)
+
+    @app.get("/security")
+    # Defaults, not Annotated: the guard is a local name the postponed annotations can't see.
+    async def security(
+        principal: Principal = Security(guard, scopes=["notes:read", "notes:write"]),
+    ) -> dict[str, str | None]:
+        return {"sub": principal.subject}
+
+    @app.get("/mixed", dependencies=[Depends(jg_fastapi.require_scopes("files:read"))])
+    async def mixed(principal: Principal = Security(guard, scopes=["notes:read"])) -> Any:
+        return {"ok": True}
+
+    if middleware:
+        app.add_middleware(JWTGuardMiddleware, verifier=verifier, protected_resource=resource)
+    return app
+
+
+@pytest.mark.parametrize("middleware", [True, False])
+async def test_issue26_fastapi_dependencies_and_security_scopes(
+    issuer: LocalIssuer, middleware: bool
+) -> None:
+    app = fastapi_notes(issuer, middleware=middleware)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        admin = bearer(issuer.mint(scopes=["notes:admin"], audience=RESOURCE))
+        reader = bearer(issuer.mint(scopes=["notes:read"], audience=RESOURCE))
+        assert (await client.get("/security", headers=admin)).status_code == 200
+        denied = await client.get("/security", headers=reader)
+        assert denied.status_code == 403
+        assert params(challenge(denied))["scope"] == "notes:read notes:write"
+        if not middleware:
+            # Only the guard dependencies verify here: the router's requirements need the
+            # middleware (or JWTBearer) to have placed a principal.
+            missing = await client.get("/security")
+            assert missing.status_code == 401
+            assert params(challenge(missing))["scope"] == "notes:read notes:write"
+            return
+        assert (await client.post("/notes", headers=admin)).status_code == 200
+        assert (await client.post("/sync", headers=admin)).status_code == 200
+
+
+async def test_issue26_fastapi_router_and_route_requirements_in_one_challenge(
+    issuer: LocalIssuer,
+) -> None:
+    app = fastapi_notes(issuer, middleware=True, hierarchy=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        reader = bearer(issuer.mint(scopes=["notes:read"], audience=RESOURCE))
+        # The router's requirement and the route's, in one challenge, whichever refuses.
+        refused = await client.post("/notes", headers=bearer(issuer.mint(audience=RESOURCE)))
+        assert refused.status_code == 403
+        assert sorted(params(challenge(refused))["scope"].split()) == ["notes:read", "notes:write"]
+        refused = await client.post("/notes", headers=reader)
+        assert sorted(params(challenge(refused))["scope"].split()) == ["notes:read", "notes:write"]
+        # Security scopes and a requirement beside them: one challenge for both.
+        mixed = await client.get("/mixed", headers=reader)
+        assert mixed.status_code == 403
+        assert sorted(params(challenge(mixed))["scope"].split()) == ["files:read", "notes:read"]
+
+
+@pytest.mark.parametrize("kind", ["asgi", "flask"])
+async def test_issue26_route_guard_honours_the_hierarchy_and_names_its_scopes(
+    issuer: LocalIssuer, kind: str
+) -> None:
+    verifier = issuer.verifier(scope_implies=HIERARCHY)
+    guard = RouteGuard(verifier)
+    async with AsyncExitStack() as stack:
+        if kind == "asgi":
+
+            @guard.protect(scopes=["notes:write"])
+            @require_scopes("notes:read")
+            async def write(request: Request) -> JSONResponse:
+                return JSONResponse({"ok": True})
+
+            app: Any = Starlette(routes=[Route("/write", write)])
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+            )
+        else:
+            from flask import Flask, jsonify
+
+            app = Flask(__name__)
+
+            @app.get("/write")
+            @guard.protect(scopes=["notes:write"])
+            @require_scopes("notes:read")
+            def write_view() -> Any:
+                return jsonify({"ok": True})
+
+            client = httpx.AsyncClient(base_url=stack.enter_context(run_wsgi(app)))
+        stack.push_async_callback(client.aclose)
+        ok = await client.get("/write", headers=bearer(issuer.mint(scopes=["notes:admin"])))
+        assert ok.status_code == 200
+        missing = await client.get("/write")
+        assert missing.status_code == 401
+        assert sorted(params(challenge(missing))["scope"].split()) == ["notes:read", "notes:write"]
+        denied = await client.get("/write", headers=bearer(issuer.mint(scopes=["notes:sync"])))
+        assert denied.status_code == 403
+        assert sorted(params(challenge(denied))["scope"].split()) == ["notes:read", "notes:write"]
+
+
+# -- what a challenge never says -----------------------------------------------------------------
+
+
+async def test_issue26_offline_access_never_in_a_challenge(issuer: LocalIssuer) -> None:
+    @require_scopes("offline_access", "notes:read")
+    async def odd(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route("/odd", odd)],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=issuer.verifier())],
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        denied = await client.get("/odd", headers=bearer(issuer.mint(scopes=[])))
+    assert denied.status_code == 403
+    assert params(challenge(denied))["scope"] == "notes:read"
+
+
+async def test_rfc9470_step_up_401_claims_no_scope(issuer: LocalIssuer) -> None:
+    """A step-up is fixed by signing in again (``acr_values``), not by asking for a scope: its
+    401 names none, even where other 401s name ``scopes_supported``."""
+
+    @require_acr("urn:example:mfa")
+    async def strong(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    verifier = issuer.verifier(audience=[issuer.audience, RESOURCE])
+    resource = ProtectedResource(RESOURCE, [issuer.issuer], ["notes:read"])
+    app = Starlette(
+        routes=[Route("/strong", strong)],
+        middleware=[Middleware(JWTGuardMiddleware, verifier=verifier, protected_resource=resource)],
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        weak = await client.get("/strong", headers=bearer(issuer.mint(acr="pwd")))
+    found = params(challenge(weak))
+    assert weak.status_code == 401 and found["error"] == "insufficient_user_authentication"
+    assert "scope" not in found and found["acr_values"] == "urn:example:mfa"
