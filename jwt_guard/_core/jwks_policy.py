@@ -187,5 +187,7 @@ def parse_document(body: bytes, reuse: KeySet | None) -> KeySet:
     except ValueError as exc:
         raise FetchFailed(str(exc)) from exc
     if not len(key_set):
-        raise FetchFailed("document holds no usable key")
+        # The entries' reasons go into the failure (logged as one): no set, nothing else logs them.
+        why = "; ".join(f"entry {e.number}: {e.reason}" for e in key_set.skipped_entries[:3])
+        raise FetchFailed("document holds no usable key" + (f" ({why})" if why else ""))
     return key_set

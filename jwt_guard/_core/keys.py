@@ -25,7 +25,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -49,7 +49,7 @@ from .algorithms import (
 from .errors import ConfigurationError, MalformedToken
 from .parse import MAX_KID_LENGTH, b64url_decode
 
-__all__ = ["JWK", "load_jwks", "load_key", "read_jwks"]
+__all__ = ["JWK", "Skipped", "load_jwks", "load_key", "read_jwks"]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -57,6 +57,7 @@ logger = logging.getLogger("jwt_guard")
 #: verifier has no business holding private keys; a JWKS that publishes them is broken or
 #: hostile.
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+_PRIVATE_REASON: Final = "JWK contains private key material ('d' or other private members)"
 #: The private key classes of cryptography that a caller might pass by mistake.
 _PRIVATE_KEY_TYPES: Final[tuple[type, ...]] = (
     rsa.RSAPrivateKey,
@@ -259,10 +260,15 @@ class JWK:
             if spec is None:
                 # An encryption key (RSA-OAEP, ECDH-ES: Keycloak publishes one) or a signature
                 # algorithm jwt_guard does not verify: named, so the log says why it is skipped.
+                # Listed for this key's kind: a public key never verifies HS* (and a JWKS
+                # never carries a secret), so HS* is no fix to offer for it.
                 shown = algorithm[:40] if isinstance(algorithm, str) else type(algorithm).__name__
+                verified = sorted(
+                    name for name, s in ALGORITHMS.items() if (s.family == "HMAC") == (kty == "oct")
+                )
                 raise ValueError(
                     f"alg {shown!r} is not a signature algorithm jwt_guard verifies "
-                    f"({', '.join(sorted(ALGORITHMS))})"
+                    f"({', '.join(verified)})"
                 )
             if spec.kty != kty:
                 raise ValueError("the key type does not fit the key's algorithm")
@@ -304,18 +310,21 @@ class JWK:
         alg = data.get("alg")
         use = data.get("use")
         key_ops = data.get("key_ops")
+        if _publishes_private(data):
+            # First, whatever else is wrong with the entry: the log must say a secret leaked.
+            raise ValueError(_PRIVATE_REASON)
+        # RFC 7517 §4.2-4.5: members with these types when present; null is not "absent"
+        # ({"alg": null} must not become "the algorithm the key type implies").
         if "kid" in data and not isinstance(kid, str):
-            raise ValueError("JWK kid must be a string")  # RFC 7517 §4.5 ("kid": null too)
-        if alg is not None and not isinstance(alg, str):
+            raise ValueError("JWK kid must be a string")
+        if "alg" in data and not isinstance(alg, str):
             raise ValueError("JWK alg must be a string")
-        if use is not None and not isinstance(use, str):
+        if "use" in data and not isinstance(use, str):
             raise ValueError("JWK use must be a string")
-        if key_ops is not None and (
+        if "key_ops" in data and (
             not isinstance(key_ops, list) or not all(isinstance(op, str) for op in key_ops)
         ):
             raise ValueError("JWK key_ops must be a list of strings")
-        if kty != "oct" and not _PRIVATE_MEMBERS.isdisjoint(data):
-            raise ValueError("JWK contains private key material ('d' or other private members)")
         material: Any
         if kty == "RSA":
             n = int.from_bytes(_b64_field(data, "n"), "big")
@@ -548,6 +557,24 @@ def load_key(item: JWK | str | bytes | Mapping[str, Any]) -> JWK:
     raise TypeError("keys must be JWK objects, PEM strings or JWK dicts")
 
 
+class Skipped(NamedTuple):
+    """A JWKS entry :func:`load_jwks` left out, for its source to log (once per entry)."""
+
+    number: int  # its place in the "keys" list
+    reason: str
+    #: The entry as published (see ``_fingerprint``): the same entry at the next fetch has
+    #: the same one, so a source warns once, not at every fetch anyone can trigger.
+    fingerprint: str
+    #: WARNING, or DEBUG for an encryption key (``"use": "enc"``): not ours to use.
+    level: int
+
+
+def _publishes_private(entry: Mapping[str, Any]) -> bool:
+    # RFC 7518 §6.3.2, §6.2.2, RFC 8037 §2: a public key's private members. (An "oct" key is
+    # a secret by nature: a remote set refuses it, allow_symmetric=False, with a warning.)
+    return entry.get("kty") != "oct" and not _PRIVATE_MEMBERS.isdisjoint(entry)
+
+
 def load_jwks(
     document: Mapping[str, Any],
     *,
@@ -555,13 +582,14 @@ def load_jwks(
     strict: bool,
     reuse: Iterable[JWK] = (),
     max_keys: int = 100,
+    skipped: list[Skipped] | None = None,
 ) -> list[JWK]:
     """The keys of a JWKS document (RFC 7517 §5).
 
     ``strict`` raises on the first bad entry (static configuration); otherwise bad entries
-    are skipped with a log line (a remote document, where one odd key must not take the
-    others down). Keys of ``reuse`` with the same fingerprint are taken over as they are, so
-    a refresh keeps their prepared verification routines.
+    are left out and listed in ``skipped`` (a remote document, where one odd key must not take
+    the others down; its source logs them). Keys of ``reuse`` with the same fingerprint are
+    taken over as they are, so a refresh keeps their prepared verification routines.
     """
     if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
         raise ValueError("a JWKS must be a JSON object with a 'keys' list")
@@ -571,24 +599,31 @@ def load_jwks(
     previous = {k.fingerprint: k for k in reuse}
     loaded: list[JWK] = []
     for index, entry in enumerate(entries):
+        fingerprint = ""
         try:
             if not isinstance(entry, Mapping):
                 raise ValueError("a JWK must be a JSON object")
-            key = previous.get(_fingerprint(entry))
+            fingerprint = _fingerprint(entry)
+            key = previous.get(fingerprint)
             if key is None:
                 key = JWK.from_dict(entry, allow_symmetric=allow_symmetric)
         except ValueError as exc:
             if strict:
                 raise ConfigurationError(f"JWKS entry {index}: {exc}") from exc
             # An encryption key (RFC 7517 §4.2 "use": "enc") is not ours to use, and every
-            # Keycloak JWKS has one: skipped quietly. Anything else is worth a warning.
-            enc = isinstance(entry, Mapping) and entry.get("use") == "enc"
-            logger.log(
-                logging.DEBUG if enc else logging.WARNING,
-                "skipping JWKS entry %d: %s",
-                index,
-                exc,
+            # Keycloak JWKS has one: skipped quietly, unless it is published with its private
+            # part (the provider leaked a secret). Anything else is worth a warning.
+            quiet = (
+                isinstance(entry, Mapping)
+                and entry.get("use") == "enc"
+                and not _publishes_private(entry)
             )
+            level = logging.DEBUG if quiet else logging.WARNING
+            if skipped is None:
+                logger.log(level, "skipping JWKS entry %d: %s", index, exc)
+            else:
+                fingerprint = fingerprint or f"entry:{type(entry).__name__}:{index}"
+                skipped.append(Skipped(index, str(exc), fingerprint, level))
             continue
         loaded.append(key)
     return loaded

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from .algorithms import ALGORITHMS
 from .errors import AlgorithmNotAllowed, ConfigurationError, KeyNotFound, safe_value
-from .keys import JWK, load_jwks, load_key, read_jwks
+from .keys import JWK, Skipped, load_jwks, load_key, read_jwks
 from .metrics import Metrics
 
 __all__ = ["KeySet", "KeySource", "StaticKeys", "unfit"]
@@ -32,7 +32,15 @@ MAX_KIDLESS_CANDIDATES: Final = 4
 class KeySet:
     """An immutable set of keys with lookup by ``kid`` and algorithm."""
 
-    __slots__ = ("_by_kid", "_fingerprints", "_memo", "_skipped", "algorithms", "keys")
+    __slots__ = (
+        "_by_kid",
+        "_fingerprints",
+        "_memo",
+        "_skipped",
+        "algorithms",
+        "keys",
+        "skipped_entries",
+    )
 
     def __init__(self, keys: Iterable[JWK]) -> None:
         self.keys: tuple[JWK, ...] = tuple(keys)
@@ -54,6 +62,8 @@ class KeySet:
         self._memo: dict[tuple[str | None, str, bool], tuple[JWK, ...]] = {}
         # Why a kid this set lacks was not looked for again (see skipped_refetch).
         self._skipped: Callable[[], Mapping[str, Any]] | None = None
+        #: The entries of the JWKS document left out (from_jwks): the source logs them.
+        self.skipped_entries: tuple[Skipped, ...] = ()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -78,7 +88,7 @@ class KeySet:
         view = object.__new__(KeySet)
         view.keys, view._by_kid, view.algorithms = self.keys, self._by_kid, self.algorithms
         view._fingerprints, view._memo = self._fingerprints, self._memo
-        view._skipped = why
+        view._skipped, view.skipped_entries = why, self.skipped_entries
         return view
 
     def candidates(self, kid: str | None, alg: str, own: bool = False) -> Sequence[JWK]:
@@ -159,16 +169,19 @@ class KeySet:
         """Build a key set from a JWKS document (RFC 7517 §5).
 
         ``strict`` raises on the first bad entry (static configuration); otherwise bad
-        entries are skipped with a log line (a remote document, where one odd key must not
-        take the others down). Keys sharing a ``kid`` are refused either way, unless no
-        algorithm fits more than one of them (RFC 7517 §4.5: an RSA and an EC key, say).
+        entries are left out, listed in ``skipped_entries`` for the source to log (a remote
+        document, where one odd key must not take the others down). Keys sharing a ``kid``
+        are refused either way, unless no algorithm fits more than one of them (RFC 7517
+        §4.5: an RSA and an EC key, say).
         """
+        skipped: list[Skipped] = []
         loaded = load_jwks(
             document,
             allow_symmetric=allow_symmetric,
             strict=strict,
             reuse=reuse.keys if reuse is not None else (),
             max_keys=max_keys,
+            skipped=skipped,
         )
         duplicated = _ambiguous(loaded)
         if duplicated:
@@ -182,7 +195,9 @@ class KeySet:
             # ambiguous: neither is trusted.
             logger.warning("refusing %d JWKS keys with ambiguous kids", len(duplicated))
             loaded = [k for k in loaded if all(k is not d for d in duplicated)]
-        return cls(loaded)
+        key_set = cls(loaded)
+        key_set.skipped_entries = tuple(skipped)
+        return key_set
 
 
 def _ambiguous(keys: Sequence[JWK]) -> list[JWK]:
@@ -243,6 +258,12 @@ class KeySource(abc.ABC):
         ``None`` sends the caller to :meth:`keys` / :meth:`akeys`. (A fast path: it saves
         the async driver a coroutine per request.)"""
         return None
+
+    @property
+    def loaded(self) -> KeySet | None:
+        """The key set held now, fresh or not, with no I/O (``None``: none yet): what a
+        refusal's detail says the keys allow."""
+        return self.ready(None)
 
     @abc.abstractmethod
     def keys(self, kid: str | None) -> KeySet:

@@ -146,6 +146,8 @@ class JWKSState(KeySource):
         #: mismatches already warned about (once per state: see _warn_unfit).
         self._in_force: frozenset[frozenset[str]] = frozenset()
         self._unfit: frozenset[str] = frozenset()
+        #: The skipped entries of the last fetched set (see _log_skipped).
+        self._skipped_entries: frozenset[str] = frozenset()
         self._reset_drivers()
         _INSTANCES.add(self)
 
@@ -172,6 +174,10 @@ class JWKSState(KeySource):
             unknown_kid_misses=self._unknown_kid,
             key_ids=state.key_set.key_ids if state.key_set is not None else (),
         )
+
+    @property
+    def loaded(self) -> KeySet | None:
+        return self._state.key_set
 
     def ready(self, kid: str | None) -> KeySet | None:
         # Only the plain "fresh set, known kid" case: everything else (refresh ahead, a fetch,
@@ -307,6 +313,7 @@ class JWKSState(KeySource):
         ttl = ttl_from_headers(headers, self._policy)
         self._mismatch = None
         self._state = after_success(self._state, key_set, ttl, self._clock())
+        self._log_skipped(key_set)
         self._warn_unfit(key_set)
         logger.debug(
             "JWKS refreshed from %s: %d keys, ttl %.0fs",
@@ -314,6 +321,19 @@ class JWKSState(KeySource):
             len(key_set),
             ttl,
         )
+
+    def _log_skipped(self, key_set: KeySet) -> None:
+        """The entries the set left out, each warned about once while it stays published
+        (then DEBUG): anyone can make a fetch per cooldown with a made-up kid, and a line at
+        every fetch would be the same WARNING for ever."""
+        shown = display_url(self._source_url())
+        known = self._skipped_entries
+        for entry in key_set.skipped_entries:
+            level = logging.DEBUG if entry.fingerprint in known else entry.level
+            logger.log(
+                level, "skipping JWKS entry %d from %s: %s", entry.number, shown, entry.reason
+            )
+        self._skipped_entries = frozenset(e.fingerprint for e in key_set.skipped_entries)
 
     def _warn_unfit(self, key_set: KeySet) -> None:
         """At the first fetch (prefetch or the first token) and whenever the set changes: a
