@@ -74,6 +74,38 @@ _OWN_REASON: Final = (
 )
 
 
+def _allowed_detail(policies: Sequence[Policy]) -> dict[str, Any]:
+    """What a refused algorithm's detail says is allowed: the algorithms named, and for a
+    policy that follows its keys the algorithms of the keys it holds now (not all that a
+    published key might be for); the reason for following the keys only where it applies."""
+    allowed: set[str] = set()
+    own: list[Policy] = []
+    unfetched = False
+    for policy in policies:
+        if not policy.own_algorithms:
+            allowed |= policy.algorithms
+            continue
+        own.append(policy)
+        loaded = policy.keys.loaded
+        if loaded is None:
+            unfetched = True
+        else:
+            allowed |= loaded.algorithms
+    detail: dict[str, Any] = {"allowed": sorted(allowed)}
+    if own:
+        if len(own) == len(policies):
+            reason = _OWN_REASON
+        else:
+            # "never HS*" would contradict an HS256 another issuer names.
+            names = ", ".join(sorted(i for p in own for i in p.rules.issuers or ()))
+            reason = (
+                f"no algorithms configured for {names}: each published key's own is accepted "
+                "there (RFC 8725 §3.1)"
+            )
+        detail["reason"] = reason + ("; no key set fetched yet" if unfetched else "")
+    return detail
+
+
 # NamedTuples on the hot path are built with the C-level tuple constructor: the generated
 # ``__new__`` is Python code and costs more than everything it stores.
 _new = tuple.__new__
@@ -142,13 +174,9 @@ class Steps:
             )
         if alg not in self._all_algorithms:
             # Covers "none" in any spelling and every algorithm not configured (RFC 8725 §3.1).
-            allowed = self._all_algorithms
-            own = self._config.own_algorithms
+            policies = self._config.policies
             raise AlgorithmNotAllowed(
-                detail=lambda: (
-                    {"alg": safe_value(alg), "allowed": sorted(allowed)}
-                    | ({"reason": _OWN_REASON} if own else {})
-                )
+                detail=lambda: {"alg": safe_value(alg)} | _allowed_detail(policies)
             )
         if "crit" in header:
             crit = header["crit"]
@@ -225,11 +253,11 @@ class Steps:
             policy.rules.check_typ(header.mapping, payload)
         if header.alg not in policy.algorithms:
             raise AlgorithmNotAllowed(
-                detail=lambda: {
-                    "alg": header.alg,
-                    "allowed": sorted(policy.algorithms),
-                    "iss": safe_value(payload.get("iss")),
-                }
+                detail=lambda: (
+                    {"alg": header.alg}
+                    | _allowed_detail((policy,))
+                    | {"iss": safe_value(payload.get("iss"))}
+                )
             )
         # The signing input is a slice of the bytes received, never re-encoded (RFC 7515 §5.2).
         signing_input = token[: len(h64) + 1 + len(p64)]
