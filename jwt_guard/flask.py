@@ -153,6 +153,14 @@ class JWTGuard:
         verifier = self.verifier
         self._check_keys(config)
         if verifier is None:
+            algorithms = config.get(PREFIX + "ALGORITHMS")
+            if algorithms is not None and not _as_text(algorithms).replace(",", "").strip():
+                # [] or " " is not "unset" (then the keys would decide): refused, as
+                # Verifier(algorithms=[]) is.
+                raise ConfigurationError(
+                    f"{PREFIX}ALGORITHMS (app.config): algorithms must be a non-empty string "
+                    "or list of strings; leave the key out to accept each published key's own"
+                )
             env = {
                 PREFIX + key: _as_text(config[PREFIX + key])
                 for key in ENV_NAMES

@@ -352,7 +352,12 @@ def _entra_tenants(
         tenant_claim="tid",
         max_tenants=max_tenants,
         audience=audience,
-        algorithms=("RS256",),
+        # As in a single tenant's preset, published keys decide (the default JWKS, TenantKeys,
+        # a published source); RS256 is for keys of your own, and for a factory of your own
+        # (it may make either, and a tenant's unpublished source needs algorithms named).
+        algorithms=None
+        if isinstance(factory, TenantKeys) or (isinstance(keys, KeySource) and keys.published)
+        else ("RS256",),
         roles_claim="roles",
         scopes_claim=("scp",),
         claims=claims,
