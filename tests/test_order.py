@@ -12,6 +12,8 @@ latest before the first request reaches the app, which is refused until then (fa
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import subprocess
 import sys
@@ -324,3 +326,103 @@ async def test_fastapi_mounted_router_trap_is_found(
             assert (await client.get("/v1/admin")).status_code == 500
     assert "the route '/v1/admin' serves admin()" in caplog.text
     assert "the route '/api/reports' serves reports()" in caplog.text
+
+
+def logged(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Any functools.wraps decorator (a logger, a rate limiter, a cache)."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            return await func(*args, **kwargs)
+
+        return awrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def test_issue25_5_flask_requirement_above_a_wraps_decorator_above_route(
+    guard_flask: Callable[[Flask, Verifier], None],
+    verifier: Verifier,
+    decorator: tuple[Any, str],
+) -> None:
+    """Review 25b F1: a functools.wraps decorator between the requirement and the route hid
+    the trap (only the exact function the requirement wrapped was noted)."""
+    requirement, written = decorator
+    app = Flask(__name__)
+    guard_flask(app, verifier)
+    with pytest.raises(ConfigurationError) as info:
+
+        @requirement
+        @logged
+        @logged
+        @app.get("/admin")
+        def admin() -> Any:
+            return jsonify(ok=True)
+
+    assert f"the view 'admin' (/admin) serves admin() unprotected: {written}" in str(info.value)
+
+    other = Flask(__name__)  # routes first, the guard after them
+
+    @requirement
+    @logged
+    @other.get("/admin")
+    def admin2() -> Any:
+        return jsonify(ok=True)
+
+    with pytest.raises(ConfigurationError, match=r"serves admin2\(\) unprotected"):
+        guard_flask(other, verifier)
+
+
+def test_flask_wraps_decorator_in_the_right_order_passes(
+    guard_flask: Callable[[Flask, Verifier], None], verifier: Verifier, issuer: LocalIssuer
+) -> None:
+    app = Flask(__name__)
+    guard_flask(app, verifier)
+
+    @app.get("/admin")
+    @logged
+    @require_roles("admin")
+    @logged
+    def admin() -> Any:
+        return jsonify(ok=True)
+
+    client = app.test_client()
+    user = {"Authorization": f"Bearer {issuer.mint(roles=['user'])}"}
+    assert client.get("/admin", headers=user).status_code == 403
+    admin_token = {"Authorization": f"Bearer {issuer.mint(roles=['admin'])}"}
+    assert client.get("/admin", headers=admin_token).status_code == 200
+
+
+async def test_issue25_5_fastapi_requirement_above_a_wraps_decorator_above_route(
+    verifier: Verifier,
+    issuer: LocalIssuer,
+    decorator: tuple[Any, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review 25b F1 under add_middleware (refused at the first request) and with the
+    middleware around the app (refused at the decoration)."""
+    requirement, written = decorator
+    ran: list[str] = []
+    app = fastapi_trap(verifier, lambda view: requirement(logged(view)), ran)
+    user = {"Authorization": f"Bearer {issuer.mint(roles=['user'])}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        with caplog.at_level(logging.ERROR, "jwt_guard"):
+            assert (await client.get("/admin", headers=user)).status_code == 500
+    assert ran == []
+    assert f"the route '/admin' serves admin() unprotected: {written}" in caplog.text
+
+    outside = FastAPI()
+    JWTGuardMiddleware(outside, verifier=verifier)
+    with pytest.raises(ConfigurationError, match=r"the route '/late' serves late\(\)"):
+
+        @requirement
+        @logged
+        @outside.get("/late")
+        async def late(request: Request) -> dict[str, bool]:
+            return {"ok": True}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from .._core.errors import ConfigurationError
@@ -37,14 +37,30 @@ _MAX_DEPTH = 8
 
 
 def record(func: Callable[..., Any], decorator: str) -> None:
-    """Note that ``decorator`` wrapped ``func``; raises when a watched app already serves
-    ``func`` bare (the requirement was written above the route decorator)."""
-    try:
-        _WRAPPED[func] = decorator
-    except TypeError:  # not weak-referenceable (a builtin): no route decorator returns one
-        return
-    for app in list(_WATCHED):
-        check(app, only=func)
+    """Note that ``decorator`` wrapped ``func``, and each function ``func`` wraps in turn
+    (``__wrapped__``: a ``functools.wraps`` decorator between the requirement and the route
+    decorator, ``@require_roles(...)`` / ``@logged`` / ``@app.get(...)``, hands the requirement
+    a wrapper of the function the route serves); raises when a watched app already serves one
+    of them bare (the requirement was written above the route decorator)."""
+    noted = set()
+    for inner in _unwrapped(func):
+        try:
+            _WRAPPED[inner] = decorator
+        except TypeError:  # not weak-referenceable (a builtin): no route decorator returns one
+            continue
+        noted.add(id(inner))
+    if noted:
+        for app in list(_WATCHED):
+            check(app, only=noted)
+
+
+def _unwrapped(func: Any) -> Iterator[Any]:
+    """``func``, then what it wraps (``__wrapped__``), at most ``_MAX_DEPTH`` deep."""
+    for _ in range(_MAX_DEPTH):
+        yield func
+        func = getattr(func, "__wrapped__", None)
+        if func is None:
+            return
 
 
 def watch(app: Any) -> None:
@@ -65,12 +81,12 @@ def owner_of(app: Any) -> Any:
     return None
 
 
-def check(app: Any, *, only: Callable[..., Any] | None = None) -> None:
+def check(app: Any, *, only: Collection[int] | None = None) -> None:
     """Raise :class:`ConfigurationError` naming every view of ``app`` served bare while a
-    jwt_guard decorator wrapped it (only ``only``, when given)."""
+    jwt_guard decorator wrapped it (only the views whose ``id`` is in ``only``, when given)."""
     problems = []
     for view, where in _views(app):
-        if only is not None and view is not only:
+        if only is not None and id(view) not in only:
             continue
         decorator = _decorated(view)
         if decorator is None:
