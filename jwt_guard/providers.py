@@ -13,12 +13,18 @@ beyond ``iss``, ``aud``, ``exp`` and the signature; pass one or several to
 Every preset also takes ``jwks_url=`` (fetch the keys from another URL than the public one:
 a Keycloak in docker-compose whose tokens say ``http://localhost:8080/...`` while the API reaches
 it as ``http://keycloak:8080/...``) or ``keys=`` (any key source, e.g. ``LocalIssuer.keys()`` in
-tests), and ``claims=`` / ``validate=`` for more rules. Other keyword arguments go to
-:class:`JWKSKeys` (``timeout``, ``cooldown``, ``allow_http``...).
+tests), and ``claims=`` / ``validate=`` for more rules. The :class:`TrustedIssuer` options
+``profile``, ``algorithms``, ``roles_claim``, ``scopes_claim`` and ``validate_each_request`` go to
+the issuer (yours replace the preset's); the :class:`JWKSKeys` options (``timeout``,
+``cooldown``, ``allow_http``...) to its key source. Any other name is a
+:class:`ConfigurationError` naming what the preset takes (with the closest name), never a bare
+``TypeError`` from deep inside.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, overload
@@ -58,7 +64,65 @@ def _names(value: str | Sequence[str], what: str) -> frozenset[str]:
     return frozenset(items)
 
 
+#: The :class:`TrustedIssuer` (and :class:`TenantIssuer`) options a preset passes on to the
+#: issuer it returns, the caller's value replacing the preset's; a preset's own parameters
+#: (``audience``, ``claims``, ``validate``...) are in its signature.
+_ISSUER_OPTIONS: Final = (
+    "algorithms",
+    "profile",
+    "roles_claim",
+    "scopes_claim",
+    "validate_each_request",
+)
+#: The options of the :class:`JWKSKeys` a preset makes (its URL is the preset's).
+_FETCH_OPTIONS: Final = tuple(
+    name for name in inspect.signature(JWKSKeys).parameters if name != "url"
+)
+#: Names a user may reach for that a preset sets from its own arguments: what to pass instead.
+_INSTEAD: Final = {
+    "issuer": "the preset makes the issuer from its arguments; for another issuer use "
+    "TrustedIssuer(issuer, keys, ...)",
+    "url": "jwks_url= fetches the keys from another URL",
+}
+
+
+def _split(
+    preset: Callable[..., Any],
+    options: Mapping[str, Any],
+    *,
+    issuer_options: Sequence[str] = _ISSUER_OPTIONS,
+    instead: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A preset's extra keyword arguments as (issuer options, JWKS fetch options); any other
+    name is a :class:`ConfigurationError` naming what the preset takes (a ``TypeError`` from
+    ``JWKSKeys`` named neither the preset nor the fix)."""
+    to_issuer: dict[str, Any] = {}
+    to_fetch: dict[str, Any] = {}
+    problems = []
+    own = [n for n, p in inspect.signature(preset).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    takes = [*own, *(n for n in issuer_options if n not in own)]
+    hints = {**_INSTEAD, **(instead or {})}
+    for name, value in options.items():
+        if name in issuer_options:
+            to_issuer[name] = value
+        elif name in _FETCH_OPTIONS:
+            to_fetch[name] = value
+        elif name in hints:
+            problems.append(f"{name}= ({hints[name]})")
+        else:
+            close = difflib.get_close_matches(name, [*takes, *_FETCH_OPTIONS], n=1, cutoff=0.6)
+            problems.append(f"{name}=" + (f" (did you mean {close[0]}=?)" if close else ""))
+    if problems:
+        raise ConfigurationError(
+            f"{preset.__name__}() does not take {', '.join(problems)}; it takes "
+            f"{', '.join(n + '=' for n in takes)}, and for its JWKS fetch "
+            f"{', '.join(n + '=' for n in _FETCH_OPTIONS)}"
+        )
+    return to_issuer, to_fetch
+
+
 def _trusted(
+    preset: Callable[..., Any],
     issuer: str,
     default_jwks_url: str,
     *,
@@ -68,20 +132,23 @@ def _trusted(
     claims: Mapping[str, Any] | None = None,
     rules: Mapping[str, Any] | None = None,
     validate: Validator | None = None,
+    instead: Mapping[str, str] | None = None,
     **settings: Any,
 ) -> TrustedIssuer:
     """The preset's TrustedIssuer; ``rules`` are the preset's own claim checks, ``claims`` the
-    caller's (which win for a claim both name)."""
+    caller's (which win for a claim both name); ``options`` the caller's other keyword
+    arguments (:func:`_split`)."""
+    to_issuer, to_fetch = _split(preset, options, instead=instead)
     if keys is not None:
         if jwks_url is not None:
             raise ConfigurationError("give jwks_url= or keys=, not both")
-        if options:
+        if to_fetch:
             raise ConfigurationError(
-                f"{sorted(options)} configure the JWKS fetch: they do not apply with keys="
+                f"{sorted(to_fetch)} configure the JWKS fetch: they do not apply with keys="
             )
         source = keys
     else:
-        source = JWKSKeys(jwks_url if jwks_url is not None else default_jwks_url, **options)
+        source = JWKSKeys(jwks_url if jwks_url is not None else default_jwks_url, **to_fetch)
     if source.published:
         # The provider's JWKS says what each key is for (issue 25): a realm that signs with
         # ES256 or PS256 works too. The preset's RS256 is for keys of your own (keys=), and
@@ -93,7 +160,7 @@ def _trusted(
         source,
         claims=merged or None,
         validate=validate,
-        **settings,
+        **{**settings, **to_issuer},
     )
 
 
@@ -113,6 +180,7 @@ def auth0(
     (``roles_claim="https://example.com/roles"``); RBAC permissions land in ``permissions``."""
     issuer = f"https://{_host(domain, 'domain')}/"
     return _trusted(
+        auth0,
         issuer,
         f"{issuer}.well-known/jwks.json",
         jwks_url=jwks_url,
@@ -153,6 +221,7 @@ def keycloak(
     if client_id is not None:
         roles.append(f"resource_access.{client_id}.roles")
     return _trusted(
+        keycloak,
         issuer,
         f"{issuer}/protocol/openid-connect/certs",
         jwks_url=jwks_url,
@@ -266,6 +335,7 @@ def entra_id(
     tenant = tenant_id.lower()
     issuer, default_jwks = _entra_urls(version)
     return _trusted(
+        entra_id,
         issuer.replace("{tid}", tenant),
         default_jwks.replace("{tid}", tenant),
         jwks_url=jwks_url,
@@ -332,16 +402,28 @@ def _entra_tenants(
                 )
         # Tokens carry the GUID in lower case.
         tenants = tuple(t.lower() for t in listed)
+    to_issuer, to_fetch = _split(entra_id, options)
     if keys is not None:
         if jwks_url is not None:
             raise ConfigurationError("give jwks_url= or keys=, not both")
-        if options:
+        if to_fetch:
             raise ConfigurationError(
-                f"{sorted(options)} configure the JWKS fetch: they do not apply with keys="
+                f"{sorted(to_fetch)} configure the JWKS fetch: they do not apply with keys="
             )
         factory = _Shared(keys) if isinstance(keys, KeySource) else keys
     else:
-        factory = TenantKeys.jwks(jwks_url if jwks_url is not None else default_jwks, **options)
+        factory = TenantKeys.jwks(jwks_url if jwks_url is not None else default_jwks, **to_fetch)
+    settings: dict[str, Any] = {
+        # As in a single tenant's preset, published keys decide (the default JWKS, TenantKeys,
+        # a published source); RS256 is for keys of your own, and for a factory of your own
+        # (it may make either, and a tenant's unpublished source needs algorithms named).
+        "algorithms": None
+        if isinstance(factory, TenantKeys) or (isinstance(keys, KeySource) and keys.published)
+        else ("RS256",),
+        "roles_claim": "roles",
+        "scopes_claim": ("scp",),
+        **to_issuer,  # yours win
+    }
     return TenantIssuer(
         issuer,
         factory,
@@ -352,16 +434,9 @@ def _entra_tenants(
         tenant_claim="tid",
         max_tenants=max_tenants,
         audience=audience,
-        # As in a single tenant's preset, published keys decide (the default JWKS, TenantKeys,
-        # a published source); RS256 is for keys of your own, and for a factory of your own
-        # (it may make either, and a tenant's unpublished source needs algorithms named).
-        algorithms=None
-        if isinstance(factory, TenantKeys) or (isinstance(keys, KeySource) and keys.published)
-        else ("RS256",),
-        roles_claim="roles",
-        scopes_claim=("scp",),
         claims=claims,
         validate=validate,
+        **settings,
     )
 
 
@@ -407,6 +482,7 @@ def cognito(
     if token_use == "access":  # noqa: S105
         rules["client_id"] = clients
     return _trusted(
+        cognito,
         issuer,
         f"{issuer}/.well-known/jwks.json",
         jwks_url=jwks_url,
@@ -415,6 +491,10 @@ def cognito(
         rules=rules,
         claims=claims,
         validate=validate,
+        instead={
+            "audience": "client_id= names your app clients: an access token's client_id, an "
+            "ID token's aud"
+        },
         # ID tokens name the app client in "aud"; access tokens have none.
         audience=tuple(sorted(clients)) if token_use == "id" else None,  # noqa: S105
         algorithms=("RS256",),
@@ -444,6 +524,7 @@ def okta(
     )
     rules = {"cid": _names(client_id, "client_id")} if client_id is not None else None
     return _trusted(
+        okta,
         issuer,
         f"{issuer}/v1/keys",
         jwks_url=jwks_url,
@@ -475,6 +556,7 @@ def google(
     TrustedIssuer for it if you need it."""
     rules = {"hd": _host(hosted_domain, "hosted_domain")} if hosted_domain is not None else None
     return _trusted(
+        google,
         "https://accounts.google.com",
         "https://www.googleapis.com/oauth2/v3/certs",
         jwks_url=jwks_url,

@@ -15,6 +15,7 @@ from jwt_guard import (
     ConfigurationError,
     JWKSKeys,
     TrustedIssuer,
+    TypeInvalid,
     Verifier,
     providers,
 )
@@ -319,3 +320,101 @@ def test_issue25_a_preset_with_keys_of_your_own_keeps_rs256(issuer: LocalIssuer)
         issuers=[providers.auth0("acme.eu.auth0.com", audience="api", keys=idp.keys())]
     )
     assert verifier.verify(idp.mint(audience="api"))
+
+
+# -- the issuer's options go to the issuer (issue 25 follow-up) ------------------------------
+
+PRESETS: dict[str, Callable[..., Any]] = {
+    "auth0": lambda **kw: providers.auth0("a.auth0.com", audience="api", **kw),
+    "keycloak": lambda **kw: providers.keycloak("https://k", "r", audience="api", **kw),
+    "entra_id": lambda **kw: providers.entra_id(TENANT, audience="api", **kw),
+    "entra_id('organizations')": lambda **kw: providers.entra_id(
+        "organizations", audience="api", tenants=[TENANT], **kw
+    ),
+    "cognito": lambda **kw: providers.cognito("eu-west-1", "eu-west-1_A", client_id="c", **kw),
+    "okta": lambda **kw: providers.okta("o.okta.com", audience="api", **kw),
+    "google": lambda **kw: providers.google(audience="api", **kw),
+}
+
+
+def _each_request(claims: Any) -> bool:
+    return True
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_issue25_presets_route_issuer_options_to_the_issuer(
+    name: str, issuer: LocalIssuer
+) -> None:
+    """``profile=`` (and ``algorithms=``, the claim paths) went to JWKSKeys: a TypeError."""
+    preset = PRESETS[name]
+    options = {
+        "profile": "rfc9068",
+        "algorithms": ["PS256"],
+        "roles_claim": "groups.admin",
+        "scopes_claim": "scope",
+        "validate_each_request": _each_request,
+    }
+    if name == "cognito":
+        options.pop("profile")  # its access tokens carry no aud: RFC 9068 needs one
+    made = preset(timeout=3, **options)
+    for option, value in options.items():
+        assert getattr(made, option) == value, option
+    if isinstance(made, TrustedIssuer):
+        assert isinstance(made.keys, JWKSKeys)
+    # With keys of your own, the issuer's options still apply; the fetch's do not.
+    keys = issuer.keys()
+    assert preset(keys=keys, **options).algorithms == ["PS256"]
+    with pytest.raises(ConfigurationError, match="do not apply"):
+        preset(keys=keys, profile="rfc9068", timeout=3)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ("profil", r"does not take profil= \(did you mean profile=\?\)"),
+        ("algorithm", r"did you mean algorithms=\?"),
+        ("timout", r"did you mean timeout=\?"),
+        ("issuer", r"issuer= \(the preset makes the issuer"),
+        ("frobnicate", r"does not take frobnicate=; it takes .*profile=.*for its JWKS fetch"),
+    ],
+)
+def test_issue25_a_preset_names_an_option_it_does_not_take(
+    name: str, option: str, message: str
+) -> None:
+    """An unknown name was a TypeError from JWKSKeys.__init__, naming neither the preset nor
+    what it takes."""
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        PRESETS[name](**{option: "x"})
+    assert str(caught.value).startswith(f"{name.split('(')[0]}() does not take")
+
+
+def test_issue25_cognito_audience_names_client_id() -> None:
+    with pytest.raises(ConfigurationError, match=r"audience= \(client_id= names your app"):
+        providers.cognito("eu-west-1", "eu-west-1_A", client_id="c", audience="api")
+
+
+async def test_issue25_a_preset_with_profile_rfc9068_refuses_id_tokens(
+    issuer: LocalIssuer,
+) -> None:
+    """The preset's ``profile=`` reaches the verifier: an ID token is refused, the access
+    token accepted; a preset's named ``algorithms=`` win over the provider's published keys."""
+    idp = LocalIssuer(issuer="https://acme.okta.com/oauth2/default", algorithm="ES256")
+    with idp.serve() as server:
+        trusted = providers.okta(
+            "acme.okta.com", audience="api", profile="rfc9068", jwks_url=server.url
+        )
+        verifier = Verifier(issuers=[trusted])
+        claims = {"audience": "api", "client_id": "web"}
+        with pytest.raises(TypeInvalid):
+            await verifier.averify(idp.mint(**claims))
+        access = idp.mint(header={"typ": "at+jwt"}, **claims)
+        assert (await verifier.averify(access)).subject == "user-1"
+        assert verifier.verify(access).subject == "user-1"
+        rs_only = providers.okta(
+            "acme.okta.com", audience="api", algorithms=["RS256"], jwks_url=server.url
+        )
+        with pytest.raises(AlgorithmNotAllowed):
+            Verifier(issuers=[rs_only]).verify(idp.mint(audience="api"))
+        await verifier.aclose()
+        verifier.close()
