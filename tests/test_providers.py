@@ -342,9 +342,7 @@ def _each_request(claims: Any) -> bool:
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_issue25_presets_route_issuer_options_to_the_issuer(
-    name: str, issuer: LocalIssuer
-) -> None:
+def test_issue25_presets_route_issuer_options_to_the_issuer(name: str, issuer: LocalIssuer) -> None:
     """``profile=`` (and ``algorithms=``, the claim paths) went to JWKSKeys: a TypeError."""
     preset = PRESETS[name]
     options = {
