@@ -6,10 +6,11 @@ verifier of its own (see the README's "Testing your app"). Against the demo issu
 (``jwt-guard demo``, see the README's "Running the examples")::
 
     JWT_GUARD_ISSUER=http://127.0.0.1:8000 JWT_GUARD_AUDIENCE=demo-api \
-    JWT_GUARD_DISCOVERY_URL=http://127.0.0.1:8000 JWT_GUARD_DOCS_CLIENT_ID=jwt-guard-docs \
+    JWT_GUARD_DISCOVERY_URL=http://127.0.0.1:8000 DOCS_CLIENT_ID=jwt-guard-docs \
     uvicorn --factory examples.fastapi_app:create_app --port 8001
 
-With ``JWT_GUARD_DOCS_CLIENT_ID`` set, /docs has an OAuth2 login (authorization code with
+With ``DOCS_CLIENT_ID`` set (this example's own variable: a name under ``JWT_GUARD_`` would be
+refused as an unknown jwt_guard setting), /docs has an OAuth2 login (authorization code with
 PKCE, endpoints and scopes from the issuer's discovery document, read when /docs first asks
 for them; the authorization request names this API's audience); without it, /docs offers to
 paste a token.
@@ -62,13 +63,12 @@ def create_app(verifier: Verifier | None = None) -> FastAPI:
     app = FastAPI(title="jwt_guard example")
     app.add_middleware(
         JWTGuardMiddleware,
-        # JWT_GUARD_DOCS_CLIENT_ID is this example's own (below), not a jwt_guard setting.
-        verifier=verifier or Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"]),
+        verifier=verifier or Verifier.from_env(),
         # /docs/* : Swagger UI's files and its OAuth2 redirect page.
         exclude=["/health", "/docs", "/docs/*", "/openapi.json"],
     )
     app.include_router(router)
-    if client_id := os.environ.get("JWT_GUARD_DOCS_CLIENT_ID"):
+    if client_id := os.environ.get("DOCS_CLIENT_ID"):
         issuer = os.environ.get("JWT_GUARD_DISCOVERY_URL") or os.environ["JWT_GUARD_ISSUER"]
         # Ticked in /docs' Authorize dialog: the scopes this API's routes ask for.
         scopes = ["profile", "orders:read"]

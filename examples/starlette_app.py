@@ -56,9 +56,7 @@ def create_app(verifier: Verifier | None = None) -> Starlette:
         middleware=[
             Middleware(
                 JWTGuardMiddleware,
-                # The README runs the examples in one shell, with the FastAPI example's own
-                # JWT_GUARD_DOCS_CLIENT_ID: not a jwt_guard setting.
-                verifier=verifier or Verifier.from_env(ignore_unknown=["JWT_GUARD_DOCS_*"]),
+                verifier=verifier or Verifier.from_env(),
                 cookie="access_token",
                 exclude=["/health"],
             )

@@ -280,7 +280,7 @@ def test_docs_login_against_the_demo_in_chromium(
             "JWT_GUARD_ISSUER": base,
             "JWT_GUARD_AUDIENCE": "demo-api",
             "JWT_GUARD_DISCOVERY_URL": base,
-            "JWT_GUARD_DOCS_CLIENT_ID": "jwt-guard-docs",
+            "DOCS_CLIENT_ID": "jwt-guard-docs",
         }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delitem(sys.modules, "examples.fastapi_app", raising=False)

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .servers import run_uvicorn, run_wsgi
 
+ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ["examples.starlette_app", "examples.fastapi_app", "examples.flask_app"]
 
 
@@ -180,8 +182,8 @@ def test_issue25_example_with_only_issuer_audience_and_discovery_accepts_an_rs25
     provider = LocalIssuer(algorithm="RS256", audience="orders-api")
     with JWKSServer(lambda: provider.jwks) as idp, caplog.at_level(logging.WARNING):
         provider.issuer = idp.base_url  # what its discovery document names
-        for name in ("JWKS_URL", "ALGORITHMS", "DOCS_CLIENT_ID"):
-            monkeypatch.delenv(f"JWT_GUARD_{name}", raising=False)
+        for name in ("JWT_GUARD_JWKS_URL", "JWT_GUARD_ALGORITHMS", "DOCS_CLIENT_ID"):
+            monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("JWT_GUARD_ISSUER", idp.base_url)
         monkeypatch.setenv("JWT_GUARD_AUDIENCE", "orders-api")
         monkeypatch.setenv("JWT_GUARD_DISCOVERY_URL", idp.base_url)
@@ -198,3 +200,21 @@ def test_issue25_example_with_only_issuer_audience_and_discovery_accepts_an_rs25
             assert httpx.get(f"{base}/api/me", headers=other).status_code == 401
         assert idp.requests["/.well-known/openid-configuration"] >= 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+@pytest.mark.parametrize("module", EXAMPLES)
+async def test_issue25_examples_read_their_own_variable_outside_the_library_prefix(
+    env: JWKSServer, monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer, module: str
+) -> None:
+    """The FastAPI example read its client id from a JWT_GUARD_DOCS_* variable, under the
+    library's prefix, so every example passed ``Verifier.from_env(ignore_unknown=[...])`` to
+    run in the README's one shell: a workaround a user copying an example learned. Its own
+    variable is DOCS_CLIENT_ID now, and no example passes ignore_unknown."""
+    monkeypatch.setenv("DOCS_CLIENT_ID", "jwt-guard-docs")
+    monkeypatch.setenv("JWT_GUARD_AUDIENCE", issuer.audience)  # the login sends it
+    example = load(module)
+    assert "ignore_unknown" not in (ROOT / f"{module.replace('.', '/')}.py").read_text("utf-8")
+    app = example.create_app()
+    await exercise(app, issuer)
+    if module == "examples.fastapi_app":
+        assert app.swagger_ui_init_oauth["clientId"] == "jwt-guard-docs"
