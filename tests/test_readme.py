@@ -402,3 +402,34 @@ def test_example_commands_run_against_the_demo() -> None:
             # Issue 25: the example configures logging, so the reason for bob's 403 is in the
             # terminal (under plain uvicorn or flask run it went nowhere).
             assert "INFO jwt_guard: refused insufficient_role (403): " in err, command
+
+
+def _section_block(heading: str) -> Block:
+    """The first Python block that builds an app (a ``requests:`` one) under ``heading``."""
+    text = README.read_text("utf-8")
+    start = text.count("\n", 0, text.index(f"\n{heading}\n")) + 2
+    return next(b for b in PYTHON if b.line > start and b.marker.startswith("requests:"))
+
+
+@pytest.mark.parametrize(
+    "heading",
+    ["## Starlette", "## FastAPI", "### A login in `/docs`", "## Flask (and any WSGI app)"],
+)
+def test_issue25_2_readme_snippets_that_run_an_app_configure_logging(heading: str) -> None:
+    """Issue 25 item 2: "README snippets that run an app configure logging", as the examples
+    do: under plain uvicorn or flask run, jwt_guard's INFO reasons go nowhere otherwise. The
+    /docs login's block built its app at import, too: an app factory now, like FastAPI's."""
+    block = _section_block(heading)
+    tree = ast.parse(block.body)
+    calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    assert "logging.basicConfig" in calls, block.id
+    if "FastAPI" in block.body:
+        top = {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert "app" not in top and "create_app" in functions, block.id
