@@ -257,8 +257,7 @@ def test_every_jwt_guard_name_in_the_repository_is_a_setting_or_tooling() -> Non
     strays = {
         (name, where)
         for name, where in _names_in_repository()
-        if name not in allowed
-        and where != "tests/test_config.py"
+        if name not in allowed and where != "tests/test_config.py"
     }
     assert not strays, "add them to config.TOOLING_NAMES or read them as settings"
 

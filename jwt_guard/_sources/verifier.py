@@ -191,8 +191,8 @@ class Verifier(Drivers):
 
         Any other variable with the prefix is a :class:`ConfigurationError` naming the closest
         setting (``JWT_GUARD_ALGORITHM``: did you mean ``JWT_GUARD_ALGORITHMS``?), unless
-        ``ignore_unknown`` lists it: names or shell-style patterns (``"JWT_GUARD_OTHER_TOOL_*"``) that
-        another program reads under the same prefix."""
+        ``ignore_unknown`` lists it: names or shell-style patterns (``"JWT_GUARD_OTHER_*"``)
+        that another program reads under the same prefix."""
         options = options_from_env(prefix, ignore_unknown=ignore_unknown)
         return cls(**{**options, **overrides})
 
