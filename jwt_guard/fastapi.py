@@ -13,13 +13,20 @@ security scheme, so the OpenAPI docs show the Authorize button and the lock icon
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
 
-from ._core.errors import AuthenticationRequired, InsufficientScope, JWTGuardError
+from ._core.errors import (
+    AuthenticationRequired,
+    ConfigurationError,
+    InsufficientScope,
+    JWTGuardError,
+)
 from ._core.extras import MissingExtra
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import Principal
@@ -213,10 +220,7 @@ def claims_as(model: type[T], guard: JWTBearer | None = None) -> Callable[..., A
 def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]:
     declared = list(requirement.declared_scopes())
 
-    async def check(
-        request: HTTPConnection,
-        _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme, scopes=declared),
-    ) -> Principal:
+    async def check(request: HTTPConnection) -> Principal:
         principal = await _resolve(request.scope)
         try:
             return requirement.check(principal, request.scope.get(VERIFIER_KEY))
@@ -226,9 +230,45 @@ def _dependency(requirement: Requirement) -> Callable[..., Awaitable[Principal]]
             scope = request.scope
             reject(scope, requirement.refusal(scope, exc, principal, route_scopes(scope)))
 
-    check.__qualname__ = check.__name__ = repr(requirement)
-    check.requirement = requirement  # type: ignore[attr-defined]  # read by route_scopes
-    return check
+    def dependency(
+        request: HTTPConnection,
+        _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme, scopes=declared),
+    ) -> Awaitable[Principal]:
+        # Called by FastAPI with the connection, and awaited (_awaited). Called with anything
+        # else, it is used as a decorator: above the route decorator the route would serve
+        # the view unprotected, below it the route would serve a coroutine. Say so now.
+        if not isinstance(request, HTTPConnection):
+            raise ConfigurationError(_not_a_decorator(requirement, request))
+        return check(request)
+
+    dependency.__qualname__ = dependency.__name__ = repr(requirement)
+    dependency.requirement = requirement  # type: ignore[attr-defined]  # read by route_scopes
+    return _awaited(dependency)
+
+
+def _not_a_decorator(requirement: Requirement, used_on: object) -> str:
+    written = requirement.as_written()
+    view = getattr(used_on, "__name__", None)
+    what = f"def {view}" if isinstance(view, str) and callable(used_on) else repr(used_on)[:80]
+    return (
+        f"jwt_guard.fastapi.{written} is a FastAPI dependency, not a decorator (it was applied "
+        f"to {what}): declare it on the route, @app.get(..., dependencies=[Depends({written})]), "
+        f"or take it as a parameter, principal: Annotated[Principal, Depends({written})]; "
+        f"jwt_guard.{written} is the decorator form"
+    )
+
+
+def _awaited(func: Callable[..., Any]) -> Callable[..., Awaitable[Principal]]:
+    """Mark ``func`` (a plain function returning a coroutine, so that a wrong call raises
+    before any awaiting) as a coroutine function: FastAPI then awaits its result on the event
+    loop instead of calling it in its threadpool. Python 3.12+ has a marker for this
+    (``inspect.markcoroutinefunction``); before, ``asyncio.iscoroutinefunction`` reads its own
+    (what FastAPI asks on 3.11)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:
+        return cast(Callable[..., Awaitable[Principal]], mark(func))
+    func._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return cast(Callable[..., Awaitable[Principal]], func)
 
 
 def require_roles(*roles: str, any_of: bool = False) -> Callable[..., Awaitable[Principal]]:

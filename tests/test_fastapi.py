@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
-from jwt_guard import JWTGuardMiddleware, Principal, require_roles, require_scopes
+from jwt_guard import (
+    ConfigurationError,
+    JWTGuardMiddleware,
+    Principal,
+    require_roles,
+    require_scopes,
+)
+from jwt_guard import fastapi as jg_fastapi
 from jwt_guard.fastapi import CurrentPrincipal, OptionalPrincipal
 from jwt_guard.testing import LocalIssuer
 
@@ -106,7 +116,12 @@ async def test_async_fastapi_variants(issuer: LocalIssuer) -> None:
     from jwt_guard import fastapi as jg_fastapi
 
     dependency = jg_fastapi.require_roles("admin")
-    assert inspect.iscoroutinefunction(dependency)
+    # What FastAPI asks to await a dependency on the loop (asyncio's on 3.11, which reads the
+    # marker of a function made before Python 3.12's inspect.markcoroutinefunction).
+    if sys.version_info >= (3, 12):
+        assert inspect.iscoroutinefunction(dependency)
+    else:
+        assert asyncio.iscoroutinefunction(dependency)
     app = FastAPI()
     app.add_middleware(JWTGuardMiddleware, verifier=issuer.verifier(), optional=True)
 
@@ -129,3 +144,42 @@ async def test_async_fastapi_variants(issuer: LocalIssuer) -> None:
         assert (await c.get("/write", headers=auth(issuer.mint(scopes=["y"])))).status_code == 403
         spec = (await c.get("/openapi.json")).json()
         assert spec["paths"]["/admin"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+@pytest.mark.parametrize(
+    "make,written",
+    [
+        (lambda: jg_fastapi.require_roles("admin"), "require_roles('admin')"),
+        (lambda: jg_fastapi.require_scopes("a", any_of=True), "require_scopes('a', any_of=True)"),
+        (lambda: jg_fastapi.require_acr("mfa"), "require_acr('mfa')"),
+        (lambda: jg_fastapi.require_auth_age(60), "require_auth_age(60)"),
+    ],
+)
+@pytest.mark.parametrize("above", [True, False], ids=["above_route", "below_route"])
+def test_issue25_a_fastapi_dependency_used_as_a_decorator_names_the_right_form(
+    make: Any, written: str, above: bool
+) -> None:
+    """``@require_roles("admin")`` (jwt_guard.fastapi's, a dependency) over ``async def``
+    returned an unawaited coroutine: above the route decorator the route served the view
+    unprotected, below it the route served the coroutine. Refused at the decoration."""
+    router = APIRouter()
+    with pytest.raises(ConfigurationError) as caught:
+        if above:
+
+            @make()
+            @router.get("/admin")
+            async def admin() -> dict[str, bool]:
+                return {"ok": True}
+
+        else:
+
+            @router.get("/admin")
+            @make()
+            async def admin() -> dict[str, bool]:
+                return {"ok": True}
+
+    message = str(caught.value)
+    assert f"jwt_guard.fastapi.{written} is a FastAPI dependency, not a decorator" in message
+    assert f"dependencies=[Depends({written})]" in message
+    assert f"Annotated[Principal, Depends({written})]" in message
+    assert "applied to def admin" in message
