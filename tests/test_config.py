@@ -5,6 +5,7 @@ closest one (issue 25, item 4), and the lists the check trusts are the names the
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -270,3 +271,53 @@ def test_readme_lists_every_setting() -> None:
     flask = readme[readme.index("## Flask (and any WSGI app)") :]
     for key in MIDDLEWARE_KEYS:
         assert f"JWT_GUARD_{key}" in flask[: flask.index("\n## ")], key
+
+
+# -- from_env: a keyword argument over a set variable says so (issue 25 follow-up) ------------
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(f"JWT_GUARD_{name}", raising=False)
+    monkeypatch.setenv("JWT_GUARD_ISSUER", "https://idp.example.com/")
+    monkeypatch.setenv("JWT_GUARD_AUDIENCE", "orders-api")
+    monkeypatch.setenv("JWT_GUARD_JWKS_URL", "https://idp.example.com/jwks.json")
+    monkeypatch.setenv("JWT_GUARD_ALGORITHMS", "ES256")
+    monkeypatch.setenv("JWT_GUARD_LEEWAY", "5")
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_issue25_from_env_keyword_over_a_set_variable_logs_which_wins(
+    settings: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Verifier.from_env(algorithms=...)`` with JWT_GUARD_ALGORITHMS set to another value
+    silently replaced it: the deployment's variable looked in force and was not."""
+    keys = LocalIssuer(algorithm="RS256").keys()
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        verifier = Verifier.from_env(algorithms=["RS256"], leeway=2, keys=keys)
+    assert verifier.leeway == 2
+    (warning,) = _warnings(caplog)  # one WARNING, naming each
+    assert warning.startswith("Verifier.from_env: ")
+    assert (
+        "algorithms= given to Verifier.from_env() replaces JWT_GUARD_ALGORITHMS from the "
+        "environment, which says otherwise: the keyword argument wins (drop one of them)"
+    ) in warning
+    assert "leeway= given to Verifier.from_env() replaces JWT_GUARD_LEEWAY" in warning
+    assert "keys= given to Verifier.from_env() replaces JWT_GUARD_JWKS_URL" in warning
+    # Names, never values (an issuer or a URL may be internal).
+    assert "RS256" not in warning and "idp.example.com" not in warning
+
+
+def test_issue25_from_env_keyword_saying_what_the_variable_says_is_quiet(
+    settings: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        Verifier.from_env(
+            algorithms="ES256", audience=["orders-api"], leeway=5, cache_size=10, typ="at+jwt"
+        )
+    # typ=: JWT_GUARD_TYP is unset; cache_size has no variable.
+    assert _warnings(caplog) == []

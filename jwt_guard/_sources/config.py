@@ -25,8 +25,10 @@ from .jwks import JWKSKeys
 __all__ = [
     "DEFAULT_ALGORITHM",
     "ENV_NAMES",
+    "OPTION_VARIABLES",
     "TOOLING_NAMES",
     "options_from_env",
+    "overridden_settings",
     "unknown_settings",
 ]
 
@@ -94,6 +96,58 @@ def unknown_settings(
             hint = "known: " + ", ".join(prefix + k for k in known)
         problems.append(f"{name}{where} is not a jwt_guard setting ({hint})")
     return problems
+
+
+#: The variables (after the prefix) that give each ``Verifier`` option :func:`options_from_env`
+#: returns: a keyword argument to ``Verifier.from_env`` for the option replaces them.
+OPTION_VARIABLES: Final = {
+    "issuer": ("ISSUER",),
+    "audience": ("AUDIENCE",),
+    "keys": ("JWKS_URL", "DISCOVERY_URL"),
+    "algorithms": ("ALGORITHMS",),
+    "leeway": ("LEEWAY",),
+    "typ": ("TYP",),
+    "profile": ("PROFILE",),
+    "roles_claim": ("ROLES_CLAIM",),
+    "scopes_claim": ("SCOPES_CLAIM",),
+}
+
+
+def _same(read: Any, given: Any) -> bool:
+    """Whether a keyword argument says what the variable said (a list read from a
+    comma-separated variable and one string or any sequence of the same strings)."""
+    if isinstance(given, str) and isinstance(read, list):
+        return read == [given]
+    if isinstance(given, (list, tuple)) and isinstance(read, list):
+        return read == list(given)
+    if isinstance(read, float) and isinstance(given, (int, float)) and not isinstance(given, bool):
+        return read == given
+    return bool(read == given)
+
+
+def overridden_settings(
+    options: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    prefix: str = "JWT_GUARD_",
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """One line for each keyword argument to ``Verifier.from_env`` that replaces a set
+    variable with another value: the variable and the argument by name, never their values
+    (an issuer or URL may be internal). A key source is never the same as the URL's."""
+    env = os.environ if environ is None else environ
+    lines = []
+    for option, given in overrides.items():
+        names = [
+            prefix + name
+            for name in OPTION_VARIABLES.get(option, ())
+            if (env.get(prefix + name) or "").strip()
+        ]
+        if names and not _same(options.get(option), given):
+            lines.append(
+                f"{option}= given to Verifier.from_env() replaces {' and '.join(names)} from the "
+                f"environment, which says otherwise: the keyword argument wins (drop one of them)"
+            )
+    return lines
 
 
 def _list(value: str) -> list[str]:

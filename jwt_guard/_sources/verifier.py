@@ -23,6 +23,7 @@ from .._core.claims import Validator
 from .._core.dpop import DPoP
 from .._core.errors import ClaimMissing, ConfigurationError
 from .._core.keyset import KeySource
+from .._core.log import logger
 from .._core.metrics import Metrics, resolve_metrics
 from .._core.parse import DEFAULT_MAX_TOKEN_BYTES
 from .._core.policy import (
@@ -36,7 +37,7 @@ from .._core.principal import Principal
 from .._core.revocation import Denylist, revocation_keys, subject_lifetime, token_lifetime
 from .._core.steps import token_bytes
 from .._core.tenants import TenantIssuer
-from .config import options_from_env
+from .config import options_from_env, overridden_settings
 from .drivers import Drivers
 
 __all__ = ["Verifier"]
@@ -187,14 +188,20 @@ class Verifier(Drivers):
         """A verifier configured by environment variables (see ``config.options_from_env``):
         ``ISSUER``, ``AUDIENCE``, ``JWKS_URL`` or ``DISCOVERY_URL``, ``ALGORITHMS``, ``LEEWAY``,
         ``TYP``, ``PROFILE``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword
-        arguments win.
+        arguments win; one that replaces a variable set to another value logs a WARNING
+        naming both (not their values), once, when the verifier is built.
 
         Any other variable with the prefix is a :class:`ConfigurationError` naming the closest
         setting (``JWT_GUARD_ALGORITHM``: did you mean ``JWT_GUARD_ALGORITHMS``?), unless
         ``ignore_unknown`` lists it: names or shell-style patterns (``"JWT_GUARD_OTHER_*"``)
         that another program reads under the same prefix."""
         options = options_from_env(prefix, ignore_unknown=ignore_unknown)
-        return cls(**{**options, **overrides})
+        verifier = cls(**{**options, **overrides})
+        replaced = overridden_settings(options, overrides, prefix)
+        if replaced:
+            # Silence would leave a deployment's variable looking in force while it is not.
+            logger.warning("Verifier.from_env: %s", "; ".join(replaced))
+        return verifier
 
     def __repr__(self) -> str:
         own = all(p.own_algorithms for p in self._config.policies)
