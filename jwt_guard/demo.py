@@ -50,6 +50,7 @@ from ._http.authz import require_roles
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, check_csrf
 from ._http.request import ASGIRequest
+from ._http.resolve import answer_for, asgi_response, resolve
 from ._sources.jwks import JWKSKeys
 from ._sources.verifier import Verifier
 from ._tools.demo_issuer import (
@@ -101,6 +102,7 @@ PUBLIC_PATHS: Final = (
     "/",
     "/login",
     "/refresh",
+    "/logout",  # checks CSRF itself, then clears the cookies even for a dead token
     "/token",
     "/authorize",
     "/health",
@@ -434,17 +436,34 @@ def build_app(
         return RedirectResponse(f"{auth.redirect_uri}?{urlencode(query)}", status_code=303)
 
     async def logout(request: Request) -> Response:
-        principal: Principal = request.user
-        await verifier.arevoke(principal)  # this token is dead everywhere from now on
-        if principal.subject:
-            issuer.forget_user(principal.subject)
-        body: dict[str, Any] = {"logged_out": True, "revoked_jti": principal.claims.get("jti")}
-        token = request.cookies.get("access_token")
-        if token:
-            if len(revoked) >= 1000:
-                revoked.pop(next(iter(revoked)))
-            body["revoked_token_ref"] = ref = secrets.token_urlsafe(16)
-            revoked[ref] = token
+        """Every cookie the demo set goes, whatever the token's state: the middleware refuses
+        an expired, revoked or forged token (401), and its answer would leave the cookies in
+        place. So the middleware lets /logout through and it checks here, first, what the
+        middleware checks first: CSRF, bound to the (maybe dead) access token, or a same-origin
+        request when there is none. A cross-site page must not log a user out (OWASP: logout
+        CSRF), whatever the state of the token."""
+        principal: Principal | None
+        try:
+            if request.cookies:
+                view = ASGIRequest(request.scope).view()
+                check_csrf(view, csrf, token=request.cookies.get("access_token"))
+            principal = await resolve(request.scope)  # the middleware's checks, on demand
+        except CSRFFailed as exc:
+            return asgi_response(answer_for(request.scope, exc))  # the middleware's 403
+        except JWTGuardError:
+            principal = None  # expired, revoked, forged, or none: nothing left to revoke
+        body: dict[str, Any] = {"logged_out": True, "revoked_jti": None}
+        if principal is not None:
+            await verifier.arevoke(principal)  # this token is dead everywhere from now on
+            if principal.subject:
+                issuer.forget_user(principal.subject)
+            body["revoked_jti"] = principal.claims.get("jti")
+            token = request.cookies.get("access_token")
+            if token:
+                if len(revoked) >= 1000:
+                    revoked.pop(next(iter(revoked)))
+                body["revoked_token_ref"] = ref = secrets.token_urlsafe(16)
+                revoked[ref] = token
         response = JSONResponse(body)
         # Every cookie the demo set: the access, refresh and CSRF cookies.
         clear_token_cookies(response, request=request, csrf=csrf, **cookie_settings)

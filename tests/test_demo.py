@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from jwt_guard import CSRF, MemoryDenylist, Principal
-from jwt_guard._tools.demo_issuer import ALGORITHM, AUDIENCE
+from jwt_guard._tools.demo_issuer import ACCESS_TTL, ALGORITHM, AUDIENCE
 from jwt_guard._tools.demo_oauth import s256
 from jwt_guard.demo import build_app
 
@@ -143,6 +143,58 @@ def test_issue25_logout_clears_every_cookie_the_demo_sets(demo: tuple[str, FakeC
         cleared = {c.split("=", 1)[0] for c in out.headers.get_list("set-cookie")}
         assert set_at_login <= cleared
         assert list(browser.cookies.jar) == []
+
+
+def _cookie_names(response: httpx.Response) -> set[str]:
+    return {c.split("=", 1)[0] for c in response.headers.get_list("set-cookie")}
+
+
+@pytest.mark.parametrize("state", ["expired", "revoked", "forged"])
+def test_issue25_logout_with_a_dead_token_still_clears_every_cookie(
+    demo: tuple[str, FakeClock], state: str
+) -> None:
+    """Logout with an expired or revoked token was refused 401 by the middleware, and the
+    demo's cookies stayed in the browser."""
+    base, clock = demo
+    with httpx.Client(base_url=base) as browser:
+        login = browser.post("/login", json={"username": "bob", "password": "bob"})
+        token = browser.cookies["access_token"]
+        headers = {"X-CSRF-Token": browser.cookies["csrf_token"]}
+        if state == "expired":
+            clock.advance(ACCESS_TTL + 120)
+        elif state == "revoked":  # by an API client's logout with the same token
+            assert httpx.post(f"{base}/logout", headers=bearer(token)).status_code == 200
+        else:  # a token nobody signed: only a same-origin request passes the CSRF check
+            browser.cookies.set("access_token", token[:-4] + "AAAA", domain="127.0.0.1")
+            headers = {"Origin": base}
+        assert browser.get("/api/me").status_code == 401
+        out = browser.post("/logout", headers=headers)
+        assert out.status_code == 200, out.text
+        assert out.json() == {"logged_out": True, "revoked_jti": None}
+        assert _cookie_names(login) <= _cookie_names(out)
+        assert list(browser.cookies.jar) == []
+
+
+def test_issue25_logout_of_a_dead_token_still_needs_csrf_proof(
+    demo: tuple[str, FakeClock],
+) -> None:
+    """OWASP logout CSRF: /logout passes the middleware to clear a dead token's cookies, and
+    checks CSRF first itself: a cross-site request (another Origin, no X-CSRF-Token) is
+    refused as the middleware refuses it, and the cookies stay."""
+    base, clock = demo
+    with httpx.Client(base_url=base) as browser:
+        browser.post("/login", json={"username": "bob", "password": "bob"})
+        clock.advance(ACCESS_TTL + 120)
+        for headers in ({"Origin": "http://127.0.0.1:1"}, {}):
+            cross = browser.post("/logout", headers=headers)
+            assert cross.status_code == 403 and cross.json()["code"] == "csrf_failed"
+            assert _cookie_names(cross) == set()
+        assert {"access_token", "csrf_token"} <= set(browser.cookies.keys())
+        assert (
+            httpx.get(f"{base}/demo/state")
+            .json()["refusals"]["newest_last"][-1]
+            .startswith("refused csrf_failed (403)")
+        )
 
 
 def test_issue25_the_page_lists_each_refusal_with_its_reason(demo: tuple[str, FakeClock]) -> None:
