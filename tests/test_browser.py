@@ -120,6 +120,25 @@ def test_cookie_flow_in_chromium(page: Any) -> None:
         assert "No valid token (token_missing)" in explain and "verified" not in explain
 
 
+def test_issue25_logout_with_an_expired_token_clears_the_cookies_in_chromium(page: Any) -> None:
+    # The middleware refused an expired token's logout (401) and the cookies stayed.
+    clock = FakeClock(time.time())
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with run_uvicorn(build_app(base, clock=clock), port=port):
+        page.goto(base + "/")
+        page.fill("#username", "bob")
+        page.fill("#password", "bob")
+        page.click("#login-button")
+        wait_status(page, "200")
+        assert {c["name"] for c in page.context.cookies()} >= {"access_token", "csrf_token"}
+        clock.advance(420)  # the access token has expired (300 s and the leeway)
+        page.click("#logout-button")
+        wait_output(page, "logged_out")
+        assert "nothing to revoke" in (page.text_content("#explain") or "")
+        assert page.context.cookies() == []
+
+
 def test_demo_page_rotation_needs_the_admin_role(page: Any) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
