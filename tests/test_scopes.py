@@ -486,3 +486,24 @@ async def test_rfc9470_step_up_401_claims_no_scope(issuer: LocalIssuer) -> None:
     found = params(challenge(weak))
     assert weak.status_code == 401 and found["error"] == "insufficient_user_authentication"
     assert "scope" not in found and found["acr_values"] == "urn:example:mfa"
+
+
+# -- review H7 (/work/notes/reviews/h7.md): each test is named after its finding -----------------
+
+
+@pytest.mark.parametrize("separator", ["\u00a0", "\u2003", "\x1f", "\x85", "\u2028", "\t", "\n"])
+def test_h7_2_rfc6749_3_3_scope_is_split_on_space_only(issuer: LocalIssuer, separator: str) -> None:
+    """RFC 6749 §3.3: ``scope = scope-token *( SP scope-token )``. Where a client gets text of
+    its own into one scope (``file:<name>``), another whitespace must not split it into a scope
+    the issuer never granted (and, with a hierarchy, everything below it)."""
+    verifier = issuer.verifier(scope_implies=HIERARCHY)
+    principal = verifier.verify(issuer.mint(scope=f"file:x{separator}notes:admin notes:sync"))
+    assert principal.scopes == {"notes:sync"}  # the item that is no scope-token is dropped
+    assert not principal.has_scopes("notes:read")
+    listed = verifier.verify(issuer.mint(scp=[f"file:x{separator}notes:admin", "notes:sync"]))
+    assert listed.scopes == {"notes:sync"}
+
+
+def test_h7_2_spaces_around_and_between_scopes_are_no_scope(issuer: LocalIssuer) -> None:
+    principal = issuer.verifier().verify(issuer.mint(scope="  notes:read   notes:sync "))
+    assert principal.scopes == {"notes:read", "notes:sync"}

@@ -24,6 +24,7 @@ from .errors import (
     json_type,
     safe_value,
 )
+from .scopes import SCOPE_TOKEN
 
 __all__ = [
     "MAX_LEEWAY",
@@ -170,15 +171,23 @@ def resolve_claim_path(claims: Mapping[str, Any], path: str) -> Any:
     return node
 
 
+def _scope_set(items: list[str]) -> frozenset[str]:
+    """RFC 6749 §3.3: ``scope = scope-token *( SP scope-token )``, split on the space character
+    only (``str.split()`` also splits on NBSP, NEL, tabs...: a scope with text a client chose in
+    it, ``file:x<NBSP>notes:admin``, would become ``notes:admin``). An item that is not a
+    scope-token is dropped, never reinterpreted: no configured scope can name it (fail closed)."""
+    return frozenset(s for s in items if SCOPE_TOKEN.fullmatch(s))
+
+
 def _string_set(value: Any, *, split: bool) -> frozenset[str]:
     if value is None:
         return frozenset()
     if isinstance(value, str):
         # A role given as a string is one role ("admin"), never matched as a substring;
         # OAuth "scope" is a space-separated list (RFC 8693 §4.2, RFC 9068 §2.2.3).
-        return frozenset(value.split()) if split else frozenset((value,))
+        return _scope_set(value.split(" ")) if split else frozenset((value,))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return frozenset(value)
+        return _scope_set(value) if split else frozenset(value)
     raise ClaimInvalid(detail={"reason": "must be a string or a list of strings"})
 
 
