@@ -507,3 +507,72 @@ def test_h7_2_rfc6749_3_3_scope_is_split_on_space_only(issuer: LocalIssuer, sepa
 def test_h7_2_spaces_around_and_between_scopes_are_no_scope(issuer: LocalIssuer) -> None:
     principal = issuer.verifier().verify(issuer.mint(scope="  notes:read   notes:sync "))
     assert principal.scopes == {"notes:read", "notes:sync"}
+
+
+@pytest.mark.parametrize("kind", ["asgi", "asgi-sync", "flask", "route-guard"])
+async def test_h7_1_sibling_routes_do_not_share_their_challenge_scopes(
+    issuer: LocalIssuer, kind: str
+) -> None:
+    """One view decorated once more for each of two routes: ``functools.wraps`` copied the inner
+    list onto both wrappers and each extended it in place, so /edit's 401 and 403 asked for
+    /purge's scope (``notes:admin``), which an OAuth or MCP client then requests."""
+    verifier = issuer.verifier()
+    guard = RouteGuard(verifier)
+    outer: Callable[[str], Any] = (
+        (lambda s: guard.protect(scopes=[s])) if kind == "route-guard" else require_scopes
+    )
+    async with AsyncExitStack() as stack:
+        if kind == "flask":
+            from flask import Flask, jsonify
+
+            app: Any = Flask(__name__)
+
+            @require_scopes("notes:read")
+            def show_view() -> Any:
+                return jsonify({"ok": True})
+
+            app.add_url_rule("/edit", "edit", outer("notes:write")(show_view))
+            app.add_url_rule("/purge", "purge", outer("notes:admin")(show_view))
+            app.wsgi_app = JWTGuardWSGIMiddleware(
+                app.wsgi_app, verifier=verifier, exclude=["/edit"]
+            )
+            client = httpx.AsyncClient(base_url=stack.enter_context(run_wsgi(app)))
+        else:
+            if kind == "asgi-sync":
+
+                @require_scopes("notes:read")
+                def show(request: Request) -> JSONResponse:
+                    return JSONResponse({"ok": True})
+            else:
+
+                @require_scopes("notes:read")
+                async def show(request: Request) -> JSONResponse:
+                    return JSONResponse({"ok": True})
+
+            routes = [Route("/edit", outer("notes:write")(show))]
+            routes.append(Route("/purge", outer("notes:admin")(show)))
+            middleware = (
+                []
+                if kind == "route-guard"
+                else [Middleware(JWTGuardMiddleware, verifier=verifier, exclude=["/edit"])]
+            )
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=Starlette(routes=routes, middleware=middleware)),
+                base_url="http://testserver",
+            )
+        stack.push_async_callback(client.aclose)
+        both = ["notes:read", "notes:write"]
+        denied = await client.get("/edit", headers=bearer(issuer.mint(scopes=["notes:read"])))
+        assert denied.status_code == 403
+        assert sorted(params(challenge(denied))["scope"].split()) == both
+        # The inner requirement refusing still names the outer one's scope (the route's list).
+        inner = await client.get("/edit", headers=bearer(issuer.mint(scopes=["notes:write"])))
+        assert inner.status_code == 403
+        assert sorted(params(challenge(inner))["scope"].split()) == both
+        anonymous = await client.get("/edit")  # excluded: the requirement answers the 401
+        assert anonymous.status_code == 401
+        assert sorted(params(challenge(anonymous))["scope"].split()) == both
+        purge = await client.get("/purge", headers=bearer(issuer.mint(scopes=["notes:read"])))
+        assert sorted(params(challenge(purge))["scope"].split()) == ["notes:admin", "notes:read"]
+        ok = await client.get("/edit", headers=bearer(issuer.mint(scopes=both)))
+        assert ok.status_code == 200

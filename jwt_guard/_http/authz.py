@@ -10,8 +10,9 @@ The requirement only *reads* the principal the middleware placed; it raises
 :class:`InsufficientScope` (403) when it falls short. Scopes are decided by
 ``Principal.has_scopes``, so a broader scope the issuer's ``scope_implies`` says implies the
 needed one will do. A scope refusal names every scope the route needs, from all its
-requirements, in one challenge (the decorators on an endpoint share one list; a FastAPI
-route's dependencies are read from the route on a refusal), and so does a 401 there.
+requirements, in one challenge (the outermost decorator on an endpoint passes the route's list
+to those inside it; a FastAPI route's dependencies are read from the route on a refusal), and
+so does a 401 there.
 ``require_acr`` and ``require_auth_age`` (RFC 9470 step-up) raise
 :class:`InsufficientUserAuthentication` (401): the token is fine, the login behind it is too
 weak or too old. The adapters turn those into answers.
@@ -72,28 +73,40 @@ __all__ = [
     "require_roles",
     "require_scopes",
     "route_scopes",
+    "served_scopes",
 ]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The attribute of an endpoint decorated by requirements: one list, shared by every jwt_guard
-#: decorator on it (``functools.wraps`` copies it outwards), of every scope they need. Each
-#: decorator's check reads it at request time, so the innermost one also knows the outer ones.
+#: The attribute of an endpoint decorated by requirements: the scopes it and the decorators
+#: inside it need. Each decorator has its own list (the inner one's and its own): one view
+#: decorated once more for each of two routes must not name one route's scopes on the other.
 ROUTE_SCOPES: Final = "__jwt_guard_scopes__"
+#: Where the outermost requirement of the endpoint serving a request leaves its list (the whole
+#: route's scopes) for the requirements inside it, which run after it.
+_SERVED_SCOPES: Final = "jwt_guard.route_scopes"
 
 
 def needed_scopes(
     func: Callable[..., Any], wrapped: Callable[..., Any], own: Sequence[str]
 ) -> list[str]:
-    """The list of the scopes ``func``'s route needs, with ``own`` added, set on ``wrapped``
-    (the decorated endpoint) for the decorators outside it."""
-    names = getattr(func, ROUTE_SCOPES, None)
-    if not isinstance(names, list):
-        names = []
+    """A new list of the scopes ``func``'s route needs, with ``own`` added, set on ``wrapped``
+    (the decorated endpoint) for the decorators outside it. ``func``'s list is copied, never
+    extended: ``functools.wraps`` put that very object on ``wrapped``, and ``func`` may serve
+    other routes with other decorators (review H7-1)."""
+    inner = getattr(func, ROUTE_SCOPES, None)
+    names = list(inner) if isinstance(inner, list) else []
     names.extend(n for n in own if n not in names)
     setattr(wrapped, ROUTE_SCOPES, names)
     return names
+
+
+def served_scopes(where: MutableMapping[str, Any], route: list[str]) -> list[str]:
+    """Every scope the route serving this request needs: the list of its outermost requirement
+    (ASGI scope or WSGI environ), which checks first and leaves it for those inside it."""
+    found = where.setdefault(_SERVED_SCOPES, route)
+    return found if isinstance(found, list) else route
 
 
 def route_scopes(request: Mapping[str, Any]) -> list[str]:
@@ -273,8 +286,9 @@ class Requirement:
             # raises (Starlette's error middleware makes it a 500 first).
             reject(scope, self.refusal(scope, exc, user, route_scopes(scope)))
 
-    def _flask_check(self, route: Sequence[str]) -> None:
+    def _flask_check(self, route: list[str]) -> None:
         environ = flask_environ()
+        route = served_scopes(environ, route)
         try:
             self.check(resolve_wsgi(environ), environ.get(VERIFIER_KEY), route)
         except JWTGuardError as exc:
@@ -283,14 +297,16 @@ class Requirement:
             # settings: the same 401/403 with or without the extension.
             flask_abort(answer_for(environ, exc, self.challenge_scopes(route)))
 
-    async def _check_async(self, conn: HTTPConnection, route: Sequence[str]) -> Response | None:
+    async def _check_async(self, conn: HTTPConnection, route: list[str]) -> Response | None:
+        route = served_scopes(conn.scope, route)
         try:
             self.check(await resolve(conn.scope), conn.scope.get(VERIFIER_KEY), route)
         except JWTGuardError as exc:
             return self._refuse(conn, exc, route)
         return None
 
-    def _check_sync(self, conn: HTTPConnection, route: Sequence[str]) -> Response | None:
+    def _check_sync(self, conn: HTTPConnection, route: list[str]) -> Response | None:
+        route = served_scopes(conn.scope, route)
         try:
             self.check(resolve_sync(conn.scope), conn.scope.get(VERIFIER_KEY), route)
         except JWTGuardError as exc:
@@ -304,7 +320,7 @@ class Requirement:
         return asgi_response(answer_for(conn.scope, exc, self.challenge_scopes(route)))
 
     def decorate(self, func: F) -> F:
-        route: list[str] = []  # filled below: this endpoint's scopes, shared with the others
+        route: list[str] = []  # set below: this endpoint's scopes and those inside it
 
         async def check_async(conn: HTTPConnection) -> Response | None:
             return await self._check_async(conn, route)

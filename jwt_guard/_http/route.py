@@ -30,7 +30,7 @@ from .._core.log import DEFAULT_LOG_LIMIT
 from .._core.principal import Principal
 from .._sources.verifier import Verifier
 from .answer import Answer, ErrorHandler
-from .authz import Requirement, needed_scopes
+from .authz import Requirement, needed_scopes, served_scopes
 from .extract import CSRF
 from .guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
 from .metadata import ProtectedResource
@@ -172,30 +172,33 @@ class RouteGuard:
             raise ConfigurationError("an optional route cannot require roles or scopes")
 
         def decorate(func: F) -> F:
-            # Every scope the endpoint needs, from this guard and the requirements on it
-            # (shared with them): named in a 401 and in a scope refusal's one challenge.
+            # Every scope the endpoint needs, from this guard and the requirements inside it
+            # (set below; the outermost one's for the route serving the request): named in a
+            # 401 and in a scope refusal's one challenge.
             route: list[str] = []
 
-            def judge(principal: Principal | None) -> None:
+            def judge(principal: Principal | None, needed: Sequence[str]) -> None:
                 if principal is None:
                     if not optional:
                         raise AuthenticationRequired()
                     return
                 for check in checks:
-                    check.check(principal, self.verifier, route)
+                    check.check(principal, self.verifier, needed)
 
             async def check_async(conn: HTTPConnection) -> Response | None:
+                needed = served_scopes(conn.scope, route)
                 try:
-                    judge(await self.authenticate(conn))
+                    judge(await self.authenticate(conn), needed)
                 except JWTGuardError as exc:
-                    return await self._refuse(conn, exc, route)
+                    return await self._refuse(conn, exc, needed)
                 return None
 
             def check_sync(conn: HTTPConnection) -> Response | None:
+                needed = served_scopes(conn.scope, route)
                 try:
-                    judge(self.authenticate_sync(conn))
+                    judge(self.authenticate_sync(conn), needed)
                 except JWTGuardError as exc:
-                    return asgi_response(self.answer(exc, conn.scope, route))
+                    return asgi_response(self.answer(exc, conn.scope, needed))
                 return None
 
             answering = self._answering(func)
@@ -249,12 +252,15 @@ class RouteGuard:
 
         return cast(F, answering)
 
-    def _flask_check(self, judge: Callable[[Principal | None], None], route: Sequence[str]) -> None:
+    def _flask_check(
+        self, judge: Callable[[Principal | None, Sequence[str]], None], route: list[str]
+    ) -> None:
         environ = flask_environ()
+        needed = served_scopes(environ, route)
         try:
-            judge(self.authenticate_wsgi(environ))
+            judge(self.authenticate_wsgi(environ), needed)
         except JWTGuardError as exc:
-            flask_abort(self.answer(exc, environ, route))
+            flask_abort(self.answer(exc, environ, needed))
 
     async def _refuse(
         self, conn: HTTPConnection, exc: JWTGuardError, route: Sequence[str] = ()
