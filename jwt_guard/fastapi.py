@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
@@ -30,6 +30,7 @@ from ._core.errors import (
 from ._core.extras import MissingExtra
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import Principal
+from ._core.scopes import required_scopes
 from ._http.answer import ErrorHandler
 from ._http.authz import Requirement, StepUp, openapi_bearer_scheme, route_scopes
 from ._http.extract import CSRF
@@ -156,9 +157,22 @@ class JWTBearer(RouteGuard):
             protected_resource=protected_resource,
         )
         self.auto_error = auto_error
+        #: One requirement per list of scopes, made (and its names checked) at the first
+        #: request needing it: a refusal costs no more than an acceptance.
+        self._requirements: dict[tuple[str, ...], Requirement] = {}
 
     #: Read by ``route_scopes``: this dependency requires its ``Security`` scopes.
     requires_security_scopes = True
+
+    def _requirement(self, scopes: Sequence[str]) -> Requirement:
+        key = tuple(scopes)
+        found = self._requirements.get(key)
+        if found is None:
+            # Security(guard, scopes=[...]) names are checked here (no start-up hook runs
+            # for a dependency): a name no challenge can carry is a ConfigurationError.
+            required_scopes(key, "Security(JWTBearer, scopes=...)")
+            found = self._requirements[key] = Requirement("scopes", key, False)
+        return found
 
     async def __call__(
         self,
@@ -167,25 +181,25 @@ class JWTBearer(RouteGuard):
         _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
     ) -> Principal | None:
         principal: Principal | None = None
+        own = self._requirement(security_scopes.scopes) if security_scopes.scopes else None
         try:
             principal = await self.authenticate(request)
             if principal is None:
-                if self.auto_error or security_scopes.scopes:
+                if self.auto_error or own is not None:
                     raise AuthenticationRequired()
                 return None
-            if security_scopes.scopes:
-                Requirement("scopes", tuple(security_scopes.scopes), False).check(principal)
+            if own is not None:
+                own.check(principal)
         except JWTGuardError as exc:
             # Every scope the route needs (its other dependencies' too), in a 401 or a scope
             # refusal's one challenge.
-            route = [*security_scopes.scopes, *route_scopes(request.scope)]
-            requirement = Requirement("scopes", tuple(route), False) if route else None
-            if requirement is not None and isinstance(exc, InsufficientScope):
+            route = list(dict.fromkeys([*security_scopes.scopes, *route_scopes(request.scope)]))
+            if route and isinstance(exc, InsufficientScope):
                 try:
-                    requirement.check(principal, None, route)
+                    self._requirement(route).check(principal, None, route)
                 except InsufficientScope as wider:
                     exc = wider
-            reject(request.scope, self.answer(exc, request.scope, list(dict.fromkeys(route))))
+            reject(request.scope, self.answer(exc, request.scope, route))
         answer_errors(request.scope, self.answer)
         return principal
 

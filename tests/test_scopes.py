@@ -448,21 +448,11 @@ async def test_issue26_route_guard_honours_the_hierarchy_and_names_its_scopes(
 # -- what a challenge never says -----------------------------------------------------------------
 
 
-async def test_issue26_offline_access_never_in_a_challenge(issuer: LocalIssuer) -> None:
-    @require_scopes("offline_access", "notes:read")
-    async def odd(request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True})
-
-    app = Starlette(
-        routes=[Route("/odd", odd)],
-        middleware=[Middleware(JWTGuardMiddleware, verifier=issuer.verifier())],
-    )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
-        denied = await client.get("/odd", headers=bearer(issuer.mint(scopes=[])))
-    assert denied.status_code == 403
-    assert params(challenge(denied))["scope"] == "notes:read"
+def test_issue26_offline_access_never_in_a_challenge() -> None:
+    """A route requiring ``offline_access`` would be refused with a challenge that cannot name
+    it: refused at start-up (review H7-3; the metadata's options refuse it too)."""
+    with pytest.raises(ConfigurationError, match="offline_access"):
+        require_scopes("offline_access", "notes:read")
 
 
 async def test_rfc9470_step_up_401_claims_no_scope(issuer: LocalIssuer) -> None:
@@ -576,3 +566,92 @@ async def test_h7_1_sibling_routes_do_not_share_their_challenge_scopes(
         assert sorted(params(challenge(purge))["scope"].split()) == ["notes:admin", "notes:read"]
         ok = await client.get("/edit", headers=bearer(issuer.mint(scopes=both)))
         assert ok.status_code == 200
+
+
+NOT_SCOPES = ['notes"read', "notes\\read", "notes:read\r\nX-Injected: 1", "nötes:read", "a b"]
+
+
+@pytest.mark.parametrize("name", [*NOT_SCOPES, "offline_access"])
+def test_h7_3_every_required_scope_is_one_a_challenge_can_name(
+    issuer: LocalIssuer, name: str
+) -> None:
+    """A name outside RFC 6749 §3.3 was silently dropped from every challenge (the client,
+    told to ask for the others, came back refused forever), and ``offline_access`` made a 403
+    ``insufficient_scope`` naming no scope: refused at start-up on every path."""
+    from jwt_guard._integrations.mcp_operations import OperationScopes
+
+    said = "offline_access" if name == "offline_access" else "not a scope name"
+    for build in (
+        lambda: require_scopes(name),
+        lambda: require_scopes("notes:read", name, any_of=True),
+        lambda: jg_fastapi.require_scopes(name),
+        lambda: RouteGuard(issuer.verifier()).protect(scopes=[name]),
+    ):
+        with pytest.raises(ConfigurationError, match=said):
+            build()
+    for table in ({"tools": {"add_note": [name]}}, {"resources": {"notes://{i}": ["a", name]}}):
+        with pytest.raises(ConfigurationError):  # MCP tool_scopes, resource_scopes
+            OperationScopes(**table)
+
+
+@pytest.mark.parametrize("name", [NOT_SCOPES[0], "offline_access"])
+async def test_h7_3_jwtbearer_security_scopes_are_scope_names(
+    issuer: LocalIssuer, name: str
+) -> None:
+    guard = jg_fastapi.JWTBearer(issuer.verifier())
+    app = FastAPI()
+
+    @app.get("/notes")
+    async def notes(principal: Principal = Security(guard, scopes=[name])) -> Any:
+        return {"ok": True}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for headers in ({}, bearer(issuer.mint(scopes=["notes:read"]))):
+            with pytest.raises(ConfigurationError, match="Security"):
+                await client.get("/notes", headers=headers)
+
+
+async def test_h7_jwtbearer_refusals_build_no_requirement_per_request(
+    issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review H7 (cost): ``JWTBearer`` built a new requirement (an ``inspect.Signature`` with a
+    ``Security`` parameter) for every request with Security scopes and every refusal, and walked
+    the route's dependencies again: after the first, a refusal costs a dictionary lookup."""
+    from jwt_guard._http import authz
+
+    guard = jg_fastapi.JWTBearer(issuer.verifier())
+    app = FastAPI()
+
+    writes = jg_fastapi.require_scopes("notes:write")
+
+    @app.get("/notes")
+    async def notes(
+        principal: Principal = Security(guard, scopes=["notes:read"]),
+        writer: Principal = Depends(writes),
+    ) -> Any:
+        return {"ok": True}
+
+    made: list[object] = []
+    walked: list[object] = []
+    signature, walk = authz.Requirement._declare_signature, authz._dependency_scopes
+    monkeypatch.setattr(
+        authz.Requirement, "_declare_signature", lambda self: made.append(signature(self))
+    )
+    monkeypatch.setattr(authz, "_dependency_scopes", lambda d: walked.append(d) or walk(d))
+    reader = bearer(issuer.mint(scopes=["notes:read"]))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        writer = bearer(issuer.mint(scopes=["notes:write"]))
+        for warm in (True, False):  # the first request of each kind makes what it needs
+            made.clear(), walked.clear()
+            for _ in range(1 if warm else 5):
+                denied = await client.get("/notes", headers=reader)
+                anonymous = await client.get("/notes")
+                lacks_read = await client.get("/notes", headers=writer)
+    assert (denied.status_code, anonymous.status_code) == (403, 401)
+    assert lacks_read.status_code == 403  # the Security scope notes:read is missing
+    wanted = ["notes:read", "notes:write"]
+    assert sorted(params(challenge(denied))["scope"].split()) == wanted
+    assert sorted(params(challenge(anonymous))["scope"].split()) == wanted
+    assert made == [] and walked == []

@@ -27,7 +27,7 @@ from typing import Final
 
 from .errors import ConfigurationError
 
-__all__ = ["OFFLINE_ACCESS", "SCOPE_TOKEN", "ScopeHierarchy"]
+__all__ = ["OFFLINE_ACCESS", "SCOPE_TOKEN", "ScopeHierarchy", "required_scopes"]
 
 #: One name that can stand in a quoted header parameter as a space-separated list item: RFC
 #: 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). Scopes, acr values (RFC 9470 §3),
@@ -53,6 +53,29 @@ def _scope(name: object, option: str) -> str:
             "list the scopes, e.g. {s: [...] for s in your_scopes}"
         )
     return name
+
+
+def required_scopes(names: Iterable[object], option: str) -> tuple[str, ...]:
+    """``names``, each a scope a request may need: a name a challenge can carry, checked at
+    start-up. A name that is no scope-token (RFC 6749 §3.3: a quote, a backslash, a space or a
+    line break, a letter outside ASCII) could never be named in the ``scope`` of a 403, so the
+    client, told to ask for the others, would come back refused forever; ``offline_access``
+    grants nothing here and is never named in a challenge (MCP authorization), so a 403
+    ``insufficient_scope`` would name no scope at all."""
+    found: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not SCOPE_TOKEN.fullmatch(name):
+            raise ConfigurationError(
+                f"{option}: {name!r} is not a scope name (RFC 6749 §3.3: printable ASCII, no "
+                "spaces, quotes or backslashes); no challenge could ask a client for it"
+            )
+        if name == OFFLINE_ACCESS:
+            raise ConfigurationError(
+                f"{option}: offline_access asks the authorization server for a refresh token "
+                "and grants nothing at a resource server; require the scopes the route needs"
+            )
+        found.append(name)
+    return tuple(found)
 
 
 class ScopeHierarchy:

@@ -23,6 +23,7 @@ serves, and the middlewares refuse the app (``_http.order``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -43,7 +44,7 @@ from .._core.errors import (
     safe_value,
 )
 from .._core.principal import Principal
-from .._core.scopes import SCOPE_TOKEN
+from .._core.scopes import SCOPE_TOKEN, required_scopes
 from .._sources.verifier import Verifier
 from .answer import Answer
 from .guard import GUARD_KEY, VERIFIER_KEY
@@ -88,6 +89,10 @@ ROUTE_SCOPES: Final = "__jwt_guard_scopes__"
 _SERVED_SCOPES: Final = "jwt_guard.route_scopes"
 
 
+#: A route's scopes as ``route_scopes`` found them, kept on the route object.
+_KNOWN_SCOPES: Final = "__jwt_guard_route_scopes__"
+
+
 def needed_scopes(
     func: Callable[..., Any], wrapped: Callable[..., Any], own: Sequence[str]
 ) -> list[str]:
@@ -114,9 +119,16 @@ def route_scopes(request: Mapping[str, Any]) -> list[str]:
     the endpoint's decorators, and a FastAPI route's dependencies (``require_scopes`` and
     ``Security(JWTBearer, scopes=[...])``, at any depth). Read on a refusal only."""
     route = request.get("route")  # Starlette's router puts the matched route in the scope
+    known = getattr(route, _KNOWN_SCOPES, None)
+    if isinstance(known, tuple):
+        return list(known)
     names: list[str] = list(getattr(getattr(route, "endpoint", None), ROUTE_SCOPES, None) or ())
     for found in _dependency_scopes(getattr(route, "dependant", None)):
         names.extend(n for n in found if n not in names)
+    if route is not None:
+        # A route's endpoint and dependencies are fixed once it is built: walked once.
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(route, _KNOWN_SCOPES, tuple(names))
     return names
 
 
@@ -175,6 +187,8 @@ class Requirement:
     def __init__(self, kind: str, names: tuple[str, ...], any_of: bool) -> None:
         if not names or not all(isinstance(n, str) and n for n in names):
             raise ConfigurationError(f"require_{kind} needs at least one non-empty name")
+        if kind == "scopes":
+            required_scopes(names, "require_scopes")  # at start-up (review H7-3)
         self.kind = kind
         self.names = names
         self.any_of = any_of

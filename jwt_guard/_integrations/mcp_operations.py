@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .._core.errors import ConfigurationError
+from .._core.scopes import required_scopes
 
 __all__ = ["MAX_TEMPLATED_URI", "OperationScopes", "UnmatchedResource"]
 
@@ -136,7 +137,7 @@ def _scopes(option: str, table: Mapping[str, Sequence[str]] | None) -> dict[str,
         for name, scopes in table.items()
     ):
         raise ConfigurationError(f"{option} maps {what} to non-empty lists of scopes")
-    return {name: tuple(scopes) for name, scopes in table.items()}
+    return {name: required_scopes(scopes, f"{option}[{name!r}]") for name, scopes in table.items()}
 
 
 class OperationScopes:
