@@ -655,3 +655,30 @@ async def test_h7_jwtbearer_refusals_build_no_requirement_per_request(
     assert sorted(params(challenge(denied))["scope"].split()) == wanted
     assert sorted(params(challenge(anonymous))["scope"].split()) == wanted
     assert made == [] and walked == []
+
+
+async def test_h7_6_readme_says_request_auth_scopes_holds_the_implied_scopes(
+    issuer: LocalIssuer,
+) -> None:
+    """README said ``request.auth.scopes`` held the token's scopes; it holds the implied ones
+    too (what ``@requires`` decides on), and code forwarding it downstream would widen them."""
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text()
+    readme = " ".join(text.split())
+    assert '`"authenticated"` plus the token\'s scopes, so Starlette' not in readme
+    said = '`request.auth.scopes` holds `"authenticated"` plus the principal\'s `effective_scopes`'
+    assert said in readme
+
+    async def show(request: Request) -> JSONResponse:
+        auth, own = sorted(request.auth.scopes), sorted(request.user.scopes)
+        return JSONResponse({"auth": auth, "own": own})
+
+    verifier = issuer.verifier(scope_implies=HIERARCHY)
+    app = Starlette(
+        routes=[Route("/", show)], middleware=[Middleware(JWTGuardMiddleware, verifier=verifier)]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        seen = (await client.get("/", headers=bearer(issuer.mint(scopes=["notes:write"])))).json()
+    assert seen == {"auth": ["authenticated", "notes:read", "notes:write"], "own": ["notes:write"]}
