@@ -682,3 +682,28 @@ async def test_h7_6_readme_says_request_auth_scopes_holds_the_implied_scopes(
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         seen = (await client.get("/", headers=bearer(issuer.mint(scopes=["notes:write"])))).json()
     assert seen == {"auth": ["authenticated", "notes:read", "notes:write"], "own": ["notes:write"]}
+
+
+def test_h7_5_tenant_issuer_takes_scope_implies(issuer: LocalIssuer) -> None:
+    """``TrustedIssuer(scope_implies=...)`` existed, a ``TenantIssuer`` always took the
+    verifier's hierarchy and saying otherwise was a TypeError: now its tenants take its own
+    (``{}``: none), and a cycle in it is refused at construction."""
+    from jwt_guard import TenantIssuer
+
+    template = "https://login.example.com/{tid}/v2.0"
+
+    def tenants(**options: Any) -> Verifier:
+        trusted = TenantIssuer(
+            template, lambda tid: issuer.keys(), tenants=["t1"], algorithms=["RS256"], **options
+        )
+        return Verifier(issuers=[trusted], audience=issuer.audience, clock=issuer.clock, **outer)
+
+    admin = issuer.mint(scopes=["notes:admin"], issuer=template.format(tid="t1"))
+    outer: dict[str, Any] = {}
+    assert tenants(scope_implies=HIERARCHY).verify(admin).has_scopes("notes:read")
+    assert not tenants().verify(admin).has_scopes("notes:read")
+    outer = {"scope_implies": HIERARCHY}
+    assert tenants().verify(admin).has_scopes("notes:read")  # the verifier's
+    assert not tenants(scope_implies={}).verify(admin).has_scopes("notes:read")  # its own: none
+    with pytest.raises(ConfigurationError, match="cycle"):
+        tenants(scope_implies={"a": "b", "b": "a"})

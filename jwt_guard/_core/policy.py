@@ -399,8 +399,8 @@ def configure(
         )
         if demands is not None:
             rules = _apply_profile(demands, rules, allow_tokens_without_jti)
-        # A TenantIssuer has no hierarchy of its own yet: its tenants take the verifier's.
-        implies = getattr(trusted, "scope_implies", None)
+        # The issuer's own hierarchy (a TenantIssuer's for every tenant), else the verifier's.
+        implies = trusted.scope_implies if trusted is not None else None
         scope_hierarchy = hierarchy if implies is None else _hierarchy(implies)
         return Policy(source, allowed, rules, roles, scopes, keys_decide, scope_hierarchy)
 

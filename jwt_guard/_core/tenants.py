@@ -38,6 +38,7 @@ from .errors import ConfigurationError, IssuerInvalid, safe_value
 from .keyset import KeySet, KeySource
 from .metrics import Metrics
 from .profiles import resolve_profile
+from .scopes import ScopeHierarchy
 
 __all__ = [
     "DEFAULT_MAX_TENANTS",
@@ -138,10 +139,13 @@ class TenantIssuer:
     validate: Validator | None = None
     validate_each_request: Validator | None = None
     profile: str | Sequence[str] | None = None
+    scope_implies: Mapping[str, str | Sequence[str]] | None = None
 
     def __post_init__(self) -> None:
         _, name, _ = split_template(self.issuer, "issuer")
         resolve_profile(self.profile)
+        if self.scope_implies is not None:
+            ScopeHierarchy(self.scope_implies)  # a cycle or a pattern refused here, named
         if not callable(self.keys) or isinstance(self.keys, KeySource):
             raise ConfigurationError(
                 "keys must make a tenant's key source: TenantKeys.jwks('https://.../{"
