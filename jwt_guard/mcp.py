@@ -260,7 +260,9 @@ def access_token(principal: Principal, resource: str | None = None) -> AccessTok
     return AccessToken(
         token="",
         client_id=client_id if isinstance(client_id, str) else "",
-        scopes=sorted(principal.scopes),
+        # The implied scopes too, as the gate and scope["auth"] decide: a tool checking
+        # get_access_token().scopes agrees with the gate that let the call in (review H7-8).
+        scopes=sorted(principal.effective_scopes),
         expires_at=int(exp) if exp is not None else None,
         resource=resource,
         subject=principal.subject,

@@ -707,3 +707,15 @@ def test_h7_5_tenant_issuer_takes_scope_implies(issuer: LocalIssuer) -> None:
     assert not tenants(scope_implies={}).verify(admin).has_scopes("notes:read")  # its own: none
     with pytest.raises(ConfigurationError, match="cycle"):
         tenants(scope_implies={"a": "b", "b": "a"})
+
+
+def test_h7_8_mcp_sdk_access_token_agrees_with_the_gate(issuer: LocalIssuer) -> None:
+    """The gate and ``scope["auth"]`` decide on the effective scopes; the SDK's ``AccessToken``
+    (``get_access_token()`` in a tool) carried the token's own, so a tool checking
+    ``"notes:read" in get_access_token().scopes`` refused the admin the gate let in."""
+    from jwt_guard.mcp import access_token
+
+    principal = issuer.verifier(scope_implies=HIERARCHY).verify(issuer.mint(scopes=["notes:admin"]))
+    seen = access_token(principal, RESOURCE).scopes
+    assert seen == sorted(principal.effective_scopes)
+    assert "notes:read" in seen and principal.scopes == {"notes:admin"}
