@@ -719,3 +719,40 @@ def test_h7_8_mcp_sdk_access_token_agrees_with_the_gate(issuer: LocalIssuer) -> 
     seen = access_token(principal, RESOURCE).scopes
     assert seen == sorted(principal.effective_scopes)
     assert "notes:read" in seen and principal.scopes == {"notes:admin"}
+
+
+async def test_h7_4_any_of_refusal_does_not_ask_for_the_broadest_alternative(
+    notes: Notes, issuer: LocalIssuer
+) -> None:
+    """``require_scopes("notes:read", "files:read", any_of=True)``: one of them will do, yet
+    the 403 named both, and a client acting on it (the MCP SDK's does at once) came back holding
+    every alternative, the broadest too. It names the first listed, with the route's others."""
+    nothing = bearer(issuer.mint(scopes=["notes:sync"]))
+    denied = await notes().get("/either", headers=nothing)  # decorator: ASGI, Flask, WSGI
+    assert denied.status_code == 403
+    assert params(challenge(denied))["scope"] == "notes:read"
+
+    verifier = issuer.verifier(scope_implies=HIERARCHY)
+    guard = RouteGuard(verifier)
+
+    @guard.protect(scopes=["notes:read", "notes:admin"], any_of=True)
+    @require_scopes("notes:sync")
+    async def guarded(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    reader = jg_fastapi.require_scopes("notes:read", "notes:admin", any_of=True)
+    app = FastAPI(routes=[Route("/guarded", guarded)])
+
+    @app.get("/fastapi", dependencies=[Depends(reader), Depends(require_scopes("files:read"))])
+    async def fastapi_route() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(JWTGuardMiddleware, verifier=verifier, exclude=["/guarded"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for path, wanted in (("/guarded", "notes:read notes:sync"), ("/fastapi", "notes:read")):
+            denied = await client.get(path, headers=bearer(issuer.mint(scopes=["files:read"])))
+            assert denied.status_code == 403, path
+            assert sorted(params(challenge(denied))["scope"].split()) == sorted(
+                wanted.split() + (["files:read"] if path == "/fastapi" else [])
+            ), path

@@ -247,7 +247,11 @@ class Requirement:
             detail["implied"] = safe_value(user.effective_scopes - held)
         # RFC 6750 §3.1, MCP "scope challenge handling": one challenge naming every scope the
         # operation needs (those held too, so a client that replaces its scopes keeps them).
-        raise InsufficientScope(required=dict.fromkeys([*names, *route]), detail=detail)
+        # Of alternatives (any_of) one is needed: the first listed, never all of them, which
+        # would send a client that wanted "a reader" to come back holding the admin scope too
+        # (review H7-4). The route's other requirements are all needed.
+        asked = names[:1] if self.any_of else names
+        raise InsufficientScope(required=dict.fromkeys([*asked, *route]), detail=detail)
 
     def _detail(self, held: frozenset[str], missing: Sequence[str]) -> dict[str, Any]:
         return {
