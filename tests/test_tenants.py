@@ -9,11 +9,15 @@ Against real HTTP servers on 127.0.0.1 serving several tenants' discovery docume
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from jwt_guard import (
@@ -38,9 +42,10 @@ from jwt_guard import (
 from jwt_guard._core.tenants import DEFAULT_MAX_TENANTS
 from jwt_guard.testing import LocalIssuer, compact
 
+from .apps import starlette_app
 from .conftest import AppFactory, assert_no_leak, bearer, fetch_over
 from .forking import in_child
-from .servers import TenantsServer
+from .servers import TenantsServer, run_uvicorn
 
 T1 = "11111111-1111-4111-8111-111111111111"
 T2 = "22222222-2222-4222-8222-222222222222"
@@ -673,5 +678,238 @@ async def test_each_tenants_fetches_are_counted_in_the_metrics(
         for tenant in (T1, T2):
             name = ("jwt_guard.key_source", f"{idp.base_url}/{tenant}/keys")
             assert fetches[(name, ("jwt_guard.outcome", "success"))] == 1
+    finally:
+        await close(verifier)
+
+
+# -- Review h5 (issue 25, item 7) ---------------------------------------------------------------
+
+
+class SlowTenants(TenantsServer):
+    """A TenantsServer whose answers for the paths in ``slow`` take ``delay`` seconds."""
+
+    def __init__(self, tenants: Any) -> None:
+        super().__init__(tenants)
+        self.slow: set[str] = set()
+        self.delay = 1.5
+
+    def _answer(self, path: str) -> tuple[int, bytes]:
+        if path in self.slow:
+            time.sleep(self.delay)
+        return super()._answer(path)
+
+
+@pytest.fixture
+def slow_idp(_keys: dict[str, LocalIssuer]) -> Iterator[SlowTenants]:
+    with SlowTenants(_keys) as server:
+        for tenant, issuer in _keys.items():
+            issuer.issuer = server.issuer(tenant)
+            issuer.audience = "api://orders"
+        yield server
+
+
+@pytest.fixture(params=["verify", "averify"])
+def off_loop(request: pytest.FixtureRequest) -> Verify:
+    """Both drivers, the sync one in a thread (so a slow fetch does not stop the loop)."""
+
+    async def run(verifier: Verifier, token: str) -> Principal:
+        if request.param == "verify":
+            return await asyncio.to_thread(verifier.verify, token)
+        return await verifier.averify(token)
+
+    return run
+
+
+async def test_issue25_review_evicting_a_tenant_mid_fetch_gives_its_waiter_our_answer_async(
+    slow_idp: SlowTenants,
+) -> None:
+    """T1's first token waits on its (slow) JWKS fetch; a token of another allowed tenant evicts
+    T1 (max_tenants=1). Closing T1's source cancelled the shared fetch: the waiting request got
+    asyncio.CancelledError (a 500 under uvicorn). Retiring lets the fetch end: T1 is accepted."""
+    slow_idp.slow.add(f"/{T1}/keys")
+    verifier = entra(slow_idp, tenants=[T1, T2], max_tenants=1)
+    try:
+        victim = asyncio.ensure_future(verifier.averify(entra_token(slow_idp, T1)))
+        await asyncio.sleep(0.3)  # T1's fetch in flight
+        await verifier.averify(entra_token(slow_idp, T2))  # evicts T1
+        assert isinstance(await victim, Principal)
+    finally:
+        await close(verifier)
+
+
+def test_issue25_review_evicting_a_tenant_mid_fetch_does_not_fail_its_waiter_sync(
+    slow_idp: SlowTenants,
+) -> None:
+    """The sync twin: close() aborted T1's fetch in flight, so T1's good token got a 503 while
+    the provider was up (anyone naming another allowed tenant could do it)."""
+    slow_idp.slow.add(f"/{T1}/keys")
+    verifier = entra(slow_idp, tenants=[T1, T2], max_tenants=1)
+    outcome: list[object] = []
+
+    def victim() -> None:
+        try:
+            outcome.append(verifier.verify(entra_token(slow_idp, T1)))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=victim)
+    try:
+        thread.start()
+        time.sleep(0.3)
+        verifier.verify(entra_token(slow_idp, T2))
+        thread.join(10)
+        (result,) = outcome
+        assert isinstance(result, Principal), f"T1's valid token refused: {result!r}"
+    finally:
+        verifier.close()
+    (source,) = verifier.key_sources
+    assert isinstance(source, JWKSKeys) and source._sync_client is None
+
+
+async def test_issue25_review_evicting_a_tenant_mid_fetch_is_never_a_500_under_uvicorn(
+    slow_idp: SlowTenants,
+) -> None:
+    """The same through a real uvicorn: the victim's correctly signed token got a 500."""
+    slow_idp.slow.add(f"/{T1}/keys")
+    verifier = entra(slow_idp, tenants=[T1, T2], max_tenants=1)
+    with run_uvicorn(starlette_app(verifier)) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            victim = asyncio.ensure_future(
+                client.get("/me", headers=bearer(entra_token(slow_idp, T1)))
+            )
+            await asyncio.sleep(0.3)
+            await client.get("/me", headers=bearer(entra_token(slow_idp, T2)))
+            answer = await victim
+    assert answer.status_code == 200, (answer.status_code, answer.text)
+
+
+async def test_issue25_review_a_fetch_cancelled_at_shutdown_is_a_503_for_its_waiter(
+    slow_idp: SlowTenants,
+) -> None:
+    """The verifier's aclose (lifespan shutdown) cancels a shared fetch: a request still
+    waiting on it gets KeySourceUnavailable, not CancelledError."""
+    slow_idp.slow.add(f"/{T1}/keys")
+    verifier = entra(slow_idp, tenants=[T1])
+    waiter = asyncio.ensure_future(verifier.averify(entra_token(slow_idp, T1)))
+    await asyncio.sleep(0.3)
+    await close(verifier)
+    with pytest.raises(KeySourceUnavailable):
+        await waiter
+
+
+async def test_issue25_review_a_source_retired_before_its_fetch_closes_the_client_it_makes(
+    idp: TenantsServer, off_loop: Verify
+) -> None:
+    """A request routed to T1, T1 retired before its keys() ran: the fetch on the retired
+    source made a client nothing closed. It is closed when that fetch ends."""
+    verifier = entra(idp, tenants=[T1, T2], max_tenants=1)
+    try:
+        policy = verifier._route({"iss": ENTRA.format(tid=T1), "tid": T1})
+        await off_loop(verifier, entra_token(idp, T2))  # T1's source retired, never fetched
+        source = policy.keys
+        assert isinstance(source, JWKSKeys)
+        await asyncio.to_thread(source.keys, None)
+        await source.akeys(None)
+        assert source._sync_client is None and source._own_async == {}
+    finally:
+        await close(verifier)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.0x1", "127.0.0x1", "0177.0.0.0x1", "169.254.169.0xfe"])
+async def test_issue25_review_ssrf_a_host_tenant_in_hex_or_octal_ipv4_form_is_refused(
+    slow_idp: SlowTenants, off_loop: Verify, host: str
+) -> None:
+    """README: where the tenant is the host, 'a DNS name with a dot, not an IP address'. The rule
+    looked only at whether the last label was all digits; getaddrinfo (inet_aton) reads
+    127.0.0.0x1, 127.0.0x1 and 0177.0.0.0x1 as 127.0.0.1 (169.254.169.0xfe: cloud metadata)."""
+    port = slow_idp.base_url.rsplit(":", 1)[1]
+    signer = LocalIssuer(algorithm="ES256", kid="k")
+    verifier = Verifier(
+        issuers=[
+            TenantIssuer(
+                f"http://{{domain}}:{port}/",
+                TenantKeys.jwks(f"http://{{domain}}:{port}/keys", allow_http=True),
+                any_tenant=True,
+                validate_tenant=lambda domain: True,
+                algorithms=["ES256"],
+            )
+        ]
+    )
+    try:
+        with pytest.raises(IssuerInvalid) as caught:
+            await off_loop(verifier, signer.mint(issuer=f"http://{host}:{port}/", aud=None))
+        assert "IP address" in caught.value.detail["reason"]
+        assert slow_idp.total == 0, slow_idp.requests
+        assert verifier.key_sources == ()
+    finally:
+        await close(verifier)
+
+
+@pytest.mark.parametrize("host", ["127.0.0x1", "login.1acme", "12.example.com", "LOGIN.acme.test"])
+def test_issue25_review_host_tenants_are_dns_names_in_lowercase(host: str) -> None:
+    """The host rule, in TenantKeys and for an allow-list (a ConfigurationError at start-up)."""
+    keys = TenantKeys.jwks("https://{domain}/keys")
+    assert keys.tenant_problem(host) is not None
+    assert keys.tenant_problem("login.acme.test") is None
+    with pytest.raises(ConfigurationError, match="cannot be a tenant"):
+        TenantIssuer("https://{domain}/", keys, tenants=[host], algorithms=["ES256"])
+
+
+async def test_issue25_review_ssrf_the_host_rule_holds_with_a_key_factory_of_ones_own(
+    slow_idp: SlowTenants, off_loop: Verify
+) -> None:
+    """The host rule lived in TenantKeys only: with the issuer template's tenant in the host and
+    a keys= callable of the app's own, a token naming 127.0.0.1 made a source and a fetch."""
+    port = slow_idp.base_url.rsplit(":", 1)[1]
+    signer = LocalIssuer(algorithm="ES256", kid="k")
+    verifier = Verifier(
+        issuers=[
+            TenantIssuer(
+                "https://{domain}/",
+                lambda domain: JWKSKeys(f"http://{domain}:{port}/keys", allow_http=True),
+                any_tenant=True,
+                validate_tenant=lambda domain: True,
+                algorithms=["ES256"],
+            )
+        ]
+    )
+    try:
+        with pytest.raises(IssuerInvalid) as caught:
+            await off_loop(verifier, signer.mint(issuer="https://127.0.0.1/", aud=None))
+        assert "IP address" in caught.value.detail["reason"]
+        assert slow_idp.total == 0
+        assert verifier.key_sources == ()
+    finally:
+        await close(verifier)
+
+
+async def test_issue25_review_case_variants_of_one_host_tenant_make_no_source(
+    slow_idp: SlowTenants, off_loop: Verify
+) -> None:
+    """LOGIN.acme.test and login.acme.test are one server. A validator comparing host names
+    case-insensitively let one customer's domain be named in 2**n spellings: each a new
+    tenant, a new key source and a fresh fetch. A host tenant must be lowercase."""
+    port = slow_idp.base_url.rsplit(":", 1)[1]
+    customers = {"login.acme.test"}
+    verifier = Verifier(
+        issuers=[
+            TenantIssuer(
+                f"http://{{domain}}:{port}/",
+                TenantKeys.jwks(f"http://{{domain}}:{port}/keys", allow_http=True),
+                any_tenant=True,
+                validate_tenant=lambda domain: domain.lower() in customers,
+                algorithms=["ES256"],
+                max_tenants=3,
+            )
+        ]
+    )
+    signer = LocalIssuer(algorithm="ES256", kid="k")
+    try:
+        for spelling in ("LOGIN.acme.test", "Login.acme.test", "lOgin.acme.test"):
+            token = signer.mint(issuer=f"http://{spelling}:{port}/", aud=None)
+            with pytest.raises(IssuerInvalid) as caught:
+                await off_loop(verifier, token)
+            assert "lowercase" in caught.value.detail["reason"]
+        assert verifier.key_sources == ()
     finally:
         await close(verifier)

@@ -285,6 +285,16 @@ class KeySource(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027
         """Release network resources (async)."""
 
+    def retire(self) -> None:
+        """Stop using this source (its tenant left the verifier's LRU) without failing a
+        request that still waits on it: a remote source lets a fetch in flight finish and
+        closes its client after. By default, :meth:`close`."""
+        self.close()
+
+    async def aretire(self) -> None:
+        """:meth:`retire` from an event loop. By default, :meth:`aclose`."""
+        await self.aclose()
+
     #: The verifier's instruments, when metrics are on (see ``use_metrics``).
     _metrics: Metrics | None = None
 

@@ -46,6 +46,8 @@ __all__ = [
     "TemplateKeys",
     "TenantIssuer",
     "Tenants",
+    "host_in",
+    "host_problem",
     "split_template",
     "tenant_problem",
 ]
@@ -79,6 +81,38 @@ def split_template(template: object, what: str) -> tuple[str, str, str]:
     if not template.startswith(("https://", "http://")) or "://" not in prefix:
         raise ConfigurationError(f"{what} must be an http(s) URL with the placeholder after '//'")
     return prefix, found[0], rest
+
+
+#: A label an IPv4 parser reads as a number: ``inet_aton`` (which ``getaddrinfo`` uses) takes
+#: 1 to 4 parts in decimal, octal (``0177``) or hex (``0x7f``): ``127.1``, ``127.0.0x1``,
+#: ``0177.0.0.0x1`` and ``169.254.169.0xfe`` are all addresses.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*", re.ASCII)
+
+
+def host_in(template: str) -> bool:
+    """Whether the placeholder of ``template`` (an http(s) URL) is in its host."""
+    prefix, _, _ = split_template(template, "template")
+    return "/" not in prefix.split("://", 1)[1]
+
+
+def host_problem(tenant: str) -> str | None:
+    """Why ``tenant``, put where a URL's host is, is not a lowercase DNS name with a dot, or
+    ``None``. Server-side request forgery: ``localhost``, ``169.254.169.254`` (cloud metadata)
+    and its numeric spellings. No top-level domain starts with a digit (RFC 3696 §2), so a last
+    label that does, or any label that is a number, is an address. A name that *resolves* to
+    an internal address is stopped only by the allow-list or the validator."""
+    labels = tenant.split(".")
+    if len(labels) < 2:
+        return "not a host name with a dot (a local name)"
+    if labels[-1][:1].isdigit() or any(_NUMERIC_LABEL.fullmatch(label) for label in labels):
+        return (
+            "not a host name (an IP address: a label is a number, or the last starts with a digit)"
+        )
+    if tenant != tenant.lower():
+        # Providers write the host of "iss" in lowercase; LOGIN.acme.test would be a second
+        # tenant (a source and a fetch) for one server.
+        return "not lowercase (a host name in an issuer is written in lowercase)"
+    return None
 
 
 def tenant_problem(tenant: str, pattern: re.Pattern[str] | None) -> str | None:
@@ -189,8 +223,11 @@ class TenantIssuer:
             items = (self.tenants,) if isinstance(self.tenants, str) else tuple(self.tenants)
             if not items:
                 raise ConfigurationError("tenants must list at least one tenant")
+            in_host = host_in(self.issuer)
             for tenant in items:
                 problem = tenant_problem(tenant, pattern) if isinstance(tenant, str) else "str"
+                if problem is None and in_host:
+                    problem = host_problem(tenant)
                 if problem is not None:
                     raise ConfigurationError(
                         f"tenants: {safe_value(tenant)!r} cannot be a tenant ({problem})"
@@ -263,6 +300,9 @@ class Tenants(Generic[P]):
         self.template = spec.issuer
         self._prefix, self.placeholder, self._suffix = split_template(spec.issuer, "issuer")
         self._pattern = _pattern(spec.tenant_pattern)
+        #: The tenant names the server of the issuer (an Auth0 custom domain): the host rule
+        #: holds whatever makes the key sources (a factory of the app's own included).
+        self._in_host = host_in(spec.issuer)
         self._allowed = spec.allowed
         self._validate = spec.validate_tenant
         self._make = make
@@ -293,7 +333,10 @@ class Tenants(Generic[P]):
 
     def refusal(self, tenant: str) -> str | None:
         """Why this tenant is refused, or ``None`` when it is accepted (no I/O)."""
-        problem = tenant_problem(tenant, self._pattern) or self.url_problem(tenant)
+        problem = tenant_problem(tenant, self._pattern)
+        if problem is None and self._in_host:
+            problem = host_problem(tenant)
+        problem = problem or self.url_problem(tenant)
         if problem is not None:
             return f"tenant {problem}"
         if self._allowed is not None:

@@ -9,11 +9,14 @@ current key set. The two differ only in how they call those sources.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Callable
 from time import perf_counter
 
 from .._core.cache import Entry, VerifiedTokens
 from .._core.errors import JWTGuardError
+from .._core.keyset import KeySource
 from .._core.metrics import Metrics
 from .._core.policy import Policy
 from .._core.principal import Principal
@@ -35,6 +38,7 @@ class Drivers(Steps):
     _forget: Callable[[bytes], None]
     _cache: VerifiedTokens
     _retired: list[Policy]
+    _draining: weakref.WeakValueDictionary[int, KeySource]
 
     def verify(
         self,
@@ -144,13 +148,24 @@ class Drivers(Steps):
         self._cache.forget_policy(policy)
         return policy
 
+    # Retired, not closed: a request routed to the tenant before it left the LRU may be waiting
+    # on its fetch (closing would cancel it: a 500 under uvicorn, or abort its sockets: a 503
+    # for a good token). ``retire`` lets that fetch end and closes the client after it; the
+    # verifier's own close closes what is still in flight then (``_draining``: weak, so a
+    # retired source nobody uses any more is simply collected).
     def _close_retired(self) -> None:
         while (policy := self._retire()) is not None:
-            policy.keys.close()
+            self._drain(policy.keys)
+            policy.keys.retire()
 
     async def _aclose_retired(self) -> None:
         while (policy := self._retire()) is not None:
-            await policy.keys.aclose()
+            self._drain(policy.keys)
+            await policy.keys.aretire()
+
+    def _drain(self, source: KeySource) -> None:
+        with contextlib.suppress(TypeError):  # a source of the app's own: no weak reference
+            self._draining[id(source)] = source
 
     def _after_steps(
         self,

@@ -28,7 +28,7 @@ class AsyncDriver(JWKSState):
         action = self._plan(kid)
         pending = False
         if action is Action.FETCH_AND_WAIT:
-            await asyncio.shield(self._start_async_fetch())
+            await self._wait_for(self._start_async_fetch())
         elif action is Action.FETCH_FOR_KID:
             # asyncio.wait never cancels the shared task: other waiters still get it.
             done, _ = await asyncio.wait(
@@ -41,8 +41,31 @@ class AsyncDriver(JWKSState):
 
     async def aprefetch(self, *, required: bool = False) -> None:
         """Warm the cache without blocking the loop (for an ASGI lifespan)."""
-        await asyncio.shield(self._start_async_fetch())
+        await self._wait_for(self._start_async_fetch())
         self._check_prefetched(required)
+
+    async def _wait_for(self, task: asyncio.Task[None]) -> None:
+        """Wait for the shared fetch. When it is cancelled (its source closed at shutdown)
+        and this caller is not, the caller goes on to the key set there is, or 503
+        (KeySourceUnavailable), never CancelledError: under a server that is a 500."""
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is None or current.cancelling() or not task.cancelled():
+                raise
+
+    async def aretire(self) -> None:
+        """Its tenant left the LRU: this loop's fetch in flight is left to finish (a request
+        waits on it) and closes the client when it ends; with none in flight, the client is
+        closed now (see ``retire`` for the sync side)."""
+        self._retiring = True
+        loop = asyncio.get_running_loop()
+        if not any(t.get_loop() is loop and not t.done() for t in self._background):
+            client = self._own_async.pop(loop, None)
+            if client is not None:
+                await client.aclose()
+        self.retire()
 
     async def aclose(self) -> None:
         """Cancel this loop's background fetches and close its client (lifespan shutdown):
@@ -79,6 +102,11 @@ class AsyncDriver(JWKSState):
             self._fetch_error(exc)
         else:
             self._succeeded(key_set, headers)
+        finally:
+            if self._retiring:  # retired while in flight: nothing else will close it
+                client = self._own_async.pop(asyncio.get_running_loop(), None)
+                if client is not None:
+                    await client.aclose()
 
     def _client_for_loop(self) -> httpx.AsyncClient:
         if self._async_client is not None:

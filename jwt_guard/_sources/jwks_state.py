@@ -148,6 +148,8 @@ class JWKSState(KeySource):
         self._unfit: frozenset[str] = frozenset()
         #: The skipped entries of the last fetched set (see _log_skipped).
         self._skipped_entries: frozenset[str] = frozenset()
+        #: Retired (its tenant left the LRU): each fetch closes its client when it ends.
+        self._retiring = False
         self._reset_drivers()
         _INSTANCES.add(self)
 

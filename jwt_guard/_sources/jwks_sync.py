@@ -54,9 +54,31 @@ class SyncDriver(JWKSState):
                 flight.sockets.abort()
             # Bounded: the fetch's own deadline, after which it is aborted and ends.
             flight.thread.join(2 * self._timeout + WAIT_GRACE)
-        if self._own_sync and self._sync_client is not None:
-            self._sync_client.close()
+        client = self._take_sync_client()
+        if client is not None:
+            client.close()
+
+    def retire(self) -> None:
+        """Its tenant left the LRU: a fetch in flight is left to finish (a request waits on
+        it) and closes the client when it ends; with none in flight, the client is closed
+        now. A request routed here before it was retired may still fetch: that fetch closes
+        its client when it ends too."""
+        with self._start_lock:
+            self._retiring = True
+            flight = self._flight
+            if flight is not None and not flight.done.is_set():
+                return
+            client = self._take_sync_client()
+        if client is not None:
+            client.close()
+
+    def _take_sync_client(self) -> httpx.Client | None:
+        """The sync client made here, no longer this source's (a client handed in is the
+        caller's, never closed)."""
+        client = self._sync_client if self._own_sync else None
+        if client is not None:
             self._sync_client = None
+        return client
 
     def _start_sync_fetch(self, *, here: bool = False) -> threading.Event:
         """The event of the sync fetch in flight, started if there is none (single flight):
@@ -86,10 +108,16 @@ class SyncDriver(JWKSState):
 
     def _run_flight(self, flight: Flight) -> None:
         abandoned = None
+        client = None
         try:
             abandoned = self._fetch_sync(flight.sockets)
         finally:
-            flight.done.set()
+            with self._start_lock:  # against retire(): one of the two closes the client
+                flight.done.set()
+                if self._retiring:
+                    client = self._take_sync_client()
+        if client is not None:
+            client.close()
         if abandoned is not None:
             # The call the deadline gave up on: its sockets are shut down, so it ends soon.
             # Waiters have their answer already; this thread ends after it, not before.

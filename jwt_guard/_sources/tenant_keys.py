@@ -14,7 +14,7 @@ from typing import Any
 
 from .._core.errors import ConfigurationError
 from .._core.keyset import KeySource
-from .._core.tenants import split_template, tenant_problem
+from .._core.tenants import host_in, host_problem, split_template, tenant_problem
 from .discovery import OIDCDiscovery
 from .fetch import check_url
 from .jwks import JWKSKeys
@@ -34,7 +34,7 @@ class TenantKeys:
         self._prefix, self.placeholder, self._suffix = split_template(template, "template")
         self._discovery = bool(discovery)
         # A tenant in the host (an Auth0 custom domain): it names the server we connect to.
-        self._in_host = "/" not in self._prefix.split("://", 1)[1]
+        self._in_host = host_in(template)
         self._options = options
         # Start-up, not first request: the URL rules and every option checked on one sample
         # (making a source does no I/O).
@@ -71,13 +71,10 @@ class TenantKeys:
         if not isinstance(tenant, str):
             return "not a string"
         problem = tenant_problem(tenant, None)
-        if (
-            problem is None
-            and self._in_host
-            and ("." not in tenant or tenant.rsplit(".", 1)[1].isdigit())
-        ):
-            # Server-side request forgery: "localhost", "169.254.169.254" (cloud metadata).
-            problem = "not a host name with a dot (an IP address or a local name)"
+        if problem is None and self._in_host:
+            # Server-side request forgery: "localhost", "169.254.169.254" (cloud metadata),
+            # "127.0.0x1" (inet_aton's hex and octal forms).
+            problem = host_problem(tenant)
         return problem
 
     def __call__(self, tenant: str) -> KeySource:

@@ -15,6 +15,7 @@ is here (what an entry covers and for how long: ``_core.revocation``).
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -159,6 +160,7 @@ class Verifier(Drivers):
         self._route = config.route
         # Tenants' key sources dropped from their LRU, closed by the drivers (see drivers.py).
         self._retired = config.retired
+        self._draining = weakref.WeakValueDictionary()
         self._headers = {}
         # OpenTelemetry instruments, or None (not installed, or metrics=False): every caller
         # tests for None, so metrics off cost one attribute check per request.
@@ -226,7 +228,7 @@ class Verifier(Drivers):
     def close(self) -> None:
         """Close the key sources', the denylist's and the DPoP replay cache's connections."""
         self._close_retired()
-        for source in self.key_sources:
+        for source in (*self._draining.values(), *self.key_sources):
             source.close()
         if self._denylist is not None:
             self._denylist.close()
@@ -237,7 +239,7 @@ class Verifier(Drivers):
         """Close this loop's connections, and cancel its background key refreshes (an ASGI
         lifespan shutdown calls this)."""
         await self._aclose_retired()
-        for source in self.key_sources:
+        for source in (*self._draining.values(), *self.key_sources):
             await source.aclose()
         if self._denylist is not None:
             await self._denylist.aclose()
