@@ -9,6 +9,7 @@ path (``_header_token``): the verified-token cache answers it without leaving ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import Final
@@ -211,6 +212,10 @@ async def send_answer(send: Send, answer: Answer, *, head: bool = False) -> None
     await send({"type": "http.response.body", "body": b"" if head else answer.body})
 
 
+class _StartupRefused(Exception):
+    """Raised into the app's lifespan when the order check after its start-up fails."""
+
+
 class JWTGuardMiddleware:
     """Verify the request's JWT and put the :class:`Principal` in ``scope["user"]``.
 
@@ -306,7 +311,9 @@ class JWTGuardMiddleware:
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
                 try:
-                    self._check_order(scope)
+                    # Before the app's start-up code; the check that counts is the one after
+                    # it (_lifespan_send), so requests stay checked until that one passes.
+                    self._check_order(scope, done=False)
                 except ConfigurationError as exc:
                     # The server stops: "Application startup failed" with the reason
                     # (ASGI lifespan spec), rather than serving an unprotected view.
@@ -314,6 +321,9 @@ class JWTGuardMiddleware:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 receive = self._lifespan_receive(receive)
+                with contextlib.suppress(_StartupRefused):  # reported: lifespan.startup.failed
+                    await self.app(scope, receive, self._lifespan_send(scope, send))
+                return
             await self.app(scope, receive, send)
             return
         if self._order_pending:
@@ -441,13 +451,35 @@ class JWTGuardMiddleware:
                 raise
             await self._reject(scope, send, exc)
 
-    def _check_order(self, scope: Scope) -> None:
+    def _check_order(self, scope: Scope, *, done: bool = True) -> None:
         """Raise while a route of the app serves a view bare that a jwt_guard decorator
-        wrapped (``_http.order``); once it passes, requests are not checked again."""
+        wrapped (``_http.order``); once it passes (``done``), requests are not checked again."""
         owner = owner_of(scope.get("app")) or owner_of(self.app)
         if owner is not None:
             check(owner)
-        self._order_pending = False
+        if done:
+            self._order_pending = False
+
+    def _lifespan_send(self, scope: Scope, send: Send) -> Send:
+        """``send`` for the lifespan: the app's own start-up code may add routes
+        (``app.include_router`` in its lifespan), so the order is checked again when the app
+        reports ``lifespan.startup.complete``, and a failure is reported in its place."""
+        refused = False
+
+        async def checked(message: Message) -> None:
+            nonlocal refused
+            if refused:
+                return  # the app reporting the refusal raised into it: already reported
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    self._check_order(scope)
+                except ConfigurationError as exc:
+                    refused = True
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    raise _StartupRefused from exc  # unwinds the app's start-up
+            await send(message)
+
+        return checked
 
     def _cors_only(self, scope: Scope, send: Send) -> Send:
         """``send`` for a preflight that passed without a token: an answer without

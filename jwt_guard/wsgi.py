@@ -34,7 +34,7 @@ from ._http.guard import (
     Guard,
 )
 from ._http.metadata import ProtectedResource
-from ._http.order import check, owner_of, watch
+from ._http.order import check, owners_of, watch
 from ._http.request import OVERRIDE_KEYS as _OVERRIDE_KEYS
 from ._http.request import WSGIRequest
 from ._http.types import Environ, StartResponse, WSGIApp
@@ -142,18 +142,20 @@ class JWTGuardWSGIMiddleware:
         #: own). Without any, the middleware answers itself: a refusal then costs what it
         #: cost before Flask answered them (a Flask dispatch is several times the refusal).
         self.app_shapes_answers: Callable[[], bool] = _always
-        #: The Flask app behind ``app`` (``None`` for another WSGI app): its views are checked
-        #: for a requirement written above the route decorator (``_http.order``), now, at
-        #: each later decoration, and before the first request reaches it.
-        self._views = owner_of(app)
-        if self._views is not None:
-            watch(self._views)
+        #: The Flask apps behind ``app`` (werkzeug's ``DispatcherMiddleware``: each mounted
+        #: one; none for another WSGI app): their views are checked for a requirement written
+        #: above the route decorator (``_http.order``), now, at each later decoration, and
+        #: before the first request reaches the app.
+        self._views = owners_of(app)
+        for owner in self._views:
+            watch(owner)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self._views is not None:
+        if self._views:
             try:  # until it passes once (Flask takes no route after its first request)
-                check(self._views)
-                self._views = None
+                for owner in self._views:
+                    check(owner)
+                self._views = []
             except ConfigurationError as exc:  # fail closed: no view runs unprotected
                 return self.reject(exc, start_response, environ)
         metadata = self.guard.metadata

@@ -18,14 +18,18 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from flask import Blueprint, Flask, jsonify
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Mount
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from jwt_guard import (
     ConfigurationError,
@@ -230,17 +234,7 @@ async def test_issue25_5_fastapi_lifespan_start_up_fails(
     verifier: Verifier, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under a server with lifespan (uvicorn), the app does not start at all."""
-    app = fastapi_trap(verifier, require_roles("admin"), [])
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    sent = await run_lifespan(fastapi_trap(verifier, require_roles("admin"), []))
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
     assert "the route '/admin' serves admin() unprotected" in sent[0]["message"]
 
@@ -426,3 +420,164 @@ async def test_issue25_5_fastapi_requirement_above_a_wraps_decorator_above_route
         @outside.get("/late")
         async def late(request: Request) -> dict[str, bool]:
             return {"ok": True}
+
+
+#: The two ways JWTGuardMiddleware guards a Starlette/FastAPI app: inside it, around it.
+def _add_middleware(app: FastAPI, verifier: Verifier) -> Any:
+    app.add_middleware(JWTGuardMiddleware, verifier=verifier)
+    return app
+
+
+ASGI_ADAPTERS: dict[str, Callable[[FastAPI, Verifier], Any]] = {
+    "add_middleware": _add_middleware,
+    "around the app": lambda app, v: JWTGuardMiddleware(app, verifier=v),
+}
+
+
+@pytest.fixture(params=list(ASGI_ADAPTERS))
+def guard_asgi(request: pytest.FixtureRequest) -> Callable[[FastAPI, Verifier], Any]:
+    return ASGI_ADAPTERS[request.param]
+
+
+async def run_lifespan(app: Any) -> list[dict[str, Any]]:
+    """A server's lifespan: start-up, then (when it started) shut-down; what the app sent."""
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    return sent
+
+
+def including_at_start_up(router: APIRouter) -> FastAPI:
+    """An app that includes ``router`` in its own lifespan start-up (a plugin, a router
+    chosen from settings)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.include_router(router)
+        yield
+
+    return FastAPI(lifespan=lifespan)
+
+
+async def get_as_user(app: Any, issuer: LocalIssuer, path: str) -> httpx.Response:
+    """GET ``path`` with a token of a user without the admin role."""
+    user = {"Authorization": f"Bearer {issuer.mint(roles=['user'])}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await client.get(path, headers=user)
+
+
+async def test_issue25_5_router_included_at_lifespan_start_up_is_checked(
+    guard_asgi: Callable[[FastAPI, Verifier], Any],
+    verifier: Verifier,
+    issuer: LocalIssuer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review 25b F2: the check ran at lifespan start-up before the app's own start-up code;
+    a router included there (plugins, routers chosen from settings) was never checked."""
+    router = APIRouter()
+    served: list[str] = []
+
+    @require_roles("admin")
+    @router.get("/admin")
+    async def admin(request: Request) -> dict[str, bool]:
+        served.append("admin")
+        return {"ok": True}
+
+    guarded = guard_asgi(including_at_start_up(router), verifier)
+    sent = await run_lifespan(guarded)
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "the route '/admin' serves admin() unprotected" in sent[0]["message"]
+    # A server that served on anyway: requests are still refused (fail closed).
+    with caplog.at_level(logging.ERROR, "jwt_guard"):
+        assert (await get_as_user(guarded, issuer, "/admin")).status_code == 500
+    assert served == []
+
+
+async def test_router_included_at_lifespan_in_the_right_order_starts(
+    guard_asgi: Callable[[FastAPI, Verifier], Any], verifier: Verifier, issuer: LocalIssuer
+) -> None:
+    router = APIRouter()
+
+    @router.get("/admin")
+    @require_roles("admin")
+    async def admin(request: Request) -> dict[str, bool]:
+        return {"ok": True}
+
+    guarded = guard_asgi(including_at_start_up(router), verifier)
+    sent = await run_lifespan(guarded)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert (await get_as_user(guarded, issuer, "/admin")).status_code == 403
+
+
+async def test_issue25_5_mounted_app_behind_a_middleware_is_checked(
+    guard_asgi: Callable[[FastAPI, Verifier], Any],
+    verifier: Verifier,
+    issuer: LocalIssuer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review 25b F3: Mount("/v1", app=GZipMiddleware(inner)) -- the mount's routes are the
+    wrapper's (none): the inner app's trap was not seen."""
+    inner = FastAPI()
+    served: list[str] = []
+
+    @require_roles("admin")
+    @inner.get("/admin")
+    async def admin(request: Request) -> dict[str, bool]:
+        served.append("admin")
+        return {"ok": True}
+
+    app = FastAPI(routes=[Mount("/v1", app=GZipMiddleware(inner))])
+    try:
+        guarded = guard_asgi(app, verifier)
+    except ConfigurationError as exc:  # around the app: refused at once
+        message = str(exc)
+    else:
+        user = {"Authorization": f"Bearer {issuer.mint(roles=['user'])}"}
+        transport = httpx.ASGITransport(app=guarded)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            with caplog.at_level(logging.ERROR, "jwt_guard"):
+                assert (await client.get("/v1/admin", headers=user)).status_code == 500
+        message = caplog.text
+    assert served == []
+    assert "the route '/v1/admin' serves admin() unprotected" in message
+
+
+def test_issue25_5_flask_app_mounted_by_a_dispatcher_is_checked(
+    guard_flask: Callable[[Flask, Verifier], None], verifier: Verifier, issuer: LocalIssuer
+) -> None:
+    """Review 25b F3, WSGI: werkzeug's DispatcherMiddleware keeps its mounted apps in
+    .mounts, which the check did not follow."""
+    app = Flask(__name__)
+    v1 = Flask("v1")
+
+    @require_roles("admin")
+    @v1.get("/admin")
+    def admin() -> Any:
+        return jsonify(ok=True)
+
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/v1": v1})  # type: ignore[method-assign]
+    with pytest.raises(ConfigurationError, match=r"the view 'admin' \(/admin\) serves admin\(\)"):
+        guard_flask(app, verifier)
+
+
+def test_flask_app_mounted_by_a_dispatcher_is_checked_at_its_decoration(
+    guard_flask: Callable[[Flask, Verifier], None], verifier: Verifier
+) -> None:
+    app = Flask(__name__)
+    v1 = Flask("v1")
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/v1": v1})  # type: ignore[method-assign]
+    guard_flask(app, verifier)
+    with pytest.raises(ConfigurationError, match=r"serves late\(\) unprotected"):
+
+        @require_roles("admin")
+        @v1.get("/late")
+        def late() -> Any:
+            return jsonify(ok=True)

@@ -7,9 +7,11 @@
 The route serves the bare view, unprotected. Every jwt_guard decorator that guards a view (the
 requirements, ``RouteGuard.protect``) records here the function it wrapped (:func:`record`);
 :func:`check` looks at an app's registered views (Flask's ``view_functions``, the routes of a
-Starlette or FastAPI app, mounts included) and raises :class:`ConfigurationError` naming each
+Starlette or FastAPI app, mounts included, a mounted app behind its own middleware too, and the
+apps werkzeug's ``DispatcherMiddleware`` mounts) and raises :class:`ConfigurationError` naming each
 one that is such a function, and the right order. The middlewares check their app before they
 let a request reach it (fail closed: until the order is fixed every request is refused), the
+ASGI middleware again when the app's own lifespan start-up is complete (it may add routes), the
 Flask extension at ``init_app``, and an app a middleware guards (:func:`watch`) is checked again
 by every later decoration, so the mistake usually stops the import.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from .._core.errors import ConfigurationError
 
-__all__ = ["check", "owner_of", "record", "watch"]
+__all__ = ["check", "owner_of", "owners_of", "record", "watch"]
 
 #: A function a jwt_guard decorator wrapped → the decorator as written (``@require_roles(...)``).
 #: Weak: a function nobody serves or calls any more goes with its entry.
@@ -72,13 +74,30 @@ def watch(app: Any) -> None:
 def owner_of(app: Any) -> Any:
     """The Flask or Starlette app behind a WSGI/ASGI callable (``app.wsgi_app`` is a bound
     method of the Flask app; a middleware keeps the next one in ``.app``), or ``None``."""
-    for _ in range(_MAX_DEPTH):
-        if app is None:
-            return None
+    owners = owners_of(app)
+    return owners[0] if owners else None
+
+
+def owners_of(app: Any) -> list[Any]:
+    """Every Flask or Starlette app behind a WSGI/ASGI callable: along ``.app`` and bound
+    methods' ``__self__`` (:func:`owner_of`'s first), and into each app werkzeug's
+    ``DispatcherMiddleware`` mounts (``.mounts``), at most ``_MAX_DEPTH`` deep."""
+    owners: list[Any] = []
+    seen: set[int] = set()
+    todo = [(app, 0)]
+    while todo:
+        app, depth = todo.pop(0)
+        if app is None or id(app) in seen or depth >= _MAX_DEPTH:
+            continue
+        seen.add(id(app))
         if _is_flask(app) or _is_starlette(app):
-            return app
-        app = getattr(app, "__self__", None) or getattr(app, "app", None)
-    return None
+            owners.append(app)
+            continue
+        todo.append((getattr(app, "__self__", None) or getattr(app, "app", None), depth + 1))
+        mounts = getattr(app, "mounts", None)
+        if isinstance(mounts, dict):
+            todo.extend((mounted, depth + 1) for mounted in mounts.values())
+    return owners
 
 
 def check(app: Any, *, only: Collection[int] | None = None) -> None:
@@ -118,13 +137,13 @@ def _is_starlette(app: Any) -> bool:
     return isinstance(getattr(app, "routes", None), list)
 
 
-def _views(app: Any) -> Iterator[tuple[Any, Callable[[], str]]]:
+def _views(app: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[Any, Callable[[], str]]]:
     """Each view ``app`` serves, with how to name it (built only for a view to report)."""
     if _is_flask(app):
         for endpoint, view in app.view_functions.items():
             yield view, functools.partial(_flask_view, app, endpoint)
     elif _is_starlette(app):
-        yield from _routes(app.routes, "", 0)
+        yield from _routes(app.routes, prefix, depth)
 
 
 def _flask_view(app: Any, endpoint: str) -> str:
@@ -148,5 +167,13 @@ def _routes(routes: list[Any], prefix: str, depth: int) -> Iterator[tuple[Any, C
             # FastAPI's include_router (newer releases keep the router, older copy its routes).
             inner = getattr(included, "routes", None)
             path += str(getattr(getattr(route, "include_context", None), "prefix", ""))
-        if isinstance(inner, list) and depth < _MAX_DEPTH:
+        if depth >= _MAX_DEPTH or not isinstance(inner, list):
+            continue
+        mounted = getattr(route, "app", None)
+        if not inner and mounted is not None:
+            # Mount("/v1", app=GZipMiddleware(inner)): a mount's routes are its app's, and a
+            # middleware has none; the app behind it (a WSGI app's too) has them.
+            for owner in owners_of(mounted):
+                yield from _views(owner, path, depth + 1)
+        else:
             yield from _routes(inner, path, depth + 1)
