@@ -17,11 +17,14 @@ or ``JWT_GUARD_DISCOVERY_URL``, ``JWT_GUARD_ALGORITHMS``, ``JWT_GUARD_LEEWAY``, 
 ``JWT_GUARD_*`` key is a ``ConfigurationError`` naming the closest one (``JWT_GUARD_EXCLUDES``:
 did you mean ``JWT_GUARD_EXCLUDE``?), and so is a key that is not read because ``verifier=`` or
 a keyword argument gives that setting; ``JWTGuard(app, ignore_unknown=("JWT_GUARD_OTHER_*",))``
-lets keys another extension reads under the prefix pass.
+lets keys another extension reads under the prefix pass. ``init_app`` reads ``app.config`` once:
+a ``JWT_GUARD_*`` key set, changed or removed after it is a ``ConfigurationError`` at the first
+request (refused until fixed), naming the key.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, cast
 
@@ -65,11 +68,19 @@ PREFIX: Final = "JWT_GUARD_"
 MIDDLEWARE_KEYS: Final[dict[str, tuple[str, Callable[[Any], Any]]]] = {
     "COOKIE": ("cookie", lambda value: value),
     "OPTIONAL": ("optional", bool),
-    "EXCLUDE": ("exclude", tuple),
+    "EXCLUDE": ("exclude", lambda value: _paths(value)),
     "REALM": ("realm", lambda value: value),
     "CSRF": ("csrf", lambda value: value),
     "DEBUG": ("debug", bool),
 }
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    """``JWT_GUARD_EXCLUDE``: a list of paths, or one string (``"/health"``, or several
+    separated by commas as in the environment: ``from_prefixed_env`` gives a string)."""
+    if isinstance(value, str):
+        return tuple(path.strip() for path in value.split(",") if path.strip())
+    return tuple(value)
 
 
 def get_principal() -> Principal | None:
@@ -152,6 +163,7 @@ class JWTGuard:
         config = app.config
         verifier = self.verifier
         self._check_keys(config)
+        at_init = self._settings(config)  # compared at the first request
         if verifier is None:
             algorithms = config.get(PREFIX + "ALGORITHMS")
             if algorithms is not None and not _as_text(algorithms).replace(",", "").strip():
@@ -199,6 +211,22 @@ class JWTGuard:
 
         middleware.app_shapes_answers = app_shapes_answers
 
+        def settings_unchanged() -> None:
+            # A key written after init_app (app.config.from_prefixed_env() after JWTGuard(app))
+            # is read by nothing: say so, rather than run without the setting it names.
+            now = self._settings(config)
+            problems = [
+                f"{key} (app.config) was {_change(key, at_init, now)} after JWTGuard(app) "
+                "(init_app), which read app.config once, so it is not in force; set it before "
+                "JWTGuard(app) or guard.init_app(app)"
+                for key in sorted(at_init.keys() | now.keys())
+                if at_init.get(key, _ABSENT) != now.get(key, _ABSENT)
+            ]
+            if problems:
+                raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+
+        middleware.first_request_checks.append(settings_unchanged)
+
         # The middleware leaves its rejection for Flask to answer, so that the app's
         # after_request hooks run on it too: flask-cors adds its headers to our 401, which
         # the browser then shows to the page. First of all url_value_preprocessors (Flask
@@ -209,6 +237,22 @@ class JWTGuard:
         # has matched its rule (_preflight).
         middleware.defer_rejections = True
         app.url_value_preprocessors.setdefault(None, []).insert(0, _raise_rejection)
+
+    def _settings(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``JWT_GUARD_*`` keys of ``config`` that are this extension's (known, or unknown
+        but not left to another extension by ``ignore_unknown``), each value a copy."""
+        known = (*ENV_NAMES, *MIDDLEWARE_KEYS)
+        theirs = {
+            key
+            for key in config
+            if isinstance(key, str)
+            and key.upper().startswith(PREFIX)
+            and (
+                key[len(PREFIX) :] in known
+                or unknown_settings((key,), PREFIX, known, self.ignore_unknown)
+            )
+        }
+        return {key: _copy(config[key]) for key in theirs}
 
     def _check_keys(self, config: Mapping[str, Any]) -> None:
         """Every ``JWT_GUARD_*`` key of ``config`` is read: a typo (``JWT_GUARD_EXCLUDES``) or a
@@ -239,3 +283,20 @@ class JWTGuard:
             )
         if problems:
             raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+
+
+#: A key missing from one of the two readings of app.config.
+_ABSENT: Final = object()
+
+
+def _copy(value: Any) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # a value that cannot be copied: compared as it is
+        return value
+
+
+def _change(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    if key not in before:
+        return "set"
+    return "removed" if key not in after else "changed"

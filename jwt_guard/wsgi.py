@@ -149,13 +149,25 @@ class JWTGuardWSGIMiddleware:
         self._views = owners_of(app)
         for owner in self._views:
             watch(owner)
+        #: Set by the Flask extension: more checks of the app's set-up that must pass before
+        #: the first request reaches the app, with the order check (a setting written to
+        #: app.config after init_app).
+        self.first_request_checks: list[Callable[[], None]] = []
+        self._pending = True
+
+    def _check_set_up(self) -> None:
+        """The order check and ``first_request_checks``, until they pass once (Flask takes no
+        route after its first request)."""
+        for owner in self._views:
+            check(owner)
+        for extra in self.first_request_checks:
+            extra()
+        self._pending = False
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self._views:
-            try:  # until it passes once (Flask takes no route after its first request)
-                for owner in self._views:
-                    check(owner)
-                self._views = []
+        if self._pending:
+            try:
+                self._check_set_up()
             except ConfigurationError as exc:  # fail closed: no view runs unprotected
                 return self.reject(exc, start_response, environ)
         metadata = self.guard.metadata

@@ -321,3 +321,87 @@ def test_issue25_from_env_keyword_saying_what_the_variable_says_is_quiet(
         )
     # typ=: JWT_GUARD_TYP is unset; cache_size has no variable.
     assert _warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("JWT_GUARD_PROFILE", "rfc9068"),  # an ID token would pass
+        ("JWT_GUARD_TYP", "at+jwt"),
+        ("JWT_GUARD_OPTIONAL", True),
+        ("JWT_GUARD_EXCLUDE", ["/health"]),
+        ("JWT_GUARD_AUDIENCE", "other-api"),  # changed
+        ("JWT_GUARD_EXCLUDES", ["/health"]),  # a misspelled key, added later
+    ],
+)
+def test_issue25_4_flask_key_set_after_init_app_is_not_silent(
+    key: str, value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review 25b F4: init_app reads app.config once; a key written after it
+    (app.config.from_prefixed_env() after JWTGuard(app)) was ignored without a word. Now the
+    first request is refused (fail closed) and the log names the key and the fix."""
+    issuer = LocalIssuer()
+    app = Flask(__name__)
+    ran: list[str] = []
+
+    @app.get("/me")
+    def me() -> Any:
+        ran.append("me")
+        return {"ok": True}
+
+    token = issuer.mint(header={"typ": "JWT"}, nonce="n", at_hash="x")  # an ID token
+    with issuer.serve() as server:
+        app.config.update(
+            JWT_GUARD_ISSUER=issuer.issuer,
+            JWT_GUARD_AUDIENCE=issuer.audience,
+            JWT_GUARD_JWKS_URL=server.url,
+            JWT_GUARD_ALLOW_HTTP="1",
+        )
+        JWTGuard(app)
+        app.config[key] = value
+        client = app.test_client()
+        for _ in range(2):
+            with caplog.at_level(logging.ERROR, "jwt_guard"):
+                response = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 500
+    assert ran == []
+    change = "changed" if key == "JWT_GUARD_AUDIENCE" else "set"
+    assert f"{key} (app.config) was {change} after JWTGuard(app) (init_app)" in caplog.text
+    assert "set it before JWTGuard(app) or guard.init_app(app)" in caplog.text
+
+
+def test_flask_keys_unchanged_after_init_app_and_other_extensions_keys_pass() -> None:
+    issuer = LocalIssuer()
+    app = Flask(__name__)
+    JWTGuard(app, verifier=issuer.verifier(), ignore_unknown=("JWT_GUARD_OTHER_*",))
+    app.config["JWT_GUARD_OTHER_TOOL"] = "x"  # another extension's key, any time
+    app.config["SECRET_KEY"] = "y"  # not ours
+
+    @app.get("/me")
+    def me() -> Any:
+        return {"ok": True}
+
+    response = app.test_client().get("/me", headers={"Authorization": f"Bearer {issuer.mint()}"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "paths"),
+    [("/health", ("/health",)), ("/health, /metrics", ("/health", "/metrics"))],
+)
+def test_flask_exclude_given_as_a_string_is_its_paths(value: str, paths: tuple[str, ...]) -> None:
+    """Review 25b, low: JWT_GUARD_EXCLUDE="/health" became the tuple of its characters and the
+    message said "exclude must be a list of paths starting with '/'"; a string now names its
+    paths (one, or several separated by commas, as from_prefixed_env gives them)."""
+    app = Flask(__name__)
+    app.config.update(BASE, JWT_GUARD_EXCLUDE=value)
+    guard = JWTGuard(app)
+
+    @app.get("/health")
+    def health() -> Any:
+        return {"ok": True}
+
+    assert guard.middleware is not None
+    assert all(guard.middleware.guard.is_excluded(path) for path in paths)
+    assert not guard.middleware.guard.is_excluded("/me")
+    assert app.test_client().get("/health").status_code == 200

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from jwt_guard import (
+    ClaimInvalid,
     ClaimMissing,
     ConfigurationError,
     InvalidToken,
@@ -127,6 +128,37 @@ async def test_rfc9068_2_2_a_required_claim_that_is_null_is_missing(
     with pytest.raises(ClaimMissing) as caught:
         await drive.verify(verifier, issuer.mint(claims, header={"typ": "at+jwt"}))
     assert caught.value.detail["claim"] == claim and caught.value.detail["found"] is None
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("client_id", ["a", "b"]),
+        ("client_id", {}),
+        ("client_id", 7),
+        ("client_id", ""),
+        ("sub", ""),
+        ("jti", ""),
+    ],
+)
+async def test_rfc9068_2_2_client_id_must_be_a_non_empty_string(
+    issuer: LocalIssuer, drive: Drive, claim: str, value: Any
+) -> None:
+    """Review 25b F5: RFC 9068 §2.2 (client_id per RFC 8693 §4.3, sub and jti per RFC 7519):
+    only the presence was checked; a list, an object, a number or "" passed."""
+    verifier = issuer.verifier(profile="rfc9068")
+    with pytest.raises(ClaimInvalid) as caught:
+        await drive.verify(verifier, access_token(issuer, **{claim: value}))
+    detail = caught.value.detail
+    assert detail["claim"] == claim and detail["profile"] == "rfc9068"
+    assert detail["reason"] == "must be a non-empty string"
+    assert repr(value) not in str(detail) or value == ""
+
+
+async def test_without_the_profile_an_empty_client_id_is_the_apps_business(
+    issuer: LocalIssuer, drive: Drive
+) -> None:
+    assert (await drive.verify(issuer.verifier(), issuer.mint(client_id=""))).subject
 
 
 def test_a_required_claim_that_is_null_is_missing_without_a_profile_too(

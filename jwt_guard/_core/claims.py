@@ -267,6 +267,8 @@ class ClaimRules:
     #: the refusals' details (``_core.profiles``).
     profile: str | None = None
     profile_claims: frozenset[str] = frozenset()
+    #: The claims the profile requires to be non-empty strings (RFC 9068 §2.2's identifiers).
+    profile_strings: tuple[str, ...] = ()
 
     def check_typ(self, header: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
         """The expected header ``typ``, once the token is routed to this issuer's rules (the
@@ -298,6 +300,18 @@ class ClaimRules:
             if claims.get(name) is None:
                 # "client_id": null is no client id: a required claim must have a value.
                 raise self._missing(name, claims)
+        for name in self.profile_strings:
+            value = claims.get(name)
+            if value is not None and (not isinstance(value, str) or not value):
+                # Only the JSON type: identifiers are not for logs.
+                raise ClaimInvalid(
+                    detail={
+                        "claim": name,
+                        "reason": "must be a non-empty string",
+                        "found": json_type(value) if value != "" else "empty string",
+                        "profile": self.profile,
+                    }
+                )
         iss = claims.get("iss")
         if iss is not None and not isinstance(iss, str):
             raise ClaimInvalid(

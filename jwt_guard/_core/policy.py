@@ -276,6 +276,7 @@ def _apply_profile(profile: Profile, rules: ClaimRules, without_jti: bool) -> Cl
         required=tuple(dict.fromkeys(rules.required + profile.required_claims)),
         profile=profile.name,
         profile_claims=frozenset(profile.required_claims),
+        profile_strings=profile.string_claims,
     )
 
 

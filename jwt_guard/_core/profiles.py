@@ -38,6 +38,8 @@ class Profile:
     typ: str | None = None
     #: Claims every token must carry.
     required_claims: tuple[str, ...] = ()
+    #: Claims whose value must be a non-empty string (an identifier: ``""`` names nothing).
+    string_claims: tuple[str, ...] = ()
     #: The verifier must check ``iss`` against a configured (or discovered) issuer.
     needs_issuer: bool = False
     #: The verifier must check ``aud`` against a configured audience.
@@ -57,6 +59,7 @@ class Profile:
             reference=f"{self.reference}; {other.reference}",
             typ=self.typ or other.typ,
             required_claims=tuple(dict.fromkeys(self.required_claims + other.required_claims)),
+            string_claims=tuple(dict.fromkeys(self.string_claims + other.string_claims)),
             needs_issuer=self.needs_issuer or other.needs_issuer,
             needs_audience=self.needs_audience or other.needs_audience,
         )
@@ -73,6 +76,9 @@ PROFILES: Final[dict[str, Profile]] = {
         reference="RFC 9068 §2.2, §4",
         typ="at+jwt",
         required_claims=("iss", "exp", "aud", "sub", "client_id", "iat", "jti"),
+        # §2.2: "sub" and "jti" as RFC 7519 §4.1.2/§4.1.7 (strings), "client_id" as RFC 8693
+        # §4.3 (the client identifier: a string); each an identifier, so not "".
+        string_claims=("sub", "client_id", "jti"),
         needs_issuer=True,
         needs_audience=True,
     ),
