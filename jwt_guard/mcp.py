@@ -361,6 +361,11 @@ _NAMED_BY: Final[Mapping[str, str]] = {
     "resources/read": "uri",
     "resources/subscribe": "uri",
 }
+#: The members of a ``subscriptions/listen``'s ``params.notifications`` the SDK acts on
+#: (MCP 2026-07-28 ``SubscriptionFilter``, by their wire names).
+_LISTEN_MEMBERS: Final = frozenset(
+    {"toolsListChanged", "promptsListChanged", "resourcesListChanged", "resourceSubscriptions"}
+)
 # A \u escape of a UTF-16 surrogate (U+D800-U+DFFF): the only way a lone one gets into a
 # string once the body is strict UTF-8.
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89abcdefABCDEF]")
@@ -431,6 +436,8 @@ class _Gate:
         params = message.get("params")
         if method == "completion/complete":
             needed = self._completing(params)
+        elif method == "subscriptions/listen":
+            needed = self._listening(params)
         else:
             needed = self._acting_on(method, params, headers)
         if needed is None:
@@ -467,6 +474,37 @@ class _Gate:
             return self.scopes.needed(method, name)
         except UnmatchedResource as exc:
             raise _Refused.invalid(str(exc)) from None
+
+    def _listening(self, params: object) -> tuple[str, ...] | None:
+        """A ``subscriptions/listen`` (MCP 2026-07-28, which replaced ``resources/subscribe``)
+        opens a stream of ``notifications/resources/updated`` for every URI in
+        ``params.notifications.resourceSubscriptions``: each needs the scopes of reading that
+        resource. The SDK reads the member by its wire name only (``by_name=False``) and keeps
+        unknown members (an extension's, ``taskIds``); the gate cannot tell what those
+        subscribe to, so with any scope table set they are refused."""
+        notifications = params.get("notifications") if isinstance(params, dict) else None
+        if not isinstance(notifications, dict):
+            raise _Refused.invalid("subscriptions/listen without an object params.notifications")
+        unknown = notifications.keys() - _LISTEN_MEMBERS
+        if unknown and self.scopes:
+            raise _Refused.invalid(
+                "subscriptions/listen with params.notifications members the gate cannot decide "
+                f"on: {sorted(unknown)[:4]}"
+            )
+        uris = notifications.get("resourceSubscriptions")
+        if uris is None:
+            return None
+        if not isinstance(uris, list) or not all(isinstance(uri, str) for uri in uris):
+            raise _Refused.invalid(
+                "subscriptions/listen with a resourceSubscriptions not a list of strings"
+            )
+        needed: list[str] = []
+        for uri in uris:
+            try:
+                needed.extend(self.scopes.needed("resources/read", uri) or ())
+            except UnmatchedResource as exc:
+                raise _Refused.invalid(str(exc)) from None
+        return tuple(dict.fromkeys(needed)) or None
 
     def _completing(self, params: object) -> tuple[str, ...] | None:
         """A ``completion/complete`` offers values for a prompt's or a resource template's

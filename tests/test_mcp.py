@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -188,14 +189,15 @@ async def connect(
     ``mode`` picks the SDK's protocol path (``"legacy"`` or ``"2026-07-28"``)."""
 
     async def record(response: httpx2.Response) -> None:
-        await response.aread()
+        if b"subscriptions/listen" not in response.request.content:
+            await response.aread()  # a listen stream's body ends only when the stream does
         seen.append(
             Exchange(
                 response.request.method,
                 str(response.request.url),
                 response.status_code,
                 response.headers.get("www-authenticate"),
-                response.content,
+                response.content if response.is_stream_consumed else b"",
             )
         )
 
@@ -1721,3 +1723,110 @@ async def test_issue26_sdk_client_completes_a_template_only_with_its_scope(
             await client.complete(ref, {"name": "index", "value": ""})
     (denied,) = [e for e in seen if e.status == 403]
     assert params(denied.challenge)["scope"] == "notes:read"
+
+
+# -- issue 26, review h8: what the gate missed --------------------------------------------------
+
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+#: Seconds before a test that a listen stream could hold open gives up (a failure, not a hang).
+STREAM_GUARD = 20
+
+
+def listen_call(notifications: Any, version: str) -> dict[str, Any]:
+    """A ``subscriptions/listen`` (2026-07-28; the SDK answers it as an unknown method before)."""
+    params: dict[str, Any] = {"notifications": notifications}
+    if version == MODERN:
+        params["_meta"] = ENVELOPE
+    return {"jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": params}
+
+
+def listen_headers(version: str, token: str) -> dict[str, str]:
+    headers = {**path_headers(version, token)}
+    if version == MODERN:
+        headers |= {"Mcp-Method": "subscriptions/listen"}
+        del headers["Mcp-Name"]
+    return headers
+
+
+@paths
+@pytest.mark.parametrize(
+    ("uris", "needs"),
+    [
+        (["config://app"], "admin"),  # by URI
+        (["notes://alice"], "notes:read"),  # by template
+        (["other://x", "config://app", "notes://bob"], "admin notes:read"),  # every one
+    ],
+)
+async def test_issue26_review_f1_listen_resource_subscriptions_need_the_resources_scopes(
+    version: str, uris: list[str], needs: str
+) -> None:
+    """Review h8 F1: MCP 2026-07-28 subscribes to a resource's changes with
+    ``subscriptions/listen`` (``params.notifications.resourceSubscriptions``), which replaced
+    the gated ``resources/subscribe`` and which ``MCPServer`` serves by default; it ran for any
+    token. Each URI needs the scopes of reading it, all of them in one challenge."""
+    # Let through, the stream of a 2026-07-28 listen would never end: bounded.
+    with anyio.fail_after(STREAM_GUARD):
+        async with running_sdk() as (http, done):
+            response = await http.post(
+                "/mcp",
+                json=listen_call({"resourceSubscriptions": uris}, version),
+                headers=listen_headers(version, NO_SCOPES),
+            )
+    assert response.status_code == 403 and response.json()["code"] == "insufficient_scope"
+    assert f'scope="{needs}"' in response.headers["www-authenticate"]
+    assert done == []
+
+
+@paths
+@pytest.mark.parametrize(
+    "notifications",
+    [
+        None,
+        ["config://app"],
+        {"resourceSubscriptions": "config://app"},  # a string, not a list
+        {"resourceSubscriptions": [1]},
+        {"resourceSubscriptions": ["notes://a:b"]},  # only a lenient template reading
+        {"resource_subscriptions": ["config://app"]},  # kept by the SDK's model, unread
+        {"taskIds": ["t1"]},  # an extension's member: what it subscribes to is unknown
+    ],
+)
+async def test_issue26_review_f1_listen_the_gate_cannot_read_is_refused(
+    version: str, notifications: Any
+) -> None:
+    with anyio.fail_after(STREAM_GUARD):
+        async with running_sdk() as (http, done):
+            response = await http.post(
+                "/mcp",
+                json=listen_call(notifications, version),
+                headers=listen_headers(version, READ_WRITE),
+            )
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32600
+    assert done == []
+
+
+async def test_issue26_review_f1_sdk_client_listens_to_a_resource_only_with_its_scope(
+    deployment: Deployment,
+) -> None:
+    """The SDK's own client over uvicorn (``listen`` is 2026-07-28 only): a token without
+    ``notes:read`` is refused with the scope challenge, one with it is acknowledged."""
+    writer = deployment.issuer.mint(sub="lena", scopes=["notes:write"])
+    seen: list[Exchange] = []
+    with refused(), anyio.fail_after(STREAM_GUARD):
+        async with (
+            connect(deployment.mcp_url, seen, token=writer, mode=MODERN) as client,
+            client.listen(resource_subscriptions=["notes://0"]),
+        ):
+            pass
+    (denied,) = [e for e in seen if e.status == 403]
+    assert params(denied.challenge)["scope"] == "notes:read"
+    reader = deployment.issuer.mint(sub="lena", scopes=["notes:read"])
+    async with (
+        connect(deployment.mcp_url, seen, token=reader, mode=MODERN) as client,
+        client.listen(resource_subscriptions=["notes://0"]) as subscription,
+    ):
+        assert subscription.honored.resource_subscriptions == ["notes://0"]

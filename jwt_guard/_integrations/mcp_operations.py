@@ -157,6 +157,10 @@ class OperationScopes:
             _Template.parse(u, s) for u, s in uris.items() if u not in self._uris
         )
 
+    def __bool__(self) -> bool:
+        """Whether any operation has scopes configured."""
+        return bool(self._tools or self._prompts or self._listed)
+
     def completing(self, method: str, name: str) -> tuple[str, ...] | None:
         """The scopes a ``completion/complete`` for the prompt or resource ``name`` needs:
         those of ``method`` on it; a resource reference is a template (or URI) as listed, so
