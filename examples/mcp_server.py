@@ -90,9 +90,15 @@ def make_server() -> MCPServer:
         context: CompletionContext | None,
     ) -> Completion | None:
         """The caller's note numbers for ``notes://{index}`` (needs notes:read, checked by
-        protect() as for reading the resources)."""
+        protect() as for reading the resources). protect() decides on the ref's name, so
+        this dispatches on exactly that name: any other ref gets nothing."""
         token = get_access_token()
-        if not isinstance(ref, ResourceTemplateReference) or token is None:
+        if (
+            not isinstance(ref, ResourceTemplateReference)
+            or ref.uri != "notes://{index}"
+            or argument.name != "index"
+            or token is None
+        ):
             return None
         notes = NOTES.get(f"{token.claims.get('iss')} {token.subject}", [])
         numbers = [str(i) for i in range(len(notes))]

@@ -49,6 +49,7 @@ then gets the original bytes.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -79,7 +80,7 @@ try:
     from mcp.server.auth.middleware.auth_context import auth_context_var
     from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
     from mcp.server.auth.provider import AccessToken
-    from mcp.server.mcpserver import Context
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.server.sse import SseServerTransport
     from mcp.server.streamable_http_manager import (
@@ -108,6 +109,7 @@ def protect(
     tool_scopes: Mapping[str, Sequence[str]] | None = None,
     resource_scopes: Mapping[str, Sequence[str]] | None = None,
     prompt_scopes: Mapping[str, Sequence[str]] | None = None,
+    server: MCPServer[Any] | None = None,
     exclude: Sequence[str] = (),
     realm: str | None = None,
     on_error: ErrorHandler | None = None,
@@ -121,8 +123,13 @@ def protect(
     ``tool_scopes`` maps tool names to the scopes a ``tools/call`` needs (all of them),
     ``prompt_scopes`` prompt names to those of a ``prompts/get``, ``resource_scopes`` resource
     URIs or RFC 6570 level-1 URI templates (``notes://{id}``) to those of a ``resources/read``
-    (see :mod:`jwt_guard._integrations.mcp_operations`). Routes added with
-    ``@server.custom_route`` are guarded too unless listed in ``exclude``.
+    (see :mod:`jwt_guard._integrations.mcp_operations`). Every name in these tables must be
+    one the server registers (a tool or prompt name, a resource URI, a template's own text),
+    else a :class:`ConfigurationError` names it: a typo or a look-alike template would leave
+    what it meant open to any token. ``server`` is the ``MCPServer`` whose registrations are
+    read; left out, it is found through the app's endpoint. Register tools, prompts and
+    resources before calling ``protect``. Routes added with ``@server.custom_route`` are
+    guarded too unless listed in ``exclude``.
 
     The app is changed in place (the middleware added, the MCP endpoint wrapped) and returned.
     """
@@ -159,10 +166,11 @@ def protect(
             "gated by tool_scopes; serve MCP only through server.streamable_http_app()'s "
             "endpoint"
         )
+    registered = _registrations(routes, server, scopes)
     for route in routes:
         if isinstance(route.app, _MCPEndpoint):
             raise ConfigurationError("this app is already protected")
-        gate = _Gate(scopes, _body_limit(route))
+        gate = _Gate(scopes, _body_limit(route), registered)
         route.app = _MCPEndpoint(route.app, protected_resource.resource, gate)
     # Inside the app (after its error middleware): a JWTGuardError raised by a requirement on a
     # custom route reaches the middleware, which answers it, instead of becoming a 500.
@@ -206,6 +214,101 @@ def _ungated_transports(
                 target = getattr(target, "app", None)
         if isinstance(route, Mount):
             yield from _ungated_transports(route.routes, gated, path)
+
+
+class _Registered:
+    """What an ``MCPServer`` registers, read when asked (the SDK's managers: private
+    attributes, reached only here): tools and prompts by name, resources by URI, templates
+    by their own text."""
+
+    def __init__(self, server: MCPServer[Any]) -> None:
+        try:
+            self._tools = server._tool_manager
+            self._prompts = server._prompt_manager
+            self._resources = server._resource_manager
+            self.tools()
+            self.prompts()
+            self.resources()
+            self.templates()
+        except AttributeError as exc:  # an SDK release that moved them
+            raise ConfigurationError(
+                "protect() cannot read the MCPServer's tools, prompts and resources in this "
+                f"version of the mcp SDK ({exc}); use an mcp version jwt_guard supports"
+            ) from None
+
+    def tools(self) -> set[str]:
+        return {tool.name for tool in self._tools.list_tools()}
+
+    def prompts(self) -> set[str]:
+        return {prompt.name for prompt in self._prompts.list_prompts()}
+
+    def resources(self) -> set[str]:
+        return {str(resource.uri) for resource in self._resources.list_resources()}
+
+    def templates(self) -> set[str]:
+        return {template.uri_template for template in self._resources.list_templates()}
+
+
+def _server_of(route: Route) -> MCPServer[Any] | None:
+    """The ``MCPServer`` behind an endpoint of ``streamable_http_app()``: its low-level server
+    holds the ``MCPServer``'s bound handlers (private attributes of the SDK)."""
+    manager = getattr(route.endpoint, "session_manager", None)
+    handlers = getattr(getattr(manager, "app", None), "_request_handlers", None)
+    if not isinstance(handlers, dict):
+        return None
+    for method in ("tools/call", "resources/read", "prompts/get"):
+        owner = getattr(getattr(handlers.get(method), "handler", None), "__self__", None)
+        if isinstance(owner, MCPServer):
+            return owner
+    return None
+
+
+def _registrations(
+    routes: Sequence[Route], server: MCPServer[Any] | None, scopes: OperationScopes
+) -> _Registered | None:
+    """The server's registrations, after checking every name in the scope tables is one of
+    them (``None``: no table is set, nothing to check)."""
+    if server is not None and not isinstance(server, MCPServer):
+        raise ConfigurationError("protect(server=...) takes the MCPServer the app was made from")
+    found = {id(s): s for s in map(_server_of, routes) if s is not None}
+    if server is not None and found and id(server) not in found:
+        raise ConfigurationError("protect(server=...) is not the MCPServer this app serves")
+    if not scopes:
+        return None
+    if server is None:
+        if len(found) != 1:
+            raise ConfigurationError(
+                "protect() cannot find the MCPServer behind this app, so it cannot check the "
+                "names in tool_scopes, prompt_scopes and resource_scopes against what the "
+                "server registers: pass protect(..., server=server)"
+            )
+        (server,) = found.values()
+    registered = _Registered(server)
+    for option, kind, names, known in (
+        ("tool_scopes", "tool", scopes.tool_names, registered.tools()),
+        ("prompt_scopes", "prompt", scopes.prompt_names, registered.prompts()),
+    ):
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(
+                    f"{option}: the server registers no {kind} named {name!r}{hint}: the "
+                    f"{kind} meant would need no scope. Use the name it is registered under, "
+                    "and register it before protect()"
+                )
+    uris, templates = registered.resources(), registered.templates()
+    for key in scopes.resource_keys:
+        if key not in uris and key not in templates:
+            listing = ", ".join(repr(t) for t in sorted(templates)[:8]) or "none"
+            raise ConfigurationError(
+                f"resource_scopes: {key!r} is neither a resource URI nor the text of a "
+                f"template the server registers (its templates: {listing}): the SDK routes a "
+                "resources/read to a registration, so name the one it serves, exactly as "
+                "registered (a template with an operator, {+path}, {/path}, {?query}, cannot "
+                "be given scopes: register it as level-1 templates)"
+            )
+    return registered
 
 
 def _body_limit(route: Route) -> int:
@@ -385,9 +488,10 @@ class _Gate:
     the original bytes.
     """
 
-    def __init__(self, scopes: OperationScopes, limit: int) -> None:
+    def __init__(self, scopes: OperationScopes, limit: int, registered: _Registered | None) -> None:
         self.scopes = scopes  # method → the name or URI it acts on → the scopes a call needs
         self.limit = limit
+        self.registered = registered  # None: no scope table, nothing to check against
 
     async def admit(
         self, scope: Scope, receive: Receive, send: Send, principal: object
@@ -522,11 +626,27 @@ class _Gate:
                 raise _Refused.invalid(
                     f"completion/complete with a params.ref.{member} not a string"
                 )
+            if not self._registered_ref(member, ref[member]):
+                # The gate decides on the ref's name and the completion handler dispatches on
+                # it: a name nothing registers has no scopes, and a handler that matches
+                # loosely (isinstance, a prefix) would answer for it (review h8 F2).
+                raise _Refused.invalid(
+                    f"completion/complete for a {member} the server does not register"
+                )
             try:
                 needed.extend(self.scopes.completing(method, ref[member]) or ())
             except UnmatchedResource as exc:
                 raise _Refused.invalid(str(exc)) from None
         return tuple(dict.fromkeys(needed)) or None
+
+    def _registered_ref(self, member: str, name: str) -> bool:
+        """Whether a completion's ``ref`` names what the server registers (always, when no
+        prompt or resource has scopes)."""
+        if self.registered is None or not self.scopes.completions_checked:
+            return True
+        if member == "name":
+            return name in self.registered.prompts()
+        return name in self.registered.templates() or name in self.registered.resources()
 
     async def refuse(self, scope: Scope, send: Send, refused: _Refused) -> None:
         guard = scope.get(GUARD_KEY)

@@ -557,6 +557,21 @@ def custom_app(endpoint: Any = None) -> tuple[Starlette, RecordingEndpoint]:
     return app, recorder
 
 
+def registering(
+    *, tools: tuple[str, ...] = ("add_note",), resources: tuple[str, ...] = ()
+) -> MCPServer:
+    """An ``MCPServer`` registering these tools and resources (for ``protect(server=...)``
+    where the endpoint is a stand-in, not one of an ``MCPServer``)."""
+    server = MCPServer("registrations")
+    for name in tools:
+        server.tool(name=name)(lambda: "")
+    readers = {"path": lambda path: path, "id": lambda id: id}  # the SDK reads the parameters
+    for uri in resources:
+        (variable,) = re.findall(r"\{\W?(\w+)\}", uri)
+        server.resource(uri, name=uri)(readers[variable])
+    return server
+
+
 def protected(app: Starlette, verifier: Any = None, **options: Any) -> Starlette:
     return protect(
         app,
@@ -564,7 +579,7 @@ def protected(app: Starlette, verifier: Any = None, **options: Any) -> Starlette
         protected_resource=ProtectedResource(URL, ["https://login.example.com"]),
         tool_scopes={"add_note": ["notes:write"]},
         exclude=["/public-hook"],
-        **options,
+        **{"server": registering(), **options},
     )
 
 
@@ -1830,3 +1845,135 @@ async def test_issue26_review_f1_sdk_client_listens_to_a_resource_only_with_its_
         client.listen(resource_subscriptions=["notes://0"]) as subscription,
     ):
         assert subscription.honored.resource_subscriptions == ["notes://0"]
+
+
+@paths
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"type": "ref/resource", "uri": "notes://{owner}/"},  # no template of the server's
+        {"type": "ref/resource", "uri": "x://y"},
+        {"type": "ref/prompt", "name": "draft-note"},
+    ],
+)
+async def test_issue26_review_f2_completion_of_a_ref_nothing_registers_is_refused(
+    version: str, ref: dict[str, Any]
+) -> None:
+    """Review h8 F2: the gate takes a completion's scopes from its ``ref``; a ref that names
+    no registered prompt or template needed no scope, and a handler matching loosely answered
+    it. With prompt or resource scopes set, such a ref is refused before the SDK sees it."""
+    async with running_sdk() as (http, done):
+        response = await http.post(
+            "/mcp",
+            json=completion_call(ref, version),
+            headers=completion_headers(version, READ_WRITE),
+        )
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32600
+    assert done == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+@pytest.mark.parametrize("uri", ["notes://{index}/", "x://y"])
+async def test_issue26_review_f2_example_completion_of_a_ref_no_table_names_leaks_note_numbers(
+    deployment: Deployment, mode: str, uri: str
+) -> None:
+    """The example's completion handler answered every ``ResourceTemplateReference``: a token
+    without ``notes:read`` got its note numbers by completing a ref no table names. The SDK's
+    own client over uvicorn, on both paths: refused, nothing completed."""
+    writer = deployment.issuer.mint(sub=f"wren-{mode}", scopes=["notes:write"])
+    seen: list[Exchange] = []
+    async with connect(deployment.mcp_url, seen, token=writer, mode=mode) as client:
+        await client.call_tool("add_note", {"text": "diary"})
+        with refused():
+            done = await client.complete(
+                ResourceTemplateReference(uri=uri), {"name": "index", "value": ""}
+            )
+            assert done.completion.values == []  # (a failure message: no values either)
+    assert [e.status for e in seen if e.status >= 400] == [400]
+
+
+@pytest.mark.parametrize(
+    ("registers", "options", "names"),
+    [
+        # The SDK's template crosses '/'; the level-1 look-alike the gate matches does not.
+        (
+            {"resources": ("files://{+path}",)},
+            {"resource_scopes": {"files://{path}": ["r"]}},
+            "files://{path}",
+        ),
+        # F4: a listed URI no resource registers: the SDK runs the template for it.
+        (
+            {"resources": ("notes://{id}",)},
+            {"resource_scopes": {"notes://{id}": ["secret"], "notes://a@b": ["public"]}},
+            "notes://a@b",
+        ),
+        ({}, {"prompt_scopes": {"draft-note": ["notes:write"]}}, "draft-note"),
+        ({}, {"tool_scopes": {"add-note": ["notes:write"]}}, "did you mean 'add_note'"),
+    ],
+    ids=["template-look-alike", "unregistered-uri", "prompt-typo", "tool-typo"],
+)
+def test_issue26_review_f3_a_name_the_server_does_not_register_is_refused_at_start_up(
+    registers: dict[str, Any], options: dict[str, Any], names: str
+) -> None:
+    """Review h8 F3, F4: the scope tables were never checked against what the SDK registers;
+    a typo or a look-alike left what it meant open to every token, silently."""
+    server = registering(**registers)
+
+    @server.prompt()
+    async def draft_note(topic: str) -> str:
+        return topic
+
+    app = server.streamable_http_app(json_response=True, stateless_http=True)
+    with pytest.raises(ConfigurationError, match=re.escape(names)):
+        protect(
+            app,
+            verifier=ISSUER.verifier(),
+            protected_resource=ProtectedResource(URL, ["https://login.example.com"]),
+            **options,
+        )
+
+
+async def test_issue26_review_f3_level1_lookalike_lets_the_sdk_template_serve_without_scope() -> (
+    None
+):
+    """What the start-up check closes: with ``files://{path}`` accepted, ``files://a/b`` ran the
+    SDK's ``files://{+path}`` for a token without the scope. Now only the template's own text
+    is accepted, and an operator template cannot be given scopes; left unlisted, it serves
+    every token, like any resource no table names."""
+    server = registering(resources=("files://{+path}", "notes://{id}"))
+    app = server.streamable_http_app(
+        json_response=True,
+        stateless_http=True,
+        transport_security=TransportSecuritySettings(
+            allowed_hosts=["mcp.example.com"], allowed_origins=["https://mcp.example.com"]
+        ),
+    )
+    options: dict[str, Any] = {
+        "verifier": ISSUER.verifier(),
+        "protected_resource": ProtectedResource(URL, ["https://login.example.com"]),
+    }
+    for listed in ("files://{path}", "files://{+path}"):
+        with pytest.raises(ConfigurationError, match="resource_scopes"):
+            protect(app, **options, resource_scopes={listed: ["files:read"]})
+    protect(app, **options, resource_scopes={"notes://{id}": ["notes:read"]})
+    async with app.router.lifespan_context(app), in_process(app) as http:
+        for uri, status in (("notes://a", 403), ("files://a/b", 200)):
+            response = await http.post(
+                "/mcp",
+                json=named_call("resources/read", uri, MODERN),
+                headers=named_headers("resources/read", uri, MODERN, NO_SCOPES),
+            )
+            assert response.status_code == status, (uri, response.text)
+
+
+def test_issue26_review_f3_server_option_must_be_the_apps_server() -> None:
+    app = registering().streamable_http_app(json_response=True, stateless_http=True)
+    for server in (registering(), "notes"):
+        with pytest.raises(ConfigurationError, match="server="):
+            protect(
+                app,
+                verifier=ISSUER.verifier(),
+                protected_resource=ProtectedResource(URL, ["https://login.example.com"]),
+                tool_scopes={"add_note": ["notes:write"]},
+                server=server,  # type: ignore[arg-type]
+            )

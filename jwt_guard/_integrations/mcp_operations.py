@@ -161,6 +161,25 @@ class OperationScopes:
         """Whether any operation has scopes configured."""
         return bool(self._tools or self._prompts or self._listed)
 
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(self._tools)
+
+    @property
+    def prompt_names(self) -> tuple[str, ...]:
+        return tuple(self._prompts)
+
+    @property
+    def resource_keys(self) -> tuple[str, ...]:
+        """The resource URIs and URI templates, as listed."""
+        return tuple(self._listed)
+
+    @property
+    def completions_checked(self) -> bool:
+        """Whether a completion's reference must name a registered prompt or template:
+        when prompts or resources have scopes (a completion draws on what they serve)."""
+        return bool(self._prompts or self._listed)
+
     def completing(self, method: str, name: str) -> tuple[str, ...] | None:
         """The scopes a ``completion/complete`` for the prompt or resource ``name`` needs:
         those of ``method`` on it; a resource reference is a template (or URI) as listed, so
