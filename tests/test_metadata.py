@@ -493,3 +493,16 @@ def test_the_resources_verifier_takes_issuers_and_audience_from_the_document_onl
         resource(authorization_servers=[]).verifier(algorithms=["ES256"])
     with pytest.raises(ConfigurationError, match="algorithms"):
         document.verifier(algorithms=[])
+
+
+@pytest.mark.parametrize(
+    ("discovery", "says"),
+    [({"issuer": "https://other.example.com"}, "cannot set issuer"), ({"timout": 2}, "timout")],
+)
+def test_issue26_review_minor_verifier_discovery_options_are_a_configuration_error(
+    discovery: dict[str, Any], says: str
+) -> None:
+    """Review h8 (minor): ``discovery={"issuer": ...}`` (or a misspelt option) raised a
+    ``TypeError`` from OIDCDiscovery, not the ConfigurationError naming the mistake."""
+    with pytest.raises(ConfigurationError, match=says):
+        resource().verifier(algorithms=["ES256"], discovery=discovery)

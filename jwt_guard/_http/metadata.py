@@ -210,11 +210,21 @@ class ProtectedResource:
                 "ProtectedResource.verifier() needs authorization_servers: the issuers whose "
                 "tokens this resource accepts"
             )
+        if discovery is not None and "issuer" in discovery:
+            raise ConfigurationError(
+                "ProtectedResource.verifier(discovery=...) cannot set issuer: each of the "
+                "document's authorization_servers is one (build a Verifier yourself to choose)"
+            )
         sources = {"allow_http": self.allow_http, **(discovery or {})}
-        issuers = [
-            TrustedIssuer(issuer, OIDCDiscovery(issuer, **sources), audience=self.resource)
-            for issuer in dict.fromkeys(self.authorization_servers)
-        ]
+        try:
+            issuers = [
+                TrustedIssuer(issuer, OIDCDiscovery(issuer, **sources), audience=self.resource)
+                for issuer in dict.fromkeys(self.authorization_servers)
+            ]
+        except TypeError as exc:  # a name OIDCDiscovery does not take
+            raise ConfigurationError(
+                f"ProtectedResource.verifier(discovery=...) takes OIDCDiscovery's options: {exc}"
+            ) from None
         return Verifier(algorithms=algorithms, issuers=issuers, **options)
 
     @property
