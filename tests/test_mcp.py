@@ -1553,7 +1553,7 @@ async def test_issue26_sdk_client_reads_resources_and_prompts_as_its_scopes_allo
     each refused with 403 naming its scope, then allowed with it."""
     reader = deployment.issuer.mint(sub=f"rita-{mode}", scopes=["notes:read"])
     seen: list[Exchange] = []
-    async with connect(deployment.mcp_url, seen, token=reader) as client:
+    async with connect(deployment.mcp_url, seen, token=reader, mode=mode) as client:
         read = await client.read_resource("notes://0")
         assert read.contents[0].text == "no note 0"
         with refused():
@@ -1562,7 +1562,7 @@ async def test_issue26_sdk_client_reads_resources_and_prompts_as_its_scopes_allo
     assert params(denied.challenge)["scope"] == "notes:write"
     writer = deployment.issuer.mint(sub=f"walt-{mode}", scopes=["notes:write"])
     seen.clear()
-    async with connect(deployment.mcp_url, seen, token=writer) as client:
+    async with connect(deployment.mcp_url, seen, token=writer, mode=mode) as client:
         prompt = await client.get_prompt("draft_note", {"topic": "tea"})
         assert "tea" in prompt.messages[0].content.text
         with refused():
@@ -1727,14 +1727,14 @@ async def test_issue26_sdk_client_completes_a_template_only_with_its_scope(
     ref = ResourceTemplateReference(uri="notes://{index}")
     both = deployment.issuer.mint(sub=f"cleo-{mode}", scopes=["notes:read", "notes:write"])
     seen: list[Exchange] = []
-    async with connect(deployment.mcp_url, seen, token=both) as client:
+    async with connect(deployment.mcp_url, seen, token=both, mode=mode) as client:
         await client.call_tool("add_note", {"text": "one"})
         done = await client.complete(ref, {"name": "index", "value": ""})
     assert done.completion.values == ["0"]
     writer = deployment.issuer.mint(sub=f"cleo-{mode}", scopes=["notes:write"])
     seen.clear()
     with refused():
-        async with connect(deployment.mcp_url, seen, token=writer) as client:
+        async with connect(deployment.mcp_url, seen, token=writer, mode=mode) as client:
             await client.complete(ref, {"name": "index", "value": ""})
     (denied,) = [e for e in seen if e.status == 403]
     assert params(denied.challenge)["scope"] == "notes:read"
