@@ -756,3 +756,32 @@ async def test_h7_4_any_of_refusal_does_not_ask_for_the_broadest_alternative(
             assert sorted(params(challenge(denied))["scope"].split()) == sorted(
                 wanted.split() + (["files:read"] if path == "/fastapi" else [])
             ), path
+
+
+async def test_h7_7_route_scopes_in_a_401_are_turned_off_by_challenge_scopes(
+    issuer: LocalIssuer,
+) -> None:
+    """Review H7-7 (design, documented in README "Roles and scopes"): without RFC 9728 metadata,
+    a 401 a guard answers names the route's scopes to a caller without a token; the switch is
+    ``ProtectedResource(challenge_scopes=[])``, on a ``RouteGuard`` as on the middleware."""
+    verifier = issuer.verifier(audience=[issuer.audience, RESOURCE])
+    quiet = ProtectedResource(RESOURCE, [issuer.issuer], ["notes:read"], challenge_scopes=[])
+    routes = []
+    for path, guard in (
+        ("/named", RouteGuard(verifier)),
+        ("/quiet", RouteGuard(verifier, protected_resource=quiet)),
+    ):
+
+        @guard.protect(scopes=["billing:export"])
+        async def export(request: Request) -> JSONResponse:
+            return JSONResponse({"ok": True})
+
+        routes.append(Route(path, export))
+    transport = httpx.ASGITransport(app=Starlette(routes=routes))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        named, quiet_401 = await client.get("/named"), await client.get("/quiet")
+        denied = await client.get("/quiet", headers=bearer(issuer.mint(scopes=["notes:read"])))
+    assert (named.status_code, quiet_401.status_code, denied.status_code) == (401, 401, 403)
+    assert params(challenge(named))["scope"] == "billing:export"
+    assert "scope" not in params(challenge(quiet_401))
+    assert params(challenge(denied))["scope"] == "billing:export"
