@@ -33,7 +33,7 @@ from ._core.claims import Validator
 from ._core.errors import ConfigurationError
 from ._core.keyset import KeySource
 from ._core.policy import TrustedIssuer
-from ._core.tenants import DEFAULT_MAX_TENANTS, TenantIssuer
+from ._core.tenants import TenantIssuer
 from ._sources.jwks import JWKSKeys
 from ._sources.tenant_keys import TenantKeys
 
@@ -245,7 +245,7 @@ def entra_id(
     tenants: Sequence[str] | None = None,
     any_tenant: bool = False,
     validate_tenant: Callable[[str], bool] | None = None,
-    max_tenants: int = DEFAULT_MAX_TENANTS,
+    max_tenants: int | None = None,
     jwks_url: str | None = None,
     keys: Callable[[str], KeySource] | KeySource | None = None,
     claims: Mapping[str, Any] | None = None,
@@ -276,7 +276,7 @@ def entra_id(
     tenants: Sequence[str] | None = None,
     any_tenant: bool = False,
     validate_tenant: Callable[[str], bool] | None = None,
-    max_tenants: int = DEFAULT_MAX_TENANTS,
+    max_tenants: int | None = None,
     jwks_url: str | None = None,
     keys: Any = None,
     claims: Mapping[str, Any] | None = None,
@@ -378,7 +378,7 @@ def _entra_tenants(
     tenants: Sequence[str] | None,
     any_tenant: bool,
     validate_tenant: Callable[[str], bool] | None,
-    max_tenants: int,
+    max_tenants: int | None,
     **options: Any,
 ) -> TenantIssuer:
     """``entra_id("organizations" | "common", ...)``: one :class:`TenantIssuer`."""

@@ -103,6 +103,12 @@ def entra(server: TenantsServer, tenant_id: str = "organizations", **options: An
     return Verifier(issuers=[trusted])
 
 
+def among(*tenants: str) -> dict[str, Any]:
+    """Any tenant of these (a validator): an allow-list keeps every listed tenant, so a bound
+    below it is only for ``any_tenant``."""
+    return {"any_tenant": True, "validate_tenant": lambda tenant: tenant in tenants}
+
+
 def entra_token(idp: TenantsServer, tenant: str, **claims: Any) -> str:
     claims.setdefault("tid", tenant)
     return idp.tenants[tenant].mint(issuer=ENTRA.format(tid=tenant), **claims)
@@ -356,7 +362,7 @@ async def test_rfc8414_3_3_each_tenant_discovery_pins_its_issuer(
 async def test_tenant_sources_are_bounded_and_the_evicted_closed(
     idp: TenantsServer, verify: Verify
 ) -> None:
-    verifier = entra(idp, "common", tenants=[T1, T2, CONSUMERS], max_tenants=2)
+    verifier = entra(idp, "common", **among(T1, T2, CONSUMERS), max_tenants=2)
     assert DEFAULT_MAX_TENANTS == 100
     tokens = {t: entra_token(idp, t) for t in (T1, T2, CONSUMERS)}
     try:
@@ -368,9 +374,11 @@ async def test_tenant_sources_are_bounded_and_the_evicted_closed(
         assert len(verifier.key_sources) == 2
         assert first not in verifier.key_sources
         assert first._sync_client is None and first._own_async == {}  # closed
-        # T1's cached token asks a new source for T1: fetched again, not from the closed one.
+        # T1's cached token asks a new source for T1, which takes over the retired one's cache
+        # (review h5): no fetch before its TTL or cooldown says so.
         await verify(verifier, tokens[T1])
-        assert idp.requests[f"/{T1}/keys"] == 2
+        assert idp.requests[f"/{T1}/keys"] == 1
+        assert first not in verifier.key_sources
         assert len(verifier.key_sources) == 2
     finally:
         await close(verifier)
@@ -616,7 +624,7 @@ async def test_a_key_source_shared_by_tenants_is_not_closed_while_one_uses_it(
     LRU does not close it under the tenant that stays."""
     shared = JWKSKeys(f"{idp.base_url}/{T1}/keys")
     trusted = providers.entra_id(
-        "organizations", audience="api://orders", tenants=[T1, T2], keys=shared, max_tenants=1
+        "organizations", audience="api://orders", **among(T1, T2), keys=shared, max_tenants=1
     )
     verifier = Verifier(issuers=[trusted])
     signer = idp.tenants[T1]
@@ -631,12 +639,13 @@ async def test_a_key_source_shared_by_tenants_is_not_closed_while_one_uses_it(
 
 
 def test_a_key_factory_that_raises_is_a_configuration_error() -> None:
-    """At start-up when it fails for the first allowed tenant; at a request for another (a
-    deployment bug, answered 500 and logged, never a token's fault nor a bare exception)."""
+    """At start-up when it fails for an allowed tenant; at a request for a tenant a validator
+    accepts (a deployment bug, answered 500 and logged, never a token's fault nor a bare
+    exception)."""
     idp = LocalIssuer(algorithm="ES256", kid="k")
 
     def factory(tenant: str) -> StaticKeys:
-        if tenant != "a":
+        if tenant not in ("a", "tenant"):  # "tenant": any_tenant's start-up sample
             raise ValueError(tenant)
         return idp.keys()
 
@@ -644,7 +653,7 @@ def test_a_key_factory_that_raises_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="keys= raised ValueError"):
         Verifier(issuers=[TenantIssuer(template, factory, tenants=["0"], algorithms=["ES256"])])
     verifier = Verifier(
-        issuers=[TenantIssuer(template, factory, tenants=["a", "b"], algorithms=["ES256"])]
+        issuers=[TenantIssuer(template, factory, **among("a", "b"), algorithms=["ES256"])]
     )
     assert verifier.verify(idp.mint(issuer="https://idp.example/a", aud=None))
     with pytest.raises(ConfigurationError, match=r"keys= raised ValueError .*idp\.example/\{t\}"):
@@ -727,7 +736,7 @@ async def test_issue25_review_evicting_a_tenant_mid_fetch_gives_its_waiter_our_a
     T1 (max_tenants=1). Closing T1's source cancelled the shared fetch: the waiting request got
     asyncio.CancelledError (a 500 under uvicorn). Retiring lets the fetch end: T1 is accepted."""
     slow_idp.slow.add(f"/{T1}/keys")
-    verifier = entra(slow_idp, tenants=[T1, T2], max_tenants=1)
+    verifier = entra(slow_idp, **among(T1, T2), max_tenants=1)
     try:
         victim = asyncio.ensure_future(verifier.averify(entra_token(slow_idp, T1)))
         await asyncio.sleep(0.3)  # T1's fetch in flight
@@ -743,7 +752,7 @@ def test_issue25_review_evicting_a_tenant_mid_fetch_does_not_fail_its_waiter_syn
     """The sync twin: close() aborted T1's fetch in flight, so T1's good token got a 503 while
     the provider was up (anyone naming another allowed tenant could do it)."""
     slow_idp.slow.add(f"/{T1}/keys")
-    verifier = entra(slow_idp, tenants=[T1, T2], max_tenants=1)
+    verifier = entra(slow_idp, **among(T1, T2), max_tenants=1)
     outcome: list[object] = []
 
     def victim() -> None:
@@ -771,7 +780,7 @@ async def test_issue25_review_evicting_a_tenant_mid_fetch_is_never_a_500_under_u
 ) -> None:
     """The same through a real uvicorn: the victim's correctly signed token got a 500."""
     slow_idp.slow.add(f"/{T1}/keys")
-    verifier = entra(slow_idp, tenants=[T1, T2], max_tenants=1)
+    verifier = entra(slow_idp, **among(T1, T2), max_tenants=1)
     with run_uvicorn(starlette_app(verifier)) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             victim = asyncio.ensure_future(
@@ -802,7 +811,7 @@ async def test_issue25_review_a_source_retired_before_its_fetch_closes_the_clien
 ) -> None:
     """A request routed to T1, T1 retired before its keys() ran: the fetch on the retired
     source made a client nothing closed. It is closed when that fetch ends."""
-    verifier = entra(idp, tenants=[T1, T2], max_tenants=1)
+    verifier = entra(idp, **among(T1, T2), max_tenants=1)
     try:
         policy = verifier._route({"iss": ENTRA.format(tid=T1), "tid": T1})
         await off_loop(verifier, entra_token(idp, T2))  # T1's source retired, never fetched
@@ -913,3 +922,83 @@ async def test_issue25_review_case_variants_of_one_host_tenant_make_no_source(
         assert verifier.key_sources == ()
     finally:
         await close(verifier)
+
+
+def test_issue25_review_a_key_factory_failing_for_a_later_allowed_tenant_is_refused() -> None:
+    """The factory was tried on the first allowed tenant only: the second's tokens were a 500
+    (ConfigurationError at request time) for every request. Making a source does no I/O, so
+    every listed tenant is tried at start-up."""
+    acme = LocalIssuer(algorithm="ES256", kid="k")
+    sources = {"acme": acme.keys()}
+    with pytest.raises(ConfigurationError, match="keys= raised KeyError"):
+        Verifier(
+            issuers=[
+                TenantIssuer(
+                    "https://sso.example.com/realms/{realm}",
+                    lambda realm: sources[realm],  # globex forgotten
+                    tenants=["acme", "globex"],
+                    algorithms=["ES256"],
+                )
+            ]
+        )
+
+
+def test_issue25_review_max_tenants_below_the_allow_list_is_refused_at_start_up(
+    idp: TenantsServer,
+) -> None:
+    """With an allow-list longer than max_tenants, anyone could name the allowed tenants in turn
+    (tenant ids are no secret; the fetch comes before the signature check): each request
+    evicted one tenant and fetched again. Refused; without max_tenants every listed tenant is
+    kept."""
+    with pytest.raises(ConfigurationError, match="max_tenants=2 is less than the 3 tenants"):
+        entra(idp, tenants=[T1, T2, T3], max_tenants=2)
+
+
+async def test_issue25_review_cycling_more_tenants_than_max_tenants_is_not_a_fetch_per_request(
+    idp: TenantsServer, verify: Verify
+) -> None:
+    """any_tenant with a validator accepting more tenants than max_tenants: forged tokens naming
+    them in turn made a new source, and a fetch, per request (the cooldown started afresh with
+    each source). A tenant that comes back takes over its retired source's cache."""
+    verifier = entra(idp, **among(T1, T2, T3), max_tenants=2)
+    forger = LocalIssuer(algorithm="RS256", kid="nope")
+    try:
+        for _ in range(5):
+            for tenant in (T1, T2, T3):
+                token = forger.mint(issuer=ENTRA.format(tid=tenant), tid=tenant, aud="api://orders")
+                with pytest.raises(KeyNotFound):
+                    await verify(verifier, token)
+        assert idp.total == 3, idp.requests  # one per tenant, then the cooldown holds
+        # And a legitimate tenant's token still verifies with its kept keys.
+        assert await verify(verifier, entra_token(idp, T1))
+        assert idp.total == 3
+    finally:
+        await close(verifier)
+
+
+async def test_issue25_review_a_validator_returning_an_awaitable_refuses_without_a_warning(
+    verify: Verify, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A validator returning a coroutine (an async lookup behind a plain lambda) refused the
+    tenant with 'did not return True' and Python warned that the coroutine was never awaited
+    (an error under filterwarnings=error). It is closed and named as the reason."""
+
+    async def lookup(tenant: str) -> bool:
+        return True
+
+    signer = LocalIssuer(algorithm="ES256", kid="k")
+    verifier = Verifier(
+        issuers=[
+            TenantIssuer(
+                "https://idp.example/{t}",
+                lambda t: signer.keys(),
+                any_tenant=True,
+                validate_tenant=lambda t: lookup(t),
+                algorithms=["ES256"],
+            )
+        ]
+    )
+    with pytest.raises(IssuerInvalid) as caught:
+        await verify(verifier, signer.mint(issuer="https://idp.example/acme", aud=None))
+    assert "returned an awaitable" in caught.value.detail["reason"]
+    assert "plain function returning True" in caplog.text

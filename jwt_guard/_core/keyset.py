@@ -295,6 +295,10 @@ class KeySource(abc.ABC):
         """:meth:`retire` from an event loop. By default, :meth:`aclose`."""
         await self.aclose()
 
+    def inherit(self, previous: KeySource) -> None:  # noqa: B027 - optional hook
+        """Take over the cache of ``previous``, a retired source for the same keys (its
+        tenant came back): no fetch before its cache and cooldown say so. By default, none."""
+
     #: The verifier's instruments, when metrics are on (see ``use_metrics``).
     _metrics: Metrics | None = None
 

@@ -495,15 +495,17 @@ def _tenants(
     make: Callable[[KeySource, str, str], Policy],
     retired: list[Policy],
 ) -> Tenants[Policy]:
-    """The routing of a tenant template, its factory tried now on one tenant (the first
-    allowed): a key source that can never verify a tenant's tokens (HS* from a JWKS, discovery
-    for another issuer) is a ``ConfigurationError`` at start-up, not at the first request. The
-    source made for the check does no I/O and is not kept: sources are made on first use."""
+    """The routing of a tenant template, its factory tried now on every allowed tenant (or a
+    sample one): a key source that can never verify a tenant's tokens (HS* from a JWKS,
+    discovery for another issuer, a tenant the factory does not know) is a
+    ``ConfigurationError`` at start-up, not at the first request. The sources made for the
+    check do no I/O and are not kept: sources are made on first use."""
     tenants: Tenants[Policy] = Tenants(spec, make, retired)
     if spec.allowed:
-        sample = sorted(spec.allowed)[0]
+        samples: Sequence[str] = sorted(spec.allowed)
     else:  # any tenant: a name the factory takes (a host name where the tenant is a host)
-        samples = ("tenant", "tenant.example")
-        sample = next((s for s in samples if tenants.url_problem(s) is None), samples[0])
-    tenants.make(sample)
+        names = ("tenant", "tenant.example")
+        samples = [next((s for s in names if tenants.url_problem(s) is None), names[0])]
+    for sample in samples:
+        tenants.make(sample)
     return tenants

@@ -24,6 +24,7 @@ handed to the verifier's driver to close (closing is I/O).
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import threading
@@ -43,6 +44,7 @@ from .scopes import ScopeHierarchy
 __all__ = [
     "DEFAULT_MAX_TENANTS",
     "MAX_TENANT_LENGTH",
+    "RECENT_PER_LIVE",
     "TemplateKeys",
     "TenantIssuer",
     "Tenants",
@@ -59,6 +61,13 @@ DEFAULT_MAX_TENANTS: Final = 100
 
 #: The longest tenant accepted: a DNS name (an Auth0 custom domain) is at most 253 characters.
 MAX_TENANT_LENGTH: Final = 253
+
+logger = logging.getLogger("jwt_guard")
+
+#: Tenants whose retired key source is remembered (``any_tenant``), per ``max_tenants``: a
+#: tenant that comes back gets its cached keys and fetch times (cooldown, backoff) again, so
+#: cycling more accepted tenants than ``max_tenants`` is not one fetch per request.
+RECENT_PER_LIVE: Final = 10
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: What any tenant must be, whatever the pattern: letters, digits, ``.``, ``_``, ``-``, starting
@@ -164,7 +173,7 @@ class TenantIssuer:
     validate_tenant: Callable[[str], bool] | None = None
     tenant_pattern: str | re.Pattern[str] | None = None
     tenant_claim: str | None = None
-    max_tenants: int = DEFAULT_MAX_TENANTS
+    max_tenants: int | None = None
     audience: str | Sequence[str] | None = None
     algorithms: str | Sequence[str] | None = None
     roles_claim: str | Sequence[str] | None = None
@@ -236,13 +245,31 @@ class TenantIssuer:
             not isinstance(self.tenant_claim, str) or not self.tenant_claim
         ):
             raise ConfigurationError("tenant_claim must be a claim name")
-        if (
+        if self.max_tenants is not None and (
             isinstance(self.max_tenants, bool)
             or not isinstance(self.max_tenants, int)
             or self.max_tenants < 1
         ):
             raise ConfigurationError("max_tenants must be a positive integer")
+        allowed = self.allowed
+        if allowed is not None and self.max_tenants is not None and self.max_tenants < len(allowed):
+            # Anyone can name the listed tenants in turn (a tenant id is no secret; the fetch
+            # comes before the signature check): each token would evict one and fetch again.
+            raise ConfigurationError(
+                f"max_tenants={self.max_tenants} is less than the {len(allowed)} tenants allowed: "
+                "tokens naming them in turn would make a key fetch per request; leave "
+                "max_tenants out (an allow-list keeps every listed tenant)"
+            )
         claim_value_rules(self.claims, "claims")
+
+    @property
+    def tenant_bound(self) -> int:
+        """Tenants' key sources kept at once: every listed tenant with an allow-list, else
+        ``max_tenants`` (``DEFAULT_MAX_TENANTS`` when not given)."""
+        if self.max_tenants is not None:
+            return self.max_tenants
+        allowed = self.allowed
+        return len(allowed) if allowed is not None else DEFAULT_MAX_TENANTS
 
     @property
     def allowed(self) -> frozenset[str] | None:
@@ -310,8 +337,11 @@ class Tenants(Generic[P]):
         self._url_check: Callable[[str], str | None] | None = getattr(
             spec.keys, "tenant_problem", None
         )
-        self._max = spec.max_tenants
+        self._max = spec.tenant_bound
         self._live: OrderedDict[str, P] = OrderedDict()  # tenant -> Policy, LRU order
+        #: Retired tenants' key sources (bounded, oldest dropped): their cache state is handed
+        #: to the tenant's next source (see ``RECENT_PER_LIVE``).
+        self._recent: OrderedDict[str, KeySource] = OrderedDict()
         self._lock = threading.Lock()  # held for dict updates only, never across I/O or hooks
         self._retired = retired
         #: The verifier's instruments, given to each key source made (the verifier sets it).
@@ -346,6 +376,19 @@ class Tenants(Generic[P]):
             verdict = self._validate(tenant)
         except Exception as exc:  # fail closed: the app's hook decides nothing by raising
             return f"validate_tenant raised {type(exc).__name__}"
+        if inspect.isawaitable(verdict):
+            # Never awaited here (routing is sans-IO): its answer is unknown, so refused; a
+            # coroutine closed so Python does not warn that it was never awaited.
+            if inspect.iscoroutine(verdict):
+                verdict.close()
+            logger.error(
+                "%s",
+                ConfigurationError(
+                    "validate_tenant returned an awaitable: make it a plain "
+                    "function returning True (look the tenant up in memory)"
+                ),
+            )
+            return "validate_tenant returned an awaitable (it must be a plain function)"
         return None if verdict is True else "validate_tenant did not return True"
 
     def url_problem(self, tenant: str) -> str | None:
@@ -395,10 +438,16 @@ class Tenants(Generic[P]):
             policy = live.get(tenant)
             if policy is not None:  # another thread made it first: ours never fetched
                 return policy
+            previous = self._recent.pop(tenant, None)
+            if previous is not None:
+                made.keys.inherit(previous)
             live[tenant] = made
             while len(live) > self._max:
-                _, dropped = live.popitem(last=False)
+                name, dropped = live.popitem(last=False)
                 self._retire(dropped)
+                self._recent[name] = dropped.keys
+                while len(self._recent) > RECENT_PER_LIVE * self._max:
+                    self._recent.popitem(last=False)
         return made
 
     def _retire(self, policy: P) -> None:

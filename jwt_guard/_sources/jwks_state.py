@@ -164,6 +164,17 @@ class JWKSState(KeySource):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(keys={len(self._state.key_set or ())})"
 
+    def inherit(self, previous: KeySource) -> None:
+        # Plain data, replaced whole (never mutated): safe to share. Only from a source of the
+        # same kind and URL, so the keys are the very ones this source would fetch.
+        if (
+            previous is not self
+            and type(previous) is type(self)
+            and isinstance(previous, JWKSState)
+            and previous._url == self._url
+        ):
+            self._state = previous._state
+
     @property
     def stats(self) -> JWKSStats:
         state = self._state
