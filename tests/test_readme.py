@@ -250,6 +250,11 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 @pytest.mark.parametrize("block", blocks_marked("python", "pytest"), ids=lambda b: b.id)
 def test_pytest_block(block: Block, tmp_path: Path) -> None:
     (tmp_path / "test_from_readme.py").write_text(block.body)
+    # Its own config, whatever the directory above: warnings are errors, as in this suite (a
+    # block under the repository would read its pyproject, elsewhere none).
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
     result = run(argv, tmp_path, env)
