@@ -168,15 +168,18 @@ _PREFLIGHT_PLACEMENT: Final = (
 
 
 def credentials(guard: Guard, scope: Scope) -> Credentials | None:
-    """The token of an HTTP request or WebSocket handshake under ``guard``'s settings, with
-    the CSRF check done (no I/O: the caller verifies with its driver)."""
+    """The token of an HTTP request or WebSocket handshake, with the CSRF check done.
+
+    Read under ``guard``'s settings, with no I/O: the caller verifies with its driver."""
     return guard.credentials(ASGIRequest(scope))
 
 
 async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
-    """Extract, check CSRF and verify with the async driver (:meth:`Guard.aauthenticate`): the
-    middleware's steps, shared by the per-route guards. ``None`` for an anonymous request
-    ``guard`` allows; raises the :class:`JWTGuardError` to answer."""
+    """Extract, check CSRF and verify an ASGI request with the async driver.
+
+    The middleware's steps (:meth:`Guard.aauthenticate`), shared by the per-route guards.
+    ``None`` for an anonymous request ``guard`` allows; raises the :class:`JWTGuardError` to
+    answer."""
     return await guard.aauthenticate(ASGIRequest(scope))
 
 
@@ -205,6 +208,7 @@ def response(answer: Answer) -> Response:
 
 
 async def send_answer(send: Send, answer: Answer, *, head: bool = False) -> None:
+    """Send an error answer as an ASGI response (no body for a ``HEAD`` request)."""
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
     if answer.status != 304 and answer.status != 204:  # RFC 9110 §8.6: none on these
         headers.append((b"content-length", str(len(answer.body)).encode()))

@@ -142,8 +142,10 @@ def protect_api(
     public_paths: Sequence[str],
     on_error: Callable[[JWTGuardError, Answer], Answer] | None = None,
 ) -> tuple[Verifier, Middleware, dict[str, Any]]:
-    """How the demo's API is protected. ``on_error`` sees each refusal and its reason
-    (the demo's page lists them; jwt_guard's log says them too)."""
+    """How the demo's API is protected.
+
+    ``on_error`` sees each refusal and its reason (the demo's page lists them; jwt_guard's log
+    says them too)."""
     keys = JWKSKeys(
         jwks_url,  # fetched over HTTP, as from an identity provider
         default_ttl=60,

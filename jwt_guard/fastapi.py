@@ -76,8 +76,10 @@ async def get_principal(
     request: HTTPConnection,
     _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
 ) -> Principal:
-    """The principal the middleware verified (verified on demand on a path the middleware
-    excludes); 401 when the request is anonymous, or when no middleware ran."""
+    """The principal the middleware verified: a dependency.
+
+    Verified on demand on a path the middleware excludes; 401 when the request is anonymous,
+    or when no middleware ran."""
     principal = await _resolve(request.scope)
     if principal is None:
         exc = AuthenticationRequired(detail={"reason": "no verified principal on this request"})
@@ -107,7 +109,11 @@ async def _resolve(scope: Scope) -> Principal | None:
         reject(scope, answer_for(scope, exc))
 
 
+#: A route parameter annotated ``CurrentPrincipal`` receives the verified principal
+#: (:func:`get_principal`): a request without a valid token never reaches the route.
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+#: A route parameter annotated ``OptionalPrincipal`` receives the principal, or ``None`` for an
+#: anonymous request (:func:`get_optional_principal`).
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
@@ -205,8 +211,10 @@ class JWTBearer(RouteGuard):
 
 
 def claims_as(model: type[T], guard: JWTBearer | None = None) -> Callable[..., Awaitable[T]]:
-    """A dependency handing the route the token's claims as ``model`` (a pydantic model or a
-    dataclass, see :meth:`Principal.claims_as`), from ``guard`` or the middleware.
+    """A dependency handing the route the token's claims as ``model``.
+
+    ``model`` is a pydantic model or a dataclass (see :meth:`Principal.claims_as`); the token
+    is verified by ``guard``, or else by the middleware.
 
         User = Annotated[UserClaims, Depends(claims_as(UserClaims, guard))]
 

@@ -175,8 +175,10 @@ def auth0(
     validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """Auth0: issuer ``https://{domain}/`` (with its trailing slash), ``aud`` the API
-    identifier, RS256. Roles are usually a namespaced custom claim
+    """Auth0: a trusted issuer for the tenant at ``domain``.
+
+    Issuer ``https://{domain}/`` (with its trailing slash), ``aud`` the API identifier,
+    RS256. Roles are usually a namespaced custom claim
     (``roles_claim="https://example.com/roles"``); RBAC permissions land in ``permissions``."""
     issuer = f"https://{_host(domain, 'domain')}/"
     return _trusted(
@@ -207,8 +209,10 @@ def keycloak(
     validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """Keycloak: issuer ``{base_url}/realms/{realm}``. Realm roles in ``realm_access.roles``,
-    client roles (``client_id``) in ``resource_access.<client>.roles``.
+    """Keycloak: a trusted issuer for one realm, ``{base_url}/realms/{realm}``.
+
+    Realm roles in ``realm_access.roles``, client roles (``client_id``) in
+    ``resource_access.<client>.roles``.
 
     Checks ``typ`` (the claim) is ``Bearer``: Keycloak's ID tokens (``ID``) and refresh tokens
     (``Refresh``) are signed by the same keys and may carry the same ``aud``; only access
@@ -515,9 +519,11 @@ def okta(
     validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """Okta custom authorization server (issuer ``https://{domain}/oauth2/{server}``; the org
-    server's access tokens are not for your APIs): groups in ``groups``, scopes in ``scp``.
-    ``client_id`` checks ``cid``, the app the access token was issued to."""
+    """Okta: a trusted issuer for a custom authorization server.
+
+    Issuer ``https://{domain}/oauth2/{server}`` (the org server's access tokens are not for
+    your APIs): groups in ``groups``, scopes in ``scp``. ``client_id`` checks ``cid``, the app
+    the access token was issued to."""
     issuer = (
         f"https://{_host(domain, 'domain')}/oauth2/"
         f"{_host(authorization_server, 'authorization_server')}"
@@ -550,7 +556,9 @@ def google(
     validate: Validator | None = None,
     **options: Any,
 ) -> TrustedIssuer:
-    """Google ID tokens: ``aud`` is your OAuth client id. ``hosted_domain`` checks ``hd``, the
+    """Google: a trusted issuer for Google ID tokens.
+
+    ``aud`` is your OAuth client id. ``hosted_domain`` checks ``hd``, the
     Google Workspace domain of the account (without it, any Google account passes). Google
     also issues tokens with the bare issuer ``accounts.google.com``; add a second
     TrustedIssuer for it if you need it."""

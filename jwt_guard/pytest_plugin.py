@@ -15,6 +15,8 @@ from .testing import LocalIssuer
 
 @pytest.fixture
 def jwt_issuer() -> LocalIssuer:
-    """A fresh in-process issuer for one test: an ES256 key pair (``DEFAULT_ALGORITHM``),
-    issuer ``https://issuer.test``, audience ``api://test``."""
+    """A fresh in-process issuer for one test (a pytest fixture).
+
+    An ES256 key pair (``DEFAULT_ALGORITHM``), issuer ``https://issuer.test``, audience
+    ``api://test``."""
     return LocalIssuer()

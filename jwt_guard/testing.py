@@ -248,8 +248,9 @@ class LocalIssuer:
 
 
 def reset_fetch_timers(target: Any) -> None:
-    """For tests only: let each remote key source of ``target`` (a :class:`Verifier` or one
-    key source) fetch again on its next request.
+    """For tests only: let each remote key source of ``target`` fetch on its next request.
+
+    ``target`` is a :class:`Verifier` or one key source.
 
     A remote key set refetches for an unknown ``kid`` at most once per ``cooldown`` (30 s), and
     after a failed fetch waits out a backoff (1 s doubling to 60 s): the limits that keep a

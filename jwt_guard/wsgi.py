@@ -85,9 +85,10 @@ _PREFLIGHT_FIX = (
 
 
 def authenticate(guard: Guard, environ: Environ) -> Principal | None:
-    """Extract, check CSRF and verify with the sync driver (:meth:`Guard.authenticate`): the
-    middleware's steps, shared by the per-view guards. ``None`` for an anonymous request
-    ``guard`` allows; raises the :class:`JWTGuardError` to answer."""
+    """Extract, check CSRF and verify a WSGI request with the sync driver.
+
+    The middleware's steps (:meth:`Guard.authenticate`), shared by the per-view guards. ``None``
+    for an anonymous request ``guard`` allows; raises the :class:`JWTGuardError` to answer."""
     return guard.authenticate(WSGIRequest(environ))
 
 
@@ -96,8 +97,10 @@ def _always() -> bool:
 
 
 class JWTGuardWSGIMiddleware:
-    """Verify the request's JWT and store the :class:`Principal` at
-    ``environ["jwt_guard.principal"]`` (``None`` for anonymous requests when ``optional``)."""
+    """WSGI middleware: verify the request's JWT and store its :class:`Principal`.
+
+    The principal is at ``environ["jwt_guard.principal"]`` (``None`` for anonymous requests
+    when ``optional``)."""
 
     def __init__(
         self,

@@ -152,7 +152,9 @@ def _pattern(value: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
 
 @dataclass(frozen=True, eq=False)  # identity, like TrustedIssuer: its rules may be a dict
 class TenantIssuer:
-    """Many issuers of one shape: ``issuer`` is a template with one placeholder, the tenant
+    """Many issuers of one shape, one per tenant, each with its own key source.
+
+    ``issuer`` is a template with one placeholder, the tenant
     (``"https://login.microsoftonline.com/{tid}/v2.0"``), and ``keys`` makes a tenant's key
     source when its first token comes (``TenantKeys.jwks(url_template)``,
     ``TenantKeys.discovery(issuer_template)``, or any callable taking the tenant).

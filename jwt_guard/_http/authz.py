@@ -428,12 +428,16 @@ class StepUp(Requirement):
 
 
 def require_acr(*values: str) -> Requirement:
-    """Require a login whose ``acr`` is one of ``values`` (in order of preference); otherwise a
-    401 ``insufficient_user_authentication`` asking for ``acr_values`` (RFC 9470 §3)."""
+    """Require a login whose ``acr`` is one of ``values`` (in order of preference).
+
+    Otherwise the answer is a 401 ``insufficient_user_authentication`` asking for
+    ``acr_values`` (RFC 9470 §3)."""
     return StepUp(acr_values=values)
 
 
 def require_auth_age(max_age: int) -> Requirement:
-    """Require a login at most ``max_age`` seconds old (the ``auth_time`` claim); otherwise a
-    401 ``insufficient_user_authentication`` asking for ``max_age`` (RFC 9470 §3)."""
+    """Require a login at most ``max_age`` seconds old (the ``auth_time`` claim).
+
+    Otherwise the answer is a 401 ``insufficient_user_authentication`` asking for ``max_age``
+    (RFC 9470 §3)."""
     return StepUp(max_age=max_age)

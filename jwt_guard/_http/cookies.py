@@ -109,8 +109,10 @@ def set_token_cookies(
     refresh_max_age: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Set the access token (HttpOnly), the refresh token (HttpOnly, on ``refresh_path``) and
-    the CSRF cookie on a Starlette/FastAPI or Flask response.
+    """Set the token cookies and the CSRF cookie on a Starlette/FastAPI or Flask response.
+
+    Three cookies: the access token (HttpOnly), the refresh token (HttpOnly, on
+    ``refresh_path``) and the CSRF cookie.
 
     - ``Max-Age`` follows each token's ``exp`` (an opaque refresh token uses
       ``refresh_max_age``; without either, a session cookie).

@@ -312,8 +312,10 @@ def _origin(view: RequestView) -> str | None:
 
 
 def bound_csrf_value(token: str, secret: bytes) -> str:
-    """The CSRF value for the session of ``token``: HMAC-SHA256 under the server's key over the
-    token's hash. Only the server can compute it, and it changes with every token."""
+    """The CSRF value for the session of ``token``.
+
+    HMAC-SHA256 under the server's key over the token's hash: only the server can compute it,
+    and it changes with every token."""
     digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
     mac = hmac.new(secret, _CSRF_CONTEXT + digest, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")

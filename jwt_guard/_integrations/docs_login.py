@@ -600,9 +600,10 @@ def _serve_openapi(app: FastAPI, login: OAuth2Login) -> None:
 
 
 def serve_swagger_ui(app: FastAPI) -> bool:
-    """Serve ``/docs`` with Swagger UI's files from the ``fastapi-swagger`` package instead of
-    a CDN (for machines without internet). Returns False, leaving FastAPI's page, when the
-    package is not installed or the app has no docs."""
+    """Serve ``/docs`` with Swagger UI's files from the ``fastapi-swagger`` package.
+
+    Instead of a CDN, for machines without internet. Returns False, leaving FastAPI's page,
+    when the package is not installed or the app has no docs."""
     try:
         files = importlib.resources.files("fastapi_swagger") / "resources"
     except ModuleNotFoundError:

@@ -131,8 +131,9 @@ def _issuer_of_document(url: str) -> str | None:
 
 
 class OIDCDiscovery(JWKSKeys):
-    """Keys of an authorization server found through its metadata: OpenID Connect discovery
-    or RFC 8414, whichever it publishes.
+    """Keys of an authorization server found through its metadata.
+
+    The metadata is OpenID Connect discovery or RFC 8414, whichever the server publishes.
 
     ``issuer`` is the issuer, or a metadata document's own URL (what IdP consoles show): an
     ``openid-configuration`` (appended to the issuer or inserted after the host) or an

@@ -23,7 +23,9 @@ __all__ = ["TenantKeys"]
 
 
 class TenantKeys:
-    """Makes a tenant's key source: ``TenantKeys.jwks(url_template, **options)`` or
+    """Makes each tenant's key source for a :class:`TenantIssuer`.
+
+    ``TenantKeys.jwks(url_template, **options)`` or
     ``TenantKeys.discovery(issuer_template, **options)``; the options are :class:`JWKSKeys`'s
     (``timeout``, ``cooldown``, ``allow_http``, ``client``...), the same for every tenant.
     Each source made is the tenant's own (its cache, its fetches), closed when its tenant
