@@ -1,7 +1,8 @@
-"""The README runs as written: every fenced Python block, the CLI lines, the example commands.
+"""The README and the docs site run as written: every fenced Python block, the CLI lines, the
+example commands, on every page (README.md and docs/**/*.md).
 
-Blocks are read from README.md itself (no copies). An HTML comment on the line before a fence
-says how a block is run:
+Blocks are read from the pages themselves (no copies). An HTML comment on the line before a
+fence says how a block is run:
 
 - ``<!-- readme-test: given=token -->``: the block may use ``token``, minted by an issuer that
   stands for ``https://idp.example.com/`` (audience ``orders-api``).
@@ -54,6 +55,14 @@ from .servers import run_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+
+
+def pages() -> list[Path]:
+    """Every page whose blocks run: the README, then the docs site's pages."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
 IDP = "https://idp.example.com/"
 _FENCE = re.compile(
     r"^(?:(?P<mindent>[ ]*)<!-- readme-test: (?P<marker>.*?) -->\n)?"
@@ -68,23 +77,34 @@ class Block:
     marker: str
     body: str
     line: int
+    page: Path = README
+
+    @property
+    def where(self) -> str:
+        """The page, as the repository names it (``docs/guides/dpop.md``)."""
+        return self.page.relative_to(ROOT).as_posix()
 
     @property
     def id(self) -> str:
-        return f"{self.lang}-line{self.line}"
+        prefix = "" if self.page == README else f"{self.where}:"
+        return f"{prefix}{self.lang}-line{self.line}"
 
 
 def blocks() -> list[Block]:
-    text = README.read_text("utf-8")
-    return [
-        Block(
-            m["lang"],
-            m["marker"] or "",
-            textwrap.dedent(m["body"]),
-            text.count("\n", 0, m.start("body")) + 1,
-        )
-        for m in _FENCE.finditer(text)
-    ]
+    found = []
+    for page in pages():
+        text = page.read_text("utf-8")
+        found += [
+            Block(
+                m["lang"],
+                m["marker"] or "",
+                textwrap.dedent(m["body"]),
+                text.count("\n", 0, m.start("body")) + 1,
+                page,
+            )
+            for m in _FENCE.finditer(text)
+        ]
+    return found
 
 
 def blocks_marked(lang: str, marker: str = "") -> list[Block]:
@@ -98,7 +118,7 @@ def test_every_block_has_a_way_to_run() -> None:
     for block in blocks():
         assert block.lang in ("python", "bash", "json", "http", "text"), block.id
         if block.lang == "bash":
-            assert block.marker, f"README block at line {block.line} is not tested"
+            assert block.marker, f"{block.where}: the block at line {block.line} is not tested"
         elif block.lang == "json":  # a shown answer: at least valid JSON
             json.loads(block.body)
     assert len(PYTHON) >= 6
@@ -210,13 +230,14 @@ def test_python_block(
 
     monkeypatch.setattr(Verifier, "__init__", recording_init)
     # A real module, as dataclasses and pickling look the defining module up.
-    module = types.ModuleType(f"readme_line{block.line}")
+    slug = re.sub(r"\W", "_", block.where.removesuffix(".md"))
+    module = types.ModuleType(f"{slug}_line{block.line}")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace: dict[str, Any] = module.__dict__
     if "given=token" in block.marker:
         namespace["token"] = idp_issuer.mint(sub="alice", roles=["admin"])
     code = compile(
-        block.body, f"README.md:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        block.body, f"{block.where}:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     )
 
     async def run() -> None:
@@ -410,10 +431,18 @@ def test_example_commands_run_against_the_demo() -> None:
 
 
 def _section_block(heading: str) -> Block:
-    """The first Python block that builds an app (a ``requests:`` one) under ``heading``."""
-    text = README.read_text("utf-8")
-    start = text.count("\n", 0, text.index(f"\n{heading}\n")) + 2
-    return next(b for b in PYTHON if b.line > start and b.marker.startswith("requests:"))
+    """The first Python block that builds an app (a ``requests:`` one) under ``heading``, on
+    the page that has it."""
+    for page in pages():
+        text = page.read_text("utf-8")
+        if f"\n{heading}\n" in text:
+            start = text.count("\n", 0, text.index(f"\n{heading}\n")) + 2
+            return next(
+                b
+                for b in PYTHON
+                if b.page == page and b.line > start and b.marker.startswith("requests:")
+            )
+    raise AssertionError(f"no page has the heading {heading!r}")
 
 
 @pytest.mark.parametrize(

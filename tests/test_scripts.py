@@ -146,7 +146,9 @@ def test_the_lock_pins_every_requirement_of_pyproject_within_its_bounds() -> Non
 
 def test_every_pin_has_a_hash() -> None:
     entries = re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text().split("\n", 2)[2])
-    assert len(entries) == len(locked())
+    # One entry per pin line: a package pinned per Python version (an environment marker) has
+    # one for each (pymdown-extensions, for Python below and from 3.11.5).
+    assert len(entries) == len(re.findall(r"^[A-Za-z0-9._-]+==", LOCK.read_text(), re.MULTILINE))
     for entry in entries:
         assert "--hash=sha256:" in entry, entry.splitlines()[0]
 

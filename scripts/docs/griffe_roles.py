@@ -1,0 +1,58 @@
+"""A griffe extension for the docs site (mkdocs.yml) that reads the package's docstrings as they
+are written:
+
+- Sphinx roles (``:class:`Principal```, ``:meth:`Verifier.averify```), which Markdown would show
+  as text, become links to the name's entry in the API reference when the name is one of
+  ``jwt_guard``'s public names, else inline code;
+- ``#:`` comments above an attribute or constant (the house style) are its docstring, as Sphinx
+  reads them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import griffe
+
+import jwt_guard
+
+_ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`(~?)([\w.]+)(?:\(\))?`")
+
+
+def _replace(match: re.Match[str]) -> str:
+    short, target = match.group(1), match.group(2)
+    name = target.removeprefix("jwt_guard.")
+    shown = name.rpartition(".")[2] if short else name
+    if name.split(".")[0] in jwt_guard.__all__:
+        return f"[`{shown}`][jwt_guard.{name}]"
+    return f"`{shown}`"
+
+
+def markdown_roles(text: str) -> str:
+    """``text`` with each Sphinx role made a Markdown link or inline code."""
+    return _ROLE.sub(_replace, text)
+
+
+def comment_above(obj: griffe.Object) -> str | None:
+    """The ``#:`` comment lines right above ``obj``'s first line, without the markers."""
+    if obj.lineno is None:
+        return None
+    lines = obj.module.lines
+    found: list[str] = []
+    index = obj.lineno - 2
+    while index >= 0 and lines[index].strip().startswith("#:"):
+        found.insert(0, lines[index].strip()[2:].strip())
+        index -= 1
+    return "\n".join(found) or None
+
+
+class SphinxRoles(griffe.Extension):
+    """Reads ``#:`` comments as docstrings and rewrites the roles of every docstring."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is None and obj.is_attribute:
+            comment = comment_above(obj)
+            if comment is not None:
+                obj.docstring = griffe.Docstring(comment, parent=obj)
+        if obj.docstring is not None:
+            obj.docstring.value = markdown_roles(obj.docstring.value)

@@ -1,0 +1,157 @@
+"""The docs site (mkdocs.yml, docs/): it builds with ``--strict`` and offline, its reference shows
+every public name, its tables are the code's, and the public docstrings are in one style. Its
+examples run in tests/test_readme.py with the README's."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import jwt_guard
+
+from .test_structure import PUBLIC_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tables_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_tables", ROOT / "scripts/docs/tables.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def public_names(module: str) -> list[str]:
+    imported = importlib.import_module(module)
+    return sorted(set(PUBLIC_NAMES[module].split()) | set(getattr(imported, "__all__", ())))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site as ``mkdocs build --strict`` makes it, with every proxy pointing at a closed
+    port: a plugin that fetched anything at build time would fail it."""
+    out = tmp_path_factory.mktemp("site")
+    closed = "http://127.0.0.1:9"
+    env = {
+        **os.environ,
+        "HTTP_PROXY": closed,
+        "HTTPS_PROXY": closed,
+        "ALL_PROXY": closed,
+        "NO_PROXY": "",
+        "NO_MKDOCS_2_WARNING": "1",
+    }
+    argv = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)]
+    result = subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_NAMES))
+def test_the_reference_shows_every_public_name(site: Path, module: str) -> None:
+    page = "jwt_guard" if module == "jwt_guard" else module.removeprefix("jwt_guard.")
+    html = (site / "reference" / page / "index.html").read_text("utf-8")
+    missing = [name for name in public_names(module) if f'id="{module}.{name}"' not in html]
+    assert missing == [], f"docs/reference/{page}.md does not show them (no docstring?)"
+
+
+def test_the_site_has_the_generated_tables(site: Path) -> None:
+    errors = (site / "reference" / "errors" / "index.html").read_text("utf-8")
+    for cls in (jwt_guard.TokenExpired, jwt_guard.DPoPNonceRequired, jwt_guard.TooManyRequests):
+        assert f'href="../jwt_guard/#jwt_guard.{cls.__name__}"' in errors
+        assert f"<code>{cls.code}</code>" in errors
+    configuration = (site / "reference" / "configuration" / "index.html").read_text("utf-8")
+    assert "<code>JWT_GUARD_ALGORITHMS</code>" in configuration
+
+
+def test_generated_tables_are_current() -> None:
+    assert tables_script().main(["--check"]) == 0, "run .venv/bin/python scripts/docs/tables.py"
+
+
+def test_error_table_follows_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    tables = tables_script()
+    table = tables.error_table()
+    for name in jwt_guard.__all__:
+        obj = getattr(jwt_guard, name)
+        if inspect.isclass(obj) and issubclass(obj, jwt_guard.JWTGuardError):
+            assert f"[`{name}`][jwt_guard.{name}]" in table
+    # A code the package raises a class with (ClaimInvalid(code="auth_time_in_future")).
+    assert "`claim_invalid`, `auth_time_in_future`" in table
+    # A new public error class shows up without anyone editing the page.
+
+    class NewlyAdded(jwt_guard.InvalidToken):
+        code = "newly_added"
+
+    monkeypatch.setattr(NewlyAdded, "__module__", "jwt_guard._core.errors")
+    monkeypatch.setattr(jwt_guard, "__all__", [*jwt_guard.__all__, "NewlyAdded"])
+    assert "[`NewlyAdded`][jwt_guard.NewlyAdded] | 401 | `invalid_token` | `newly_added`" in (
+        tables.error_table()
+    )
+
+
+def test_env_table_names_every_variable_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    tables = tables_script()
+    table = tables.env_table()
+    from jwt_guard._sources.config import ENV_NAMES
+    from jwt_guard.flask import MIDDLEWARE_KEYS
+
+    for name in (*ENV_NAMES, *MIDDLEWARE_KEYS):
+        assert f"| `JWT_GUARD_{name}` |" in table
+    # A variable added to the code without a meaning stops the script, naming it.
+    monkeypatch.setattr(tables, "ENV_NAMES", (*ENV_NAMES, "NEW_SETTING"))
+    with pytest.raises(SystemExit, match="add \\['NEW_SETTING'\\]"):
+        tables.env_table()
+
+
+def docstring_problem(obj: Any) -> str | None:
+    """What keeps ``obj``'s docstring from the house style: a summary of one line ending with a
+    full stop, then (optionally) a blank line and the details."""
+    doc = inspect.getdoc(obj) if (inspect.isclass(obj) or inspect.isroutine(obj)) else None
+    if not doc:
+        return "no docstring"
+    summary, _, rest = doc.partition("\n")
+    if rest and not rest.startswith("\n"):
+        return f"the summary runs on: {summary!r}"
+    if not summary.rstrip().endswith("."):
+        return f"the summary does not end with a full stop: {summary!r}"
+    return None
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_NAMES))
+def test_public_docstrings_are_one_line_then_details(module: str) -> None:
+    imported = importlib.import_module(module)
+    problems = {}
+    for name in public_names(module):
+        obj = getattr(imported, name)
+        if inspect.isclass(obj) or inspect.isroutine(obj):
+            problem = docstring_problem(obj)
+            if problem:
+                problems[name] = problem
+    assert problems == {}
+
+
+def test_docstring_style_check() -> None:
+    def good() -> None:
+        """One line.
+
+        Details.
+        """
+
+    def runs_on() -> None:
+        """One line
+        that runs on."""
+
+    assert docstring_problem(good) is None
+    assert docstring_problem(runs_on) == "the summary runs on: 'One line'"
+    assert docstring_problem(lambda: None) == "no docstring"
