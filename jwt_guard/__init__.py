@@ -61,6 +61,7 @@ from ._http.metadata import ProtectedResource
 from ._http.route import RouteGuard
 from ._sources.discovery import OIDCDiscovery
 from ._sources.jwks import JWKSKeys, JWKSStats
+from ._sources.redis_cache import RedisCache
 from ._sources.redis_stores import RedisDenylist, RedisReplayCache
 from ._sources.tenant_keys import TenantKeys
 from ._sources.verifier import Verifier
@@ -119,6 +120,7 @@ __all__ = [
     "OIDCDiscovery",
     "Principal",
     "ProtectedResource",
+    "RedisCache",
     "RedisDenylist",
     "RedisReplayCache",
     "ReplayCache",

@@ -150,6 +150,7 @@ VALID = {
     "ROLES_CLAIM": ("realm_access.roles", "roles_claim"),
     "SCOPES_CLAIM": ("scp", "scopes_claim"),
     "ALLOW_HTTP": ("1", "keys"),
+    "SHARED_CACHE_URL": ("redis://127.0.0.1:1/0", "keys"),
 }
 
 
@@ -176,7 +177,12 @@ def test_every_listed_name_sets_a_verifier_option(name: str) -> None:
 def shown(value: object) -> object:
     """What a setting made: a key source by its class and URL (not in its repr)."""
     if isinstance(value, JWKSKeys):
-        return (type(value), getattr(value, "_discovery_url", None), value._url)
+        return (
+            type(value),
+            getattr(value, "_discovery_url", None),
+            value._url,
+            value._shared is not None,
+        )
     return value
 
 

@@ -146,6 +146,12 @@ class Metrics:
             1, self._attrs("jwt_guard.key_source", source, "jwt_guard.outcome", outcome)
         )
 
+    def jwks_shared_hit(self, source: str) -> None:
+        """A key set taken from the shared cache (RedisCache) instead of a fetch."""
+        self._jwks_fetches.add(
+            1, self._attrs("jwt_guard.key_source", source, "jwt_guard.outcome", "shared")
+        )
+
     def jwks_stale_serve(self, source: str) -> None:
         self._jwks_stale.add(1, self._attrs("jwt_guard.key_source", source))
 

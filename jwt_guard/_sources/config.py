@@ -16,11 +16,13 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
 from .._core.errors import ConfigurationError
+from .._core.extras import MissingExtra
 from .._core.keyset import KeySource
 from .._core.policy import check_algorithms
 from .._core.profiles import resolve_profile
 from .discovery import OIDCDiscovery
 from .jwks import JWKSKeys
+from .redis_cache import RedisCache
 
 __all__ = [
     "DEFAULT_ALGORITHM",
@@ -53,6 +55,7 @@ ENV_NAMES: Final = (
     "ROLES_CLAIM",
     "SCOPES_CLAIM",
     "ALLOW_HTTP",
+    "SHARED_CACHE_URL",
 )
 
 #: Variables with the default prefix that this repository's own scripts and tests read, never
@@ -164,7 +167,8 @@ def options_from_env(
     ``DISCOVERY_URL``, ``ALGORITHMS`` (comma-separated; unset: each published key's own),
     ``LEEWAY``, ``TYP``, ``PROFILE`` (comma-separated names, e.g. ``rfc9068``), ``ROLES_CLAIM``
     and ``SCOPES_CLAIM`` (comma-separated paths),
-    ``ALLOW_HTTP`` (``1`` to allow plain http).
+    ``ALLOW_HTTP`` (``1`` to allow plain http), ``SHARED_CACHE_URL`` (a ``redis://`` URL: the
+    key source's documents shared by every worker, :class:`RedisCache`).
 
     Returns the keyword arguments for ``Verifier(...)``. Every problem is reported at once in
     one :class:`ConfigurationError`; among them, each variable with the prefix that is none of
@@ -191,6 +195,7 @@ def options_from_env(
     jwks_url = get("JWKS_URL")
     discovery = get("DISCOVERY_URL")
     allow_http = get("ALLOW_HTTP") in ("1", "true", "yes")
+    shared_url = get("SHARED_CACHE_URL")
     if issuer is None:
         problems.append(f"{prefix}ISSUER is required (the exact 'iss' of your tokens)")
     if audience is None:
@@ -198,11 +203,19 @@ def options_from_env(
     if (jwks_url is None) == (discovery is None):
         problems.append(f"set exactly one of {prefix}JWKS_URL or {prefix}DISCOVERY_URL")
     keys: KeySource | None = None
+    shared: RedisCache | None = None
+    try:
+        if shared_url is not None:
+            shared = RedisCache(shared_url)
+    except ConfigurationError as exc:
+        problems.append(f"{prefix}SHARED_CACHE_URL: {exc.description}")
+    except MissingExtra as exc:
+        problems.append(f"{prefix}SHARED_CACHE_URL: {exc}")
     try:
         if jwks_url is not None and discovery is None:
-            keys = JWKSKeys(jwks_url, allow_http=allow_http)
+            keys = JWKSKeys(jwks_url, allow_http=allow_http, shared_cache=shared)
         elif discovery is not None and jwks_url is None:
-            keys = OIDCDiscovery(discovery, allow_http=allow_http)
+            keys = OIDCDiscovery(discovery, allow_http=allow_http, shared_cache=shared)
     except ConfigurationError as exc:
         problems.append(f"key source: {exc.description}")
     named = get("ALGORITHMS")

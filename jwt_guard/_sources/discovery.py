@@ -155,6 +155,8 @@ class OIDCDiscovery(JWKSKeys):
     ``iss`` check at all unless ``issuer=`` is given).
     """
 
+    _shared_kind = "discovery"  # its shared entry: the keys of the configured issuer
+
     def __init__(self, issuer: str, *, allow_any_issuer: bool = False, **options: Any) -> None:
         allow_http = bool(options.get("allow_http", False))
         check_url(issuer, allow_http, "issuer")

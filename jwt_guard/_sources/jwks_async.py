@@ -8,6 +8,7 @@ fetch runs under one total deadline (:func:`.deadline.acall_with_deadline`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 
 import httpx
@@ -16,7 +17,7 @@ from .._core.jwks_policy import Action, parse_document
 from .._core.keyset import KeySet
 from .deadline import acall_with_deadline
 from .fetch import AsyncGet, new_client
-from .jwks_state import JWKSState
+from .jwks_state import SHARED_POLL, Fetched, JWKSState, SharedCopy
 
 __all__ = ["AsyncDriver"]
 
@@ -78,6 +79,8 @@ class AsyncDriver(JWKSState):
         client = self._own_async.pop(loop, None)
         if client is not None:
             await client.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()
         self.close()
 
     def _start_async_fetch(self) -> asyncio.Task[None]:
@@ -92,16 +95,15 @@ class AsyncDriver(JWKSState):
         return task
 
     async def _fetch_async(self) -> None:
-        self._fetches += 1
+        seen: list[SharedCopy] = []
         try:
             get = AsyncGet(self._client_for_loop(), self._timeout, self._max_bytes)
-            key_set, headers = await acall_with_deadline(
-                self._fetch_document_async(get), self._timeout
-            )
+            outcome = await acall_with_deadline(self._fetch_shared_async(get, seen), self._timeout)
         except Exception as exc:
+            self._fallback(seen)
             self._fetch_error(exc)
         else:
-            self._succeeded(key_set, headers)
+            self._record(outcome)
         finally:
             if self._retiring:  # retired while in flight: nothing else will close it
                 client = self._own_async.pop(asyncio.get_running_loop(), None)
@@ -119,9 +121,40 @@ class AsyncDriver(JWKSState):
             client = self._own_async[loop] = new_client(httpx.AsyncClient)
         return client
 
-    async def _fetch_document_async(self, get: AsyncGet) -> tuple[KeySet, Mapping[str, str]]:
+    async def _fetch_shared_async(self, get: AsyncGet, seen: list[SharedCopy]) -> Fetched:
+        """The twin of ``SyncDriver._fetch_shared_sync``."""
+        cache = self._shared
+        if cache is None:
+            return (await self._fetch_document_async(get))[:2]
+        key = self._shared_key
+        copy = self._shared_copy(await cache.aget(key))
+        seen.extend([copy] if copy is not None else [])
+        if self._adoptable(copy):
+            return copy
+        token = await cache.alock(key + ":lock", self._lock_ttl)
+        if token is None:  # another worker is fetching
+            if copy is not None and self._newer(copy):
+                return copy
+            if self._usable():
+                return None
+            until = time.monotonic() + self._timeout / 2
+            while time.monotonic() < until:
+                await asyncio.sleep(SHARED_POLL)
+                copy = self._shared_copy(await cache.aget(key))
+                if self._newer(copy):
+                    return copy
+            token = ""  # cold and still nothing: fetch it here
+        try:
+            key_set, headers, body = await self._fetch_document_async(get)
+            await cache.aset(key, *self._shared_entry(body, headers))
+            return key_set, headers
+        finally:
+            await cache.aunlock(key + ":lock", token)
+
+    async def _fetch_document_async(self, get: AsyncGet) -> tuple[KeySet, Mapping[str, str], bytes]:
+        self._fetches += 1
         body, headers = await get(await self._jwks_url_async(get))
-        return parse_document(body, self._state.key_set), headers
+        return parse_document(body, self._state.key_set), headers, body
 
     async def _jwks_url_async(self, get: AsyncGet) -> str:
         assert self._url is not None

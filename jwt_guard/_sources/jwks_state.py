@@ -9,6 +9,8 @@ to stand behind), and what a finished fetch records (success, failure, the log l
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import os
@@ -16,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import httpx
@@ -24,6 +26,7 @@ import httpx
 from .._core.algorithms import ALGORITHMS
 from .._core.errors import ConfigurationError, KeySourceUnavailable
 from .._core.jwks_policy import (
+    REFRESH_AHEAD,
     Action,
     CachePolicy,
     CacheState,
@@ -31,6 +34,7 @@ from .._core.jwks_policy import (
     FetchFailed,
     after_failure,
     after_success,
+    parse_document,
     plan,
     ttl_from_headers,
 )
@@ -38,8 +42,18 @@ from .._core.keyset import KeySet, KeySource, unfit
 from .._core.metrics import Metrics
 from .deadline import DeadlineExceeded
 from .fetch import Flight, check_url, display_url
+from .redis_cache import RedisCache
 
-__all__ = ["UNKNOWN_KID_WAIT", "WAIT_GRACE", "JWKSState", "JWKSStats"]
+__all__ = [
+    "SHARED_DEFER",
+    "SHARED_POLL",
+    "UNKNOWN_KID_WAIT",
+    "WAIT_GRACE",
+    "Fetched",
+    "JWKSState",
+    "JWKSStats",
+    "SharedCopy",
+]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -51,6 +65,27 @@ UNKNOWN_KID_WAIT: Final = 1.0
 #: What a waiter adds to the fetch deadline before it stops waiting: the fetch records its own
 #: failure at the deadline, so this only covers thread scheduling.
 WAIT_GRACE: Final = 1.0
+
+#: With a shared cache, how long a worker that found another worker fetching (the lock held)
+#: keeps the set it has before it looks at the shared cache again.
+SHARED_DEFER: Final = 1.0
+
+#: How often a cold worker that found another worker fetching looks for its result.
+SHARED_POLL: Final = 0.05
+
+
+@dataclass(frozen=True)
+class SharedCopy:
+    """A key set read from the shared cache, with the time it was fetched and its TTL."""
+
+    key_set: KeySet
+    fetched_at: float
+    ttl: float
+
+
+#: What a fetch comes to: a fetched set (and its response headers), a shared copy, or
+#: ``None``: another worker is fetching, this one keeps what it has (see ``_defer``).
+Fetched = tuple[KeySet, Mapping[str, str]] | SharedCopy | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +101,8 @@ class JWKSStats:
     #: refetch shows in ``fetches`` instead.
     unknown_kid_misses: int
     key_ids: tuple[str, ...]
+    #: Key sets taken from the shared cache (``shared_cache=``) instead of a fetch.
+    shared_hits: int = 0
 
 
 def _number(value: float, name: str, *, minimum: float = 0) -> float:
@@ -106,6 +143,7 @@ class JWKSState(KeySource):
         unknown_kid_wait: float = UNKNOWN_KID_WAIT,
         allow_http: bool = False,
         client: httpx.Client | httpx.AsyncClient | None = None,
+        shared_cache: RedisCache | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._url: str | None = check_url(url, allow_http) if url is not None else None
@@ -129,7 +167,20 @@ class JWKSState(KeySource):
             raise ConfigurationError("max_bytes must be an integer >= 1024")
         if client is not None and not isinstance(client, (httpx.Client, httpx.AsyncClient)):
             raise ConfigurationError("client must be an httpx.Client or httpx.AsyncClient")
+        if shared_cache is not None and not isinstance(shared_cache, RedisCache):
+            raise ConfigurationError("shared_cache must be a jwt_guard.RedisCache")
         self._max_bytes = max_bytes
+        #: The cache shared with other workers, and this source's entry and lock in it: named
+        #: by the kind of source and its configured URL (a hash: no URL in Redis key names).
+        self._shared = shared_cache
+        digest = hashlib.sha256(str(url).encode()).hexdigest()[:32]
+        self._shared_key = f"{self._shared_kind}:{digest}"
+        self._shared_hits = 0
+        #: The kid the fetch in flight was started for (an unknown kid), if any.
+        self._wanted_kid: str | None = None
+        #: Until then, another worker's fetch is awaited: an unknown kid is a 503, not a 401.
+        self._deferred_until = 0.0
+        self._garbage_warned = False
         self._clock: Callable[[], float] = clock or time.time
         self._state = CacheState()
         self._sync_client = client if isinstance(client, httpx.Client) else None
@@ -186,6 +237,7 @@ class JWKSState(KeySource):
             stale_serves=self._stale_serves,
             unknown_kid_misses=self._unknown_kid,
             key_ids=state.key_set.key_ids if state.key_set is not None else (),
+            shared_hits=self._shared_hits,
         )
 
     @property
@@ -236,6 +288,8 @@ class JWKSState(KeySource):
         state = self._state
         now = self._clock()
         action = plan(state, self._policy, kid, now)
+        if action is not Action.USE:
+            self._wanted_kid = kid if action is Action.FETCH_FOR_KID else None
         if (
             action is Action.USE
             and kid is not None
@@ -262,7 +316,7 @@ class JWKSState(KeySource):
             raise KeySourceUnavailable(retry_after=retry, detail=detail)
         if (
             kid is not None
-            and (pending or state.failures)
+            and (pending or state.failures or now < self._deferred_until)
             and not state.key_set.has_kid(kid)
             and not any(k.kid is None for k in state.key_set.keys)
         ):
@@ -334,6 +388,120 @@ class JWKSState(KeySource):
             len(key_set),
             ttl,
         )
+
+    # -- the shared cache (RedisCache): what both drivers decide the same way ----------------
+
+    _shared_kind = "jwks"
+
+    def _shared_copy(self, raw: bytes | None) -> SharedCopy | None:
+        """The shared entry read as a key set, by the same strict parser as a fetched
+        document; ``None`` when there is none, or none we can use (garbage is logged once
+        and ignored: the provider is asked instead)."""
+        if raw is None:
+            return None
+        try:
+            entry = json.loads(raw)
+            fetched_at, ttl, document = entry["fetched_at"], entry["ttl"], entry["document"]
+            if not all(
+                isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n)
+                for n in (fetched_at, ttl)
+            ) or not isinstance(document, str):
+                raise ValueError("fetched_at, ttl or document of the wrong type")
+            key_set = parse_document(document.encode(), self._state.key_set)
+        except (ValueError, KeyError, TypeError, RecursionError, FetchFailed) as exc:
+            if not self._garbage_warned:
+                self._garbage_warned = True
+                logger.warning(
+                    "the shared cache's entry for %s is not a usable key set (%s): ignored, "
+                    "the keys are fetched from the provider",
+                    display_url(self._source_url()),
+                    str(exc)[:200] or type(exc).__name__,
+                )
+            return None
+        self._garbage_warned = False
+        now = self._clock()
+        # A fetch time from the future (another host's clock) counts as now.
+        fetched_at = min(float(fetched_at), now)
+        ttl = min(max(float(ttl), self._policy.min_ttl), self._policy.max_ttl)
+        if now > fetched_at + ttl + self._policy.max_stale:
+            return None
+        return SharedCopy(key_set, fetched_at, ttl)
+
+    def _newer(self, copy: SharedCopy | None) -> bool:
+        """``copy`` is a newer set than the one this worker has."""
+        fetched_at = self._state.fetched_at
+        return copy is not None and (fetched_at is None or copy.fetched_at > fetched_at)
+
+    def _adoptable(self, copy: SharedCopy | None) -> bool:
+        """Take ``copy`` instead of fetching: newer than ours and not due for a refresh itself,
+        and, for an unknown kid, holding it or fetched within the cooldown (what this worker
+        would have waited for anyway)."""
+        if copy is None or not self._newer(copy):
+            return False
+        now = self._clock()
+        if now >= copy.fetched_at + copy.ttl * REFRESH_AHEAD:
+            return False
+        kid = self._wanted_kid
+        return (
+            kid is None
+            or copy.key_set.has_kid(kid)
+            or now - copy.fetched_at < self._policy.cooldown
+        )
+
+    def _shared_entry(self, body: bytes, headers: Mapping[str, str]) -> tuple[bytes, float]:
+        """A fetched document as the shared entry, and how long Redis keeps it (as long as a
+        worker may serve it: its TTL and ``max_stale``)."""
+        ttl = ttl_from_headers(headers, self._policy)
+        entry = {"fetched_at": self._clock(), "ttl": ttl, "document": body.decode("utf-8")}
+        return json.dumps(entry).encode(), ttl + self._policy.max_stale
+
+    @property
+    def _lock_ttl(self) -> float:
+        # A fetch ends by its deadline; a worker that died holding the lock holds it no longer.
+        return self._timeout + WAIT_GRACE
+
+    def _usable(self) -> bool:
+        state = self._state
+        return (
+            state.key_set is not None and self._clock() <= state.expires_at + self._policy.max_stale
+        )
+
+    def _adopt(self, copy: SharedCopy) -> None:
+        """Take the shared copy as if this worker had fetched it at ``copy.fetched_at``."""
+        self._shared_hits += 1
+        if self._metrics is not None:
+            self._metrics.jwks_shared_hit(self._metric_name)
+        self._mismatch = None
+        self._state = after_success(self._state, copy.key_set, copy.ttl, copy.fetched_at)
+        self._log_skipped(copy.key_set)
+        self._warn_unfit(copy.key_set)
+        logger.debug(
+            "JWKS for %s from the shared cache: %d keys, fetched %.0fs ago",
+            display_url(self._source_url()),
+            len(copy.key_set),
+            self._clock() - copy.fetched_at,
+        )
+
+    def _defer(self) -> None:
+        """Another worker is fetching: keep this set a little longer, then look again."""
+        now = self._clock()
+        self._deferred_until = now + SHARED_DEFER
+        self._state = replace(self._state, retry_at=max(self._state.retry_at, now + SHARED_DEFER))
+
+    def _record(self, outcome: Fetched) -> None:
+        """What a fetch with a shared cache came to: fetched, a shared copy, or deferred."""
+        if outcome is None:
+            self._defer()
+        elif isinstance(outcome, SharedCopy):
+            self._adopt(outcome)
+        else:
+            self._succeeded(*outcome)
+
+    def _fallback(self, seen: list[SharedCopy]) -> None:
+        """A fetch failed: a newer shared copy (stale maybe, within ``max_stale``) is better
+        than none; the failure is recorded after it (backoff, stale serving)."""
+        if seen and self._newer(seen[-1]):
+            self._adopt(seen[-1])
 
     def _log_skipped(self, key_set: KeySet) -> None:
         """The entries the set left out, each warned about once while it stays published

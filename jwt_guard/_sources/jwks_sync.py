@@ -9,6 +9,7 @@ it passes.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 
 import httpx
@@ -17,7 +18,7 @@ from .._core.jwks_policy import Action, parse_document
 from .._core.keyset import KeySet
 from .deadline import DeadlineExceeded, call_with_deadline
 from .fetch import Flight, Sockets, SyncGet, new_client
-from .jwks_state import WAIT_GRACE, JWKSState
+from .jwks_state import SHARED_POLL, WAIT_GRACE, Fetched, JWKSState, SharedCopy
 
 __all__ = ["SyncDriver"]
 
@@ -57,6 +58,9 @@ class SyncDriver(JWKSState):
         client = self._take_sync_client()
         if client is not None:
             client.close()
+        if self._shared is not None:
+            # Its sync client made from a URL (made again if another source uses it later).
+            self._shared.close()
 
     def retire(self) -> None:
         """Its tenant left the LRU: a fetch in flight is left to finish (a request waits on
@@ -126,27 +130,61 @@ class SyncDriver(JWKSState):
     def _fetch_sync(self, sockets: Sockets) -> threading.Thread | None:
         """Fetch once, within one total deadline, and update the state. Returns the thread
         the deadline abandoned, if it passed."""
-        self._fetches += 1
+        seen: list[SharedCopy] = []
         try:
             client = self._sync_client
             if client is None:
                 client = self._sync_client = new_client(httpx.Client)
-            key_set, headers = call_with_deadline(
-                lambda: self._fetch_document_sync(
-                    SyncGet(client, self._timeout, self._max_bytes, sockets)
+            outcome = call_with_deadline(
+                lambda: self._fetch_shared_sync(
+                    SyncGet(client, self._timeout, self._max_bytes, sockets), seen
                 ),
                 self._timeout,
                 abort=sockets.abort,
             )
         except Exception as exc:
+            self._fallback(seen)
             self._fetch_error(exc)
             return exc.worker if isinstance(exc, DeadlineExceeded) else None
-        self._succeeded(key_set, headers)
+        self._record(outcome)
         return None
 
-    def _fetch_document_sync(self, get: SyncGet) -> tuple[KeySet, Mapping[str, str]]:
+    def _fetch_shared_sync(self, get: SyncGet, seen: list[SharedCopy]) -> Fetched:
+        """The fetch, with a shared cache (see ``JWKSState._adoptable``): its copy when it
+        will do, else one worker of the cluster fetches (the lock) while the others keep
+        theirs (or, cold, wait a little for its copy)."""
+        cache = self._shared
+        if cache is None:
+            return self._fetch_document_sync(get)[:2]
+        key = self._shared_key
+        copy = self._shared_copy(cache.get(key))
+        seen.extend([copy] if copy is not None else [])
+        if self._adoptable(copy):
+            return copy
+        token = cache.lock(key + ":lock", self._lock_ttl)
+        if token is None:  # another worker is fetching
+            if copy is not None and self._newer(copy):
+                return copy
+            if self._usable():
+                return None
+            until = time.monotonic() + self._timeout / 2
+            while time.monotonic() < until:
+                time.sleep(SHARED_POLL)
+                copy = self._shared_copy(cache.get(key))
+                if self._newer(copy):
+                    return copy
+            token = ""  # cold and still nothing: fetch it here
+        try:
+            key_set, headers, body = self._fetch_document_sync(get)
+            cache.set(key, *self._shared_entry(body, headers))
+            return key_set, headers
+        finally:
+            cache.unlock(key + ":lock", token)
+
+    def _fetch_document_sync(self, get: SyncGet) -> tuple[KeySet, Mapping[str, str], bytes]:
+        self._fetches += 1
         body, headers = get(self._jwks_url_sync(get))
-        return parse_document(body, self._state.key_set), headers
+        return parse_document(body, self._state.key_set), headers, body
 
     def _jwks_url_sync(self, get: SyncGet) -> str:
         assert self._url is not None

@@ -1,0 +1,485 @@
+"""The cache shared by workers and instances (``RedisCache``, issue 27 item 6): JWKS documents.
+
+A real redis-server and a real JWKS server on loopback. Two key sources on one Redis are two
+workers (or pods): the second takes the first's fetch from Redis instead of the network, a
+refresh is made once for both, a worker that starts while the provider is down starts warm,
+and whatever goes wrong with Redis (down, restarted, garbage or a forged entry in it) leaves
+each worker as it would be without the shared cache. Both drivers, a URL and a client object,
+and after a fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aredis
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from jwt_guard import (
+    ConfigurationError,
+    InvalidToken,
+    JWKSKeys,
+    KeySourceUnavailable,
+    Metrics,
+    OIDCDiscovery,
+    RedisCache,
+    TenantKeys,
+    Verifier,
+    providers,
+)
+from jwt_guard._core.jwks_policy import REFRESH_AHEAD
+from jwt_guard._sources.config import options_from_env
+from jwt_guard.testing import JWKSServer, LocalIssuer
+
+from .conftest import Drive, FakeClock, fetches_over
+from .forking import in_child
+from .redis_server import RedisProcess, free_port
+
+FORMS = ["url", "client"]
+
+
+@pytest.fixture(scope="module")
+def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path_factory.mktemp("redis"))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    return f"t{abs(hash(request.node.nodeid))}:"
+
+
+class Caches:
+    """The RedisCaches of one test (one per worker), made for the test's driver and form, and
+    closed at its end."""
+
+    def __init__(self, url: str, prefix: str, driver: str, form: str) -> None:
+        self.url, self.prefix, self.driver, self.form = url, prefix, driver, form
+        self.made: list[RedisCache] = []
+        self.clients: list[Any] = []
+
+    def __call__(self, **options: Any) -> RedisCache:
+        target: Any = self.url
+        if self.form == "client":
+            if self.driver == "async":
+                target = aredis.Redis.from_url(self.url, socket_timeout=0.5)
+            else:
+                target = redis.Redis.from_url(
+                    self.url, socket_timeout=0.5, socket_connect_timeout=0.5
+                )
+            self.clients.append(target)
+        cache = RedisCache(target, prefix=self.prefix, **options)
+        self.made.append(cache)
+        return cache
+
+    async def close(self) -> None:
+        for cache in self.made:
+            if self.driver == "async":
+                await cache.aclose()
+            cache.close()
+        for client in self.clients:
+            if isinstance(client, aredis.Redis):
+                await client.aclose()
+            else:
+                client.close()
+
+
+@pytest.fixture(params=FORMS)
+async def caches(
+    request: pytest.FixtureRequest, redis_process: RedisProcess, prefix: str, drive: Drive
+) -> Any:
+    made = Caches(redis_process.url, prefix, drive.mode, request.param)
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+def idp(clock: FakeClock) -> LocalIssuer:
+    return LocalIssuer(algorithm="ES256", clock=clock)
+
+
+@pytest.fixture
+def server(idp: LocalIssuer) -> Iterator[JWKSServer]:
+    with JWKSServer(lambda: idp.jwks) as served:
+        yield served
+
+
+def worker(
+    idp: LocalIssuer, url: str, cache: RedisCache | None, clock: FakeClock, **options: Any
+) -> tuple[Verifier, JWKSKeys]:
+    """One worker: its own key source (its own memory cache) on the shared cache."""
+    source = JWKSKeys(url, shared_cache=cache, clock=clock, **options)
+    return idp.verifier(keys=source, cache_size=0), source
+
+
+async def settle(drive: Drive, *sources: JWKSKeys) -> None:
+    for source in sources:
+        await fetches_over(source)
+
+
+def raw_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2)
+
+
+# -- one fetch for the cluster ---------------------------------------------------------------
+
+
+async def test_a_second_worker_takes_the_first_workers_fetch_from_redis(
+    idp: LocalIssuer, server: JWKSServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    one, first = worker(idp, server.url, caches(), clock)
+    two, second = worker(idp, server.url, caches(), clock)
+    token = idp.mint()
+    assert (await drive.verify(one, token)).subject
+    assert server.count == 1
+    assert (await drive.verify(two, token)).subject
+    assert server.count == 1  # the second worker asked Redis, not the provider
+    assert (first.stats.fetches, first.stats.shared_hits) == (1, 0)
+    assert (second.stats.fetches, second.stats.shared_hits) == (0, 1)
+
+
+async def test_a_refresh_is_made_once_for_the_cluster(
+    idp: LocalIssuer, server: JWKSServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    one, first = worker(idp, server.url, caches(), clock, default_ttl=600)
+    two, second = worker(idp, server.url, caches(), clock, default_ttl=600)
+    token = idp.mint(ttl=3600)
+    await drive.verify(one, token)
+    await drive.verify(two, token)
+    assert server.count == 1
+    clock.advance(600 * REFRESH_AHEAD + 1)  # both are due for a refresh ahead
+    await drive.verify(one, token)
+    await settle(drive, first)
+    assert server.count == 2
+    await drive.verify(two, token)
+    await settle(drive, second)
+    assert server.count == 2  # the second took the first one's refresh
+    assert second.stats.shared_hits == 2
+    # Its refresh point is the shared fetch's: no refresh until that one is due again.
+    assert second._state.fetched_at == first._state.fetched_at
+
+
+async def test_while_another_worker_fetches_a_warm_worker_keeps_its_set(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    redis_process: RedisProcess,
+) -> None:
+    one, source = worker(idp, server.url, caches(), clock)
+    token = idp.mint(ttl=3600)
+    await drive.verify(one, token)
+    clock.advance(600)  # due
+    lock = caches.prefix + source._shared_key + ":lock"
+    with raw_client(redis_process.url) as client:
+        client.set(lock, "another worker", px=60_000)
+        await drive.verify(one, token)
+        await settle(drive, source)
+        assert server.count == 1  # it did not fetch: another worker holds the lock
+        # An unknown kid meanwhile may be in the set being fetched: 503, come back, not 401.
+        idp.rotate()
+        with pytest.raises(KeySourceUnavailable) as info:
+            await drive.verify(one, idp.mint())
+        assert info.value.retry_after == 1
+        client.delete(lock)
+    clock.advance(2)
+    assert (await drive.verify(one, idp.mint())).subject  # the lock is gone: it fetches
+    assert server.count == 2
+
+
+async def test_a_cold_worker_waits_briefly_for_another_workers_fetch_then_fetches(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    redis_process: RedisProcess,
+) -> None:
+    one, source = worker(idp, server.url, caches(), clock, timeout=0.4)
+    lock = caches.prefix + source._shared_key + ":lock"
+    with raw_client(redis_process.url) as client:
+        client.set(lock, "a worker that died", px=60_000)
+        assert (await drive.verify(one, idp.mint())).subject
+    assert server.count == 1
+
+
+# -- a new worker starts warm while the provider is down -------------------------------------
+
+
+async def test_a_new_worker_starts_warm_while_the_provider_is_down(
+    idp: LocalIssuer, server: JWKSServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    one, _ = worker(idp, server.url, caches(), clock, default_ttl=600)
+    token = idp.mint(ttl=86400)
+    await drive.verify(one, token)
+    server.status = 503
+    # Fresh from Redis: no request at all.
+    two, second = worker(idp, server.url, caches(), clock)
+    assert (await drive.verify(two, token)).subject
+    assert server.count == 1
+    # Stale (past its TTL, within max_stale): the provider is tried, fails, the copy serves.
+    clock.advance(3600)
+    three, third = worker(idp, server.url, caches(), clock)
+    assert (await drive.verify(three, token)).subject
+    assert server.count == 2
+    assert third.stats.failures == 1 and third.stats.shared_hits == 1
+    assert second.stats.fetches == 0
+
+
+async def test_discovery_documents_are_shared_too(
+    idp: LocalIssuer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    with idp.serve(as_issuer=True) as served:
+        one = idp.verifier(keys=OIDCDiscovery(served.base_url, shared_cache=caches(), clock=clock))
+        second = OIDCDiscovery(served.base_url, shared_cache=caches(), clock=clock)
+        two = idp.verifier(keys=second)
+        token = idp.mint()
+        await drive.verify(one, token)
+        served.status = 500
+        assert (await drive.verify(two, token)).subject
+        assert second.stats.shared_hits == 1 and sum(served.requests.values()) == 2
+
+
+# -- Redis down, restarted, holding garbage: as without the shared cache ----------------------
+
+
+async def test_redis_down_is_as_without_the_shared_cache(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    clock: FakeClock,
+    drive: Drive,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    cache = RedisCache(nowhere, timeout=0.2)
+    one, _ = worker(idp, server.url, cache, clock)
+    two, _ = worker(idp, server.url, cache, clock)
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        assert (await drive.verify(one, idp.mint())).subject
+        assert (await drive.verify(two, idp.mint())).subject
+    assert server.count == 2  # each fetched, as without a shared cache
+    said = [r for r in caplog.records if "shared cache (Redis) unavailable" in r.getMessage()]
+    assert len(said) == 1
+    if drive.mode == "async":
+        await cache.aclose()
+    cache.close()
+
+
+async def test_redis_restart_falls_back_then_shares_again(
+    idp: LocalIssuer, server: JWKSServer, tmp_path: Path, clock: FakeClock, drive: Drive
+) -> None:
+    process = RedisProcess(tmp_path)
+    process.start()
+    cache = RedisCache(process.url, timeout=0.5)
+    try:
+        one, _ = worker(idp, server.url, cache, clock)
+        await drive.verify(one, idp.mint())
+        process.restart()  # the entry is gone with it (no persistence), connections are stale
+        two, second = worker(idp, server.url, cache, clock)
+        assert (await drive.verify(two, idp.mint())).subject
+        assert server.count == 2 and second.stats.fetches == 1
+        three, third = worker(idp, server.url, cache, clock)
+        assert (await drive.verify(three, idp.mint())).subject
+        assert server.count == 2 and third.stats.shared_hits == 1
+    finally:
+        if drive.mode == "async":
+            await cache.aclose()
+        cache.close()
+        process.stop()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        b"not json",
+        b"[1, 2]",
+        json.dumps({"fetched_at": 1, "ttl": 600}).encode(),
+        json.dumps({"fetched_at": "now", "ttl": 600, "document": "{}"}).encode(),
+        json.dumps({"fetched_at": 1.8e9, "ttl": 600, "document": '{"keys": []}'}).encode(),
+        # A symmetric key: never trusted from a JWKS, from Redis neither.
+        json.dumps(
+            {
+                "fetched_at": 1.8e9,
+                "ttl": 600,
+                "document": json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0" * 8}]}),
+            }
+        ).encode(),
+    ],
+)
+async def test_garbage_in_redis_is_ignored_and_the_keys_fetched(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    redis_process: RedisProcess,
+    entry: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    one, source = worker(idp, server.url, caches(), clock)
+    with raw_client(redis_process.url) as client:
+        client.set(caches.prefix + source._shared_key, entry, px=60_000)
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        assert (await drive.verify(one, idp.mint())).subject
+    assert server.count == 1 and source.stats.shared_hits == 0
+    assert any("not a usable key set" in r.getMessage() for r in caplog.records)
+
+
+async def test_keys_injected_in_redis_are_refused_with_an_integrity_key(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    redis_process: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who can write to the shared Redis can put keys there: without ``integrity_key``
+    a worker trusts them (the README says so), with it an entry not written by an instance
+    holding the key is ignored with a WARNING, the provider's keys are fetched, and the
+    attacker's token is refused."""
+    attacker = LocalIssuer(algorithm="ES256", clock=clock, issuer=idp.issuer, audience=idp.audience)
+    name = caches.prefix + JWKSKeys(server.url)._shared_key
+    entry = {"fetched_at": clock.now, "ttl": 600, "document": json.dumps(attacker.jwks)}
+    with raw_client(redis_process.url) as forger:  # can write there, holds no integrity key
+        forger.set(name, json.dumps(entry).encode(), px=600_000)
+    naive, _ = worker(idp, server.url, caches(), clock)
+    assert (await drive.verify(naive, attacker.mint())).subject  # the risk, stated
+    secret = "k" * 32
+    one, source = worker(idp, server.url, caches(integrity_key=secret), clock)
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        with pytest.raises(InvalidToken) as info:
+            await drive.verify(one, attacker.mint())
+    assert info.value.status_code == 401
+    assert any("no valid MAC" in r.getMessage() for r in caplog.records)
+    assert server.count == 1 and source.stats.shared_hits == 0
+    assert (await drive.verify(one, idp.mint())).subject
+    # An entry written with the key is taken by the next worker holding it.
+    two, second = worker(idp, server.url, caches(integrity_key=secret), clock)
+    assert (await drive.verify(two, idp.mint())).subject
+    assert second.stats.shared_hits == 1 and server.count == 1
+
+
+# -- after a fork ------------------------------------------------------------------------------
+
+
+def test_a_forked_worker_starts_warm_from_redis_with_the_provider_down(
+    idp: LocalIssuer, redis_process: RedisProcess, prefix: str, clock: FakeClock
+) -> None:
+    cache = RedisCache(redis_process.url, prefix=prefix)
+    token = idp.mint()
+    with JWKSServer(lambda: idp.jwks) as server:
+        url = server.url
+        parent, source = worker(idp, url, cache, clock)
+        source.prefetch(required=True)  # in this thread: nothing left running at the fork
+    # The provider is gone; the child is a new worker on the parent's (forked) RedisCache.
+
+    def child() -> bool:
+        verifier, fresh = worker(idp, url, cache, clock)
+        return bool(verifier.verify(token).subject) and fresh.stats.shared_hits == 1
+
+    assert in_child(child)
+    assert parent.verify(token).subject
+    cache.close()
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_shared_cache_and_integrity_key_are_checked_at_construction(
+    redis_process: RedisProcess,
+) -> None:
+    with pytest.raises(ConfigurationError, match="RedisCache"):
+        JWKSKeys("https://idp.example/jwks.json", shared_cache=object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        RedisCache(redis_process.url, integrity_key="short")
+    with pytest.raises(ConfigurationError, match="redis://"):
+        RedisCache("http://127.0.0.1:6379")
+    assert "integrity=on" in repr(RedisCache(redis_process.url, integrity_key=b"x" * 32))
+
+
+def test_redis_cache_entries_and_locks(redis_process: RedisProcess, prefix: str) -> None:
+    cache = RedisCache(redis_process.url, prefix=prefix)
+    assert cache.get("a") is None
+    cache.set("a", b"value", 60)
+    assert cache.get("a") == b"value"
+    token = cache.lock("l", 5)
+    assert token and cache.lock("l", 5) is None
+    cache.unlock("l", token)
+    assert cache.lock("l", 5)
+    cache.close()
+
+
+async def test_redis_cache_async_twin(redis_process: RedisProcess, prefix: str) -> None:
+    cache = RedisCache(redis_process.url, prefix=prefix, integrity_key="i" * 32)
+    await cache.aset("a", b"value", 60)
+    assert await cache.aget("a") == b"value"
+    token = await cache.alock("l", 5)
+    assert token and await cache.alock("l", 5) is None
+    await cache.aunlock("l", token)
+    assert await cache.alock("l", 5)
+    await cache.aclose()
+    await asyncio.sleep(0)
+
+
+# -- every path a key source is built on -----------------------------------------------------
+
+
+def test_presets_tenants_and_from_env_take_the_shared_cache(
+    redis_process: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RedisCache(redis_process.url)
+    trusted = providers.keycloak("https://sso.acme.io", "main", audience="api", shared_cache=cache)
+    assert trusted.keys._shared is cache  # type: ignore[attr-defined]
+    tenant = TenantKeys.discovery("https://login.example.com/{tenant}/v2.0", shared_cache=cache)
+    assert tenant("acme")._shared is cache  # type: ignore[attr-defined]
+    for name, value in {
+        "ISSUER": "https://idp.example.com/",
+        "AUDIENCE": "orders-api",
+        "DISCOVERY_URL": "https://idp.example.com/",
+        "SHARED_CACHE_URL": redis_process.url,
+    }.items():
+        monkeypatch.setenv("JWT_GUARD_" + name, value)
+    keys = options_from_env()["keys"]
+    assert isinstance(keys, OIDCDiscovery) and isinstance(keys._shared, RedisCache)
+    keys._shared.close()
+    monkeypatch.setenv("JWT_GUARD_SHARED_CACHE_URL", "http://not-redis")
+    with pytest.raises(ConfigurationError, match="JWT_GUARD_SHARED_CACHE_URL"):
+        Verifier.from_env()
+    cache.close()
+
+
+async def test_a_shared_hit_is_counted_in_the_metrics(
+    idp: LocalIssuer, server: JWKSServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    reader = InMemoryMetricReader()
+    metrics = Metrics(meter_provider=MeterProvider(metric_readers=[reader]))
+    one, _ = worker(idp, server.url, caches(), clock)
+    await drive.verify(one, idp.mint())
+    two = idp.verifier(
+        keys=JWKSKeys(server.url, shared_cache=caches(), clock=clock), metrics=metrics
+    )
+    await drive.verify(two, idp.mint())
+    points = {
+        tuple(sorted(point.attributes.items())): point.value
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "jwt_guard.jwks.fetches"
+        for point in metric.data.data_points
+    }
+    shared = (("jwt_guard.key_source", server.url), ("jwt_guard.outcome", "shared"))
+    assert points == {shared: 1}
