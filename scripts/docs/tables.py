@@ -97,6 +97,8 @@ MEANINGS = {
     "ROLES_CLAIM": "claim paths of the roles, comma-separated",
     "SCOPES_CLAIM": "claim paths of the scopes, comma-separated",
     "ALLOW_HTTP": "`1` (or `true`, `yes`) allows a plain-http key or metadata URL (development)",
+    "SHARED_CACHE_URL": "a `redis://` URL: the key source's documents shared by every worker "
+    "and instance (`RedisCache`)",
     "COOKIE": "the cookie that may carry the token",
     "OPTIONAL": "requests without a token pass, as anonymous",
     "EXCLUDE": "paths that need no token (a list, or comma-separated)",
