@@ -210,7 +210,13 @@ def test_an_explicit_weaker_option_is_a_configuration_error(
 
 @pytest.mark.parametrize(
     ("name", "suggestion"),
-    [("rfc9086", "'rfc9068'"), ("RFC-9068", "'rfc9068'"), ("9068", "'rfc9068'"), ("fapi", None)],
+    [
+        ("rfc9086", "'rfc9068'"),
+        ("RFC-9068", "'rfc9068'"),
+        ("9068", "'rfc9068'"),
+        ("fapi", "'fapi2'"),
+        ("oauth", None),
+    ],
 )
 def test_unknown_profile_names_did_you_mean(
     issuer: LocalIssuer, name: str, suggestion: str | None
@@ -218,7 +224,7 @@ def test_unknown_profile_names_did_you_mean(
     with pytest.raises(ConfigurationError, match="unknown profile") as caught:
         issuer.verifier(profile=name)
     message = str(caught.value)
-    assert "known profiles: rfc9068" in message
+    assert "known profiles: fapi2, rfc9068" in message
     if suggestion is None:
         assert "did you mean" not in message
     else:

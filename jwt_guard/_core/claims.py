@@ -19,6 +19,7 @@ from .errors import (
     JWTGuardError,
     TokenExpired,
     TokenIssuedInFuture,
+    TokenNotSenderConstrained,
     TokenNotYetValid,
     TypeInvalid,
     json_type,
@@ -29,6 +30,7 @@ from .scopes import SCOPE_TOKEN
 __all__ = [
     "MAX_LEEWAY",
     "MAX_NUMERIC_DATE",
+    "SENDER_CONSTRAINTS",
     "ClaimRules",
     "check_time_claims",
     "check_times",
@@ -39,6 +41,9 @@ __all__ = [
 #: Clock skew tolerated, in seconds. Beyond five minutes "leeway" stops being skew and starts
 #: being a longer token lifetime.
 MAX_LEEWAY: Final = 300
+#: The confirmation methods (RFC 7800 §3.1) that make a token sender-constrained: DPoP's key
+#: thumbprint (RFC 9449 §6.1) and the mTLS certificate thumbprint (RFC 8705 §3.1).
+SENDER_CONSTRAINTS: Final = frozenset({"jkt", "x5t#S256"})
 #: 9999-12-31T23:59:59Z. A NumericDate beyond this is not a date but an attack on arithmetic.
 MAX_NUMERIC_DATE: Final = 253_402_300_799
 
@@ -269,6 +274,9 @@ class ClaimRules:
     profile_claims: frozenset[str] = frozenset()
     #: The claims the profile requires to be non-empty strings (RFC 9068 §2.2's identifiers).
     profile_strings: tuple[str, ...] = ()
+    #: The profile accepts only sender-constrained tokens (FAPI 2.0 SP §5.3.4): ``cnf`` must
+    #: name a binding; whether this verifier checks it is the confirmation step's question.
+    sender_constrained: bool = False
 
     def check_typ(self, header: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
         """The expected header ``typ``, once the token is routed to this issuer's rules (the
@@ -312,6 +320,8 @@ class ClaimRules:
                         "profile": self.profile,
                     }
                 )
+        if self.sender_constrained:
+            self._check_sender_constrained(claims.get("cnf"))
         iss = claims.get("iss")
         if iss is not None and not isinstance(iss, str):
             raise ClaimInvalid(
@@ -348,6 +358,27 @@ class ClaimRules:
                 raise ClaimInvalid(detail=detail)
         if self.validators:
             run_hooks(self.validators, MappingProxyType(claims), "validate")
+
+    def _check_sender_constrained(self, cnf: object) -> None:
+        # FAPI 2.0 SP §5.3.4 item 5, RFC 9700 §2.2.1: a confirmation method the resource
+        # server verifies (RFC 7800 §3.1); the confirmation step then refuses one this
+        # verifier has no check for (token_binding_unsupported), so no binding goes unchecked.
+        if isinstance(cnf, Mapping) and not SENDER_CONSTRAINTS.isdisjoint(cnf):
+            return
+        raise TokenNotSenderConstrained(
+            detail={
+                "profile": self.profile,
+                "reason": "a bearer token: the profile accepts only tokens bound to the "
+                "client's DPoP key (cnf.jkt) or certificate (cnf.x5t#S256)",
+                "cnf": (
+                    safe_value(sorted(cnf))
+                    if isinstance(cnf, Mapping)
+                    else "absent"
+                    if cnf is None
+                    else json_type(cnf)
+                ),
+            }
+        )
 
     def _missing(self, name: str, claims: Mapping[str, Any]) -> ClaimMissing:
         detail: dict[str, Any] = {"claim": name, "required": list(self.required)}

@@ -29,6 +29,7 @@ only (a flood of refusals whose log lines are rate-limited away builds none).
     │   ├── DPoPKeyMismatch                               dpop_key_mismatch
     │   ├── DPoPBoundTokenAsBearer                        dpop_bound_token_as_bearer
     │   ├── TokenBindingUnsupported                       token_binding_unsupported
+    │   ├── TokenNotSenderConstrained                     token_not_sender_constrained
     │   ├── InvalidDPoPProof          invalid_dpop_proof  dpop_proof_invalid
     │   │   ├── DPoPProofMissing                          dpop_proof_missing
     │   │   ├── DPoPProofReplayed                         dpop_proof_replayed
@@ -527,6 +528,15 @@ class TokenBindingUnsupported(InvalidToken):
     # Accepting it would make a sender-constrained token a bearer token again (RFC 7800 §3.1).
     code = "token_binding_unsupported"
     description = "The token's key binding cannot be checked here."
+
+
+class TokenNotSenderConstrained(InvalidToken):
+    """A bearer token where a profile accepts only sender-constrained ones (FAPI 2.0 §5.3.4)."""
+
+    # A bearer token is usable by whoever holds it: the profile asks for a token bound to the
+    # client's key (DPoP "cnf.jkt", RFC 9449 §6) or certificate (mTLS "cnf.x5t#S256", RFC 8705).
+    code = "token_not_sender_constrained"
+    description = "The token must be sender-constrained."
 
 
 class InvalidDPoPProof(InvalidToken):

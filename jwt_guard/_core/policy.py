@@ -152,6 +152,10 @@ class Policy:
     own_algorithms: bool = False
     #: Broader scopes implying narrower ones (``scope_implies``), ``None`` without.
     scope_hierarchy: ScopeHierarchy | None = None
+    #: What the profiles demand of this issuer's tokens (``_core.profiles``), ``None`` without.
+    profile: Profile | None = None
+    #: The curves a verifying key may be on (a profile's, ``None``: any).
+    curves: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,11 @@ class Configuration:
                 if tenant is not None:
                     return tenants.route(iss, tenant)
         raise issuer_invalid(iss, [*routes, *(t.template for t in self.tenants)])
+
+    @property
+    def profiles(self) -> tuple[Profile, ...]:
+        """The profiles some policy holds its tokens to (each combination once)."""
+        return tuple(dict.fromkeys(p.profile for p in self.policies if p.profile is not None))
 
     @property
     def own_algorithms(self) -> bool:
@@ -277,7 +286,26 @@ def _apply_profile(profile: Profile, rules: ClaimRules, without_jti: bool) -> Cl
         profile=profile.name,
         profile_claims=frozenset(profile.required_claims),
         profile_strings=profile.string_claims,
+        sender_constrained=profile.sender_constrained,
     )
+
+
+def _profile_algorithms(
+    profile: Profile, allowed: frozenset[str], keys_decide: bool
+) -> frozenset[str]:
+    """The algorithms a policy allows under ``profile``: named ones it does not allow are a
+    ConfigurationError naming them; with the keys deciding, those the profile allows."""
+    if profile.algorithms is None:
+        return allowed
+    if keys_decide:
+        return allowed & profile.algorithms
+    refused = allowed - profile.algorithms
+    if refused:
+        raise ConfigurationError(
+            f"algorithms {sorted(refused)} contradict profile {profile.name!r} "
+            f"({profile.reference}), which allows only {sorted(profile.algorithms)}: drop them"
+        )
+    return allowed
 
 
 def configure(
@@ -373,19 +401,21 @@ def configure(
         auds = _strings(aud, "audience")
         issuer_set = frozenset(issuer_names) if issuer_names is not None else None
         keys_decide = algs is None and source.published
+        demands = verifier_profile
+        issuer_profile = resolve_profile(trusted.profile) if trusted is not None else None
+        if issuer_profile is not None:
+            demands = issuer_profile if demands is None else demands + issuer_profile
         # RFC 8725 §3.1 and §2.1: with none named, the keys decide (each its own algorithm,
         # never HS*, never the token's choice); named algorithms win.
         allowed = ASYMMETRIC if keys_decide else check_algorithms(algs)
+        if demands is not None:
+            allowed = _profile_algorithms(demands, allowed, keys_decide)
         # Impossible combinations are refused now, naming the fix (issue #14).
         source.check_policy(allowed, issuer_set)
         own = claim_value_rules(trusted.claims if trusted else None, "claims")
         if tenant is not None:
             # Microsoft's guidance for multi-tenant apps: the tenant in "iss" must be the "tid".
             own[tenant[0]] = frozenset({(str, tenant[1])})
-        demands = verifier_profile
-        issuer_profile = resolve_profile(trusted.profile) if trusted is not None else None
-        if issuer_profile is not None:
-            demands = issuer_profile if demands is None else demands + issuer_profile
         rules = ClaimRules(
             issuers=issuer_set,
             audiences=frozenset(auds) if auds is not None else None,
@@ -403,7 +433,17 @@ def configure(
         # The issuer's own hierarchy (a TenantIssuer's for every tenant), else the verifier's.
         implies = trusted.scope_implies if trusted is not None else None
         scope_hierarchy = hierarchy if implies is None else _hierarchy(implies)
-        return Policy(source, allowed, rules, roles, scopes, keys_decide, scope_hierarchy)
+        return Policy(
+            source,
+            allowed,
+            rules,
+            roles,
+            scopes,
+            keys_decide,
+            scope_hierarchy,
+            profile=demands,
+            curves=demands.curves if demands is not None else None,
+        )
 
     routes: dict[str, Policy] | None = None
     tenant_routes: list[Tenants[Policy]] = []

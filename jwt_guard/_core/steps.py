@@ -74,6 +74,24 @@ _OWN_REASON: Final = (
 )
 
 
+def _on_curves(candidates: Sequence[JWK], policy: Policy, alg: str) -> Sequence[JWK]:
+    """The candidate keys on a curve the policy's profile allows (FAPI 2.0 SP §5.4: EdDSA
+    with Ed25519 only, never an Ed448 key); none left is an algorithm the profile refuses."""
+    curves = policy.curves or frozenset()
+    kept = [k for k in candidates if k.crv is None or k.crv in curves]
+    if not kept:
+        profile = policy.profile.name if policy.profile is not None else None
+        raise AlgorithmNotAllowed(
+            detail={
+                "alg": alg,
+                "reason": "the key's curve is not one the profile allows",
+                "curves": sorted(curves),
+                "profile": profile,
+            }
+        )
+    return kept
+
+
 def _allowed_detail(policies: Sequence[Policy]) -> dict[str, Any]:
     """What a refused algorithm's detail says is allowed: the algorithms named, and for a
     policy that follows its keys the algorithms of the keys it holds now (not all that a
@@ -267,6 +285,8 @@ class Steps:
     def _finish(self, token: bytes, pending: _Pending, key_set: KeySet) -> Principal:
         header, payload, signing_input, signature, policy, flat = pending
         candidates = key_set.candidates(header.kid, header.alg, policy.own_algorithms)
+        if policy.curves is not None:
+            candidates = _on_curves(candidates, policy, header.alg)
         for key in candidates:
             try:
                 ok = key.verify(header.alg, signing_input, signature)

@@ -30,6 +30,7 @@ from .._core.errors import (
 )
 from .._core.log import DEFAULT_LOG_LIMIT, RejectionLog, logger
 from .._core.principal import Principal
+from .._core.profiles import check_token_sources
 from .._sources.verifier import Verifier
 from .answer import Answer, ErrorHandler, Responder
 from .extract import (
@@ -157,6 +158,13 @@ class Guard:
             not isinstance(websocket_query_param, str) or not websocket_query_param
         ):
             raise ConfigurationError("websocket_query_param must be a parameter name")
+        # A profile that takes tokens in the header only (fapi2) refuses other sources now.
+        check_token_sources(
+            verifier.profiles,
+            header=header,
+            query_param=websocket_query_param,
+            where="where the token is read",
+        )
         if on_error is not None and not callable(on_error):
             raise ConfigurationError("on_error must be callable")
         if not isinstance(debug, bool):

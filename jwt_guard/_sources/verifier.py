@@ -35,6 +35,7 @@ from .._core.policy import (
     configure,
 )
 from .._core.principal import Principal
+from .._core.profiles import Profile, check_verifier_options
 from .._core.revocation import Denylist, revocation_keys, subject_lifetime, token_lifetime
 from .._core.steps import token_bytes
 from .._core.tenants import TenantIssuer
@@ -75,7 +76,10 @@ class Verifier(Drivers):
 
     ``profile="rfc9068"`` holds every token to the JWT access token profile (RFC 9068): header
     ``typ`` ``at+jwt``, the claims of its §2.2, an issuer and an audience configured; ID tokens
-    are refused. A name or a list of names (``_core.profiles``).
+    are refused. ``profile="fapi2"`` to the FAPI 2.0 Security Profile's resource-server rules:
+    sender-constrained tokens only (``dpop=`` or ``mtls=`` needed), PS256/ES256/Ed25519, an
+    issuer and an audience, tokens in the header only. A name, a list of names or names joined
+    by ``+`` (``_core.profiles``).
 
     ``scope_implies`` maps a broader scope to the narrower scopes it implies
     (``{"notes:admin": ["notes:write"], "notes:write": ["notes:read"]}``): transitive, cycles
@@ -140,6 +144,13 @@ class Verifier(Drivers):
             validate_each_request=validate_each_request,
             profile=profile,
             scope_implies=scope_implies,
+        )
+        # What the profiles need of the other options (fapi2: dpop= or mtls=), checked here.
+        check_verifier_options(
+            config.profiles,
+            dpop_algorithms=dpop.algorithms if dpop is not None else None,
+            mtls=False,
+            bearer_bound_tokens=accept_bound_tokens_as_bearer,
         )
         self._config = config
         # Copied onto the instance: the hot path reads them as plain attributes, and the
@@ -209,6 +220,12 @@ class Verifier(Drivers):
         own = all(p.own_algorithms for p in self._config.policies)
         algs = "<the keys' own>" if own else repr(sorted(self._all_algorithms))
         return f"Verifier(algorithms={algs}, issuers={len(self._config.policies)})"
+
+    @property
+    def profiles(self) -> tuple[Profile, ...]:
+        """The profiles this verifier holds tokens to (``profile=``, a ``TrustedIssuer``'s),
+        each combination once: the adapters check their token sources against them."""
+        return self._config.profiles
 
     @property
     def key_sources(self) -> tuple[KeySource, ...]:
