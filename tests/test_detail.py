@@ -13,6 +13,7 @@ happen for real, through both adapters (ASGI and WSGI) with ``debug=True``, and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import logging
@@ -243,6 +244,12 @@ def _dpop(issuer: LocalIssuer, **options: Any) -> Verifier:
     return issuer.verifier(dpop=DPoP(external_url=_DPOP_URL, **options))
 
 
+@functools.cache
+def _fapi() -> LocalIssuer:
+    """An authorization server signing with PS256, an algorithm of the FAPI 2.0 profile."""
+    return LocalIssuer(algorithm="PS256", clock=lambda: NOW)
+
+
 def _bound(issuer: LocalIssuer) -> str:
     return issuer.mint(_claims(issuer, cnf={"jkt": jwk_thumbprint(dpop_jwk(_DPOP_KEY))}))
 
@@ -311,6 +318,13 @@ CASES += [
         401,
         {"reason", "cnf"},
         token=lambda i: i.mint(_claims(i, cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O8"})),
+    ),
+    Case(
+        "token_not_sender_constrained",
+        401,
+        {"profile", "reason", "cnf"},
+        verifier=lambda i: _fapi().verifier(profile="fapi2", dpop=DPoP(algorithms=["ES256"])),
+        token=lambda i: _fapi().mint(_claims(_fapi())),
     ),
     Case(
         "request_url_invalid",
