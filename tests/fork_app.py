@@ -12,10 +12,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the annotations
 
-from jwt_guard import JWKSKeys, JWTGuardMiddleware, Principal, Verifier
+from jwt_guard import JWKSKeys, JWTGuardMiddleware, Principal, RedisCache, Verifier
 
+_SHARED = os.environ.get("FORK_SHARED_CACHE")  # a redis:// URL: tests/test_shared_cache.py
 VERIFIER = Verifier(
-    keys=JWKSKeys(os.environ["FORK_JWKS_URL"], cooldown=0),
+    keys=JWKSKeys(
+        os.environ["FORK_JWKS_URL"],
+        cooldown=0,
+        shared_cache=RedisCache(_SHARED) if _SHARED else None,
+    ),
     algorithms=["ES256"],
     issuer=os.environ["FORK_ISSUER"],
     audience=os.environ["FORK_AUDIENCE"],

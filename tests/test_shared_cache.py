@@ -13,10 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import redis.asyncio as aredis
@@ -39,9 +44,10 @@ from jwt_guard._core.jwks_policy import REFRESH_AHEAD
 from jwt_guard._sources.config import options_from_env
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
-from .conftest import Drive, FakeClock, fetches_over
+from .conftest import Drive, FakeClock, bearer, fetches_over
 from .forking import in_child
 from .redis_server import RedisProcess, free_port
+from .test_fork import ROOT, WORKERS, _wait_until_serving
 
 FORMS = ["url", "client"]
 
@@ -148,6 +154,9 @@ async def test_a_second_worker_takes_the_first_workers_fetch_from_redis(
     assert server.count == 1  # the second worker asked Redis, not the provider
     assert (first.stats.fetches, first.stats.shared_hits) == (1, 0)
     assert (second.stats.fetches, second.stats.shared_hits) == (0, 1)
+    # A prefetch (an ASGI lifespan start-up) of a worker holding the shared copy asks no one.
+    second.prefetch() if drive.mode == "sync" else await second.aprefetch()
+    assert server.count == 1
 
 
 async def test_a_refresh_is_made_once_for_the_cluster(
@@ -483,3 +492,59 @@ async def test_a_shared_hit_is_counted_in_the_metrics(
     }
     shared = (("jwt_guard.key_source", server.url), ("jwt_guard.outcome", "shared"))
     assert points == {shared: 1}
+
+
+# -- real workers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(WORKERS))
+def test_gunicorn_workers_start_warm_from_redis_while_the_provider_is_down(
+    kind: str, tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """Two real gunicorn workers (sync Flask, uvicorn FastAPI), each importing the app and
+    prefetching with ``required=True`` (no ``--preload``): the provider answers 503 from the
+    start, and both start and verify with the keys another instance put in Redis."""
+    app_kind, app, worker_class = WORKERS[kind]
+    idp = LocalIssuer(algorithm="ES256", kid="k1")
+    with JWKSServer(lambda: idp.jwks, issuer=idp.issuer) as server:
+        cache = RedisCache(redis_process.url)  # the app's prefix (the URL names the entry)
+        JWKSKeys(server.url, shared_cache=cache).prefetch(required=True)  # another instance
+        cache.close()
+        server.status = 503
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "FORK_APP": app_kind,
+            "FORK_JWKS_URL": server.url,
+            "FORK_ISSUER": idp.issuer,
+            "FORK_AUDIENCE": idp.audience,
+            "FORK_SHARED_CACHE": redis_process.url,
+        }
+        log = tmp_path / "gunicorn.log"
+        argv = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class"]
+        argv += [worker_class, "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_serving(base, proc, log)
+            pids: set[int] = set()
+
+            def call(token: str) -> tuple[int, int]:
+                # A connection each: the requests spread over both workers.
+                answer = httpx.get(base + "/me", headers=bearer(token), timeout=30)
+                return answer.status_code, answer.json().get("pid")
+
+            with ThreadPoolExecutor(8) as pool:
+                for _ in range(5):
+                    answers = list(pool.map(call, [idp.mint() for _ in range(16)]))
+                    assert {status for status, _ in answers} == {200}, log.read_text()
+                    pids |= {pid for _, pid in answers}
+                    if len(pids) == 2:
+                        break
+        finally:
+            proc.terminate()
+            proc.wait(20)
+        assert server.count == 1, log.read_text()  # only the other instance's fetch
+        assert len(pids) == 2  # both workers answered

@@ -42,6 +42,7 @@ class AsyncDriver(JWKSState):
 
     async def aprefetch(self, *, required: bool = False) -> None:
         """Warm the cache without blocking the loop (for an ASGI lifespan)."""
+        self._wanted_kid = None
         await self._wait_for(self._start_async_fetch())
         self._check_prefetched(required)
 

@@ -433,19 +433,23 @@ class JWKSState(KeySource):
         return copy is not None and (fetched_at is None or copy.fetched_at > fetched_at)
 
     def _adoptable(self, copy: SharedCopy | None) -> bool:
-        """Take ``copy`` instead of fetching: newer than ours and not due for a refresh itself,
-        and, for an unknown kid, holding it or fetched within the cooldown (what this worker
-        would have waited for anyway)."""
-        if copy is None or not self._newer(copy):
+        """Take ``copy`` instead of fetching: not older than ours and not due for a refresh
+        itself (a prefetch of a worker that has it makes no request); for an unknown kid,
+        holding it, or newer than ours and fetched within the cooldown (another worker just
+        looked: what this worker would have waited for anyway)."""
+        if copy is None:
             return False
+        ours = self._state.fetched_at
         now = self._clock()
-        if now >= copy.fetched_at + copy.ttl * REFRESH_AHEAD:
+        if (ours is not None and copy.fetched_at < ours) or (
+            now >= copy.fetched_at + copy.ttl * REFRESH_AHEAD
+        ):
             return False
         kid = self._wanted_kid
         return (
             kid is None
             or copy.key_set.has_kid(kid)
-            or now - copy.fetched_at < self._policy.cooldown
+            or (self._newer(copy) and now - copy.fetched_at < self._policy.cooldown)
         )
 
     def _shared_entry(self, body: bytes, headers: Mapping[str, str]) -> tuple[bytes, float]:

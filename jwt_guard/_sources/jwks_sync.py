@@ -43,6 +43,7 @@ class SyncDriver(JWKSState):
         The fetch runs in this thread (or joins one in flight), and no thread of ours is left
         running: an app that forks after it (gunicorn ``--preload``) forks a single-threaded
         process (Python 3.12+ warns about forking with threads running)."""
+        self._wanted_kid = None
         self._start_sync_fetch(here=True).wait(self._timeout + WAIT_GRACE)
         self._check_prefetched(required)
 
