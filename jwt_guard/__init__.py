@@ -24,6 +24,7 @@ from ._core.errors import (
     DPoPRateLimited,
     DPoPReplayUnavailable,
     Forbidden,
+    InsufficientAuthorizationDetails,
     InsufficientRole,
     InsufficientScope,
     InsufficientUserAuthentication,
@@ -55,7 +56,14 @@ from ._core.principal import Principal
 from ._core.revocation import Denylist, MemoryDenylist, RevocationKeys
 from ._core.tenants import TenantIssuer
 from ._http.answer import Answer
-from ._http.authz import Requirement, require_acr, require_auth_age, require_roles, require_scopes
+from ._http.authz import (
+    Requirement,
+    require_acr,
+    require_auth_age,
+    require_authorization_details,
+    require_roles,
+    require_scopes,
+)
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, bound_csrf_value
 from ._http.metadata import ProtectedResource
@@ -97,6 +105,7 @@ __all__ = [
     "Denylist",
     "DenylistUnavailable",
     "Forbidden",
+    "InsufficientAuthorizationDetails",
     "InsufficientRole",
     "InsufficientScope",
     "InsufficientUserAuthentication",
@@ -147,6 +156,7 @@ __all__ = [
     "clear_token_cookies",
     "require_acr",
     "require_auth_age",
+    "require_authorization_details",
     "require_roles",
     "require_scopes",
     "set_token_cookies",

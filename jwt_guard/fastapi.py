@@ -31,6 +31,7 @@ from ._core.extras import MissingExtra
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import Principal
 from ._core.scopes import required_scopes
+from ._http import authz
 from ._http.answer import ErrorHandler
 from ._http.authz import Requirement, StepUp, openapi_bearer_scheme, route_scopes
 from ._http.extract import CSRF
@@ -60,6 +61,7 @@ __all__ = [
     "get_principal",
     "require_acr",
     "require_auth_age",
+    "require_authorization_details",
     "require_roles",
     "require_scopes",
     "serve_swagger_ui",
@@ -315,3 +317,9 @@ def require_acr(*values: str) -> Callable[..., Awaitable[Principal]]:
 def require_auth_age(max_age: int) -> Callable[..., Awaitable[Principal]]:
     """An async FastAPI dependency requiring a login at most ``max_age`` seconds old."""
     return _dependency(StepUp(max_age=max_age))
+
+
+def require_authorization_details(type: str, **fields: Any) -> Callable[..., Awaitable[Principal]]:
+    """An async FastAPI dependency requiring an RFC 9396 authorization details entry; the
+    arguments are ``jwt_guard.require_authorization_details``'s. Returns the principal."""
+    return _dependency(authz.require_authorization_details(type, **fields))

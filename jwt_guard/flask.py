@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, cast
 
 from ._core.extras import MissingExtra
-from ._http.authz import require_roles, require_scopes
+from ._http.authz import require_authorization_details, require_roles, require_scopes
 
 try:
     from flask import Flask, Response, abort, current_app, request
@@ -53,6 +53,7 @@ __all__ = [
     "clear_token_cookies",
     "current_principal",
     "get_principal",
+    "require_authorization_details",
     "require_roles",
     "require_scopes",
     "set_token_cookies",

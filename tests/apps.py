@@ -22,6 +22,7 @@ from jwt_guard import (
     Verifier,
     require_acr,
     require_auth_age,
+    require_authorization_details,
     require_roles,
     require_scopes,
 )
@@ -37,6 +38,10 @@ RAISED: dict[str, Callable[[], JWTGuardError]] = {
 #: The step-up routes' requirements (RFC 9470), the same on every adapter.
 STRONG_ACR = ("urn:example:mfa", "phr")
 RECENT_SECONDS = 300
+#: The payments route's requirement (RFC 9396), under a scope, the same on every adapter.
+PAYMENTS = require_authorization_details(
+    "payment_initiation", actions="initiate", locations=["https://bank.example/payments"]
+)
 
 
 def describe(user: object) -> dict[str, Any]:
@@ -79,6 +84,11 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
     def recent(request: Request) -> JSONResponse:  # a sync endpoint
         return JSONResponse({"auth_time": request.user.auth_time})
 
+    @require_scopes("payments")
+    @PAYMENTS
+    async def payments(request: Request) -> JSONResponse:
+        return JSONResponse({"details": list(request.user.authorization_details)})
+
     return Starlette(
         routes=[
             Route("/me", me, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
@@ -90,6 +100,7 @@ def starlette_app(verifier: Verifier, **options: Any) -> Starlette:
             Route("/raise/{name}", raise_),
             Route("/strong", strong),
             Route("/recent", recent),
+            Route("/payments", payments),
         ],
         middleware=[Middleware(JWTGuardMiddleware, verifier=verifier, **options)],
     )
@@ -147,5 +158,11 @@ def flask_app(verifier: Verifier, *, extension: bool = True, **options: Any) -> 
     @require_auth_age(RECENT_SECONDS)
     def recent() -> Any:
         return jsonify({"auth_time": current_principal.auth_time})
+
+    @app.get("/payments")
+    @require_scopes("payments")
+    @PAYMENTS
+    def payments() -> Any:
+        return jsonify({"details": list(current_principal.authorization_details)})
 
     return app

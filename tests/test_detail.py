@@ -199,6 +199,13 @@ CASES = [
         token=lambda i: i.mint(_claims(i, scopes=["read"])),
     ),
     Case(
+        "insufficient_authorization_details",
+        403,
+        {"type", "present_types", "fields", "reason"},
+        path="/payments",
+        token=lambda i: i.mint(_claims(i, scopes=["payments"])),
+    ),
+    Case(
         "acr_not_satisfied",
         401,
         {"required_acr", "acr"},

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from .authorization_details import check_authorization_details
 from .errors import (
     AudienceInvalid,
     ClaimInvalid,
@@ -322,6 +323,9 @@ class ClaimRules:
                 )
         if self.sender_constrained:
             self._check_sender_constrained(claims.get("cnf"))
+        if "authorization_details" in claims:
+            # RFC 9396 §9.1: checked once here, so the app never reads a malformed one.
+            check_authorization_details(claims["authorization_details"])
         iss = claims.get("iss")
         if iss is not None and not isinstance(iss, str):
             raise ClaimInvalid(

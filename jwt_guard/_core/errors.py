@@ -49,6 +49,7 @@ only (a flood of refusals whose log lines are rate-limited away builds none).
     ├── Forbidden                     403
     │   ├── InsufficientRole          (no ``error``)      insufficient_role
     │   ├── InsufficientScope         insufficient_scope  insufficient_scope
+    │   ├── InsufficientAuthorizationDetails  insufficient_scope  insufficient_authorization_details
     │   └── CSRFFailed                (no ``error``)      csrf_failed
     └── ServiceUnavailable            503 + Retry-After
         ├── KeySourceUnavailable                          jwks_unavailable
@@ -441,6 +442,16 @@ class InsufficientScope(Forbidden):
 
     code = "insufficient_scope"
     description = "The token lacks a required scope."
+
+
+class InsufficientAuthorizationDetails(Forbidden):
+    """The token has no RFC 9396 authorization details entry granting what the route needs."""
+
+    # RFC 9396 defines no error for a resource server; RFC 6750 §3.1's insufficient_scope is
+    # "the request requires higher privileges than provided by the access token", which a
+    # client answers by asking the authorization server again (with authorization_details).
+    code = "insufficient_authorization_details"
+    description = "The token lacks the required authorization details."
 
 
 class CSRFFailed(Forbidden):

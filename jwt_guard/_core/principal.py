@@ -199,6 +199,14 @@ class Principal:
         return self._string("acr")
 
     @property
+    def authorization_details(self) -> tuple[Mapping[str, Any], ...]:
+        """The token's RFC 9396 authorization details, each entry a read-only object (its
+        ``type`` and fields), ``()`` without the claim. Their shape was checked when the token
+        was verified (RFC 9396 §2, §9.1): an array of objects, each with a ``type`` string."""
+        details = self._claims.get("authorization_details")
+        return tuple(details) if isinstance(details, list) else ()
+
+    @property
     def auth_time(self) -> float | None:
         """When the user last authenticated, epoch seconds (OIDC Core §2, RFC 9068 §2.2.1;
         RFC 9470 §6.1)."""

@@ -13,6 +13,9 @@ needed one will do. A scope refusal names every scope the route needs, from all 
 requirements, in one challenge (the outermost decorator on an endpoint passes the route's list
 to those inside it; a FastAPI route's dependencies are read from the route on a refusal), and
 so does a 401 there.
+``require_authorization_details`` needs an RFC 9396 entry of a type (with some actions,
+locations...): :class:`InsufficientAuthorizationDetails`, a 403 ``insufficient_scope`` like a
+scope refusal (RFC 6750 §3.1), naming the route's scopes, if any, in the challenge.
 ``require_acr`` and ``require_auth_age`` (RFC 9470 step-up) raise
 :class:`InsufficientUserAuthentication` (401): the token is fine, the login behind it is too
 weak or too old. The adapters turn those into answers.
@@ -33,10 +36,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from .._core.authorization_details import DetailsNeed
 from .._core.errors import (
     AuthenticationRequired,
     AuthenticationTooOld,
     ConfigurationError,
+    InsufficientAuthorizationDetails,
     InsufficientRole,
     InsufficientScope,
     InsufficientUserAuthentication,
@@ -71,6 +76,7 @@ __all__ = [
     "openapi_bearer_scheme",
     "require_acr",
     "require_auth_age",
+    "require_authorization_details",
     "require_roles",
     "require_scopes",
     "route_scopes",
@@ -88,6 +94,9 @@ ROUTE_SCOPES: Final = "__jwt_guard_scopes__"
 #: route's scopes) for the requirements inside it, which run after it.
 _SERVED_SCOPES: Final = "jwt_guard.route_scopes"
 
+
+#: The refusals whose challenge names the route's scopes (RFC 6750 §3.1 insufficient_scope).
+_NAMES_ROUTE_SCOPES: Final = (InsufficientScope, InsufficientAuthorizationDetails)
 
 #: A route's scopes as ``route_scopes`` found them, kept on the route object.
 _KNOWN_SCOPES: Final = "__jwt_guard_route_scopes__"
@@ -274,10 +283,10 @@ class Requirement:
     ) -> Answer:
         """The answer to ``exc``, naming every scope the route needs: in a scope refusal
         (checked again with the route's scopes) and in a 401."""
-        if isinstance(exc, InsufficientScope) and route:
+        if isinstance(exc, _NAMES_ROUTE_SCOPES) and route:
             try:
                 self.check(user, where.get(VERIFIER_KEY), route)
-            except InsufficientScope as wider:
+            except _NAMES_ROUTE_SCOPES as wider:
                 exc = wider
         return answer_for(where, exc, self.challenge_scopes(route))
 
@@ -441,3 +450,51 @@ def require_auth_age(max_age: int) -> Requirement:
     Otherwise the answer is a 401 ``insufficient_user_authentication`` asking for ``max_age``
     (RFC 9470 §3)."""
     return StepUp(max_age=max_age)
+
+
+class DetailsRequirement(Requirement):
+    """An RFC 9396 authorization details entry the route needs (``_core.authorization_details``)."""
+
+    def __init__(self, need: DetailsNeed) -> None:
+        self.kind, self.names, self.any_of = "authorization_details", (need.type,), False
+        self.need = need
+        self._declare_signature()
+
+    def __repr__(self) -> str:
+        return self.need.as_written()
+
+    def as_written(self) -> str:
+        return self.need.as_written()
+
+    def check(self, user: object, verifier: object = None, route: Sequence[str] = ()) -> Principal:
+        if not isinstance(user, Principal):
+            raise AuthenticationRequired(detail={"reason": f"{self!r} found no verified principal"})
+        detail = self.need.missing(user.authorization_details)
+        if detail is None:
+            return user
+        # RFC 6750 §3.1 (RFC 9396 names no error for a resource server): 403 insufficient_scope;
+        # the challenge names the route's scopes, so a client asking again keeps them.
+        raise InsufficientAuthorizationDetails(required=dict.fromkeys(route), detail=detail)
+
+
+def require_authorization_details(
+    type: str,
+    *,
+    actions: str | Sequence[str] = (),
+    locations: str | Sequence[str] = (),
+    datatypes: str | Sequence[str] = (),
+    privileges: str | Sequence[str] = (),
+    identifier: str | None = None,
+) -> Requirement:
+    """Require an RFC 9396 ``authorization_details`` entry of ``type`` that lists every given
+    action, location, datatype and privilege (one entry, all of them) and, when given, carries
+    ``identifier``; otherwise a 403 ``insufficient_authorization_details``."""
+    need = DetailsNeed.of(
+        type,
+        identifier=identifier,
+        actions=actions,
+        locations=locations,
+        datatypes=datatypes,
+        privileges=privileges,
+    )
+    return DetailsRequirement(need)
