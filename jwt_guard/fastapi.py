@@ -320,6 +320,7 @@ def require_auth_age(max_age: int) -> Callable[..., Awaitable[Principal]]:
 
 
 def require_authorization_details(type: str, **fields: Any) -> Callable[..., Awaitable[Principal]]:
-    """An async FastAPI dependency requiring an RFC 9396 authorization details entry; the
-    arguments are ``jwt_guard.require_authorization_details``'s. Returns the principal."""
+    """An async FastAPI dependency requiring an RFC 9396 authorization details entry.
+
+    The arguments are ``jwt_guard.require_authorization_details``'s; returns the principal."""
     return _dependency(authz.require_authorization_details(type, **fields))

@@ -486,9 +486,11 @@ def require_authorization_details(
     privileges: str | Sequence[str] = (),
     identifier: str | None = None,
 ) -> Requirement:
-    """Require an RFC 9396 ``authorization_details`` entry of ``type`` that lists every given
-    action, location, datatype and privilege (one entry, all of them) and, when given, carries
-    ``identifier``; otherwise a 403 ``insufficient_authorization_details``."""
+    """Require an RFC 9396 ``authorization_details`` entry of ``type``.
+
+    The entry must list every given action, location, datatype and privilege (one entry, all
+    of them) and, when given, carry ``identifier``; otherwise a 403
+    ``insufficient_authorization_details``."""
     need = DetailsNeed.of(
         type,
         identifier=identifier,
