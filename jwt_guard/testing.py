@@ -11,6 +11,17 @@ defaults and easy overrides::
 
 The pytest plugin (installed with the package) provides a ``jwt_issuer`` fixture.
 
+For an app that takes opaque access tokens, the issuer is also an authorization server with a
+token introspection endpoint (RFC 7662)::
+
+    issuer.register_client("notes-api", client_secret="s3cret")  # who may introspect
+    token = issuer.opaque_token(sub="alice", scopes=["notes:read"])
+    issuer.revoke(token)  # introspected as {"active": false} from now on
+
+answered in-process (:meth:`LocalIssuer.introspection_transport`, for an ``httpx`` client) or
+served with the JWKS (``server.introspection_url``, named by the discovery document), with
+RFC 9701 JWT responses to a client that asks for them.
+
 A production-shaped test serves the issuer for real and lets the app find it as it would its
 identity provider: ``with issuer.serve(as_issuer=True) as server`` makes the tokens' ``iss``
 the served URL, whose discovery document names it, so ``OIDCDiscovery(server.base_url)`` (or
@@ -35,11 +46,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
 from typing import Any
 
+import httpx
+import jwt
+
 from ._core.dpop import jwk_thumbprint
 from ._core.keyset import KeySource, StaticKeys
 from ._sources.config import DEFAULT_ALGORITHM
 from ._sources.jwks_state import JWKSState
 from ._sources.verifier import Verifier
+from ._tools.introspection_endpoint import AUTH_METHODS, Answer, IntrospectionEndpoint
 from ._tools.signing import (
     PrivateKey,
     b64url,
@@ -54,6 +69,7 @@ from ._tools.signing import (
 
 __all__ = [
     "FAULTS",
+    "INTROSPECTION_PATH",
     "JWKSServer",
     "LocalIssuer",
     "compact",
@@ -112,6 +128,12 @@ class LocalIssuer:
         self.clock = clock
         self._keys: list[tuple[str, PrivateKey]] = []
         self.rotate(kid)
+        self._introspection = IntrospectionEndpoint(
+            issuer=lambda: self.issuer,
+            clock=lambda: self.clock(),
+            sign=lambda payload, typ: self.mint(dict(payload), header={"typ": typ}),
+            jwt_claims=self._claims_of,
+        )
 
     def __repr__(self) -> str:
         return f"LocalIssuer(issuer={self.issuer!r}, algorithm={self.algorithm!r})"
@@ -226,6 +248,112 @@ class LocalIssuer:
             return forge(hdr, payload, key, self.algorithm)
         return encode(payload, key, self.algorithm, header=hdr)
 
+    # -- opaque tokens and introspection (RFC 7662) ---------------------------------------
+
+    def opaque_token(
+        self,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        dpop_key: Any = None,
+        client_id: str | None = None,
+        **overrides: Any,
+    ) -> str:
+        """An opaque access token: random text that says nothing, standing for a claim set
+        its introspection answers with (RFC 7662 §2.2). The claims are those of :meth:`mint`,
+        with the same ``claims``, ``dpop_key`` and keyword overrides (``sub``, ``scopes``,
+        ``roles``, ``ttl``, ``expired``, ``audience``, ``issuer``, any claim); ``client_id``
+        is the client the token was issued to."""
+        payload = dict(claims) if claims is not None else self.claims(**overrides)
+        if dpop_key is not None:
+            payload["cnf"] = {"jkt": jwk_thumbprint(dpop_jwk(dpop_key))}
+        if client_id is not None:
+            payload["client_id"] = client_id
+        return self._introspection.issue(payload)
+
+    def revoke(self, token: str) -> None:
+        """Revoke a token: an opaque one, or a JWT this issuer signed. Its introspection says
+        ``active: false`` from now on (a JWT verified locally is not affected: that is what
+        the app's denylist is for)."""
+        self._introspection.revoke(token)
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """What the introspection endpoint answers for ``token`` (RFC 7662 §2.2): its claims with
+        ``"active": true``, or only ``{"active": false}`` for a token that is unknown, revoked,
+        expired or not yet valid. A JWT this issuer signed is introspected as well."""
+        return self._introspection.response(token)
+
+    def register_client(
+        self,
+        client_id: str,
+        *,
+        client_secret: str | None = None,
+        public_key: Any = None,
+        auth_method: str | None = None,
+    ) -> None:
+        """Allow a client (the app under test, a resource server) to introspect tokens.
+
+        It authenticates by one method, as registered at a real server (RFC 7591
+        ``token_endpoint_auth_method``): ``client_secret_basic`` (the default with
+        ``client_secret``), ``client_secret_post``, or ``private_key_jwt`` (RFC 7523, the
+        default with ``public_key``: a key object, private or public, or a public JWK). A
+        request without a registered client's credentials, with wrong ones or by another method
+        is answered 401 ``invalid_client`` (RFC 7662 §2.3).
+        """
+        self._introspection.register(
+            client_id, client_secret=client_secret, public_key=public_key, auth_method=auth_method
+        )
+
+    @property
+    def introspection_endpoint(self) -> str:
+        """The introspection endpoint's URL: the issuer's ``/introspect``. In-process it is the
+        URL to give the client using :meth:`introspection_transport`; served with
+        ``as_issuer=True`` it is ``server.introspection_url``."""
+        return self.issuer.rstrip("/") + INTROSPECTION_PATH
+
+    @property
+    def introspection_requests(self) -> int:
+        """Introspection requests answered so far, in-process and served."""
+        return self._introspection.requests
+
+    def introspection_transport(self) -> httpx.MockTransport:
+        """An ``httpx`` transport (sync and async) that answers introspection requests
+        in-process, as the served endpoint does: ``httpx.Client(transport=...)``, no network.
+        Any other request is a 404."""
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            if request.url.path != INTROSPECTION_PATH:
+                return httpx.Response(404, json={})
+            status, headers, body = self._introspection.answer(
+                request.method, str(request.url), request.headers, request.read()
+            )
+            return httpx.Response(status, headers=headers, content=body)
+
+        return httpx.MockTransport(handle)
+
+    def _claims_of(self, token: str) -> dict[str, Any] | None:
+        """The claims of a JWT signed with one of this issuer's keys, else ``None`` (the
+        signature only: the endpoint judges time and revocation)."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = dict(self._keys).get(kid) if isinstance(kid, str) else None
+            if key is None:
+                return None
+            verify_key = key if isinstance(key, bytes) else key.public_key()
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                verify_key,
+                algorithms=[self.algorithm],
+                options={
+                    "verify_aud": False,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except (jwt.PyJWTError, ValueError, TypeError):
+            return None
+        return claims
+
     @contextmanager
     def serve(self, *, as_issuer: bool = False) -> Iterator[JWKSServer]:
         """Serve this issuer's JWKS (and discovery document) on a loopback port.
@@ -235,9 +363,17 @@ class LocalIssuer:
         discovery document names it, so the app under test finds the keys through OIDC
         discovery exactly as it would at its identity provider. Off by default: a test that
         configures the app with the issuer given to ``LocalIssuer(issuer=...)`` keeps it.
+
+        The server answers token introspection too (``server.introspection_url``, the
+        discovery document's ``introspection_endpoint``), as :meth:`introspection_transport`
+        does in-process.
         """
         configured = self.issuer
-        server = JWKSServer(lambda: self.jwks, issuer=None if as_issuer else configured)
+        server = JWKSServer(
+            lambda: self.jwks,
+            issuer=None if as_issuer else configured,
+            introspect=self._introspection.answer,
+        )
         with server:
             if as_issuer:
                 server.issuer = self.issuer = server.base_url
@@ -270,6 +406,10 @@ def reset_fetch_timers(target: Any) -> None:
 
 #: The faults :attr:`JWKSServer.fault` can play, beyond ``status``/``body``/``headers``/``delay``.
 FAULTS = ("drip_headers", "drip_body", "silence", "garbage", "gzip_bomb")
+#: Where a served issuer answers token introspection (RFC 7662).
+INTROSPECTION_PATH = "/introspect"
+#: The endpoints :attr:`JWKSServer.faults_on` can name.
+_FAULT_PATHS = {"jwks": "/jwks.json", "introspection": INTROSPECTION_PATH}
 
 
 @functools.cache
@@ -312,6 +452,10 @@ class _ClosingThreads(ThreadingMixIn):
         self.server_close()
 
 
+#: The biggest request body the server reads (an introspection form is a few KiB).
+_MAX_POST = 1024 * 1024
+
+
 class _Server(_ClosingThreads, HTTPServer):
     request_queue_size = 64  # every worker of a test may fetch at once (the default is 5)
 
@@ -329,6 +473,11 @@ class JWKSServer:
     * ``"garbage"``: answers bytes that are not HTTP;
     * ``"gzip_bomb"``: a 200 whose ~64 KiB gzip body decodes to 64 MiB.
 
+    The faults play at the JWKS endpoint (``delay`` and ``headers`` at every path), or, with
+    ``faults_on = "introspection"``, at the introspection endpoint (``introspect``, given by
+    :meth:`LocalIssuer.serve`) alone: the authorization server slow, down or broken while its
+    keys are served.
+
     ``requests`` counts every request received, by path; ``hangups`` counts answers the client
     walked away from before the server had finished sending them. Each answer closes its
     connection unless ``keep_alive`` is true.
@@ -341,8 +490,11 @@ class JWKSServer:
         issuer: str | None = None,
         max_age: int | None = None,
         discovery: Mapping[str, Any] | None = None,
+        introspect: Callable[[str, str, Mapping[str, str], bytes], Answer] | None = None,
     ) -> None:
         self._jwks = jwks
+        self._introspect = introspect
+        self._faults_on = "jwks"
         self.issuer = issuer
         #: More members of the discovery document (e.g. ``authorization_endpoint``).
         self.discovery: dict[str, Any] = dict(discovery or {})
@@ -378,6 +530,26 @@ class JWKSServer:
         self._fault = fault
 
     @property
+    def faults_on(self) -> str:
+        """``"jwks"`` (the default) or ``"introspection"``: the endpoint the faults play at."""
+        return self._faults_on
+
+    @faults_on.setter
+    def faults_on(self, endpoint: str) -> None:
+        if endpoint not in _FAULT_PATHS:
+            raise ValueError(f"faults_on must be one of {tuple(_FAULT_PATHS)}")
+        if endpoint == "introspection" and self._introspect is None:
+            raise ValueError("this server has no introspection endpoint (LocalIssuer.serve has)")
+        self._faults_on = endpoint
+
+    @property
+    def introspection_url(self) -> str:
+        """The introspection endpoint (RFC 7662) of a server :meth:`LocalIssuer.serve` made."""
+        if self._introspect is None:
+            raise ValueError("this server has no introspection endpoint (LocalIssuer.serve has)")
+        return f"{self.base_url}{INTROSPECTION_PATH}"
+
+    @property
     def count(self) -> int:
         """Requests made to the JWKS path."""
         return self.requests.get("/jwks.json", 0)
@@ -397,21 +569,47 @@ class JWKSServer:
 
     def _respond(self, handler: BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?", 1)[0]
+        request_body = b""
+        if handler.command == "POST":
+            length = handler.headers.get("Content-Length", "")
+            if not length.isdigit() or int(length) > _MAX_POST:
+                handler.send_error(413 if length.isdigit() else 411)
+                handler.close_connection = True
+                return
+            request_body = handler.rfile.read(int(length))
         with self._lock:
             self.requests[path] = self.requests.get(path, 0) + 1
         self._released.wait()  # held(): until the test releases it (or stop())
-        if self.delay:
+        faulty = path == _FAULT_PATHS[self._faults_on]
+        everywhere = self._faults_on == "jwks"  # delay and headers, as they always were
+        if self.delay and (faulty or everywhere):
             self._stopping.wait(self.delay)  # stop() ends it
-        fault = self.fault
+        fault = self.fault if faulty else None
         headers: dict[str, str] = {"Content-Type": "application/json"}
+        status = self.status if faulty else 200
+        replaced = self.body if faulty else None
         if path == "/.well-known/openid-configuration":
-            document = {"issuer": self.issuer or self.base_url, "jwks_uri": self.url}
+            document: dict[str, Any] = {
+                "issuer": self.issuer or self.base_url,
+                "jwks_uri": self.url,
+            }
+            if self._introspect is not None:
+                document["introspection_endpoint"] = self.introspection_url
+                document["introspection_endpoint_auth_methods_supported"] = list(AUTH_METHODS)
             body = json.dumps({**document, **self.discovery}).encode()
-            status = 200
-            fault = None  # the faults are the JWKS endpoint's
         elif path == "/jwks.json":
-            status = self.status
-            body = self.body if self.body is not None else json.dumps(self.jwks_document()).encode()
+            body = replaced if replaced is not None else json.dumps(self.jwks_document()).encode()
+        elif path == INTROSPECTION_PATH and self._introspect is not None:
+            answer = self._introspect(
+                handler.command,
+                self.base_url + path,
+                {name.lower(): value for name, value in handler.headers.items()},
+                request_body,
+            )
+            headers.update(answer.headers)
+            if status == 200:
+                status = answer.status
+            body = replaced if replaced is not None else answer.body
         else:
             status, body = 404, b"{}"
         if fault == "silence":
@@ -431,9 +629,10 @@ class JWKSServer:
             # keep answering on a kept-alive connection.
             headers["Connection"] = "close"
             handler.close_connection = True
-        if self.max_age is not None:
+        if self.max_age is not None and path != INTROSPECTION_PATH:
             headers["Cache-Control"] = f"max-age={self.max_age}"
-        headers.update(self.headers)
+        if faulty or everywhere:
+            headers.update(self.headers)
         reason = handler.responses.get(status, ("",))[0]
         head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in headers.items()
@@ -483,6 +682,9 @@ class JWKSServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                outer._respond(self)
+
+            def do_POST(self) -> None:
                 outer._respond(self)
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -4,7 +4,7 @@ import asyncio
 import builtins
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from jwt_guard.testing import LocalIssuer
 
 from .apps import flask_app, starlette_app
 from .leaks import _nothing_leaks, _private_tempdir  # noqa: F401 (autouse fixtures)
+from .oidc_provider import OIDCProvider, run_oidc_provider
 from .servers import run_wsgi
 
 
@@ -56,6 +57,14 @@ def _unseen_reasons_said() -> None:
     no handler writes (tests/test_log.py checks it in processes of their own) counts as said,
     so that no test's log records depend on which test refused first."""
     _log._UNSEEN.warned = True
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCProvider]:
+    """panva's oidc-provider, a real authorization server issuing opaque tokens, on a free
+    loopback port for the session (tests/oidc_provider.py)."""
+    with run_oidc_provider(tmp_path_factory.mktemp("oidc-provider")) as provider:
+        yield provider
 
 
 @pytest.fixture
