@@ -13,10 +13,10 @@ metadata documents must be https, and client_credentials needs neither.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,9 +84,8 @@ class OIDCProvider:
                 "rs-jwt", "private_key_jwt", private_key=generate_key("ES256")
             ),
         }
-        self._proc: subprocess.Popen[str] | None = None
-        self._output: list[str] = []
-        self._reader: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = tmp / "oidc-provider.log"
 
     def _config(self) -> dict[str, Any]:
         private = dict(RSAAlgorithm.to_jwk(self.signing_key, as_dict=True))  # type: ignore[arg-type]
@@ -156,43 +155,34 @@ class OIDCProvider:
     def start(self) -> None:
         config = self.tmp / "oidc-provider.json"
         config.write_text(json.dumps(self._config()))
-        self._proc = subprocess.Popen(
-            [node_binary(), str(HERE / "server.mjs"), str(config)],
-            cwd=HERE,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={"PATH": "/usr/bin:/bin", "NODE_ENV": "test"},
-        )
-        ready = threading.Event()
-        proc = self._proc
-
-        def read() -> None:  # stdout and stderr, kept for the failure message
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                self._output.append(line)
-                if line.startswith("ready "):
-                    ready.set()
-
-        self._reader = threading.Thread(target=read, daemon=True)
-        self._reader.start()
+        # Its output goes to a file, read for the readiness line: no pipe and no reader thread
+        # live beside the tests (a test that forks wants no other thread running).
+        self._log = self.tmp / "oidc-provider.log"
+        with self._log.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [node_binary(), str(HERE / "server.mjs"), str(config)],
+                cwd=HERE,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NODE_ENV": "test"},
+            )
         deadline = time.monotonic() + READY_TIMEOUT
-        while not ready.wait(0.05):
-            if time.monotonic() > deadline or proc.poll() is not None:
+        while "ready " not in self.output():
+            if time.monotonic() > deadline or self._proc.poll() is not None:
                 self.stop()
-                raise RuntimeError("oidc-provider did not start:\n" + "".join(self._output))
+                raise RuntimeError("oidc-provider did not start:\n" + self.output())
+            time.sleep(0.05)
+
+    def output(self) -> str:
+        """What the node process wrote (its warnings, the readiness line)."""
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
             proc.terminate()
             proc.wait(10)
-        if self._reader is not None:
-            self._reader.join(10)
-            self._reader = None
-        if proc is not None and proc.stdout is not None:
-            proc.stdout.close()
 
 
 @contextmanager
