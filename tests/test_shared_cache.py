@@ -159,6 +159,56 @@ async def test_a_second_worker_takes_the_first_workers_fetch_from_redis(
     assert server.count == 1
 
 
+async def test_workers_starting_together_make_one_request(
+    idp: LocalIssuer, server: JWKSServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    """Eight new workers at once, the provider taking 0.2 s: one takes the lock and fetches,
+    the others wait for its copy (one that read Redis before the copy was there and took the
+    lock after it was released reads Redis again before fetching)."""
+    server.delay = 0.2
+    workers = [worker(idp, server.url, caches(timeout=5), clock) for _ in range(8)]
+    token = idp.mint()
+    if drive.mode == "sync":
+        with ThreadPoolExecutor(8) as pool:
+            principals = list(pool.map(lambda w: w[0].verify(token), workers))
+    else:
+        principals = await asyncio.gather(*(w[0].averify(token) for w in workers))
+    assert all(p.subject for p in principals)
+    assert server.count == 1
+    assert sum(source.stats.shared_hits for _, source in workers) == 7
+
+
+async def test_a_worker_that_takes_the_lock_after_another_fetched_reads_redis_again(
+    idp: LocalIssuer,
+    server: JWKSServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race of workers starting together: the second reads Redis (nothing yet), the first
+    fetches, stores and releases the lock, then the second takes it: it must read Redis again
+    rather than fetch a second time."""
+    one, _ = worker(idp, server.url, caches(), clock)
+    late = caches()
+    two, second = worker(idp, server.url, late, clock)
+    token = idp.mint()
+    lock, alock = late.lock, late.alock
+
+    def lock_after_the_first(key: str, ttl: float) -> str | None:
+        one.verify(token)
+        return lock(key, ttl)
+
+    async def alock_after_the_first(key: str, ttl: float) -> str | None:
+        await one.averify(token)
+        return await alock(key, ttl)
+
+    monkeypatch.setattr(late, "lock", lock_after_the_first)
+    monkeypatch.setattr(late, "alock", alock_after_the_first)
+    assert (await drive.verify(two, token)).subject
+    assert server.count == 1 and second.stats.shared_hits == 1
+
+
 async def test_a_refresh_is_made_once_for_the_cluster(
     idp: LocalIssuer, server: JWKSServer, caches: Caches, clock: FakeClock, drive: Drive
 ) -> None:

@@ -146,6 +146,10 @@ class AsyncDriver(JWKSState):
                     return copy
             token = ""  # cold and still nothing: fetch it here
         try:
+            if token:  # another worker may have stored its copy since the read above
+                copy = self._shared_copy(await cache.aget(key))
+                if self._adoptable(copy):
+                    return copy
             key_set, headers, body = await self._fetch_document_async(get)
             await cache.aset(key, *self._shared_entry(body, headers))
             return key_set, headers

@@ -176,6 +176,10 @@ class SyncDriver(JWKSState):
                     return copy
             token = ""  # cold and still nothing: fetch it here
         try:
+            if token:  # another worker may have stored its copy since the read above
+                copy = self._shared_copy(cache.get(key))
+                if self._adoptable(copy):
+                    return copy
             key_set, headers, body = self._fetch_document_sync(get)
             cache.set(key, *self._shared_entry(body, headers))
             return key_set, headers
