@@ -570,7 +570,10 @@ class JWKSServer:
     def _respond(self, handler: BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?", 1)[0]
         request_body = b""
-        if handler.command == "POST":
+        introspection = path == INTROSPECTION_PATH and self._introspect is not None
+        if handler.command == "POST" and introspection:
+            # Only the introspection endpoint's form is read here: a subclass serving POSTs
+            # of its own reads its request itself.
             length = handler.headers.get("Content-Length", "")
             if not length.isdigit() or int(length) > _MAX_POST:
                 handler.send_error(413 if length.isdigit() else 411)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -551,3 +552,28 @@ def test_a_jwks_server_without_introspection_says_so() -> None:
             _ = server.introspection_url
         document = httpx.get(server.base_url + "/.well-known/openid-configuration").json()
         assert "introspection_endpoint" not in document
+
+
+def test_a_subclass_answering_posts_at_the_jwks_path_reads_its_own_body() -> None:
+    """A JWKSServer subclass that reads a POST's body itself and answers it with the JWKS
+    path's faults (tests/servers.py's IntrospectionServer does) is not made to wait for a
+    second read of the body: only the kit's introspection endpoint reads it in _respond."""
+
+    class EchoServer(JWKSServer):
+        def start(self) -> EchoServer:
+            super().start()
+            assert self._server is not None
+            outer = self
+
+            def do_post(handler: BaseHTTPRequestHandler) -> None:
+                length = int(handler.headers.get("Content-Length") or 0)
+                outer.body = handler.rfile.read(length)
+                handler.path = "/jwks.json"
+                outer._respond(handler)
+
+            self._server.RequestHandlerClass.do_POST = do_post  # type: ignore[attr-defined]
+            return self
+
+    with EchoServer({"keys": []}) as server:
+        response = httpx.post(server.url, content=b"form=1", timeout=5)
+        assert response.status_code == 200 and response.content == b"form=1"
