@@ -197,7 +197,12 @@ def test_demo_page_walk_every_button(page: Any, tmp_path: Any) -> None:
         assert '"jti"' in claims and '"aud": "demo-api"' in claims
         assert '"kid"' in (page.text_content("#token-header") or "")
         first_jti = json_field(claims, "jti")
-        assert jwks_row(page, "JWKS fetches") == "1"
+        # The claims are shown before the page asks for the JWKS panel: wait for the panel of
+        # this load (under load the first read could see the one from before the login).
+        page.wait_for_function(
+            "document.querySelector('#jwks-table tr[data-name=\"JWKS fetches\"]')"
+            ".lastChild.textContent === '1'"
+        )
 
         page.click("#me-button")
         wait_output(page, '"roles"')
