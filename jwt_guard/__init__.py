@@ -28,6 +28,7 @@ from ._core.errors import (
     InsufficientRole,
     InsufficientScope,
     InsufficientUserAuthentication,
+    IntrospectionUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
     InvalidSignature,
@@ -40,6 +41,7 @@ from ._core.errors import (
     ServiceUnavailable,
     TokenBindingUnsupported,
     TokenExpired,
+    TokenInactive,
     TokenIssuedInFuture,
     TokenNotSenderConstrained,
     TokenNotYetValid,
@@ -69,6 +71,7 @@ from ._http.extract import CSRF, bound_csrf_value
 from ._http.metadata import ProtectedResource
 from ._http.route import RouteGuard
 from ._sources.discovery import OIDCDiscovery
+from ._sources.introspection import Introspection
 from ._sources.jwks import JWKSKeys, JWKSStats
 from ._sources.redis_cache import RedisCache
 from ._sources.redis_stores import RedisDenylist, RedisReplayCache
@@ -109,6 +112,8 @@ __all__ = [
     "InsufficientRole",
     "InsufficientScope",
     "InsufficientUserAuthentication",
+    "Introspection",
+    "IntrospectionUnavailable",
     "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidSignature",
@@ -143,6 +148,7 @@ __all__ = [
     "TenantKeys",
     "TokenBindingUnsupported",
     "TokenExpired",
+    "TokenInactive",
     "TokenIssuedInFuture",
     "TokenNotSenderConstrained",
     "TokenNotYetValid",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -13,7 +14,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import uvicorn
 
-from jwt_guard.testing import LocalIssuer, _ClosingThreads
+from jwt_guard.testing import JWKSServer, LocalIssuer, _ClosingThreads
 
 
 def loopback_socket() -> socket.socket:
@@ -254,3 +255,50 @@ class TenantsServer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+class IntrospectionServer(JWKSServer):
+    """A token introspection endpoint (RFC 7662) on 127.0.0.1, with every fault of the JWKS
+    server (``status``, ``body``, ``headers``, ``delay``, ``fault``, ``held()``): one fault
+    matrix for both kinds of outgoing call.
+
+    ``tokens`` maps a token to its response (an unknown token: ``{"active": false}``); each
+    call's form fields and ``Authorization`` header are appended to ``calls``; ``count`` is the
+    number of calls."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.calls: list[dict[str, str]] = []
+        self._form = threading.local()
+        super().__init__({})
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/introspect"
+
+    def jwks_document(self) -> Mapping[str, Any]:
+        token = self._form.fields.get("token", "")
+        return self.tokens.get(token, {"active": False})
+
+    def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        fields = dict(urllib.parse.parse_qsl(handler.rfile.read(length).decode("ascii")))
+        fields["authorization"] = handler.headers.get("Authorization", "")
+        fields["content_type"] = handler.headers.get("Content-Type", "")
+        with self._lock:
+            self.calls.append(fields)
+        self._form.fields = fields
+        # The JWKS server's faults apply to its JWKS path: this endpoint answers there.
+        handler.path = "/jwks.json" if handler.path == "/introspect" else handler.path
+        self._respond(handler)
+
+    def start(self) -> IntrospectionServer:
+        super().start()
+        assert self._server is not None
+        outer = self
+
+        def do_POST(handler: BaseHTTPRequestHandler) -> None:
+            outer._post(handler)
+
+        self._server.RequestHandlerClass.do_POST = do_POST  # type: ignore[attr-defined]
+        return self

@@ -26,6 +26,7 @@ only (a flood of refusals whose log lines are rate-limited away builds none).
     │   ├── KeyNotFound                                   key_not_found
     │   ├── InvalidSignature                              signature_invalid
     │   ├── TokenRevoked                                  token_revoked
+    │   ├── TokenInactive                                 token_inactive
     │   ├── DPoPKeyMismatch                               dpop_key_mismatch
     │   ├── DPoPBoundTokenAsBearer                        dpop_bound_token_as_bearer
     │   ├── TokenBindingUnsupported                       token_binding_unsupported
@@ -54,6 +55,7 @@ only (a flood of refusals whose log lines are rate-limited away builds none).
     └── ServiceUnavailable            503 + Retry-After
         ├── KeySourceUnavailable                          jwks_unavailable
         ├── DenylistUnavailable                           denylist_unavailable
+        ├── IntrospectionUnavailable                      introspection_unavailable
         └── DPoPReplayUnavailable                         dpop_replay_unavailable
 """
 
@@ -85,6 +87,7 @@ __all__ = [
     "InsufficientRole",
     "InsufficientScope",
     "InsufficientUserAuthentication",
+    "IntrospectionUnavailable",
     "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidSignature",
@@ -97,6 +100,7 @@ __all__ = [
     "ServiceUnavailable",
     "TokenBindingUnsupported",
     "TokenExpired",
+    "TokenInactive",
     "TokenIssuedInFuture",
     "TokenNotYetValid",
     "TokenRevoked",
@@ -315,6 +319,13 @@ class TokenRevoked(InvalidToken):
     description = "The token has been revoked."
 
 
+class TokenInactive(InvalidToken):
+    """The authorization server says the token is not active (RFC 7662 §2.2)."""
+
+    code = "token_inactive"
+    description = "The access token is not active."
+
+
 class ClaimError(InvalidToken):
     """A registered claim is missing, of the wrong type, or has an unacceptable value."""
 
@@ -514,6 +525,13 @@ class DenylistUnavailable(ServiceUnavailable):
 
     code = "denylist_unavailable"
     description = "The revocation list is temporarily unavailable."
+
+
+class IntrospectionUnavailable(ServiceUnavailable):
+    """The token introspection endpoint (RFC 7662) gave no usable answer in time."""
+
+    code = "introspection_unavailable"
+    description = "Token introspection is temporarily unavailable."
 
 
 # -- DPoP (RFC 9449) ----------------------------------------------------------------------------

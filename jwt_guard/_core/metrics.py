@@ -8,7 +8,11 @@
 - ``jwt_guard.jwks.fetches`` (counter): ``jwt_guard.key_source`` (its URL) and
   ``jwt_guard.outcome`` (``success`` or ``failure``);
 - ``jwt_guard.jwks.stale_serves`` (counter): ``jwt_guard.key_source``;
-- ``jwt_guard.denylist.errors`` (counter): ``jwt_guard.store`` (``redis`` or ``memory``).
+- ``jwt_guard.denylist.errors`` (counter): ``jwt_guard.store`` (``redis`` or ``memory``);
+- ``jwt_guard.introspection.calls`` (counter): ``jwt_guard.endpoint`` (its URL) and
+  ``jwt_guard.outcome`` (``active``, ``inactive`` or ``failure``; RFC 7662);
+- ``jwt_guard.introspection.duration`` (histogram, s): each call, by the same attributes;
+- ``jwt_guard.introspection.cache.lookups`` (counter): ``jwt_guard.cache.hit``.
 
 Cost. An SDK ``Counter.add`` costs microseconds, as much as a whole cached verification, so
 the two per-request counters (verifications, cache lookups) are counted here in plain integers
@@ -102,6 +106,25 @@ class Metrics:
             unit="{error}",
             description="Revocation store errors (a request refused, or let through fail-open)",
         )
+        self._introspections = meter.create_counter(
+            "jwt_guard.introspection.calls",
+            unit="{call}",
+            description="Token introspection calls (RFC 7662), by endpoint and outcome",
+        )
+        self._introspection_duration = meter.create_histogram(
+            "jwt_guard.introspection.duration",
+            unit="s",
+            description="Time of a token introspection call, by endpoint and outcome",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        #: Introspection cache lookups [misses, hits], counted like ``lookups``.
+        self.introspection_lookups = [0, 0]
+        meter.create_observable_counter(
+            "jwt_guard.introspection.cache.lookups",
+            callbacks=[self._observe_introspection_lookups],
+            unit="{lookup}",
+            description="Introspection cache lookups (jwt_guard.cache.hit: true or false)",
+        )
         self._attributes: dict[tuple[str, ...], Mapping[str, Any]] = {}
 
     def __repr__(self) -> str:
@@ -135,6 +158,14 @@ class Metrics:
         yield _otel.Observation(hits, _HIT)
         yield _otel.Observation(misses, _MISS)
 
+    def introspection_lookup(self, hit: bool) -> None:
+        self.introspection_lookups[hit] += 1
+
+    def _observe_introspection_lookups(self, options: Any) -> Iterable[Any]:
+        misses, hits = self.introspection_lookups
+        yield _otel.Observation(hits, _HIT)
+        yield _otel.Observation(misses, _MISS)
+
     # -- off the cached path: the instruments directly ---------------------------------------------
 
     def fresh_verification(self, outcome: str, seconds: float) -> None:
@@ -154,6 +185,11 @@ class Metrics:
 
     def jwks_stale_serve(self, source: str) -> None:
         self._jwks_stale.add(1, self._attrs("jwt_guard.key_source", source))
+
+    def introspection_call(self, endpoint: str, outcome: str, seconds: float) -> None:
+        attrs = self._attrs("jwt_guard.endpoint", endpoint, "jwt_guard.outcome", outcome)
+        self._introspections.add(1, attrs)
+        self._introspection_duration.record(seconds, attrs)
 
     def denylist_error(self, store: str) -> None:
         self._denylist_errors.add(1, self._attrs("jwt_guard.store", store))

@@ -31,6 +31,7 @@ from .claims import (
     normalize_typ,
 )
 from .errors import ClaimMissing, ConfigurationError
+from .introspection import IntrospectionSource, NoKeys
 from .keyset import KeySource
 from .profiles import Profile, resolve_profile
 from .revocation import Denylist
@@ -112,10 +113,14 @@ class TrustedIssuer:
     (claim-value rules), ``validate`` and ``validate_each_request`` add to the verifier's:
     both apply, the issuer's rule winning for a claim both name. ``profile`` adds to the
     verifier's too (``_core.profiles``).
+
+    ``introspection`` (``jwt_guard.Introspection``): opaque tokens are introspected at this
+    issuer's endpoint (``keys`` may then be ``None``: every token is introspected). At most one
+    trusted issuer may introspect: an opaque token names no issuer to route it by.
     """
 
     issuer: str
-    keys: KeySource
+    keys: KeySource | None
     audience: str | Sequence[str] | None = None
     algorithms: str | Sequence[str] | None = None
     roles_claim: str | Sequence[str] | None = None
@@ -125,12 +130,19 @@ class TrustedIssuer:
     validate_each_request: Validator | None = None
     profile: str | Sequence[str] | None = None
     scope_implies: Mapping[str, str | Sequence[str]] | None = None
+    introspection: IntrospectionSource | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigurationError("issuer must be a non-empty string")
-        if not isinstance(self.keys, KeySource):
-            raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
+        _check_introspection(self.introspection)
+        if not isinstance(self.keys, KeySource) and not (
+            self.keys is None and self.introspection is not None
+        ):
+            raise ConfigurationError(
+                "keys must be a key source (StaticKeys, JWKSKeys, ...), or None with "
+                "introspection=Introspection(...)"
+            )
         claim_value_rules(self.claims, "claims")
         _hooks(self.validate, "validate")
         _hooks(self.validate_each_request, "validate_each_request")
@@ -156,6 +168,11 @@ class Policy:
     profile: Profile | None = None
     #: The curves a verifying key may be on (a profile's, ``None``: any).
     curves: frozenset[str] | None = None
+    #: The issuer's introspection endpoint (RFC 7662), ``None`` without.
+    introspection: IntrospectionSource | None = None
+    #: The claim rules of an introspection response: ``rules`` without "exp" required (RFC
+    #: 7662 §2.2 makes it optional; ``active`` is the server's verdict on the token's life).
+    introspection_rules: ClaimRules | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,8 @@ class Configuration:
     tenants: tuple[Tenants[Policy], ...] = ()
     #: Tenants' policies dropped from their LRU whose key sources the driver must close.
     retired: list[Policy] = field(default_factory=list)
+    #: The policy opaque tokens are introspected for (the one with an introspection endpoint).
+    opaque: Policy | None = None
 
     @property
     def per_request(self) -> bool:
@@ -216,7 +235,7 @@ class Configuration:
     @property
     def key_sources(self) -> tuple[KeySource, ...]:
         """The key sources in use: the configured ones and the tenants' live ones."""
-        sources = [p.keys for p in self.policies if not isinstance(p.keys, TemplateKeys)]
+        sources = [p.keys for p in self.policies if not isinstance(p.keys, (TemplateKeys, NoKeys))]
         for tenants in self.tenants:
             sources.extend(tenants.key_sources)
         return tuple(dict.fromkeys(sources))
@@ -255,6 +274,11 @@ class Configuration:
         if issuer not in names:
             raise ConfigurationError("issuer is not one this verifier trusts")
         return issuer
+
+
+def _check_introspection(value: object) -> None:
+    if value is not None and not isinstance(value, IntrospectionSource):
+        raise ConfigurationError("introspection must be a jwt_guard.Introspection")
 
 
 def _apply_profile(profile: Profile, rules: ClaimRules, without_jti: bool) -> ClaimRules:
@@ -332,8 +356,10 @@ def configure(
     validate_each_request: Validator | None = None,
     profile: str | Sequence[str] | None = None,
     scope_implies: Mapping[str, str | Sequence[str]] | None = None,
+    introspection: IntrospectionSource | None = None,
 ) -> Configuration:
     """Validate the options of :class:`Verifier` (see there) and build its policies."""
+    _check_introspection(introspection)
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
         raise ConfigurationError("leeway must be a number of seconds")
     if not 0 <= leeway <= MAX_LEEWAY:
@@ -387,7 +413,7 @@ def configure(
     shown = SHOWN_CLAIM_VALUES | frozenset(detail_claims)
 
     def policy(
-        source: KeySource,
+        source: KeySource | None,
         algs: str | Sequence[str] | None,
         issuer_names: tuple[str, ...] | None,
         aud: str | Sequence[str] | None,
@@ -395,7 +421,10 @@ def configure(
         scopes: tuple[str, ...],
         trusted: TrustedIssuer | TenantIssuer | None = None,
         tenant: tuple[str, str] | None = None,  # (claim, tenant): the claim must equal it
+        endpoint: IntrospectionSource | None = None,
     ) -> Policy:
+        if source is None and endpoint is not None:
+            source = NoKeys()
         if not isinstance(source, KeySource):
             raise ConfigurationError("keys must be a key source (StaticKeys, JWKSKeys, ...)")
         auds = _strings(aud, "audience")
@@ -433,6 +462,9 @@ def configure(
         # The issuer's own hierarchy (a TenantIssuer's for every tenant), else the verifier's.
         implies = trusted.scope_implies if trusted is not None else None
         scope_hierarchy = hierarchy if implies is None else _hierarchy(implies)
+        opaque_rules = None
+        if endpoint is not None:
+            opaque_rules = replace(rules, required=tuple(c for c in rules.required if c != "exp"))
         return Policy(
             source,
             allowed,
@@ -443,6 +475,8 @@ def configure(
             scope_hierarchy,
             profile=demands,
             curves=demands.curves if demands is not None else None,
+            introspection=endpoint,
+            introspection_rules=opaque_rules,
         )
 
     routes: dict[str, Policy] | None = None
@@ -482,11 +516,25 @@ def configure(
                 )
                 continue
             routes[trusted.issuer] = policy(
-                trusted.keys, algs, (trusted.issuer,), aud, roles, scopes, trusted
+                trusted.keys,
+                algs,
+                (trusted.issuer,),
+                aud,
+                roles,
+                scopes,
+                trusted,
+                endpoint=trusted.introspection,
             )
         policies = (*routes.values(), *templates)
-    elif keys is None:
-        raise ConfigurationError("keys must be given (StaticKeys, JWKSKeys, ...)")
+        if introspection is not None:
+            raise ConfigurationError(
+                "with issuers=[...], give introspection= to the TrustedIssuer whose endpoint it is"
+            )
+    elif keys is None and introspection is None:
+        raise ConfigurationError(
+            "keys must be given (StaticKeys, JWKSKeys, ...), or introspection=Introspection(...) "
+            "to introspect every token"
+        )
     else:
         names = _strings(issuer, "issuer")
         if names is None and isinstance(keys, KeySource):
@@ -494,7 +542,28 @@ def configure(
             # discovery document must not accept tokens of every issuer they sign for. The
             # discovered issuer is the expected one unless issuer= or allow_any_issuer says not.
             names = keys.pinned_issuers
-        policies = (policy(keys, algorithms, names, audience, roles_paths, scopes_paths),)
+        if names is None and introspection is not None:
+            # From discovery, the endpoint answers for the discovered issuer only.
+            names = introspection.pinned_issuers
+        policies = (
+            policy(
+                keys,
+                algorithms,
+                names,
+                audience,
+                roles_paths,
+                scopes_paths,
+                endpoint=introspection,
+            ),
+        )
+    introspecting = [p for p in policies if p.introspection is not None]
+    if len(introspecting) > 1:
+        # An opaque token carries no "iss" to route it by, and trying each endpoint in turn
+        # would send every token to every authorization server.
+        raise ConfigurationError(
+            "only one TrustedIssuer may have introspection=: an opaque token names no issuer "
+            "to choose an endpoint by (use one verifier per introspecting issuer)"
+        )
     return Configuration(
         policies=policies,
         routes=routes,
@@ -507,6 +576,7 @@ def configure(
         cache_size=cache_size,
         tenants=tuple(tenant_routes),
         retired=retired,
+        opaque=introspecting[0] if introspecting else None,
     )
 
 

@@ -24,11 +24,13 @@ from .errors import (
     ConfigurationError,
     CriticalHeaderUnsupported,
     InvalidSignature,
+    InvalidToken,
     MalformedToken,
     TokenTooLarge,
     TypeInvalid,
     safe_value,
 )
+from .introspection import Entry, inactive_entry, refusal_entry
 from .keys import JWK
 from .keyset import KeySet
 from .parse import MAX_KID_LENGTH, b64url_decode, parse_header, parse_json, segments_detail
@@ -36,6 +38,9 @@ from .policy import Configuration, Policy
 from .principal import Principal, read_only_mapping, verified_principal
 
 __all__ = ["HEADER_CACHE_SIZE", "Steps", "token_bytes"]
+
+#: The "header" of an introspected token's principal: it has none.
+_NO_HEADER: Final[MappingProxyType[str, Any]] = MappingProxyType({})
 
 #: Distinct protected headers remembered after they passed the header checks. Tokens of one
 #: key share their header, so a handful of entries covers real traffic; the bound keeps a
@@ -181,6 +186,40 @@ class Steps:
             return None, None
         now = self._clock()
         return dpop, dpop.check(principal.claims, token, proof, method, url, now, self._leeway)
+
+    def _admit(self, policy: Policy, key: bytes, response: dict[str, Any]) -> Entry:
+        """An introspection response (RFC 7662 §2.2) judged by the rules of ``policy``'s
+        tokens, and cached by ``key`` (the token's hash): the principal, or the refusal."""
+        source = policy.introspection
+        rules = policy.introspection_rules
+        assert source is not None and rules is not None
+        if response["active"] is not True:
+            entry = inactive_entry({"endpoint": source.shown, "active": False})
+            return source.cache.put(key, entry, self._max_age)
+        # The members are the token's claims (RFC 7662 §2.2 uses the JWT claim names).
+        claims = {name: value for name, value in response.items() if name != "active"}
+        issuers = rules.issuers
+        if "iss" not in claims and issuers is not None and len(issuers) == 1:
+            # "iss" is optional in the response: the endpoint configured for this one issuer
+            # speaks for it (with several names, which one would be a guess: refused below).
+            claims["iss"] = next(iter(issuers))
+        try:
+            check_time_claims(claims, self._clock(), self._leeway, self._max_age)
+            rules.check(claims)
+            if "cnf" in claims and self._check_cnf:
+                # RFC 9449 §6.2: a DPoP-bound token's cnf.jkt comes in the response; its proof
+                # is checked by the after-steps, as for a JWT.
+                check_confirmation(claims["cnf"], self._dpop is not None)
+        except InvalidToken as exc:
+            exc.add_detail("endpoint", source.shown)
+            exc.add_detail("active", True)
+            return source.cache.put(key, refusal_entry(exc), self._max_age)
+        roles = collect_strings(claims, policy.roles_paths, split=False)
+        scopes = collect_strings(claims, policy.scopes_paths, split=True)
+        principal = verified_principal(
+            claims, _NO_HEADER, roles, scopes, policy.scope_hierarchy, flat=False
+        )
+        return source.cache.put(key, Entry(principal, None, "", {}, 0.0), self._max_age)
 
     def _check_header(self, segment: bytes) -> _Header:
         header = parse_header(segment)

@@ -5,6 +5,10 @@ set for a token (``keys`` or ``akeys`` of its key source, unless ``ready`` answe
 after the token's own checks the denylist and the DPoP replay cache. A token verified before is
 answered from the verified-token cache (``_core.cache``), its key still checked against the
 current key set. The two differ only in how they call those sources.
+
+With an introspection endpoint (RFC 7662, :mod:`.introspection`), a token that is not a compact
+JWS (not three segments), or every token when the verifier has no keys, is introspected instead:
+its cached answer, or one call per token in flight, judged by the same rules (``Steps._admit``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from collections.abc import Callable
 from time import perf_counter
 
 from .._core.cache import Entry, VerifiedTokens
-from .._core.errors import JWTGuardError
+from .._core.errors import JWTGuardError, TokenTooLarge
+from .._core.introspection import NoKeys, token_key
 from .._core.keyset import KeySource
 from .._core.metrics import Metrics
 from .._core.policy import Policy
@@ -39,6 +44,10 @@ class Drivers(Steps):
     _cache: VerifiedTokens
     _retired: list[Policy]
     _draining: weakref.WeakValueDictionary[int, KeySource]
+    #: The policy opaque tokens are introspected for (None: no introspection), and whether
+    #: it has no keys (then every token is introspected).
+    _opaque: Policy | None
+    _keyless: bool
 
     def verify(
         self,
@@ -78,6 +87,66 @@ class Drivers(Steps):
 
     def _authenticate(self, token: bytes) -> Principal:
         """Everything but the denylist and DPoP (sync driver)."""
+        opaque = self._opaque
+        if opaque is None:
+            return self._authenticate_jwt(token)
+        if self._keyless or token.count(b".") != 2:
+            return self._introspected(token, opaque)
+        principal = self._authenticate_jwt(token)
+        if self._introspects_jwt(principal, opaque):
+            self._introspected(token, opaque)  # it must be active at the server too
+        return principal
+
+    async def _aauthenticate(self, token: bytes) -> Principal:
+        """Everything but the denylist and DPoP (async driver)."""
+        opaque = self._opaque
+        if opaque is None:
+            return await self._aauthenticate_jwt(token)
+        if self._keyless or token.count(b".") != 2:
+            return await self._aintrospected(token, opaque)
+        principal = await self._aauthenticate_jwt(token)
+        if self._introspects_jwt(principal, opaque):
+            await self._aintrospected(token, opaque)
+        return principal
+
+    def _introspects_jwt(self, principal: Principal, opaque: Policy) -> bool:
+        source = opaque.introspection
+        return (
+            source is not None
+            and source.introspect_jwts
+            and self._route(principal.claims) is opaque
+        )
+
+    def _introspected(self, token: bytes, policy: Policy) -> Principal:
+        source = policy.introspection
+        assert source is not None
+        key = self._introspection_key(token)
+        entry = source.cache.get(key)
+        if self.metrics is not None:
+            self.metrics.introspection_lookup(entry is not None)
+        if entry is None:
+            entry = source.introspect(token, key, lambda r: self._admit(policy, key, r))
+        return entry.outcome()  # type: ignore[no-any-return]
+
+    async def _aintrospected(self, token: bytes, policy: Policy) -> Principal:
+        source = policy.introspection
+        assert source is not None
+        key = self._introspection_key(token)
+        entry = source.cache.get(key)
+        if self.metrics is not None:
+            self.metrics.introspection_lookup(entry is not None)
+        if entry is None:
+            entry = await source.aintrospect(token, key, lambda r: self._admit(policy, key, r))
+        return entry.outcome()  # type: ignore[no-any-return]
+
+    def _introspection_key(self, token: bytes) -> bytes:
+        # The size limit holds for every token: a huge one is never sent to the endpoint.
+        if len(token) > self._max_bytes:
+            raise TokenTooLarge(detail={"length": len(token), "limit": self._max_bytes})
+        return token_key(token)
+
+    def _authenticate_jwt(self, token: bytes) -> Principal:
+        """A compact JWS: everything but the denylist and DPoP (sync driver)."""
         cached = self._cached(token)
         if cached is not None:
             if cached.key in cached.policy.keys.keys(cached.kid):
@@ -89,6 +158,8 @@ class Drivers(Steps):
 
     def _fresh(self, token: bytes) -> Principal:
         pending = self._begin(token)
+        if type(pending.policy.keys) is NoKeys:  # an issuer whose every token is introspected
+            return self._introspected(token, pending.policy)
         if self._retired:
             self._close_retired()
         key_set = pending.policy.keys.keys(pending.header.kid)
@@ -105,8 +176,8 @@ class Drivers(Steps):
         self.metrics.fresh_verification("valid", perf_counter() - started)
         return principal
 
-    async def _aauthenticate(self, token: bytes) -> Principal:
-        """Everything but the denylist and DPoP (async driver)."""
+    async def _aauthenticate_jwt(self, token: bytes) -> Principal:
+        """A compact JWS: everything but the denylist and DPoP (async driver)."""
         cached = self._cached(token)
         if cached is not None:
             source = cached.policy.keys
@@ -129,6 +200,8 @@ class Drivers(Steps):
 
     async def _afresh(self, token: bytes) -> Principal:
         pending = self._begin(token)
+        if type(pending.policy.keys) is NoKeys:
+            return await self._aintrospected(token, pending.policy)
         if self._retired:
             await self._aclose_retired()
         source = pending.policy.keys

@@ -1,4 +1,5 @@
-"""One bounded HTTP GET, the same for both drivers of a remote key source (JWKS, discovery).
+"""One bounded HTTP GET, the same for both drivers of a remote key source (JWKS, discovery),
+or POST (token introspection, RFC 7662).
 
 httpx, status 200 only, no redirects, ``Accept-Encoding`` limited to what can be decoded with a
 bounded output, the body streamed with its compressed *and* decoded size capped, and a deadline
@@ -161,6 +162,14 @@ class _Body:
         return b"".join(self._chunks), self.headers
 
 
+def _request(data: bytes | None, headers: Mapping[str, str] | None) -> dict[str, Any]:
+    """The method, body and headers of a GET (``data`` None) or a form POST."""
+    sent = {"Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING, **(headers or {})}
+    if data is None:
+        return {"method": "GET", "headers": sent}
+    return {"method": "POST", "content": data, "headers": sent}
+
+
 def _translate(exc: httpx.HTTPError, url: str) -> FetchFailed:
     if isinstance(exc, httpx.TimeoutException):
         return FetchFailed("timed out", url)
@@ -179,15 +188,17 @@ class SyncGet:
         self._deadline = time.monotonic() + timeout
         self._sockets = sockets
 
-    def __call__(self, url: str) -> tuple[bytes, Mapping[str, str]]:
+    def __call__(
+        self, url: str, data: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """GET ``url``, or POST ``data`` to it (with ``headers`` added)."""
         try:
             with self._client.stream(
-                "GET",
-                url,
+                url=url,
                 timeout=self._timeout,
                 follow_redirects=False,
-                headers={"Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING},
                 extensions={"trace": self._sockets.trace},
+                **_request(data, headers),
             ) as response:
                 body = _Body(response, self._max_bytes, self._deadline)
                 for chunk in response.iter_raw():
@@ -209,14 +220,16 @@ class AsyncGet:
         self._max_bytes = max_bytes
         self._deadline = time.monotonic() + timeout
 
-    async def __call__(self, url: str) -> tuple[bytes, Mapping[str, str]]:
+    async def __call__(
+        self, url: str, data: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """GET ``url``, or POST ``data`` to it (with ``headers`` added)."""
         try:
             async with self._client.stream(
-                "GET",
-                url,
+                url=url,
                 timeout=self._timeout,
                 follow_redirects=False,
-                headers={"Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING},
+                **_request(data, headers),
             ) as response:
                 body = _Body(response, self._max_bytes, self._deadline)
                 async for chunk in response.aiter_raw():

@@ -23,6 +23,7 @@ from .._core.cache import VerifiedTokens
 from .._core.claims import Validator
 from .._core.dpop import DPoP
 from .._core.errors import ClaimMissing, ConfigurationError
+from .._core.introspection import IntrospectionSource, NoKeys
 from .._core.keyset import KeySource
 from .._core.log import logger
 from .._core.metrics import Metrics, resolve_metrics
@@ -86,6 +87,11 @@ class Verifier(Drivers):
     refused here. Every scope decision honours it (``require_scopes``, ``Principal.has_scopes``,
     MCP ``tool_scopes``); ``Principal.scopes`` stays the token's own and
     ``Principal.effective_scopes`` adds the implied ones. Per issuer: ``TrustedIssuer``.
+
+    ``introspection=Introspection(...)`` (RFC 7662) introspects the tokens that are not a
+    compact JWS (opaque tokens), or every token when ``keys`` is not given; the response's
+    members are the claims, held to the same rules (``exp`` not required: see README "Opaque
+    tokens"). Per issuer: ``TrustedIssuer(introspection=...)``, on one issuer at most.
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class Verifier(Drivers):
         validate_each_request: Validator | None = None,
         profile: str | Sequence[str] | None = None,
         scope_implies: Mapping[str, str | Sequence[str]] | None = None,
+        introspection: IntrospectionSource | None = None,
     ) -> None:
         if dpop is not None and not isinstance(dpop, DPoP):
             raise ConfigurationError("dpop must be a jwt_guard.DPoP")
@@ -144,6 +151,7 @@ class Verifier(Drivers):
             validate_each_request=validate_each_request,
             profile=profile,
             scope_implies=scope_implies,
+            introspection=introspection,
         )
         # What the profiles need of the other options (fapi2: dpop= or mtls=), checked here.
         check_verifier_options(
@@ -167,6 +175,12 @@ class Verifier(Drivers):
         # validate_each_request hooks are an after-step: a cache hit must ask them too.
         self._each_request = config.per_request
         self._no_after_steps = dpop is None and self._denylist is None and not self._each_request
+        self._opaque = config.opaque
+        # Without keys at all, every token is introspected (a JWT too: not parsed here).
+        self._keyless = all(isinstance(p.keys, NoKeys) for p in config.policies)
+        endpoint = config.opaque.introspection if config.opaque is not None else None
+        if endpoint is not None:
+            endpoint.use_clock(self._clock)
         self._all_algorithms = config.algorithms
         self._route = config.route
         # Tenants' key sources dropped from their LRU, closed by the drivers (see drivers.py).
@@ -183,6 +197,8 @@ class Verifier(Drivers):
                 tenants.metrics = self.metrics
             if config.denylist is not None:
                 config.denylist.use_metrics(self.metrics)
+            if endpoint is not None:
+                endpoint.use_metrics(self.metrics)
         self._cache = VerifiedTokens(
             config.cache_size, self._clock, self._leeway, self._max_age, self.metrics
         )
@@ -190,7 +206,11 @@ class Verifier(Drivers):
         #: A cache hit that needs no I/O and no error, or None (see VerifiedTokens.hit): the
         #: ASGI middleware's fast path. Only without after-steps (DPoP, denylist,
         #: validate_each_request).
-        self._hit = self._cache.hit if self._no_after_steps else None
+        self._hit = (
+            self._cache.hit
+            if self._no_after_steps and (endpoint is None or not endpoint.introspect_jwts)
+            else None
+        )
         self._remember = self._cache.put
         self._forget = self._cache.forget
 
@@ -242,8 +262,16 @@ class Verifier(Drivers):
         for source in self.key_sources:
             await source.aprefetch(required=required)
 
+    @property
+    def introspection(self) -> IntrospectionSource | None:
+        """The introspection endpoint opaque tokens go to (RFC 7662), ``None`` without."""
+        return self._opaque.introspection if self._opaque is not None else None
+
     def close(self) -> None:
-        """Close the key sources', the denylist's and the DPoP replay cache's connections."""
+        """Close the key sources', the introspection endpoint's, the denylist's and the DPoP
+        replay cache's connections."""
+        if self.introspection is not None:
+            self.introspection.close()
         self._close_retired()
         for source in (*self._draining.values(), *self.key_sources):
             source.close()
@@ -255,6 +283,8 @@ class Verifier(Drivers):
     async def aclose(self) -> None:
         """Close this loop's connections, and cancel its background key refreshes (an ASGI
         lifespan shutdown calls this)."""
+        if self.introspection is not None:
+            await self.introspection.aclose()
         await self._aclose_retired()
         for source in (*self._draining.values(), *self.key_sources):
             await source.aclose()
@@ -297,8 +327,11 @@ class Verifier(Drivers):
         return self._clock()
 
     def clear_cache(self) -> None:
-        """Drop every verified token remembered (they are re-verified on next use)."""
+        """Drop every verified token remembered (they are re-verified on next use), and every
+        introspection answer."""
         self._cache.clear()
+        if self.introspection is not None:
+            self.introspection.cache.clear()
 
     def _revocations(self) -> Denylist:
         if self._denylist is None:

@@ -1,0 +1,398 @@
+"""Token introspection (RFC 7662) without I/O: the request, the response, the cache policy.
+
+    opaque token ─► hash (the cache key: never the token) ─► cached entry? ─► principal / refusal
+                                       └─► miss: the driver POSTs :func:`request_for` (one call
+                                           per token in flight) ─► :func:`read_response` ─► entry
+
+* **The request** (RFC 7662 §2.1): ``token`` and ``token_type_hint=access_token`` in a form
+  body, the client authenticated by ``client_secret_basic`` (RFC 6749 §2.3.1, the id and the
+  secret form-urlencoded before base64), ``client_secret_post`` or ``private_key_jwt`` (RFC 7523
+  §2.2, an assertion signed for this endpoint, valid for a minute).
+* **The response** (RFC 7662 §2.2): ``application/json``, an object whose ``active`` is a
+  boolean. Anything else is the endpoint failing (503), never the token (401).
+* **The cache** (:class:`IntrospectionCache`, a ``cachetools.TLRUCache``: an expiry per entry):
+  an active token's principal until the earliest of its ``exp``, ``iat + max_token_age`` and
+  the positive TTL; an inactive (or refused) one for the short negative TTL. An entry is never
+  served past its expiry, not even while the endpoint is down: the next request asks again,
+  and gets 503 if the endpoint cannot answer.
+
+The drivers (``jwt_guard._sources.introspection``) do the HTTP call, the single flight and the
+deadline; the verifier checks the response's claims with the rules of its tokens
+(``_core.steps``).
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import hashlib
+import json
+import math
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NamedTuple
+
+from cachetools import TLRUCache
+
+from .errors import ConfigurationError, InvalidToken, TokenInactive
+from .jwks_policy import FetchFailed
+from .keyset import KeySet, KeySource
+from .metrics import Metrics
+
+__all__ = [
+    "ASSERTION_LIFETIME",
+    "AUTH_METHODS",
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_NEGATIVE_TTL",
+    "DEFAULT_POSITIVE_TTL",
+    "MAX_POSITIVE_TTL",
+    "ClientAuth",
+    "Entry",
+    "IntrospectionCache",
+    "IntrospectionSource",
+    "NoKeys",
+    "read_response",
+    "token_key",
+]
+
+#: RFC 7591 §2 names of the client authentication methods supported.
+AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+#: RFC 7523 §2.2 / §3: the client assertion's type, and how long one is valid (it is made for
+#: one call; a minute covers clock skew between us and the server).
+ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME: Final = 60
+#: How long an active token is answered from the cache at most. The server's answer can change
+#: before ``exp`` (a revocation, a logout): this bounds how long a revoked token still passes,
+#: the one thing introspection is chosen for, while a client making a request a second makes
+#: one call a minute instead of sixty. Lower it for a tighter bound (0 < ttl <= 3600).
+DEFAULT_POSITIVE_TTL: Final = 60.0
+MAX_POSITIVE_TTL: Final = 3600.0
+#: How long an inactive (or refused) token is answered from the cache: short, since a token the
+#: server did not know yet (a replica behind) may become active, but long enough that a client
+#: retrying a dead token in a loop does not make the endpoint's load.
+DEFAULT_NEGATIVE_TTL: Final = 5.0
+#: Tokens remembered: ~1 KiB each (a principal), so about 10 MiB at most.
+DEFAULT_CACHE_SIZE: Final = 10_000
+_HINT: Final = "access_token"  # RFC 7662 §2.1 token_type_hint
+
+
+def token_key(token: bytes) -> bytes:
+    """The cache key of a token: its SHA-256, so the cache (and a shared store) never holds a
+    token someone could replay."""
+    return hashlib.sha256(token).digest()
+
+
+class ClientAuth:
+    """How the resource server authenticates to the introspection endpoint (RFC 7662 §2.1:
+    the endpoint requires it). Validated here; the secret is never shown in ``repr``."""
+
+    def __init__(
+        self,
+        method: str,
+        client_id: str,
+        client_secret: str | None,
+        private_key: Any,
+        algorithm: str | None,
+        key_id: str | None,
+    ) -> None:
+        if method not in AUTH_METHODS:
+            raise ConfigurationError(f"auth_method must be one of {list(AUTH_METHODS)}")
+        if not isinstance(client_id, str) or not client_id:
+            raise ConfigurationError("client_id must be a non-empty string")
+        self.method = method
+        self.client_id = client_id
+        self._secret: str | None = None
+        self._key: Any = None
+        self._algorithm = ""
+        self._kid = key_id
+        if method == "private_key_jwt":
+            if client_secret is not None:
+                raise ConfigurationError(
+                    "auth_method='private_key_jwt' signs with private_key=: drop client_secret="
+                )
+            self._key, self._algorithm = _signing_key(private_key, algorithm)
+            if key_id is not None and (not isinstance(key_id, str) or not key_id):
+                raise ConfigurationError("private_key_id must be a non-empty string")
+        else:
+            if private_key is not None:
+                raise ConfigurationError(
+                    f"private_key= is for auth_method='private_key_jwt', not {method!r}"
+                )
+            if not isinstance(client_secret, str) or not client_secret:
+                raise ConfigurationError(
+                    f"auth_method={method!r} needs client_secret= (the secret the authorization "
+                    "server issued to this resource server), or auth_method='private_key_jwt' "
+                    "with private_key="
+                )
+            self._secret = client_secret
+
+    def __repr__(self) -> str:
+        return f"ClientAuth({self.method!r}, client_id={self.client_id!r}, secret=**********)"
+
+    def request(self, token: bytes, audience: str, now: float) -> tuple[bytes, dict[str, str]]:
+        """The form body and headers of one introspection call for ``token``."""
+        form: dict[str, str] = {"token": token.decode("ascii"), "token_type_hint": _HINT}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self.method == "client_secret_basic":
+            assert self._secret is not None
+            # RFC 6749 §2.3.1: each is form-urlencoded (Appendix B) before the Basic scheme, so
+            # a ':' in a client id, or a '%' in a secret, reaches the server as it is.
+            user = urllib.parse.quote_plus(self.client_id)
+            password = urllib.parse.quote_plus(self._secret)
+            encoded = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {encoded}"
+        elif self.method == "client_secret_post":
+            assert self._secret is not None
+            form["client_id"] = self.client_id
+            form["client_secret"] = self._secret
+        else:
+            form["client_id"] = self.client_id
+            form["client_assertion_type"] = ASSERTION_TYPE
+            form["client_assertion"] = self.assertion(audience, now)
+        return urllib.parse.urlencode(form).encode("ascii"), headers
+
+    def assertion(self, audience: str, now: float) -> str:
+        """RFC 7523 §3: iss = sub = the client id, aud = the endpoint, a fresh jti, a short exp."""
+        # PyJWT makes it (never imported on the verification path of a JWT: only here).
+        import jwt
+
+        issued = int(now)
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": audience,
+            "jti": secrets.token_urlsafe(16),
+            "iat": issued,
+            "exp": issued + ASSERTION_LIFETIME,
+        }
+        headers = {"kid": self._kid} if self._kid is not None else None
+        return jwt.encode(claims, self._key, algorithm=self._algorithm, headers=headers)
+
+
+def _signing_key(key: Any, algorithm: str | None) -> tuple[Any, str]:
+    """A private key for client assertions (a PEM or a ``cryptography`` private key) and its
+    algorithm (given, else the one its type implies)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if key is None:
+        raise ConfigurationError(
+            "auth_method='private_key_jwt' needs private_key= (a PEM or a cryptography "
+            "private key; its public key registered with the authorization server)"
+        )
+    if isinstance(key, (str, bytes)):
+        data = key.encode() if isinstance(key, str) else key
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                "private_key must be an unencrypted PEM private key (or a cryptography key)"
+            ) from exc
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < 2048:
+            raise ConfigurationError("an RSA private_key must have at least 2048 bits")
+        allowed: tuple[str, ...]
+        implied, allowed = "RS256", ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        by_curve = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+        if key.curve.name not in by_curve:
+            raise ConfigurationError(f"EC curve {key.curve.name} is not supported for JWS")
+        implied = by_curve[key.curve.name]
+        allowed = (implied,)
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        implied, allowed = "EdDSA", ("EdDSA",)
+    else:
+        raise ConfigurationError("private_key must be an RSA, EC or Ed25519 private key")
+    chosen = implied if algorithm is None else algorithm
+    if chosen not in allowed:
+        raise ConfigurationError(
+            f"private_key_algorithm={algorithm!r} does not fit the key: use one of {list(allowed)}"
+        )
+    return key, chosen
+
+
+def read_response(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The response object of RFC 7662 §2.2, or :class:`FetchFailed` (the endpoint failing:
+    503). ``active`` must be a JSON boolean: ``"true"`` is no answer we can stand behind."""
+    mime = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if mime != "application/json":
+        shown = mime[:60] or "none"
+        raise FetchFailed(f"content type {shown}, not application/json (RFC 7662 §2.2)")
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise FetchFailed("response is not JSON") from exc
+    if not isinstance(document, dict):
+        raise FetchFailed("response is not a JSON object")
+    if not isinstance(document.get("active"), bool):
+        raise FetchFailed("response has no boolean 'active' (RFC 7662 §2.2)")
+    return document
+
+
+class Entry(NamedTuple):
+    """One cached answer: an accepted token's principal, or a refusal (its class, code and
+    detail: raised anew on every hit, never the same exception object twice)."""
+
+    principal: Any  # a Principal, or None for a refusal
+    refusal: type[InvalidToken] | None
+    code: str
+    detail: Mapping[str, Any]
+    #: The epoch second after which it must not be used (set by ``IntrospectionCache.put``).
+    expires: float
+
+    def outcome(self) -> Any:
+        """The principal, or the refusal raised."""
+        if self.refusal is not None:
+            raise self.refusal(code=self.code, detail=dict(self.detail))
+        return self.principal
+
+
+def refusal_entry(exc: InvalidToken) -> Entry:
+    return Entry(None, type(exc), exc.code, dict(exc.detail), 0.0)
+
+
+def inactive_entry(detail: Mapping[str, Any]) -> Entry:
+    return Entry(None, TokenInactive, TokenInactive.code, dict(detail), 0.0)
+
+
+class IntrospectionCache:
+    """Introspection answers by token hash, each until its own expiry (``TLRUCache``), bounded
+    in size. Thread-safe (``cachetools`` caches are not: one lock, held for a lookup)."""
+
+    def __init__(
+        self,
+        size: int,
+        positive_ttl: float,
+        negative_ttl: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.positive_ttl = positive_ttl
+        self.negative_ttl = negative_ttl
+        self._clock = clock
+        self._cache: Any = TLRUCache(maxsize=size, ttu=_expiry, timer=clock) if size > 0 else None
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> Entry | None:
+        if self._cache is None:
+            return None
+        with self._lock:
+            entry: Entry | None = self._cache.get(key)
+        return entry
+
+    def expiry(self, entry: Entry, max_age: float | None) -> float:
+        """Until when ``entry`` may answer: a refusal for the negative TTL; a principal until
+        its ``exp``, ``iat + max_age`` or the positive TTL, whichever is first."""
+        now = self._clock()
+        if entry.principal is None:
+            return now + self.negative_ttl
+        claims = entry.principal.claims
+        until = now + self.positive_ttl
+        exp = claims.get("exp")
+        if _number(exp):
+            until = min(until, float(exp))
+        iat = claims.get("iat")
+        if max_age is not None and _number(iat):
+            until = min(until, float(iat) + max_age)
+        return until
+
+    def put(self, key: bytes, entry: Entry, max_age: float | None) -> Entry:
+        """Remember ``entry`` (with its expiry set); returns it."""
+        entry = entry._replace(expires=self.expiry(entry, max_age))
+        if self._cache is not None and entry.expires > self._clock():
+            with self._lock:
+                self._cache[key] = entry
+        return entry
+
+    def cap(self, key: bytes, entry: Entry, until: float) -> Entry:
+        """``entry`` (cached by ``put``) used until ``until`` at the latest."""
+        if entry.expires <= until:
+            return entry
+        entry = entry._replace(expires=until)
+        if self._cache is not None:
+            with self._lock:
+                if until > self._clock():
+                    self._cache[key] = entry
+                else:
+                    self._cache.pop(key, None)
+        return entry
+
+    def clear(self) -> None:
+        if self._cache is not None:
+            with self._lock:
+                self._cache.clear()
+
+    def __len__(self) -> int:
+        return 0 if self._cache is None else len(self._cache)
+
+    def reset(self) -> None:
+        """A fresh lock (in a forked child, where the parent's may be held for ever)."""
+        self._lock = threading.Lock()
+
+
+def _expiry(_key: bytes, entry: Entry, _now: float) -> float:
+    return entry.expires
+
+
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class IntrospectionSource(abc.ABC):
+    """What the verifier asks an introspection endpoint (``jwt_guard.Introspection``): the
+    cache, and one call per token in flight, sync and async."""
+
+    #: Introspect compact JWTs too, after their local verification (see Introspection).
+    introspect_jwts: bool = False
+    cache: IntrospectionCache
+    #: The endpoint for logs and details (no query, no user info).
+    shown: str
+    #: The ``iss`` a verifier without ``issuer=`` expects (from discovery), ``None``: any.
+    pinned_issuers: tuple[str, ...] | None = None
+
+    @abc.abstractmethod
+    def introspect(
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
+    ) -> Entry:
+        """The entry for ``token``: one call per token in flight (others wait for it), its
+        response turned into an entry by ``admit`` and cached. Raises
+        ``IntrospectionUnavailable`` when the endpoint gives no usable answer in time."""
+
+    @abc.abstractmethod
+    async def aintrospect(
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
+    ) -> Entry:
+        """:meth:`introspect` without blocking the event loop."""
+
+    #: The verifier's instruments, when metrics are on (see ``use_metrics``).
+    _metrics: Metrics | None = None
+
+    def use_metrics(self, metrics: Metrics) -> None:
+        """Count calls, their outcomes and durations on ``metrics`` (the verifier calls this)."""
+        self._metrics = metrics
+
+    def use_clock(self, clock: Callable[[], float]) -> None:  # noqa: B027 - optional hook
+        """The verifier's clock (its time checks and the cache's expiries must agree)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release network resources."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release this loop's network resources."""
+
+
+class NoKeys(KeySource):
+    """The key source of a verifier that introspects every token (``keys`` not given): a JWT
+    never reaches it (every token is introspected), and asking it is a bug."""
+
+    published = True  # no algorithms are named either: none is ever checked
+
+    def keys(self, kid: str | None) -> KeySet:
+        raise AssertionError("a verifier without keys introspects every token")
+
+    async def akeys(self, kid: str | None) -> KeySet:
+        raise AssertionError("a verifier without keys introspects every token")
+
+    def __repr__(self) -> str:
+        return "NoKeys()"

@@ -1,0 +1,538 @@
+"""Token introspection (RFC 7662) over HTTP: :class:`Introspection`, two drivers over one cache.
+
+What is asked and how the answer is judged and cached is the core's
+(``_core.introspection``, ``Steps._admit``); here is only the I/O, the way the JWKS drivers do
+it (:mod:`.fetch`, :mod:`.deadline`):
+
+* **one call per token in flight** (single flight): the first request for a token not in the
+  cache makes the call, every other request for the same token waits for its answer. Sync:
+  a ``threading.Event`` per call; async: one ``asyncio`` task per call, shielded, per loop.
+* **bounded**: a form POST, status 200 only, no redirects, the body streamed with its
+  compressed and decoded size capped, one total deadline per call (a slow drip cannot outlast
+  it). Anything else, a transport error, a body that is not the JSON object of RFC 7662 §2.2
+  or a wrong content type is :class:`IntrospectionUnavailable` (503 with ``Retry-After``),
+  never a verdict on the token.
+* **after a fork**, nothing in flight or pooled is inherited (``_after_fork``).
+* an optional **shared store** (``shared_cache=``: ``get``/``aget``/``set``/``aset`` of bytes
+  with a TTL, e.g. Redis) is asked before the endpoint and told every answer, so the workers
+  of a deployment introspect a token once between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any, Final, Protocol
+
+import httpx
+
+from .._core.errors import ConfigurationError, IntrospectionUnavailable, TokenInactive
+from .._core.introspection import (
+    AUTH_METHODS,
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_NEGATIVE_TTL,
+    DEFAULT_POSITIVE_TTL,
+    MAX_POSITIVE_TTL,
+    ClientAuth,
+    Entry,
+    IntrospectionCache,
+    IntrospectionSource,
+    read_response,
+)
+from .._core.jwks_policy import FetchFailed
+from .deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
+from .discovery import metadata_documents, read_metadata_async, read_metadata_sync
+from .fetch import AsyncGet, Sockets, SyncGet, check_url, display_url, new_client
+from .jwks_state import WAIT_GRACE
+
+__all__ = ["DEFAULT_TIMEOUT", "Introspection", "SharedCache"]
+
+logger = logging.getLogger("jwt_guard")
+
+#: The total deadline of one call, in seconds: a request waits at most this (plus scheduling)
+#: for an answer it has no other way to get.
+DEFAULT_TIMEOUT: Final = 3.0
+#: An introspection response is a small JSON object; a larger body is a fault, not an answer.
+DEFAULT_MAX_BYTES: Final = 64 * 1024
+#: Retry-After of a 503: the next request makes a new call, so a second is enough.
+RETRY_AFTER: Final = 1
+#: At most one WARNING per this many seconds for a failing endpoint (then DEBUG): every
+#: request for a new token fails while it is down.
+_LOG_EVERY: Final = 10.0
+
+
+class SharedCache(Protocol):
+    """A second-level store shared by workers (``Introspection(shared_cache=...)``): bytes by
+    key, each with a TTL in seconds. A failing store is a cache miss."""
+
+    def get(self, key: str) -> bytes | None: ...
+    async def aget(self, key: str) -> bytes | None: ...
+    def set(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def aset(self, key: str, value: bytes, ttl: float) -> None: ...
+
+
+class _Call:
+    """One sync call in flight: waiters wait on ``done``, then read ``entry`` (None: failed,
+    ``reason`` and ``status`` say why)."""
+
+    __slots__ = ("done", "entry", "reason", "status")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: Entry | None = None
+        self.reason = "the call failed"
+        self.status: int | None = None
+
+
+class _Failure:
+    """An async call's failure, handed to each waiter (each raises its own error)."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, reason: str, status: int | None) -> None:
+        self.reason = reason
+        self.status = status
+
+
+def _seconds(value: object, name: str, low: float, high: float) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not low < value <= high  # NaN fails this too
+    ):
+        raise ConfigurationError(f"{name} must be a number of seconds, > {low:g} and <= {high:g}")
+    return float(value)
+
+
+class Introspection(IntrospectionSource):
+    """An OAuth 2.0 token introspection endpoint (RFC 7662) the verifier asks about tokens.
+
+    ``Introspection(url, client_id=..., client_secret=...)``, or
+    ``Introspection(discovery=issuer, client_id=...)`` to read ``introspection_endpoint`` from
+    the issuer's metadata (RFC 8414 §2, OpenID Connect Discovery; its ``issuer`` checked, read
+    at the first call; a verifier without ``issuer=`` then expects that issuer). Given to
+    ``Verifier(introspection=...)`` or ``TrustedIssuer(introspection=...)``.
+
+    Client authentication (RFC 7662 §2.1): ``auth_method`` ``client_secret_basic`` (the
+    default with ``client_secret``), ``client_secret_post``, or ``private_key_jwt`` (the
+    default with ``private_key``: a PEM or ``cryptography`` key; RFC 7523, an assertion whose
+    ``aud`` is ``assertion_audience``, by default the endpoint's URL).
+
+    ``introspect_jwts=True`` asks about compact JWTs too, after their local verification: a
+    JWT revoked at the server is refused (within the positive TTL).
+
+    Cache: ``positive_ttl`` (default 60 s, at most 3600) bounds how long an active answer is
+    used, never past the token's ``exp``; ``negative_ttl`` (5 s) an inactive one;
+    ``cache_size`` entries at most (0: no cache). ``timeout`` is each call's total deadline.
+    ``client`` an ``httpx.Client`` or ``httpx.AsyncClient`` of your own (the other driver
+    makes its own); ``allow_http`` as for ``JWKSKeys`` (loopback needs no switch).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client_id: str,
+        client_secret: str | None = None,
+        private_key: Any = None,
+        auth_method: str | None = None,
+        private_key_algorithm: str | None = None,
+        private_key_id: str | None = None,
+        assertion_audience: str | None = None,
+        discovery: str | None = None,
+        introspect_jwts: bool = False,
+        positive_ttl: float = DEFAULT_POSITIVE_TTL,
+        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        allow_http: bool = False,
+        client: httpx.Client | httpx.AsyncClient | None = None,
+        clock: Callable[[], float] | None = None,
+        shared_cache: SharedCache | None = None,
+    ) -> None:
+        if not isinstance(allow_http, bool):
+            raise ConfigurationError("allow_http must be True or False")
+        if (url is None) == (discovery is None):
+            raise ConfigurationError(
+                "give the endpoint's URL, or discovery= (the issuer, whose metadata names its "
+                "introspection_endpoint), not both"
+            )
+        self._allow_http = allow_http
+        self._documents: tuple[str, ...] = ()
+        self._issuers: tuple[str, ...] = ()
+        if url is not None:
+            self._url: str | None = check_url(url, allow_http, "url")
+            self.shown = display_url(url)
+        else:
+            assert discovery is not None
+            check_url(discovery, allow_http, "discovery")
+            self._documents, self._issuers = metadata_documents(discovery)
+            self._url = None
+            self.shown = display_url(self._documents[0])
+            self.pinned_issuers = self._issuers[:1]
+        if auth_method is None:
+            auth_method = "private_key_jwt" if private_key is not None else "client_secret_basic"
+        if auth_method not in AUTH_METHODS:
+            raise ConfigurationError(f"auth_method must be one of {list(AUTH_METHODS)}")
+        self._auth = ClientAuth(
+            auth_method, client_id, client_secret, private_key, private_key_algorithm,
+            private_key_id,
+        )  # fmt: skip
+        if assertion_audience is not None:
+            if auth_method != "private_key_jwt":
+                raise ConfigurationError("assertion_audience= is for auth_method='private_key_jwt'")
+            if not isinstance(assertion_audience, str) or not assertion_audience:
+                raise ConfigurationError("assertion_audience must be a non-empty string")
+        self._assertion_audience = assertion_audience
+        if not isinstance(introspect_jwts, bool):
+            raise ConfigurationError("introspect_jwts must be True or False")
+        self.introspect_jwts = introspect_jwts
+        positive = _seconds(positive_ttl, "positive_ttl", 0, MAX_POSITIVE_TTL)
+        negative = _seconds(negative_ttl, "negative_ttl", 0, MAX_POSITIVE_TTL)
+        self._timeout = _seconds(timeout, "timeout", 0, 60)
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigurationError("cache_size must be a non-negative integer")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
+            raise ConfigurationError("max_bytes must be an integer >= 1024")
+        self._max_bytes = max_bytes
+        if client is not None and not isinstance(client, (httpx.Client, httpx.AsyncClient)):
+            raise ConfigurationError("client must be an httpx.Client or httpx.AsyncClient")
+        if clock is not None and not callable(clock):
+            raise ConfigurationError("clock must be a callable returning epoch seconds")
+        if shared_cache is not None and not all(
+            callable(getattr(shared_cache, name, None)) for name in ("get", "aget", "set", "aset")
+        ):
+            raise ConfigurationError(
+                "shared_cache must have get, aget, set and aset (bytes by key, with a TTL)"
+            )
+        self._shared = shared_cache
+        self._given_clock = clock is not None
+        self._clock: Callable[[], float] = clock or time.time
+        self.cache = IntrospectionCache(cache_size, positive, negative, lambda: self._clock())
+        self._client_sync = client if isinstance(client, httpx.Client) else None
+        self._client_async = client if isinstance(client, httpx.AsyncClient) else None
+        # The shared store's keys are scoped by the endpoint: two verifiers on one Redis.
+        where = (self._url or self._documents[0]).encode()
+        self._shared_prefix = f"jwt_guard:introspection:{hashlib.sha256(where).hexdigest()[:16]}:"
+        self._last_warning = -_LOG_EVERY
+        self._reset()
+        _INSTANCES.add(self)
+
+    def _reset(self) -> None:
+        """Fresh driver state: at construction, and in a forked child."""
+        self._lock = threading.Lock()  # held to join or start a call, never across I/O
+        self._calls: dict[bytes, _Call] = {}
+        self._tasks: dict[bytes, asyncio.Task[Entry | _Failure]] = {}
+        self._own_sync: httpx.Client | None = None
+        self._own_async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self.cache.reset()
+
+    def __repr__(self) -> str:
+        return f"Introspection({self.shown!r}, auth_method={self._auth.method!r})"
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """The verifier's clock, unless one was given here (its time checks and this cache's
+        expiries must agree)."""
+        if not self._given_clock:
+            self._clock = clock
+
+    # -- sync driver -----------------------------------------------------------------------
+
+    def introspect(
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
+    ) -> Entry:
+        with self._lock:
+            call = self._calls.get(key)
+            leader = call is None
+            if call is None:
+                call = self._calls[key] = _Call()
+        if not leader:
+            if not call.done.wait(self._timeout + WAIT_GRACE):
+                raise self._unavailable("no answer in time to the call in flight", None)
+            if call.entry is None:
+                raise self._unavailable(call.reason, call.status)
+            return call.entry
+        try:
+            call.entry = self._call_sync(token, key, admit)
+            return call.entry
+        except IntrospectionUnavailable as exc:
+            call.reason = exc.detail.get("reason", call.reason)
+            call.status = exc.detail.get("status")
+            raise
+        finally:
+            with self._lock:
+                self._calls.pop(key, None)
+            call.done.set()
+
+    def _call_sync(
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
+    ) -> Entry:
+        started = perf_counter()
+        shared = self._shared_get(key)
+        if shared is not None:
+            return self._from_shared(key, shared, admit)
+        sockets = Sockets()
+        client = self._sync_client()
+
+        def call() -> dict[str, Any]:
+            get = SyncGet(client, self._timeout, self._max_bytes, sockets)
+            url = self._endpoint_sync(get)
+            body, headers = get(url, *self._auth.request(token, self._audience(url), self._clock()))
+            return read_response(body, headers)
+
+        try:
+            response = call_with_deadline(call, self._timeout, abort=sockets.abort)
+        except Exception as exc:
+            raise self._failed(exc, started) from exc
+        entry = self._answered(key, response, admit, started)
+        if self._shared is not None:
+            with contextlib.suppress(Exception):  # optional: a failing store is a miss
+                self._shared.set(*self._shared_value(key, response, entry))
+        return entry
+
+    def _sync_client(self) -> httpx.Client:
+        if self._client_sync is not None:
+            return self._client_sync
+        with self._lock:
+            if self._own_sync is None:
+                self._own_sync = new_client(httpx.Client)
+            return self._own_sync
+
+    def _endpoint_sync(self, get: SyncGet) -> str:
+        if self._url is None:
+            url, body = read_metadata_sync(get, self._documents)
+            self._url = self._endpoint_of(body, url)
+        return self._url
+
+    def _shared_get(self, key: bytes) -> bytes | None:
+        if self._shared is None:
+            return None
+        try:
+            return self._shared.get(self._shared_prefix + key.hex())
+        except Exception:  # optional: a failing store is a miss
+            logger.debug("introspection shared cache get failed", exc_info=True)
+            return None
+
+    def close(self) -> None:
+        """Close the sync client made here (a client handed in is the caller's)."""
+        client, self._own_sync = self._own_sync, None
+        if client is not None:
+            client.close()
+
+    # -- async driver ----------------------------------------------------------------------
+
+    async def aintrospect(
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
+    ) -> Entry:
+        loop = asyncio.get_running_loop()
+        task = self._tasks.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(self._call_async(token, key, admit))
+            self._tasks[key] = task
+            task.add_done_callback(lambda done: self._forget_task(key, done))
+        try:
+            # shield: a waiter that goes away (its client hung up) never cancels the call
+            # the others wait for.
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is None or current.cancelling() or not task.cancelled():
+                raise
+            result = _Failure("the call was cancelled (shutdown)", None)
+        if isinstance(result, _Failure):
+            raise self._unavailable(result.reason, result.status)
+        return result
+
+    def _forget_task(self, key: bytes, task: asyncio.Task[Entry | _Failure]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    async def _call_async(
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
+    ) -> Entry | _Failure:
+        started = perf_counter()
+        if self._shared is not None:
+            try:
+                shared = await self._shared.aget(self._shared_prefix + key.hex())
+            except Exception:  # optional: a failing store is a miss
+                logger.debug("introspection shared cache get failed", exc_info=True)
+                shared = None
+            if shared is not None:
+                return self._from_shared(key, shared, admit)
+        client = self._async_client()
+
+        async def call() -> dict[str, Any]:
+            get = AsyncGet(client, self._timeout, self._max_bytes)
+            url = await self._endpoint_async(get)
+            form, headers = self._auth.request(token, self._audience(url), self._clock())
+            body, answer = await get(url, form, headers)
+            return read_response(body, answer)
+
+        try:
+            response = await acall_with_deadline(call(), self._timeout)
+        except Exception as exc:
+            failure = self._failed(exc, started)
+            return _Failure(failure.detail["reason"], failure.detail.get("status"))
+        entry = self._answered(key, response, admit, started)
+        if self._shared is not None:
+            with contextlib.suppress(Exception):
+                await self._shared.aset(*self._shared_value(key, response, entry))
+        return entry
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._client_async is not None:
+            return self._client_async
+        loop = asyncio.get_running_loop()
+        client = self._own_async.get(loop)
+        if client is None:
+            for old in [lp for lp in self._own_async if lp.is_closed()]:
+                del self._own_async[old]
+            client = self._own_async[loop] = new_client(httpx.AsyncClient)
+        return client
+
+    async def _endpoint_async(self, get: AsyncGet) -> str:
+        if self._url is None:
+            url, body = await read_metadata_async(get, self._documents)
+            self._url = self._endpoint_of(body, url)
+        return self._url
+
+    async def aclose(self) -> None:
+        """Cancel this loop's calls in flight and close its client (lifespan shutdown)."""
+        loop = asyncio.get_running_loop()
+        tasks = [t for t in self._tasks.values() if t.get_loop() is loop and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client = self._own_async.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+    # -- shared by both --------------------------------------------------------------------
+
+    def _audience(self, url: str) -> str:
+        return self._assertion_audience or url
+
+    def _endpoint_of(self, body: bytes, url: str) -> str:
+        """``introspection_endpoint`` of the issuer's metadata (RFC 8414 §2), its ``issuer``
+        the configured one (RFC 8414 §3.3)."""
+        try:
+            document = json.loads(body.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise FetchFailed("metadata document is not JSON", url) from exc
+        if not isinstance(document, dict) or document.get("issuer") not in self._issuers:
+            raise FetchFailed("metadata document names another issuer (RFC 8414 §3.3)", url)
+        endpoint = document.get("introspection_endpoint")
+        if not isinstance(endpoint, str):
+            raise FetchFailed("metadata document has no introspection_endpoint", url)
+        try:
+            return check_url(endpoint, self._allow_http, "introspection_endpoint")
+        except ConfigurationError as exc:
+            raise FetchFailed("metadata document has no usable introspection_endpoint") from exc
+
+    def _answered(
+        self,
+        key: bytes,
+        response: dict[str, Any],
+        admit: Callable[[dict[str, Any]], Entry],
+        started: float,
+    ) -> Entry:
+        entry = admit(response)  # judged and cached before any waiter is woken
+        if self._metrics is not None:
+            outcome = "inactive" if entry.refusal is TokenInactive else "active"
+            self._metrics.introspection_call(self.shown, outcome, perf_counter() - started)
+        return entry
+
+    def _from_shared(
+        self, key: bytes, value: bytes, admit: Callable[[dict[str, Any]], Entry]
+    ) -> Entry:
+        try:
+            stored = json.loads(value)
+            until = float(stored["until"])
+            response = stored["response"]
+            if not isinstance(response, dict) or not isinstance(response.get("active"), bool):
+                raise ValueError("not an introspection response")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._unavailable(f"shared cache entry unreadable: {exc}"[:200], None) from exc
+        entry = admit(response)
+        # Never longer than the worker that asked the endpoint would have used it.
+        return self.cache.cap(key, entry, until)
+
+    def _shared_value(
+        self, key: bytes, response: dict[str, Any], entry: Entry
+    ) -> tuple[str, bytes, float]:
+        ttl = entry.expires - self._clock()
+        if ttl <= 0:
+            raise ValueError("already expired")  # suppressed by the caller: nothing to share
+        value = json.dumps({"until": entry.expires, "response": response}).encode()
+        return self._shared_prefix + key.hex(), value, ttl
+
+    def _failed(self, exc: Exception, started: float) -> IntrospectionUnavailable:
+        """A call that gave no answer: logged (rate-limited), counted, as the 503 to raise."""
+        status = None
+        if isinstance(exc, FetchFailed):
+            reason = str(exc)
+            status = exc.status
+            if status in (401, 403):
+                reason += (
+                    " (the endpoint refused this resource server's client authentication: "
+                    "check client_id and its secret or key)"
+                )
+        elif isinstance(exc, (DeadlineExceeded, TimeoutError)):
+            reason = "timed out"
+        else:  # a bug or an exotic transport error: still only a failed call
+            reason = f"unexpected error: {type(exc).__name__}"
+            logger.debug("unexpected error introspecting at %s", self.shown, exc_info=True)
+        if self._metrics is not None:
+            self._metrics.introspection_call(self.shown, "failure", perf_counter() - started)
+        now = time.monotonic()
+        level = logging.WARNING if now - self._last_warning >= _LOG_EVERY else logging.DEBUG
+        if level == logging.WARNING:
+            self._last_warning = now
+        logger.log(
+            level,
+            "token introspection at %s failed (%s)",
+            self.shown,
+            reason,
+            extra={"url": self.shown, "reason": reason},
+        )
+        return self._unavailable(reason, status)
+
+    def _unavailable(self, reason: str, status: int | None) -> IntrospectionUnavailable:
+        detail: dict[str, Any] = {"endpoint": self.shown, "reason": reason}
+        if status is not None:
+            detail["status"] = status
+        detail["retry_after"] = RETRY_AFTER
+        return IntrospectionUnavailable(retry_after=RETRY_AFTER, detail=detail)
+
+
+# -- fork safety ------------------------------------------------------------------------------
+
+_INSTANCES: weakref.WeakSet[Introspection] = weakref.WeakSet()
+#: The parent's clients, kept referenced in a forked child (never closed there: see jwks_state).
+_ORPHANS: list[Any] = []
+
+
+def _after_fork() -> None:
+    """In a forked child: no call of the parent is in flight here, its locks may be held for
+    ever and its pooled connections are shared with every sibling; start afresh. The cached
+    answers are plain data and stay valid."""
+    for source in list(_INSTANCES):
+        if source._own_sync is not None:
+            _ORPHANS.append(source._own_sync)
+        _ORPHANS.extend(source._own_async.values())
+        source._reset()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
