@@ -637,3 +637,42 @@ def test_a_call_in_flight_at_fork_time_does_not_block_the_child(clock: FakeClock
 
         assert in_child(child, holding=endpoint._lock)
         endpoint.close()
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+async def test_metrics_count_calls_hits_failures_and_duration(
+    server: IntrospectionServer, make_endpoint: Callable[..., Introspection], run: Run,
+    clock: FakeClock,
+) -> None:  # fmt: skip
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from jwt_guard import Metrics
+
+    from .test_metrics import collect
+
+    reader = InMemoryMetricReader()
+    metrics = Metrics(meter_provider=MeterProvider(metric_readers=[reader]))
+    server.tokens[OPAQUE] = active(clock)
+    verifier = verifier_for(make_endpoint(server.url), clock, metrics=metrics)
+    await run(verifier, OPAQUE)
+    await run(verifier, OPAQUE)
+    with pytest.raises(TokenInactive):
+        await run(verifier, "unknown")
+    server.status = 500
+    with pytest.raises(IntrospectionUnavailable):
+        await run(verifier, "another")
+    points = collect(reader)
+
+    def attrs(outcome: str) -> tuple[tuple[str, Any], ...]:
+        return (("jwt_guard.endpoint", server.url), ("jwt_guard.outcome", outcome))
+
+    calls = points["jwt_guard.introspection.calls"]
+    assert calls == {attrs("active"): 1, attrs("inactive"): 1, attrs("failure"): 1}
+    assert points["jwt_guard.introspection.duration"] == calls  # one duration per call
+    assert points["jwt_guard.introspection.cache.lookups"] == {
+        (("jwt_guard.cache.hit", True),): 1,
+        (("jwt_guard.cache.hit", False),): 3,
+    }

@@ -49,7 +49,7 @@ __all__ = [
     "DEFAULT_POSITIVE_TTL",
     "MAX_POSITIVE_TTL",
     "ClientAuth",
-    "Entry",
+    "Introspected",
     "IntrospectionCache",
     "IntrospectionSource",
     "NoKeys",
@@ -231,7 +231,7 @@ def read_response(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     return document
 
 
-class Entry(NamedTuple):
+class Introspected(NamedTuple):
     """One cached answer: an accepted token's principal, or a refusal (its class, code and
     detail: raised anew on every hit, never the same exception object twice)."""
 
@@ -249,12 +249,12 @@ class Entry(NamedTuple):
         return self.principal
 
 
-def refusal_entry(exc: InvalidToken) -> Entry:
-    return Entry(None, type(exc), exc.code, dict(exc.detail), 0.0)
+def refusal_entry(exc: InvalidToken) -> Introspected:
+    return Introspected(None, type(exc), exc.code, dict(exc.detail), 0.0)
 
 
-def inactive_entry(detail: Mapping[str, Any]) -> Entry:
-    return Entry(None, TokenInactive, TokenInactive.code, dict(detail), 0.0)
+def inactive_entry(detail: Mapping[str, Any]) -> Introspected:
+    return Introspected(None, TokenInactive, TokenInactive.code, dict(detail), 0.0)
 
 
 class IntrospectionCache:
@@ -274,14 +274,14 @@ class IntrospectionCache:
         self._cache: Any = TLRUCache(maxsize=size, ttu=_expiry, timer=clock) if size > 0 else None
         self._lock = threading.Lock()
 
-    def get(self, key: bytes) -> Entry | None:
+    def get(self, key: bytes) -> Introspected | None:
         if self._cache is None:
             return None
         with self._lock:
-            entry: Entry | None = self._cache.get(key)
+            entry: Introspected | None = self._cache.get(key)
         return entry
 
-    def expiry(self, entry: Entry, max_age: float | None) -> float:
+    def expiry(self, entry: Introspected, max_age: float | None) -> float:
         """Until when ``entry`` may answer: a refusal for the negative TTL; a principal until
         its ``exp``, ``iat + max_age`` or the positive TTL, whichever is first."""
         now = self._clock()
@@ -297,7 +297,7 @@ class IntrospectionCache:
             until = min(until, float(iat) + max_age)
         return until
 
-    def put(self, key: bytes, entry: Entry, max_age: float | None) -> Entry:
+    def put(self, key: bytes, entry: Introspected, max_age: float | None) -> Introspected:
         """Remember ``entry`` (with its expiry set); returns it."""
         entry = entry._replace(expires=self.expiry(entry, max_age))
         if self._cache is not None and entry.expires > self._clock():
@@ -305,7 +305,7 @@ class IntrospectionCache:
                 self._cache[key] = entry
         return entry
 
-    def cap(self, key: bytes, entry: Entry, until: float) -> Entry:
+    def cap(self, key: bytes, entry: Introspected, until: float) -> Introspected:
         """``entry`` (cached by ``put``) used until ``until`` at the latest."""
         if entry.expires <= until:
             return entry
@@ -331,7 +331,7 @@ class IntrospectionCache:
         self._lock = threading.Lock()
 
 
-def _expiry(_key: bytes, entry: Entry, _now: float) -> float:
+def _expiry(_key: bytes, entry: Introspected, _now: float) -> float:
     return entry.expires
 
 
@@ -353,16 +353,16 @@ class IntrospectionSource(abc.ABC):
 
     @abc.abstractmethod
     def introspect(
-        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
-    ) -> Entry:
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
+    ) -> Introspected:
         """The entry for ``token``: one call per token in flight (others wait for it), its
         response turned into an entry by ``admit`` and cached. Raises
         ``IntrospectionUnavailable`` when the endpoint gives no usable answer in time."""
 
     @abc.abstractmethod
     async def aintrospect(
-        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
-    ) -> Entry:
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
+    ) -> Introspected:
         """:meth:`introspect` without blocking the event loop."""
 
     #: The verifier's instruments, when metrics are on (see ``use_metrics``).

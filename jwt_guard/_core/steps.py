@@ -30,7 +30,7 @@ from .errors import (
     TypeInvalid,
     safe_value,
 )
-from .introspection import Entry, inactive_entry, refusal_entry
+from .introspection import Introspected, inactive_entry, refusal_entry
 from .keys import JWK
 from .keyset import KeySet
 from .parse import MAX_KID_LENGTH, b64url_decode, parse_header, parse_json, segments_detail
@@ -187,7 +187,7 @@ class Steps:
         now = self._clock()
         return dpop, dpop.check(principal.claims, token, proof, method, url, now, self._leeway)
 
-    def _admit(self, policy: Policy, key: bytes, response: dict[str, Any]) -> Entry:
+    def _admit(self, policy: Policy, key: bytes, response: dict[str, Any]) -> Introspected:
         """An introspection response (RFC 7662 §2.2) judged by the rules of ``policy``'s
         tokens, and cached by ``key`` (the token's hash): the principal, or the refusal."""
         source = policy.introspection
@@ -219,7 +219,7 @@ class Steps:
         principal = verified_principal(
             claims, _NO_HEADER, roles, scopes, policy.scope_hierarchy, flat=False
         )
-        return source.cache.put(key, Entry(principal, None, "", {}, 0.0), self._max_age)
+        return source.cache.put(key, Introspected(principal, None, "", {}, 0.0), self._max_age)
 
     def _check_header(self, segment: bytes) -> _Header:
         header = parse_header(segment)

@@ -20,7 +20,7 @@ from time import perf_counter
 
 from .._core.cache import Entry, VerifiedTokens
 from .._core.errors import JWTGuardError, TokenTooLarge
-from .._core.introspection import NoKeys, token_key
+from .._core.introspection import Introspected, IntrospectionSource, NoKeys, token_key
 from .._core.keyset import KeySource
 from .._core.metrics import Metrics
 from .._core.policy import Policy
@@ -118,32 +118,31 @@ class Drivers(Steps):
         )
 
     def _introspected(self, token: bytes, policy: Policy) -> Principal:
-        source = policy.introspection
-        assert source is not None
-        key = self._introspection_key(token)
-        entry = source.cache.get(key)
-        if self.metrics is not None:
-            self.metrics.introspection_lookup(entry is not None)
+        source, key, entry = self._introspection_lookup(token, policy)
         if entry is None:
             entry = source.introspect(token, key, lambda r: self._admit(policy, key, r))
         return entry.outcome()  # type: ignore[no-any-return]
 
     async def _aintrospected(self, token: bytes, policy: Policy) -> Principal:
-        source = policy.introspection
-        assert source is not None
-        key = self._introspection_key(token)
-        entry = source.cache.get(key)
-        if self.metrics is not None:
-            self.metrics.introspection_lookup(entry is not None)
+        source, key, entry = self._introspection_lookup(token, policy)
         if entry is None:
             entry = await source.aintrospect(token, key, lambda r: self._admit(policy, key, r))
         return entry.outcome()  # type: ignore[no-any-return]
 
-    def _introspection_key(self, token: bytes) -> bytes:
+    def _introspection_lookup(
+        self, token: bytes, policy: Policy
+    ) -> tuple[IntrospectionSource, bytes, Introspected | None]:
+        """The endpoint, the token's cache key and its cached entry (``None``: a call)."""
         # The size limit holds for every token: a huge one is never sent to the endpoint.
         if len(token) > self._max_bytes:
             raise TokenTooLarge(detail={"length": len(token), "limit": self._max_bytes})
-        return token_key(token)
+        source = policy.introspection
+        assert source is not None
+        key = token_key(token)
+        entry = source.cache.get(key)
+        if self.metrics is not None:
+            self.metrics.introspection_lookup(entry is not None)
+        return source, key, entry
 
     def _authenticate_jwt(self, token: bytes) -> Principal:
         """A compact JWS: everything but the denylist and DPoP (sync driver)."""

@@ -12,6 +12,7 @@ it (no user info, no query).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import socket
@@ -27,7 +28,16 @@ import httpx
 from .._core.errors import ConfigurationError
 from .._core.jwks_policy import FetchFailed
 
-__all__ = ["AsyncGet", "Flight", "Sockets", "SyncGet", "check_url", "display_url", "new_client"]
+__all__ = [
+    "AsyncGet",
+    "Flight",
+    "Sockets",
+    "SyncGet",
+    "check_url",
+    "display_url",
+    "loop_client",
+    "new_client",
+]
 
 #: Only what we can decode with a bounded output (see _Decoder): no br, no zstd.
 _ACCEPT_ENCODING: Final = "gzip, deflate"
@@ -61,6 +71,18 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def loop_client(own: dict[asyncio.AbstractEventLoop, httpx.AsyncClient]) -> httpx.AsyncClient:
+    """The async client made for the running loop in ``own`` (made now if there is none; those
+    of closed loops are dropped): a client is bound to the loop that first used it."""
+    loop = asyncio.get_running_loop()
+    client = own.get(loop)
+    if client is None:
+        for old in [lp for lp in own if lp.is_closed()]:
+            del own[old]
+        client = own[loop] = new_client(httpx.AsyncClient)
+    return client
 
 
 def new_client(cls: type[Any]) -> Any:

@@ -43,7 +43,7 @@ from .._core.introspection import (
     DEFAULT_POSITIVE_TTL,
     MAX_POSITIVE_TTL,
     ClientAuth,
-    Entry,
+    Introspected,
     IntrospectionCache,
     IntrospectionSource,
     read_response,
@@ -51,7 +51,7 @@ from .._core.introspection import (
 from .._core.jwks_policy import FetchFailed
 from .deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 from .discovery import metadata_documents, read_metadata_async, read_metadata_sync
-from .fetch import AsyncGet, Sockets, SyncGet, check_url, display_url, new_client
+from .fetch import AsyncGet, Sockets, SyncGet, check_url, display_url, loop_client, new_client
 from .jwks_state import WAIT_GRACE
 
 __all__ = ["DEFAULT_TIMEOUT", "Introspection", "SharedCache"]
@@ -88,7 +88,7 @@ class _Call:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.entry: Entry | None = None
+        self.entry: Introspected | None = None
         self.reason = "the call failed"
         self.status: int | None = None
 
@@ -232,7 +232,7 @@ class Introspection(IntrospectionSource):
         """Fresh driver state: at construction, and in a forked child."""
         self._lock = threading.Lock()  # held to join or start a call, never across I/O
         self._calls: dict[bytes, _Call] = {}
-        self._tasks: dict[bytes, asyncio.Task[Entry | _Failure]] = {}
+        self._tasks: dict[bytes, asyncio.Task[Introspected | _Failure]] = {}
         self._own_sync: httpx.Client | None = None
         self._own_async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self.cache.reset()
@@ -249,8 +249,8 @@ class Introspection(IntrospectionSource):
     # -- sync driver -----------------------------------------------------------------------
 
     def introspect(
-        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
-    ) -> Entry:
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
+    ) -> Introspected:
         with self._lock:
             call = self._calls.get(key)
             leader = call is None
@@ -275,8 +275,8 @@ class Introspection(IntrospectionSource):
             call.done.set()
 
     def _call_sync(
-        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
-    ) -> Entry:
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
+    ) -> Introspected:
         started = perf_counter()
         shared = self._shared_get(key)
         if shared is not None:
@@ -332,8 +332,8 @@ class Introspection(IntrospectionSource):
     # -- async driver ----------------------------------------------------------------------
 
     async def aintrospect(
-        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
-    ) -> Entry:
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
+    ) -> Introspected:
         loop = asyncio.get_running_loop()
         task = self._tasks.get(key)
         if task is None or task.get_loop() is not loop:
@@ -353,13 +353,13 @@ class Introspection(IntrospectionSource):
             raise self._unavailable(result.reason, result.status)
         return result
 
-    def _forget_task(self, key: bytes, task: asyncio.Task[Entry | _Failure]) -> None:
+    def _forget_task(self, key: bytes, task: asyncio.Task[Introspected | _Failure]) -> None:
         if self._tasks.get(key) is task:
             del self._tasks[key]
 
     async def _call_async(
-        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Entry]
-    ) -> Entry | _Failure:
+        self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
+    ) -> Introspected | _Failure:
         started = perf_counter()
         if self._shared is not None:
             try:
@@ -392,13 +392,7 @@ class Introspection(IntrospectionSource):
     def _async_client(self) -> httpx.AsyncClient:
         if self._client_async is not None:
             return self._client_async
-        loop = asyncio.get_running_loop()
-        client = self._own_async.get(loop)
-        if client is None:
-            for old in [lp for lp in self._own_async if lp.is_closed()]:
-                del self._own_async[old]
-            client = self._own_async[loop] = new_client(httpx.AsyncClient)
-        return client
+        return loop_client(self._own_async)
 
     async def _endpoint_async(self, get: AsyncGet) -> str:
         if self._url is None:
@@ -444,9 +438,9 @@ class Introspection(IntrospectionSource):
         self,
         key: bytes,
         response: dict[str, Any],
-        admit: Callable[[dict[str, Any]], Entry],
+        admit: Callable[[dict[str, Any]], Introspected],
         started: float,
-    ) -> Entry:
+    ) -> Introspected:
         entry = admit(response)  # judged and cached before any waiter is woken
         if self._metrics is not None:
             outcome = "inactive" if entry.refusal is TokenInactive else "active"
@@ -454,8 +448,8 @@ class Introspection(IntrospectionSource):
         return entry
 
     def _from_shared(
-        self, key: bytes, value: bytes, admit: Callable[[dict[str, Any]], Entry]
-    ) -> Entry:
+        self, key: bytes, value: bytes, admit: Callable[[dict[str, Any]], Introspected]
+    ) -> Introspected:
         try:
             stored = json.loads(value)
             until = float(stored["until"])
@@ -469,7 +463,7 @@ class Introspection(IntrospectionSource):
         return self.cache.cap(key, entry, until)
 
     def _shared_value(
-        self, key: bytes, response: dict[str, Any], entry: Entry
+        self, key: bytes, response: dict[str, Any], entry: Introspected
     ) -> tuple[str, bytes, float]:
         ttl = entry.expires - self._clock()
         if ttl <= 0:

@@ -16,7 +16,7 @@ import httpx
 from .._core.jwks_policy import Action, parse_document
 from .._core.keyset import KeySet
 from .deadline import acall_with_deadline
-from .fetch import AsyncGet, new_client
+from .fetch import AsyncGet, loop_client
 from .jwks_state import SHARED_POLL, Fetched, JWKSState, SharedCopy
 
 __all__ = ["AsyncDriver"]
@@ -114,13 +114,7 @@ class AsyncDriver(JWKSState):
     def _client_for_loop(self) -> httpx.AsyncClient:
         if self._async_client is not None:
             return self._async_client
-        loop = asyncio.get_running_loop()
-        client = self._own_async.get(loop)
-        if client is None:
-            for old in [lp for lp in self._own_async if lp.is_closed()]:
-                del self._own_async[old]
-            client = self._own_async[loop] = new_client(httpx.AsyncClient)
-        return client
+        return loop_client(self._own_async)
 
     async def _fetch_shared_async(self, get: AsyncGet, seen: list[SharedCopy]) -> Fetched:
         """The twin of ``SyncDriver._fetch_shared_sync``."""
