@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt_guard import (
     DPoP,
     DPoPNonces,
+    Introspection,
     JWKSKeys,
     JWTGuardError,
     MemoryDenylist,
@@ -42,6 +43,7 @@ from jwt_guard._http.answer import Answer
 from jwt_guard.testing import LocalIssuer, compact, dpop_jwk, dpop_proof
 
 from .conftest import AppFactory, FakeClock
+from .servers import IntrospectionServer
 
 SUB = "sub-SECRET-4242"
 EMAIL = "alice@secret.example"
@@ -64,6 +66,28 @@ class Case:
     headers: Callable[[str | None], dict[str, str]] = lambda t: (
         {"Authorization": f"Bearer {t}"} if t is not None else {}
     )
+    #: A verifier on a server the test runs meanwhile (instead of ``verifier``).
+    serving: Callable[[LocalIssuer], contextlib.AbstractContextManager[Verifier]] | None = None
+
+
+def _verifier(case: Case, issuer: LocalIssuer, stack: contextlib.ExitStack) -> Verifier:
+    if case.serving is not None:
+        return stack.enter_context(case.serving(issuer))
+    return case.verifier(issuer) if case.verifier else issuer.verifier()
+
+
+def _introspecting(status: int) -> Callable[[LocalIssuer], Iterator[Verifier]]:
+    """A verifier that introspects every token at an endpoint on 127.0.0.1 (RFC 7662) that
+    knows no token (``status`` 200), or answers ``status``."""
+
+    @contextlib.contextmanager
+    def serve(issuer: LocalIssuer) -> Iterator[Verifier]:
+        with IntrospectionServer() as server:
+            server.status = status
+            endpoint = Introspection(server.url, client_id="rs", client_secret="x", timeout=2)
+            yield Verifier(introspection=endpoint, issuer=issuer.issuer, clock=issuer.clock)
+
+    return serve
 
 
 def _claims(idp: LocalIssuer, **extra: Any) -> dict[str, Any]:
@@ -240,6 +264,13 @@ CASES = [
         {"store", "reason"},
         verifier=lambda i: i.verifier(denylist=RedisDenylist("redis://127.0.0.1:9/0")),
     ),
+    Case("token_inactive", 401, {"endpoint", "active"}, serving=_introspecting(200)),
+    Case(
+        "introspection_unavailable",
+        503,
+        {"endpoint", "reason", "status", "retry_after"},
+        serving=_introspecting(500),
+    ),
 ]
 
 # DPoP (RFC 9449): a fixed public URL, so the proof is the same for both adapters.
@@ -406,6 +437,13 @@ def _leaks(text: str, token: str | None) -> list[str]:
 
 
 @pytest.fixture
+def stack() -> Iterator[contextlib.ExitStack]:
+    """Servers a case runs during the test (``Case.serving``), stopped after it."""
+    with contextlib.ExitStack() as servers:
+        yield servers
+
+
+@pytest.fixture
 def issuer_at_now(issuer: LocalIssuer, clock: FakeClock) -> LocalIssuer:
     clock.now = NOW
     return issuer
@@ -417,10 +455,11 @@ async def test_every_rejection_has_a_safe_detail(
     make_client: AppFactory,
     issuer_at_now: LocalIssuer,
     caplog: pytest.LogCaptureFixture,
+    stack: contextlib.ExitStack,
 ) -> None:
     issuer = issuer_at_now
     token = case.token(issuer)
-    verifier = case.verifier(issuer) if case.verifier else issuer.verifier()
+    verifier = _verifier(case, issuer, stack)
     if case.code == "token_revoked":
         assert token is not None
         verifier.revoke(token)
@@ -466,11 +505,11 @@ async def test_every_rejection_has_a_safe_detail(
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.code)
 async def test_without_debug_the_body_has_no_detail(
-    case: Case, make_client: AppFactory, issuer_at_now: LocalIssuer
+    case: Case, make_client: AppFactory, issuer_at_now: LocalIssuer, stack: contextlib.ExitStack
 ) -> None:
     issuer = issuer_at_now
     token = case.token(issuer)
-    verifier = case.verifier(issuer) if case.verifier else issuer.verifier()
+    verifier = _verifier(case, issuer, stack)
     if case.code == "token_revoked":
         assert token is not None
         verifier.revoke(token)
