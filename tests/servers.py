@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -282,7 +283,9 @@ class IntrospectionServer(JWKSServer):
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
-        fields = dict(urllib.parse.parse_qsl(handler.rfile.read(length).decode("ascii")))
+        body = handler.rfile.read(length)
+        handler.rfile = io.BytesIO(body)  # read again by the JWKS server's _respond
+        fields = dict(urllib.parse.parse_qsl(body.decode("ascii")))
         fields["authorization"] = handler.headers.get("Authorization", "")
         fields["content_type"] = handler.headers.get("Content-Type", "")
         with self._lock:
