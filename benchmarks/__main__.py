@@ -15,6 +15,10 @@ Rows per algorithm:
   verify       jwt_guard Verifier.verify, fresh / cached token
   middleware   JWTGuardMiddleware per-request overhead, fresh / cached token
 
+Opaque-token rows (RFC 7662): the middleware answering from the introspection cache against a
+cached ES256 JWT, a miss (a call to an endpoint on 127.0.0.1), and 1000 concurrent requests with
+one new token (the time for all of them, and how many calls they made: one).
+
 And DPoP rows (RFC 9449): the middleware's per-request overhead with a DPoP-bound ES256 token
 that the verified-token cache serves and a fresh ES256 proof on every request (a new proof is
 what real clients send), against the raw ES256 check; then the same with the memory replay cache
@@ -59,7 +63,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from jwt_guard import DPoP, JWTGuardMiddleware, MemoryReplayCache, Verifier
+from jwt_guard import DPoP, Introspection, JWTGuardMiddleware, MemoryReplayCache, Verifier
 from jwt_guard._core.dpop_replay import PER_KEY_SHARE
 from jwt_guard._core.parse import b64url_decode
 from jwt_guard._tools.signing import b64url
@@ -381,6 +385,107 @@ def print_dpop_row(n: int, repeats: int) -> None:
     print(
         f"| the same, memory replay cache full (100,000 live proofs of other keys) | "
         f"{r['middleware_dpop_full']:.1f} | {r['middleware_dpop_full'] / r['raw']:.2f}× |",
+        flush=True,
+    )
+
+
+def bench_introspection(n: int, repeats: int) -> dict[str, float]:
+    """Opaque tokens (RFC 7662): the middleware answering from the introspection cache against
+    a cached ES256 JWT; a miss (a call to an endpoint on 127.0.0.1 each time); 1000 concurrent
+    requests with one new token (single flight: one call)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    issuer = LocalIssuer(algorithm="ES256", kid="introspection-bench")
+    calls = [0]
+    answer = json.dumps(
+        {
+            "active": True,
+            "iss": issuer.issuer,
+            "aud": issuer.audience,
+            "sub": "alice",
+            "scope": "read",
+            "exp": int(time.time()) + 3600,
+        }
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            calls[0] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/introspect"
+
+    def verifier(**options: Any) -> Verifier:
+        endpoint = Introspection(url, client_id="bench", client_secret="bench-secret", **options)
+        return issuer.verifier(introspection=endpoint)
+
+    try:
+        jwt_token = issuer.mint()
+        opaque = "opaque-" + "A" * 32
+        bare = app_with([])
+        jwt_app = app_with([Middleware(JWTGuardMiddleware, verifier=issuer.verifier())])
+        hit_app = app_with([Middleware(JWTGuardMiddleware, verifier=verifier())])
+        asgi_per_call(jwt_app, [scope_for(jwt_token)], 1)  # both caches warm
+        asgi_per_call(hit_app, [scope_for(opaque)], 1)
+        best = dict.fromkeys(("bare", "jwt", "hit"), float("inf"))
+        for _ in range(repeats):
+            best["bare"] = min(best["bare"], asgi_per_call(bare, [scope_for(jwt_token)] * n, 1))
+            best["jwt"] = min(best["jwt"], asgi_per_call(jwt_app, [scope_for(jwt_token)] * n, 1))
+            best["hit"] = min(best["hit"], asgi_per_call(hit_app, [scope_for(opaque)] * n, 1))
+        missing = verifier(cache_size=0)  # no cache: every verification is a call
+        miss = per_call(lambda i: missing.verify(opaque), max(50, n // 20), repeats)
+        missing.close()
+
+        async def burst(token: str) -> float:
+            one = verifier()
+            start = time.perf_counter()
+            await asyncio.gather(*(one.averify(token) for _ in range(1000)))
+            seconds = time.perf_counter() - start
+            await one.aclose()
+            return seconds
+
+        before = calls[0]
+        burst_ms = min(asyncio.run(burst(f"burst-{r}-" + "B" * 24)) for r in range(repeats)) * 1e3
+        burst_calls = (calls[0] - before) / repeats
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    return {
+        "jwt": best["jwt"] - best["bare"],
+        "hit": best["hit"] - best["bare"],
+        "miss": miss,
+        "burst_ms": burst_ms,
+        "burst_calls": burst_calls,
+    }
+
+
+def print_introspection(n: int, repeats: int) -> None:
+    r = bench_introspection(n, repeats)
+    print("\n| opaque tokens (RFC 7662) | µs | × cached JWT |\n|---|---|---|")
+    print(f"| middleware, cached ES256 JWT | {r['jwt']:.1f} | 1.00× |")
+    print(
+        f"| middleware, cached introspection answer | {r['hit']:.1f} | {r['hit'] / r['jwt']:.2f}× |"
+    )
+    print(f"| verify, introspection miss (a call to 127.0.0.1) | {r['miss']:.1f} | — |")
+    print(
+        f"\n1000 concurrent requests with one new opaque token (async): "
+        f"{r['burst_ms']:.1f} ms in all, {r['burst_calls']:.0f} introspection call(s)",
         flush=True,
     )
 
@@ -826,6 +931,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="*", default=ALGORITHMS)
     parser.add_argument("--dpop-only", action="store_true", help="only the DPoP rows")
     parser.add_argument(
+        "--introspection-only", action="store_true", help="only the opaque-token rows (RFC 7662)"
+    )
+    parser.add_argument(
         "--features-only", action="store_true", help="only the table of what each feature costs"
     )
     parser.add_argument(
@@ -835,6 +943,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     n, repeats = (500, 3) if args.quick else (2000, 5)
     if args.dpop_only:
         print_dpop_row(n, repeats)
+        return 0
+    if args.introspection_only:
+        print_introspection(n, repeats)
         return 0
     if args.features_only:
         print_features(bench_features(n, repeats))
@@ -872,6 +983,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     print_dpop_row(n, repeats)
+    print_introspection(n, repeats)
     m = bench_metrics(n * 5, repeats)
     print(
         "\nRS256 cached rows and OpenTelemetry metrics (verify / middleware): "

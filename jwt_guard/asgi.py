@@ -277,6 +277,8 @@ class JWTGuardMiddleware:
         # after-steps.
         self._fast = header and verifier._hit is not None
         self._hit = verifier._cache.hit
+        #: The same for an opaque token's cached introspection answer (None: no such path).
+        self._opaque_hit = verifier._opaque_hit
         self._cookies_matter = cookie is not None
         self._metrics = verifier.metrics
         self._header_source = ("header", self.guard.csrf)  # SOURCE_KEY, as Guard.accepted sets it
@@ -396,6 +398,10 @@ class JWTGuardMiddleware:
                     if metrics is not None:
                         metrics.valid["header"] += 1
                         metrics.lookups[1] += 1
+                elif self._opaque_hit is not None and (principal := self._opaque_hit(token)):
+                    if metrics is not None:
+                        metrics.valid["header"] += 1
+                        metrics.introspection_lookups[1] += 1
                 else:
                     try:
                         principal = await self.verifier.averify(token)

@@ -23,7 +23,7 @@ from .._core.cache import VerifiedTokens
 from .._core.claims import Validator
 from .._core.dpop import DPoP
 from .._core.errors import ClaimMissing, ConfigurationError
-from .._core.introspection import IntrospectionSource, NoKeys
+from .._core.introspection import IntrospectionSource, NoKeys, token_key
 from .._core.keyset import KeySource
 from .._core.log import logger
 from .._core.metrics import Metrics, resolve_metrics
@@ -212,6 +212,11 @@ class Verifier(Drivers):
             else None
         )
         self._remember = self._cache.put
+        #: An opaque token's cached introspection answer with no I/O, or None (the ASGI fast
+        #: path's twin of ``_hit``; only without after-steps).
+        self._opaque_hit = (
+            self._introspection_hit if self._hit is not None and endpoint is not None else None
+        )
         self._forget = self._cache.forget
 
     @classmethod
@@ -261,6 +266,16 @@ class Verifier(Drivers):
         """Warm every key source without blocking the loop (e.g. in an ASGI lifespan)."""
         for source in self.key_sources:
             await source.aprefetch(required=required)
+
+    def _introspection_hit(self, token: bytes) -> Principal | None:
+        """The principal of an opaque token whose answer is cached, else ``None`` (the caller
+        takes the full path, which counts the lookup, calls, or raises the refusal)."""
+        opaque = self._opaque
+        assert opaque is not None and opaque.introspection is not None
+        if (not self._keyless and token.count(b".") == 2) or len(token) > self._max_bytes:
+            return None
+        entry = opaque.introspection.cache.get(token_key(token))
+        return entry.principal if entry is not None else None
 
     @property
     def introspection(self) -> IntrospectionSource | None:
