@@ -678,3 +678,50 @@ async def test_metrics_count_calls_hits_failures_and_duration(
         (("jwt_guard.cache.hit", True),): 1,
         (("jwt_guard.cache.hit", False),): 3,
     }
+
+
+# -- the shared store hook (Introspection(shared_cache=...)) -------------------------------------
+
+
+class SharedStore:
+    """A test double of the shared store's protocol (the real one: ``RedisCache``)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[bytes, float]] = {}
+
+    def get(self, key: str) -> bytes | None:
+        found = self.items.get(key)
+        return found[0] if found is not None else None
+
+    async def aget(self, key: str) -> bytes | None:
+        return self.get(key)
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        self.items[key] = (value, ttl)
+
+    async def aset(self, key: str, value: bytes, ttl: float) -> None:
+        self.set(key, value, ttl)
+
+
+async def test_two_workers_sharing_a_store_make_one_call_and_never_extend_it(
+    server: IntrospectionServer, make_endpoint: Callable[..., Introspection], run: Run,
+    clock: FakeClock,
+) -> None:  # fmt: skip
+    store = SharedStore()
+    server.tokens[OPAQUE] = active(clock)
+    first = verifier_for(make_endpoint(server.url, shared_cache=store), clock)
+    second = verifier_for(make_endpoint(server.url, shared_cache=store), clock)
+    await run(first, OPAQUE)
+    ((key, (value, ttl)),) = store.items.items()
+    assert OPAQUE not in key and OPAQUE.encode() not in value
+    assert ttl == 60  # the positive TTL
+    clock.advance(50)
+    assert (await run(second, OPAQUE)).subject == "alice"
+    assert server.count == 1
+    clock.advance(11)  # the first answer's expiry: the second worker's copy ends with it
+    await run(second, OPAQUE)
+    assert server.count == 2
+    store.items[key] = (b"\x00 not json", 60)  # garbage in the store: a miss, never a 503
+    third = verifier_for(make_endpoint(server.url, shared_cache=store), clock)
+    assert (await run(third, OPAQUE)).subject == "alice"
+    assert server.count == 3

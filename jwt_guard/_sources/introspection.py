@@ -279,8 +279,9 @@ class Introspection(IntrospectionSource):
     ) -> Introspected:
         started = perf_counter()
         shared = self._shared_get(key)
-        if shared is not None:
-            return self._from_shared(key, shared, admit)
+        known = self._from_shared(key, shared, admit) if shared is not None else None
+        if known is not None:
+            return known
         sockets = Sockets()
         client = self._sync_client()
 
@@ -367,8 +368,9 @@ class Introspection(IntrospectionSource):
             except Exception:  # optional: a failing store is a miss
                 logger.debug("introspection shared cache get failed", exc_info=True)
                 shared = None
-            if shared is not None:
-                return self._from_shared(key, shared, admit)
+            known = self._from_shared(key, shared, admit) if shared is not None else None
+            if known is not None:
+                return known
         client = self._async_client()
 
         async def call() -> dict[str, Any]:
@@ -449,15 +451,20 @@ class Introspection(IntrospectionSource):
 
     def _from_shared(
         self, key: bytes, value: bytes, admit: Callable[[dict[str, Any]], Introspected]
-    ) -> Introspected:
+    ) -> Introspected | None:
+        """The answer another worker stored, or ``None`` (then the endpoint is asked): one
+        past its expiry (a store keeping it longer than its TTL), or unreadable."""
         try:
             stored = json.loads(value)
             until = float(stored["until"])
             response = stored["response"]
             if not isinstance(response, dict) or not isinstance(response.get("active"), bool):
                 raise ValueError("not an introspection response")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise self._unavailable(f"shared cache entry unreadable: {exc}"[:200], None) from exc
+        except (ValueError, KeyError, TypeError, RecursionError):
+            logger.debug("introspection shared cache entry unreadable", exc_info=True)
+            return None
+        if until <= self._clock():
+            return None
         entry = admit(response)
         # Never longer than the worker that asked the endpoint would have used it.
         return self.cache.cap(key, entry, until)
