@@ -187,6 +187,11 @@ class Steps:
         now = self._clock()
         return dpop, dpop.check(principal.claims, token, proof, method, url, now, self._leeway)
 
+    def _check_binding(self, cnf: object) -> None:
+        """A key binding (``cnf``) this verifier can check, else the refusal: one rule for a
+        JWT's claims and an introspection response's."""
+        check_confirmation(cnf, self._dpop is not None)
+
     def _admit(self, policy: Policy, key: bytes, response: dict[str, Any]) -> Introspected:
         """An introspection response (RFC 7662 §2.2) judged by the rules of ``policy``'s
         tokens, and cached by ``key`` (the token's hash): the principal, or the refusal."""
@@ -209,7 +214,7 @@ class Steps:
             if "cnf" in claims and self._check_cnf:
                 # RFC 9449 §6.2: a DPoP-bound token's cnf.jkt comes in the response; its proof
                 # is checked by the after-steps, as for a JWT.
-                check_confirmation(claims["cnf"], self._dpop is not None)
+                self._check_binding(claims["cnf"])
         except InvalidToken as exc:
             exc.add_detail("endpoint", source.shown)
             exc.add_detail("active", True)
@@ -341,7 +346,7 @@ class Steps:
         policy.rules.check(payload)
         if "cnf" in payload and self._check_cnf:
             # Fresh tokens only: a cached token passed this already.
-            check_confirmation(payload["cnf"], self._dpop is not None)
+            self._check_binding(payload["cnf"])
         roles = collect_strings(payload, policy.roles_paths, split=False)
         scopes = collect_strings(payload, policy.scopes_paths, split=True)
         principal = verified_principal(
