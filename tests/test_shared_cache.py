@@ -42,6 +42,7 @@ from jwt_guard import (
 )
 from jwt_guard._core.jwks_policy import REFRESH_AHEAD
 from jwt_guard._sources.config import options_from_env
+from jwt_guard._sources.redis_cache import _MAX_FORGED_NAMES
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .conftest import Drive, FakeClock, bearer, fetches_over
@@ -598,3 +599,20 @@ def test_gunicorn_workers_start_warm_from_redis_while_the_provider_is_down(
             proc.wait(20)
         assert server.count == 1, log.read_text()  # only the other instance's fetch
         assert len(pids) == 2  # both workers answered
+
+
+def test_forged_entries_are_warned_about_once_each_in_bounded_memory(
+    redis_process: RedisProcess, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The names looked up follow the tokens presented (introspection): the record of the
+    forged ones warned about is bounded."""
+    cache = RedisCache(redis_process.url, prefix=prefix, integrity_key="k" * 32)
+    with raw_client(redis_process.url) as client:
+        client.set(prefix + "forged", b"no mac here", px=60_000)
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        assert cache.get("forged") is None and cache.get("forged") is None
+    assert sum("no valid MAC" in r.getMessage() for r in caplog.records) == 1
+    for n in range(_MAX_FORGED_NAMES + 10):
+        cache._open(f"name-{n}", b"m1:" + b"\0" * 40)
+    assert len(cache._forged) <= _MAX_FORGED_NAMES
+    cache.close()

@@ -42,6 +42,8 @@ MIN_INTEGRITY_KEY: Final = 32
 #: What marks an entry that carries a MAC (the MAC follows, then the value).
 _MAC_TAG: Final = b"m1:"
 _MAC_LEN: Final = 32
+#: Forged entries remembered (to warn once about each), at most.
+_MAX_FORGED_NAMES: Final = 1024
 
 # Deletes a lock only if it is still ours (another worker's lock, taken after ours expired,
 # stays).
@@ -132,8 +134,11 @@ class RedisCache:
         head, mac = raw[: len(_MAC_TAG)], raw[len(_MAC_TAG) : len(_MAC_TAG) + _MAC_LEN]
         value = raw[len(_MAC_TAG) + _MAC_LEN :]
         if head != _MAC_TAG or not hmac.compare_digest(mac, self._mac(name, value)):
-            # Once per entry name: a forged entry stays there until it expires.
+            # Once per entry name: a forged entry stays there until it expires. Bounded: the
+            # names looked up follow the tokens presented.
             if name not in self._forged:
+                if len(self._forged) >= _MAX_FORGED_NAMES:
+                    self._forged.clear()
                 self._forged.add(name)
                 logger.warning(
                     "shared cache entry %s in Redis has no valid MAC (integrity_key): ignored; "
