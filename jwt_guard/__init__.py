@@ -9,9 +9,11 @@ from ._core.errors import (
     AudienceInvalid,
     AuthenticationRequired,
     AuthenticationTooOld,
+    CertificateBindingMismatch,
     ClaimError,
     ClaimInvalid,
     ClaimMissing,
+    ClientCertificateMissing,
     ConfigurationError,
     CriticalHeaderUnsupported,
     CSRFFailed,
@@ -66,6 +68,7 @@ from ._http.authz import (
     require_roles,
     require_scopes,
 )
+from ._http.client_cert import ClientCertificate
 from ._http.cookies import clear_token_cookies, set_token_cookies
 from ._http.extract import CSRF, bound_csrf_value
 from ._http.metadata import ProtectedResource
@@ -91,9 +94,12 @@ __all__ = [
     "AuthenticationRequired",
     "AuthenticationTooOld",
     "CSRFFailed",
+    "CertificateBindingMismatch",
     "ClaimError",
     "ClaimInvalid",
     "ClaimMissing",
+    "ClientCertificate",
+    "ClientCertificateMissing",
     "ConfigurationError",
     "CriticalHeaderUnsupported",
     "DPoP",

@@ -24,6 +24,7 @@ from ._core.errors import ConfigurationError, JWTGuardError
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import FrozenList, Principal
 from ._http.answer import Answer, ErrorHandler
+from ._http.client_cert import ClientCertificate
 from ._http.extract import CSRF, Credentials, override_params
 from ._http.guard import (
     EXCLUDED_KEY,
@@ -248,9 +249,12 @@ class JWTGuardMiddleware:
         prefetch: bool = True,
         protected_resource: ProtectedResource | None = None,
         unsafe_preflight_to_app: bool = False,
+        client_certificate: ClientCertificate | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
+        if isinstance(client_certificate, ClientCertificate):
+            client_certificate.check_adapter(asgi=True)
         self.guard = Guard(
             verifier=verifier,
             cookie=cookie,
@@ -266,6 +270,7 @@ class JWTGuardMiddleware:
             websocket_query_param=websocket_query_param,
             protected_resource=protected_resource,
             unsafe_preflight_to_app=unsafe_preflight_to_app,
+            client_certificate=client_certificate,
         )
         self._placement_checked = False
         if not isinstance(app, Starlette):

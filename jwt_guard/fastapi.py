@@ -34,6 +34,7 @@ from ._core.scopes import required_scopes
 from ._http import authz
 from ._http.answer import ErrorHandler
 from ._http.authz import Requirement, StepUp, openapi_bearer_scheme, route_scopes
+from ._http.client_cert import ClientCertificate
 from ._http.extract import CSRF
 from ._http.guard import GUARD_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from ._http.metadata import ProtectedResource
@@ -151,6 +152,7 @@ class JWTBearer(RouteGuard):
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
         protected_resource: ProtectedResource | None = None,
+        client_certificate: ClientCertificate | None = None,
     ) -> None:
         super().__init__(
             verifier,
@@ -163,6 +165,7 @@ class JWTBearer(RouteGuard):
             log_rejections=log_rejections,
             log_limit=log_limit,
             protected_resource=protected_resource,
+            client_certificate=client_certificate,
         )
         self.auto_error = auto_error
         #: One requirement per list of scopes, made (and its names checked) at the first

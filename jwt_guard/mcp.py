@@ -69,6 +69,7 @@ from ._core.errors import (
 from ._core.extras import MissingExtra
 from ._core.principal import Principal
 from ._http.answer import ErrorHandler
+from ._http.client_cert import ClientCertificate
 from ._http.guard import GUARD_KEY, PRINCIPAL_KEY, Guard
 from ._http.metadata import ProtectedResource
 from ._http.types import ASGIApp, Message, Receive, Scope, Send
@@ -114,6 +115,7 @@ def protect(
     realm: str | None = None,
     on_error: ErrorHandler | None = None,
     prefetch: bool = True,
+    client_certificate: ClientCertificate | None = None,
 ) -> Starlette:
     """Put the MCP server's Starlette app (``server.streamable_http_app()``) behind jwt_guard.
 
@@ -129,7 +131,8 @@ def protect(
     what it meant open to any token. ``server`` is the ``MCPServer`` whose registrations are
     read; left out, it is found through the app's endpoint. Register tools, prompts and
     resources before calling ``protect``. Routes added with ``@server.custom_route`` are
-    guarded too unless listed in ``exclude``.
+    guarded too unless listed in ``exclude``. ``client_certificate`` is the middleware's, for a
+    verifier with ``mtls=True`` (RFC 8705).
 
     The app is changed in place (the middleware added, the MCP endpoint wrapped) and returned.
     """
@@ -148,6 +151,7 @@ def protect(
         realm=realm,
         on_error=on_error,
         prefetch=prefetch,
+        client_certificate=client_certificate,
         # Tokens come in the Authorization header only: MCP clients are not browsers with
         # cookies, so there is no cookie and no CSRF check.
         header=True,

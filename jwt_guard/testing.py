@@ -8,6 +8,7 @@ defaults and easy overrides::
     verifier = issuer.verifier()
     token = issuer.mint(sub="alice", roles=["admin"])
     expired = issuer.mint(expired=True)
+    bound = issuer.mint(certificate=make_client_certificate().der)  # cnf.x5t#S256
 
 The pytest plugin (installed with the package) provides a ``jwt_issuer`` fixture.
 
@@ -49,11 +50,13 @@ from typing import Any
 import httpx
 import jwt
 
+from ._core.certificates import der_thumbprint
 from ._core.dpop import jwk_thumbprint
 from ._core.keyset import KeySource, StaticKeys
 from ._sources.config import DEFAULT_ALGORITHM
 from ._sources.jwks_state import JWKSState
 from ._sources.verifier import Verifier
+from ._tools.certificates import CertificateAuthority, TestCertificate, make_client_certificate
 from ._tools.introspection_endpoint import AUTH_METHODS, Answer, IntrospectionEndpoint
 from ._tools.signing import (
     PrivateKey,
@@ -70,12 +73,15 @@ from ._tools.signing import (
 __all__ = [
     "FAULTS",
     "INTROSPECTION_PATH",
+    "CertificateAuthority",
     "JWKSServer",
     "LocalIssuer",
+    "TestCertificate",
     "compact",
     "dpop_jwk",
     "dpop_proof",
     "forge",
+    "make_client_certificate",
     "reset_fetch_timers",
 ]
 
@@ -221,6 +227,7 @@ class LocalIssuer:
         header: Mapping[str, Any] | None = None,
         kid: str | None = None,
         dpop_key: Any = None,
+        certificate: bytes | TestCertificate | None = None,
         **overrides: Any,
     ) -> str:
         """A signed token. ``claims`` replaces the default claim set; ``overrides`` adjust
@@ -231,11 +238,16 @@ class LocalIssuer:
         ``b64``).
 
         ``dpop_key`` (a key object, private or public) binds the token to that key: its
-        RFC 7638 thumbprint goes in ``cnf.jkt`` (RFC 9449 §6.1).
+        RFC 7638 thumbprint goes in ``cnf.jkt`` (RFC 9449 §6.1). ``certificate`` (DER bytes, or
+        a :class:`TestCertificate`) binds it to a client certificate: its SHA-256 thumbprint
+        goes in ``cnf.x5t#S256`` (RFC 8705 §3.1). Both may be given.
         """
         payload = dict(claims) if claims is not None else self.claims(**overrides)
         if dpop_key is not None:
             payload["cnf"] = {"jkt": jwk_thumbprint(dpop_jwk(dpop_key))}
+        if certificate is not None:
+            der = certificate.der if isinstance(certificate, TestCertificate) else certificate
+            payload["cnf"] = {**payload.get("cnf", {}), "x5t#S256": der_thumbprint(der)}
         use_kid = kid or self.kid
         key = dict(self._keys).get(use_kid, self.private_key)
         hdr: dict[str, Any] = {"alg": self.algorithm, "typ": "JWT", "kid": use_kid}

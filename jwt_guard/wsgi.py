@@ -19,6 +19,7 @@ from ._core.errors import ConfigurationError, JWTGuardError
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import Principal
 from ._http.answer import Answer, ErrorHandler, reason_phrase
+from ._http.client_cert import ClientCertificate
 from ._http.extract import (
     CSRF,
     override_params,
@@ -119,9 +120,12 @@ class JWTGuardWSGIMiddleware:
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
         unsafe_preflight_to_app: bool = False,
+        client_certificate: ClientCertificate | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
+        if isinstance(client_certificate, ClientCertificate):
+            client_certificate.check_adapter(asgi=False)
         self.guard = Guard(
             verifier=verifier,
             cookie=cookie,
@@ -136,6 +140,7 @@ class JWTGuardWSGIMiddleware:
             log_rejections=log_rejections,
             log_limit=log_limit,
             unsafe_preflight_to_app=unsafe_preflight_to_app,
+            client_certificate=client_certificate,
         )
         #: Set by the Flask extension: a rejection is left in the environ (REJECTION_KEY)
         #: and raised inside Flask, so the app's after_request hooks (CORS headers) apply.

@@ -25,6 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwt_guard import (
+    ClientCertificate,
     DPoP,
     DPoPNonces,
     Introspection,
@@ -40,7 +41,13 @@ from jwt_guard import (
 from jwt_guard._core import errors as _errors
 from jwt_guard._core.dpop import jwk_thumbprint
 from jwt_guard._http.answer import Answer
-from jwt_guard.testing import LocalIssuer, compact, dpop_jwk, dpop_proof
+from jwt_guard.testing import (
+    LocalIssuer,
+    compact,
+    dpop_jwk,
+    dpop_proof,
+    make_client_certificate,
+)
 
 from .conftest import AppFactory, FakeClock
 from .servers import IntrospectionServer
@@ -51,6 +58,11 @@ HMAC_SECRET = "hmac-SECRET-" + "x" * 40
 PRIVATE = (SUB, EMAIL, HMAC_SECRET)
 
 NOW = 1_800_000_000
+
+#: A client certificate for the certificate-bound tokens' rows (RFC 8705), and the address
+#: both adapters' clients connect from (ASGITransport's client, the WSGI server's peer).
+_CERT = make_client_certificate()
+_LOOPBACK = ["127.0.0.1"]
 
 
 @dataclass
@@ -357,6 +369,27 @@ CASES += [
         {"reason", "cnf"},
         token=lambda i: i.mint(_claims(i, cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O8"})),
     ),
+    *(
+        Case(
+            code,
+            status,
+            keys,
+            verifier=lambda i: i.verifier(mtls=True),
+            token=lambda i: i.mint(_claims(i), certificate=_CERT),
+            options={"client_certificate": ClientCertificate.header(trusted_proxies=_LOOPBACK)},
+            headers=lambda t, sent=sent: {"Authorization": f"Bearer {t}", **sent},
+        )
+        for code, status, keys, sent in (
+            ("client_certificate_missing", 401, {"reason"}, {}),
+            (
+                "certificate_binding_mismatch",
+                401,
+                {"reason", "expected", "presented"},
+                {"Client-Cert": make_client_certificate().client_cert_header},
+            ),
+            ("client_certificate_invalid", 400, {"reason"}, {"Client-Cert": ":x:"}),
+        )
+    ),
     Case(
         "token_not_sender_constrained",
         401,
@@ -417,6 +450,7 @@ _EXTRA_CODES = {
     "request_url_invalid",
     "host_not_allowed",
     "auth_time_in_future",
+    "client_certificate_invalid",
 }
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from .algorithms import ALGORITHMS
+from .certificates import CERTIFICATE_CONFIRMATION, check_confirmation_value
 from .claims import normalize_typ, numeric_date
 from .dpop_replay import DPoPNonces, MemoryReplayCache, ReplayCache
 from .errors import (
@@ -223,17 +224,15 @@ def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
     return jkt
 
 
-#: RFC 7800 §3.1: the confirmation methods this package checks (RFC 9449 §6.1: "jkt").
-_CHECKED_CONFIRMATIONS: Final = frozenset({"jkt"})
-
-
-def check_confirmation(cnf: object, dpop: bool) -> None:
+def check_confirmation(cnf: object, dpop: bool, mtls: bool = False) -> None:
     """Refuse a token bound to a key (``cnf``) when this verifier cannot check the binding.
 
     RFC 7800 §3.1, RFC 9449 §7.2: a sender-constrained token accepted without its proof of
-    possession is a bearer token again, whoever stole it. Without ``dpop`` no binding is
-    checked; with it, only ``jkt`` (an mTLS ``x5t#S256``, RFC 8705 §3.1, needs the client
-    certificate, which this layer never sees). Run once, at fresh verification.
+    possession is a bearer token again, whoever stole it. ``jkt`` is checked with ``dpop``
+    (RFC 9449 §6.1), ``x5t#S256`` with ``mtls`` (RFC 8705 §3.1, against the client certificate
+    on every request: ``_core.certificates``); any other member is refused. A token carrying
+    both is held to both: each is a constraint its issuer put on it. Run once, at fresh
+    verification.
     """
     if not isinstance(cnf, Mapping):
         raise ClaimInvalid(detail={"claim": "cnf", "reason": "not a JSON object (RFC 7800 §3.1)"})
@@ -241,14 +240,15 @@ def check_confirmation(cnf: object, dpop: bool) -> None:
         raise DPoPBoundTokenAsBearer(
             detail={"reason": "the token has cnf.jkt and this verifier has no dpop=DPoP()"}
         )
-    unchecked = sorted(name for name in cnf if name not in _CHECKED_CONFIRMATIONS or not dpop)
+    checked = ("jkt",) * dpop + (CERTIFICATE_CONFIRMATION,) * mtls
+    unchecked = sorted(name for name in cnf if name not in checked)
     if unchecked:
-        raise TokenBindingUnsupported(
-            detail={
-                "reason": "cnf names a binding this verifier cannot check",
-                "cnf": safe_value(unchecked),
-            }
-        )
+        reason = "cnf names a binding this verifier cannot check"
+        if CERTIFICATE_CONFIRMATION in unchecked:
+            reason += " (x5t#S256: Verifier(mtls=True) and a client certificate source)"
+        raise TokenBindingUnsupported(detail={"reason": reason, "cnf": safe_value(unchecked)})
+    if mtls and CERTIFICATE_CONFIRMATION in cnf:
+        check_confirmation_value(cnf[CERTIFICATE_CONFIRMATION])
 
 
 # -- the proof (RFC 9449 §4.3) -------------------------------------------------------------------

@@ -16,7 +16,8 @@ only (a flood of refusals whose log lines are rate-limited away builds none).
     JWTGuardError
     ├── ConfigurationError            (also ValueError)  raised at start-up; per request: 500
     ├── AuthenticationRequired        401, no ``error``   token_missing
-    ├── InvalidRequest                400 invalid_request multiple_tokens, header_malformed
+    ├── InvalidRequest                400 invalid_request multiple_tokens, header_malformed,
+    │                                                     client_certificate_invalid
     ├── InvalidToken                  401 invalid_token
     │   ├── MalformedToken                                token_malformed
     │   ├── TokenTooLarge                                 token_too_large
@@ -31,6 +32,8 @@ only (a flood of refusals whose log lines are rate-limited away builds none).
     │   ├── DPoPBoundTokenAsBearer                        dpop_bound_token_as_bearer
     │   ├── TokenBindingUnsupported                       token_binding_unsupported
     │   ├── TokenNotSenderConstrained                     token_not_sender_constrained
+    │   ├── ClientCertificateMissing                      client_certificate_missing
+    │   ├── CertificateBindingMismatch                    certificate_binding_mismatch
     │   ├── InvalidDPoPProof          invalid_dpop_proof  dpop_proof_invalid
     │   │   ├── DPoPProofMissing                          dpop_proof_missing
     │   │   ├── DPoPProofReplayed                         dpop_proof_replayed
@@ -70,9 +73,11 @@ __all__ = [
     "AuthenticationRequired",
     "AuthenticationTooOld",
     "CSRFFailed",
+    "CertificateBindingMismatch",
     "ClaimError",
     "ClaimInvalid",
     "ClaimMissing",
+    "ClientCertificateMissing",
     "ConfigurationError",
     "CriticalHeaderUnsupported",
     "DPoPBoundTokenAsBearer",
@@ -566,6 +571,24 @@ class TokenNotSenderConstrained(InvalidToken):
     # client's key (DPoP "cnf.jkt", RFC 9449 §6) or certificate (mTLS "cnf.x5t#S256", RFC 8705).
     code = "token_not_sender_constrained"
     description = "The token must be sender-constrained."
+
+
+# -- certificate-bound tokens (RFC 8705) --------------------------------------------------------
+
+
+class ClientCertificateMissing(InvalidToken):
+    """The token is bound to a client certificate (``cnf.x5t#S256``, RFC 8705 §3) and the
+    request presented none."""
+
+    code = "client_certificate_missing"
+    description = "The access token is bound to a client certificate."
+
+
+class CertificateBindingMismatch(InvalidToken):
+    """The client certificate presented is not the one the token is bound to (RFC 8705 §3)."""
+
+    code = "certificate_binding_mismatch"
+    description = "The access token is bound to another client certificate."
 
 
 class InvalidDPoPProof(InvalidToken):

@@ -164,6 +164,7 @@ class Steps:
     _max_age: float | None
     _max_bytes: int
     _dpop: DPoP | None
+    _mtls: bool
     _check_cnf: bool
     _all_algorithms: frozenset[str]
     _route: Callable[[Mapping[str, Any]], Policy]
@@ -190,7 +191,7 @@ class Steps:
     def _check_binding(self, cnf: object) -> None:
         """A key binding (``cnf``) this verifier can check, else the refusal: one rule for a
         JWT's claims and an introspection response's."""
-        check_confirmation(cnf, self._dpop is not None)
+        check_confirmation(cnf, self._dpop is not None, self._mtls)
 
     def _admit(self, policy: Policy, key: bytes, response: dict[str, Any]) -> Introspected:
         """An introspection response (RFC 7662 §2.2) judged by the rules of ``policy``'s

@@ -33,6 +33,7 @@ from .._core.principal import Principal
 from .._core.profiles import check_token_sources
 from .._sources.verifier import Verifier
 from .answer import Answer, ErrorHandler, Responder
+from .client_cert import ClientCertificate
 from .extract import (
     CSRF,
     Credentials,
@@ -141,9 +142,20 @@ class Guard:
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
         unsafe_preflight_to_app: bool = False,
+        client_certificate: ClientCertificate | None = None,
     ) -> None:
         if not isinstance(verifier, Verifier):
             raise ConfigurationError("verifier must be a jwt_guard.Verifier")
+        if client_certificate is not None and not isinstance(client_certificate, ClientCertificate):
+            raise ConfigurationError(
+                "client_certificate must be a jwt_guard.ClientCertificate (.tls(), .environ(), "
+                ".header(...), .nginx(...), .envoy_xfcc(...))"
+            )
+        if client_certificate is not None and not verifier.mtls:
+            raise ConfigurationError(
+                "client_certificate= is read only for Verifier(mtls=True): without it "
+                "certificate-bound tokens are refused and the certificate is never used"
+            )
         if cookie is not None and not (isinstance(cookie, str) and _COOKIE_NAME.fullmatch(cookie)):
             raise ConfigurationError("cookie must be a valid cookie name")
         if not header and cookie is None and websocket_query_param is None:
@@ -188,6 +200,17 @@ class Guard:
         self.unsafe_preflight_to_app = unsafe_preflight_to_app
         self._preflight_warnings: set[str] = set()
         self.verifier = verifier
+        #: Where the client certificate comes from (RFC 8705), ``None``: nowhere.
+        self.client_certificate = client_certificate
+        if verifier.mtls and client_certificate is None:
+            # Fail closed (a bound token gets client_certificate_missing), but say why.
+            logger.warning(
+                "Verifier(mtls=True) but no client_certificate= source on this middleware or "
+                "guard: every certificate-bound token is refused (client_certificate_missing); "
+                "pass client_certificate=ClientCertificate.tls() (ASGI), "
+                ".environ('SSL_CLIENT_CERT') (WSGI) or a proxy header "
+                "(.header/.nginx/.envoy_xfcc with trusted_proxies=...)"
+            )
         self.cookie = cookie
         self.header = header
         self.optional = optional
@@ -219,6 +242,7 @@ class Guard:
                 ),
                 dpop_algorithms=self.dpop.algorithms if self.dpop is not None else None,
                 dpop_required=self.dpop is not None and self.dpop.required,
+                mtls=verifier.mtls,
             )
         try:
             self.responder = Responder(
@@ -254,13 +278,19 @@ class Guard:
             found = self.credentials(request)
             if found is None:
                 return None
+            source = self.client_certificate
+            thumbprint = request.client_thumbprint(source) if source is not None else None
             if found.source == "dpop":
                 proof, method, url = self.dpop_request(request)
                 principal = self.verifier.verify(
-                    found.token, dpop_proof=proof, method=method, url=url
+                    found.token,
+                    dpop_proof=proof,
+                    method=method,
+                    url=url,
+                    certificate_thumbprint=thumbprint,
                 )
             else:
-                principal = self.verifier.verify(found.token)
+                principal = self.verifier.verify(found.token, certificate_thumbprint=thumbprint)
         except JWTGuardError as exc:
             raise self.failed(found, exc) from None
         self.accepted(request.record, found)
@@ -273,13 +303,21 @@ class Guard:
             found = self.credentials(request)
             if found is None:
                 return None
+            source = self.client_certificate
+            thumbprint = request.client_thumbprint(source) if source is not None else None
             if found.source == "dpop":
                 proof, method, url = self.dpop_request(request)
                 principal = await self.verifier.averify(
-                    found.token, dpop_proof=proof, method=method, url=url
+                    found.token,
+                    dpop_proof=proof,
+                    method=method,
+                    url=url,
+                    certificate_thumbprint=thumbprint,
                 )
             else:
-                principal = await self.verifier.averify(found.token)
+                principal = await self.verifier.averify(
+                    found.token, certificate_thumbprint=thumbprint
+                )
         except JWTGuardError as exc:
             raise self.failed(found, exc) from None
         self.accepted(request.record, found)

@@ -55,6 +55,8 @@ _HEADER_LIST = re.compile(rf"{_HEADER_NAME}(?:[ \t]*,[ \t]*{_HEADER_NAME})*")
 _DEFAULT_ALLOWED_HEADERS: Final = "MCP-Protocol-Version, If-None-Match"
 #: What :meth:`ProtectedResource.verifier` sets from the document itself.
 _FROM_THE_DOCUMENT: Final = frozenset({"keys", "issuer", "issuers", "audience"})
+#: RFC 9728 §2: set when the verifier checks certificate-bound tokens (RFC 8705).
+_MTLS_MEMBER: Final = "tls_client_certificate_bound_access_tokens"
 # The members this class fills itself; ``extra`` may not override them.
 _OWN_MEMBERS: Final = frozenset(
     {
@@ -270,6 +272,7 @@ class MetadataEndpoint:
         bearer_methods: Sequence[str],
         dpop_algorithms: Sequence[str] | None = None,
         dpop_required: bool = False,
+        mtls: bool = False,
     ) -> None:
         if not isinstance(resource, ProtectedResource):
             raise ConfigurationError("protected_resource must be a jwt_guard.ProtectedResource")
@@ -308,6 +311,14 @@ class MetadataEndpoint:
             document["dpop_signing_alg_values_supported"] = list(dpop_algorithms)
             document["dpop_bound_access_tokens_required"] = bool(dpop_required)
         document.update(resource.extra)
+        if mtls:
+            # RFC 9728 §2: this resource supports certificate-bound tokens (RFC 8705).
+            if resource.extra.get(_MTLS_MEMBER, True) is not True:
+                raise ConfigurationError(
+                    f"protected_resource.extra says {_MTLS_MEMBER} is not true, and the "
+                    "verifier has mtls=True: drop it from extra"
+                )
+            document[_MTLS_MEMBER] = True
         self.document: Mapping[str, Any] = document
         self.url = resource.metadata_url
         #: The paths served, percent-decoded (as ASGI's ``path`` and WSGI's ``PATH_INFO``, read

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from .._core.dpop import quote_path
+from .client_cert import ClientCertificate
 from .extract import METHOD_OVERRIDE_HEADERS, RequestView, joined_authorization
 from .types import Environ, Scope
 
@@ -53,6 +54,10 @@ class ASGIRequest:
     def record(self) -> Scope:
         """Where the guard records an accepted authentication: the scope."""
         return self.scope
+
+    def client_thumbprint(self, source: ClientCertificate) -> str | None:
+        """The thumbprint of the client certificate ``source`` finds (RFC 8705 §3)."""
+        return source.from_scope(self.scope)
 
     def query_string(self) -> str:
         return str(self.scope.get("query_string", b"").decode("latin-1"))
@@ -126,6 +131,10 @@ class WSGIRequest:
     def record(self) -> Environ:
         """Where the guard records an accepted authentication: the environ."""
         return self.environ
+
+    def client_thumbprint(self, source: ClientCertificate) -> str | None:
+        """The thumbprint of the client certificate ``source`` finds (RFC 8705 §3)."""
+        return source.from_environ(self.environ)
 
     def query_string(self) -> str:
         return str(self.environ.get("QUERY_STRING", ""))

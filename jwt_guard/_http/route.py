@@ -31,6 +31,7 @@ from .._core.principal import Principal
 from .._sources.verifier import Verifier
 from .answer import Answer, ErrorHandler
 from .authz import Requirement, needed_scopes, served_scopes
+from .client_cert import ClientCertificate
 from .extract import CSRF
 from .guard import GUARD_KEY, PRINCIPAL_KEY, ROUTE_GUARD_KEY, SOURCE_KEY, VERIFIER_KEY, Guard
 from .metadata import ProtectedResource
@@ -48,11 +49,11 @@ class RouteGuard:
     """Verify the token on the routes it decorates; no middleware needed.
 
     The options are the middleware's (``cookie``, ``header``, ``csrf``, ``realm``,
-    ``on_error``, ``debug``, ``log_rejections``, ``log_limit``). :meth:`protect` makes a
-    decorator for Starlette endpoints (sync or async, ``HTTPEndpoint`` methods) and Flask
-    views; ``jwt_guard.fastapi.JWTBearer`` is the FastAPI
-    dependency form. Where a middleware with the same verifier already verified the request,
-    its principal is used.
+    ``on_error``, ``debug``, ``log_rejections``, ``log_limit``, ``client_certificate``).
+    :meth:`protect` makes a decorator for Starlette endpoints (sync or async, ``HTTPEndpoint``
+    methods) and Flask views; ``jwt_guard.fastapi.JWTBearer`` is the FastAPI dependency form.
+    Where a middleware with the same verifier already verified the request, its principal is
+    used.
 
     ``protected_resource`` (RFC 9728) makes every challenge name the metadata document
     (``resource_metadata``, §5.1), as the middleware's do; the document itself is served by a
@@ -74,6 +75,7 @@ class RouteGuard:
         log_rejections: int | None = logging.INFO,
         log_limit: int = DEFAULT_LOG_LIMIT,
         protected_resource: ProtectedResource | None = None,
+        client_certificate: ClientCertificate | None = None,
     ) -> None:
         # optional=True: "no token" is decided per route (protect(optional=...)).
         self.guard = Guard(
@@ -88,6 +90,7 @@ class RouteGuard:
             log_rejections=log_rejections,
             log_limit=log_limit,
             protected_resource=protected_resource,
+            client_certificate=client_certificate,
         )
         self.verifier = verifier
 

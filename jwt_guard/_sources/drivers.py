@@ -2,7 +2,8 @@
 
 They run the core's steps (``_core.steps``) in order and do the only I/O between them: the key
 set for a token (``keys`` or ``akeys`` of its key source, unless ``ready`` answers at once), and
-after the token's own checks the denylist and the DPoP replay cache. A token verified before is
+after the token's own checks the certificate binding (RFC 8705, no I/O), the denylist and the
+DPoP replay cache. A token verified before is
 answered from the verified-token cache (``_core.cache``), its key still checked against the
 current key set. The two differ only in how they call those sources.
 
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from time import perf_counter
 
 from .._core.cache import Entry, VerifiedTokens
-from .._core.errors import JWTGuardError, TokenTooLarge
+from .._core.certificates import check_certificate_binding, check_thumbprint, der_thumbprint
+from .._core.errors import ConfigurationError, JWTGuardError, TokenTooLarge
 from .._core.introspection import Introspected, IntrospectionSource, NoKeys, token_key
 from .._core.keyset import KeySource
 from .._core.metrics import Metrics
@@ -37,6 +39,7 @@ class Drivers(Steps):
     # Set by Verifier.__init__.
     metrics: Metrics | None
     _denylist: Denylist | None
+    _mtls: bool
     _no_after_steps: bool
     _each_request: bool
     _cached: Callable[[bytes], Entry | None]
@@ -56,6 +59,8 @@ class Drivers(Steps):
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
+        client_certificate: bytes | None = None,
+        certificate_thumbprint: str | None = None,
     ) -> Principal:
         """Verify ``token`` (text, or the ASCII bytes of a header) and return its principal;
         may block on a key fetch (WSGI, CLI).
@@ -63,12 +68,23 @@ class Drivers(Steps):
         With ``Verifier(dpop=...)``, ``dpop_proof`` is the request's ``DPoP`` header, checked
         against the request's ``method`` and ``url`` (RFC 9449); without a proof the token is
         taken as a Bearer token.
+
+        With ``Verifier(mtls=True)``, ``client_certificate`` is the DER certificate the client
+        presented over mutual TLS (or ``certificate_thumbprint``, its base64url SHA-256, where
+        a proxy gives only that): a token with ``cnf.x5t#S256`` must be bound to it (RFC 8705
+        §3), checked on every call, a cached token's too.
         """
         token = token_bytes(token)
         principal = self._authenticate(token)
-        if self._no_after_steps and dpop_proof is None:
+        if (
+            self._no_after_steps
+            and dpop_proof is None
+            and client_certificate is None
+            and certificate_thumbprint is None
+        ):
             return principal
-        return self._after_steps(principal, token, dpop_proof, method, url)
+        thumbprint = self._thumbprint(client_certificate, certificate_thumbprint)
+        return self._after_steps(principal, token, dpop_proof, method, url, thumbprint)
 
     async def averify(
         self,
@@ -77,13 +93,39 @@ class Drivers(Steps):
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
+        client_certificate: bytes | None = None,
+        certificate_thumbprint: str | None = None,
     ) -> Principal:
-        """Verify ``token`` without blocking the event loop (ASGI); DPoP as in :meth:`verify`."""
+        """Verify ``token`` without blocking the event loop (ASGI); DPoP and the client
+        certificate as in :meth:`verify`."""
         token = token_bytes(token)
         principal = await self._aauthenticate(token)
-        if self._no_after_steps and dpop_proof is None:
+        if (
+            self._no_after_steps
+            and dpop_proof is None
+            and client_certificate is None
+            and certificate_thumbprint is None
+        ):
             return principal
-        return await self._aafter_steps(principal, token, dpop_proof, method, url)
+        thumbprint = self._thumbprint(client_certificate, certificate_thumbprint)
+        return await self._aafter_steps(principal, token, dpop_proof, method, url, thumbprint)
+
+    def _thumbprint(self, certificate: bytes | None, thumbprint: str | None) -> str | None:
+        """The presented certificate's RFC 8705 §3.1 thumbprint, from its DER bytes or given."""
+        if certificate is None and thumbprint is None:
+            return None
+        if not self._mtls:
+            # Never ignored silently: a caller passing a certificate expects it to be checked.
+            raise ConfigurationError(
+                "client_certificate= needs Verifier(mtls=True) (RFC 8705 certificate binding)"
+            )
+        if certificate is not None:
+            if thumbprint is not None:
+                raise ConfigurationError("give client_certificate or certificate_thumbprint")
+            if not isinstance(certificate, (bytes, bytearray, memoryview)):
+                raise ConfigurationError("client_certificate must be the DER bytes")
+            return der_thumbprint(bytes(certificate))
+        return check_thumbprint(thumbprint)
 
     def _authenticate(self, token: bytes) -> Principal:
         """Everything but the denylist and DPoP (sync driver)."""
@@ -246,7 +288,10 @@ class Drivers(Steps):
         proof: str | None,
         method: str | None,
         url: str | None,
+        thumbprint: str | None = None,
     ) -> Principal:
+        if self._mtls:
+            check_certificate_binding(principal.claims, thumbprint)
         dpop, checked = self._check_dpop(principal, token, proof, method, url)
         if self._denylist is not None:
             self._denylist.check(self._revocation_keys(principal), principal.claims.get("iat"))
@@ -263,7 +308,10 @@ class Drivers(Steps):
         proof: str | None,
         method: str | None,
         url: str | None,
+        thumbprint: str | None = None,
     ) -> Principal:
+        if self._mtls:
+            check_certificate_binding(principal.claims, thumbprint)
         dpop, checked = self._check_dpop(principal, token, proof, method, url)
         if self._denylist is not None:
             keys = self._revocation_keys(principal)

@@ -65,7 +65,10 @@ class Verifier(Drivers):
     and raises :class:`ConfigurationError`; a running verifier only raises errors about tokens.
 
     A token bound to a key (``cnf``, RFC 7800) is refused unless the binding is checked here:
-    ``cnf.jkt`` with ``dpop=DPoP(...)`` (RFC 9449). ``accept_bound_tokens_as_bearer=True``
+    ``cnf.jkt`` with ``dpop=DPoP(...)`` (RFC 9449), ``cnf.x5t#S256`` with ``mtls=True`` (RFC
+    8705: the client certificate is passed to ``verify``/``averify`` as ``client_certificate``,
+    by the middleware from its ``client_certificate=`` source; checked on every request, a
+    cached token's too). ``accept_bound_tokens_as_bearer=True``
     accepts the bindings this verifier cannot check as plain Bearer tokens: only when
     something in front of the app checks them (a proxy terminating mTLS, RFC 8705).
 
@@ -118,6 +121,7 @@ class Verifier(Drivers):
         detail_claims: Sequence[str] = (),
         dpop: DPoP | None = None,
         accept_bound_tokens_as_bearer: bool = False,
+        mtls: bool = False,
         metrics: bool | Metrics = True,
         validate_each_request: Validator | None = None,
         profile: str | Sequence[str] | None = None,
@@ -128,6 +132,13 @@ class Verifier(Drivers):
             raise ConfigurationError("dpop must be a jwt_guard.DPoP")
         if not isinstance(accept_bound_tokens_as_bearer, bool):
             raise ConfigurationError("accept_bound_tokens_as_bearer must be True or False")
+        if not isinstance(mtls, bool):
+            raise ConfigurationError("mtls must be True or False")
+        if mtls and accept_bound_tokens_as_bearer:
+            raise ConfigurationError(
+                "mtls=True checks certificate-bound tokens here (RFC 8705); "
+                "accept_bound_tokens_as_bearer=True would stop checking the others: choose one"
+            )
         config = configure(
             keys=keys,
             algorithms=algorithms,
@@ -169,12 +180,17 @@ class Verifier(Drivers):
         self._clock = config.clock
         self._denylist = config.denylist
         self._dpop = dpop
+        # RFC 8705 §3: a cnf.x5t#S256 token is checked against the request's client
+        # certificate on every request (an after-step: a cache hit is checked too).
+        self._mtls = mtls
         # RFC 7800 §3.1, RFC 9449 §7.2: a "cnf" binding this verifier cannot check is refused
         # unless the app loudly says it checks it elsewhere (a proxy doing mTLS).
         self._check_cnf = not accept_bound_tokens_as_bearer
         # validate_each_request hooks are an after-step: a cache hit must ask them too.
         self._each_request = config.per_request
-        self._no_after_steps = dpop is None and self._denylist is None and not self._each_request
+        self._no_after_steps = (
+            dpop is None and self._denylist is None and not self._each_request and not mtls
+        )
         self._opaque = config.opaque
         # Without keys at all, every token is introspected (a JWT too: not parsed here).
         self._keyless = all(isinstance(p.keys, NoKeys) for p in config.policies)
@@ -204,7 +220,7 @@ class Verifier(Drivers):
         )
         self._cached = self._cache.get
         #: A cache hit that needs no I/O and no error, or None (see VerifiedTokens.hit): the
-        #: ASGI middleware's fast path. Only without after-steps (DPoP, denylist,
+        #: ASGI middleware's fast path. Only without after-steps (DPoP, mTLS, denylist,
         #: validate_each_request).
         self._hit = (
             self._cache.hit
@@ -332,6 +348,11 @@ class Verifier(Drivers):
     def dpop(self) -> DPoP | None:
         """The DPoP settings (RFC 9449), ``None`` when DPoP is off."""
         return self._dpop
+
+    @property
+    def mtls(self) -> bool:
+        """Whether certificate-bound tokens (``cnf.x5t#S256``, RFC 8705) are checked here."""
+        return self._mtls
 
     @property
     def leeway(self) -> float:

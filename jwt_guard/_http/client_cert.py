@@ -1,0 +1,261 @@
+"""Where a request's client certificate comes from (RFC 8705 certificate-bound tokens).
+
+    ClientCertificate.tls()                      ASGI ``tls`` extension, ``client_cert_chain[0]``
+    ClientCertificate.environ("SSL_CLIENT_CERT") WSGI environ (mod_wsgi / mod_ssl), PEM
+    ClientCertificate.header(trusted_proxies=)   RFC 9440 ``Client-Cert: :base64-DER:``
+    ClientCertificate.nginx(trusted_proxies=)    nginx ``$ssl_client_escaped_cert`` in a header
+    ClientCertificate.envoy_xfcc(trusted_proxies=)  Envoy ``x-forwarded-client-cert``
+
+Each is configured explicitly on a middleware or route guard (``client_certificate=``), and
+reads a request to the certificate's thumbprint (``_core.certificates``), or ``None`` when the
+request presented none. A header is believed only from a configured proxy: the direct peer
+(ASGI ``scope["client"]``, WSGI ``REMOTE_ADDR``) must be one of ``trusted_proxies``; from
+anyone else it is ignored (logged at DEBUG, once per source), so a bound token then fails.
+A header that does not parse is a 400 (``client_certificate_invalid``), never a 500.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from .._core.certificates import (
+    invalid_certificate,
+    thumbprint_from_client_cert,
+    thumbprint_from_escaped_pem,
+    thumbprint_from_pem,
+    thumbprint_from_xfcc,
+)
+from .._core.errors import ConfigurationError
+from .._core.log import logger
+from .types import Environ, Scope
+
+__all__ = ["ClientCertificate"]
+
+#: Distinct certificate texts remembered with their thumbprint: a client presents the same
+#: certificate on every request, so a hit costs a dict lookup instead of a decode and a hash.
+#: Cleared when full, so a flood of made-up certificates cannot grow memory.
+THUMBPRINT_CACHE_SIZE: Final = 1024
+#: Distinct peer addresses remembered as trusted or not.
+PEER_CACHE_SIZE: Final = 1024
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(trusted_proxies: object) -> tuple[_Network, ...]:
+    if isinstance(trusted_proxies, str) or not isinstance(trusted_proxies, Sequence):
+        raise ConfigurationError(
+            "trusted_proxies must be a list of addresses or networks (['10.0.0.0/8', "
+            "'127.0.0.1']): the proxies whose certificate header is believed"
+        )
+    if not trusted_proxies:
+        raise ConfigurationError(
+            "trusted_proxies is empty: a client certificate header is believed only from the "
+            "proxy that terminated TLS; name its address"
+        )
+    networks = []
+    for entry in trusted_proxies:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=True))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"trusted_proxies: {entry!r} is not an address or network"
+            ) from exc
+    return tuple(networks)
+
+
+class ClientCertificate:
+    """One configured source of the client certificate; make it with a class method."""
+
+    __slots__ = ("_cache", "_ignored_logged", "_peers", "_read", "kind", "name", "networks")
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        read: Callable[[str], str | None],
+        trusted_proxies: Sequence[str] | None = None,
+    ) -> None:
+        #: ``"tls"``, ``"environ"`` or ``"header"``.
+        self.kind = kind
+        #: The environ key, or the header name (lowercase).
+        self.name = name
+        self._read = read
+        self.networks = _networks(trusted_proxies) if kind == "header" else ()
+        self._cache: dict[str, str | None] = {}
+        self._peers: dict[str, bool] = {}
+        self._ignored_logged = False
+
+    def __repr__(self) -> str:
+        return f"ClientCertificate({self.kind}, {self.name!r})"
+
+    # -- the sources -----------------------------------------------------------------------------
+
+    @classmethod
+    def tls(cls) -> ClientCertificate:
+        """The ASGI server's own TLS: ``scope["extensions"]["tls"]["client_cert_chain"][0]``
+        (ASGI TLS extension, a PEM). ASGI only."""
+        return cls("tls", "tls", thumbprint_from_pem)
+
+    @classmethod
+    def environ(cls, key: str = "SSL_CLIENT_CERT") -> ClientCertificate:
+        """A PEM in the WSGI environ, as mod_wsgi exports mod_ssl's ``SSL_CLIENT_CERT``
+        (``SSLOptions +ExportCertData``). WSGI only."""
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError("ClientCertificate.environ: key must be an environ key")
+        return cls("environ", key, thumbprint_from_pem)
+
+    @classmethod
+    def header(
+        cls, name: str = "Client-Cert", *, trusted_proxies: Sequence[str]
+    ) -> ClientCertificate:
+        """RFC 9440 §2: ``Client-Cert: :<base64 DER>:``, set by a TLS-terminating proxy at
+        one of ``trusted_proxies`` (addresses or networks)."""
+        return cls("header", _header_name(name), thumbprint_from_client_cert, trusted_proxies)
+
+    @classmethod
+    def nginx(
+        cls, header: str = "X-SSL-Client-Cert", *, trusted_proxies: Sequence[str]
+    ) -> ClientCertificate:
+        """nginx's ``$ssl_client_escaped_cert`` (the URL-escaped PEM) in ``header``:
+        ``proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;``."""
+        return cls("header", _header_name(header), thumbprint_from_escaped_pem, trusted_proxies)
+
+    @classmethod
+    def envoy_xfcc(
+        cls,
+        *,
+        trusted_proxies: Sequence[str],
+        header: str = "X-Forwarded-Client-Cert",
+        last_element: bool = False,
+    ) -> ClientCertificate:
+        """Envoy's ``x-forwarded-client-cert`` (its ``Hash=``, and ``Cert=`` when present).
+        Several elements are refused unless ``last_element=True`` takes the one the trusted
+        proxy appended (``forward_client_cert_details: APPEND_FORWARD``)."""
+        if not isinstance(last_element, bool):
+            raise ConfigurationError("last_element must be True or False")
+
+        def read(value: str) -> str | None:
+            return thumbprint_from_xfcc(value, last_element=last_element)
+
+        return cls("header", _header_name(header), read, trusted_proxies)
+
+    # -- reading a request -----------------------------------------------------------------------
+
+    def check_adapter(self, asgi: bool) -> None:
+        """Refuse at start-up a source the adapter cannot read (a WSGI environ has no ASGI
+        ``tls`` extension; an ASGI scope has no environ)."""
+        if asgi and self.kind == "environ":
+            raise ConfigurationError(
+                "ClientCertificate.environ() is for WSGI; under ASGI use ClientCertificate.tls() "
+                "or a proxy header (ClientCertificate.header/nginx/envoy_xfcc)"
+            )
+        if not asgi and self.kind == "tls":
+            raise ConfigurationError(
+                "ClientCertificate.tls() is for ASGI; under WSGI use "
+                "ClientCertificate.environ('SSL_CLIENT_CERT') or a proxy header"
+            )
+
+    def _thumbprint(self, text: str) -> str | None:
+        cache = self._cache
+        try:
+            return cache[text]
+        except KeyError:
+            pass
+        thumbprint = self._read(text)  # raises the 400 for what does not parse: not cached
+        if len(cache) >= THUMBPRINT_CACHE_SIZE:
+            cache.clear()
+        cache[text] = thumbprint
+        return thumbprint
+
+    def _trusted(self, peer: str | None) -> bool:
+        if not peer:
+            return False  # a Unix socket, or a server that does not say
+        trusted = self._peers.get(peer)
+        if trusted is None:
+            try:
+                address = ipaddress.ip_address(peer)
+            except ValueError:
+                trusted = False
+            else:
+                mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:a.b.c.d (dual stack)
+                trusted = any(
+                    a in n for n in self.networks for a in (address, mapped) if a is not None
+                )
+            if len(self._peers) >= PEER_CACHE_SIZE:
+                self._peers.clear()
+            self._peers[peer] = trusted
+        return trusted
+
+    def _untrusted(self, peer: str | None) -> None:
+        if not self._ignored_logged:
+            self._ignored_logged = True
+            logger.debug(
+                "client certificate header %r from %s ignored: not one of trusted_proxies "
+                "(logged once)",
+                self.name,
+                peer or "an unnamed peer",
+            )
+
+    def from_scope(self, scope: Scope) -> str | None:
+        """The thumbprint of the client certificate of an ASGI request, or ``None``."""
+        if self.kind == "environ":
+            self.check_adapter(asgi=True)
+        if self.kind == "tls":
+            tls = (scope.get("extensions") or {}).get("tls")
+            if not tls:
+                return None
+            chain = tls.get("client_cert_chain") or ()
+            if not chain:
+                return None
+            first = chain[0]
+            if not isinstance(first, str):
+                raise invalid_certificate("the server's client_cert_chain is not PEM text")
+            return self._thumbprint(first)
+        wanted = self.name.encode("latin-1")
+        values = [value for name, value in scope["headers"] if name == wanted]
+        if not values:
+            return None
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if not self._trusted(peer):
+            self._untrusted(peer)
+            return None
+        if len(values) > 1:
+            raise invalid_certificate("the client certificate header is repeated")
+        return self._header_value(values[0].decode("latin-1"))
+
+    def from_environ(self, environ: Environ) -> str | None:
+        """The thumbprint of the client certificate of a WSGI request, or ``None``."""
+        if self.kind == "tls":
+            self.check_adapter(asgi=False)
+        if self.kind == "environ":
+            value = environ.get(self.name)
+            if not value:
+                return None
+            return self._thumbprint(value)
+        value = environ.get("HTTP_" + self.name.upper().replace("-", "_"))
+        if value is None:
+            return None
+        peer = environ.get("REMOTE_ADDR")
+        if not self._trusted(peer):
+            self._untrusted(peer)
+            return None
+        return self._header_value(value)
+
+    def _header_value(self, value: str) -> str | None:
+        value = value.strip(" \t")
+        if not value:
+            return None  # the proxy's variable was empty: no certificate presented
+        return self._thumbprint(value)
+
+
+def _header_name(name: object) -> str:
+    if (
+        not isinstance(name, str)
+        or not name
+        or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+    ):
+        raise ConfigurationError("the certificate header must be a header name")
+    return name.lower()
