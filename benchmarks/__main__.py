@@ -23,6 +23,11 @@ And DPoP rows (RFC 9449): the middleware's per-request overhead with a DPoP-boun
 that the verified-token cache serves and a fresh ES256 proof on every request (a new proof is
 what real clients send), against the raw ES256 check; then the same with the memory replay cache
 full of other keys' live proofs (each request drops the oldest: no scan, issue 22).
+
+And mTLS rows (RFC 8705): the middleware's per-request overhead with a cached certificate-bound
+ES256 token and its certificate in an RFC 9440 ``Client-Cert`` header from a trusted proxy (the
+binding checked on every request), against a cached plain token through the same middleware
+without mTLS.
 """
 
 from __future__ import annotations
@@ -63,11 +68,18 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from jwt_guard import DPoP, Introspection, JWTGuardMiddleware, MemoryReplayCache, Verifier
+from jwt_guard import (
+    ClientCertificate,
+    DPoP,
+    Introspection,
+    JWTGuardMiddleware,
+    MemoryReplayCache,
+    Verifier,
+)
 from jwt_guard._core.dpop_replay import PER_KEY_SHARE
 from jwt_guard._core.parse import b64url_decode
 from jwt_guard._tools.signing import b64url
-from jwt_guard.testing import LocalIssuer, dpop_proof
+from jwt_guard.testing import LocalIssuer, dpop_proof, make_client_certificate
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # authlib.jose says it is deprecated in favour of joserfc
@@ -488,6 +500,60 @@ def print_introspection(n: int, repeats: int) -> None:
         f"{r['burst_ms']:.1f} ms in all, {r['burst_calls']:.0f} introspection call(s)",
         flush=True,
     )
+
+
+def bench_mtls(n: int, repeats: int) -> dict[str, float]:
+    """Middleware, mTLS: a cached certificate-bound ES256 token with its certificate in a
+    trusted proxy's Client-Cert header, against a cached plain token without mTLS."""
+    issuer = LocalIssuer(algorithm="ES256", kid="mtls-bench")
+    cert = make_client_certificate("bench")
+    plain_token = issuer.mint()
+    bound_token = issuer.mint(certificate=cert)
+    source = ClientCertificate.header(trusted_proxies=["127.0.0.1"])
+    plain_app = app_with([Middleware(JWTGuardMiddleware, verifier=issuer.verifier())])
+    mtls_app = app_with(
+        [
+            Middleware(
+                JWTGuardMiddleware,
+                verifier=issuer.verifier(mtls=True),
+                client_certificate=source,
+            )
+        ]
+    )
+    header = (b"client-cert", cert.client_cert_header.encode())
+    plain = [scope_for(plain_token)] * n
+    bound_scope = scope_for(bound_token)
+    bound_scope["headers"] = [*bound_scope["headers"], header]
+    bound = [bound_scope] * n
+    unbound = [scope_for(plain_token)] * n
+    bare = app_with([])
+    for app, scopes in ((plain_app, plain), (mtls_app, bound), (mtls_app, unbound)):
+        asgi_per_call(app, scopes[:1], 1)
+    measurements: dict[str, Callable[[], float]] = {
+        "raw": lambda: per_call(raw_check(issuer, bound_token), n, 1),
+        "bare": lambda: asgi_per_call(bare, plain, 1),
+        "plain": lambda: asgi_per_call(plain_app, plain, 1),
+        "bound": lambda: asgi_per_call(mtls_app, bound, 1),
+        "unbound": lambda: asgi_per_call(mtls_app, unbound, 1),
+    }
+    best = best_of_rounds(measurements, repeats)
+    return {
+        "raw": best["raw"],
+        "plain": best["plain"] - best["bare"],
+        "bound": best["bound"] - best["bare"],
+        "unbound": best["unbound"] - best["bare"],
+    }
+
+
+def print_mtls_row(n: int, repeats: int) -> None:
+    r = bench_mtls(n, repeats)
+    print("\n| row (middleware overhead, cached token) | µs | × raw ES256 |\n|---|---|---|")
+    for name, label in (
+        ("plain", "plain Bearer token, verifier without mTLS"),
+        ("bound", "certificate-bound token + its Client-Cert header (mtls=True)"),
+        ("unbound", "plain Bearer token, verifier with mtls=True, no certificate"),
+    ):
+        print(f"| {label} | {r[name]:.1f} | {r[name] / r['raw']:.2f}× |", flush=True)
 
 
 def bench_metrics(n: int, repeats: int) -> dict[str, float]:
@@ -930,6 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk run")
     parser.add_argument("--algorithms", nargs="*", default=ALGORITHMS)
     parser.add_argument("--dpop-only", action="store_true", help="only the DPoP rows")
+    parser.add_argument("--mtls-only", action="store_true", help="only the mTLS rows")
     parser.add_argument(
         "--introspection-only", action="store_true", help="only the opaque-token rows (RFC 7662)"
     )
@@ -946,6 +1013,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.introspection_only:
         print_introspection(n, repeats)
+        return 0
+    if args.mtls_only:
+        print_mtls_row(n, repeats)
         return 0
     if args.features_only:
         print_features(bench_features(n, repeats))
@@ -984,6 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print_dpop_row(n, repeats)
     print_introspection(n, repeats)
+    print_mtls_row(n, repeats)
     m = bench_metrics(n * 5, repeats)
     print(
         "\nRS256 cached rows and OpenTelemetry metrics (verify / middleware): "

@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._core.certificates import check_certificate_binding
 from ._core.errors import ConfigurationError, JWTGuardError
 from ._core.log import DEFAULT_LOG_LIMIT
 from ._core.principal import FrozenList, Principal
@@ -279,8 +280,9 @@ class JWTGuardMiddleware:
             self._check_cors_placement()
         self.prefetch = prefetch
         # The fast path (see __call__ and _header_token): a header token, verified without
-        # after-steps.
-        self._fast = header and verifier._hit is not None
+        # after-steps, or with the certificate binding only (checked there on every hit).
+        self._certificates = client_certificate if verifier._mtls_only else None
+        self._fast = header and (verifier._hit is not None or self._certificates is not None)
         self._hit = verifier._cache.hit
         #: The same for an opaque token's cached introspection answer (None: no such path).
         self._opaque_hit = verifier._opaque_hit
@@ -397,25 +399,35 @@ class JWTGuardMiddleware:
                 # new one is verified as bytes. Anything the cache cannot settle here (a time
                 # edge, a key set to refresh) and every failure go through the verifier's
                 # full path, which decides and raises the error to answer.
-                principal = self._hit(token)
+                certificates = self._certificates
                 metrics = self._metrics
-                if principal is not None:
-                    if metrics is not None:
-                        metrics.valid["header"] += 1
-                        metrics.lookups[1] += 1
-                elif self._opaque_hit is not None and (principal := self._opaque_hit(token)):
-                    if metrics is not None:
-                        metrics.valid["header"] += 1
-                        metrics.introspection_lookups[1] += 1
-                else:
-                    try:
-                        principal = await self.verifier.averify(token)
-                    except JWTGuardError as exc:
-                        found = Credentials(token.decode("latin-1"), "header")
-                        await self._reject(scope, send, guard.failed(found, exc))
-                        return
-                    if metrics is not None:
-                        metrics.valid["header"] += 1
+                try:
+                    thumbprint = None
+                    if certificates is None:
+                        principal = self._hit(token)
+                    else:
+                        # RFC 8705 §3: the request's certificate, checked on a hit too.
+                        thumbprint = certificates.from_scope(scope)
+                        principal = self._hit(token)
+                        if principal is not None:
+                            check_certificate_binding(principal.claims, thumbprint)
+                    if principal is not None:
+                        if metrics is not None:
+                            metrics.lookups[1] += 1
+                    elif self._opaque_hit is not None and (principal := self._opaque_hit(token)):
+                        # None with mTLS on (an after-step): the binding is never skipped.
+                        if metrics is not None:
+                            metrics.introspection_lookups[1] += 1
+                    else:
+                        principal = await self.verifier.averify(
+                            token, certificate_thumbprint=thumbprint
+                        )
+                except JWTGuardError as exc:
+                    found = Credentials(token.decode("latin-1"), "header")
+                    await self._reject(scope, send, guard.failed(found, exc))
+                    return
+                if metrics is not None:
+                    metrics.valid["header"] += 1
                 scope["user"] = principal
                 scope["auth"] = principal._auth or _auth_of(principal)
                 scope[PRINCIPAL_KEY] = principal
@@ -530,7 +542,8 @@ class JWTGuardMiddleware:
         by a token with no space, tab or comma (RFC 6750 §2.1; anything else is for
         :func:`bearer_token` to accept or refuse with its 400), and no ``Cookie`` header when
         a token cookie is configured (then both places count). Only for a verifier without
-        DPoP or a denylist (their steps need the full path) and with the header enabled.
+        DPoP or a denylist (their steps need the full path; the certificate binding is checked
+        here) and with the header enabled.
         """
         if not self._fast:
             return None

@@ -1,4 +1,4 @@
-"""The jwt-guard command: verify, decode, keygen, mint, dpop-proof, demo.
+"""The jwt-guard command: verify, decode, keygen, mint, dpop-proof, client-cert, demo.
 
 Exit codes: 0 every token valid (or the command succeeded), 1 a token was invalid, 2 a usage
 or configuration error (with the reason on stderr), 3 the key source was unavailable.
@@ -25,6 +25,7 @@ from typing import Any, NoReturn, TextIO
 from cryptography.hazmat.primitives import serialization
 
 from ._core.algorithms import ALGORITHMS
+from ._core.certificates import der_from_pem, der_thumbprint
 from ._core.dpop import jwk_thumbprint, normalize_htu
 from ._core.errors import ConfigurationError, JWTGuardError, ServiceUnavailable
 from ._core.extras import MissingExtra
@@ -144,6 +145,8 @@ def _verifier(args: argparse.Namespace) -> Verifier:
         "required_claims": tuple(dict.fromkeys(["exp", *(args.require or [])])),
         "cache_size": 0,
         "metrics": False,
+        # --cert: certificate-bound tokens are checked against it (RFC 8705).
+        "mtls": args.cert is not None,
     }
     if args.roles_claim:
         common["roles_claim"] = args.roles_claim
@@ -174,7 +177,20 @@ def _verifier(args: argparse.Namespace) -> Verifier:
     )
 
 
+def _certificate(path: str, option: str) -> bytes:
+    """The DER bytes of the one PEM certificate in ``path``."""
+    try:
+        text = Path(path).read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path} as a PEM certificate") from exc
+    try:
+        return der_from_pem(text)
+    except JWTGuardError as exc:
+        raise UsageError(f"{option} must be one PEM certificate ({exc.detail['reason']})") from exc
+
+
 def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    certificate = _certificate(args.cert, "--cert") if args.cert else None
     verifier = _verifier(args)
     status = EXIT_OK
     try:
@@ -187,7 +203,7 @@ def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
                 out.write(json.dumps(result, sort_keys=True) + "\n")
                 continue
             try:
-                principal = verifier.verify(token)
+                principal = verifier.verify(token, client_certificate=certificate)
             except JWTGuardError as exc:
                 if isinstance(exc, ConfigurationError):
                     raise
@@ -429,6 +445,10 @@ def cmd_mint(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
         except TypeError as exc:
             raise UsageError("--dpop-key must be an EC, RSA or Ed25519/Ed448 key") from exc
         claims["cnf"] = {"jkt": jwk_thumbprint(jwk)}
+    if args.cert:
+        # RFC 8705 §3.1: bound to the client certificate by its SHA-256 thumbprint.
+        thumbprint = der_thumbprint(_certificate(args.cert, "--cert"))
+        claims["cnf"] = {**claims.get("cnf", {}), "x5t#S256": thumbprint}
     header: dict[str, Any] = {"typ": args.typ}
     if args.kid:
         header["kid"] = args.kid
@@ -460,6 +480,36 @@ def cmd_dpop_proof(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     except (TypeError, ValueError, KeyError) as exc:
         raise UsageError(f"the key does not fit {args.alg or 'a DPoP algorithm'}") from exc
     out.write(proof + "\n")
+    return EXIT_OK
+
+
+def cmd_client_cert(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    from ._tools.certificates import CertificateAuthority, make_client_certificate
+
+    outdir = Path(args.out)
+    if args.ca:
+        ca = CertificateAuthority(days=args.days)
+        cert = ca.issue(args.cn)
+    else:
+        cert = make_client_certificate(args.cn, days=args.days)
+    files = {
+        "client.pem": (cert.pem.encode("ascii"), _PUBLIC_MODE),
+        "client.key": (cert.key_pem.encode("ascii"), _PRIVATE_MODE),
+    }
+    if args.ca:
+        files["ca.pem"] = (ca.pem.encode("ascii"), _PUBLIC_MODE)
+    existing = [str(outdir / name) for name in files if os.path.lexists(outdir / name)]
+    if existing and not args.force:
+        raise UsageError(f"{', '.join(existing)} already exist; --force overwrites them")
+    _write_files(outdir, files, replace=args.force)
+    result = {
+        "certificate": str(outdir / "client.pem"),
+        "private_key": str(outdir / "client.key"),
+        "x5t#S256": cert.thumbprint,
+    }
+    if args.ca:
+        result["ca"] = str(outdir / "ca.pem")
+    out.write(json.dumps(result) + "\n")
     return EXIT_OK
 
 
@@ -548,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=5.0, help="key fetch timeout in seconds (default: 5)"
     )
     net.add_argument("--allow-http", action="store_true", help="allow a plain-http key URL")
+    verify.add_argument(
+        "--cert",
+        metavar="PATH",
+        help="the client certificate (PEM) the token is presented with: a certificate-bound "
+        "token (cnf.x5t#S256, RFC 8705) must be bound to it",
+    )
     verify.set_defaults(func=cmd_verify)
 
     decode = sub.add_parser(
@@ -602,7 +658,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="bind the token to this client key (PEM, private or public): cnf.jkt, RFC 9449",
     )
+    mint.add_argument(
+        "--cert",
+        metavar="PATH",
+        help="bind the token to this client certificate (PEM): cnf.x5t#S256, RFC 8705",
+    )
     mint.set_defaults(func=cmd_mint)
+
+    client_cert = sub.add_parser(
+        "client-cert",
+        help="make a client certificate for mutual TLS (development and tests)",
+        description="Write client.pem and client.key (mode 0600): a self-signed client "
+        "certificate, or with --ca one signed by a new test CA (ca.pem, for the TLS server's "
+        "list of client CAs). Prints its x5t#S256 thumbprint (RFC 8705).",
+    )
+    client_cert.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    client_cert.add_argument("--cn", default="client", help="the subject's common name")
+    client_cert.add_argument(
+        "--days", type=float, default=30, help="validity in days (default: 30)"
+    )
+    client_cert.add_argument("--ca", action="store_true", help="sign it with a new test CA")
+    client_cert.add_argument("--force", action="store_true", help="overwrite existing files")
+    client_cert.set_defaults(func=cmd_client_cert)
 
     proof = sub.add_parser(
         "dpop-proof",

@@ -662,7 +662,9 @@ def test_every_option_has_help_text() -> None:
             assert action.help, f"{parser.prog} {action.option_strings or action.dest}"
 
 
-@pytest.mark.parametrize("command", ["", "verify", "decode", "keygen", "mint", "demo"])
+@pytest.mark.parametrize(
+    "command", ["", "verify", "decode", "keygen", "mint", "client-cert", "demo"]
+)
 def test_help_shows_no_rst_markup(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run(*([command] if command else []), "--help")
     out = capsys.readouterr().out
@@ -771,3 +773,48 @@ def test_issue25_decode_of_an_opaque_token_says_not_a_jwt() -> None:
     assert code == 2
     assert "not a JWT: an opaque token" in err
     assert "ask the identity provider for a JWT access token" in err
+
+
+# -- certificate-bound tokens (RFC 8705): a client certificate, a bound token, verify --cert ----
+
+
+AUD = ("--issuer", "https://iss", "--audience", "api")
+
+
+def test_client_cert_mint_cert_and_verify_cert(keydir: Path, tmp_path: Path) -> None:
+    from jwt_guard._core.certificates import der_from_pem, der_thumbprint
+    from jwt_guard._core.parse import parse_compact
+
+    code, out, _ = run("client-cert", "--out", str(tmp_path / "alice"), "--cn", "alice")
+    made = json.loads(out)
+    assert code == 0 and set(made) == {"certificate", "private_key", "x5t#S256"}
+    assert stat.S_IMODE(os.stat(made["private_key"]).st_mode) == 0o600
+    der = der_from_pem(Path(made["certificate"]).read_text())
+    assert made["x5t#S256"] == der_thumbprint(der)
+    token = mint(keydir, "--cert", made["certificate"])
+    assert parse_compact(token).payload["cnf"] == {"x5t#S256": made["x5t#S256"]}
+
+    code, out, _ = _verify(keydir, *AUD, "--cert", made["certificate"], token)
+    assert code == 0 and json.loads(out)["valid"] is True
+    code, out, _ = _verify(keydir, *AUD, token)  # no certificate: the binding cannot be checked
+    assert code == 1 and json.loads(out)["code"] == "token_binding_unsupported"
+    code, out, _ = run("client-cert", "--out", str(tmp_path / "other"), "--ca")
+    other = json.loads(out)
+    assert code == 0 and Path(other["ca"]).read_text().startswith("-----BEGIN CERTIFICATE")
+    code, out, _ = _verify(keydir, *AUD, "--cert", other["certificate"], token)
+    result = json.loads(out)
+    assert code == 1 and result["code"] == "certificate_binding_mismatch"
+    assert result["detail"]["presented"] == other["x5t#S256"]
+    code, _, err = run("client-cert", "--out", str(tmp_path / "alice"))
+    assert code == 2 and "--force" in err
+
+
+def test_cert_options_must_be_a_certificate(keydir: Path) -> None:
+    for argv in (
+        ["mint", "--key", str(keydir / "private.pem"), "--alg", "ES256"],
+        ["verify", "--jwks-file", str(keydir / "jwks.json"), "--algorithm", "ES256", "x.y.z"],
+    ):
+        code, _, err = run(*argv, "--cert", str(keydir / "private.pem"))
+        assert code == 2 and "--cert must be one PEM certificate" in err
+        code, _, err = run(*argv, "--cert", str(keydir / "missing.pem"))
+        assert code == 2 and "cannot read" in err

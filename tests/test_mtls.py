@@ -35,6 +35,7 @@ from jwt_guard import (
     InvalidRequest,
     JWTGuardMiddleware,
     JWTGuardWSGIMiddleware,
+    MemoryDenylist,
     ProtectedResource,
     RouteGuard,
     TokenBindingUnsupported,
@@ -132,7 +133,34 @@ async def test_rfc8705_3_cached_token_is_checked_against_each_requests_certifica
         await verify(drive, verifier, token, client_certificate=other.der)
     with pytest.raises(ClientCertificateMissing):
         await verify(drive, verifier, token)
-    assert verifier._hit is None  # the ASGI fast path never answers without the check
+    assert verifier._hit is None  # no hit without the check (the ASGI fast path checks it)
+
+
+async def test_rfc8705_3_asgi_fast_path_checks_the_certificate_on_every_hit(
+    issuer: LocalIssuer, cert: TestCertificate, other: TestCertificate
+) -> None:
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.subject})
+
+    source = ClientCertificate.header(trusted_proxies=LOOPBACK)
+    app = JWTGuardMiddleware(
+        Starlette(routes=[Route("/me", me)]), verifier=mtls(issuer), client_certificate=source
+    )
+    assert app._fast  # the cached-token path serves certificate-bound tokens too
+    token = issuer.mint(sub="fast", certificate=cert)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for _ in range(2):  # a fresh verification, then a cache hit
+            ok = await client.get("/me", headers={**bearer(token), **client_cert(cert)})
+            assert ok.json() == {"sub": "fast"}
+            wrong = await client.get("/me", headers={**bearer(token), **client_cert(other)})
+            assert wrong.json()["code"] == "certificate_binding_mismatch"
+            none = await client.get("/me", headers=bearer(token))
+            assert none.json()["code"] == "client_certificate_missing"
+            bad = await client.get("/me", headers={**bearer(token), "Client-Cert": ":x:"})
+            assert bad.status_code == 400
+    with_denylist = issuer.verifier(mtls=True, denylist=MemoryDenylist())
+    assert not JWTGuardMiddleware(Starlette(), verifier=with_denylist)._fast
 
 
 async def test_rfc8705_3_unbound_token_with_a_certificate_is_accepted(

@@ -227,6 +227,15 @@ class Verifier(Drivers):
             if self._no_after_steps and (endpoint is None or not endpoint.introspect_jwts)
             else None
         )
+        #: The certificate binding is the only after-step: the ASGI fast path serves a cache
+        #: hit after checking it itself (RFC 8705 §3, every request).
+        self._mtls_only = (
+            mtls
+            and dpop is None
+            and self._denylist is None
+            and not self._each_request
+            and (endpoint is None or not endpoint.introspect_jwts)
+        )
         self._remember = self._cache.put
         #: An opaque token's cached introspection answer with no I/O, or None (the ASGI fast
         #: path's twin of ``_hit``; only without after-steps).
