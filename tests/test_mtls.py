@@ -538,6 +538,39 @@ async def test_asgi_tls_extension(
         assert none.json()["code"] == "client_certificate_missing"
 
 
+async def test_asgi_server_without_the_tls_extension_is_said_once(
+    issuer: LocalIssuer, cert: TestCertificate, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.subject})
+
+    source = ClientCertificate.tls()
+    app = JWTGuardMiddleware(
+        Starlette(routes=[Route("/me", me)]), verifier=mtls(issuer), client_certificate=source
+    )
+    token = issuer.mint(certificate=cert)
+    transport = httpx.ASGITransport(app=app)  # no "tls" extension in its scopes
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as c:
+            for _ in range(3):
+                response = await c.get("/me", headers=bearer(token))
+                assert response.json()["code"] == "client_certificate_missing"
+    said = [r for r in caplog.records if "no 'tls' extension" in r.getMessage()]
+    assert len(said) == 1
+    # Over plain HTTP the extension is absent by the spec: no certificate, nothing to say.
+    caplog.clear()
+    quiet = ClientCertificate.tls()
+    app = JWTGuardMiddleware(
+        Starlette(routes=[Route("/me", me)]), verifier=mtls(issuer), client_certificate=quiet
+    )
+    transport = httpx.ASGITransport(app=app)
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            response = await c.get("/me", headers=bearer(token))
+            assert response.json()["code"] == "client_certificate_missing"
+    assert not [r for r in caplog.records if "no 'tls' extension" in r.getMessage()]
+
+
 def test_wsgi_environ_ssl_client_cert(
     issuer: LocalIssuer, cert: TestCertificate, other: TestCertificate
 ) -> None:

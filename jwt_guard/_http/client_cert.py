@@ -188,6 +188,17 @@ class ClientCertificate:
             self._peers[peer] = trusted
         return trusted
 
+    def _no_tls_extension(self) -> None:
+        # Silence would look like clients presenting no certificate: say it, once.
+        if not self._ignored_logged:
+            self._ignored_logged = True
+            logger.warning(
+                "ClientCertificate.tls(): the ASGI server gives no 'tls' extension in the "
+                "scope, so no request has a client certificate (certificate-bound tokens are "
+                "refused); use a server that provides it, or terminate TLS in a proxy and use "
+                "ClientCertificate.header/nginx/envoy_xfcc(trusted_proxies=...)"
+            )
+
     def _untrusted(self, peer: str | None) -> None:
         if not self._ignored_logged:
             self._ignored_logged = True
@@ -204,7 +215,11 @@ class ClientCertificate:
             self.check_adapter(asgi=True)
         if self.kind == "tls":
             tls = (scope.get("extensions") or {}).get("tls")
-            if not tls:
+            if tls is None:
+                # The extension is there only on TLS connections (ASGI TLS extension spec):
+                # over https without it, the server does not provide it at all.
+                if scope.get("scheme") in ("https", "wss"):
+                    self._no_tls_extension()
                 return None
             chain = tls.get("client_cert_chain") or ()
             if not chain:
