@@ -202,6 +202,7 @@ def test_flask_keys_are_the_settings_and_the_middlewares_options() -> None:
         "log_rejections",
         "log_limit",
         "unsafe_preflight_to_app",
+        "client_certificate",
     }
     assert parameters - options == objects_or_unsafe
 

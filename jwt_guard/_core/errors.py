@@ -577,8 +577,7 @@ class TokenNotSenderConstrained(InvalidToken):
 
 
 class ClientCertificateMissing(InvalidToken):
-    """The token is bound to a client certificate (``cnf.x5t#S256``, RFC 8705 §3) and the
-    request presented none."""
+    """A certificate-bound token (``cnf.x5t#S256``, RFC 8705 §3) came without a certificate."""
 
     code = "client_certificate_missing"
     description = "The access token is bound to a client certificate."

@@ -122,8 +122,10 @@ def make_client_certificate(common_name: str = "client", *, days: float = 1) -> 
 
 
 class CertificateAuthority:
-    """A test CA (EC P-256): its certificate for a TLS server's list of trusted client CAs
-    (nginx ``ssl_client_certificate``), and the client and server certificates it issues."""
+    """A test CA (EC P-256) that issues client and server certificates.
+
+    Its certificate (:attr:`pem`) is what a TLS server lists as trusted client CAs (nginx
+    ``ssl_client_certificate``)."""
 
     __test__ = False
 
