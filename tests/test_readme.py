@@ -306,10 +306,14 @@ def test_cli_lines_work_together(tmp_path: Path, jwt_guard_on_path: dict[str, st
     result = run(["bash", "-euo", "pipefail", "-c", block.body], work, jwt_guard_on_path)
     assert result.returncode == 0, result.stderr
     verified = [line for line in result.stdout.splitlines() if line.startswith('{"claims"')]
-    assert len(verified) == 1 and '"valid": true' in verified[0], result.stdout
+    assert len(verified) == 2 and all('"valid": true' in v for v in verified), result.stdout
     assert '"roles": ["admin"]' in verified[0]
     assert "NOT VERIFIED" in result.stdout
-    assert textwrap.dedent(block.body).count("jwt-guard ") == 7
+    assert textwrap.dedent(block.body).count("jwt-guard ") == 10
+    # The mTLS lines: a client certificate and a token bound to it, verified with it (RFC 8705).
+    lines = result.stdout.splitlines()
+    made = json.loads(next(line for line in lines if line.startswith('{"certificate"')))
+    assert f'"cnf": {{"x5t#S256": "{made["x5t#S256"]}"}}' in verified[1]
     # The DPoP lines: a bound token and a proof for it (RFC 9449).
     bound = (work / "bound.txt").read_text().strip()
     proof = result.stdout.strip().splitlines()[-1]
