@@ -658,3 +658,36 @@ def test_route_guard_and_websocket_handshake(
                 pass
         assert refused.value.response.status_code == 401
         assert b"certificate_binding_mismatch" in refused.value.response.body
+
+
+async def test_fastapi_jwtbearer_and_mcp_protect_take_the_source(
+    cert: TestCertificate, other: TestCertificate
+) -> None:
+    from fastapi import Depends, FastAPI
+
+    from jwt_guard import Principal
+    from jwt_guard.fastapi import JWTBearer
+
+    from .test_mcp import ISSUER, custom_app, in_process, protected
+
+    source = ClientCertificate.header(trusted_proxies=LOOPBACK)
+    verifier = ISSUER.verifier(mtls=True)
+    bearer_guard = JWTBearer(verifier, client_certificate=source)
+    api = FastAPI()
+
+    @api.get("/me")
+    async def me(principal: Principal = Depends(bearer_guard)) -> dict[str, Any]:
+        return {"sub": principal.subject}
+
+    mcp_app, _ = custom_app()
+    token = ISSUER.mint(sub="m", certificate=cert)
+    for app in (api, protected(mcp_app, verifier, client_certificate=source)):
+        async with in_process(app) as http:
+            path, method = ("/me", "GET") if app is api else ("/hook", "POST")
+            ok = await http.request(method, path, headers={**bearer(token), **client_cert(cert)})
+            assert ok.status_code == 200, ok.text
+            wrong = await http.request(
+                method, path, headers={**bearer(token), **client_cert(other)}
+            )
+            assert wrong.status_code == 401
+            assert wrong.json()["code"] == "certificate_binding_mismatch"
