@@ -68,7 +68,7 @@ def _networks(trusted_proxies: object) -> tuple[_Network, ...]:
 class ClientCertificate:
     """One configured source of the client certificate; make it with a class method."""
 
-    __slots__ = ("_cache", "_ignored_logged", "_peers", "_read", "kind", "name", "networks")
+    __slots__ = ("_cache", "_peers", "_read", "_said", "kind", "name", "networks")
 
     def __init__(
         self,
@@ -85,7 +85,7 @@ class ClientCertificate:
         self.networks = _networks(trusted_proxies) if kind == "header" else ()
         self._cache: dict[str, str | None] = {}
         self._peers: dict[str, bool] = {}
-        self._ignored_logged = False
+        self._said = False
 
     def __repr__(self) -> str:
         return f"ClientCertificate({self.kind}, {self.name!r})"
@@ -170,7 +170,7 @@ class ClientCertificate:
         return thumbprint
 
     def _trusted(self, peer: str | None) -> bool:
-        if not peer:
+        if not peer or not isinstance(peer, str):
             return False  # a Unix socket, or a server that does not say
         trusted = self._peers.get(peer)
         if trusted is None:
@@ -190,8 +190,8 @@ class ClientCertificate:
 
     def _no_tls_extension(self) -> None:
         # Silence would look like clients presenting no certificate: say it, once.
-        if not self._ignored_logged:
-            self._ignored_logged = True
+        if not self._said:
+            self._said = True
             logger.warning(
                 "ClientCertificate.tls(): the ASGI server gives no 'tls' extension in the "
                 "scope, so no request has a client certificate (certificate-bound tokens are "
@@ -200,8 +200,8 @@ class ClientCertificate:
             )
 
     def _untrusted(self, peer: str | None) -> None:
-        if not self._ignored_logged:
-            self._ignored_logged = True
+        if not self._said:
+            self._said = True
             logger.debug(
                 "client certificate header %r from %s ignored: not one of trusted_proxies "
                 "(logged once)",
@@ -221,10 +221,10 @@ class ClientCertificate:
                 if scope.get("scheme") in ("https", "wss"):
                     self._no_tls_extension()
                 return None
-            chain = tls.get("client_cert_chain") or ()
-            if not chain:
+            # An iterable, the client's certificate first (ASGI TLS extension spec).
+            first = next(iter(tls.get("client_cert_chain") or ()), None)
+            if first is None:
                 return None
-            first = chain[0]
             if not isinstance(first, str):
                 raise invalid_certificate("the server's client_cert_chain is not PEM text")
             return self._thumbprint(first)
