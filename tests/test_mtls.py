@@ -39,6 +39,7 @@ from jwt_guard import (
     ProtectedResource,
     RouteGuard,
     TokenBindingUnsupported,
+    TokenNotSenderConstrained,
 )
 from jwt_guard._core.certificates import (
     der_from_pem,
@@ -691,3 +692,18 @@ async def test_fastapi_jwtbearer_and_mcp_protect_take_the_source(
             )
             assert wrong.status_code == 401
             assert wrong.json()["code"] == "certificate_binding_mismatch"
+
+
+async def test_fapi2_5_3_4_certificate_bound_tokens_with_mtls(
+    make_issuer: Any, drive: Drive, cert: TestCertificate, other: TestCertificate
+) -> None:
+    # profile="fapi2" takes mtls=True as the sender constraint it checks (RFC 8705).
+    fapi = make_issuer("PS256")
+    verifier = fapi.verifier(profile="fapi2", mtls=True)
+    bound = fapi.mint(certificate=cert)
+    principal = await verify(drive, verifier, bound, client_certificate=cert.der)
+    assert principal.subject == "user-1"
+    with pytest.raises(CertificateBindingMismatch):
+        await verify(drive, verifier, bound, client_certificate=other.der)
+    with pytest.raises(TokenNotSenderConstrained):
+        await verify(drive, verifier, fapi.mint(), client_certificate=cert.der)

@@ -168,7 +168,7 @@ class Verifier(Drivers):
         check_verifier_options(
             config.profiles,
             dpop_algorithms=dpop.algorithms if dpop is not None else None,
-            mtls=False,
+            mtls=mtls,
             bearer_bound_tokens=accept_bound_tokens_as_bearer,
         )
         self._config = config
