@@ -1,4 +1,5 @@
-"""The cache shared by workers and instances (``RedisCache``, issue 27 item 6): JWKS documents.
+"""The cache shared by workers and instances (``RedisCache``, issue 27 item 6): JWKS documents
+and introspection answers.
 
 A real redis-server and a real JWKS server on loopback. Two key sources on one Redis are two
 workers (or pods): the second takes the first's fetch from Redis instead of the network, a
@@ -30,6 +31,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from jwt_guard import (
     ConfigurationError,
+    Introspection,
     InvalidToken,
     JWKSKeys,
     KeySourceUnavailable,
@@ -37,9 +39,11 @@ from jwt_guard import (
     OIDCDiscovery,
     RedisCache,
     TenantKeys,
+    TokenInactive,
     Verifier,
     providers,
 )
+from jwt_guard._core.introspection import token_key
 from jwt_guard._core.jwks_policy import REFRESH_AHEAD
 from jwt_guard._sources.config import options_from_env
 from jwt_guard._sources.redis_cache import _MAX_FORGED_NAMES
@@ -48,6 +52,7 @@ from jwt_guard.testing import JWKSServer, LocalIssuer
 from .conftest import Drive, FakeClock, bearer, fetches_over
 from .forking import in_child
 from .redis_server import RedisProcess, free_port
+from .servers import IntrospectionServer
 from .test_fork import ROOT, WORKERS, _wait_until_serving
 
 FORMS = ["url", "client"]
@@ -615,4 +620,162 @@ def test_forged_entries_are_warned_about_once_each_in_bounded_memory(
     for n in range(_MAX_FORGED_NAMES + 10):
         cache._open(f"name-{n}", b"m1:" + b"\0" * 40)
     assert len(cache._forged) <= _MAX_FORGED_NAMES
+
+
+# -- introspection answers ---------------------------------------------------------------------
+
+OPAQUE = "2YotnFZFEjr1zCsicMWpAA"  # RFC 6749 §1.4's example of an access token
+AS_ISSUER = "https://as.example"
+
+
+@pytest.fixture
+def introspection() -> Iterator[IntrospectionServer]:
+    with IntrospectionServer() as endpoint:
+        yield endpoint
+
+
+def answer(clock: FakeClock, **claims: Any) -> dict[str, Any]:
+    """An RFC 7662 §2.2 response for an active token."""
+    response = {
+        "active": True, "iss": AS_ISSUER, "sub": "alice", "aud": "api", "scope": "notes:read",
+        "iat": int(clock()) - 10, "exp": int(clock()) + 3600,
+    }  # fmt: skip
+    return {**response, **claims}
+
+
+def introspecting(url: str, cache: RedisCache | None, clock: FakeClock) -> Verifier:
+    """One worker's verifier, introspecting at ``url`` with its own memory cache."""
+    endpoint = Introspection(
+        url, client_id="rs", client_secret="s3cret", shared_cache=cache, clock=clock
+    )
+    return Verifier(introspection=endpoint, issuer=AS_ISSUER, audience="api", clock=clock)
+
+
+async def test_a_token_is_introspected_once_for_every_worker(
+    introspection: IntrospectionServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    introspection.tokens[OPAQUE] = answer(clock)
+    one = introspecting(introspection.url, caches(), clock)
+    two = introspecting(introspection.url, caches(), clock)
+    assert (await drive.verify(one, OPAQUE)).subject == "alice"
+    assert (await drive.verify(two, OPAQUE)).subject == "alice"
+    assert introspection.count == 1
+    # Negative answers too (for their short TTL).
+    with pytest.raises(TokenInactive):
+        await drive.verify(one, "unknown-token")
+    with pytest.raises(TokenInactive):
+        await drive.verify(two, "unknown-token")
+    assert introspection.count == 2
+
+
+async def test_a_shared_answer_never_outlives_the_tokens_exp(
+    introspection: IntrospectionServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    redis_process: RedisProcess,
+) -> None:
+    introspection.tokens[OPAQUE] = answer(clock, exp=int(clock()) + 20)
+    one = introspecting(introspection.url, caches(), clock)
+    await drive.verify(one, OPAQUE)
+    with raw_client(redis_process.url) as client:
+        (name,) = client.keys(caches.prefix + "*")
+        assert OPAQUE.encode() not in name  # keyed by a hash of the token
+        assert 0 < client.pttl(name) <= 20_000  # Redis drops it at exp, not later
+    clock.advance(21)  # past exp: a worker that reads the entry (another clock) asks again
+    introspection.tokens[OPAQUE] = {"active": False}
+    two = introspecting(introspection.url, caches(), clock)
+    with pytest.raises(TokenInactive):
+        await drive.verify(two, OPAQUE)
+    assert introspection.count == 2
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"not json",
+        b'{"until": 1, "response": []}',
+        # NaN passes any "until <= now" check: it would have kept a forged answer for ever.
+        b'{"until": NaN, "response": {"active": true, "sub": "mallory"}}',
+    ],
+)
+async def test_garbage_in_the_shared_introspection_cache_is_a_miss(
+    garbage: bytes,
+    introspection: IntrospectionServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    redis_process: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    introspection.tokens[OPAQUE] = answer(clock)
+    one = introspecting(introspection.url, caches(), clock)
+    await drive.verify(one, OPAQUE)
+    with raw_client(redis_process.url) as client:
+        (name,) = client.keys(caches.prefix + "*")
+        client.set(name, garbage, px=60_000)
+    two = introspecting(introspection.url, caches(), clock)
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        assert (await drive.verify(two, OPAQUE)).subject == "alice"  # not a 503
+    assert introspection.count == 2
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_active_answer_forged_in_redis_is_ignored_with_an_integrity_key(
+    introspection: IntrospectionServer,
+    caches: Caches,
+    clock: FakeClock,
+    drive: Drive,
+    redis_process: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who can write to the shared Redis can make any string an active token (the
+    entry's name is a hash of a token they choose): with ``integrity_key`` such an entry is
+    ignored with a WARNING and the endpoint is asked."""
+    forged = "made-up-token"
+    probe = Introspection(introspection.url, client_id="rs", client_secret="s3cret")
+    name = caches.prefix + probe._shared_prefix + token_key(forged.encode()).hex()
+    entry = {"until": clock.now + 600, "response": answer(clock, sub="admin")}
+    with raw_client(redis_process.url) as client:
+        client.set(name, json.dumps(entry).encode(), px=600_000)
+    naive = introspecting(introspection.url, caches(), clock)
+    assert (await drive.verify(naive, forged)).subject == "admin"  # the risk, stated
+    guarded = introspecting(introspection.url, caches(integrity_key="k" * 32), clock)
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        with pytest.raises(TokenInactive):
+            await drive.verify(guarded, forged)
+    assert introspection.count == 1
+    assert any("no valid MAC" in r.getMessage() for r in caplog.records)
+
+
+async def test_redis_down_introspects_as_without_the_shared_cache(
+    introspection: IntrospectionServer, clock: FakeClock, drive: Drive
+) -> None:
+    introspection.tokens[OPAQUE] = answer(clock)
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    one = introspecting(introspection.url, cache, clock)
+    two = introspecting(introspection.url, cache, clock)
+    assert (await drive.verify(one, OPAQUE)).subject == "alice"
+    assert (await drive.verify(two, OPAQUE)).subject == "alice"
+    assert introspection.count == 2
+    if drive.mode == "async":
+        await cache.aclose()
+    cache.close()
+
+
+def test_a_forked_worker_takes_introspection_answers_from_redis(
+    redis_process: RedisProcess, prefix: str, clock: FakeClock
+) -> None:
+    cache = RedisCache(redis_process.url, prefix=prefix)
+    with IntrospectionServer() as server:
+        server.tokens[OPAQUE] = answer(clock)
+        url = server.url
+        parent = introspecting(url, cache, clock)
+        assert parent.verify(OPAQUE).subject == "alice"
+    # The endpoint is gone; the child is a new worker on the parent's (forked) RedisCache.
+
+    def child() -> bool:
+        return introspecting(url, cache, clock).verify(OPAQUE).subject == "alice"
+
+    assert in_child(child)
     cache.close()

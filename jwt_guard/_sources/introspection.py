@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -225,6 +226,7 @@ class Introspection(IntrospectionSource):
         where = (self._url or self._documents[0]).encode()
         self._shared_prefix = f"jwt_guard:introspection:{hashlib.sha256(where).hexdigest()[:16]}:"
         self._last_warning = -_LOG_EVERY
+        self._garbage_warned = False
         self._reset()
         _INSTANCES.add(self)
 
@@ -460,8 +462,19 @@ class Introspection(IntrospectionSource):
             response = stored["response"]
             if not isinstance(response, dict) or not isinstance(response.get("active"), bool):
                 raise ValueError("not an introspection response")
-        except (ValueError, KeyError, TypeError, RecursionError):
-            logger.debug("introspection shared cache entry unreadable", exc_info=True)
+            if not math.isfinite(until):  # NaN would pass the expiry check below
+                raise ValueError("until is not a finite number")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            # Garbage in a store every worker reads: tampering, or another version writing
+            # there. Said once (a WARNING), then a miss like any other.
+            if not self._garbage_warned:
+                self._garbage_warned = True
+                logger.warning(
+                    "introspection shared cache entry for %s unreadable (%s): ignored, the "
+                    "endpoint is asked",
+                    self.shown,
+                    str(exc)[:200] or type(exc).__name__,
+                )
             return None
         if until <= self._clock():
             return None
