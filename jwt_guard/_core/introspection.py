@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import math
+import re
 import secrets
 import threading
 import urllib.parse
@@ -36,7 +37,7 @@ from typing import Any, Final, NamedTuple
 
 from cachetools import TLRUCache
 
-from .errors import ConfigurationError, InvalidToken, TokenInactive
+from .errors import ClaimInvalid, ConfigurationError, InvalidToken, MalformedToken, TokenInactive
 from .jwks_policy import FetchFailed
 from .keyset import KeySet, KeySource
 from .metrics import Metrics
@@ -53,6 +54,8 @@ __all__ = [
     "IntrospectionCache",
     "IntrospectionSource",
     "NoKeys",
+    "check_opaque_token",
+    "check_token_type",
     "read_response",
     "token_key",
 ]
@@ -76,6 +79,41 @@ DEFAULT_NEGATIVE_TTL: Final = 5.0
 #: Tokens remembered: ~1 KiB each (a principal), so about 10 MiB at most.
 DEFAULT_CACHE_SIZE: Final = 10_000
 _HINT: Final = "access_token"  # RFC 7662 §2.1 token_type_hint
+
+
+#: RFC 6750 §2.1 b64token (the token68 of RFC 7235 §2.1): the only bytes an access token is
+#: made of. Anything else is never sent to the endpoint (nor its call broken by a byte that
+#: is not ASCII: a 503 any client could cause).
+_B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
+#: RFC 7662 §2.2 token_type values that name an access token: RFC 6750 Bearer, RFC 9449 §6.2
+#: DPoP (case-insensitive, RFC 6749 §7.1), and the RFC 7009 hint / RFC 8693 URI for one.
+_ACCESS_TOKEN_TYPES: Final = frozenset(
+    {"bearer", "dpop", "access_token", "urn:ietf:params:oauth:token-type:access_token"}
+)
+
+
+def check_opaque_token(token: bytes) -> None:
+    """Refuse a token that is no RFC 6750 b64token before it is introspected."""
+    if _B64TOKEN.fullmatch(token) is None:
+        raise MalformedToken(
+            detail={"reason": "not an RFC 6750 b64token: never sent to the endpoint"}
+        )
+
+
+def check_token_type(claims: Mapping[str, Any]) -> None:
+    """RFC 7662 §2.2 ``token_type``, when the response has one, must name an access token:
+    the endpoint may find a refresh token under any hint (§2.1), and a refresh token is never
+    for a resource server (RFC 6749 §1.5)."""
+    if "token_type" not in claims:
+        return
+    value = claims["token_type"]
+    if not isinstance(value, str) or value.lower() not in _ACCESS_TOKEN_TYPES:
+        raise ClaimInvalid(
+            detail={
+                "claim": "token_type",
+                "reason": "not an access token type (RFC 7662 §2.2): Bearer or DPoP",
+            }
+        )
 
 
 def token_key(token: bytes) -> bytes:

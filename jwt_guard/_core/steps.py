@@ -30,7 +30,7 @@ from .errors import (
     TypeInvalid,
     safe_value,
 )
-from .introspection import Introspected, inactive_entry, refusal_entry
+from .introspection import Introspected, check_token_type, inactive_entry, refusal_entry
 from .keys import JWK
 from .keyset import KeySet
 from .parse import MAX_KID_LENGTH, b64url_decode, parse_header, parse_json, segments_detail
@@ -210,6 +210,7 @@ class Steps:
             # speaks for it (with several names, which one would be a guess: refused below).
             claims["iss"] = next(iter(issuers))
         try:
+            check_token_type(claims)
             check_time_claims(claims, self._clock(), self._leeway, self._max_age)
             rules.check(claims)
             if "cnf" in claims and self._check_cnf:

@@ -22,7 +22,13 @@ from time import perf_counter
 from .._core.cache import Entry, VerifiedTokens
 from .._core.certificates import check_certificate_binding, check_thumbprint, der_thumbprint
 from .._core.errors import ConfigurationError, JWTGuardError, TokenTooLarge
-from .._core.introspection import Introspected, IntrospectionSource, NoKeys, token_key
+from .._core.introspection import (
+    Introspected,
+    IntrospectionSource,
+    NoKeys,
+    check_opaque_token,
+    token_key,
+)
 from .._core.keyset import KeySource
 from .._core.metrics import Metrics
 from .._core.policy import Policy
@@ -178,6 +184,7 @@ class Drivers(Steps):
         # The size limit holds for every token: a huge one is never sent to the endpoint.
         if len(token) > self._max_bytes:
             raise TokenTooLarge(detail={"length": len(token), "limit": self._max_bytes})
+        check_opaque_token(token)
         source = policy.introspection
         assert source is not None
         key = token_key(token)

@@ -257,6 +257,11 @@ class Introspection(IntrospectionSource):
             call = self._calls.get(key)
             leader = call is None
             if call is None:
+                # Double-checked: a call that ended since the caller's cache lookup stored
+                # its answer before leaving _calls.
+                cached = self.cache.get(key)
+                if cached is not None:
+                    return cached
                 call = self._calls[key] = _Call()
         if not leader:
             if not call.done.wait(self._timeout + WAIT_GRACE):
