@@ -39,7 +39,6 @@ from jwt_guard import (
     Verifier,
 )
 from jwt_guard._core.dpop import jwk_thumbprint
-from jwt_guard._core.introspection import token_key
 from jwt_guard._sources.introspection import _Call
 from jwt_guard.testing import JWKSServer, LocalIssuer, dpop_jwk, dpop_proof
 
@@ -296,14 +295,14 @@ async def test_a_response_without_exp_or_iss_is_the_configured_issuers(
     clock: FakeClock,
 ) -> None:  # fmt: skip
     server.tokens[OPAQUE] = active(clock, exp=None, iss=None)
-    endpoint = make_endpoint(server.url, positive_ttl=30)
-    principal = await run(verifier_for(endpoint, clock), OPAQUE)
+    verifier = verifier_for(make_endpoint(server.url, positive_ttl=30), clock)
+    principal = await run(verifier, OPAQUE)
     assert principal.issuer == ISSUER
     clock.advance(29)
-    await run(verifier_for(endpoint, clock), OPAQUE)
+    await run(verifier, OPAQUE)
     assert server.count == 1
     clock.advance(2)  # the positive TTL bounds an answer without exp
-    await run(verifier_for(endpoint, clock), OPAQUE)
+    await run(verifier, OPAQUE)
     assert server.count == 2
 
 
@@ -335,7 +334,7 @@ async def test_cache_is_keyed_by_a_hash_never_the_token(
     keys = list(endpoint.cache._cache.keys())
     assert len(keys) == 1
     assert OPAQUE.encode() not in keys[0]
-    assert len(keys[0]) == 32
+    assert len(keys[0]) == 32 + 8  # its SHA-256 and the judging verifier's number (R27-6)
 
 
 async def test_rfc9449_6_2_a_dpop_bound_introspected_token_needs_dpop(
@@ -630,7 +629,9 @@ def test_a_call_in_flight_at_fork_time_does_not_block_the_child(clock: FakeClock
         verifier = verifier_for(endpoint, clock)
         assert verifier.verify("second").subject == "bob"  # a sync client made before
         verifier.clear_cache()
-        endpoint._calls[token_key(OPAQUE.encode())] = _Call()  # unfinished at the fork
+        assert verifier._opaque is not None
+        key = verifier._introspection_key(OPAQUE.encode(), verifier._opaque)
+        endpoint._calls[key] = _Call()  # unfinished at the fork
 
         def child() -> bool:
             sync = verifier.verify(OPAQUE).subject == "alice"

@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_NEGATIVE_TTL",
     "DEFAULT_POSITIVE_TTL",
     "MAX_POSITIVE_TTL",
+    "TOKEN_KEY_SIZE",
     "ClientAuth",
     "Introspected",
     "IntrospectionCache",
@@ -114,6 +115,10 @@ def check_token_type(claims: Mapping[str, Any]) -> None:
                 "reason": "not an access token type (RFC 7662 §2.2): Bearer or DPoP",
             }
         )
+
+
+#: The length of ``token_key``: a cache key begins with it (the judge's number follows).
+TOKEN_KEY_SIZE: Final = 32
 
 
 def token_key(token: bytes) -> bytes:

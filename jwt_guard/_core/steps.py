@@ -13,6 +13,7 @@ whose docstring says what a hit skips and what it never skips.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
@@ -30,7 +31,13 @@ from .errors import (
     TypeInvalid,
     safe_value,
 )
-from .introspection import Introspected, check_token_type, inactive_entry, refusal_entry
+from .introspection import (
+    Introspected,
+    check_token_type,
+    inactive_entry,
+    refusal_entry,
+    token_key,
+)
 from .keys import JWK
 from .keyset import KeySet
 from .parse import MAX_KID_LENGTH, b64url_decode, parse_header, parse_json, segments_detail
@@ -150,6 +157,11 @@ def token_bytes(token: object) -> bytes:
     raise MalformedToken(detail={"reason": "the token is not a string"})
 
 
+#: A number for each (verifier, policy) judging introspection responses, never reused in a
+#: process: a cached judgement is keyed by it (review R27-6).
+_JUDGES: Final = itertools.count(1)
+
+
 class Steps:
     """The steps of :class:`~jwt_guard.Verifier` that decide and do no I/O; its drivers call
     them in order and do the I/O between them.
@@ -170,6 +182,7 @@ class Steps:
     _route: Callable[[Mapping[str, Any]], Policy]
     _headers: dict[bytes, _Header]
     _remember: Callable[..., None]
+    _judges: dict[int, tuple[Policy, bytes]]
 
     def _check_dpop(
         self,
@@ -193,9 +206,19 @@ class Steps:
         JWT's claims and an introspection response's."""
         check_confirmation(cnf, self._dpop is not None, self._mtls)
 
+    def _introspection_key(self, token: bytes, policy: Policy) -> bytes:
+        """The cache key of a token's judged answer: its hash (``token_key``, the shared
+        store's key too) and this verifier's number for ``policy``. One Introspection given to
+        two verifiers (or issuers) caches a principal per judge: each holds the response to its
+        own audience, issuer and claim rules (review R27-6)."""
+        judge = self._judges.get(id(policy))
+        if judge is None:  # the policy is held here: its id is never another's
+            judge = self._judges.setdefault(id(policy), (policy, next(_JUDGES).to_bytes(8, "big")))
+        return token_key(token) + judge[1]
+
     def _admit(self, policy: Policy, key: bytes, response: dict[str, Any]) -> Introspected:
         """An introspection response (RFC 7662 §2.2) judged by the rules of ``policy``'s
-        tokens, and cached by ``key`` (the token's hash): the principal, or the refusal."""
+        tokens, and cached by ``key`` (``_introspection_key``): the principal, or the refusal."""
         source = policy.introspection
         rules = policy.introspection_rules
         assert source is not None and rules is not None

@@ -27,7 +27,6 @@ from .._core.introspection import (
     IntrospectionSource,
     NoKeys,
     check_opaque_token,
-    token_key,
 )
 from .._core.keyset import KeySource
 from .._core.metrics import Metrics
@@ -187,7 +186,7 @@ class Drivers(Steps):
         check_opaque_token(token)
         source = policy.introspection
         assert source is not None
-        key = token_key(token)
+        key = self._introspection_key(token, policy)
         entry = source.cache.get(key)
         if self.metrics is not None:
             self.metrics.introspection_lookup(entry is not None)

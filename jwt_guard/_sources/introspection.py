@@ -43,6 +43,7 @@ from .._core.introspection import (
     DEFAULT_NEGATIVE_TTL,
     DEFAULT_POSITIVE_TTL,
     MAX_POSITIVE_TTL,
+    TOKEN_KEY_SIZE,
     ClientAuth,
     Introspected,
     IntrospectionCache,
@@ -322,11 +323,17 @@ class Introspection(IntrospectionSource):
             self._url = self._endpoint_of(body, url)
         return self._url
 
+    def _shared_name(self, key: bytes) -> str:
+        """A token's name in the shared store: its hash only (a cache key's first bytes; the
+        rest names the verifier that judged it). The store holds the response, judged again
+        by each reader's rules."""
+        return self._shared_prefix + key[:TOKEN_KEY_SIZE].hex()
+
     def _shared_get(self, key: bytes) -> bytes | None:
         if self._shared is None:
             return None
         try:
-            return self._shared.get(self._shared_prefix + key.hex())
+            return self._shared.get(self._shared_name(key))
         except Exception:  # optional: a failing store is a miss
             logger.debug("introspection shared cache get failed", exc_info=True)
             return None
@@ -371,7 +378,7 @@ class Introspection(IntrospectionSource):
         started = perf_counter()
         if self._shared is not None:
             try:
-                shared = await self._shared.aget(self._shared_prefix + key.hex())
+                shared = await self._shared.aget(self._shared_name(key))
             except Exception:  # optional: a failing store is a miss
                 logger.debug("introspection shared cache get failed", exc_info=True)
                 shared = None
@@ -494,7 +501,7 @@ class Introspection(IntrospectionSource):
         if ttl <= 0:
             raise ValueError("already expired")  # suppressed by the caller: nothing to share
         value = json.dumps({"until": entry.expires, "response": response}).encode()
-        return self._shared_prefix + key.hex(), value, ttl
+        return self._shared_name(key), value, ttl
 
     def _failed(self, exc: Exception, started: float) -> IntrospectionUnavailable:
         """A call that gave no answer: logged (rate-limited), counted, as the 503 to raise."""

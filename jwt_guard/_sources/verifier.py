@@ -23,7 +23,7 @@ from .._core.cache import VerifiedTokens
 from .._core.claims import Validator
 from .._core.dpop import DPoP
 from .._core.errors import ClaimMissing, ConfigurationError
-from .._core.introspection import IntrospectionSource, NoKeys, token_key
+from .._core.introspection import IntrospectionSource, NoKeys
 from .._core.keyset import KeySource
 from .._core.log import logger
 from .._core.metrics import Metrics, resolve_metrics
@@ -192,6 +192,7 @@ class Verifier(Drivers):
             dpop is None and self._denylist is None and not self._each_request and not mtls
         )
         self._opaque = config.opaque
+        self._judges = {}
         # Without keys at all, every token is introspected (a JWT too: not parsed here).
         self._keyless = all(isinstance(p.keys, NoKeys) for p in config.policies)
         endpoint = config.opaque.introspection if config.opaque is not None else None
@@ -299,7 +300,7 @@ class Verifier(Drivers):
         assert opaque is not None and opaque.introspection is not None
         if (not self._keyless and token.count(b".") == 2) or len(token) > self._max_bytes:
             return None
-        entry = opaque.introspection.cache.get(token_key(token))
+        entry = opaque.introspection.cache.get(self._introspection_key(token, opaque))
         return entry.principal if entry is not None else None
 
     @property
