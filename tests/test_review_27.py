@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jwt_guard import Introspection, MalformedToken
+from jwt_guard import Introspection, IntrospectionUnavailable, MalformedToken
 
 from .conftest import FakeClock
 from .servers import IntrospectionServer
@@ -206,3 +206,30 @@ async def test_r27_1_asgi_non_ascii_bearer_token_is_401_not_503(
     await endpoint.aclose()
     assert response.status_code in (400, 401)
     assert server.count == 0
+
+
+# -- R27-12: the response is parsed by plain json.loads, not the project's strict decoder --------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a duplicate member: json.loads takes the last; another reader the first
+        b'{"active": false, "active": true, "sub": "mallory", "aud": "api", '
+        b'"iss": "https://as.example"}',
+        # NaN is not JSON (RFC 8259 §6): json.loads takes it, and NaN is never past
+        b'{"active": true, "sub": "mallory", "aud": "api", "iss": "https://as.example", '
+        b'"exp": NaN}',
+    ],
+)
+async def test_r27_12_response_with_duplicate_members_or_nan_is_no_answer(
+    server: IntrospectionServer, make_endpoint: Callable[..., Introspection], run: Run,
+    clock: FakeClock, body: bytes,
+) -> None:  # fmt: skip
+    # _core.parse refuses duplicate names and NaN/Infinity in a token (one reading of the
+    # bytes, whoever else reads them); read_response uses json.loads, which takes the last of
+    # two "active" members and NaN/Infinity as exp (NaN: never expired by any comparison).
+    server.body = body
+    verifier = verifier_for(make_endpoint(server.url), clock)
+    with pytest.raises(IntrospectionUnavailable):
+        await run(verifier, OPAQUE)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
-import json
 import math
 import re
 import secrets
@@ -41,6 +40,7 @@ from .errors import ClaimInvalid, ConfigurationError, InvalidToken, MalformedTok
 from .jwks_policy import FetchFailed
 from .keyset import KeySet, KeySource
 from .metrics import Metrics
+from .parse import parse_json
 
 __all__ = [
     "ASSERTION_LIFETIME",
@@ -264,11 +264,11 @@ def read_response(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
         shown = mime[:60] or "none"
         raise FetchFailed(f"content type {shown}, not application/json (RFC 7662 §2.2)")
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise FetchFailed("response is not JSON") from exc
-    if not isinstance(document, dict):
-        raise FetchFailed("response is not a JSON object")
+        # The token's own strict reading (_core.parse): a duplicate member ("active" twice:
+        # json.loads takes the last, another reader the first) or NaN/Infinity is no answer.
+        document = parse_json(body)
+    except MalformedToken as exc:
+        raise FetchFailed(f"response is not a JSON object: {exc.detail['reason']}") from exc
     if not isinstance(document.get("active"), bool):
         raise FetchFailed("response has no boolean 'active' (RFC 7662 §2.2)")
     return document
