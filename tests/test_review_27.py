@@ -208,6 +208,27 @@ async def test_r27_1_asgi_non_ascii_bearer_token_is_401_not_503(
     assert server.count == 0
 
 
+# -- R27-11: issuer= and Introspection(discovery=another issuer): silent ------------------------
+
+
+def test_r27_11_issuer_and_introspection_discovery_of_another_issuer_is_refused() -> None:
+    # The endpoint is found through b's metadata (its issuer checked against b), but a
+    # response without iss is filled in as a's (Steps._admit, "the endpoint configured for
+    # this one issuer speaks for it"): b's tokens become a's principals. Silence is a bug.
+    from jwt_guard import ConfigurationError, TrustedIssuer, Verifier
+
+    def endpoint() -> Introspection:
+        return Introspection(discovery="https://b.example", client_id="rs", client_secret="x")
+
+    with pytest.raises(ConfigurationError):
+        Verifier(issuer="https://a.example", introspection=endpoint())
+    with pytest.raises(ConfigurationError):
+        Verifier(
+            issuers=[TrustedIssuer("https://a.example", None, introspection=endpoint())],
+            algorithms=["RS256"],
+        )
+
+
 # -- R27-12: the response is parsed by plain json.loads, not the project's strict decoder --------
 
 

@@ -63,6 +63,22 @@ def _hooks(hook: Validator | None, option: str) -> tuple[Validator, ...]:
     return (hook,)
 
 
+def _check_endpoint_issuer(
+    names: tuple[str, ...] | None, endpoint: IntrospectionSource | None
+) -> None:
+    """An endpoint found through one issuer's discovery answers for that issuer only: given to
+    another issuer, a response without "iss" would make the first's tokens the other's
+    principals (review R27-11). Silence is a bug: refused at start-up."""
+    pinned = endpoint.pinned_issuers if endpoint is not None else None
+    if names is None or pinned is None or set(pinned) & set(names):
+        return
+    raise ConfigurationError(
+        f"introspection= was found through the discovery of {pinned[0]!r}, which answers for "
+        f"its own tokens, not for issuer {names[0]!r}: give an Introspection of {names[0]!r} "
+        "(discovery= that issuer, or its endpoint URL)"
+    )
+
+
 def _strings(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -515,6 +531,7 @@ def configure(
                     _tenants(trusted, _tenant_policy(policy, template, trusted), retired)
                 )
                 continue
+            _check_endpoint_issuer((trusted.issuer,), trusted.introspection)
             routes[trusted.issuer] = policy(
                 trusted.keys,
                 algs,
@@ -545,6 +562,7 @@ def configure(
         if names is None and introspection is not None:
             # From discovery, the endpoint answers for the discovered issuer only.
             names = introspection.pinned_issuers
+        _check_endpoint_issuer(names, introspection)
         policies = (
             policy(
                 keys,
