@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests need, in the clone's .venv; the README's test command is
 #   bash scripts/test-env.sh && .venv/bin/python -m pytest [pytest arguments]
-# System packages redis-server, chromium and node (nodejs, npm) come from apt-get when run as
-# root; the python packages are requirements/test.lock, exactly, in the clone's .venv
+# System packages redis-server, chromium, nginx and node (nodejs, npm) come from apt-get when
+# run as root; the python packages are requirements/test.lock, exactly, in the clone's .venv
 # (scripts/python-env.sh), never in the python3 found on PATH; the authorization server the tests
 # start, panva's oidc-provider, is tests/oidc_provider/package-lock.json, exactly (npm ci), in
 # tests/oidc_provider/node_modules.
@@ -15,6 +15,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# nginx lives in /usr/sbin, which a non-root PATH may not list.
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)
 if ((${#need_apt[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         echo "installing system packages: ${need_apt[*]}"
@@ -22,8 +24,8 @@ if ((${#need_apt[@]})); then
         if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null; then
             # Ubuntu's apt has no real chromium package (chromium-browser only points at the snap).
             echo "apt-get install ${need_apt[*]} failed; on Ubuntu install chromium with" \
-                "\`snap install chromium\`, redis and node with" \
-                "\`apt-get install redis-server nodejs npm\`, then rerun" >&2
+                "\`snap install chromium\`, redis, nginx and node with" \
+                "\`apt-get install redis-server nginx nodejs npm\`, then rerun" >&2
             exit 1
         fi
     else

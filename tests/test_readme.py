@@ -18,7 +18,8 @@ fence says how a block is run:
 - ``<!-- readme-test: run-by tests/x.py (reason) -->``: a block another test runs (in its own
   process, say, because it sets process-wide state or listens on a port).
 
-``json``, ``http`` and ``text`` blocks show answers, not code (a ``json`` one must parse).
+``json``, ``http`` and ``text`` blocks show answers, not code (a ``json`` one must parse); an
+``nginx`` block is a configuration another test runs (``run-by``).
 
 ``https://idp.example.com`` is this machine's JWKS server: requests httpx sends to that host go
 to a real :class:`JWKSServer` on 127.0.0.1 (only the address changes, nothing else).
@@ -116,9 +117,11 @@ PYTHON = blocks_marked("python")
 
 def test_every_block_has_a_way_to_run() -> None:
     for block in blocks():
-        assert block.lang in ("python", "bash", "json", "http", "text"), block.id
+        assert block.lang in ("python", "bash", "json", "http", "text", "nginx"), block.id
         if block.lang == "bash":
             assert block.marker, f"{block.where}: the block at line {block.line} is not tested"
+        elif block.lang == "nginx":  # a configuration a test runs (tests/nginx_server.py)
+            assert block.marker.startswith("run-by "), block.id
         elif block.lang == "json":  # a shown answer: at least valid JSON
             json.loads(block.body)
     assert len(PYTHON) >= 6
