@@ -1,0 +1,65 @@
+"""Review R28 of issue 28 (certificate-bound tokens, FAPI 2.0): each test is a finding and
+fails on the branch reviewed (s5-m1-mtls + s5-m2-tls); see /work/notes/reviews/r28.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+
+from jwt_guard import ClientCertificate, ConfigurationError, JWTGuardMiddleware
+from jwt_guard.testing import LocalIssuer, TestCertificate, make_client_certificate
+
+
+@pytest.fixture(scope="module")
+def cert() -> TestCertificate:
+    return make_client_certificate("alice")
+
+
+def test_r28_f1_environ_source_refuses_a_key_the_client_writes() -> None:
+    # PEP 3333: every HTTP_* key is a request header, written by whoever connects. An environ
+    # source named after one reads a client-chosen certificate with no trusted_proxies check.
+    for key in ("HTTP_X_SSL_CLIENT_CERT", "HTTP_CLIENT_CERT", "http_x_client_cert"):
+        with pytest.raises(ConfigurationError, match="header"):
+            ClientCertificate.environ(key)
+    # Today it is built, and a direct client at an address no one trusts passes a stolen
+    # certificate-bound token by sending the victim's certificate (public) as a header:
+    #   ClientCertificate.environ("HTTP_X_SSL_CLIENT_CERT").from_environ(
+    #       {"REMOTE_ADDR": "203.0.113.9", "HTTP_X_SSL_CLIENT_CERT": victim_pem}) == thumbprint
+
+
+def _scope(client: Any, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "scheme": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": headers,
+        "client": client,
+    }
+
+
+def test_r28_f2_unix_socket_behind_the_proxy_can_be_trusted(cert: TestCertificate) -> None:
+    # README "Behind nginx": "Let the app listen where only nginx reaches it (127.0.0.1, a
+    # Unix socket, ...)". uvicorn --uds gives scope["client"] = None (gunicorn: REMOTE_ADDR
+    # empty), which _trusted() never trusts, and trusted_proxies takes only IP networks: the
+    # recommended deployment refuses every certificate-bound token, with no option to fix it.
+    source = ClientCertificate.nginx(trusted_proxies=["unix:"])
+    header = [(b"x-ssl-client-cert", cert.escaped_pem.encode())]
+    assert source.from_scope(_scope(None, header)) == cert.thumbprint
+    assert source.from_environ({"HTTP_X_SSL_CLIENT_CERT": cert.escaped_pem}) == cert.thumbprint
+
+
+def test_r28_f3_fapi2_refuses_a_token_cookie_at_start_up(make_issuer: Any) -> None:
+    # profile="fapi2" is documented (commit b4a478f, README) as "tokens in the header only";
+    # check_token_sources refuses header=False and websocket_query_param, not cookie=.
+    fapi: LocalIssuer = make_issuer("PS256")
+    verifier = fapi.verifier(profile="fapi2", mtls=True)
+    with pytest.raises(ConfigurationError, match="fapi2"):
+        JWTGuardMiddleware(
+            Starlette(),
+            verifier=verifier,
+            cookie="access_token",
+            client_certificate=ClientCertificate.header(trusted_proxies=["127.0.0.1"]),
+        )
