@@ -63,3 +63,41 @@ def test_r28_f3_fapi2_refuses_a_token_cookie_at_start_up(make_issuer: Any) -> No
             cookie="access_token",
             client_certificate=ClientCertificate.header(trusted_proxies=["127.0.0.1"]),
         )
+
+
+def test_r28_f4_header_spelled_with_an_underscore_is_not_the_certificate_header(
+    issuer: LocalIssuer, cert: TestCertificate
+) -> None:
+    # Envoy forwards header names with underscores by default (headers_with_underscores_action:
+    # ALLOW) and SANITIZE_SET only removes x-forwarded-client-cert for a client without a
+    # certificate. A client without one sends "X-Forwarded-Client_Cert: Hash=<victim's>":
+    # uvicorn keeps the name apart (ignored, 401), but a WSGI server that maps "_" like "-"
+    # (the stdlib's wsgiref, which the tests' run_wsgi uses) hands it over as
+    # HTTP_X_FORWARDED_CLIENT_CERT from the trusted proxy, and a stolen bound token passes.
+    import httpx
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .apps import flask_app
+    from .servers import run_uvicorn, run_wsgi
+
+    def source() -> ClientCertificate:
+        return ClientCertificate.envoy_xfcc(trusted_proxies=["127.0.0.1"])
+
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.subject})
+
+    asgi = JWTGuardMiddleware(
+        Starlette(routes=[Route("/me", me)]),
+        verifier=issuer.verifier(mtls=True),
+        client_certificate=source(),
+    )
+    wsgi = flask_app(issuer.verifier(mtls=True), client_certificate=source())
+    stolen = issuer.mint(certificate=cert)
+    headers = {"Authorization": f"Bearer {stolen}", "X-Forwarded-Client_Cert": cert.xfcc()}
+    with run_uvicorn(asgi) as asgi_base, run_wsgi(wsgi) as wsgi_base:
+        for name, base in (("uvicorn", asgi_base), ("wsgiref", wsgi_base)):
+            response = httpx.get(base + "/me", headers=headers)
+            assert response.status_code == 401, name
+            assert response.json()["code"] == "client_certificate_missing", name
