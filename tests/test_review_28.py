@@ -101,3 +101,30 @@ def test_r28_f4_header_spelled_with_an_underscore_is_not_the_certificate_header(
             response = httpx.get(base + "/me", headers=headers)
             assert response.status_code == 401, name
             assert response.json()["code"] == "client_certificate_missing", name
+
+
+def test_r28_f5_metadata_does_not_advertise_binding_a_middleware_cannot_check() -> None:
+    # RFC 9728 §2 tls_client_certificate_bound_access_tokens tells clients to bring certificate-
+    # bound tokens; a middleware with no client_certificate= source refuses every one of them
+    # (client_certificate_missing), yet its document says true (set from verifier.mtls alone).
+    from jwt_guard import ProtectedResource
+
+    api = LocalIssuer(audience="https://api.test/")
+    resource = ProtectedResource(resource=api.audience, authorization_servers=[api.issuer])
+    middleware = JWTGuardMiddleware(
+        Starlette(), verifier=api.verifier(mtls=True), protected_resource=resource
+    )
+    assert middleware.guard.metadata is not None
+    document = middleware.guard.metadata.document
+    assert "tls_client_certificate_bound_access_tokens" not in document
+
+
+def test_r28_f6_fapi2_with_mtls_only_and_no_certificate_source_fails_at_start_up(
+    make_issuer: Any,
+) -> None:
+    # profile="fapi2" + mtls=True (no DPoP) accepts only certificate-bound tokens; a middleware
+    # with no client_certificate= can accept no token at all (bearer: not sender-constrained;
+    # bound: client_certificate_missing). Today only a WARNING: the app starts and refuses all.
+    fapi: LocalIssuer = make_issuer("PS256")
+    with pytest.raises(ConfigurationError, match="client_certificate"):
+        JWTGuardMiddleware(Starlette(), verifier=fapi.verifier(profile="fapi2", mtls=True))
