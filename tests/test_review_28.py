@@ -128,3 +128,37 @@ def test_r28_f6_fapi2_with_mtls_only_and_no_certificate_source_fails_at_start_up
     fapi: LocalIssuer = make_issuer("PS256")
     with pytest.raises(ConfigurationError, match="client_certificate"):
         JWTGuardMiddleware(Starlette(), verifier=fapi.verifier(profile="fapi2", mtls=True))
+
+
+def test_r28_f7_forwarded_for_does_not_make_a_peer_a_trusted_proxy(
+    issuer: LocalIssuer, cert: TestCertificate
+) -> None:
+    # uvicorn's defaults (proxy_headers=True, forwarded_allow_ips="127.0.0.1"; many container
+    # guides say "*") rewrite scope["client"] from X-Forwarded-For. trusted_proxies names the
+    # proxy at 192.0.2.1; a caller that is not that proxy says "X-Forwarded-For: 192.0.2.1",
+    # becomes it, and its forged Client-Cert (the victim's public certificate) is believed.
+    import httpx
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .servers import run_uvicorn
+
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.subject})
+
+    app = JWTGuardMiddleware(
+        Starlette(routes=[Route("/me", me)]),
+        verifier=issuer.verifier(mtls=True),
+        client_certificate=ClientCertificate.header(trusted_proxies=["192.0.2.1"]),
+    )
+    stolen = issuer.mint(certificate=cert)
+    headers = {
+        "Authorization": f"Bearer {stolen}",
+        "Client-Cert": cert.client_cert_header,
+        "X-Forwarded-For": "192.0.2.1",
+    }
+    with run_uvicorn(app) as base:
+        response = httpx.get(base + "/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "client_certificate_missing"
