@@ -104,6 +104,14 @@ class ClientCertificate:
         (``SSLOptions +ExportCertData``). WSGI only."""
         if not isinstance(key, str) or not key:
             raise ConfigurationError("ClientCertificate.environ: key must be an environ key")
+        if key.upper().startswith("HTTP_"):
+            # PEP 3333: an HTTP_* key is a request header, written by whoever connects; read
+            # here it would skip the trusted_proxies check (review R28 F1).
+            raise ConfigurationError(
+                f"ClientCertificate.environ({key!r}): an HTTP_* key is a request header that any "
+                "client can send; for a certificate a proxy puts in a header use "
+                "ClientCertificate.header/nginx/envoy_xfcc(..., trusted_proxies=[...])"
+            )
         return cls("environ", key, thumbprint_from_pem)
 
     @classmethod

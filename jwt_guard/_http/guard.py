@@ -242,7 +242,8 @@ class Guard:
                 ),
                 dpop_algorithms=self.dpop.algorithms if self.dpop is not None else None,
                 dpop_required=self.dpop is not None and self.dpop.required,
-                mtls=verifier.mtls,
+                # RFC 9728 §2: advertised only where a certificate is read (review R28 F5).
+                mtls=verifier.mtls and client_certificate is not None,
             )
         try:
             self.responder = Responder(
