@@ -162,3 +162,27 @@ def test_r28_f7_forwarded_for_does_not_make_a_peer_a_trusted_proxy(
         response = httpx.get(base + "/me", headers=headers)
     assert response.status_code == 401
     assert response.json()["code"] == "client_certificate_missing"
+
+
+def test_r28_f8_flask_config_can_turn_mtls_on(
+    monkeypatch: pytest.MonkeyPatch, cert: TestCertificate
+) -> None:
+    # mtls is a bool, not an object option, yet no JWT_GUARD_MTLS exists: JWTGuard(app) built
+    # from app.config can take client_certificate= but never mtls=True (ConfigurationError
+    # "client_certificate= is read only for Verifier(mtls=True)"), and JWT_GUARD_PROFILE=fapi2
+    # there always fails ("pass dpop=DPoP(...) or mtls=True", which that path cannot pass).
+    from flask import Flask
+
+    from jwt_guard.flask import JWTGuard
+
+    app = Flask(__name__)
+    app.config.update(
+        JWT_GUARD_JWKS_URL="https://idp.example.com/jwks.json",
+        JWT_GUARD_ISSUER="https://idp.example.com/",
+        JWT_GUARD_AUDIENCE="orders-api",
+        JWT_GUARD_ALGORITHMS="PS256",
+        JWT_GUARD_PROFILE="fapi2",
+        JWT_GUARD_MTLS="true",
+    )
+    JWTGuard(app, client_certificate=ClientCertificate.environ())
+    assert app.wsgi_app.verifier.mtls is True  # type: ignore[attr-defined]
