@@ -223,10 +223,15 @@ def check_verifier_options(
 
 
 def check_token_sources(
-    profiles: Sequence[Profile], *, header: bool, query_param: str | None, where: str
+    profiles: Sequence[Profile],
+    *,
+    header: bool,
+    query_param: str | None,
+    where: str,
+    cookie: str | None = None,
 ) -> None:
     """The adapter's token sources against the profiles: a profile that takes tokens in the
-    header only refuses a middleware without the header or with a query parameter."""
+    header only refuses a middleware without the header, with a query parameter or a cookie."""
     for profile in profiles:
         if not profile.header_only:
             continue
@@ -242,4 +247,11 @@ def check_token_sources(
             raise ConfigurationError(
                 f"{where}: websocket_query_param={query_param!r} contradicts {_where(profile)}, "
                 "which refuses access tokens in a query parameter (RFC 6750 §2.3): drop it"
+            )
+        if cookie is not None:
+            # §5.3.4 item 1: the Authorization header (RFC 6750 §2.1, RFC 9449 §7.1); a cookie
+            # is neither, and the browser sends it on its own (review R28 F3).
+            raise ConfigurationError(
+                f"{where}: cookie={cookie!r} contradicts {_where(profile)}, which takes access "
+                "tokens in the Authorization header only (RFC 6750 §2.1): drop cookie="
             )

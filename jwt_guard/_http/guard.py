@@ -176,6 +176,7 @@ class Guard:
             header=header,
             query_param=websocket_query_param,
             where="where the token is read",
+            cookie=cookie,
         )
         if on_error is not None and not callable(on_error):
             raise ConfigurationError("on_error must be callable")
