@@ -186,3 +186,18 @@ def test_r28_f8_flask_config_can_turn_mtls_on(
     )
     JWTGuard(app, client_certificate=ClientCertificate.environ())
     assert app.wsgi_app.verifier.mtls is True  # type: ignore[attr-defined]
+
+
+def test_r28_f9_envoy_xfcc_with_several_dns_sans_is_read(cert: TestCertificate) -> None:
+    # Envoy's documentation of x-forwarded-client-cert: "A client certificate may contain
+    # multiple DNS type Subject Alternative Names, each will be a separate key-value pair"
+    # (set_current_client_cert_details: {dns: true}). _xfcc_elements refuses "a key twice in
+    # one element", so every client whose certificate has two DNS names gets a 400.
+    from jwt_guard._core.certificates import thumbprint_from_xfcc
+
+    # cert.xfcc() is By=...;Hash=...;Subject="..."; Envoy then adds URI and the DNS names.
+    value = (
+        cert.xfcc() + ";URI=spiffe://example.com/client;"
+        "DNS=client.example.com;DNS=www.client.example.com"
+    )
+    assert thumbprint_from_xfcc(value, last_element=False) == cert.thumbprint

@@ -65,6 +65,9 @@ _PEM: Final = re.compile(
 #: RFC 8941 §3.3.5: a Byte Sequence is base64 (standard alphabet, padded) between colons.
 _SF_BINARY: Final = re.compile(r" *:([A-Za-z0-9+/]*={0,2}):[ \t]*")
 _HEX_SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+#: XFCC keys one element carries at most once (Envoy: one certificate per element); ``URI``
+#: and ``DNS`` repeat, one pair per Subject Alternative Name (review R28 F9).
+_XFCC_ONCE: Final = frozenset({"by", "hash", "cert", "chain", "subject"})
 
 
 def invalid_certificate(reason: str, **facts: Any) -> InvalidRequest:
@@ -238,7 +241,8 @@ def thumbprint_from_client_cert(value: str) -> str:
 def _xfcc_elements(value: str) -> list[dict[str, str]]:
     """Envoy's ``x-forwarded-client-cert``: elements separated by ``,``, each ``key=value``
     pairs separated by ``;``; keys case-insensitive; a value holding ``,;=`` is double-quoted,
-    with ``\\"`` for a quote in it. A key twice in one element is refused."""
+    with ``\\"`` for a quote in it. ``By``, ``Hash``, ``Cert``, ``Chain`` or ``Subject`` twice in
+    one element is refused; ``URI`` and ``DNS`` repeat (one pair per SAN, Envoy's docs)."""
     elements: list[dict[str, str]] = []
     pairs: dict[str, str] = {}
     i, n = 0, len(value)
@@ -281,9 +285,11 @@ def _xfcc_elements(value: str) -> list[dict[str, str]]:
             if '"' in text or "=" in text:
                 raise invalid_certificate("x-forwarded-client-cert: a malformed value")
             i = end
-        if key in pairs:
+        if key not in pairs:
+            pairs[key] = text
+        elif key in _XFCC_ONCE:
             raise invalid_certificate("x-forwarded-client-cert: a key twice in one element")
-        pairs[key] = text
+        # else a URI or DNS SAN: Envoy writes one pair per name; none is read here.
         if i >= n:
             elements.append(pairs)
             return elements
