@@ -79,8 +79,19 @@ class _ThreadingWSGIServer(_ClosingThreads, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    """wsgiref, quiet, and dropping header names with "_" as gunicorn (>= 22), waitress and
+    mod_wsgi do: wsgiref alone reads "Client_Cert" as "Client-Cert" (review R28 F4), which
+    jwt_guard's header certificate sources refuse under its SERVER_SOFTWARE."""
+
+    server_version = "jwt-guard-tests/1"
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def get_environ(self) -> dict[str, Any]:
+        for name in {name for name in self.headers if "_" in name}:
+            del self.headers[name]
+        return super().get_environ()
 
 
 @contextmanager

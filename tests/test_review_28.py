@@ -29,26 +29,15 @@ def test_r28_f1_environ_source_refuses_a_key_the_client_writes() -> None:
     #       {"REMOTE_ADDR": "203.0.113.9", "HTTP_X_SSL_CLIENT_CERT": victim_pem}) == thumbprint
 
 
-def _scope(client: Any, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "scheme": "http",
-        "method": "GET",
-        "path": "/",
-        "headers": headers,
-        "client": client,
-    }
+def test_r28_f2_readme_does_not_recommend_a_unix_socket_behind_the_proxy() -> None:
+    # A Unix-socket peer has no address (uvicorn --uds: scope["client"] None; gunicorn:
+    # REMOTE_ADDR empty) and is never trusted, so "Behind nginx" must not recommend one.
+    from pathlib import Path
 
-
-def test_r28_f2_unix_socket_behind_the_proxy_can_be_trusted(cert: TestCertificate) -> None:
-    # README "Behind nginx": "Let the app listen where only nginx reaches it (127.0.0.1, a
-    # Unix socket, ...)". uvicorn --uds gives scope["client"] = None (gunicorn: REMOTE_ADDR
-    # empty), which _trusted() never trusts, and trusted_proxies takes only IP networks: the
-    # recommended deployment refuses every certificate-bound token, with no option to fix it.
-    source = ClientCertificate.nginx(trusted_proxies=["unix:"])
-    header = [(b"x-ssl-client-cert", cert.escaped_pem.encode())]
-    assert source.from_scope(_scope(None, header)) == cert.thumbprint
-    assert source.from_environ({"HTTP_X_SSL_CLIENT_CERT": cert.escaped_pem}) == cert.thumbprint
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Behind nginx", 1)[1].split("\n## ", 1)[0]
+    assert "127.0.0.1, a Unix socket" not in section
+    assert "Unix-socket peer has no address and is never trusted" in section
 
 
 def test_r28_f3_fapi2_refuses_a_token_cookie_at_start_up(make_issuer: Any) -> None:
@@ -201,3 +190,90 @@ def test_r28_f9_envoy_xfcc_with_several_dns_sans_is_read(cert: TestCertificate) 
         "DNS=client.example.com;DNS=www.client.example.com"
     )
     assert thumbprint_from_xfcc(value, last_element=False) == cert.thumbprint
+
+
+def test_r28_f7_werkzeug_proxy_fix_does_not_make_a_peer_a_trusted_proxy(
+    issuer: LocalIssuer, cert: TestCertificate
+) -> None:
+    # The WSGI form of F7: werkzeug's ProxyFix rewrites REMOTE_ADDR from X-Forwarded-For, so a
+    # caller that names the trusted proxy there would become it.
+    import httpx
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from .apps import flask_app
+    from .servers import run_wsgi
+
+    app = flask_app(
+        issuer.verifier(mtls=True),
+        client_certificate=ClientCertificate.header(trusted_proxies=["192.0.2.1"]),
+    )
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
+    headers = {
+        "Authorization": f"Bearer {issuer.mint(certificate=cert)}",
+        "Client-Cert": cert.client_cert_header,
+        "X-Forwarded-For": "192.0.2.1",
+    }
+    with run_wsgi(app) as base:
+        response = httpx.get(base + "/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "client_certificate_missing"
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        {"X-Forwarded-For": "203.0.113.5, 198.51.100.7"},
+        {"Forwarded": 'for=203.0.113.5;proto=https, for="[2001:db8::1]:4711"'},
+    ],
+)
+def test_r28_f7_a_proxy_that_forwards_a_client_address_is_still_trusted(
+    issuer: LocalIssuer, cert: TestCertificate, forwarded: dict[str, str]
+) -> None:
+    # The README's recipe: uvicorn --no-proxy-headers, so scope["client"] is the proxy's
+    # connection; a forwarding header naming other addresses does not stop the certificate.
+    import httpx
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .servers import run_uvicorn
+
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.subject})
+
+    app = JWTGuardMiddleware(
+        Starlette(routes=[Route("/me", me)]),
+        verifier=issuer.verifier(mtls=True),
+        client_certificate=ClientCertificate.header(trusted_proxies=["127.0.0.1"]),
+    )
+    headers = {
+        "Authorization": f"Bearer {issuer.mint(certificate=cert)}",
+        "Client-Cert": cert.client_cert_header,
+        **forwarded,
+    }
+    with run_uvicorn(app, proxy_headers=False) as base:
+        assert httpx.get(base + "/me", headers=headers).status_code == 200
+    if "X-Forwarded-For" in forwarded:
+        # With uvicorn's defaults (it reads X-Forwarded-For, not Forwarded) the peer becomes
+        # 198.51.100.7: not trusted, the certificate is not believed (fails closed).
+        with run_uvicorn(app) as base:
+            response = httpx.get(base + "/me", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["code"] == "client_certificate_missing"
+
+
+def test_r28_f4_header_sources_refuse_a_wsgi_server_that_conflates_underscores(
+    cert: TestCertificate,
+) -> None:
+    # The stdlib's wsgiref maps "_" like "-": under it a header source cannot tell the proxy's
+    # header from a client's underscore spelling, so it refuses with the fix, never reads.
+    environ = {
+        "SERVER_SOFTWARE": "WSGIServer/0.2 CPython/3.12.3",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_CLIENT_CERT": cert.client_cert_header,
+    }
+    source = ClientCertificate.header(trusted_proxies=["127.0.0.1"])
+    with pytest.raises(ConfigurationError, match="gunicorn"):
+        source.from_environ(environ)
+    environ["SERVER_SOFTWARE"] = "gunicorn/23.0.0"
+    assert source.from_environ(environ) == cert.thumbprint

@@ -16,6 +16,7 @@ A header that does not parse is a 400 (``client_certificate_invalid``), never a 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -68,7 +69,16 @@ def _networks(trusted_proxies: object) -> tuple[_Network, ...]:
 class ClientCertificate:
     """One configured source of the client certificate; make it with a class method."""
 
-    __slots__ = ("_cache", "_peers", "_read", "_said", "kind", "name", "networks")
+    __slots__ = (
+        "_cache",
+        "_forwarded_said",
+        "_peers",
+        "_read",
+        "_said",
+        "kind",
+        "name",
+        "networks",
+    )
 
     def __init__(
         self,
@@ -86,6 +96,7 @@ class ClientCertificate:
         self._cache: dict[str, str | None] = {}
         self._peers: dict[str, bool] = {}
         self._said = False
+        self._forwarded_said = False
 
     def __repr__(self) -> str:
         return f"ClientCertificate({self.kind}, {self.name!r})"
@@ -217,6 +228,26 @@ class ClientCertificate:
                 peer or "an unnamed peer",
             )
 
+    def _forwarded_peer(self, peer: str | None, forwarded: list[str]) -> bool:
+        """Whether the peer's address is one a forwarding header names: then the server
+        (uvicorn's ``proxy_headers``, Hypercorn's or werkzeug's ProxyFix) may have made it from
+        that header, which any caller writes, and it is not believed (review R28 F7)."""
+        if not peer or not forwarded or peer not in _forwarded_addresses(forwarded):
+            return False
+        if not self._forwarded_said:
+            self._forwarded_said = True
+            logger.warning(
+                "client certificate header %r ignored: the peer address %s is named by the "
+                "request's X-Forwarded-For/Forwarded, so the server may have taken it from that "
+                "header (uvicorn/Hypercorn proxy headers, werkzeug ProxyFix) and any caller can "
+                "claim to be a trusted proxy; run uvicorn with --no-proxy-headers (Hypercorn, "
+                "gunicorn: no proxy-header rewriting; Flask: no ProxyFix) so the peer is the "
+                "connection's, and have the proxy not send X-Forwarded-For (logged once)",
+                self.name,
+                peer,
+            )
+        return True
+
     def from_scope(self, scope: Scope) -> str | None:
         """The thumbprint of the client certificate of an ASGI request, or ``None``."""
         if self.kind == "environ":
@@ -245,6 +276,13 @@ class ClientCertificate:
         if not self._trusted(peer):
             self._untrusted(peer)
             return None
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in (b"x-forwarded-for", b"forwarded")
+        ]
+        if self._forwarded_peer(peer, forwarded):
+            return None
         if len(values) > 1:
             raise invalid_certificate("the client certificate header is repeated")
         return self._header_value(values[0].decode("latin-1"))
@@ -258,12 +296,29 @@ class ClientCertificate:
             if not value:
                 return None
             return self._thumbprint(value)
+        software = environ.get("SERVER_SOFTWARE")
+        if isinstance(software, str) and software.startswith(_CONFLATING_SERVERS):
+            # PEP 3333 leaves "_" and "-" to the server: wsgiref writes a client's
+            # "X-Forwarded-Client_Cert" as HTTP_X_FORWARDED_CLIENT_CERT, the proxy's header,
+            # which a proxy passing underscore names on (Envoy's default) lets through
+            # (review R28 F4). Refuse rather than read a header the client may have named.
+            raise ConfigurationError(
+                f"the client certificate header {self.name!r} under {software}: this WSGI "
+                "server reads a header spelled with '_' as the one spelled with '-', so a "
+                "client can send the certificate header past the proxy; serve the app with "
+                "gunicorn (>= 22), waitress or mod_wsgi, which drop such names"
+            )
         value = environ.get("HTTP_" + self.name.upper().replace("-", "_"))
         if value is None:
             return None
         peer = environ.get("REMOTE_ADDR")
         if not self._trusted(peer):
             self._untrusted(peer)
+            return None
+        forwarded = [
+            environ[key] for key in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED") if key in environ
+        ]
+        if self._forwarded_peer(peer, forwarded):
             return None
         return self._header_value(value)
 
@@ -272,6 +327,34 @@ class ClientCertificate:
         if not value:
             return None  # the proxy's variable was empty: no certificate presented
         return self._thumbprint(value)
+
+
+#: SERVER_SOFTWARE prefixes of WSGI servers that map a header name's "_" like its "-": the
+#: standard library's wsgiref (``WSGIServer/0.2 CPython/3.x``).
+_CONFLATING_SERVERS: Final = ("WSGIServer/",)
+
+
+def _forwarded_addresses(values: list[str]) -> set[str]:
+    """The addresses named by X-Forwarded-For and Forwarded (RFC 7239 §4 ``for=``), as a
+    server that rewrites the peer from them would write it: no quotes, brackets or port."""
+    found: set[str] = set()
+    for value in values:
+        for item in value.replace(";", ",").split(","):
+            item = item.strip()
+            if item[:4].lower() == "for=":
+                item = item[4:]
+            elif "=" in item:
+                continue  # Forwarded's by=, host=, proto=
+            item = item.strip().strip('"')
+            if item.startswith("["):
+                item = item[1:].split("]", 1)[0]  # [v6] or [v6]:port
+            elif item.count(":") == 1:
+                item = item.split(":", 1)[0]  # v4:port
+            if item:
+                found.add(item)
+                with contextlib.suppress(ValueError):
+                    found.add(str(ipaddress.ip_address(item)))
+    return found
 
 
 def _header_name(name: object) -> str:
