@@ -12,14 +12,15 @@
 Config keys: ``JWT_GUARD_ISSUER``, ``JWT_GUARD_AUDIENCE`` (string or list), ``JWT_GUARD_JWKS_URL``
 or ``JWT_GUARD_DISCOVERY_URL``, ``JWT_GUARD_ALGORITHMS``, ``JWT_GUARD_LEEWAY``, ``JWT_GUARD_TYP``,
 ``JWT_GUARD_PROFILE``, ``JWT_GUARD_ROLES_CLAIM``, ``JWT_GUARD_SCOPES_CLAIM``,
-``JWT_GUARD_ALLOW_HTTP``, and for the middleware ``JWT_GUARD_COOKIE``, ``JWT_GUARD_OPTIONAL``,
-``JWT_GUARD_EXCLUDE``, ``JWT_GUARD_REALM``, ``JWT_GUARD_CSRF``, ``JWT_GUARD_DEBUG``. Any other
-``JWT_GUARD_*`` key is a ``ConfigurationError`` naming the closest one (``JWT_GUARD_EXCLUDES``:
-did you mean ``JWT_GUARD_EXCLUDE``?), and so is a key that is not read because ``verifier=`` or
-a keyword argument gives that setting; ``JWTGuard(app, ignore_unknown=("JWT_GUARD_OTHER_*",))``
-lets keys another extension reads under the prefix pass. ``init_app`` reads ``app.config`` once:
-a ``JWT_GUARD_*`` key set, changed or removed after it is a ``ConfigurationError`` at the first
-request (refused until fixed), naming the key.
+``JWT_GUARD_ALLOW_HTTP``, ``JWT_GUARD_MTLS``, and for the middleware ``JWT_GUARD_COOKIE``,
+``JWT_GUARD_OPTIONAL``, ``JWT_GUARD_EXCLUDE``, ``JWT_GUARD_REALM``, ``JWT_GUARD_CSRF``,
+``JWT_GUARD_DEBUG``. Any other ``JWT_GUARD_*`` key is a ``ConfigurationError`` naming the
+closest one (``JWT_GUARD_EXCLUDES``: did you mean ``JWT_GUARD_EXCLUDE``?), and so is a key
+that is not read because ``verifier=`` or a keyword argument gives that setting;
+``JWTGuard(app, ignore_unknown=("JWT_GUARD_OTHER_*",))`` lets keys another extension reads
+under the prefix pass. ``init_app`` reads ``app.config`` once: a ``JWT_GUARD_*`` key set,
+changed or removed after it is a ``ConfigurationError`` at the first request (refused until
+fixed), naming the key.
 """
 
 from __future__ import annotations

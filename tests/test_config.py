@@ -151,6 +151,7 @@ VALID = {
     "SCOPES_CLAIM": ("scp", "scopes_claim"),
     "ALLOW_HTTP": ("1", "keys"),
     "SHARED_CACHE_URL": ("redis://127.0.0.1:1/0", "keys"),
+    "MTLS": ("1", "mtls"),
 }
 
 
@@ -412,3 +413,14 @@ def test_flask_exclude_given_as_a_string_is_its_paths(value: str, paths: tuple[s
     assert all(guard.middleware.guard.is_excluded(path) for path in paths)
     assert not guard.middleware.guard.is_excluded("/me")
     assert app.test_client().get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(("value", "mtls"), [("true", True), ("yes", True), ("0", False)])
+def test_mtls_variable_sets_the_option(value: str, mtls: bool) -> None:
+    # Review R28 F8: the Flask config / from_env path could not turn mtls on.
+    assert options_from_env(environ={**BASE, PREFIX + "MTLS": value})["mtls"] is mtls
+
+
+def test_mtls_variable_that_is_not_a_boolean_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="MTLS must be 1"):
+        options_from_env(environ={**BASE, PREFIX + "MTLS": "on please"})

@@ -203,6 +203,22 @@ class Guard:
         self.verifier = verifier
         #: Where the client certificate comes from (RFC 8705), ``None``: nowhere.
         self.client_certificate = client_certificate
+        if (
+            verifier.mtls
+            and client_certificate is None
+            and verifier.dpop is None
+            and verifier.profile_all_sender_constrained
+        ):
+            # Every token is held to a sender-constrained profile (fapi2) and the only
+            # constraint this verifier checks is the certificate, which nothing here reads:
+            # no token can pass (review R28 F6).
+            raise ConfigurationError(
+                "Verifier(mtls=True) with a sender-constrained profile (fapi2) and no dpop= "
+                "accepts only certificate-bound tokens, and this middleware or guard reads no "
+                "certificate: pass client_certificate=ClientCertificate.tls() (ASGI), "
+                ".environ('SSL_CLIENT_CERT') (WSGI) or a proxy header "
+                "(.header/.nginx/.envoy_xfcc with trusted_proxies=...)"
+            )
         if verifier.mtls and client_certificate is None:
             # Fail closed (a bound token gets client_certificate_missing), but say why.
             logger.warning(

@@ -56,6 +56,7 @@ ENV_NAMES: Final = (
     "SCOPES_CLAIM",
     "ALLOW_HTTP",
     "SHARED_CACHE_URL",
+    "MTLS",
 )
 
 #: Variables with the default prefix that this repository's own scripts and tests read, never
@@ -113,6 +114,7 @@ OPTION_VARIABLES: Final = {
     "profile": ("PROFILE",),
     "roles_claim": ("ROLES_CLAIM",),
     "scopes_claim": ("SCOPES_CLAIM",),
+    "mtls": ("MTLS",),
 }
 
 
@@ -168,7 +170,8 @@ def options_from_env(
     ``LEEWAY``, ``TYP``, ``PROFILE`` (comma-separated names, e.g. ``rfc9068``), ``ROLES_CLAIM``
     and ``SCOPES_CLAIM`` (comma-separated paths),
     ``ALLOW_HTTP`` (``1`` to allow plain http), ``SHARED_CACHE_URL`` (a ``redis://`` URL: the
-    key source's documents shared by every worker, :class:`RedisCache`).
+    key source's documents shared by every worker, :class:`RedisCache`), ``MTLS`` (``1`` to
+    check certificate-bound tokens, RFC 8705).
 
     Returns the keyword arguments for ``Verifier(...)``. Every problem is reported at once in
     one :class:`ConfigurationError`; among them, each variable with the prefix that is none of
@@ -247,6 +250,14 @@ def options_from_env(
             resolve_profile(settings["profile"], f"{prefix}PROFILE")
         except ConfigurationError as exc:
             problems.append(exc.description)
+    mtls = get("MTLS")
+    if mtls is not None:
+        if mtls.lower() in ("1", "true", "yes"):
+            settings["mtls"] = True
+        elif mtls.lower() in ("0", "false", "no"):
+            settings["mtls"] = False
+        else:
+            problems.append(f"{prefix}MTLS must be 1 (or true, yes) or 0 (or false, no)")
     if problems:
         raise ConfigurationError("invalid configuration: " + "; ".join(problems))
     settings.update(

@@ -279,6 +279,17 @@ class Verifier(Drivers):
         return self._config.profiles
 
     @property
+    def profile_all_sender_constrained(self) -> bool:
+        """Whether every token is held to a sender-constrained profile (``profile="fapi2"``
+        on the verifier, or on each issuer it trusts): a Bearer token passes for none."""
+        policies = self._config.policies
+        return (
+            bool(policies)
+            and not self._config.tenants
+            and all(p.profile is not None and p.profile.sender_constrained for p in policies)
+        )
+
+    @property
     def key_sources(self) -> tuple[KeySource, ...]:
         """Every key source this verifier uses (for prefetch, stats and shutdown)."""
         return self._config.key_sources

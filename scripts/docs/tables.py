@@ -99,6 +99,8 @@ MEANINGS = {
     "ALLOW_HTTP": "`1` (or `true`, `yes`) allows a plain-http key or metadata URL (development)",
     "SHARED_CACHE_URL": "a `redis://` URL: the key source's documents shared by every worker "
     "and instance (`RedisCache`)",
+    "MTLS": "`1` (or `true`, `yes`) checks certificate-bound tokens (RFC 8705): `mtls=True`, "
+    "with the middleware's `client_certificate=`",
     "COOKIE": "the cookie that may carry the token",
     "OPTIONAL": "requests without a token pass, as anonymous",
     "EXCLUDE": "paths that need no token (a list, or comma-separated)",
