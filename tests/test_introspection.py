@@ -26,12 +26,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwt_guard import (
     AudienceInvalid,
+    CertificateBindingMismatch,
+    ClientCertificate,
+    ClientCertificateMissing,
     ConfigurationError,
     DPoP,
     DPoPBoundTokenAsBearer,
     DPoPKeyMismatch,
     Introspection,
     IntrospectionUnavailable,
+    InvalidToken,
     IssuerInvalid,
     TokenInactive,
     TokenNotYetValid,
@@ -40,7 +44,13 @@ from jwt_guard import (
 )
 from jwt_guard._core.dpop import jwk_thumbprint
 from jwt_guard._sources.introspection import _Call
-from jwt_guard.testing import JWKSServer, LocalIssuer, dpop_jwk, dpop_proof
+from jwt_guard.testing import (
+    JWKSServer,
+    LocalIssuer,
+    dpop_jwk,
+    dpop_proof,
+    make_client_certificate,
+)
 
 from .conftest import AppFactory, FakeClock, assert_no_leak, bearer, challenge
 from .forking import in_child
@@ -369,6 +379,56 @@ async def test_rfc9449_6_2_introspected_cnf_jkt_is_checked_against_the_proof(
     with pytest.raises(DPoPBoundTokenAsBearer):  # RFC 9449 §7.2: no downgrade to Bearer
         await run(verifier, OPAQUE)
     assert server.count == 1
+
+
+async def test_rfc8705_3_2_introspected_cnf_x5t_is_checked_against_the_certificate(
+    server: IntrospectionServer, make_endpoint: Callable[..., Introspection], run: Run,
+    clock: FakeClock,
+) -> None:  # fmt: skip
+    # RFC 8705 §3.2: the response's cnf.x5t#S256, held to the request's certificate on every
+    # request, the cached answer too (review R28: Steps._check_binding with the mtls setting).
+    cert, other = make_client_certificate("alice"), make_client_certificate("mallory")
+    server.tokens[OPAQUE] = active(clock, cnf={"x5t#S256": cert.thumbprint})
+    verifier = verifier_for(make_endpoint(server.url), clock, mtls=True)
+    for _ in range(2):  # the answer, then the cached answer
+        principal = await run(verifier, OPAQUE, certificate_thumbprint=cert.thumbprint)
+        assert principal.subject == "alice"
+    with pytest.raises(CertificateBindingMismatch):
+        await run(verifier, OPAQUE, certificate_thumbprint=other.thumbprint)
+    with pytest.raises(ClientCertificateMissing):
+        await run(verifier, OPAQUE)
+    assert server.count == 1
+    without = verifier_for(make_endpoint(server.url), clock)  # no mtls: not as a Bearer token
+    with pytest.raises(InvalidToken) as refused:
+        await run(without, OPAQUE)
+    assert refused.value.code == "token_binding_unsupported"
+
+
+async def test_rfc8705_3_2_adapters_check_an_introspected_certificate_binding(
+    server: IntrospectionServer, make_client: AppFactory
+) -> None:
+    cert, other = make_client_certificate("alice"), make_client_certificate("mallory")
+    server.tokens[OPAQUE] = active(FakeClock(time.time()), cnf={"x5t#S256": cert.thumbprint})
+    endpoint = Introspection(server.url, client_id="rs", client_secret="x", timeout=TIMEOUT)
+    verifier = Verifier(introspection=endpoint, issuer=ISSUER, audience=AUDIENCE, mtls=True)
+    source = ClientCertificate.header(trusted_proxies=["127.0.0.1"])
+    client = make_client(verifier, client_certificate=source)
+    for _ in range(3):  # then from the cache: the certificate is checked on every request
+        response = await client.get(
+            "/me", headers={**bearer(OPAQUE), "Client-Cert": cert.client_cert_header}
+        )
+        assert response.status_code == 200, response.text
+    wrong = await client.get(
+        "/me", headers={**bearer(OPAQUE), "Client-Cert": other.client_cert_header}
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["code"] == "certificate_binding_mismatch"
+    missing = await client.get("/me", headers=bearer(OPAQUE))
+    assert missing.status_code == 401
+    assert missing.json()["code"] == "client_certificate_missing"
+    assert server.count == 1
+    await endpoint.aclose()
+    endpoint.close()
 
 
 # -- routing by shape ----------------------------------------------------------------------------
