@@ -1,7 +1,9 @@
-"""The jwt-guard command: verify, decode, keygen, mint, dpop-proof, client-cert, demo.
+"""The jwt-guard command: verify, introspect, decode, keygen, mint, dpop-proof, client-cert,
+demo.
 
 Exit codes: 0 every token valid (or the command succeeded), 1 a token was invalid, 2 a usage
-or configuration error (with the reason on stderr), 3 the key source was unavailable.
+or configuration error (with the reason on stderr), 3 the key source (or the introspection
+endpoint) was unavailable.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ._core.keyset import KeySource, StaticKeys
 from ._core.parse import b64url_decode, parse_json, segments_detail, split_compact
 from ._core.policy import TrustedIssuer
 from ._sources.discovery import OIDCDiscovery
+from ._sources.introspection import Introspection
 from ._sources.jwks import JWKSKeys
 from ._sources.verifier import Verifier
 
@@ -42,7 +45,8 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 _DESCRIPTION = "Verify, decode and make JWTs the way jwt_guard does (a local debugging tool)."
 _EPILOG = (
     "exit codes: 0 every token valid (or the command succeeded), 1 a token was invalid, "
-    "2 a usage or configuration error, 3 the key source was unavailable"
+    "2 a usage or configuration error, 3 the key source (or the introspection endpoint) was "
+    "unavailable"
 )
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -191,7 +195,73 @@ def _certificate(path: str, option: str) -> bytes:
 
 def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     certificate = _certificate(args.cert, "--cert") if args.cert else None
-    verifier = _verifier(args)
+    return _report(_verifier(args), args, stdin, out, certificate)
+
+
+def _introspection(args: argparse.Namespace) -> Introspection:
+    """``--url`` or ``--discovery``, the client id and its secret (from the environment) or
+    key (a PEM file): the endpoint as ``Introspection`` takes it."""
+    if bool(args.url) == bool(args.discovery):
+        raise UsageError(
+            "give the introspection endpoint with --url, or the issuer whose metadata names it "
+            "with --discovery"
+        )
+    secret = None
+    if args.client_secret_env:
+        secret = os.environ.get(args.client_secret_env)
+        if not secret:
+            raise UsageError(f"environment variable {args.client_secret_env} is not set")
+    private_key = None
+    if args.private_key:
+        try:
+            private_key = Path(args.private_key).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.private_key}: {exc.strerror}") from exc
+    if (secret is None) == (private_key is None):
+        raise UsageError(
+            "give the client's credentials: --client-secret-env NAME (a secret in the "
+            "environment, never on the command line) or --private-key PATH (private_key_jwt)"
+        )
+    return Introspection(
+        args.url or None,
+        discovery=args.discovery or None,
+        client_id=args.client_id,
+        client_secret=secret,
+        private_key=private_key,
+        auth_method=args.auth_method,
+        allow_http=args.allow_http,
+        timeout=args.timeout,
+        cache_size=0,
+    )
+
+
+def cmd_introspect(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    settings: dict[str, Any] = {}
+    if args.roles_claim:
+        settings["roles_claim"] = args.roles_claim
+    if args.scopes_claim:
+        settings["scopes_claim"] = args.scopes_claim
+    verifier = Verifier(
+        introspection=_introspection(args),
+        issuer=args.issuer or None,
+        audience=args.audience or None,
+        leeway=args.leeway,
+        cache_size=0,
+        metrics=False,
+        **settings,
+    )
+    return _report(verifier, args, stdin, out)
+
+
+def _report(
+    verifier: Verifier,
+    args: argparse.Namespace,
+    stdin: TextIO,
+    out: TextIO,
+    certificate: bytes | None = None,
+) -> int:
+    """Verify each token given; one JSON line per token: its principal, or why it was refused
+    (the detail too: a local tool). The verifier is closed at the end."""
     status = EXIT_OK
     try:
         for number, token in _lines(args, stdin):
@@ -569,18 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument(
         "--require", action="append", metavar="CLAIM", help="a claim that must be present"
     )
-    rules.add_argument(
-        "--roles-claim",
-        action="append",
-        metavar="PATH",
-        help="where roles are read, e.g. realm_access.roles (repeatable; default: roles)",
-    )
-    rules.add_argument(
-        "--scopes-claim",
-        action="append",
-        metavar="PATH",
-        help="where scopes are read (repeatable; default: scope and scp)",
-    )
+    _claim_paths(rules)
     preset = verify.add_argument_group("provider preset")
     preset.add_argument(
         "--provider",
@@ -605,6 +664,56 @@ def build_parser() -> argparse.ArgumentParser:
         "token (cnf.x5t#S256, RFC 8705) must be bound to it",
     )
     verify.set_defaults(func=cmd_verify)
+
+    introspect = sub.add_parser(
+        "introspect",
+        help="ask an authorization server about tokens (RFC 7662); one JSON result per token",
+        description="Introspect tokens (opaque or not) at the authorization server's token "
+        "introspection endpoint (RFC 7662), judged by the rules the middleware applies; one "
+        "JSON result per token: the principal, or the refusal with its code and detail.",
+        epilog=_EPILOG,
+    )
+    introspect.add_argument(
+        "token", nargs="?", help="the token, or - (the default) to read one per line from stdin"
+    )
+    endpoint = introspect.add_argument_group("endpoint (exactly one)")
+    endpoint.add_argument("--url", help="the introspection endpoint's URL")
+    endpoint.add_argument(
+        "--discovery",
+        metavar="ISSUER",
+        help="the issuer whose metadata (OpenID or RFC 8414) names introspection_endpoint",
+    )
+    client = introspect.add_argument_group("this resource server's client authentication")
+    client.add_argument("--client-id", required=True, help="its client id at the server")
+    client.add_argument(
+        "--client-secret-env",
+        metavar="NAME",
+        help="environment variable holding its client secret (client_secret_basic by default)",
+    )
+    client.add_argument(
+        "--private-key", metavar="PATH", help="its PEM private key (private_key_jwt, RFC 7523)"
+    )
+    client.add_argument(
+        "--auth-method",
+        choices=["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        help="how it authenticates (default: client_secret_basic with a secret, "
+        "private_key_jwt with a key)",
+    )
+    checks = introspect.add_argument_group("rules")
+    checks.add_argument("--issuer", action="append", help="the exact expected iss (repeatable)")
+    checks.add_argument("--audience", action="append", help="an accepted aud (repeatable)")
+    checks.add_argument(
+        "--leeway", type=float, default=30, help="clock skew in seconds (default: 30)"
+    )
+    _claim_paths(checks)
+    net = introspect.add_argument_group("network")
+    net.add_argument(
+        "--timeout", type=float, default=5.0, help="the call's deadline in seconds (default: 5)"
+    )
+    net.add_argument(
+        "--allow-http", action="store_true", help="allow a plain-http endpoint (not loopback)"
+    )
+    introspect.set_defaults(func=cmd_introspect)
 
     decode = sub.add_parser(
         "decode",
@@ -710,6 +819,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _claim_paths(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--roles-claim",
+        action="append",
+        metavar="PATH",
+        help="where roles are read, e.g. realm_access.roles (repeatable; default: roles)",
+    )
+    group.add_argument(
+        "--scopes-claim",
+        action="append",
+        metavar="PATH",
+        help="where scopes are read (repeatable; default: scope and scp)",
+    )
 
 
 def _fail(message: str, err: TextIO) -> NoReturn:

@@ -338,7 +338,9 @@ class LocalIssuer:
             status, headers, body = self._introspection.answer(
                 request.method, str(request.url), request.headers, request.read()
             )
-            return httpx.Response(status, headers=headers, content=body)
+            # A stream, not content=: a client that reads the raw stream (jwt_guard's bounded
+            # reader) finds it unread, as from a server.
+            return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
 
         return httpx.MockTransport(handle)
 

@@ -8,13 +8,17 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jwt_guard._tools.signing import private_pem
 from jwt_guard.cli import main
 from jwt_guard.testing import JWKSServer, LocalIssuer
+
+from .oidc_provider import AUDIENCE, SCOPE, OIDCProvider
 
 
 def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
@@ -818,3 +822,155 @@ def test_cert_options_must_be_a_certificate(keydir: Path) -> None:
         assert code == 2 and "--cert must be one PEM certificate" in err
         code, _, err = run(*argv, "--cert", str(keydir / "missing.pem"))
         assert code == 2 and "cannot read" in err
+
+
+# -- issue 27: jwt-guard introspect ------------------------------------------------------------
+
+
+@pytest.fixture
+def authorization_server() -> Iterator[tuple[LocalIssuer, JWKSServer]]:
+    issuer = LocalIssuer(audience="api")
+    issuer.register_client("cli-rs", client_secret="cli-secret")
+    with issuer.serve(as_issuer=True) as server:
+        yield issuer, server
+
+
+def introspect(
+    server: JWKSServer, token: str, *extra: str, stdin: str = ""
+) -> tuple[int, str, str]:
+    return run(
+        "introspect",
+        "--url",
+        server.introspection_url,
+        "--client-id",
+        "cli-rs",
+        "--client-secret-env",
+        "RS_SECRET",
+        "--issuer",
+        server.base_url,
+        "--audience",
+        "api",
+        *extra,
+        "--",  # an opaque token may start with "-"
+        token,
+        stdin=stdin,
+    )
+
+
+def test_introspect_an_opaque_token_prints_its_principal_in_one_line(
+    authorization_server: tuple[LocalIssuer, JWKSServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issuer, server = authorization_server
+    monkeypatch.setenv("RS_SECRET", "cli-secret")
+    token = issuer.opaque_token(sub="alice", scopes=["notes:read"], roles=["admin"])
+    code, out, err = introspect(server, token)
+    assert code == 0, err
+    assert out.count("\n") == 1
+    result = json.loads(out)
+    assert result["valid"] is True and result["claims"]["sub"] == "alice"
+    assert result["scopes"] == ["notes:read"] and result["roles"] == ["admin"]
+    assert issuer.introspection_requests == 1
+    # a batch from stdin, numbered, as verify reads it
+    code, out, _ = introspect(server, "-", stdin=f"{token}\nno-such-token\n")
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert code == 1 and first["line"] == 1 and first["valid"] is True
+    assert second == {**second, "line": 2, "valid": False, "code": "token_inactive"}
+
+
+def test_introspect_refusals_and_exit_codes(
+    authorization_server: tuple[LocalIssuer, JWKSServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issuer, server = authorization_server
+    monkeypatch.setenv("RS_SECRET", "cli-secret")
+    revoked = issuer.opaque_token()
+    issuer.revoke(revoked)
+    code, out, _ = introspect(server, revoked)
+    assert code == 1 and json.loads(out)["code"] == "token_inactive"
+    code, out, _ = introspect(server, issuer.opaque_token(audience="other-api"))
+    assert code == 1 and json.loads(out)["code"] == "audience_invalid"
+    server.faults_on = "introspection"
+    server.status = 503
+    code, out, _ = introspect(server, issuer.opaque_token())
+    result = json.loads(out)
+    assert code == 3 and result["code"] == "introspection_unavailable"
+    assert result["detail"]["status"] == 503
+    server.status = 200
+    monkeypatch.setenv("RS_SECRET", "not-the-secret")
+    code, out, _ = introspect(server, issuer.opaque_token())
+    result = json.loads(out)
+    assert code == 3 and result["detail"]["status"] == 401
+    assert "client authentication" in result["detail"]["reason"]
+
+
+def test_introspect_by_discovery_with_private_key_jwt(
+    authorization_server: tuple[LocalIssuer, JWKSServer], keydir: Path
+) -> None:
+    issuer, server = authorization_server
+    public = json.loads((keydir / "jwks.json").read_text())["keys"][0]
+    issuer.register_client("cli-jwt", public_key=public)
+    code, out, err = run(
+        "introspect",
+        "--discovery",
+        server.base_url,
+        "--client-id",
+        "cli-jwt",
+        "--private-key",
+        str(keydir / "private.pem"),
+        "--audience",
+        "api",
+        "--",
+        issuer.opaque_token(sub="bob"),
+    )
+    assert code == 0, out + err
+    assert json.loads(out)["claims"]["sub"] == "bob"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--client-secret-env", "RS_SECRET"], "give the introspection endpoint with --url"),
+        (
+            ["--url", "http://127.0.0.1:9/i", "--discovery", "http://127.0.0.1:9"],
+            "give the introspection endpoint with --url",
+        ),
+        (["--url", "http://127.0.0.1:9/i"], "give the client's credentials"),
+        (["--url", "http://127.0.0.1:9/i", "--client-secret-env", "UNSET_X"], "is not set"),
+        (["--url", "http://127.0.0.1:9/i", "--private-key", "/nonexistent.pem"], "cannot read"),
+        (["--url", "https://as.test/i", "--private-key", __file__], "private_key must be"),
+    ],
+)
+def test_introspect_usage_errors_exit_2(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RS_SECRET", "s")
+    monkeypatch.delenv("UNSET_X", raising=False)
+    code, _, err = run("introspect", "--client-id", "rs", *argv, "--", "opaque")
+    assert code == 2 and message in err, err
+
+
+def test_introspect_a_token_of_a_real_authorization_server(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
+    """oidc-provider's opaque access token, introspected with private_key_jwt found by
+    discovery (tests/oidc_provider.py)."""
+    client = oidc_provider.client("private_key_jwt")
+    pem = tmp_path / "rs.pem"
+    pem.write_bytes(private_pem(client.private_key))
+    code, out, err = run(
+        "introspect",
+        "--discovery",
+        oidc_provider.issuer,
+        "--client-id",
+        client.client_id,
+        "--private-key",
+        str(pem),
+        "--audience",
+        AUDIENCE,
+        "--",  # its tokens may start with "-"
+        oidc_provider.token(),
+    )
+    assert code == 0, out + err
+    result = json.loads(out)
+    assert result["claims"]["iss"] == oidc_provider.issuer and result["scopes"] == sorted(
+        SCOPE.split()
+    )

@@ -18,10 +18,12 @@ import httpx
 import jwt as pyjwt
 import pytest
 
+from jwt_guard import Introspection, TokenInactive, Verifier
 from jwt_guard._tools.introspection_endpoint import CLIENT_ASSERTION_TYPE, INTROSPECTION_JWT
 from jwt_guard._tools.signing import generate_key
 from jwt_guard.testing import LocalIssuer
 
+from .conftest import AppFactory, Drive, bearer
 from .oidc_provider import AUDIENCE, SCOPE, Client, OIDCProvider
 
 METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -198,3 +200,58 @@ def test_rfc9701_a_jwt_response_signed_with_the_servers_keys(server: Server, met
     introspection = claims["token_introspection"]
     assert introspection["active"] is True and introspection["aud"] == AUDIENCE
     assert introspection["scope"] == SCOPE
+
+
+# -- jwt_guard.Introspection against the real server -------------------------------------------
+
+
+def introspection_for(provider: OIDCProvider, method: str, **options: Any) -> Introspection:
+    """jwt_guard's client of oidc-provider's endpoint, found by discovery (RFC 8414 §3)."""
+    client = provider.client(method)
+    return Introspection(
+        discovery=provider.issuer,
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        private_key=client.private_key,
+        auth_method=method,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_an_oidc_provider_token_is_accepted_through_both_adapters(
+    oidc_provider: OIDCProvider, make_client: AppFactory, method: str
+) -> None:
+    verifier = Verifier(audience=AUDIENCE, introspection=introspection_for(oidc_provider, method))
+    try:
+        client = make_client(verifier)
+        token = oidc_provider.token()
+        response = await client.get("/me", headers=bearer(token))
+        assert response.status_code == 200, response.text
+        assert response.json()["scopes"] == sorted(SCOPE.split())
+        oidc_provider.revoke(token)
+        verifier.clear_cache()
+        refused = await client.get("/me", headers=bearer(token))
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    finally:
+        await verifier.aclose()
+        verifier.close()
+
+
+async def test_an_oidc_provider_token_on_both_drivers(
+    oidc_provider: OIDCProvider, drive: Drive
+) -> None:
+    verifier = Verifier(
+        issuer=oidc_provider.issuer,
+        audience=AUDIENCE,
+        introspection=introspection_for(oidc_provider, "private_key_jwt"),
+    )
+    try:
+        principal = await drive.verify(verifier, oidc_provider.token("notes:read"))
+        assert principal.issuer == oidc_provider.issuer and principal.scopes == {"notes:read"}
+        with pytest.raises(TokenInactive):
+            await drive.verify(verifier, "not-a-token-it-issued")
+    finally:
+        await verifier.aclose()
+        verifier.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,7 @@ from jwt_guard import (
     AlgorithmNotAllowed,
     AudienceInvalid,
     CriticalHeaderUnsupported,
+    Introspection,
     JWKSKeys,
     JWTGuardError,
     KeyNotFound,
@@ -23,6 +25,7 @@ from jwt_guard import (
     MalformedToken,
     OIDCDiscovery,
     TokenExpired,
+    TokenInactive,
     Verifier,
 )
 from jwt_guard._core.dpop import jwk_thumbprint
@@ -552,6 +555,57 @@ def test_a_jwks_server_without_introspection_says_so() -> None:
             _ = server.introspection_url
         document = httpx.get(server.base_url + "/.well-known/openid-configuration").json()
         assert "introspection_endpoint" not in document
+
+
+@pytest.mark.parametrize("place", ["in-process", "served"])
+async def test_jwt_guards_introspection_against_the_kit_on_both_drivers(
+    issuer: LocalIssuer, drive: Drive, place: str
+) -> None:
+    """The kit's endpoint as jwt_guard.Introspection meets it: in-process through the
+    transport (its body read as a stream, as the bounded reader does), or served and found by
+    discovery."""
+    issuer.register_client("rs-basic", client_secret=SECRET)
+    with contextlib.ExitStack() as stack:
+        if place == "in-process":
+            transport = issuer.introspection_transport()
+            client: Any = (
+                httpx.Client(transport=transport)
+                if drive.mode == "sync"
+                else httpx.AsyncClient(transport=transport)
+            )
+            endpoint = Introspection(
+                issuer.introspection_endpoint,
+                client_id="rs-basic",
+                client_secret=SECRET,
+                client=client,
+            )
+        else:
+            server = stack.enter_context(issuer.serve(as_issuer=True))
+            client = None
+            endpoint = Introspection(
+                discovery=server.base_url, client_id="rs-basic", client_secret=SECRET
+            )
+        verifier = Verifier(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            introspection=endpoint,
+            clock=issuer.clock,
+        )
+        token = issuer.opaque_token(sub="dana", scopes=["notes:read"])  # iss: the issuer now
+        try:
+            principal = await drive.verify(verifier, token)
+            assert principal.subject == "dana" and principal.scopes == {"notes:read"}
+            issuer.revoke(token)
+            verifier.clear_cache()
+            with pytest.raises(TokenInactive):
+                await drive.verify(verifier, token)
+        finally:
+            await verifier.aclose()
+            verifier.close()
+            if isinstance(client, httpx.AsyncClient):
+                await client.aclose()
+            elif client is not None:
+                client.close()
 
 
 def test_a_subclass_answering_posts_at_the_jwks_path_reads_its_own_body() -> None:

@@ -418,6 +418,16 @@ class IntrospectionSource(abc.ABC):
     def use_clock(self, clock: Callable[[], float]) -> None:  # noqa: B027 - optional hook
         """The verifier's clock (its time checks and the cache's expiries must agree)."""
 
+    def use_issuer(  # noqa: B027 - optional hook
+        self,
+        keys: KeySource | None,
+        issuers: frozenset[str] | None,
+        algorithms: frozenset[str],
+        own: bool,
+        leeway: float,
+    ) -> None:
+        """The issuer the verifier introspects for (its keys verify RFC 9701 answers)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release network resources."""
 

@@ -36,7 +36,12 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from .._core.errors import ConfigurationError, IntrospectionUnavailable, TokenInactive
+from .._core.errors import (
+    ConfigurationError,
+    IntrospectionUnavailable,
+    JWTGuardError,
+    TokenInactive,
+)
 from .._core.introspection import (
     AUTH_METHODS,
     DEFAULT_CACHE_SIZE,
@@ -50,7 +55,14 @@ from .._core.introspection import (
     IntrospectionSource,
     read_response,
 )
+from .._core.introspection_jwt import (
+    INTROSPECTION_JWT,
+    JWTResponse,
+    parse_jwt_response,
+    read_jwt_response,
+)
 from .._core.jwks_policy import FetchFailed
+from .._core.keyset import KeySource
 from .deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 from .discovery import metadata_documents, read_metadata_async, read_metadata_sync
 from .fetch import AsyncGet, Sockets, SyncGet, check_url, display_url, loop_client, new_client
@@ -132,6 +144,11 @@ class Introspection(IntrospectionSource):
     ``introspect_jwts=True`` asks about compact JWTs too, after their local verification: a
     JWT revoked at the server is refused (within the positive TTL).
 
+    ``jwt_response=True`` asks for signed answers (RFC 9701: ``Accept:
+    application/token-introspection+jwt``), verified with the issuer's keys (the verifier's
+    key source for it, or ``response_keys=``): ``typ`` ``token-introspection+jwt``, ``iss`` the
+    issuer, ``aud`` this ``client_id``; an answer that does not verify is a 503.
+
     Cache: ``positive_ttl`` (default 60 s, at most 3600) bounds how long an active answer is
     used, never past the token's ``exp``; ``negative_ttl`` (5 s) an inactive one;
     ``cache_size`` entries at most (0: no cache). ``timeout`` is each call's total deadline.
@@ -161,6 +178,8 @@ class Introspection(IntrospectionSource):
         client: httpx.Client | httpx.AsyncClient | None = None,
         clock: Callable[[], float] | None = None,
         shared_cache: SharedCache | None = None,
+        jwt_response: bool = False,
+        response_keys: KeySource | None = None,
     ) -> None:
         if not isinstance(allow_http, bool):
             raise ConfigurationError("allow_http must be True or False")
@@ -218,6 +237,17 @@ class Introspection(IntrospectionSource):
                 "shared_cache must have get, aget, set and aset (bytes by key, with a TTL)"
             )
         self._shared = shared_cache
+        if not isinstance(jwt_response, bool):
+            raise ConfigurationError("jwt_response must be True or False")
+        if response_keys is not None and not isinstance(response_keys, KeySource):
+            raise ConfigurationError("response_keys must be a key source (JWKSKeys, ...)")
+        if response_keys is not None and not jwt_response:
+            raise ConfigurationError(
+                "response_keys= verifies signed answers: add jwt_response=True"
+            )
+        self.jwt_response = jwt_response
+        self._response_keys = response_keys
+        self._jwt_check: JWTResponse | None = None
         self._given_clock = clock is not None
         self._clock: Callable[[], float] = clock or time.time
         self.cache = IntrospectionCache(cache_size, positive, negative, lambda: self._clock())
@@ -248,6 +278,36 @@ class Introspection(IntrospectionSource):
         expiries must agree)."""
         if not self._given_clock:
             self._clock = clock
+
+    def use_issuer(
+        self,
+        keys: KeySource | None,
+        issuers: frozenset[str] | None,
+        algorithms: frozenset[str],
+        own: bool,
+        leeway: float,
+    ) -> None:
+        """The issuer the verifier introspects for: with ``jwt_response``, its keys verify the
+        signed answers (RFC 9701 §5) unless ``response_keys`` were given, and its name is the
+        ``iss`` they must carry."""
+        if not self.jwt_response:
+            return
+        source = self._response_keys or keys
+        if source is None:
+            raise ConfigurationError(
+                "Introspection(jwt_response=True) verifies the answers with the authorization "
+                "server's keys: give the verifier keys= (e.g. OIDCDiscovery(issuer)) or "
+                "Introspection(response_keys=JWKSKeys(...))"
+            )
+        names = issuers if issuers else frozenset(self._issuers)
+        if not names:
+            raise ConfigurationError(
+                "Introspection(jwt_response=True) checks the answers' iss: give the verifier "
+                "issuer= or Introspection(discovery=issuer)"
+            )
+        if self._response_keys is not None:
+            own = not algorithms or own
+        self._jwt_check = JWTResponse(source, names, self._auth.client_id, algorithms, own, leeway)
 
     # -- sync driver -----------------------------------------------------------------------
 
@@ -296,8 +356,16 @@ class Introspection(IntrospectionSource):
         def call() -> dict[str, Any]:
             get = SyncGet(client, self._timeout, self._max_bytes, sockets)
             url = self._endpoint_sync(get)
-            body, headers = get(url, *self._auth.request(token, self._audience(url), self._clock()))
-            return read_response(body, headers)
+            body, headers = get(url, *self._request(token, url))
+            check = self._jwt_check
+            if check is None:
+                return read_response(body, headers)
+            parsed = parse_jwt_response(body, headers)
+            try:
+                key_set = check.keys.keys(parsed.header.get("kid"))
+            except JWTGuardError as exc:
+                raise _no_keys(exc) from exc
+            return read_jwt_response(parsed, key_set, check, self._clock())
 
         try:
             response = call_with_deadline(call, self._timeout, abort=sockets.abort)
@@ -390,9 +458,16 @@ class Introspection(IntrospectionSource):
         async def call() -> dict[str, Any]:
             get = AsyncGet(client, self._timeout, self._max_bytes)
             url = await self._endpoint_async(get)
-            form, headers = self._auth.request(token, self._audience(url), self._clock())
-            body, answer = await get(url, form, headers)
-            return read_response(body, answer)
+            body, answer = await get(url, *self._request(token, url))
+            check = self._jwt_check
+            if check is None:
+                return read_response(body, answer)
+            parsed = parse_jwt_response(body, answer)
+            try:
+                key_set = await check.keys.akeys(parsed.header.get("kid"))
+            except JWTGuardError as exc:
+                raise _no_keys(exc) from exc
+            return read_jwt_response(parsed, key_set, check, self._clock())
 
         try:
             response = await acall_with_deadline(call(), self._timeout)
@@ -432,6 +507,14 @@ class Introspection(IntrospectionSource):
 
     def _audience(self, url: str) -> str:
         return self._assertion_audience or url
+
+    def _request(self, token: bytes, url: str) -> tuple[bytes, dict[str, str]]:
+        form, headers = self._auth.request(token, self._audience(url), self._clock())
+        if self.jwt_response:
+            if self._jwt_check is None:  # never given to a verifier: no keys to verify with
+                raise FetchFailed("jwt_response=True needs the verifier's issuer and keys")
+            headers["Accept"] = INTROSPECTION_JWT  # RFC 9701 §4
+        return form, headers
 
     def _endpoint_of(self, body: bytes, url: str) -> str:
         """``introspection_endpoint`` of the issuer's metadata (RFC 8414 §2), its ``issuer``
@@ -540,6 +623,11 @@ class Introspection(IntrospectionSource):
             detail["status"] = status
         detail["retry_after"] = RETRY_AFTER
         return IntrospectionUnavailable(retry_after=RETRY_AFTER, detail=detail)
+
+
+def _no_keys(exc: JWTGuardError) -> FetchFailed:
+    """The issuer's keys could not be had to verify a signed answer: no answer (503)."""
+    return FetchFailed(f"the issuer's keys for the JWT response: {exc.code}")
 
 
 # -- fork safety ------------------------------------------------------------------------------

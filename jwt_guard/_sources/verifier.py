@@ -198,6 +198,15 @@ class Verifier(Drivers):
         endpoint = config.opaque.introspection if config.opaque is not None else None
         if endpoint is not None:
             endpoint.use_clock(self._clock)
+            opaque = config.opaque
+            assert opaque is not None
+            endpoint.use_issuer(
+                None if isinstance(opaque.keys, NoKeys) else opaque.keys,
+                opaque.rules.issuers,
+                opaque.algorithms,
+                opaque.own_algorithms,
+                self._leeway,
+            )
         self._all_algorithms = config.algorithms
         self._route = config.route
         # Tenants' key sources dropped from their LRU, closed by the drivers (see drivers.py).
