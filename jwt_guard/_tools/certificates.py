@@ -103,9 +103,11 @@ def _leaf_extensions(
     ip_addresses: Sequence[str],
 ) -> x509.CertificateBuilder:
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = builder.add_extension(
-        x509.BasicConstraints(ca=False, path_length=None), critical=True
-    ).add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    builder = (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(_key_usage(ca=False), critical=True)
+    )
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
     if names:
@@ -113,11 +115,30 @@ def _leaf_extensions(
     return builder
 
 
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    # RFC 5280 §4.2.1.3; a verifier in strict X.509 mode (Python 3.13's default context, newer
+    # httpx) wants it on a CA, and the key identifiers below (§4.2.1.1, §4.2.1.2) on every
+    # certificate a CA issues.
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def make_client_certificate(common_name: str = "client", *, days: float = 1) -> TestCertificate:
     """A self-signed client certificate (EC P-256) valid for ``days``."""
     key = ec.generate_private_key(ec.SECP256R1())
     builder = _builder(_name(common_name), _name(common_name), key.public_key(), days)
-    builder = _leaf_extensions(builder, False, (), ())
+    builder = _leaf_extensions(builder, False, (), ()).add_extension(
+        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+    )
     return TestCertificate(key, builder.sign(key, hashes.SHA256()))
 
 
@@ -132,8 +153,13 @@ class CertificateAuthority:
     def __init__(self, name: str = "jwt_guard test CA", *, days: float = 1) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = _name(name)
-        builder = _builder(subject, subject, self.key.public_key(), days).add_extension(
-            x509.BasicConstraints(ca=True, path_length=0), critical=True
+        builder = (
+            _builder(subject, subject, self.key.public_key(), days)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
+            )
         )
         self.certificate = builder.sign(self.key, hashes.SHA256())
         self._days = days
@@ -156,5 +182,14 @@ class CertificateAuthority:
         builder = _builder(
             _name(common_name), self.certificate.subject, key.public_key(), self._days
         )
-        builder = _leaf_extensions(builder, server, dns_names, ip_addresses)
+        builder = (
+            _leaf_extensions(builder, server, dns_names, ip_addresses)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
         return TestCertificate(key, builder.sign(self.key, hashes.SHA256()))
