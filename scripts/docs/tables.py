@@ -98,7 +98,7 @@ MEANINGS = {
     "SCOPES_CLAIM": "claim paths of the scopes, comma-separated",
     "ALLOW_HTTP": "`1` (or `true`, `yes`) allows a plain-http key or metadata URL (development)",
     "SHARED_CACHE_URL": "a `redis://` URL: the key source's documents shared by every worker "
-    "and instance (`RedisCache`)",
+    "and instance ([`RedisCache`][jwt_guard.RedisCache])",
     "MTLS": "`1` (or `true`, `yes`) checks certificate-bound tokens (RFC 8705): `mtls=True`, "
     "with the middleware's `client_certificate=`",
     "COOKIE": "the cookie that may carry the token",
@@ -108,6 +108,11 @@ MEANINGS = {
     "CSRF": "the CSRF check of cookie-borne tokens",
     "DEBUG": "the refusal's detail in the error body (development only)",
 }
+
+
+#: The variables that set an option of the key source ``Verifier.from_env`` makes, not one of
+#: ``Verifier``'s.
+KEY_SOURCE_OPTIONS = {"ALLOW_HTTP": "allow_http", "SHARED_CACHE_URL": "shared_cache"}
 
 
 def env_table() -> str:
@@ -123,7 +128,12 @@ def env_table() -> str:
         "|---|---|---|---|",
     ]
     for name in ENV_NAMES:
-        sets = f"`Verifier({option[name]}=)`" if name in option else "the key source's `allow_http`"
+        if name in option:
+            sets = f"`Verifier({option[name]}=)`"
+        elif name in KEY_SOURCE_OPTIONS:
+            sets = f"the key source's `{KEY_SOURCE_OPTIONS[name]}=`"
+        else:
+            raise SystemExit(f"scripts/docs/tables.py: what does JWT_GUARD_{name} set?")
         rows.append(
             f"| `JWT_GUARD_{name}` | `Verifier.from_env`, Flask | {sets} | {MEANINGS[name]} |"
         )
