@@ -162,6 +162,7 @@ class JWTGuard:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
+        """Protect ``app``: read its ``JWT_GUARD_*`` config and put the middleware in front."""
         config = app.config
         verifier = self.verifier
         self._check_keys(config)

@@ -151,6 +151,7 @@ class LocalIssuer:
 
     @property
     def private_key(self) -> PrivateKey:
+        """The key tokens are signed with now (the newest)."""
         return self._keys[-1][1]
 
     def rotate(self, kid: str | None = None, *, keep_old: bool = True) -> str:
@@ -570,15 +571,18 @@ class JWKSServer:
 
     @property
     def url(self) -> str:
+        """The key set's URL."""
         return f"{self.base_url}/jwks.json"
 
     @property
     def base_url(self) -> str:
+        """The server's ``http://127.0.0.1:PORT`` (the issuer, for discovery)."""
         assert self._server is not None, "server not started"
         port = self._server.server_address[1]
         return f"http://127.0.0.1:{port}"
 
     def jwks_document(self) -> Mapping[str, Any]:
+        """The JWKS document the server answers with now."""
         return self._jwks() if callable(self._jwks) else self._jwks
 
     def _respond(self, handler: BaseHTTPRequestHandler) -> None:
@@ -693,6 +697,7 @@ class JWKSServer:
             return self._hangup.wait_for(lambda: self.hangups >= count, timeout)
 
     def start(self) -> JWKSServer:
+        """Start serving on a free port of 127.0.0.1 (``with JWKSServer(...)`` does it)."""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -281,6 +281,7 @@ class JWTGuardWSGIMiddleware:
     def reject(
         self, exc: JWTGuardError, start_response: StartResponse, environ: Environ | None = None
     ) -> Iterable[bytes]:
+        """Answer ``exc`` as the middleware does: its status, challenge and JSON body."""
         return _send(self.guard.answer(exc, environ), start_response)
 
 

@@ -405,6 +405,7 @@ class DPoP:
 
     @property
     def replay_cache(self) -> ReplayCache:
+        """The cache that remembers each proof's ``jti`` while the proof is fresh."""
         assert self.replay is not None  # set in __post_init__
         return self.replay
 

@@ -76,9 +76,11 @@ class KeySet:
 
     @property
     def key_ids(self) -> tuple[str, ...]:
+        """The ``kid`` of every key, sorted."""
         return tuple(sorted(self._by_kid))
 
     def has_kid(self, kid: str) -> bool:
+        """Whether a key has this ``kid``."""
         return kid in self._by_kid
 
     def skipped_refetch(self, why: Callable[[], Mapping[str, Any]]) -> KeySet:
@@ -344,6 +346,7 @@ class StaticKeys(KeySource):
 
     @property
     def key_set(self) -> KeySet:
+        """The keys, as one :class:`KeySet`."""
         return self._set
 
     @classmethod

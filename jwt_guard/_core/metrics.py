@@ -169,9 +169,11 @@ class Metrics:
     # -- off the cached path: the instruments directly ---------------------------------------------
 
     def fresh_verification(self, outcome: str, seconds: float) -> None:
+        """Record one verification that was not a cache hit: its outcome and its duration."""
         self._duration.record(seconds, self._attrs("jwt_guard.outcome", outcome))
 
     def jwks_fetch(self, source: str, ok: bool) -> None:
+        """Count one fetch of a key set or metadata document, and whether it succeeded."""
         outcome = "success" if ok else "failure"
         self._jwks_fetches.add(
             1, self._attrs("jwt_guard.key_source", source, "jwt_guard.outcome", outcome)
@@ -184,6 +186,7 @@ class Metrics:
         )
 
     def jwks_stale_serve(self, source: str) -> None:
+        """Count one request served from a stale key set while its source is failing."""
         self._jwks_stale.add(1, self._attrs("jwt_guard.key_source", source))
 
     def introspection_call(self, endpoint: str, outcome: str, seconds: float) -> None:
@@ -192,6 +195,7 @@ class Metrics:
         self._introspection_duration.record(seconds, attrs)
 
     def denylist_error(self, store: str) -> None:
+        """Count one denylist lookup that failed (the request got a 503)."""
         self._denylist_errors.add(1, self._attrs("jwt_guard.store", store))
 
 

@@ -144,14 +144,17 @@ class Principal:
 
     @property
     def subject(self) -> str | None:
+        """The ``sub`` claim, or ``None`` when it is missing or not a string."""
         return self._string("sub")
 
     @property
     def issuer(self) -> str | None:
+        """The ``iss`` claim, or ``None`` when it is missing or not a string."""
         return self._string("iss")
 
     @property
     def audience(self) -> tuple[str, ...]:
+        """The ``aud`` claim as a tuple of strings (empty without one)."""
         aud = self._claims.get("aud")
         if isinstance(aud, str):
             return (aud,)
@@ -161,14 +164,17 @@ class Principal:
 
     @property
     def claims(self) -> Mapping[str, Any]:
+        """Every claim of the token, read-only."""
         return self._claims
 
     @property
     def header(self) -> Mapping[str, Any]:
+        """The token's protected header, read-only."""
         return self._header
 
     @property
     def roles(self) -> frozenset[str]:
+        """The roles read from the verifier's ``roles_claim`` paths."""
         return self._roles
 
     @property
@@ -186,10 +192,12 @@ class Principal:
 
     @property
     def token_id(self) -> str | None:
+        """The ``jti`` claim, or ``None`` when it is missing or not a string."""
         return self._string("jti")
 
     @property
     def expires_at(self) -> float | None:
+        """The ``exp`` claim, epoch seconds, or ``None`` when it is missing."""
         return self._date("exp")
 
     @property
@@ -234,10 +242,12 @@ class Principal:
     # Starlette BaseUser protocol
     @property
     def is_authenticated(self) -> bool:
+        """Always ``True`` (Starlette's ``BaseUser``)."""
         return True
 
     @property
     def display_name(self) -> str:
+        """``preferred_username``, else ``name``, else the subject (Starlette's ``BaseUser``)."""
         name = self._claims.get("preferred_username") or self._claims.get("name")
         if isinstance(name, str):
             return name
@@ -245,6 +255,7 @@ class Principal:
 
     @property
     def identity(self) -> str:
+        """The subject, ``""`` without one (Starlette's ``BaseUser``)."""
         return self.subject or ""
 
 

@@ -347,6 +347,7 @@ class Requirement:
         return asgi_response(answer_for(conn.scope, exc, self.challenge_scopes(route)))
 
     def decorate(self, func: F) -> F:
+        """Wrap an endpoint (sync or async, Starlette or Flask) to check this requirement first."""
         route: list[str] = []  # set below: this endpoint's scopes and those inside it
 
         async def check_async(conn: HTTPConnection) -> Response | None:

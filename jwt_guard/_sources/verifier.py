@@ -372,6 +372,7 @@ class Verifier(Drivers):
 
     @property
     def denylist(self) -> Denylist | None:
+        """The denylist revoked tokens are checked against, or ``None``."""
         return self._denylist
 
     @property
@@ -386,6 +387,7 @@ class Verifier(Drivers):
 
     @property
     def leeway(self) -> float:
+        """The clock skew allowed on the time claims, in seconds."""
         return self._leeway
 
     def now(self) -> float:

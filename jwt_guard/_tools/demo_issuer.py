@@ -77,9 +77,13 @@ class DemoIssuer:
 
     @property
     def kid(self) -> str:
+        """The ``kid`` of the key tokens are signed with now."""
         return self._current
 
     def rotate(self) -> str:
+        """Sign with a new key from now on and return its ``kid``.
+
+        The old key stays published until the tokens it signed have expired."""
         with self._lock:
             now = self.clock()
             if self._current:
@@ -91,6 +95,7 @@ class DemoIssuer:
             return self._current
 
     def jwks(self) -> dict[str, Any]:
+        """The JWKS document of the keys still published."""
         now = self.clock()
         return {
             "keys": [
@@ -101,6 +106,7 @@ class DemoIssuer:
         }
 
     def published_kids(self) -> list[str]:
+        """The ``kid`` of each key still published."""
         return [key["kid"] for key in self.jwks()["keys"]]
 
     def access_token(
@@ -164,10 +170,12 @@ class DemoIssuer:
             self._refresh = {t: v for t, v in self._refresh.items() if v.family != family}
 
     def forget_user(self, username: str) -> None:
+        """Drop every refresh token of ``username`` (at logout)."""
         with self._lock:
             self._refresh = {t: v for t, v in self._refresh.items() if v.username != username}
 
     def check_password(self, username: object, password: object) -> str | None:
+        """The user's name when the password is right, else ``None`` (compared in constant time)."""
         if not isinstance(username, str) or not isinstance(password, str):
             return None
         expected = USERS.get(username, ("\x00invalid", ()))[0]
