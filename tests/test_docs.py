@@ -58,11 +58,28 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def public_members(cls: type) -> list[str]:
+    """The public methods and properties ``cls`` defines itself."""
+    kinds = (property, staticmethod, classmethod)
+    return [
+        name
+        for name, value in vars(cls).items()
+        if not name.startswith("_") and (isinstance(value, kinds) or inspect.isfunction(value))
+    ]
+
+
 @pytest.mark.parametrize("module", sorted(PUBLIC_NAMES))
 def test_the_reference_shows_every_public_name(site: Path, module: str) -> None:
     page = "jwt_guard" if module == "jwt_guard" else module.removeprefix("jwt_guard.")
     html = (site / "reference" / page / "index.html").read_text("utf-8")
-    missing = [name for name in public_names(module) if f'id="{module}.{name}"' not in html]
+    imported = importlib.import_module(module)
+    names = []
+    for name in public_names(module):
+        names.append(name)
+        obj = getattr(imported, name)
+        if inspect.isclass(obj):
+            names += [f"{name}.{member}" for member in public_members(obj)]
+    missing = [name for name in names if f'id="{module}.{name}"' not in html]
     assert missing == [], f"docs/reference/{page}.md does not show them (no docstring?)"
 
 

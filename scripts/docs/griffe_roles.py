@@ -5,10 +5,14 @@ are written:
   as text, become links to the name's entry in the API reference when the name is one of
   ``jwt_guard``'s public names, else inline code;
 - ``#:`` comments above an attribute or constant (the house style) are its docstring, as Sphinx
-  reads them."""
+  reads them;
+- a method without a docstring that overrides a documented one (``MemoryDenylist.check``,
+  ``Denylist.check``'s) shows the one it overrides, as ``help()`` does."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 from typing import Any
 
@@ -46,6 +50,29 @@ def comment_above(obj: griffe.Object) -> str | None:
     return "\n".join(found) or None
 
 
+def inherited_doc(obj: griffe.Object) -> str | None:
+    """The docstring ``inspect.getdoc`` finds for the method ``obj`` in its class's bases."""
+    cls = obj.parent
+    if cls is None or not cls.is_class:
+        return None
+    try:
+        runtime: Any = importlib.import_module(cls.module.path)
+        for part in cls.path.removeprefix(cls.module.path + ".").split("."):
+            runtime = getattr(runtime, part)
+    except (ImportError, AttributeError):
+        return None
+    for base in runtime.__mro__[1:]:
+        found = base.__dict__.get(obj.name)
+        if isinstance(found, property):
+            found = found.fget
+        elif isinstance(found, (staticmethod, classmethod)):
+            found = found.__func__
+        doc = getattr(found, "__doc__", None)
+        if doc:
+            return inspect.cleandoc(doc)
+    return None
+
+
 class SphinxRoles(griffe.Extension):
     """Reads ``#:`` comments as docstrings and rewrites the roles of every docstring."""
 
@@ -54,5 +81,9 @@ class SphinxRoles(griffe.Extension):
             comment = comment_above(obj)
             if comment is not None:
                 obj.docstring = griffe.Docstring(comment, parent=obj)
+        if obj.docstring is None and obj.is_function:
+            doc = inherited_doc(obj)
+            if doc is not None:
+                obj.docstring = griffe.Docstring(doc, parent=obj)
         if obj.docstring is not None:
             obj.docstring.value = markdown_roles(obj.docstring.value)
