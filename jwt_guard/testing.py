@@ -194,9 +194,11 @@ class LocalIssuer:
         issuer: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """The default claim set (``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``), with
-        overrides: ``roles`` (a list), ``scopes`` (a space-separated ``scope``), ``ttl``
-        (seconds), ``expired=True`` (``exp`` 5 minutes ago), ``audience``/``issuer`` (another
+        """The default claim set, with overrides.
+
+        The defaults are ``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``. Overrides:
+        ``roles`` (a list), ``scopes`` (a space-separated ``scope``), ``ttl`` (seconds),
+        ``expired=True`` (``exp`` 5 minutes ago), ``audience``/``issuer`` (another
         ``aud``/``iss``); other keywords are claims, and ``None`` drops a default claim
         (``sub=None`` too)."""
         now = int(self.clock())
@@ -231,12 +233,13 @@ class LocalIssuer:
         certificate: bytes | TestCertificate | None = None,
         **overrides: Any,
     ) -> str:
-        """A signed token. ``claims`` replaces the default claim set; ``overrides`` adjust
-        it; ``header`` adds or replaces header members (``None`` drops one). The header is
-        exactly the one asked for, and the signature is always made with the issuer's
-        algorithm and key: by PyJWT, or as :func:`forge` signs when PyJWT would check or
-        rewrite a member asked for (another ``alg``, a falsy ``typ``, a non-string ``kid``,
-        ``b64``).
+        """A signed token.
+
+        ``claims`` replaces the default claim set; ``overrides`` adjust it; ``header`` adds or
+        replaces header members (``None`` drops one). The header is exactly the one asked for,
+        and the signature is always made with the issuer's algorithm and key: by PyJWT, or as
+        :func:`forge` signs when PyJWT would check or rewrite a member asked for (another
+        ``alg``, a falsy ``typ``, a non-string ``kid``, ``b64``).
 
         ``dpop_key`` (a key object, private or public) binds the token to that key: its
         RFC 7638 thumbprint goes in ``cnf.jkt`` (RFC 9449 §6.1). ``certificate`` (DER bytes, or
@@ -682,8 +685,9 @@ class JWKSServer:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Inside, answers wait: a fetch stays in flight exactly as long as the test needs
-        (``delay`` guesses a duration, which a loaded machine can outlast)."""
+        """Inside, answers wait: a fetch stays in flight exactly as long as the test needs.
+
+        ``delay`` guesses a duration, which a loaded machine can outlast."""
         self._released.clear()
         try:
             yield
@@ -691,8 +695,9 @@ class JWKSServer:
             self._released.set()
 
     def wait_for_hangups(self, count: int = 1, timeout: float = 10.0) -> bool:
-        """Wait until ``count`` clients have hung up on an answer (False after ``timeout``, a
-        liveness bound)."""
+        """Wait until ``count`` clients have hung up on an answer.
+
+        False after ``timeout``, a liveness bound."""
         with self._hangup:
             return self._hangup.wait_for(lambda: self.hangups >= count, timeout)
 

@@ -140,7 +140,7 @@ def docstring_problem(obj: Any) -> str | None:
     summary, _, rest = doc.partition("\n")
     if rest and not rest.startswith("\n"):
         return f"the summary runs on: {summary!r}"
-    if not summary.rstrip().endswith("."):
+    if not summary.rstrip().endswith((".", "?")):
         return f"the summary does not end with a full stop: {summary!r}"
     return None
 
@@ -152,10 +152,14 @@ def test_public_docstrings_are_one_line_then_details(module: str) -> None:
     for name in public_names(module):
         obj = getattr(imported, name)
         if inspect.isclass(obj) or inspect.isroutine(obj):
-            problem = docstring_problem(obj)
-            if problem:
-                problems[name] = problem
-    assert problems == {}
+            problems[name] = docstring_problem(obj)
+        if inspect.isclass(obj):
+            for member in public_members(obj):
+                value = inspect.getattr_static(obj, member)
+                value = value.fget if isinstance(value, property) else value
+                value = getattr(value, "__func__", value)
+                problems[f"{name}.{member}"] = docstring_problem(inspect.unwrap(value))
+    assert {name: problem for name, problem in problems.items() if problem} == {}
 
 
 def test_docstring_style_check() -> None:

@@ -94,8 +94,10 @@ class DPoPNonces:
         return current[1]
 
     def valid(self, nonce: object, now: float, leeway: float = 0) -> bool:
-        """Whether ``nonce`` was issued by a holder of the secret and is not older than
-        ``lifetime`` (``leeway`` covers clocks of instances that differ a little)."""
+        """Whether ``nonce`` is one of ours and still fresh.
+
+        It was issued by a holder of the secret and is not older than ``lifetime`` (``leeway``
+        covers clocks of instances that differ a little)."""
         if not isinstance(nonce, str) or len(nonce) > 64:
             return False
         stamp, dot, mac = nonce.partition(".")

@@ -84,9 +84,11 @@ class KeySet:
         return kid in self._by_kid
 
     def skipped_refetch(self, why: Callable[[], Mapping[str, Any]]) -> KeySet:
-        """This set, for one token whose kid it lacks and whose refetch the source skipped
-        (cooldown, backoff): a miss then says so with ``why``'s facts, instead of reading as
-        "the provider has no such key". The keys, lookups and memo are shared."""
+        """This set, for a token whose kid it lacks and whose refetch the source skipped.
+
+        The source skipped it for its cooldown or backoff: a miss then says so with ``why``'s
+        facts, instead of reading as "the provider has no such key". The keys, lookups and memo
+        are shared."""
         view = object.__new__(KeySet)
         view.keys, view._by_kid, view.algorithms = self.keys, self._by_kid, self.algorithms
         view._fingerprints, view._memo = self._fingerprints, self._memo
@@ -250,21 +252,24 @@ class KeySource(abc.ABC):
 
     @property
     def pinned_issuers(self) -> tuple[str, ...] | None:
-        """The ``iss`` values a verifier without ``issuer=`` accepts from this source's keys
-        (``None``: any). OIDC discovery pins the discovered issuer; a source of your own may
-        pin its issuers by overriding this property."""
+        """The ``iss`` values a verifier without ``issuer=`` accepts from this source's keys.
+
+        ``None``: any. OIDC discovery pins the discovered issuer; a source of your own may pin
+        its issuers by overriding this property."""
         return None
 
     def ready(self, kid: str | None) -> KeySet | None:
-        """The key set, when it can be used right now without any I/O or background work;
-        ``None`` sends the caller to :meth:`keys` / :meth:`akeys`. (A fast path: it saves
-        the async driver a coroutine per request.)"""
+        """The key set, when it can be used right now without any I/O or background work.
+
+        ``None`` sends the caller to :meth:`keys` / :meth:`akeys`. (A fast path: it saves the
+        async driver a coroutine per request.)"""
         return None
 
     @property
     def loaded(self) -> KeySet | None:
-        """The key set held now, fresh or not, with no I/O (``None``: none yet): what a
-        refusal's detail says the keys allow."""
+        """The key set held now, fresh or not, with no I/O (``None``: none yet).
+
+        What a refusal's detail says the keys allow."""
         return self.ready(None)
 
     @abc.abstractmethod
@@ -288,9 +293,10 @@ class KeySource(abc.ABC):
         """Release network resources (async)."""
 
     def retire(self) -> None:
-        """Stop using this source (its tenant left the verifier's LRU) without failing a
-        request that still waits on it: a remote source lets a fetch in flight finish and
-        closes its client after. By default, :meth:`close`."""
+        """Stop using this source without failing a request that still waits on it.
+
+        Called when its tenant leaves the verifier's LRU: a remote source lets a fetch in flight
+        finish and closes its client after. By default, :meth:`close`."""
         self.close()
 
     async def aretire(self) -> None:
@@ -298,8 +304,9 @@ class KeySource(abc.ABC):
         await self.aclose()
 
     def inherit(self, previous: KeySource) -> None:  # noqa: B027 - optional hook
-        """Take over the cache of ``previous``, a retired source for the same keys (its
-        tenant came back): no fetch before its cache and cooldown say so. By default, none."""
+        """Take over the cache of ``previous``, a retired source for the same keys.
+
+        Its tenant came back: no fetch before its cache and cooldown say so. By default, none."""
 
     #: The verifier's instruments, when metrics are on (see ``use_metrics``).
     _metrics: Metrics | None = None
@@ -311,8 +318,9 @@ class KeySource(abc.ABC):
     def check_policy(  # noqa: B027 - optional hook
         self, algorithms: frozenset[str], issuers: frozenset[str] | None
     ) -> None:
-        """Raise :class:`ConfigurationError` when no token could ever verify with this source
-        under these algorithms and issuers (called once, when a verifier is built)."""
+        """Raise :class:`ConfigurationError` when no token could ever verify with this source.
+
+        Under these algorithms and issuers; called once, when a verifier is built."""
 
 
 class StaticKeys(KeySource):

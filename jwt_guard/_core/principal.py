@@ -184,9 +184,10 @@ class Principal:
 
     @property
     def effective_scopes(self) -> frozenset[str]:
-        """The token's scopes with every scope they imply under the issuer's ``scope_implies``
-        (the same as :attr:`scopes` without a hierarchy): what :meth:`has_scopes`, the
-        requirements and MCP ``tool_scopes`` decide on."""
+        """The token's scopes with every scope they imply under the issuer's ``scope_implies``.
+
+        The same as :attr:`scopes` without a hierarchy: what :meth:`has_scopes`, the requirements
+        and MCP ``tool_scopes`` decide on."""
         hierarchy = self._hierarchy
         return self._scopes if hierarchy is None else hierarchy.effective(self._scopes)
 
@@ -202,28 +203,34 @@ class Principal:
 
     @property
     def acr(self) -> str | None:
-        """The authentication context class of the login behind the token (OIDC Core §2,
-        RFC 9068 §2.2.1; RFC 9470 §6.1)."""
+        """The authentication context class of the login behind the token.
+
+        OIDC Core §2, RFC 9068 §2.2.1; RFC 9470 §6.1."""
         return self._string("acr")
 
     @property
     def authorization_details(self) -> tuple[Mapping[str, Any], ...]:
-        """The token's RFC 9396 authorization details, each entry a read-only object (its
-        ``type`` and fields), ``()`` without the claim. Their shape was checked when the token
-        was verified (RFC 9396 §2, §9.1): an array of objects, each with a ``type`` string."""
+        """The token's RFC 9396 authorization details, ``()`` without the claim.
+
+        Each entry is a read-only object (its ``type`` and fields). Their shape was checked when
+        the token was verified (RFC 9396 §2, §9.1): an array of objects, each with a ``type``
+        string."""
         details = self._claims.get("authorization_details")
         return tuple(details) if isinstance(details, list) else ()
 
     @property
     def auth_time(self) -> float | None:
-        """When the user last authenticated, epoch seconds (OIDC Core §2, RFC 9068 §2.2.1;
-        RFC 9470 §6.1)."""
+        """When the user last authenticated, epoch seconds.
+
+        OIDC Core §2, RFC 9068 §2.2.1; RFC 9470 §6.1."""
         return self._date("auth_time")
 
     def claims_as(self, model: type[T]) -> T:
-        """The claims as a ``model`` instance: a pydantic model (validated by pydantic) or a
-        dataclass (strict JSON types, checked here; pydantic not needed). Raises
-        :class:`ClaimInvalid` (401 ``claim_invalid``, the reason in its ``detail``)."""
+        """The claims as a ``model`` instance: a pydantic model or a dataclass.
+
+        A pydantic model is validated by pydantic; a dataclass gets strict JSON types, checked
+        here (pydantic not needed). Raises :class:`ClaimInvalid` (401 ``claim_invalid``, the
+        reason in its ``detail``)."""
         return claims_as(self._claims, model)
 
     def has_roles(self, *roles: str) -> bool:
@@ -231,8 +238,10 @@ class Principal:
         return self._roles.issuperset(roles)
 
     def has_scopes(self, *scopes: str) -> bool:
-        """True when every given scope is granted: by the token itself, or through a broader
-        scope it holds (the issuer's ``scope_implies``)."""
+        """True when every given scope is granted.
+
+        By the token itself, or through a broader scope it holds (the issuer's
+        ``scope_implies``)."""
         held = self._scopes
         if held.issuperset(scopes):
             return True  # the token names them all: no hierarchy lookup

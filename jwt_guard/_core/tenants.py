@@ -266,8 +266,10 @@ class TenantIssuer:
 
     @property
     def tenant_bound(self) -> int:
-        """Tenants' key sources kept at once: every listed tenant with an allow-list, else
-        ``max_tenants`` (``DEFAULT_MAX_TENANTS`` when not given)."""
+        """How many tenants' key sources are kept at once.
+
+        Every listed tenant with an allow-list, else ``max_tenants`` (``DEFAULT_MAX_TENANTS``
+        when not given)."""
         if self.max_tenants is not None:
             return self.max_tenants
         allowed = self.allowed

@@ -215,8 +215,10 @@ class Requirement:
         self.__signature__ = inspect.Signature(params)
 
     def declared_scopes(self) -> tuple[str, ...]:
-        """The scopes to list in the OpenAPI operation's ``security``: every required one (a
-        list there means all of them, so an ``any_of`` choice is not declared)."""
+        """The scopes to list in the OpenAPI operation's ``security``.
+
+        Every required one (a list there means all of them, so an ``any_of`` choice is not
+        declared)."""
         return self.names if self.kind == "scopes" and not self.any_of else ()
 
     def __repr__(self) -> str:
@@ -281,8 +283,9 @@ class Requirement:
         user: object,
         route: Sequence[str],
     ) -> Answer:
-        """The answer to ``exc``, naming every scope the route needs: in a scope refusal
-        (checked again with the route's scopes) and in a 401."""
+        """The answer to ``exc``, naming every scope the route needs.
+
+        In a scope refusal (checked again with the route's scopes) and in a 401."""
         if isinstance(exc, _NAMES_ROUTE_SCOPES) and route:
             try:
                 self.check(user, where.get(VERIFIER_KEY), route)

@@ -231,8 +231,9 @@ class ProtectedResource:
 
     @property
     def scopes_for_401(self) -> tuple[str, ...] | None:
-        """What a 401 names in ``scope`` where the route asks for none of its own; ``None``
-        when 401s name no scope at all (``challenge_scopes=[]``)."""
+        """What a 401 names in ``scope`` where the route asks for none of its own.
+
+        ``None`` when 401s name no scope at all (``challenge_scopes=[]``)."""
         if self.challenge_scopes is None:
             return tuple(self.scopes_supported or ())
         return tuple(self.challenge_scopes) or None
@@ -245,8 +246,9 @@ class ProtectedResource:
 
     @property
     def metadata_paths(self) -> tuple[str, ...]:
-        """The paths served (as in the URL, percent-encoded): the §3.1 form first, then the
-        plain well-known path (unless ``root_fallback=False``).
+        """The paths the metadata document is served at (as in the URL, percent-encoded).
+
+        The §3.1 form first, then the plain well-known path (unless ``root_fallback=False``).
 
         §3.1: a terminating slash after the host is removed before inserting, so
         ``https://a.example/`` and ``https://a.example`` both publish at the plain path. A

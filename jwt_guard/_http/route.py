@@ -109,8 +109,9 @@ class RouteGuard:
         return principal
 
     async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        """The request's principal (``None`` when it carries no token); raises
-        :class:`JWTGuardError` for a bad one. Places it on ``request.user``."""
+        """The request's principal (``None`` when it carries no token), placed on ``request.user``.
+
+        Raises :class:`JWTGuardError` for a bad one."""
         scope = conn.scope
         principal = self._verified(scope)
         if principal is not None:
@@ -148,9 +149,10 @@ class RouteGuard:
         request: Mapping[str, Any] | None = None,
         scopes: Sequence[str] = (),
     ) -> Answer:
-        """The answer to ``exc``: with the settings of the middleware with this guard's
-        verifier that ran on ``request`` (its scope or environ), else this guard's; in the
-        scheme the client used (DPoP or Bearer). ``scopes``: the route's, named in a 401."""
+        """The answer to ``exc``, in the scheme the client used (DPoP or Bearer).
+
+        With the settings of the middleware with this guard's verifier that ran on ``request``
+        (its scope or environ), else this guard's. ``scopes``: the route's, named in a 401."""
         middleware = request.get(GUARD_KEY) if request is not None else None
         if isinstance(middleware, Guard) and middleware.verifier is self.verifier:
             return middleware.answer(exc, request, scopes)
@@ -167,9 +169,11 @@ class RouteGuard:
         any_of: bool = False,
         optional: bool = False,
     ) -> Any:
-        """A decorator requiring a valid token (and ``roles``/``scopes``: all of them, or with
-        ``any_of`` at least one of each list). ``optional=True`` lets requests without a token
-        through (the principal is then ``None``); a bad token is still refused."""
+        """A decorator requiring a valid token, and ``roles`` and ``scopes`` when given.
+
+        All of them, or with ``any_of`` at least one of each list. ``optional=True`` lets
+        requests without a token through (the principal is then ``None``); a bad token is still
+        refused."""
         checks = _checks(roles, scopes, any_of)
         if optional and checks:
             raise ConfigurationError("an optional route cannot require roles or scopes")

@@ -340,8 +340,9 @@ class OAuth2Login:
         authorization_params: Mapping[str, str] | None = None,
         audience_param: AudienceParam = None,
     ) -> OAuth2Login:
-        """A login whose endpoints (and, unless given, scopes) come from the issuer's metadata:
-        nothing is fetched now.
+        """A login whose endpoints (and, unless given, scopes) come from the issuer's metadata.
+
+        Nothing is fetched now.
 
         ``issuer`` is the issuer or a metadata document's URL; the addresses tried are the
         verifier's (OpenID Connect discovery, then RFC 8414). The document is read when the
@@ -381,8 +382,10 @@ class OAuth2Login:
         discovery.failed_at = None
 
     def discover(self) -> None:
-        """Read the discovery document now, in this thread (a :class:`ConfigurationError`
-        says why it could not be read or used). Nothing to do without discovery."""
+        """Read the discovery document now, in this thread.
+
+        A :class:`ConfigurationError` says why it could not be read or used. Nothing to do
+        without discovery."""
         if self._discovery is not None:
             self._apply(self._discovery, self._discovery.get_sync())
 
@@ -435,8 +438,10 @@ class OAuth2Login:
 
     @property
     def swagger_ui_init_oauth(self) -> dict[str, Any]:
-        """Swagger UI's ``initOAuth`` settings: this client, PKCE, the scopes ticked first,
-        the extra parameters of the authorization request."""
+        """Swagger UI's ``initOAuth`` settings.
+
+        This client, PKCE, the scopes ticked first, the extra parameters of the authorization
+        request."""
         settings: dict[str, Any] = {
             "clientId": self.client_id,
             "usePkceWithAuthorizationCodeGrant": True,
@@ -448,8 +453,10 @@ class OAuth2Login:
         return settings
 
     def check_audience(self, verifier: Verifier | None) -> None:
-        """Fill in ``audience_param`` from ``verifier``'s audience, or warn when the verifier
-        expects an audience and the login asks the provider for none (``install`` calls it)."""
+        """Fill in ``audience_param`` from ``verifier``'s audience, or warn when it cannot.
+
+        It warns when the verifier expects an audience and the login asks the provider for none
+        (``install`` calls it)."""
         name = self.audience_param
         audiences = sorted(verifier.audiences) if verifier is not None else []
         if name:
@@ -488,10 +495,11 @@ class OAuth2Login:
             )
 
     def rewrite_openapi(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """Add the oauth2 scheme; where an operation accepts jwt_guard's Bearer scheme it
-        accepts the login too, with the operation's scopes (merged into one requirement).
-        Every scope an operation requires is in the scheme's scope list, whether discovery's
-        ``scopes_supported`` names it or not."""
+        """Add the oauth2 scheme to the OpenAPI document.
+
+        Where an operation accepts jwt_guard's Bearer scheme it accepts the login too, with the
+        operation's scopes (merged into one requirement). Every scope an operation requires is in
+        the scheme's scope list, whether discovery's ``scopes_supported`` names it or not."""
         bearer = openapi_bearer_scheme().scheme_name
         needed: dict[str, list[str]] = {}
         for path, item in schema.get("paths", {}).items():
@@ -521,8 +529,9 @@ class OAuth2Login:
         return schema
 
     def without_login(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """The OpenAPI document while the endpoints are unknown: the Bearer scheme only, and a
-        line saying the login is unavailable."""
+        """The OpenAPI document while the endpoints are unknown.
+
+        The Bearer scheme only, and a line saying the login is unavailable."""
         schemes = schema.get("components", {}).get("securitySchemes", {})
         schemes.pop(self.scheme_name, None)  # Security(login.scheme) on a route
         for item in schema.get("paths", {}).values():

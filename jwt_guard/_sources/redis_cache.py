@@ -228,9 +228,10 @@ class RedisCache:
         await self._acall(lambda c: c.set(name, sealed, px=px))
 
     def lock(self, key: str, ttl: float) -> str | None:
-        """Take the lock ``key`` for ``ttl`` seconds (``SET NX PX``): a token to :meth:`unlock`
-        with, or ``None`` while another worker holds it. Without Redis the token is ``""``:
-        go ahead, nobody coordinates."""
+        """Take the lock ``key`` for ``ttl`` seconds (``SET NX PX``).
+
+        A token to :meth:`unlock` with, or ``None`` while another worker holds it. Without Redis
+        the token is ``""``: go ahead, nobody coordinates."""
         name, token = self.prefix + key, secrets.token_hex(8)
         ok, taken = self._call(lambda c: c.set(name, token, nx=True, px=_milliseconds(ttl)))
         return (token if taken else None) if ok else ""

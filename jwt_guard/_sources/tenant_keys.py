@@ -51,8 +51,9 @@ class TenantKeys:
 
     @classmethod
     def discovery(cls, issuer_template: str, **options: Any) -> TenantKeys:
-        """An :class:`OIDCDiscovery` per tenant, for ``issuer_template`` with the tenant filled
-        in (the issuer, or its discovery document's URL)."""
+        """An :class:`OIDCDiscovery` per tenant, for ``issuer_template`` with the tenant filled in.
+
+        The template is the issuer, or its discovery document's URL."""
         return cls(issuer_template, discovery=True, **options)
 
     def __repr__(self) -> str:
@@ -68,8 +69,9 @@ class TenantKeys:
         return JWKSKeys(self._url(tenant), **self._options)
 
     def tenant_problem(self, tenant: str) -> str | None:
-        """Why ``tenant`` cannot go into this template's URL, or ``None`` (the routing asks
-        this too, so a tenant refused here is a refused token, never a fetch)."""
+        """Why ``tenant`` cannot go into this template's URL, or ``None``.
+
+        The routing asks this too, so a tenant refused here is a refused token, never a fetch."""
         if not isinstance(tenant, str):
             return "not a string"
         problem = tenant_problem(tenant, None)

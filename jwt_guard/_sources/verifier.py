@@ -258,11 +258,12 @@ class Verifier(Drivers):
     def from_env(
         cls, prefix: str = "JWT_GUARD_", *, ignore_unknown: Collection[str] = (), **overrides: Any
     ) -> Verifier:
-        """A verifier configured by environment variables (see ``config.options_from_env``):
+        """A verifier configured by environment variables (see ``config.options_from_env``).
+
         ``ISSUER``, ``AUDIENCE``, ``JWKS_URL`` or ``DISCOVERY_URL``, ``ALGORITHMS``, ``LEEWAY``,
-        ``TYP``, ``PROFILE``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``. Keyword
-        arguments win; one that replaces a variable set to another value logs a WARNING
-        naming both (not their values), once, when the verifier is built.
+        ``TYP``, ``PROFILE``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``,
+        ``SHARED_CACHE_URL``. Keyword arguments win; one that replaces a variable set to another
+        value logs a WARNING naming both (not their values), once, when the verifier is built.
 
         Any other variable with the prefix is a :class:`ConfigurationError` naming the closest
         setting (``JWT_GUARD_ALGORITHM``: did you mean ``JWT_GUARD_ALGORITHMS``?), unless
@@ -283,8 +284,9 @@ class Verifier(Drivers):
 
     @property
     def profiles(self) -> tuple[Profile, ...]:
-        """The profiles this verifier holds tokens to (``profile=``, a ``TrustedIssuer``'s),
-        each combination once: the adapters check their token sources against them."""
+        """The profiles this verifier holds tokens to (``profile=``, a ``TrustedIssuer``'s).
+
+        Each combination once: the adapters check their token sources against them."""
         return self._config.profiles
 
     @property
@@ -342,8 +344,9 @@ class Verifier(Drivers):
             self._dpop.replay_cache.close()
 
     async def aclose(self) -> None:
-        """Close this loop's connections, and cancel its background key refreshes (an ASGI
-        lifespan shutdown calls this)."""
+        """Close this loop's connections, and cancel its background key refreshes.
+
+        An ASGI lifespan shutdown calls this."""
         if self.introspection is not None:
             await self.introspection.aclose()
         await self._aclose_retired()
@@ -361,8 +364,10 @@ class Verifier(Drivers):
 
     @property
     def issuer_audiences(self) -> tuple[tuple[str | None, frozenset[str] | None], ...]:
-        """Each trusted issuer (``None``: any, with a single configuration) with the audiences
-        its tokens must carry (``None``: that policy does not check ``aud``)."""
+        """Each trusted issuer with the audiences its tokens must carry.
+
+        The issuer is ``None`` (any) with a single configuration; the audiences are ``None`` when
+        that policy does not check ``aud``."""
         result: list[tuple[str | None, frozenset[str] | None]] = []
         for policy in self._config.policies:
             issuers = policy.rules.issuers
@@ -467,8 +472,9 @@ class Verifier(Drivers):
         issued_before: float | None = None,
         ttl: float | None = None,
     ) -> None:
-        """Reject every token of ``subject`` issued before ``issued_before`` (default: now),
-        in whole seconds: tokens whose ``iat`` is in an earlier second.
+        """Reject every token of ``subject`` issued before ``issued_before`` (default: now).
+
+        In whole seconds: tokens whose ``iat`` is in an earlier second.
 
         "Log out everywhere" / "ban this account". ``issuer`` is needed only when the verifier
         trusts several. The entry lives until no token it covers can verify: derived from

@@ -140,9 +140,11 @@ class DemoIssuer:
         jkt: str | None = None,
         family: str | None = None,
     ) -> str:
-        """A refresh token; with ``jkt`` it can only be used with a proof of that DPoP key
-        (RFC 9449 §5: a public client's refresh token is bound to its key). ``family`` names
-        the grant it descends from (the authorization code), which can end it."""
+        """A refresh token, bound to a DPoP key with ``jkt``.
+
+        A bound one can only be used with a proof of that key (RFC 9449 §5: a public client's
+        refresh token is bound to its key). ``family`` names the grant it descends from (the
+        authorization code), which can end it."""
         token = secrets.token_urlsafe(32)
         granted = scope if scope is not None else " ".join(allowed_scopes(username))
         with self._lock:
@@ -152,9 +154,10 @@ class DemoIssuer:
         return token
 
     def use_refresh_token(self, token: str, jkt: str | None = None) -> _Refresh | None:
-        """What a refresh token grants, and it is used up (rotation): the tokens issued for it
-        carry on its ``family``. A bound one needs a proof of its key (``jkt``, from the
-        request's DPoP proof)."""
+        """What a refresh token grants; it is used up (rotation).
+
+        The tokens issued for it carry on its ``family``. A bound one needs a proof of its key
+        (``jkt``, from the request's DPoP proof)."""
         with self._lock:
             entry = self._refresh.get(token)
             if entry is None or (entry.jkt is not None and entry.jkt != jkt):
