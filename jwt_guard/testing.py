@@ -274,11 +274,12 @@ class LocalIssuer:
         client_id: str | None = None,
         **overrides: Any,
     ) -> str:
-        """An opaque access token: random text that says nothing, standing for a claim set
-        its introspection answers with (RFC 7662 §2.2). The claims are those of :meth:`mint`,
-        with the same ``claims``, ``dpop_key`` and keyword overrides (``sub``, ``scopes``,
-        ``roles``, ``ttl``, ``expired``, ``audience``, ``issuer``, any claim); ``client_id``
-        is the client the token was issued to."""
+        """An opaque access token: random text standing for a claim set (RFC 7662 §2.2).
+
+        Its introspection answers with the claims: those of :meth:`mint`, with the same
+        ``claims``, ``dpop_key`` and keyword overrides (``sub``, ``scopes``, ``roles``, ``ttl``,
+        ``expired``, ``audience``, ``issuer``, any claim); ``client_id`` is the client the token
+        was issued to."""
         payload = dict(claims) if claims is not None else self.claims(**overrides)
         if dpop_key is not None:
             payload["cnf"] = {"jkt": jwk_thumbprint(dpop_jwk(dpop_key))}
@@ -287,15 +288,18 @@ class LocalIssuer:
         return self._introspection.issue(payload)
 
     def revoke(self, token: str) -> None:
-        """Revoke a token: an opaque one, or a JWT this issuer signed. Its introspection says
-        ``active: false`` from now on (a JWT verified locally is not affected: that is what
-        the app's denylist is for)."""
+        """Revoke a token: an opaque one, or a JWT this issuer signed.
+
+        Its introspection says ``active: false`` from now on (a JWT verified locally is not
+        affected: that is what the app's denylist is for)."""
         self._introspection.revoke(token)
 
     def introspect(self, token: str) -> dict[str, Any]:
-        """What the introspection endpoint answers for ``token`` (RFC 7662 §2.2): its claims with
-        ``"active": true``, or only ``{"active": false}`` for a token that is unknown, revoked,
-        expired or not yet valid. A JWT this issuer signed is introspected as well."""
+        """What the introspection endpoint answers for ``token`` (RFC 7662 §2.2).
+
+        Its claims with ``"active": true``, or only ``{"active": false}`` for a token that is
+        unknown, revoked, expired or not yet valid. A JWT this issuer signed is introspected as
+        well."""
         return self._introspection.response(token)
 
     def register_client(
@@ -321,9 +325,10 @@ class LocalIssuer:
 
     @property
     def introspection_endpoint(self) -> str:
-        """The introspection endpoint's URL: the issuer's ``/introspect``. In-process it is the
-        URL to give the client using :meth:`introspection_transport`; served with
-        ``as_issuer=True`` it is ``server.introspection_url``."""
+        """The introspection endpoint's URL: the issuer's ``/introspect``.
+
+        In-process it is the URL to give the client using :meth:`introspection_transport`; served
+        with ``as_issuer=True`` it is ``server.introspection_url``."""
         return self.issuer.rstrip("/") + INTROSPECTION_PATH
 
     @property
@@ -332,9 +337,10 @@ class LocalIssuer:
         return self._introspection.requests
 
     def introspection_transport(self) -> httpx.MockTransport:
-        """An ``httpx`` transport (sync and async) that answers introspection requests
-        in-process, as the served endpoint does: ``httpx.Client(transport=...)``, no network.
-        Any other request is a 404."""
+        """An ``httpx`` transport (sync and async) that answers introspection requests in-process.
+
+        As the served endpoint does: ``httpx.Client(transport=...)``, no network. Any other
+        request is a 404."""
 
         def handle(request: httpx.Request) -> httpx.Response:
             if request.url.path != INTROSPECTION_PATH:
