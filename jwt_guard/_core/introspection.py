@@ -398,9 +398,11 @@ class IntrospectionSource(abc.ABC):
     def introspect(
         self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
     ) -> Introspected:
-        """The entry for ``token``: one call per token in flight (others wait for it), its
-        response turned into an entry by ``admit`` and cached. Raises
-        ``IntrospectionUnavailable`` when the endpoint gives no usable answer in time."""
+        """The entry for ``token``: one call per token in flight, its answer cached.
+
+        Others wait for the call in flight; its response is turned into an entry by ``admit``
+        and cached. Raises ``IntrospectionUnavailable`` when the endpoint gives no usable answer
+        in time."""
 
     @abc.abstractmethod
     async def aintrospect(

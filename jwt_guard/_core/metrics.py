@@ -159,6 +159,7 @@ class Metrics:
         yield _otel.Observation(misses, _MISS)
 
     def introspection_lookup(self, hit: bool) -> None:
+        """Count one lookup of the introspection cache: a hit or a miss."""
         self.introspection_lookups[hit] += 1
 
     def _observe_introspection_lookups(self, options: Any) -> Iterable[Any]:
@@ -190,6 +191,7 @@ class Metrics:
         self._jwks_stale.add(1, self._attrs("jwt_guard.key_source", source))
 
     def introspection_call(self, endpoint: str, outcome: str, seconds: float) -> None:
+        """Record one call to an introspection endpoint: its outcome and its duration."""
         attrs = self._attrs("jwt_guard.endpoint", endpoint, "jwt_guard.outcome", outcome)
         self._introspections.add(1, attrs)
         self._introspection_duration.record(seconds, attrs)

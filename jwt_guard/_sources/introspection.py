@@ -274,8 +274,9 @@ class Introspection(IntrospectionSource):
         return f"Introspection({self.shown!r}, auth_method={self._auth.method!r})"
 
     def use_clock(self, clock: Callable[[], float]) -> None:
-        """The verifier's clock, unless one was given here (its time checks and this cache's
-        expiries must agree)."""
+        """The verifier's clock, unless one was given here.
+
+        Its time checks and this cache's expiries must agree."""
         if not self._given_clock:
             self._clock = clock
 

@@ -331,8 +331,10 @@ class Verifier(Drivers):
         return self._opaque.introspection if self._opaque is not None else None
 
     def close(self) -> None:
-        """Close the key sources', the introspection endpoint's, the denylist's and the DPoP
-        replay cache's connections."""
+        """Close every connection this verifier holds.
+
+        The key sources', the introspection endpoint's, the denylist's and the DPoP replay
+        cache's."""
         if self.introspection is not None:
             self.introspection.close()
         self._close_retired()
@@ -400,8 +402,9 @@ class Verifier(Drivers):
         return self._clock()
 
     def clear_cache(self) -> None:
-        """Drop every verified token remembered (they are re-verified on next use), and every
-        introspection answer."""
+        """Drop every verified token remembered, and every introspection answer.
+
+        They are verified again on next use."""
         self._cache.clear()
         if self.introspection is not None:
             self.introspection.cache.clear()
