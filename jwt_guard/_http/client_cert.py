@@ -105,14 +105,16 @@ class ClientCertificate:
 
     @classmethod
     def tls(cls) -> ClientCertificate:
-        """The ASGI server's own TLS: ``scope["extensions"]["tls"]["client_cert_chain"][0]``
-        (ASGI TLS extension, a PEM). ASGI only."""
+        """The ASGI server's own TLS connection's client certificate (ASGI only).
+
+        ``scope["extensions"]["tls"]["client_cert_chain"][0]``: the ASGI TLS extension, a PEM."""
         return cls("tls", "tls", thumbprint_from_pem)
 
     @classmethod
     def environ(cls, key: str = "SSL_CLIENT_CERT") -> ClientCertificate:
-        """A PEM in the WSGI environ, as mod_wsgi exports mod_ssl's ``SSL_CLIENT_CERT``
-        (``SSLOptions +ExportCertData``). WSGI only."""
+        """A PEM in the WSGI environ, as mod_wsgi exports mod_ssl's ``SSL_CLIENT_CERT`` (WSGI only).
+
+        With ``SSLOptions +ExportCertData``."""
         if not isinstance(key, str) or not key:
             raise ConfigurationError("ClientCertificate.environ: key must be an environ key")
         if key.upper().startswith("HTTP_"):
@@ -129,16 +131,18 @@ class ClientCertificate:
     def header(
         cls, name: str = "Client-Cert", *, trusted_proxies: Sequence[str]
     ) -> ClientCertificate:
-        """RFC 9440 §2: ``Client-Cert: :<base64 DER>:``, set by a TLS-terminating proxy at
-        one of ``trusted_proxies`` (addresses or networks)."""
+        """RFC 9440 §2: ``Client-Cert: :<base64 DER>:``, set by a TLS-terminating proxy.
+
+        The proxy must be at one of ``trusted_proxies`` (addresses or networks)."""
         return cls("header", _header_name(name), thumbprint_from_client_cert, trusted_proxies)
 
     @classmethod
     def nginx(
         cls, header: str = "X-SSL-Client-Cert", *, trusted_proxies: Sequence[str]
     ) -> ClientCertificate:
-        """nginx's ``$ssl_client_escaped_cert`` (the URL-escaped PEM) in ``header``:
-        ``proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;``."""
+        """nginx's ``$ssl_client_escaped_cert`` (the URL-escaped PEM) in ``header``.
+
+        Set with ``proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;``."""
         return cls("header", _header_name(header), thumbprint_from_escaped_pem, trusted_proxies)
 
     @classmethod
@@ -150,8 +154,9 @@ class ClientCertificate:
         last_element: bool = False,
     ) -> ClientCertificate:
         """Envoy's ``x-forwarded-client-cert`` (its ``Hash=``, and ``Cert=`` when present).
-        Several elements are refused unless ``last_element=True`` takes the one the trusted
-        proxy appended (``forward_client_cert_details: APPEND_FORWARD``)."""
+
+        Several elements are refused unless ``last_element=True`` takes the one the trusted proxy
+        appended (``forward_client_cert_details: APPEND_FORWARD``)."""
         if not isinstance(last_element, bool):
             raise ConfigurationError("last_element must be True or False")
 
@@ -163,8 +168,9 @@ class ClientCertificate:
     # -- reading a request -----------------------------------------------------------------------
 
     def check_adapter(self, asgi: bool) -> None:
-        """Refuse at start-up a source the adapter cannot read (a WSGI environ has no ASGI
-        ``tls`` extension; an ASGI scope has no environ)."""
+        """Refuse at start-up a source the adapter cannot read.
+
+        A WSGI environ has no ASGI ``tls`` extension; an ASGI scope has no environ."""
         if asgi and self.kind == "environ":
             raise ConfigurationError(
                 "ClientCertificate.environ() is for WSGI; under ASGI use ClientCertificate.tls() "

@@ -68,8 +68,9 @@ class TestCertificate:
         return urllib.parse.quote(self.pem, safe="")
 
     def xfcc(self, *, cert: bool = False) -> str:
-        """An Envoy ``x-forwarded-client-cert`` element naming this certificate (``Hash=``,
-        and ``Cert=`` with ``cert=True``)."""
+        """An Envoy ``x-forwarded-client-cert`` element naming this certificate.
+
+        Its ``Hash=``, and ``Cert=`` with ``cert=True``."""
         digest = self.certificate.fingerprint(hashes.SHA256()).hex()
         element = f'By=spiffe://test/proxy;Hash={digest};Subject="CN=test"'
         if cert:
@@ -166,6 +167,7 @@ class CertificateAuthority:
 
     @property
     def pem(self) -> str:
+        """The CA certificate's PEM text (what a server trusts client certificates by)."""
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     def issue(
@@ -176,8 +178,9 @@ class CertificateAuthority:
         dns_names: Sequence[str] = (),
         ip_addresses: Sequence[str] = (),
     ) -> TestCertificate:
-        """A client certificate (or with ``server=True`` a server certificate, for
-        ``dns_names``/``ip_addresses``) signed by this CA."""
+        """A certificate signed by this CA: a client certificate, or a server one.
+
+        With ``server=True`` a server certificate, for ``dns_names``/``ip_addresses``."""
         key = ec.generate_private_key(ec.SECP256R1())
         builder = _builder(
             _name(common_name), self.certificate.subject, key.public_key(), self._days
