@@ -1,5 +1,5 @@
 """The compatibility matrix: the test suite against each supported Python and against the lowest
-and the newest versions of what jwt_guard depends on. Sessions (README, "Running the tests"):
+and the newest versions of what jwt_guard depends on. Sessions (docs/contributing.md):
 
     nox -s tests-3.11 tests-3.12 tests-3.13   # requirements/test.lock on each Python
     nox -s lowest   # every dependency and extra at the lowest version pyproject.toml allows

@@ -21,6 +21,8 @@ from jwt_guard.flask import MIDDLEWARE_KEYS, PREFIX, JWTGuard
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.wsgi import JWTGuardWSGIMiddleware
 
+from .manual import manual, section
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {
     "JWT_GUARD_ISSUER": "https://idp.example.com/",
@@ -246,7 +248,7 @@ def test_issue25_4_flask_key_not_read_because_of_an_argument() -> None:
 
 def _names_in_repository() -> Iterator[tuple[str, str]]:
     pattern = re.compile(r"\bJWT_GUARD_([A-Z0-9_]*[A-Z0-9])\b(?![*_])")
-    for folder in ("jwt_guard", "examples", "scripts", "tests", "benchmarks"):
+    for folder in ("jwt_guard", "examples", "scripts", "tests", "benchmarks", "docs"):
         for path in sorted((ROOT / folder).rglob("*")):
             if path.suffix in (".py", ".sh", ".md", ".html") and path.is_file():
                 for match in pattern.finditer(path.read_text("utf-8")):
@@ -272,13 +274,13 @@ def test_every_jwt_guard_name_in_the_repository_is_a_setting_or_tooling() -> Non
 
 
 def test_readme_lists_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text("utf-8")
+    readme = manual()
     paragraph = readme[readme.index('`Verifier.from_env(prefix="JWT_GUARD_")` reads') :]
     paragraph = paragraph[: paragraph.index("\n\n")]
     assert re.findall(r"`([A-Z_]+)`", paragraph)[: len(ENV_NAMES)] == list(ENV_NAMES)
-    flask = readme[readme.index("## Flask (and any WSGI app)") :]
+    flask = section("Flask (and any WSGI app)")
     for key in MIDDLEWARE_KEYS:
-        assert f"JWT_GUARD_{key}" in flask[: flask.index("\n## ")], key
+        assert f"JWT_GUARD_{key}" in flask, key
 
 
 # -- from_env: a keyword argument over a set variable says so (issue 25 follow-up) ------------

@@ -25,6 +25,7 @@ from jwt_guard._tools.demo_oauth import s256
 from jwt_guard.demo import build_app
 
 from .conftest import FakeClock
+from .manual import manual
 from .redis_server import free_port
 from .servers import run_uvicorn
 
@@ -210,12 +211,12 @@ def test_issue25_the_page_lists_each_refusal_with_its_reason(demo: tuple[str, Fa
     refusals = httpx.get(f"{base}/demo/state").json()["refusals"]
     assert refusals["total"] == 2
     denied_line, missing_line = refusals["newest_last"]
-    # As the README's Quick start shows it (there across two lines).
+    # As the getting started page's demo shows it (there across two lines).
     assert denied_line == (
         "refused insufficient_role (403): required=['admin'] mode='all' present=['user'] "
         "missing=['admin']"
     )
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    readme = " ".join(manual().split())
     assert f"`{denied_line}` for bob on `/api/admin`" in readme
     assert missing_line.startswith("refused token_missing (401)")
     assert bob not in str(refusals)

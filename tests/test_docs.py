@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 import jwt_guard
 
+from .manual import README
 from .test_structure import PUBLIC_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,3 +178,52 @@ def test_docstring_style_check() -> None:
     assert docstring_problem(good) is None
     assert docstring_problem(runs_on) == "the summary runs on: 'One line'"
     assert docstring_problem(lambda: None) == "no docstring"
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors of a Markdown page's headings as GitHub makes them (fenced blocks' comment
+    lines are no headings); the site's (Python-Markdown's) are the same for these headings."""
+    anchors = set()
+    fence = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"^#{1,6} ", line):
+            words = line.lstrip("#").strip().replace("`", "").lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", words).replace(" ", "-"))
+    return anchors
+
+
+def broken_links(page: Path) -> list[str]:
+    """The links of ``page`` to a file that is not there, or to an anchor its page lacks."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text("utf-8")):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        missing = not linked.exists()
+        if missing or (anchor and anchor not in heading_anchors(linked.read_text("utf-8"))):
+            broken.append(target)
+    return broken
+
+
+def test_the_readme_is_a_landing_page_whose_links_resolve() -> None:
+    text = README.read_text("utf-8")
+    assert len(text.splitlines()) < 200
+    assert broken_links(README) == []
+    # It links into every part of the docs site.
+    for page in ("getting-started.md", "guides/fastapi.md", "reference/index.md"):
+        assert f"](docs/{page}" in text, page
+
+
+def test_broken_links_finds_a_missing_file_and_a_missing_anchor(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "guide.md").write_text("# Guide\n\n## A `code` heading\n")
+    page = tmp_path / "README.md"
+    page.write_text(
+        "# Title\n\n```bash\n# not a heading\n```\n"
+        "[ok](docs/guide.md#a-code-heading) [ok](#title) [web](https://example.com/#x)\n"
+        "[gone](docs/nothing.md) [no anchor](docs/guide.md#guide-2) [here](#not-a-heading)\n"
+    )
+    assert broken_links(page) == ["docs/nothing.md", "docs/guide.md#guide-2", "#not-a-heading"]

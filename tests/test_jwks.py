@@ -10,7 +10,6 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from jwt_guard._tools.signing import encode, generate_key, public_jwk, public_pe
 from jwt_guard.testing import JWKSServer, LocalIssuer, compact, forge
 
 from .conftest import FakeClock, fetch_over, fetches_over
+from .manual import manual
 
 
 @pytest.fixture
@@ -50,9 +50,6 @@ async def source(server: JWKSServer, clock: FakeClock) -> AsyncIterator[JWKSKeys
     src = JWKSKeys(server.url, clock=clock, timeout=2.0)
     yield src
     await src.aclose()
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def verifier_for(idp: LocalIssuer, source: Any, **kw: Any) -> Verifier:
@@ -936,9 +933,9 @@ async def test_issue25_a_warning_when_no_published_key_fits_the_algorithms_in_fo
         "verify; set algorithms=['RS256'] (JWT_GUARD_ALGORITHMS=RS256), or leave them unset to "
         "accept the keys' own"
     ]
-    # What the README's Algorithms section shows is this line.
+    # What the configuration page's Algorithms section shows is this line.
     shown = warnings[0].replace(url, "https://idp.example.com/.well-known/jwks.json")
-    assert f"\nWARNING jwt_guard: {shown}\n" in README.read_text()
+    assert f"\nWARNING jwt_guard: {shown}\n" in manual()
 
 
 async def test_issue25_no_warning_when_a_published_key_fits(

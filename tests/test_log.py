@@ -22,10 +22,11 @@ import pytest
 
 from jwt_guard._core.log import reaches_a_handler
 
+from .manual import manual
 from .redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = manual()
 #: The warning's words (once per process) and the reason it carries.
 UNSEEN = "no handler writes them here"
 REASON = "refused token_malformed (401): "
@@ -87,7 +88,7 @@ def test_issue25_refusal_reasons_nobody_sees_get_one_warning_under_a_plain_serve
     warnings = [line for line in lines if UNSEEN in line]
     assert len(warnings) == 1, lines
     # The warning carries the first refusal's reason, and says how to see the next ones: the
-    # line the README shows ("Why was I refused?").
+    # line the manual shows ("Why was I refused?").
     assert warnings[0].startswith("refused token_missing (401): looked_in=")
     assert "logging.basicConfig(level=logging.INFO)" in warnings[0]
     assert "getLogger('jwt_guard')" in warnings[0] and "on_error" in warnings[0]

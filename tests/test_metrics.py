@@ -22,6 +22,7 @@ from jwt_guard import (
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
 from .conftest import AppFactory, FakeClock, bearer
+from .manual import section as manual_section
 
 Points = dict[str, dict[tuple[tuple[str, Any], ...], Any]]
 
@@ -209,20 +210,18 @@ def test_verifier_without_key_sources_metrics_is_fine() -> None:
 
 
 def test_readme_prometheus_export_runs_as_written() -> None:
-    """The README's snippet, in a fresh process (it sets the global provider), on a free port:
-    a verifier made before it is scraped with the lines the README shows."""
+    """The Metrics page's snippet, in a fresh process (it sets the global provider), on a free
+    port: a verifier made before it is scraped with the lines the page shows."""
     import re
-    from pathlib import Path
 
     from .redis_server import free_port
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("## Metrics") : readme.index("## Configuration reference")]
+    section = manual_section("Metrics")
     snippet = re.search(r"```python\n(.*?)```", section, re.S)
     shown = re.search(r"```text\n(.*?)```", section, re.S)
     assert snippet is not None and shown is not None
     port = free_port()
-    # Loopback only in tests (the README's call listens on every interface, as in production).
+    # Loopback only in tests (the page's call listens on every interface, as in production).
     code = snippet.group(1).replace(
         "start_http_server(9464)", f"start_http_server({port}, addr='127.0.0.1')"
     )

@@ -51,19 +51,11 @@ from jwt_guard import Verifier
 from jwt_guard.demo import build_app
 from jwt_guard.testing import JWKSServer, LocalIssuer
 
+from .manual import README, pages
 from .redis_server import free_port, redis_server
 from .servers import run_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
-DOCS = ROOT / "docs"
-
-
-def pages() -> list[Path]:
-    """Every page whose blocks run: the README, then the docs site's pages."""
-    return [README, *sorted(DOCS.rglob("*.md"))]
-
-
 IDP = "https://idp.example.com/"
 _FENCE = re.compile(
     r"^(?:(?P<mindent>[ ]*)<!-- readme-test: (?P<marker>.*?) -->\n)?"
@@ -442,8 +434,9 @@ def _section_block(heading: str) -> Block:
     the page that has it."""
     for page in pages():
         text = page.read_text("utf-8")
-        if f"\n{heading}\n" in text:
-            start = text.count("\n", 0, text.index(f"\n{heading}\n")) + 2
+        match = re.search(rf"^#+ {re.escape(heading)}\n", text, re.MULTILINE)
+        if match:
+            start = text.count("\n", 0, match.start()) + 2
             return next(
                 b
                 for b in PYTHON
@@ -454,7 +447,7 @@ def _section_block(heading: str) -> Block:
 
 @pytest.mark.parametrize(
     "heading",
-    ["## Starlette", "## FastAPI", "### A login in `/docs`", "## Flask (and any WSGI app)"],
+    ["Starlette", "FastAPI", "A login in `/docs`", "Flask (and any WSGI app)"],
 )
 def test_issue25_2_readme_snippets_that_run_an_app_configure_logging(heading: str) -> None:
     """Issue 25 item 2: "README snippets that run an app configure logging", as the examples

@@ -1,10 +1,9 @@
-"""The README's "Why was I refused?" section shows real output: this test makes it again."""
+"""The manual's "Why was I refused?" page shows real output: this test makes it again."""
 
 from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +15,9 @@ from jwt_guard._core.parse import split_compact
 from jwt_guard.testing import LocalIssuer
 
 from .conftest import AppFactory
+from .manual import manual
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+README = manual()
 
 
 async def refusals(app: Any, tokens: list[str]) -> tuple[list[str], list[str]]:

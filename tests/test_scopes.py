@@ -662,10 +662,10 @@ async def test_h7_6_readme_says_request_auth_scopes_holds_the_implied_scopes(
 ) -> None:
     """README said ``request.auth.scopes`` held the token's scopes; it holds the implied ones
     too (what ``@requires`` decides on), and code forwarding it downstream would widen them."""
-    from pathlib import Path
 
-    text = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text()
-    readme = " ".join(text.split())
+    from .manual import manual
+
+    readme = " ".join(manual().split())
     assert '`"authenticated"` plus the token\'s scopes, so Starlette' not in readme
     said = '`request.auth.scopes` holds `"authenticated"` plus the principal\'s `effective_scopes`'
     assert said in readme

@@ -1,6 +1,6 @@
 """The package's layout: folders are layers and imports only go down them, no import cycles, the
-public import paths and names kept, a README that names every module, and PyJWT off the verify
-path."""
+public import paths and names kept, an Architecture page (docs/architecture.md) that names every
+module, and PyJWT off the verify path."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 import jwt_guard
 
 PACKAGE_DIR = Path(jwt_guard.__file__).parent
-README = PACKAGE_DIR.parent / "README.md"
+ARCHITECTURE = PACKAGE_DIR.parent / "docs" / "architecture.md"
 
 
 def module_files(package_dir: Path) -> dict[str, Path]:
@@ -334,14 +334,14 @@ def test_verification_path_never_imports_pyjwt() -> None:
     assert with_test_kit == ["jwt"]
 
 
-def architecture_section(readme: str) -> str:
-    match = re.search(r"^## Architecture\n(.*?)(?=^## |\Z)", readme, re.MULTILINE | re.DOTALL)
-    assert match, "the README has no '## Architecture' section"
+def architecture_section(page: str) -> str:
+    match = re.search(r"^# Architecture\n(.*?)(?=^# |\Z)", page, re.MULTILINE | re.DOTALL)
+    assert match, "docs/architecture.md has no '# Architecture' page title"
     return match.group(1)
 
 
 def architecture_modules(readme: str) -> dict[str, str]:
-    """The modules the README's "Architecture" section lists (items "- `name`: its job"), each
+    """The modules the Architecture page lists (items "- `name`: its job"), each
     with the layer folder of the heading it is listed under ("**Core** (`_core/`): ...")."""
     listed: dict[str, str] = {}
     layer = ""
@@ -358,7 +358,7 @@ def architecture_modules(readme: str) -> dict[str, str]:
 
 
 def test_readme_architecture_names_every_module_under_its_layer() -> None:
-    listed = architecture_modules(README.read_text(encoding="utf-8"))
+    listed = architecture_modules(ARCHITECTURE.read_text(encoding="utf-8"))
     modules = {
         name.removeprefix("jwt_guard.")
         for name in module_files(PACKAGE_DIR)
@@ -366,14 +366,14 @@ def test_readme_architecture_names_every_module_under_its_layer() -> None:
         and not name.rpartition(".")[2].startswith("__")
         and name.removeprefix("jwt_guard.") not in LAYERS
     }
-    assert sorted(modules - set(listed)) == [], "modules missing from README's Architecture"
-    assert sorted(set(listed) - modules) == [], "README's Architecture names missing modules"
+    assert sorted(modules - set(listed)) == [], "modules missing from docs/architecture.md"
+    assert sorted(set(listed) - modules) == [], "docs/architecture.md names missing modules"
     wrong = sorted(m for m, layer in listed.items() if LAYERS[layer_of(f"jwt_guard.{m}")] != layer)
     assert wrong == [], "listed under another layer than the one it is in"
     # The headings go down the layers, as the imports do.
     headings = re.findall(
         r"^\*\*[^*]+\*\* \(`(_\w+)/`\)",
-        architecture_section(README.read_text(encoding="utf-8")),
+        architecture_section(ARCHITECTURE.read_text(encoding="utf-8")),
         re.MULTILINE,
     )
     assert headings == list(reversed(LAYERS))

@@ -17,7 +17,7 @@ What can change between two presentations of the same token is checked on *every
 * the ``validate_each_request`` hooks (the drivers ask them after the denylist).
 
 The claim rules, ``validate`` hooks included, are not asked again: they are part of verifying
-the bytes, and their answer is taken to hold for the token's life (the README says so where
+the bytes, and their answer is taken to hold for the token's life (the docs say so where
 they are configured; a rule that can change belongs in ``validate_each_request``).
 
 The cache is bounded and first in, first out: a hit reorders nothing, so lookups take no lock

@@ -101,7 +101,7 @@ _DPOP_TYP: Final = "dpop+jwt"
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 #: RFC 6455 §3: a WebSocket URI names the same origin server as its http(s) twin; a handshake
-#: is an HTTP GET to it (see the README's DPoP section).
+#: is an HTTP GET to it (see docs/guides/dpop.md).
 _SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 #: RFC 3986 §2: a URI has no space and no control character (percent-encoded they are fine).
