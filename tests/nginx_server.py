@@ -1,9 +1,9 @@
 """A real nginx terminating TLS with client certificates, in front of an app on 127.0.0.1.
 
-The ``server`` block is the README's ("Certificate-bound tokens behind nginx"), read from
-README.md: the deployment recipe users copy is the one these tests run. Only the places a test
-machine differs are replaced (the listening address, the certificate files, the app's URL), and
-each must be found, so a README edit that drops one fails here rather than drifting.
+The ``server`` block is the manual's ("Certificate-bound tokens", "Behind nginx"), read from the
+docs page that has it: the deployment recipe users copy is the one these tests run. Only the
+places a test machine differs are replaced (the listening address, the certificate files, the
+app's URL), and each must be found, so an edit that drops one fails here rather than drifting.
 nginx runs in the foreground as one process (``master_process off``) with its own prefix,
 configuration, logs and temp paths under a temporary directory, on a free loopback port.
 """
@@ -23,9 +23,9 @@ import pytest
 
 from jwt_guard.testing import CertificateAuthority
 
+from .manual import manual
 from .redis_server import free_port
 
-README = Path(__file__).parent.parent / "README.md"
 #: What the README's block says that a test machine replaces, and with what (format fields).
 PLACES = {
     "listen 443 ssl;": "listen 127.0.0.1:{port} ssl;",
@@ -46,16 +46,16 @@ def nginx_binary() -> str:
 
 
 def readme_server_block() -> str:
-    """The README's nginx ``server`` block (the one fenced block of language ``nginx``)."""
-    blocks = re.findall(r"^```nginx\n(.*?)^```\n", README.read_text(), re.S | re.M)
-    assert len(blocks) == 1, "README.md must have exactly one nginx block"
+    """The manual's nginx ``server`` block (the one fenced block of language ``nginx``)."""
+    blocks = re.findall(r"^```nginx\n(.*?)^```\n", manual(), re.S | re.M)
+    assert len(blocks) == 1, "the manual (README.md, docs/) must have exactly one nginx block"
     return str(blocks[0])
 
 
 def configuration(prefix: Path, port: int, upstream: str) -> str:
     server = readme_server_block()
     for found, replacement in PLACES.items():
-        assert found in server, f"the README's nginx block no longer says {found!r}"
+        assert found in server, f"the manual's nginx block no longer says {found!r}"
         server = server.replace(
             found, replacement.format(prefix=prefix, port=port, upstream=upstream)
         )

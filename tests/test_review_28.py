@@ -32,10 +32,9 @@ def test_r28_f1_environ_source_refuses_a_key_the_client_writes() -> None:
 def test_r28_f2_readme_does_not_recommend_a_unix_socket_behind_the_proxy() -> None:
     # A Unix-socket peer has no address (uvicorn --uds: scope["client"] None; gunicorn:
     # REMOTE_ADDR empty) and is never trusted, so "Behind nginx" must not recommend one.
-    from pathlib import Path
+    from .manual import section as manual_section
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("### Behind nginx", 1)[1].split("\n## ", 1)[0]
+    section = manual_section("Behind nginx (real TLS)")
     assert "127.0.0.1, a Unix socket" not in section
     assert "Unix-socket peer has no address and is never trusted" in section
 

@@ -288,9 +288,11 @@ class Introspection(IntrospectionSource):
         own: bool,
         leeway: float,
     ) -> None:
-        """The issuer the verifier introspects for: with ``jwt_response``, its keys verify the
-        signed answers (RFC 9701 §5) unless ``response_keys`` were given, and its name is the
-        ``iss`` they must carry."""
+        """Learn the issuer the verifier introspects for.
+
+        With ``jwt_response``, its keys verify the signed answers (RFC 9701 §5) unless
+        ``response_keys`` were given, and its name is the ``iss`` they must carry.
+        """
         if not self.jwt_response:
             return
         source = self._response_keys or keys

@@ -291,8 +291,11 @@ class Verifier(Drivers):
 
     @property
     def profile_all_sender_constrained(self) -> bool:
-        """Whether every token is held to a sender-constrained profile (``profile="fapi2"``
-        on the verifier, or on each issuer it trusts): a Bearer token passes for none."""
+        """Whether every token is held to a sender-constrained profile.
+
+        True with ``profile="fapi2"`` on the verifier, or on each issuer it trusts: a Bearer
+        token then passes for none.
+        """
         policies = self._config.policies
         return (
             bool(policies)
