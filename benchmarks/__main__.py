@@ -417,6 +417,7 @@ def bench_introspection(n: int, repeats: int) -> dict[str, float]:
             "aud": issuer.audience,
             "sub": "alice",
             "scope": "read",
+            "token_type": "Bearer",
             "exp": int(time.time()) + 3600,
         }
     ).encode()

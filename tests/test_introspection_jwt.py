@@ -118,7 +118,13 @@ def answer(
             "iss": ISSUER,
             "aud": "rs",
             "iat": now,
-            "token_introspection": {"active": True, "sub": "mallory", "aud": "api", "iss": ISSUER},
+            "token_introspection": {
+                "active": True,
+                "sub": "mallory",
+                "aud": "api",
+                "iss": ISSUER,
+                "token_type": "Bearer",
+            },
         }
         payload.update(claims)
         payload = {k: v for k, v in payload.items() if v is not None}

@@ -638,7 +638,7 @@ def answer(clock: FakeClock, **claims: Any) -> dict[str, Any]:
     """An RFC 7662 §2.2 response for an active token."""
     response = {
         "active": True, "iss": AS_ISSUER, "sub": "alice", "aud": "api", "scope": "notes:read",
-        "iat": int(clock()) - 10, "exp": int(clock()) + 3600,
+        "token_type": "Bearer", "iat": int(clock()) - 10, "exp": int(clock()) + 3600,
     }  # fmt: skip
     return {**response, **claims}
 

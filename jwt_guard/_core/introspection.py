@@ -36,7 +36,14 @@ from typing import Any, Final, NamedTuple
 
 from cachetools import TLRUCache
 
-from .errors import ClaimInvalid, ConfigurationError, InvalidToken, MalformedToken, TokenInactive
+from .errors import (
+    ClaimInvalid,
+    ClaimMissing,
+    ConfigurationError,
+    InvalidToken,
+    MalformedToken,
+    TokenInactive,
+)
 from .jwks_policy import FetchFailed
 from .keyset import KeySet, KeySource
 from .metrics import Metrics
@@ -55,6 +62,7 @@ __all__ = [
     "IntrospectionCache",
     "IntrospectionSource",
     "NoKeys",
+    "check_access_token",
     "check_opaque_token",
     "check_token_type",
     "read_response",
@@ -101,20 +109,76 @@ def check_opaque_token(token: bytes) -> None:
         )
 
 
+#: Members other than ``token_type`` in which servers say what kind of token they found (their
+#: token's own claims echoed): Keycloak's ``typ`` ("Bearer"; "Refresh", "Offline", "ID"), Ory
+#: Hydra / fosite's ``token_use`` ("access_token"; "refresh_token"), AWS Cognito's
+#: ``token_use`` ("access"; "id"). The values naming an access token, and those naming another.
+_ACCESS_MARKS: Final = {"typ": frozenset({"bearer"}), "token_use": _ACCESS_TOKEN_TYPES | {"access"}}
+_OTHER_KINDS: Final = frozenset(
+    {
+        "refresh", "refresh_token", "offline", "id", "id_token", "logout",
+        "urn:ietf:params:oauth:token-type:refresh_token",
+        "urn:ietf:params:oauth:token-type:id_token",
+    }
+)  # fmt: skip
+
+
+def _not_an_access_token(claim: str, reason: str) -> ClaimInvalid:
+    return ClaimInvalid(detail={"claim": claim, "reason": reason})
+
+
 def check_token_type(claims: Mapping[str, Any]) -> None:
     """RFC 7662 §2.2 ``token_type``, when the response has one, must name an access token:
     the endpoint may find a refresh token under any hint (§2.1), and a refresh token is never
-    for a resource server (RFC 6749 §1.5)."""
-    if "token_type" not in claims:
+    for a resource server (RFC 6749 §1.5). A ``typ`` or ``token_use`` that names a refresh or
+    ID token is refused too (review R27B-6: servers that say it there, not in token_type)."""
+    if "token_type" in claims:
+        value = claims["token_type"]
+        if not isinstance(value, str) or value.lower() not in _ACCESS_TOKEN_TYPES:
+            raise _not_an_access_token(
+                "token_type", "not an access token type (RFC 7662 §2.2): Bearer or DPoP"
+            )
+    for name in _ACCESS_MARKS:
+        value = claims.get(name)
+        if isinstance(value, str) and value.lower() in _OTHER_KINDS:
+            raise _not_an_access_token(
+                name, "names a refresh or ID token, never for a resource server (RFC 6749 §1.5)"
+            )
+
+
+def check_access_token(claims: Mapping[str, Any], untyped: bool) -> None:
+    """An opaque token's answer must say it is an access token (review R27B-6, R27B-3).
+
+    :func:`check_token_type`, and unless ``untyped`` (``Introspection(
+    untyped_answers_are_access_tokens=True)``) a member that names an access token:
+    ``token_type`` (RFC 7662 §2.2 makes it optional, and oidc-provider leaves it out for
+    refresh tokens, and only for them), else ``typ`` Bearer or ``token_use`` access_token. A
+    ``token_type`` of DPoP needs ``cnf.jkt`` (RFC 9449 §6.2): without the key a DPoP-bound
+    token would pass as a bearer token."""
+    check_token_type(claims)
+    kind = claims.get("token_type")
+    if isinstance(kind, str) and kind.lower() == "dpop":
+        cnf = claims.get("cnf")
+        if not isinstance(cnf, Mapping) or not isinstance(cnf.get("jkt"), str):
+            raise _not_an_access_token(
+                "cnf", "token_type DPoP without cnf.jkt: the key it is bound to is unknown "
+                "(RFC 9449 §6.2)",
+            )  # fmt: skip
+    if untyped or kind is not None:
         return
-    value = claims["token_type"]
-    if not isinstance(value, str) or value.lower() not in _ACCESS_TOKEN_TYPES:
-        raise ClaimInvalid(
-            detail={
-                "claim": "token_type",
-                "reason": "not an access token type (RFC 7662 §2.2): Bearer or DPoP",
-            }
-        )
+    for name, marks in _ACCESS_MARKS.items():
+        value = claims.get(name)
+        if isinstance(value, str) and value.lower() in marks:
+            return
+    raise ClaimMissing(
+        detail={
+            "claim": "token_type",
+            "reason": "the answer does not say it is an access token (no token_type Bearer or "
+            "DPoP, typ Bearer or token_use access_token; a refresh token's answer often has "
+            "none): for a server that never says, Introspection("
+            "untyped_answers_are_access_tokens=True)",
+        }
+    )
 
 
 #: The length of ``token_key``: a cache key begins with it (the judge's number follows).
@@ -393,6 +457,9 @@ class IntrospectionSource(abc.ABC):
     shown: str
     #: The ``iss`` a verifier without ``issuer=`` expects (from discovery), ``None``: any.
     pinned_issuers: tuple[str, ...] | None = None
+    #: An answer that names no kind of token is taken for an access token's (see
+    #: ``check_access_token``): only for a server that never says.
+    untyped_answers_are_access_tokens: bool = False
 
     @abc.abstractmethod
     def introspect(

@@ -33,7 +33,7 @@ from .errors import (
 )
 from .introspection import (
     Introspected,
-    check_token_type,
+    check_access_token,
     inactive_entry,
     refusal_entry,
     token_key,
@@ -233,7 +233,7 @@ class Steps:
             # speaks for it (with several names, which one would be a guess: refused below).
             claims["iss"] = next(iter(issuers))
         try:
-            check_token_type(claims)
+            check_access_token(claims, source.untyped_answers_are_access_tokens)
             check_time_claims(claims, self._clock(), self._leeway, self._max_age)
             rules.check(claims)
             if "cnf" in claims and self._check_cnf:

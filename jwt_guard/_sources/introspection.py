@@ -149,6 +149,12 @@ class Introspection(IntrospectionSource):
     key source for it, or ``response_keys=``): ``typ`` ``token-introspection+jwt``, ``iss`` the
     issuer, ``aud`` this ``client_id``; an answer that does not verify is a 503.
 
+    An answer must say it is about an access token (``token_type`` Bearer or DPoP, Keycloak's
+    ``typ`` Bearer, Hydra's ``token_use`` access_token): oidc-provider leaves ``token_type`` out
+    of a refresh token's answer. ``untyped_answers_are_access_tokens=True`` takes an answer
+    that says nothing for an access token's, for a server that never says (a WARNING at
+    start-up).
+
     Cache: ``positive_ttl`` (default 60 s, at most 3600) bounds how long an active answer is
     used, never past the token's ``exp``; ``negative_ttl`` (5 s) an inactive one;
     ``cache_size`` entries at most (0: no cache). ``timeout`` is each call's total deadline.
@@ -180,6 +186,7 @@ class Introspection(IntrospectionSource):
         shared_cache: SharedCache | None = None,
         jwt_response: bool = False,
         response_keys: KeySource | None = None,
+        untyped_answers_are_access_tokens: bool = False,
     ) -> None:
         if not isinstance(allow_http, bool):
             raise ConfigurationError("allow_http must be True or False")
@@ -247,6 +254,18 @@ class Introspection(IntrospectionSource):
             )
         self.jwt_response = jwt_response
         self._response_keys = response_keys
+        if not isinstance(untyped_answers_are_access_tokens, bool):
+            raise ConfigurationError("untyped_answers_are_access_tokens must be True or False")
+        self.untyped_answers_are_access_tokens = untyped_answers_are_access_tokens
+        if untyped_answers_are_access_tokens:
+            logger.warning(
+                "Introspection(untyped_answers_are_access_tokens=True) at %s: an answer that "
+                "does not say what kind of token it found is taken for an access token's, so "
+                "a refresh token (which oidc-provider answers without token_type) may pass as "
+                "an access token; use it only for a server that never sends token_type, and "
+                "set the verifier's audience=",
+                display_url(url or discovery or ""),
+            )
         self._jwt_check: JWTResponse | None = None
         self._given_clock = clock is not None
         self._clock: Callable[[], float] = clock or time.time
