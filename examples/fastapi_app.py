@@ -3,7 +3,7 @@
 An app factory: ``create_app()`` reads its settings from the environment when it is called,
 never at import, so a test imports this module and calls ``create_app(verifier)`` with a
 verifier of its own (see docs/guides/testing.md). Against the demo issuer
-(``jwt-guard demo``, see "Running the examples" in docs/getting-started.md)::
+(``jwt-guard demo``, see "Running the examples" in docs/guides/demo.md)::
 
     JWT_GUARD_ISSUER=http://127.0.0.1:8000 JWT_GUARD_AUDIENCE=demo-api \
     JWT_GUARD_DISCOVERY_URL=http://127.0.0.1:8000 DOCS_CLIENT_ID=jwt-guard-docs \

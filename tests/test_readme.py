@@ -14,6 +14,8 @@ fence says how a block is run:
 - ``<!-- readme-test: env -->``: an ``export`` line whose variables the Python blocks run with.
 - ``<!-- readme-test: cli -->``: shell lines run in order in an empty directory.
 - ``<!-- readme-test: examples -->``: the commands that run the examples against the demo.
+- ``<!-- readme-test: getting-started -->``: Getting started's walkthrough: the demo, the page's
+  app, a token and three ``curl`` calls, whose answers and log lines the page shows.
 - ``<!-- readme-test: skip (reason) -->``: a shell block that needs the outside world.
 - ``<!-- readme-test: run-by tests/x.py (reason) -->``: a block another test runs (in its own
   process, say, because it sets process-wide state or listens on a port).
@@ -427,6 +429,61 @@ def test_example_commands_run_against_the_demo() -> None:
             # Issue 25: the example configures logging, so the reason for bob's 403 is in the
             # terminal (under plain uvicorn or flask run it went nowhere).
             assert "INFO jwt_guard: refused insufficient_role (403): " in err, command
+
+
+def test_getting_started_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    """Getting started's five minutes, as a newcomer types them: the demo, the page's app saved
+    as ``main.py`` and served by uvicorn, a token from the demo, then ``curl`` with it, without
+    one and with a damaged one; the page's 401 and the log lines it shows are what they print."""
+    (block,) = blocks_marked("bash", "getting-started")
+    page = block.page
+    (app,) = [b for b in PYTHON if b.page == page and b.marker.startswith("requests:")]
+    (main := tmp_path / "main.py").write_text(app.body)
+    lines = [line for line in block.body.splitlines() if line.strip()]
+    assert lines[0] == "jwt-guard demo --port 8000 &"
+    assert lines[2] == "uvicorn --factory main:create_app --port 8001 &"
+    demo_port, app_port = free_port(), free_port()
+
+    def ports(text: str) -> str:
+        return text.replace(":8000", f":{demo_port}").replace(":8001", f":{app_port}")
+
+    words = shlex.split(ports(lines[1]))
+    assert words[0] == "export"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.update(word.split("=", 1) for word in words[1:])
+    base = f"http://127.0.0.1:{demo_port}"
+    with run_uvicorn(build_app(base), port=demo_port):
+        argv = [*shlex.split(lines[2])[:-3], "--port", str(app_port)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *argv],
+            cwd=main.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{app_port}/health", proc)
+            result = run(
+                ["bash", "-euo", "pipefail", "-c", ports("\n".join(lines[3:]))], tmp_path, env
+            )
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.replace("\r\n", "\n")
+    assert out.startswith('{"sub":"alice"}\n'), out
+    # The page's 401: its status line, headers and body, as the request without a token gets it.
+    (shown,) = [b.body for b in blocks_marked("http") if b.page == page]
+    head, _, body = shown.strip().partition("\n\n")
+    for line in head.splitlines():
+        assert f"{line}\n" in out, line
+    assert f"\n{body}\n" in out
+    assert ', error="invalid_token", ' in out and '"code":"token_malformed"' in out
+    # The reasons the page shows are the ones the app's terminal printed.
+    (logged,) = [b.body for b in blocks_marked("text") if b.page == page]
+    for line in logged.splitlines():
+        assert line in err, (line, err)
 
 
 def _section_block(heading: str) -> Block:
