@@ -94,6 +94,15 @@ def test_the_site_has_the_generated_tables(site: Path) -> None:
     assert "<code>JWT_GUARD_ALGORITHMS</code>" in configuration
 
 
+def test_the_reference_shows_no_rest_markup(site: Path) -> None:
+    """Docstrings are written for help() too, with Sphinx roles and reST's ``::`` before an
+    example; the site shows links, inline code and a colon instead."""
+    for page in sorted((site / "reference").glob("*/index.html")):
+        html = page.read_text("utf-8")
+        for markup in ("::</p>", ":class:", ":meth:", ":func:", "``"):
+            assert markup not in html, (page.parent.name, markup)
+
+
 def test_generated_tables_are_current() -> None:
     assert tables_script().main(["--check"]) == 0, "run .venv/bin/python scripts/docs/tables.py"
 

@@ -4,6 +4,8 @@ are written:
 - Sphinx roles (``:class:`Principal```, ``:meth:`Verifier.averify```), which Markdown would show
   as text, become links to the name's entry in the API reference when the name is one of
   ``jwt_guard``'s public names, else inline code;
+- a paragraph that ends with reST's ``::`` before an indented example ends with ``:`` (the
+  indented lines are a Markdown code block as they are);
 - ``#:`` comments above an attribute or constant (the house style) are its docstring, as Sphinx
   reads them;
 - a method without a docstring that overrides a documented one (``MemoryDenylist.check``,
@@ -21,6 +23,8 @@ import griffe
 import jwt_guard
 
 _ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`(~?)([\w.]+)(?:\(\))?`")
+# "overrides::", a blank line, then an indented block: reST's literal block marker.
+_LITERAL = re.compile(r"(?<=\S)::(?=\n\n[ ]{4})")
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -33,8 +37,9 @@ def _replace(match: re.Match[str]) -> str:
 
 
 def markdown_roles(text: str) -> str:
-    """``text`` with each Sphinx role made a Markdown link or inline code."""
-    return _ROLE.sub(_replace, text)
+    """``text`` with each Sphinx role made a Markdown link or inline code, and each reST
+    literal block marker (``::`` before an indented block) a colon."""
+    return _LITERAL.sub(":", _ROLE.sub(_replace, text))
 
 
 def comment_above(obj: griffe.Object) -> str | None:
