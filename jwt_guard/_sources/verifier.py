@@ -93,8 +93,8 @@ class Verifier(Drivers):
 
     ``introspection=Introspection(...)`` (RFC 7662) introspects the tokens that are not a
     compact JWS (opaque tokens), or every token when ``keys`` is not given; the response's
-    members are the claims, held to the same rules (``exp`` not required: see README "Opaque
-    tokens"). Per issuer: ``TrustedIssuer(introspection=...)``, on one issuer at most.
+    members are the claims, held to the same rules (``exp`` not required: see the docs' guide
+    "Opaque tokens"). Per issuer: ``TrustedIssuer(introspection=...)``, on one issuer at most.
     """
 
     def __init__(
