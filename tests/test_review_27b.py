@@ -5,20 +5,31 @@ failed before its fix."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import logging
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import httpx
 import pytest
 
 from jwt_guard import (
     ClaimMissing,
     DPoP,
     Introspection,
+    IntrospectionUnavailable,
     InvalidToken,
+    RedisCache,
+    TokenInactive,
+    Verifier,
 )
+from jwt_guard.testing import JWKSServer, LocalIssuer
 
-from .conftest import FakeClock
+from .conftest import Drive, FakeClock
+from .redis_server import RedisProcess
 from .servers import IntrospectionServer
 from .test_introspection import (  # noqa: F401 - fixtures
     OPAQUE,
@@ -29,6 +40,39 @@ from .test_introspection import (  # noqa: F401 - fixtures
     server,
     verifier_for,
 )
+from .test_introspection_jwt import ISSUER as SIGNING_ISSUER
+from .test_introspection_jwt import SECRET, authorization_server, close  # noqa: F401 - fixtures
+from .test_introspection_jwt import answer as signed_answer
+from .test_introspection_jwt import verifier_for as signed_verifier_for
+from .test_shared_cache import (  # noqa: F401 - fixtures
+    AS_ISSUER,
+    Caches,
+    answer,
+    caches,
+    idp,
+    introspecting,
+    introspection,
+    prefix,
+    raw_client,
+    redis_process,
+    worker,
+)
+
+#: One integrity key for the cluster, as the docs say ("the same on every instance"). Entries
+#: a test writes itself go through a RedisCache with it: a writer holding the key (another
+#: version of the app, a key holder), so they reach the reader's parser and checks.
+INTEGRITY = "k" * 32
+
+
+@contextlib.contextmanager
+def writer(redis_process: RedisProcess, caches: Caches) -> Iterator[RedisCache]:
+    """A RedisCache holding the cluster's integrity key, writing what a test puts in Redis."""
+    cache = RedisCache(redis_process.url, prefix=caches.prefix, integrity_key=INTEGRITY)
+    try:
+        yield cache
+    finally:
+        cache.close()
+
 
 # -- R27B-6: a refresh token passes when the answer has no token_type ---------------------------
 
@@ -112,3 +156,256 @@ async def test_r27b_3_rfc9449_6_2_token_type_dpop_without_cnf_jkt_is_not_a_beare
     with pytest.raises(InvalidToken) as caught:
         await run(verifier, OPAQUE)
     assert caught.value.detail["claim"] == "cnf"
+
+
+# -- R27B-1: the shared store was named by the endpoint and the token only ----------------------
+
+
+class PerClientServer(IntrospectionServer):
+    """An endpoint that answers each protected resource for itself (RFC 7662 §2.2: "the
+    authorization server MAY respond differently to different protected resources making the
+    same request"; §4: it determines whether the token can be used at the resource asking)."""
+
+    def __init__(self) -> None:
+        self.by_client: dict[str, dict[str, dict[str, Any]]] = {}
+        super().__init__()
+
+    def jwks_document(self) -> Mapping[str, Any]:
+        fields = self._form.fields
+        client = fields.get("client_id", "")
+        authorization = fields.get("authorization", "")
+        if authorization.startswith("Basic "):
+            decoded = base64.b64decode(authorization[6:]).decode()
+            client = urllib.parse.unquote_plus(decoded.partition(":")[0])
+        token = fields.get("token", "")
+        return self.by_client.get(client, {}).get(token, {"active": False})
+
+
+def without_aud(response: dict[str, Any]) -> dict[str, Any]:
+    """A response without aud (RFC 7662 §2.2: optional; the server decides per resource)."""
+    return {name: value for name, value in response.items() if name != "aud"}
+
+
+@pytest.fixture
+def per_client() -> Iterator[PerClientServer]:
+    with PerClientServer() as endpoint:
+        yield endpoint
+
+
+def resource_server(
+    url: str, client_id: str, cache: RedisCache, clock: FakeClock, **options: Any
+) -> Verifier:
+    """One protected resource of the deployment (its own client id at the server) sharing
+    the cluster's Redis, introspecting at the server's one endpoint; no audience= (the
+    server's answers carry no aud)."""
+    endpoint = Introspection(
+        url, client_id=client_id, client_secret="s3cret", shared_cache=cache, clock=clock,
+        **options,
+    )  # fmt: skip
+    return Verifier(introspection=endpoint, issuer=AS_ISSUER, clock=clock)
+
+
+async def test_r27b_1_rfc7662_2_2_one_clients_shared_answer_is_not_another_clients(
+    per_client: PerClientServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    # The server answers "active" to the orders API and "inactive" to the billing API (the
+    # token was not issued for billing: RFC 7662 §4). Both share the cluster's Redis: billing
+    # read orders' answer and accepted a token its authorization server refuses it.
+    per_client.by_client["orders-api"] = {OPAQUE: without_aud(answer(clock))}
+    orders = resource_server(per_client.url, "orders-api", caches(integrity_key=INTEGRITY), clock)
+    billing = resource_server(per_client.url, "billing-api", caches(integrity_key=INTEGRITY), clock)
+    assert (await drive.verify(orders, OPAQUE)).subject == "alice"
+    with pytest.raises(TokenInactive):
+        await drive.verify(billing, OPAQUE)
+    assert per_client.count == 2  # each resource server asked for itself
+    again = resource_server(per_client.url, "orders-api", caches(integrity_key=INTEGRITY), clock)
+    assert (await drive.verify(again, OPAQUE)).subject == "alice"
+    assert per_client.count == 2  # and a second worker of one resource still shares
+
+
+async def test_r27b_1_rfc7662_2_2_one_clients_refusal_is_not_another_clients(
+    per_client: PerClientServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    # The reverse: billing's "inactive" refused a good token at orders for the negative TTL.
+    per_client.by_client["orders-api"] = {OPAQUE: without_aud(answer(clock))}
+    orders = resource_server(per_client.url, "orders-api", caches(integrity_key=INTEGRITY), clock)
+    billing = resource_server(per_client.url, "billing-api", caches(integrity_key=INTEGRITY), clock)
+    with pytest.raises(TokenInactive):
+        await drive.verify(billing, OPAQUE)
+    assert (await drive.verify(orders, OPAQUE)).subject == "alice"
+
+
+# -- R27B-2: jwt_response=True took an unsigned answer from the shared store -------------------
+
+
+async def test_r27b_2_rfc9701_5_a_signed_answers_reader_never_takes_an_unsigned_shared_one(
+    server: IntrospectionServer, caches: Caches, clock: FakeClock, drive: Drive
+) -> None:
+    # Worker A introspects without jwt_response and stores the plain answer; worker B asks for
+    # signed answers and took A's from the store. The endpoint here answers plain JSON only,
+    # so B asking it itself is a 503 (no downgrade).
+    server.tokens[OPAQUE] = without_aud(answer(clock))
+    plain = resource_server(server.url, "rs", caches(integrity_key=INTEGRITY), clock)
+    assert (await drive.verify(plain, OPAQUE)).subject == "alice"
+    keys = LocalIssuer(issuer=AS_ISSUER, algorithm="ES256", clock=clock).keys()
+    signed = resource_server(
+        server.url, "rs", caches(integrity_key=INTEGRITY), clock,
+        jwt_response=True, response_keys=keys,
+    )  # fmt: skip
+    with pytest.raises(IntrospectionUnavailable):
+        await drive.verify(signed, OPAQUE)
+
+
+def signed_worker(
+    issuer: LocalIssuer, handle: Callable[[httpx.Request], httpx.Response], cache: RedisCache,
+    drive: Drive,
+) -> Verifier:  # fmt: skip
+    """A worker asking for signed answers (RFC 9701) through ``handle``, on the shared store."""
+    transport = httpx.MockTransport(handle)
+    client: Any = (
+        httpx.Client(transport=transport)
+        if drive.mode == "sync"
+        else httpx.AsyncClient(transport=transport)
+    )
+    endpoint = Introspection(
+        issuer.introspection_endpoint, client_id="rs", client_secret=SECRET, jwt_response=True,
+        client=client, shared_cache=cache,
+    )  # fmt: skip
+    return Verifier(
+        introspection=endpoint, keys=issuer.keys(), algorithms=["ES256"],
+        issuer=SIGNING_ISSUER, audience="api",
+    )  # fmt: skip
+
+
+async def test_r27b_2_rfc9701_5_a_shared_signed_answer_is_kept_signed_and_verified_on_read(
+    authorization_server: LocalIssuer, caches: Caches, drive: Drive,
+    close: Callable[[Verifier], None], redis_process: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # The store kept only token_introspection, so an answer that came through Redis was no
+    # longer "provably the server's own". It keeps the JWT as signed, and each reader verifies
+    # it again: one not signed by the issuer, or signed for a call long ago, is a miss.
+    issuer = authorization_server
+    kit = issuer.introspection_transport()
+    calls: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return kit.handle_request(request)
+
+    token = issuer.opaque_token(sub="alice")
+    workers = [signed_worker(issuer, handle, caches(integrity_key=INTEGRITY), drive) for _ in "ab"]
+    for verifier in workers:
+        close(verifier)
+        assert (await drive.verify(verifier, token)).subject == "alice"
+    assert len(calls) == 1  # the second worker verified the first one's signed answer
+    with raw_client(redis_process.url) as client:
+        (name,) = client.keys(caches.prefix + "jwt_guard:introspection:*")
+        stored = client.get(name)
+    assert b'"jwt": "' in stored and b'"response"' not in stored  # the JWT as signed
+    name = name.decode().removeprefix(caches.prefix)
+    now = int(issuer.clock())
+    inner = {"active": True, "sub": "mallory", "aud": "api", "iss": SIGNING_ISSUER,
+             "token_type": "Bearer"}  # fmt: skip
+    claims = {"iss": SIGNING_ISSUER, "aud": "rs", "iat": now, "token_introspection": inner}
+    typ = {"typ": "token-introspection+jwt", "kid": "as-1"}
+    forger = LocalIssuer(issuer=SIGNING_ISSUER, algorithm="ES256", kid="as-1")
+    forged = {
+        "another key": forger.mint(claims, header=typ),
+        "a month old": issuer.mint({**claims, "iat": now - 30 * 86400}, header=typ),
+    }
+    for case, jwt in forged.items():
+        with writer(redis_process, caches) as cache:
+            cache.set(name, json.dumps({"until": now + 60, "jwt": jwt}).encode(), 60)
+        reader = signed_worker(issuer, handle, caches(integrity_key=INTEGRITY), drive)
+        close(reader)
+        with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+            assert (await drive.verify(reader, token)).subject == "alice", case
+        assert "unreadable" in caplog.text, case
+    assert len(calls) == 3  # each forged entry a miss: the endpoint asked
+
+
+# -- R27B-4: a signed answer of any age was taken (RFC 9701 iat had no freshness bound) ---------
+
+
+async def test_r27b_4_rfc9701_5_an_old_signed_answer_is_not_taken_for_a_fresh_one(
+    authorization_server: LocalIssuer, drive: Drive, close: Callable[[Verifier], None]
+) -> None:
+    # The answer names no token and iat was bounded only from the future: a signed "active:
+    # true, sub: mallory" kept from last month by a party between the resource server and the
+    # endpoint answered for any token, for ever. The answer is made for this call: its iat is
+    # within the call's deadline and the leeway of now.
+    issuer = authorization_server
+    month_ago = int(issuer.clock()) - 30 * 86400
+    verifier = signed_verifier_for(
+        issuer, httpx.MockTransport(signed_answer(issuer, iat=month_ago)), drive
+    )
+    close(verifier)
+    try:
+        with pytest.raises(IntrospectionUnavailable) as caught:
+            await drive.verify(verifier, "any-token-at-all")
+        assert "older than the call" in caught.value.detail["reason"]
+    finally:
+        await verifier.aclose()
+
+
+async def test_r27b_4_rfc9701_5_a_signed_answer_within_the_deadline_and_leeway_passes(
+    authorization_server: LocalIssuer, drive: Drive, close: Callable[[Verifier], None]
+) -> None:
+    issuer = authorization_server
+    a_little_ago = int(issuer.clock()) - 20  # within the default timeout (3 s) + leeway (60 s)
+    verifier = signed_verifier_for(
+        issuer, httpx.MockTransport(signed_answer(issuer, iat=a_little_ago)), drive
+    )
+    close(verifier)
+    try:
+        assert (await drive.verify(verifier, "any-token-at-all")).subject == "mallory"
+    finally:
+        await verifier.aclose()
+
+
+# -- R27B-7: a huge integer in a shared entry was a 500 (introspection), a 503 (JWKS) ----------
+
+#: A JSON integer json.loads reads (under the 4300-digit limit) that float() cannot: OverflowError,
+#: which is no ValueError, so the "garbage is a miss" handlers let it through.
+HUGE = "1" + "0" * 400
+
+
+async def test_r27b_7_an_unreadable_shared_introspection_entry_is_a_miss_never_a_500(
+    introspection: IntrospectionServer, caches: Caches, clock: FakeClock, drive: Drive,
+    redis_process: RedisProcess, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    introspection.tokens[OPAQUE] = answer(clock)
+    one = introspecting(introspection.url, caches(integrity_key=INTEGRITY), clock)
+    await drive.verify(one, OPAQUE)
+    with raw_client(redis_process.url) as client:
+        (name,) = client.keys(caches.prefix + "*")
+    garbage = b'{"until": ' + HUGE.encode() + b', "response": {"active": true}}'
+    with writer(redis_process, caches) as cache:
+        cache.set(name.decode().removeprefix(caches.prefix), garbage, 60)
+    two = introspecting(introspection.url, caches(integrity_key=INTEGRITY), clock)
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        assert (await drive.verify(two, OPAQUE)).subject == "alice"
+    assert "unreadable" in caplog.text
+    assert introspection.count == 2
+
+
+@pytest.fixture
+def jwks_server(idp: LocalIssuer) -> Iterator[JWKSServer]:
+    with JWKSServer(lambda: idp.jwks) as served:
+        yield served
+
+
+async def test_r27b_7_an_unreadable_shared_key_set_entry_is_a_miss_never_a_500(
+    idp: LocalIssuer, jwks_server: JWKSServer, caches: Caches, clock: FakeClock, drive: Drive,
+    redis_process: RedisProcess, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # JWKSState._shared_copy's math.isfinite(fetched_at) raised OverflowError (not in its
+    # except list): every refresh of every worker failed while the entry lived.
+    one, source = worker(idp, jwks_server.url, caches(integrity_key=INTEGRITY), clock)
+    entry = '{"fetched_at": ' + HUGE + ', "ttl": 600, "document": "{}"}'
+    with writer(redis_process, caches) as cache:
+        cache.set(source._shared_key, entry.encode(), 60)
+    with caplog.at_level(logging.WARNING, logger="jwt_guard"):
+        assert (await drive.verify(one, idp.mint())).subject
+    assert jwks_server.count == 1

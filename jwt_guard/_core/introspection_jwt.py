@@ -82,10 +82,15 @@ def parse_jwt_response(body: bytes, headers: Mapping[str, str]) -> CompactJWS:
 
 
 def read_jwt_response(
-    parsed: CompactJWS, key_set: KeySet, check: JWTResponse, now: float
+    parsed: CompactJWS, key_set: KeySet, check: JWTResponse, now: float, max_age: float
 ) -> dict[str, Any]:
     """The RFC 7662 response a verified JWT carries (``token_introspection``), or
-    ``FetchFailed`` naming what did not hold."""
+    ``FetchFailed`` naming what did not hold.
+
+    ``max_age``: how long before ``now`` (and the leeway) its ``iat`` may be. The answer names
+    no token (RFC 9701 §5), so one signed for a call last month would answer for any token
+    today: a fresh call's answer was made within the call's deadline (review R27B-4), one
+    kept in the shared store within its TTL too."""
     alg = parsed.header["alg"]
     if not check.own and alg not in check.algorithms:
         raise FetchFailed(f"the JWT response's alg {alg[:20]!r} is not an accepted algorithm")
@@ -108,6 +113,8 @@ def read_jwt_response(
         raise FetchFailed("the JWT response has no numeric iat (RFC 9701 §5)")
     if iat > now + check.leeway:
         raise FetchFailed("the JWT response was issued in the future (iat)")
+    if iat < now - max_age - check.leeway:
+        raise FetchFailed("the JWT response is older than the call (iat): not made for it")
     if "exp" in claims:
         exp = _number(claims["exp"])
         if exp is None or exp <= now - check.leeway:

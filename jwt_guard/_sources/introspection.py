@@ -40,6 +40,7 @@ from .._core.errors import (
     ConfigurationError,
     IntrospectionUnavailable,
     JWTGuardError,
+    MalformedToken,
     TokenInactive,
 )
 from .._core.introspection import (
@@ -63,6 +64,7 @@ from .._core.introspection_jwt import (
 )
 from .._core.jwks_policy import FetchFailed
 from .._core.keyset import KeySource
+from .._core.parse import CompactJWS, b64url_encode, parse_json
 from .deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
 from .discovery import metadata_documents, read_metadata_async, read_metadata_sync
 from .fetch import AsyncGet, Sockets, SyncGet, check_url, display_url, loop_client, new_client
@@ -105,6 +107,10 @@ class _Call:
         self.entry: Introspected | None = None
         self.reason = "the call failed"
         self.status: int | None = None
+
+
+#: A call's answer: the RFC 7662 response, and the signed JWT it came in (RFC 9701), if any.
+_Answer = tuple[dict[str, Any], CompactJWS | None]
 
 
 class _Failure:
@@ -272,9 +278,13 @@ class Introspection(IntrospectionSource):
         self.cache = IntrospectionCache(cache_size, positive, negative, lambda: self._clock())
         self._client_sync = client if isinstance(client, httpx.Client) else None
         self._client_async = client if isinstance(client, httpx.AsyncClient) else None
-        # The shared store's keys are scoped by the endpoint: two verifiers on one Redis.
-        where = (self._url or self._documents[0]).encode()
-        self._shared_prefix = f"jwt_guard:introspection:{hashlib.sha256(where).hexdigest()[:16]}:"
+        # The shared store's names are scoped by the endpoint, the client asking and the kind
+        # of answer (review R27B-1, R27B-2): the server may answer each protected resource
+        # differently (RFC 7662 §2.2, §4), and a signed answer's reader never takes a plain one.
+        scope = json.dumps(
+            [self._url or self._documents[0], self._auth.client_id, self.jwt_response]
+        ).encode()
+        self._shared_prefix = f"jwt_guard:introspection:{hashlib.sha256(scope).hexdigest()[:16]}:"
         self._last_warning = -_LOG_EVERY
         self._garbage_warned = False
         self._reset()
@@ -369,35 +379,52 @@ class Introspection(IntrospectionSource):
     ) -> Introspected:
         started = perf_counter()
         shared = self._shared_get(key)
-        known = self._from_shared(key, shared, admit) if shared is not None else None
-        if known is not None:
-            return known
+        stored = self._read_shared(shared) if shared is not None else None
+        if stored is not None:
+            known = self._stored_sync(stored[1])
+            if known is not None:
+                return self._from_shared(key, stored[0], known, admit)
         sockets = Sockets()
         client = self._sync_client()
 
-        def call() -> dict[str, Any]:
+        def call() -> _Answer:
             get = SyncGet(client, self._timeout, self._max_bytes, sockets)
             url = self._endpoint_sync(get)
             body, headers = get(url, *self._request(token, url))
-            check = self._jwt_check
-            if check is None:
-                return read_response(body, headers)
+            if self._jwt_check is None:
+                return read_response(body, headers), None
             parsed = parse_jwt_response(body, headers)
-            try:
-                key_set = check.keys.keys(parsed.header.get("kid"))
-            except JWTGuardError as exc:
-                raise _no_keys(exc) from exc
-            return read_jwt_response(parsed, key_set, check, self._clock())
+            return self._signed_sync(parsed, self._timeout), parsed
 
         try:
-            response = call_with_deadline(call, self._timeout, abort=sockets.abort)
+            response, signed = call_with_deadline(call, self._timeout, abort=sockets.abort)
         except Exception as exc:
             raise self._failed(exc, started) from exc
         entry = self._answered(key, response, admit, started)
         if self._shared is not None:
             with contextlib.suppress(Exception):  # optional: a failing store is a miss
-                self._shared.set(*self._shared_value(key, response, entry))
+                self._shared.set(*self._shared_value(key, response, signed, entry))
         return entry
+
+    def _stored_sync(self, found: dict[str, Any] | CompactJWS) -> dict[str, Any] | None:
+        """A stored answer, a signed one verified again (RFC 9701 §5), or ``None``: a miss."""
+        if isinstance(found, dict):
+            return found
+        try:
+            return self._signed_sync(found, self._stored_age())
+        except (JWTGuardError, FetchFailed) as exc:
+            self._unverified(exc)
+            return None
+
+    def _signed_sync(self, parsed: CompactJWS, max_age: float) -> dict[str, Any]:
+        """The RFC 7662 answer of a signed one (RFC 9701 §5), verified with the issuer's keys."""
+        check = self._jwt_check
+        assert check is not None
+        try:
+            key_set = check.keys.keys(parsed.header.get("kid"))
+        except JWTGuardError as exc:
+            raise _no_keys(exc) from exc
+        return read_jwt_response(parsed, key_set, check, self._clock(), max_age)
 
     def _sync_client(self) -> httpx.Client:
         if self._client_sync is not None:
@@ -472,35 +499,52 @@ class Introspection(IntrospectionSource):
             except Exception:  # optional: a failing store is a miss
                 logger.debug("introspection shared cache get failed", exc_info=True)
                 shared = None
-            known = self._from_shared(key, shared, admit) if shared is not None else None
-            if known is not None:
-                return known
+            stored = self._read_shared(shared) if shared is not None else None
+            if stored is not None:
+                known = await self._stored_async(stored[1])
+                if known is not None:
+                    return self._from_shared(key, stored[0], known, admit)
         client = self._async_client()
 
-        async def call() -> dict[str, Any]:
+        async def call() -> _Answer:
             get = AsyncGet(client, self._timeout, self._max_bytes)
             url = await self._endpoint_async(get)
             body, answer = await get(url, *self._request(token, url))
-            check = self._jwt_check
-            if check is None:
-                return read_response(body, answer)
+            if self._jwt_check is None:
+                return read_response(body, answer), None
             parsed = parse_jwt_response(body, answer)
-            try:
-                key_set = await check.keys.akeys(parsed.header.get("kid"))
-            except JWTGuardError as exc:
-                raise _no_keys(exc) from exc
-            return read_jwt_response(parsed, key_set, check, self._clock())
+            return await self._signed_async(parsed, self._timeout), parsed
 
         try:
-            response = await acall_with_deadline(call(), self._timeout)
+            response, signed = await acall_with_deadline(call(), self._timeout)
         except Exception as exc:
             failure = self._failed(exc, started)
             return _Failure(failure.detail["reason"], failure.detail.get("status"))
         entry = self._answered(key, response, admit, started)
         if self._shared is not None:
             with contextlib.suppress(Exception):
-                await self._shared.aset(*self._shared_value(key, response, entry))
+                await self._shared.aset(*self._shared_value(key, response, signed, entry))
         return entry
+
+    async def _stored_async(self, found: dict[str, Any] | CompactJWS) -> dict[str, Any] | None:
+        """:meth:`_stored_sync` without blocking the event loop."""
+        if isinstance(found, dict):
+            return found
+        try:
+            return await self._signed_async(found, self._stored_age())
+        except (JWTGuardError, FetchFailed) as exc:
+            self._unverified(exc)
+            return None
+
+    async def _signed_async(self, parsed: CompactJWS, max_age: float) -> dict[str, Any]:
+        """:meth:`_signed_sync` without blocking the event loop."""
+        check = self._jwt_check
+        assert check is not None
+        try:
+            key_set = await check.keys.akeys(parsed.header.get("kid"))
+        except JWTGuardError as exc:
+            raise _no_keys(exc) from exc
+        return read_jwt_response(parsed, key_set, check, self._clock(), max_age)
 
     def _async_client(self) -> httpx.AsyncClient:
         if self._client_async is not None:
@@ -568,45 +612,95 @@ class Introspection(IntrospectionSource):
             self._metrics.introspection_call(self.shown, outcome, perf_counter() - started)
         return entry
 
-    def _from_shared(
-        self, key: bytes, value: bytes, admit: Callable[[dict[str, Any]], Introspected]
-    ) -> Introspected | None:
-        """The answer another worker stored, or ``None`` (then the endpoint is asked): one
-        past its expiry (a store keeping it longer than its TTL), or unreadable."""
+    def _read_shared(self, value: bytes) -> tuple[float, dict[str, Any] | CompactJWS] | None:
+        """An entry another worker stored: its expiry and its answer (a signed one still to be
+        verified: :meth:`_from_shared`), or ``None`` (then the endpoint is asked): one past its
+        expiry (a store keeping it longer than its TTL), or unreadable."""
+        found: dict[str, Any] | CompactJWS
         try:
-            stored = json.loads(value)
-            until = float(stored["until"])
-            response = stored["response"]
-            if not isinstance(response, dict) or not isinstance(response.get("active"), bool):
-                raise ValueError("not an introspection response")
+            # The endpoint's answer's strict reading (_core.parse): a member named twice, NaN.
+            stored = parse_json(value)
+            until = float(stored["until"])  # OverflowError for a huge integer (R27B-7)
             if not math.isfinite(until):  # NaN would pass the expiry check below
                 raise ValueError("until is not a finite number")
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            if self.jwt_response:
+                # RFC 9701: the signed answer as the server made it, verified again on read.
+                signed = stored["jwt"]
+                if not isinstance(signed, str):
+                    raise ValueError("not a signed introspection response")
+                found = parse_jwt_response(signed.encode(), {"content-type": INTROSPECTION_JWT})
+            else:
+                found = stored["response"]
+                if not isinstance(found, dict) or not isinstance(found.get("active"), bool):
+                    raise ValueError("not an introspection response")
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            ArithmeticError,
+            MalformedToken,
+            FetchFailed,
+        ) as exc:
             # Garbage in a store every worker reads: tampering, or another version writing
             # there. Said once (a WARNING), then a miss like any other.
-            if not self._garbage_warned:
-                self._garbage_warned = True
-                logger.warning(
-                    "introspection shared cache entry for %s unreadable (%s): ignored, the "
-                    "endpoint is asked",
-                    self.shown,
-                    str(exc)[:200] or type(exc).__name__,
-                )
+            self._unreadable(exc)
             return None
         if until <= self._clock():
             return None
+        return until, found
+
+    def _stored_age(self) -> float:
+        """How old a stored signed answer may be: made for a call (its deadline) and kept
+        for the longest TTL."""
+        return self._timeout + max(self.cache.positive_ttl, self.cache.negative_ttl)
+
+    def _unverified(self, exc: Exception) -> None:
+        """A stored signed answer that does not verify: a miss (said once: a forged one, or
+        keys that changed; the keys unreachable is the endpoint's call's to say)."""
+        if isinstance(exc, FetchFailed):
+            self._unreadable(exc)
+
+    def _unreadable(self, exc: Exception) -> None:
+        if not self._garbage_warned:
+            self._garbage_warned = True
+            logger.warning(
+                "introspection shared cache entry for %s unreadable (%s): ignored, the "
+                "endpoint is asked",
+                self.shown,
+                str(exc)[:200] or type(exc).__name__,
+            )
+
+    def _from_shared(
+        self,
+        key: bytes,
+        until: float,
+        response: dict[str, Any],
+        admit: Callable[[dict[str, Any]], Introspected],
+    ) -> Introspected:
+        """A stored answer (:meth:`_read_shared`, a signed one verified) judged as the
+        endpoint's."""
         entry = admit(response)
         # Never longer than the worker that asked the endpoint would have used it.
         return self.cache.cap(key, entry, until)
 
     def _shared_value(
-        self, key: bytes, response: dict[str, Any], entry: Introspected
+        self,
+        key: bytes,
+        response: dict[str, Any],
+        signed: CompactJWS | None,
+        entry: Introspected,
     ) -> tuple[str, bytes, float]:
         ttl = entry.expires - self._clock()
         if ttl <= 0:
             raise ValueError("already expired")  # suppressed by the caller: nothing to share
-        value = json.dumps({"until": entry.expires, "response": response}).encode()
-        return self._shared_name(key), value, ttl
+        stored: dict[str, Any] = {"until": entry.expires}
+        if signed is None:
+            stored["response"] = response
+        else:  # the JWT as signed: every reader verifies it again (RFC 9701 §5)
+            stored["jwt"] = (
+                f"{signed.signing_input.decode('ascii')}.{b64url_encode(signed.signature)}"
+            )
+        return self._shared_name(key), json.dumps(stored).encode(), ttl
 
     def _failed(self, exc: Exception, started: float) -> IntrospectionUnavailable:
         """A call that gave no answer: logged (rate-limited), counted, as the 503 to raise."""
