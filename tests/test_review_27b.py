@@ -18,12 +18,15 @@ import pytest
 
 from jwt_guard import (
     ClaimMissing,
+    ConfigurationError,
     DPoP,
     Introspection,
     IntrospectionUnavailable,
     InvalidToken,
+    MemoryDenylist,
     RedisCache,
     TokenInactive,
+    TokenRevoked,
     Verifier,
 )
 from jwt_guard.testing import JWKSServer, LocalIssuer
@@ -371,18 +374,36 @@ async def test_r27b_4_rfc9701_5_a_signed_answer_within_the_deadline_and_leeway_p
 HUGE = "1" + "0" * 400
 
 
+def duplicate_active(clock: FakeClock) -> bytes:
+    """An entry whose answer says "active" twice: json.loads took the last (true), another
+    reader the first; the endpoint's answers are read strictly (R27-12), the store's were not
+    (review R27B, noticed)."""
+    response = json.dumps(answer(clock, sub="mallory"))
+    return b'{"until": %d, "response": {"active": false, %s}' % (
+        int(clock()) + 60,
+        response.removeprefix("{").encode(),
+    )
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(lambda _: b'{"until": ' + HUGE.encode() + b', "response": {}}', id="huge"),
+        pytest.param(duplicate_active, id="rfc8259_4_active_twice"),
+    ],
+)
 async def test_r27b_7_an_unreadable_shared_introspection_entry_is_a_miss_never_a_500(
     introspection: IntrospectionServer, caches: Caches, clock: FakeClock, drive: Drive,
     redis_process: RedisProcess, caplog: pytest.LogCaptureFixture,
+    garbage: Callable[[FakeClock], bytes],
 ) -> None:  # fmt: skip
     introspection.tokens[OPAQUE] = answer(clock)
     one = introspecting(introspection.url, caches(integrity_key=INTEGRITY), clock)
     await drive.verify(one, OPAQUE)
     with raw_client(redis_process.url) as client:
         (name,) = client.keys(caches.prefix + "*")
-    garbage = b'{"until": ' + HUGE.encode() + b', "response": {"active": true}}'
     with writer(redis_process, caches) as cache:
-        cache.set(name.decode().removeprefix(caches.prefix), garbage, 60)
+        cache.set(name.decode().removeprefix(caches.prefix), garbage(clock), 60)
     two = introspecting(introspection.url, caches(integrity_key=INTEGRITY), clock)
     with caplog.at_level(logging.WARNING, logger="jwt_guard"):
         assert (await drive.verify(two, OPAQUE)).subject == "alice"
@@ -409,3 +430,137 @@ async def test_r27b_7_an_unreadable_shared_key_set_entry_is_a_miss_never_a_500(
     with caplog.at_level(logging.WARNING, logger="jwt_guard"):
         assert (await drive.verify(one, idp.mint())).subject
     assert jwks_server.count == 1
+
+
+# -- R27B-5: credentials in the endpoint's URL silently replaced the configured client auth ----
+
+
+@pytest.mark.parametrize("where", ["url", "discovery"])
+def test_r27b_5_rfc6749_2_3_user_info_in_the_url_never_replaces_the_client_auth(
+    where: str,
+) -> None:
+    # httpx turns https://user:password@host/... into a Basic header that overwrote the one
+    # client_secret_basic made, or added a second method to client_secret_post's form (RFC
+    # 6749 §2.3: "MUST NOT use more than one authentication method in each request"); and a
+    # secret in a URL. Refused at start-up, the URL (it holds a secret) never shown.
+    url = "https://someone:hunter2@as.example/introspect"
+    options: dict[str, Any] = {where: url, "client_id": "rs", "client_secret": "s3cret"}
+    with pytest.raises(ConfigurationError) as caught:
+        Introspection(**options)
+    assert "client_secret=" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+async def test_r27b_5_rfc6749_2_3_a_discovered_endpoint_with_user_info_is_no_endpoint(
+    drive: Drive,
+) -> None:
+    metadata = {
+        "issuer": "https://as.example",
+        "introspection_endpoint": "https://someone:hunter2@as.example/introspect",
+    }
+    calls: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        body = httpx.ByteStream(json.dumps(metadata).encode())  # unread, as a server's
+        return httpx.Response(200, headers={"Content-Type": "application/json"}, stream=body)
+
+    transport = httpx.MockTransport(handle)
+    client: Any = (
+        httpx.Client(transport=transport)
+        if drive.mode == "sync"
+        else httpx.AsyncClient(transport=transport)
+    )
+    endpoint = Introspection(
+        discovery="https://as.example", client_id="rs", client_secret="s3cret", client=client
+    )
+    verifier = Verifier(introspection=endpoint)
+    try:
+        with pytest.raises(IntrospectionUnavailable) as caught:
+            await drive.verify(verifier, OPAQUE)
+        assert "introspection_endpoint" in caught.value.detail["reason"]
+        assert all(request.method == "GET" for request in calls)  # never POSTed the token
+    finally:
+        await verifier.aclose()
+        if isinstance(client, httpx.Client):
+            client.close()
+
+
+def test_r27b_5_the_cli_refuses_user_info_in_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_cli import run as cli
+
+    monkeypatch.setenv("RS_SECRET", "s")
+    code, _, err = cli(
+        "introspect", "--client-id", "rs", "--client-secret-env", "RS_SECRET",
+        "--url", "https://someone:hunter2@as.example/i", "--", "opaque",
+    )  # fmt: skip
+    assert code == 2 and "client_secret=" in err and "hunter2" not in err, err
+
+
+# -- R27B-8: Verifier.close/aclose left the Introspection's shared RedisCache open -------------
+
+
+async def test_r27b_8_closing_the_verifier_closes_the_introspection_shared_cache(
+    introspection: IntrospectionServer, clock: FakeClock, drive: Drive,
+    redis_process: RedisProcess, prefix: str,
+) -> None:  # fmt: skip
+    # JWKSKeys(shared_cache=...) closes its RedisCache with the key source; Introspection
+    # never did: after Verifier.aclose() at lifespan shutdown the cache's redis.asyncio client
+    # for the loop stayed open (ResourceWarning "unclosed Connection"), and Verifier.close()
+    # left the sync client.
+    introspection.tokens[OPAQUE] = answer(clock)
+    cache = RedisCache(redis_process.url, prefix=prefix, integrity_key=INTEGRITY)
+    verifier = introspecting(introspection.url, cache, clock)
+    try:
+        await drive.verify(verifier, OPAQUE)
+        if drive.mode == "async":
+            await verifier.aclose()
+        else:
+            verifier.close()
+        assert cache._conn._async_by_loop == {} and cache._conn._sync is None
+    finally:
+        await cache.aclose()
+        cache.close()
+
+
+# -- R27B noticed: denylist= required a jti that opaque tokens' answers often lack --------------
+
+
+async def test_r27b_rfc7662_2_2_a_denylist_checks_an_introspected_token_without_jti_by_subject(
+    server: IntrospectionServer, make_endpoint: Callable[..., Introspection], run: Run,
+    clock: FakeClock,
+) -> None:  # fmt: skip
+    # oidc-provider leaves jti out of an opaque token's answer (the token is its own id), and
+    # RFC 7662 §2.2 makes it optional; the jti the denylist asks of JWTs refused every opaque
+    # token (401 claim_missing), without a word at start-up. The server answers the token's
+    # own revocation (active: false); the denylist checks its subject, and its jti if any.
+    server.tokens[OPAQUE] = active(clock)
+    server.tokens["with-jti"] = active(clock, sub="bob", jti="t-1")
+    denylist = MemoryDenylist(clock=clock)
+    verifier = verifier_for(make_endpoint(server.url), clock, denylist=denylist)
+    principal = await run(verifier, OPAQUE)
+    assert principal.subject == "alice"
+    with pytest.raises(ClaimMissing) as caught:  # no jti: say what revokes it
+        verifier.revoke(principal)
+    assert "RFC 7009" in caught.value.detail["reason"]
+    verifier.revoke_subject("alice", issued_before=clock() + 1)
+    verifier.clear_cache()
+    with pytest.raises(TokenRevoked):
+        await run(verifier, OPAQUE)
+    verifier.revoke(await run(verifier, "with-jti"))
+    with pytest.raises(TokenRevoked):
+        await run(verifier, "with-jti")
+
+
+def test_r27b_a_jti_the_verifier_requires_itself_is_still_required_of_an_answer(
+    server: IntrospectionServer, clock: FakeClock
+) -> None:
+    server.tokens[OPAQUE] = active(clock)
+    endpoint = Introspection(server.url, client_id="rs", client_secret="s3cret", clock=clock)
+    verifier = verifier_for(
+        endpoint, clock, denylist=MemoryDenylist(clock=clock), required_claims=["jti"]
+    )
+    try:
+        with pytest.raises(ClaimMissing):
+            verifier.verify(OPAQUE)
+    finally:
+        verifier.close()

@@ -480,7 +480,16 @@ def configure(
         scope_hierarchy = hierarchy if implies is None else _hierarchy(implies)
         opaque_rules = None
         if endpoint is not None:
-            opaque_rules = replace(rules, required=tuple(c for c in rules.required if c != "exp"))
+            # RFC 7662 §2.2: exp is optional in an answer. So is jti, and oidc-provider leaves
+            # it out (an opaque token is its own id): the jti the denylist alone asks for is
+            # not required of an introspected token, whose revocation the server answers
+            # (active: false); the denylist still checks its subject, and its jti if it has one.
+            optional = {"exp"}
+            if "jti" in required_by and (demands is None or "jti" not in demands.required_claims):
+                optional.add("jti")
+            opaque_rules = replace(
+                rules, required=tuple(c for c in rules.required if c not in optional)
+            )
         return Policy(
             source,
             allowed,

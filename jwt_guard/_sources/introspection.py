@@ -29,6 +29,7 @@ import math
 import os
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable
 from time import perf_counter
@@ -205,11 +206,11 @@ class Introspection(IntrospectionSource):
         self._documents: tuple[str, ...] = ()
         self._issuers: tuple[str, ...] = ()
         if url is not None:
-            self._url: str | None = check_url(url, allow_http, "url")
+            self._url: str | None = _no_user_info(check_url(url, allow_http, "url"), "url")
             self.shown = display_url(url)
         else:
             assert discovery is not None
-            check_url(discovery, allow_http, "discovery")
+            _no_user_info(check_url(discovery, allow_http, "discovery"), "discovery")
             self._documents, self._issuers = metadata_documents(discovery)
             self._url = None
             self.shown = display_url(self._documents[0])
@@ -456,10 +457,16 @@ class Introspection(IntrospectionSource):
             return None
 
     def close(self) -> None:
-        """Close the sync client made here (a client handed in is the caller's)."""
+        """Close the sync clients made here and the shared store's.
+
+        A client handed in is the caller's; the shared store's is closed as the key sources
+        close theirs (review R27B-8)."""
         client, self._own_sync = self._own_sync, None
         if client is not None:
             client.close()
+        close = getattr(self._shared, "close", None)
+        if callable(close):  # RedisCache: its client made from a URL (made again if used)
+            close()
 
     # -- async driver ----------------------------------------------------------------------
 
@@ -558,7 +565,7 @@ class Introspection(IntrospectionSource):
         return self._url
 
     async def aclose(self) -> None:
-        """Cancel this loop's calls in flight and close its client (lifespan shutdown)."""
+        """Cancel this loop's calls in flight and close its clients (lifespan shutdown)."""
         loop = asyncio.get_running_loop()
         tasks = [t for t in self._tasks.values() if t.get_loop() is loop and not t.done()]
         for task in tasks:
@@ -567,6 +574,9 @@ class Introspection(IntrospectionSource):
         client = self._own_async.pop(loop, None)
         if client is not None:
             await client.aclose()
+        aclose = getattr(self._shared, "aclose", None)
+        if callable(aclose):  # RedisCache: this loop's client
+            await aclose()
         self.close()
 
     # -- shared by both --------------------------------------------------------------------
@@ -595,7 +605,10 @@ class Introspection(IntrospectionSource):
         if not isinstance(endpoint, str):
             raise FetchFailed("metadata document has no introspection_endpoint", url)
         try:
-            return check_url(endpoint, self._allow_http, "introspection_endpoint")
+            return _no_user_info(
+                check_url(endpoint, self._allow_http, "introspection_endpoint"),
+                "introspection_endpoint",
+            )
         except ConfigurationError as exc:
             raise FetchFailed("metadata document has no usable introspection_endpoint") from exc
 
@@ -739,6 +752,20 @@ class Introspection(IntrospectionSource):
             detail["status"] = status
         detail["retry_after"] = RETRY_AFTER
         return IntrospectionUnavailable(retry_after=RETRY_AFTER, detail=detail)
+
+
+def _no_user_info(url: str, what: str) -> str:
+    """``url`` without credentials in it (``user:password@``), else a ConfigurationError (the
+    URL itself never shown: it holds a secret). httpx turns them into a Basic header that
+    replaces client_secret_basic's, or adds a second method to the others' (RFC 6749 §2.3:
+    one client authentication method per request; review R27B-5)."""
+    if "@" in urllib.parse.urlsplit(url).netloc:
+        raise ConfigurationError(
+            f"{what} must not hold credentials (user:password@host): this resource server "
+            "authenticates with client_id= and client_secret= (or private_key=), and only so "
+            "(RFC 6749 §2.3)"
+        )
+    return url
 
 
 def _no_keys(exc: JWTGuardError) -> FetchFailed:

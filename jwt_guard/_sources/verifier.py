@@ -421,7 +421,13 @@ class Verifier(Drivers):
         key = self._revocation_keys(principal).token
         if key is None:
             # a token without jti cannot be revoked individually
-            raise ClaimMissing(detail={"claim": "jti", "reason": "needed to revoke one token"})
+            reason = "needed to revoke one token"
+            if not principal.header:  # introspected (it has no JOSE header): say what works
+                reason += (
+                    "; an introspected token without one is revoked at the authorization "
+                    "server (RFC 7009), or by its subject (revoke_subject)"
+                )
+            raise ClaimMissing(detail={"claim": "jti", "reason": reason})
         return key, token_lifetime(principal.claims, self._leeway, self._max_age)
 
     def revoke(self, token_or_principal: str | bytes | Principal) -> Principal:
