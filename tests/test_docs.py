@@ -101,6 +101,9 @@ def test_the_reference_shows_no_rest_markup(site: Path) -> None:
         html = page.read_text("utf-8")
         for markup in ("::</p>", ":class:", ":meth:", ":func:", "``"):
             assert markup not in html, (page.parent.name, markup)
+    # A role naming one of its own module's public names links to it (":class:`LocalIssuer`").
+    testing = (site / "reference" / "testing" / "index.html").read_text("utf-8")
+    assert 'title="LocalIssuer" href="#jwt_guard.testing.LocalIssuer"' in testing
 
 
 def test_generated_tables_are_current() -> None:

@@ -27,19 +27,38 @@ _ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`(~?)([\w.]+)(?:
 _LITERAL = re.compile(r"(?<=\S)::(?=\n\n[ ]{4})")
 
 
-def _replace(match: re.Match[str]) -> str:
-    short, target = match.group(1), match.group(2)
-    name = target.removeprefix("jwt_guard.")
-    shown = name.rpartition(".")[2] if short else name
-    if name.split(".")[0] in jwt_guard.__all__:
-        return f"[`{shown}`][jwt_guard.{name}]"
-    return f"`{shown}`"
+def _public_names(module: str) -> tuple[str, ...]:
+    """The ``__all__`` of ``module`` when it is one of the public modules (the reference shows
+    each of those names), else nothing."""
+    if any(part.startswith("_") for part in module.split(".")):
+        return ()
+    try:
+        return tuple(getattr(importlib.import_module(module), "__all__", ()))
+    except ImportError:
+        return ()
 
 
-def markdown_roles(text: str) -> str:
+def markdown_roles(text: str, module: str = "jwt_guard") -> str:
     """``text`` with each Sphinx role made a Markdown link or inline code, and each reST
-    literal block marker (``::`` before an indented block) a colon."""
-    return _LITERAL.sub(":", _ROLE.sub(_replace, text))
+    literal block marker (``::`` before an indented block) a colon.
+
+    A role links to the name's entry when the name is one of ``jwt_guard``'s public names, or
+    of the public ``module`` whose docstring it is in (``:class:`LocalIssuer``` in
+    ``jwt_guard.testing``)."""
+    local = _public_names(module) if module != "jwt_guard" else ()
+
+    def replace(match: re.Match[str]) -> str:
+        short, target = match.group(1), match.group(2)
+        name = target.removeprefix("jwt_guard.")
+        shown = name.rpartition(".")[2] if short else name
+        if name.split(".")[0] in jwt_guard.__all__:
+            return f"[`{shown}`][jwt_guard.{name}]"
+        rest = target.removeprefix(f"{module}.")
+        if rest.split(".")[0] in local:
+            return f"[`{shown}`][{module}.{rest}]"
+        return f"`{shown}`"
+
+    return _LITERAL.sub(":", _ROLE.sub(replace, text))
 
 
 def comment_above(obj: griffe.Object) -> str | None:
@@ -91,4 +110,4 @@ class SphinxRoles(griffe.Extension):
             if doc is not None:
                 obj.docstring = griffe.Docstring(doc, parent=obj)
         if obj.docstring is not None:
-            obj.docstring.value = markdown_roles(obj.docstring.value)
+            obj.docstring.value = markdown_roles(obj.docstring.value, obj.module.path)
