@@ -354,11 +354,50 @@ def test_a_missing_extra_names_the_install_command(module: str, code: str, extra
     program = f"import sys; sys.modules[{module!r}] = None\n{code}"
     result = run([sys.executable, "-c", program], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode != 0
-    assert f'pip install "jwt_guard[{extra}]"' in result.stderr, result.stderr
+    # This checkout's .venv installs it with `pip install -e .`: the line names the clone.
+    assert f'pip install -e "{ROOT}[{extra}]"' in result.stderr, result.stderr
     if module == "uvicorn":  # the CLI says it in one line, without a traceback
         assert "Traceback" not in result.stderr and result.returncode == 2
     else:
         assert "ImportError" in result.stderr.splitlines()[-1] or "MissingExtra" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("recorded", "line"),
+    [
+        (
+            '{"url": "file:///src/jwt%20guard", "dir_info": {"editable": true}}',
+            'pip install -e "/src/jwt guard[redis]"',
+        ),
+        ('{"url": "file:///src/jwt_guard", "dir_info": {}}', 'pip install "/src/jwt_guard[redis]"'),
+        (None, 'pip install "jwt_guard[redis]"'),  # from the package index: no direct_url.json
+        (
+            '{"url": "https://example.com/jwt_guard-0.1.0.tar.gz", "archive_info": {}}',
+            'pip install "jwt_guard[redis]"',
+        ),
+        ("not json", 'pip install "jwt_guard[redis]"'),
+        ('{"url": 42}', 'pip install "jwt_guard[redis]"'),
+        ("[]", 'pip install "jwt_guard[redis]"'),
+    ],
+)
+def test_the_install_line_names_where_jwt_guard_was_installed_from(
+    monkeypatch: pytest.MonkeyPatch, recorded: str | None, line: str
+) -> None:
+    # PEP 610: pip records a directory install in direct_url.json. jwt_guard is not on the
+    # package index, so `pip install "jwt_guard[x]"` after `pip install -e .` would ask the index
+    # for a name this project does not own; the hint names the clone instead.
+    from importlib import metadata
+
+    from jwt_guard._core import extras
+
+    class Installed:
+        def read_text(self, name: str) -> str | None:
+            assert name == "direct_url.json"
+            return recorded
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Installed())
+    assert extras.install_line("redis") == line
+    assert line in str(extras.MissingExtra("a shared cache", "redis", "redis"))
 
 
 def wait_for(url: str, proc: subprocess.Popen[str]) -> None:

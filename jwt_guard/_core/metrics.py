@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from .errors import ConfigurationError
+from .extras import install_line
 
 try:  # the optional [otel] extra
     from opentelemetry import metrics as _otel
@@ -59,7 +60,7 @@ class Metrics:
     def __init__(self, meter_provider: Any = None) -> None:
         if _otel is None:
             raise ConfigurationError(
-                "metrics need OpenTelemetry: pip install 'jwt_guard[otel]' (or metrics=False)"
+                f"metrics need OpenTelemetry: {install_line('otel')} (or metrics=False)"
             )
         if meter_provider is None:
             meter = _otel.get_meter("jwt_guard", _VERSION)
