@@ -43,6 +43,7 @@ from jwt_guard import (
     Verifier,
 )
 from jwt_guard._core.dpop import jwk_thumbprint
+from jwt_guard._core.introspection import DEFAULT_POSITIVE_TTL
 from jwt_guard._sources.introspection import _Call
 from jwt_guard.testing import (
     JWKSServer,
@@ -459,10 +460,94 @@ async def test_introspect_jwts_refuses_a_jwt_revoked_at_the_server(
     verifier = issuer.verifier(introspection=make_endpoint(server.url, introspect_jwts=True))
     with pytest.raises(TokenInactive):
         await run(verifier, token)
-    server.tokens[token] = active(clock, iss=issuer.issuer, aud=issuer.audience, sub="bob")
+    server.tokens[token] = {"active": True, "iss": issuer.issuer, "sub": "bob"}
     clock.advance(6)
     assert (await run(verifier, token)).subject == "bob"
     assert server.count == 2
+
+
+async def test_r27_9_rfc7662_2_2_introspect_jwts_takes_a_minimal_active_answer(
+    server: IntrospectionServer, make_endpoint: Callable[..., Introspection], run: Run,
+    clock: FakeClock, issuer: LocalIssuer,
+) -> None:  # fmt: skip
+    """Review R27-9. RFC 7662 §2.2: only ``active`` is REQUIRED. A JWT verified locally (its
+    audience too: the verifier keeps audience=) is asked only "still active?": the JWT's own
+    principal, not one made of the response and judged again by the JWT rules (which refused
+    every JWT with claim_missing aud)."""
+    token = issuer.mint(sub="bob", scope="notes:read")
+    server.tokens[token] = {"active": True}
+    verifier = issuer.verifier(introspection=make_endpoint(server.url, introspect_jwts=True))
+    principal = await run(verifier, token)
+    assert principal.subject == "bob" and list(principal.audience) == [issuer.audience]
+    assert principal.has_scopes("notes:read")
+    # A response repeating the JWT's claims (as most servers send) passes the same way.
+    full = issuer.mint(sub="carol", client_id="web")
+    claims = jwt.decode(full, options={"verify_signature": False})
+    server.tokens[full] = {"active": True, "token_type": "Bearer", **claims}
+    assert (await run(verifier, full)).subject == "carol"
+    assert server.count == 2
+    clock.advance(6)
+    server.tokens[token] = {"active": False}  # revoked: refused once the entry expires
+    clock.advance(DEFAULT_POSITIVE_TTL)
+    with pytest.raises(TokenInactive):
+        await run(verifier, token)
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        {"iss": "https://another.example"},
+        {"sub": "mallory"},
+        {"exp": "later"},
+        {"aud": "another-api"},
+        {"client_id": "another-client"},
+        {"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
+        {"token_type": "refresh_token"},
+    ],
+    ids=lambda member: next(iter(member)),
+)
+async def test_r27_9_rfc7662_2_2_an_answer_describing_another_token_refuses_the_jwt(
+    server: IntrospectionServer, make_endpoint: Callable[..., Introspection], run: Run,
+    clock: FakeClock, issuer: LocalIssuer, member: dict[str, Any],
+) -> None:  # fmt: skip
+    """Review R27-9. The members of an active response describe the token (RFC 7662 §2.2,
+    RFC 7519 §4.1; cnf RFC 9449 §6.2 / RFC 8705 §3.2; token_type §2.2): one that disagrees
+    with the JWT's own claim means the server speaks of another token: 401, the member named
+    for the developer. (The JWT's own principal passed with sub "mallory" in the answer.)"""
+    token = issuer.mint(sub="bob", client_id="web")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    if member.get("exp") == "later":
+        member = {"exp": claims["exp"] + 60}
+    server.tokens[token] = {"active": True, **claims, **member}
+    verifier = issuer.verifier(introspection=make_endpoint(server.url, introspect_jwts=True))
+    for _ in range(2):  # the refusal is cached like any answer
+        with pytest.raises(InvalidToken) as refused:
+            await run(verifier, token)
+        assert refused.value.status_code == 401
+        name = next(iter(member))
+        assert refused.value.code == "claim_invalid"
+        assert refused.value.detail["claim"] == name
+    assert server.count == 1
+
+
+async def test_r27_9_introspect_jwts_on_both_adapters(
+    server: IntrospectionServer, make_client: AppFactory, issuer: LocalIssuer
+) -> None:
+    """The minimal answer through the ASGI and WSGI middleware; active false is 401
+    token_inactive."""
+    endpoint = Introspection(
+        server.url, client_id="rs", client_secret="x", timeout=PATIENT, introspect_jwts=True
+    )
+    good, revoked = issuer.mint(sub="bob"), issuer.mint(sub="eve")
+    server.tokens[good] = {"active": True}
+    client = make_client(issuer.verifier(introspection=endpoint))
+    response = await client.get("/me", headers=bearer(good))
+    assert response.status_code == 200, response.text
+    refused = await client.get("/me", headers=bearer(revoked))
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "token_inactive"
+    await endpoint.aclose()
+    endpoint.close()
 
 
 async def test_without_keys_every_token_is_introspected(

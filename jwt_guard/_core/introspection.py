@@ -63,6 +63,7 @@ __all__ = [
     "IntrospectionSource",
     "NoKeys",
     "check_access_token",
+    "check_agreement",
     "check_opaque_token",
     "check_token_type",
     "read_response",
@@ -85,7 +86,9 @@ MAX_POSITIVE_TTL: Final = 3600.0
 #: server did not know yet (a replica behind) may become active, but long enough that a client
 #: retrying a dead token in a loop does not make the endpoint's load.
 DEFAULT_NEGATIVE_TTL: Final = 5.0
-#: Tokens remembered: ~1 KiB each (a principal), so about 10 MiB at most.
+#: Tokens remembered. Each entry is a principal made of one answer: about 1 KiB for a typical
+#: answer (some 10 MiB in all), but an answer may be up to ``max_bytes`` (64 KiB by default),
+#: so the bound is ``cache_size`` x ``max_bytes``: 640 MiB of JSON at the defaults.
 DEFAULT_CACHE_SIZE: Final = 10_000
 _HINT: Final = "access_token"  # RFC 7662 §2.1 token_type_hint
 
@@ -177,6 +180,75 @@ def check_access_token(claims: Mapping[str, Any], untyped: bool) -> None:
             "DPoP, typ Bearer or token_use access_token; a refresh token's answer often has "
             "none): for a server that never says, Introspection("
             "untyped_answers_are_access_tokens=True)",
+        }
+    )
+
+
+#: The members of an introspection response that describe a JWT's own claims (RFC 7662 §2.2
+#: gives them the meaning of RFC 7519 §4.1, RFC 8705 §3.2 / RFC 9449 §6.2 that of ``cnf``):
+#: when the response has one, the JWT verified locally must say the same.
+_AGREEING: Final = ("iss", "sub", "exp", "aud", "cnf")
+
+
+def _audiences(value: object) -> frozenset[str] | None:
+    """``aud`` as a set (RFC 7519 §4.1.3: a string or an array of strings), else ``None``."""
+    if isinstance(value, str):
+        return frozenset((value,))
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    return None
+
+
+def _same_claim(name: str, ours: object, theirs: object) -> bool:
+    if name == "aud":
+        return _audiences(ours) is not None and _audiences(ours) == _audiences(theirs)
+    if name == "exp":
+        numbers = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ours, theirs)
+        )
+        return numbers and ours == theirs
+    return _kind(ours) == _kind(theirs) and ours == theirs
+
+
+def _kind(value: object) -> str:
+    """The JSON type of a claim's value (a principal's arrays and objects are read-only
+    subclasses of list and dict; ``True == 1`` in Python, not in JSON)."""
+    for kind in (bool, str, int, float, list, dict):
+        if isinstance(value, kind):
+            return "number" if kind in (int, float) else kind.__name__
+    return type(value).__name__
+
+
+def check_agreement(response: Mapping[str, Any], claims: Mapping[str, Any]) -> None:
+    """An introspection response about a JWT already verified locally (``introspect_jwts``):
+    the question is only "still active?" (RFC 7662 §2.2: ``active`` is the one REQUIRED
+    member), so the response is not judged again by the JWT rules (a minimal ``{"active":
+    true}`` passes). But a member it does carry (``iss``, ``sub``, ``exp``, ``aud``, ``cnf``,
+    ``client_id``) describes the token: one that disagrees with the JWT's claim means the
+    server describes another token, and the token is refused (:class:`ClaimInvalid`).
+
+    ``client_id`` is compared with the JWT's ``client_id`` (RFC 9068 §2.2), else its ``azp``
+    (OpenID Connect Core §2), when it has either: many JWTs name their client in neither.
+    ``token_type`` must name an access token, as for an opaque token (:func:`check_token_type`).
+    """
+    check_token_type(response)
+    for name in _AGREEING:
+        if name in response and (
+            name not in claims or not _same_claim(name, claims[name], response[name])
+        ):
+            raise _disagrees(name)
+    if "client_id" in response:
+        ours = claims.get("client_id", claims.get("azp"))
+        if ours is not None and not _same_claim("client_id", ours, response["client_id"]):
+            raise _disagrees("client_id")
+
+
+def _disagrees(name: str) -> ClaimInvalid:
+    return ClaimInvalid(
+        detail={
+            "claim": name,
+            "reason": "the introspection response says otherwise than the verified JWT "
+            "(RFC 7662 §2.2: its members describe this token)",
         }
     )
 

@@ -34,6 +34,7 @@ from .errors import (
 from .introspection import (
     Introspected,
     check_access_token,
+    check_agreement,
     inactive_entry,
     refusal_entry,
     token_key,
@@ -249,6 +250,25 @@ class Steps:
         principal = verified_principal(
             claims, _NO_HEADER, roles, scopes, policy.scope_hierarchy, flat=False
         )
+        return source.cache.put(key, Introspected(principal, None, "", {}, 0.0), self._max_age)
+
+    def _admit_jwt(
+        self, policy: Policy, key: bytes, principal: Principal, response: dict[str, Any]
+    ) -> Introspected:
+        """An introspection response about a JWT verified locally (``introspect_jwts``): the
+        JWT's own principal while the server says it is active and describes it alike
+        (``check_agreement``, review R27-9), the refusal otherwise; cached as ``_admit``'s."""
+        source = policy.introspection
+        assert source is not None
+        if response["active"] is not True:
+            entry = inactive_entry({"endpoint": source.shown, "active": False})
+            return source.cache.put(key, entry, self._max_age)
+        try:
+            check_agreement(response, principal.claims)
+        except InvalidToken as exc:
+            exc.add_detail("endpoint", source.shown)
+            exc.add_detail("active", True)
+            return source.cache.put(key, refusal_entry(exc), self._max_age)
         return source.cache.put(key, Introspected(principal, None, "", {}, 0.0), self._max_age)
 
     def _check_header(self, segment: bytes) -> _Header:

@@ -18,6 +18,7 @@ import contextlib
 import weakref
 from collections.abc import Callable
 from time import perf_counter
+from typing import Any
 
 from .._core.cache import Entry, VerifiedTokens
 from .._core.certificates import check_certificate_binding, check_thumbprint, der_thumbprint
@@ -141,7 +142,7 @@ class Drivers(Steps):
             return self._introspected(token, opaque)
         principal = self._authenticate_jwt(token)
         if self._introspects_jwt(principal, opaque):
-            self._introspected(token, opaque)  # it must be active at the server too
+            self._introspected(token, opaque, principal)  # still active at the server?
         return principal
 
     async def _aauthenticate(self, token: bytes) -> Principal:
@@ -153,7 +154,7 @@ class Drivers(Steps):
             return await self._aintrospected(token, opaque)
         principal = await self._aauthenticate_jwt(token)
         if self._introspects_jwt(principal, opaque):
-            await self._aintrospected(token, opaque)
+            await self._aintrospected(token, opaque, principal)
         return principal
 
     def _introspects_jwt(self, principal: Principal, opaque: Policy) -> bool:
@@ -164,17 +165,30 @@ class Drivers(Steps):
             and self._route(principal.claims) is opaque
         )
 
-    def _introspected(self, token: bytes, policy: Policy) -> Principal:
+    def _introspected(
+        self, token: bytes, policy: Policy, verified: Principal | None = None
+    ) -> Principal:
         source, key, entry = self._introspection_lookup(token, policy)
         if entry is None:
-            entry = source.introspect(token, key, lambda r: self._admit(policy, key, r))
+            entry = source.introspect(token, key, self._admission(policy, key, verified))
         return entry.outcome()  # type: ignore[no-any-return]
 
-    async def _aintrospected(self, token: bytes, policy: Policy) -> Principal:
+    async def _aintrospected(
+        self, token: bytes, policy: Policy, verified: Principal | None = None
+    ) -> Principal:
         source, key, entry = self._introspection_lookup(token, policy)
         if entry is None:
-            entry = await source.aintrospect(token, key, lambda r: self._admit(policy, key, r))
+            entry = await source.aintrospect(token, key, self._admission(policy, key, verified))
         return entry.outcome()  # type: ignore[no-any-return]
+
+    def _admission(
+        self, policy: Policy, key: bytes, verified: Principal | None
+    ) -> Callable[[dict[str, Any]], Introspected]:
+        """How a response is judged: an opaque token's by the rules of the policy's tokens; a
+        JWT ``verified`` locally only for "still active?" (review R27-9)."""
+        if verified is None:
+            return lambda response: self._admit(policy, key, response)
+        return lambda response: self._admit_jwt(policy, key, verified, response)
 
     def _introspection_lookup(
         self, token: bytes, policy: Policy
