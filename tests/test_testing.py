@@ -378,6 +378,27 @@ async def test_rfc7662_2_3_a_client_that_does_not_authenticate_is_answered_401(
     assert token not in response.text
 
 
+async def test_rfc7523_3_the_kit_forgets_a_jti_once_its_assertion_expired(
+    endpoint: Endpoint, client_key: Any, clock: FakeClock
+) -> None:
+    """The kit's endpoint remembered every client-assertion jti for ever (review R27, noticed):
+    a long test session or a soak test grew it without bound. A jti is kept while its
+    assertion could still pass (exp + leeway), so a replay is refused all that time."""
+    token = endpoint.issuer.opaque_token()
+    seen = endpoint.issuer._introspection._assertions
+    replayed = endpoint.assertion(client_key)
+    for form in (replayed, endpoint.assertion(client_key), endpoint.assertion(client_key)):
+        assert (await endpoint.post({"token": token, **form})).status_code == 200
+    assert len(seen) == 3
+    clock.advance(60 + 29)  # still within exp + leeway: the replay is still refused
+    assert (await endpoint.post({"token": token, **replayed})).status_code == 401
+    clock.advance(2)
+    assert (
+        await endpoint.post({"token": token, **endpoint.assertion(client_key)})
+    ).status_code == 200
+    assert len(seen) == 1
+
+
 @pytest.mark.parametrize(
     "case", ["two client authentications", "no token", "a parameter twice", "not a form", "GET"]
 )

@@ -125,7 +125,9 @@ class IntrospectionEndpoint:
         self._tokens: dict[str, dict[str, Any]] = {}
         self._revoked: set[str] = set()
         self._clients: dict[str, IntrospectionClient] = {}
-        self._assertions: set[str] = set()  # jti of client assertions seen: one use each
+        #: jti of the client assertions seen (one use each), with when each may be forgotten:
+        #: once its assertion expired, which the exp check refuses anyway.
+        self._assertions: dict[str, float] = {}
         self._lock = threading.Lock()
         #: Introspection requests answered (every status), in-process and served.
         self.requests = 0
@@ -327,7 +329,11 @@ class IntrospectionEndpoint:
         with self._lock:
             if jti in self._assertions:  # RFC 7523 §3 item 7: one use per assertion
                 raise refused
-            self._assertions.add(jti)
+            # RFC 7523 §3 item 7: the server may keep the jti only until the assertion
+            # expires. Without forgetting, memory grew with every call for ever.
+            for seen in [j for j, until in self._assertions.items() if until <= now]:
+                del self._assertions[seen]
+            self._assertions[jti] = float(exp) + ASSERTION_LEEWAY
         return client_id
 
 
