@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import shutil
 import socket
 import statistics
@@ -121,9 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     idp = LocalIssuer(algorithm="ES256")
     with redis_server() as redis_url, JWKSServer(lambda: idp.jwks) as server:
         caches: list[Any] = []
+        integrity_key = secrets.token_hex(32)  # as a deployment's: entries carry their MAC
 
         def new_cache() -> RedisCache:
-            caches.append(RedisCache(redis_url))
+            caches.append(RedisCache(redis_url, integrity_key=integrity_key))
             return caches[-1]
 
         warm = new_cache()

@@ -19,7 +19,11 @@ VERIFIER = Verifier(
     keys=JWKSKeys(
         os.environ["FORK_JWKS_URL"],
         cooldown=0,
-        shared_cache=RedisCache(_SHARED) if _SHARED else None,
+        shared_cache=(
+            RedisCache(_SHARED, integrity_key=os.environ["FORK_SHARED_CACHE_KEY"])
+            if _SHARED
+            else None
+        ),
     ),
     algorithms=["ES256"],
     issuer=os.environ["FORK_ISSUER"],

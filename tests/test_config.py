@@ -15,12 +15,13 @@ import pytest
 from flask import Flask
 
 import jwt_guard.flask
-from jwt_guard import ConfigurationError, JWKSKeys, Verifier
+from jwt_guard import ConfigurationError, Introspection, JWKSKeys, Verifier
 from jwt_guard._sources.config import ENV_NAMES, TOOLING_NAMES, options_from_env
 from jwt_guard.flask import MIDDLEWARE_KEYS, PREFIX, JWTGuard
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.wsgi import JWTGuardWSGIMiddleware
 
+from .conftest import bearer
 from .manual import manual, section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,16 +154,72 @@ VALID = {
     "SCOPES_CLAIM": ("scp", "scopes_claim"),
     "ALLOW_HTTP": ("1", "keys"),
     "SHARED_CACHE_URL": ("redis://127.0.0.1:1/0", "keys"),
+    "SHARED_CACHE_KEY": ("k" * 32, "keys"),
+    "SHARED_CACHE_TRUST_REDIS_WRITERS": ("1", "keys"),
     "MTLS": ("1", "mtls"),
+    "INTROSPECTION_URL": ("https://as.example/introspect", "introspection"),
+    "INTROSPECTION_DISCOVERY": ("https://as.example", "introspection"),
+    "INTROSPECTION_CLIENT_ID": ("orders-api", "introspection"),
+    "INTROSPECTION_CLIENT_SECRET": ("s3cret", "introspection"),
+    "INTROSPECTION_AUTH_METHOD": ("client_secret_post", "introspection"),
+    "INTROSPECTION_PRIVATE_KEY_FILE": ("", "introspection"),  # a file: see PEM below
+    "INTROSPECT_JWTS": ("1", "introspection"),
+}
+
+_REDIS = {"SHARED_CACHE_URL": "redis://127.0.0.1:1/0"}
+_ENDPOINT = {
+    "INTROSPECTION_URL": "https://as.example/introspect",
+    "INTROSPECTION_CLIENT_ID": "rs",
+    "INTROSPECTION_CLIENT_SECRET": "s3cret",
+}
+#: The settings a variable needs beside it (half a configuration is refused): the settings
+#: before, and those after (with the variable), for the variables that cannot stand alone.
+CASES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "SHARED_CACHE_URL": ({}, {**_REDIS, "SHARED_CACHE_KEY": "k" * 32}),
+    "SHARED_CACHE_KEY": (
+        {**_REDIS, "SHARED_CACHE_TRUST_REDIS_WRITERS": "1"},
+        {**_REDIS, "SHARED_CACHE_KEY": "k" * 32},
+    ),
+    "SHARED_CACHE_TRUST_REDIS_WRITERS": (
+        {**_REDIS, "SHARED_CACHE_KEY": "k" * 32},
+        {**_REDIS, "SHARED_CACHE_TRUST_REDIS_WRITERS": "1"},
+    ),
+    "INTROSPECTION_URL": ({}, _ENDPOINT),
+    "INTROSPECTION_DISCOVERY": (
+        _ENDPOINT,
+        {**_ENDPOINT, "INTROSPECTION_URL": "", "INTROSPECTION_DISCOVERY": "https://as.example"},
+    ),
+    "INTROSPECTION_CLIENT_ID": (_ENDPOINT, {**_ENDPOINT, "INTROSPECTION_CLIENT_ID": "api"}),
+    "INTROSPECTION_CLIENT_SECRET": (_ENDPOINT, {**_ENDPOINT, "INTROSPECTION_CLIENT_SECRET": "x"}),
+    "INTROSPECTION_AUTH_METHOD": (
+        _ENDPOINT,
+        {**_ENDPOINT, "INTROSPECTION_AUTH_METHOD": "client_secret_post"},
+    ),
+    "INTROSPECTION_PRIVATE_KEY_FILE": (
+        _ENDPOINT,
+        {**_ENDPOINT, "INTROSPECTION_CLIENT_SECRET": "", "INTROSPECTION_PRIVATE_KEY_FILE": "*"},
+    ),
+    "INTROSPECT_JWTS": (_ENDPOINT, {**_ENDPOINT, "INTROSPECT_JWTS": "1"}),
 }
 
 
 @pytest.mark.parametrize("name", ENV_NAMES)
-def test_every_listed_name_sets_a_verifier_option(name: str) -> None:
+def test_every_listed_name_sets_a_verifier_option(name: str, tmp_path: Path) -> None:
     assert set(VALID) == set(ENV_NAMES)
     value, option = VALID[name]
     assert option in inspect.signature(Verifier).parameters
     base = dict(BASE)
+    if name in CASES:
+        pem = tmp_path / "rs.pem"
+        pem.write_bytes(private_pem())
+        before, after = ({PREFIX + k: v for k, v in case.items()} for case in CASES[name])
+        if "*" in after.values():
+            after[PREFIX + name] = str(pem)
+        assert after.get(PREFIX + name)  # the variable itself is set, not only what it needs
+        old = options_from_env(environ={**base, **before})
+        new = options_from_env(environ={**base, **after})
+        assert shown(new[option]) != shown(old.get(option))
+        return
     if name == "ALLOW_HTTP":
         base[PREFIX + "JWKS_URL"] = "http://idp.example.com/keys"
         with pytest.raises(ConfigurationError):
@@ -177,6 +234,17 @@ def test_every_listed_name_sets_a_verifier_option(name: str) -> None:
     assert shown(after[option]) != shown(before.get(option))
 
 
+def private_pem() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 def shown(value: object) -> object:
     """What a setting made: a key source by its class and URL (not in its repr)."""
     if isinstance(value, JWKSKeys):
@@ -184,8 +252,12 @@ def shown(value: object) -> object:
             type(value),
             getattr(value, "_discovery_url", None),
             value._url,
-            value._shared is not None,
+            value._shared is not None and repr(value._shared),
         )
+    if isinstance(value, Introspection):
+        auth = value._auth
+        return (value._url, value._documents, auth.method, auth.client_id, auth._secret,
+                value.introspect_jwts)  # fmt: skip
     return value
 
 
@@ -426,3 +498,220 @@ def test_mtls_variable_sets_the_option(value: str, mtls: bool) -> None:
 def test_mtls_variable_that_is_not_a_boolean_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="MTLS must be 1"):
         options_from_env(environ={**BASE, PREFIX + "MTLS": "on please"})
+
+
+# -- the shared cache's integrity key (review R27-8) ---------------------------------------------
+
+REDIS = {PREFIX + "SHARED_CACHE_URL": "redis://127.0.0.1:1/0"}
+
+
+def test_r27_8_shared_cache_url_without_its_integrity_key_is_refused(
+    configure: Configure,
+) -> None:
+    """JWT_GUARD_SHARED_CACHE_URL alone made a RedisCache without integrity key: anyone who
+    can write to that Redis could forge any token, silently."""
+    for alone in ("SHARED_CACHE_KEY", "SHARED_CACHE_TRUST_REDIS_WRITERS"):
+        with pytest.raises(ConfigurationError, match=f"{alone} is set without"):
+            configure({**BASE, PREFIX + alone: "k" * 32 if alone.endswith("KEY") else "1"})
+    unset = {PREFIX + "SHARED_CACHE_KEY": "", PREFIX + "SHARED_CACHE_TRUST_REDIS_WRITERS": ""}
+    with pytest.raises(ConfigurationError) as info:
+        configure({**BASE, **REDIS, **unset})
+    message = str(info.value)
+    assert "JWT_GUARD_SHARED_CACHE_URL needs JWT_GUARD_SHARED_CACHE_KEY" in message
+    assert "forge any token" in message
+    assert "JWT_GUARD_SHARED_CACHE_TRUST_REDIS_WRITERS=1" in message  # the loud way out
+
+
+def test_r27_8_shared_cache_key_and_the_loud_opt_out(
+    configure: Configure, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = configure({**BASE, **REDIS, PREFIX + "SHARED_CACHE_KEY": "k" * 32})
+    assert "integrity=on" in repr(keys_of(made)._shared)
+    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+        configure({**BASE, **REDIS, PREFIX + "SHARED_CACHE_KEY": "short"})
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        made = configure(
+            {
+                **BASE,
+                **REDIS,
+                PREFIX + "SHARED_CACHE_KEY": "",
+                PREFIX + "SHARED_CACHE_TRUST_REDIS_WRITERS": "1",
+            }
+        )
+    assert "integrity=off" in repr(keys_of(made)._shared)
+    assert any("forge any token" in r.getMessage() for r in caplog.records)
+
+
+def keys_of(made: object) -> Any:
+    """The key source of what ``configure`` made (a verifier, or the Flask extension)."""
+    verifier = made if isinstance(made, Verifier) else made.middleware.verifier  # type: ignore[attr-defined]
+    return verifier._config.policies[0].keys
+
+
+# -- the introspection endpoint (RFC 7662) -------------------------------------------------------
+
+ENDPOINT = {PREFIX + name: value for name, value in _ENDPOINT.items()}
+
+
+def test_introspection_settings_make_the_endpoint(configure: Configure, tmp_path: Path) -> None:
+    """JWT_GUARD_INTROSPECTION_* configure Verifier(introspection=...) from the environment
+    and from app.config alike (review R27, noticed: neither had any)."""
+    made = configure(
+        {
+            **BASE,
+            **ENDPOINT,
+            **REDIS,
+            PREFIX + "SHARED_CACHE_KEY": "k" * 32,
+            PREFIX + "INTROSPECTION_AUTH_METHOD": "client_secret_post",
+            PREFIX + "INTROSPECT_JWTS": "1",
+        }
+    )
+    endpoint = verifier_of(made).introspection
+    assert isinstance(endpoint, Introspection)
+    assert endpoint._url == "https://as.example/introspect"
+    assert (endpoint._auth.method, endpoint._auth.client_id) == ("client_secret_post", "rs")
+    assert endpoint.introspect_jwts
+    assert endpoint._shared is keys_of(made)._shared  # one RedisCache for both
+    assert "s3cret" not in repr(endpoint) and "s3cret" not in repr(endpoint._auth)
+
+
+def test_introspection_by_discovery_and_private_key_jwt(tmp_path: Path) -> None:
+    pem = tmp_path / "rs.pem"
+    pem.write_bytes(private_pem())
+    options = options_from_env(
+        environ={
+            **BASE,
+            PREFIX + "INTROSPECTION_DISCOVERY": "https://as.example",
+            PREFIX + "INTROSPECTION_CLIENT_ID": "rs",
+            PREFIX + "INTROSPECTION_PRIVATE_KEY_FILE": str(pem),
+        }
+    )
+    endpoint = options["introspection"]
+    assert endpoint._documents and endpoint._auth.method == "private_key_jwt"
+
+
+def test_without_key_variables_every_token_is_introspected(configure: Configure) -> None:
+    keyless = {k: v for k, v in BASE.items() if k != PREFIX + "JWKS_URL"}
+    with pytest.raises(ConfigurationError, match="INTROSPECTION_URL to introspect every token"):
+        configure(keyless)
+    verifier = verifier_of(configure({**keyless, **ENDPOINT}))
+    assert verifier._keyless and verifier.introspection is not None
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        (
+            {"INTROSPECTION_CLIENT_ID": "rs"},
+            "INTROSPECTION_CLIENT_ID set without JWT_GUARD_INTROSPECTION_URL",
+        ),
+        ({"INTROSPECT_JWTS": "1"}, "INTROSPECT_JWTS set without JWT_GUARD_INTROSPECTION_URL"),
+        (
+            {"INTROSPECTION_URL": "https://as.example/i"},
+            "INTROSPECTION_CLIENT_ID is required",
+        ),
+        (
+            {**_ENDPOINT, "INTROSPECTION_DISCOVERY": "https://as.example"},
+            "INTROSPECTION_URL or JWT_GUARD_INTROSPECTION_DISCOVERY, not both",
+        ),
+        (
+            {**_ENDPOINT, "INTROSPECTION_CLIENT_SECRET": ""},
+            "needs client_secret=",
+        ),
+        ({**_ENDPOINT, "INTROSPECTION_AUTH_METHOD": "tls_client_auth"}, "auth_method must be"),
+        (
+            {**_ENDPOINT, "INTROSPECTION_PRIVATE_KEY_FILE": "/nonexistent/rs.pem"},
+            "INTROSPECTION_PRIVATE_KEY_FILE cannot be read",
+        ),
+        ({**_ENDPOINT, "INTROSPECT_JWTS": "maybe"}, "INTROSPECT_JWTS must be 1"),
+        ({**_ENDPOINT, "INTROSPECTION_URL": "http://as.example/i"}, "https"),
+    ],
+    ids=[
+        "client-id-alone",
+        "introspect-jwts-alone",
+        "url-without-client-id",
+        "url-and-discovery",
+        "no-secret",
+        "unknown-auth-method",
+        "unreadable-key-file",
+        "not-a-flag",
+        "plain-http",
+    ],
+)
+def test_half_an_introspection_configuration_is_refused(
+    configure: Configure, settings: dict[str, str], match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        configure({**BASE, **{PREFIX + name: value for name, value in settings.items()}})
+
+
+def verifier_of(made: object) -> Verifier:
+    if isinstance(made, Verifier):
+        return made
+    return made.middleware.verifier  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+async def test_an_app_configured_by_settings_introspects_opaque_tokens(
+    adapter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end against a real endpoint on loopback: Verifier.from_env under the ASGI
+    middleware (async driver), app.config under the Flask extension (sync driver)."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from jwt_guard.asgi import JWTGuardMiddleware
+
+    from .servers import IntrospectionServer
+
+    with IntrospectionServer() as server:
+        server.tokens["2YotnFZFEjr1zCsicMWpAA"] = {
+            "active": True,
+            "iss": BASE[PREFIX + "ISSUER"],
+            "aud": BASE[PREFIX + "AUDIENCE"],
+            "sub": "alice",
+            "token_type": "Bearer",
+        }
+        settings = {
+            **{k: v for k, v in BASE.items() if k != PREFIX + "JWKS_URL"},
+            **ENDPOINT,
+            PREFIX + "INTROSPECTION_URL": server.url,
+        }
+        if adapter == "asgi":
+            for name in ENV_NAMES:
+                monkeypatch.delenv(PREFIX + name, raising=False)
+            for name, value in settings.items():
+                monkeypatch.setenv(name, value)
+            verifier = Verifier.from_env()
+
+            async def me(request: Any) -> PlainTextResponse:
+                return PlainTextResponse(request.user.subject)
+
+            app = JWTGuardMiddleware(Starlette(routes=[Route("/me", me)]), verifier=verifier)
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+            ) as client:
+                good = await client.get("/me", headers=bearer("2YotnFZFEjr1zCsicMWpAA"))
+                bad = await client.get("/me", headers=bearer("unknown-token"))
+            await verifier.aclose()
+            good_status, good_text, bad_status = good.status_code, good.text, bad.status_code
+            bad_code = bad.json()["code"]
+        else:
+            flask_app = Flask(__name__)
+            flask_app.config.update(settings)
+            flask_app.add_url_rule(
+                "/me", "me", lambda: jwt_guard.flask.current_principal.subject or ""
+            )
+            guard = JWTGuard(flask_app)
+            with flask_app.test_client() as client:
+                answer = client.get("/me", headers=bearer("2YotnFZFEjr1zCsicMWpAA"))
+                refused = client.get("/me", headers=bearer("unknown-token"))
+            assert guard.middleware is not None
+            guard.middleware.verifier.close()
+            good_status, good_text = answer.status_code, answer.get_data(as_text=True)
+            bad_status, bad_code = refused.status_code, refused.get_json()["code"]
+    assert (good_status, good_text) == (200, "alice")
+    assert (bad_status, bad_code) == (401, "token_inactive")
+    assert server.count == 2

@@ -56,6 +56,9 @@ from .servers import IntrospectionServer
 from .test_fork import ROOT, WORKERS, _wait_until_serving
 
 FORMS = ["url", "client"]
+#: Every RedisCache needs one (review R27-8) but those of the tests of a store written by
+#: others, which say trust_redis_writers=True.
+INTEGRITY_KEY = "test-integrity-key-" + "k" * 32
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +95,8 @@ class Caches:
                     self.url, socket_timeout=0.5, socket_connect_timeout=0.5
                 )
             self.clients.append(target)
+        if not options.get("trust_redis_writers"):
+            options.setdefault("integrity_key", INTEGRITY_KEY)
         cache = RedisCache(target, prefix=self.prefix, **options)
         self.made.append(cache)
         return cache
@@ -329,7 +334,7 @@ async def test_redis_down_is_as_without_the_shared_cache(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
-    cache = RedisCache(nowhere, timeout=0.2)
+    cache = RedisCache(nowhere, timeout=0.2, integrity_key=INTEGRITY_KEY)
     one, _ = worker(idp, server.url, cache, clock)
     two, _ = worker(idp, server.url, cache, clock)
     with caplog.at_level(logging.WARNING, "jwt_guard"):
@@ -348,7 +353,7 @@ async def test_redis_restart_falls_back_then_shares_again(
 ) -> None:
     process = RedisProcess(tmp_path)
     process.start()
-    cache = RedisCache(process.url, timeout=0.5)
+    cache = RedisCache(process.url, timeout=0.5, integrity_key=INTEGRITY_KEY)
     try:
         one, _ = worker(idp, server.url, cache, clock)
         await drive.verify(one, idp.mint())
@@ -394,7 +399,8 @@ async def test_garbage_in_redis_is_ignored_and_the_keys_fetched(
     entry: bytes,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    one, source = worker(idp, server.url, caches(), clock)
+    # Trusting writers: the garbage reaches the parser (with a key its MAC is missing).
+    one, source = worker(idp, server.url, caches(trust_redis_writers=True), clock)
     with raw_client(redis_process.url) as client:
         client.set(caches.prefix + source._shared_key, entry, px=60_000)
     with caplog.at_level(logging.WARNING, "jwt_guard"):
@@ -421,7 +427,7 @@ async def test_keys_injected_in_redis_are_refused_with_an_integrity_key(
     entry = {"fetched_at": clock.now, "ttl": 600, "document": json.dumps(attacker.jwks)}
     with raw_client(redis_process.url) as forger:  # can write there, holds no integrity key
         forger.set(name, json.dumps(entry).encode(), px=600_000)
-    naive, _ = worker(idp, server.url, caches(), clock)
+    naive, _ = worker(idp, server.url, caches(trust_redis_writers=True), clock)
     assert (await drive.verify(naive, attacker.mint())).subject  # the risk, stated
     secret = "k" * 32
     one, source = worker(idp, server.url, caches(integrity_key=secret), clock)
@@ -444,7 +450,7 @@ async def test_keys_injected_in_redis_are_refused_with_an_integrity_key(
 def test_a_forked_worker_starts_warm_from_redis_with_the_provider_down(
     idp: LocalIssuer, redis_process: RedisProcess, prefix: str, clock: FakeClock
 ) -> None:
-    cache = RedisCache(redis_process.url, prefix=prefix)
+    cache = RedisCache(redis_process.url, prefix=prefix, integrity_key=INTEGRITY_KEY)
     token = idp.mint()
     with JWKSServer(lambda: idp.jwks) as server:
         url = server.url
@@ -476,8 +482,64 @@ def test_shared_cache_and_integrity_key_are_checked_at_construction(
     assert "integrity=on" in repr(RedisCache(redis_process.url, integrity_key=b"x" * 32))
 
 
+@pytest.mark.parametrize("form", FORMS)
+def test_r27_8_a_redis_cache_without_integrity_key_is_refused_with_the_fix(
+    redis_process: RedisProcess, form: str
+) -> None:
+    """Review R27-8: whoever can write to the Redis (a shared instance, an SSRF to it) could
+    store a key set or an introspection answer this library trusts, and so mint any token;
+    the default was no integrity key, without a word. Now integrity_key= is required, and the
+    message names the risk and both ways out."""
+    target: Any = redis_process.url
+    if form == "client":
+        target = redis.Redis.from_url(target, socket_timeout=0.5, socket_connect_timeout=0.5)
+    with pytest.raises(ConfigurationError) as info:
+        RedisCache(target)
+    message = str(info.value)
+    assert "integrity_key=" in message and "forge any token" in message
+    assert "trust_redis_writers=True" in message
+    if form == "client":
+        target.close()
+
+
+def test_r27_8_trust_redis_writers_is_the_loud_opt_out(
+    redis_process: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "jwt_guard"):
+        cache = RedisCache(redis_process.url, trust_redis_writers=True)
+    (record,) = [r for r in caplog.records if "trust_redis_writers" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "forge any token" in record.getMessage()
+    assert "integrity_key=" in record.getMessage()  # the fix
+    assert "integrity=off" in repr(cache)
+    cache.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"integrity_key": "k" * 31}, "at least 32 bytes"),
+        ({"integrity_key": b"k" * 31}, "at least 32 bytes"),
+        ({"integrity_key": bytearray(32)}, "bytes or a string"),
+        ({"integrity_key": 12345678901234567890123456789012}, "bytes or a string"),
+        ({"integrity_key": "k" * 32, "trust_redis_writers": True}, "not both"),
+        ({"integrity_key": "k" * 32, "trust_redis_writers": "yes"}, "True or False"),
+    ],
+)
+def test_r27_8_integrity_key_strength_and_type_are_checked(
+    redis_process: RedisProcess, options: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        RedisCache(redis_process.url, **options)
+
+
+def test_r27_8_integrity_key_length_is_counted_in_bytes(redis_process: RedisProcess) -> None:
+    # 16 characters of two UTF-8 bytes each: 32 bytes, the HMAC-SHA256 key floor (RFC 2104 §3).
+    assert "integrity=on" in repr(RedisCache(redis_process.url, integrity_key="é" * 16))
+
+
 def test_redis_cache_entries_and_locks(redis_process: RedisProcess, prefix: str) -> None:
-    cache = RedisCache(redis_process.url, prefix=prefix)
+    cache = RedisCache(redis_process.url, prefix=prefix, integrity_key=INTEGRITY_KEY)
     assert cache.get("a") is None
     cache.set("a", b"value", 60)
     assert cache.get("a") == b"value"
@@ -506,7 +568,7 @@ async def test_redis_cache_async_twin(redis_process: RedisProcess, prefix: str) 
 def test_presets_tenants_and_from_env_take_the_shared_cache(
     redis_process: RedisProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = RedisCache(redis_process.url)
+    cache = RedisCache(redis_process.url, integrity_key=INTEGRITY_KEY)
     trusted = providers.keycloak("https://sso.acme.io", "main", audience="api", shared_cache=cache)
     assert trusted.keys._shared is cache  # type: ignore[attr-defined]
     tenant = TenantKeys.discovery("https://login.example.com/{tenant}/v2.0", shared_cache=cache)
@@ -516,6 +578,7 @@ def test_presets_tenants_and_from_env_take_the_shared_cache(
         "AUDIENCE": "orders-api",
         "DISCOVERY_URL": "https://idp.example.com/",
         "SHARED_CACHE_URL": redis_process.url,
+        "SHARED_CACHE_KEY": INTEGRITY_KEY,
     }.items():
         monkeypatch.setenv("JWT_GUARD_" + name, value)
     keys = options_from_env()["keys"]
@@ -563,7 +626,8 @@ def test_gunicorn_workers_start_warm_from_redis_while_the_provider_is_down(
     app_kind, app, worker_class = WORKERS[kind]
     idp = LocalIssuer(algorithm="ES256", kid="k1")
     with JWKSServer(lambda: idp.jwks, issuer=idp.issuer) as server:
-        cache = RedisCache(redis_process.url)  # the app's prefix (the URL names the entry)
+        # The app's prefix (the URL names the entry) and integrity key.
+        cache = RedisCache(redis_process.url, integrity_key=INTEGRITY_KEY)
         JWKSKeys(server.url, shared_cache=cache).prefetch(required=True)  # another instance
         cache.close()
         server.status = 503
@@ -576,6 +640,7 @@ def test_gunicorn_workers_start_warm_from_redis_while_the_provider_is_down(
             "FORK_ISSUER": idp.issuer,
             "FORK_AUDIENCE": idp.audience,
             "FORK_SHARED_CACHE": redis_process.url,
+            "FORK_SHARED_CACHE_KEY": INTEGRITY_KEY,
         }
         log = tmp_path / "gunicorn.log"
         argv = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class"]
@@ -714,7 +779,8 @@ async def test_garbage_in_the_shared_introspection_cache_is_a_miss(
     with raw_client(redis_process.url) as client:
         (name,) = client.keys(caches.prefix + "*")
         client.set(name, garbage, px=60_000)
-    two = introspecting(introspection.url, caches(), clock)
+    # Trusting writers: the garbage reaches the parser (with a key its MAC is missing).
+    two = introspecting(introspection.url, caches(trust_redis_writers=True), clock)
     with caplog.at_level(logging.WARNING, "jwt_guard"):
         assert (await drive.verify(two, OPAQUE)).subject == "alice"  # not a 503
     assert introspection.count == 2
@@ -738,7 +804,7 @@ async def test_an_active_answer_forged_in_redis_is_ignored_with_an_integrity_key
     entry = {"until": clock.now + 600, "response": answer(clock, sub="admin")}
     with raw_client(redis_process.url) as client:
         client.set(name, json.dumps(entry).encode(), px=600_000)
-    naive = introspecting(introspection.url, caches(), clock)
+    naive = introspecting(introspection.url, caches(trust_redis_writers=True), clock)
     assert (await drive.verify(naive, forged)).subject == "admin"  # the risk, stated
     guarded = introspecting(introspection.url, caches(integrity_key="k" * 32), clock)
     with caplog.at_level(logging.WARNING, "jwt_guard"):
@@ -752,7 +818,9 @@ async def test_redis_down_introspects_as_without_the_shared_cache(
     introspection: IntrospectionServer, clock: FakeClock, drive: Drive
 ) -> None:
     introspection.tokens[OPAQUE] = answer(clock)
-    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    cache = RedisCache(
+        f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, integrity_key=INTEGRITY_KEY
+    )
     one = introspecting(introspection.url, cache, clock)
     two = introspecting(introspection.url, cache, clock)
     assert (await drive.verify(one, OPAQUE)).subject == "alice"
@@ -766,7 +834,7 @@ async def test_redis_down_introspects_as_without_the_shared_cache(
 def test_a_forked_worker_takes_introspection_answers_from_redis(
     redis_process: RedisProcess, prefix: str, clock: FakeClock
 ) -> None:
-    cache = RedisCache(redis_process.url, prefix=prefix)
+    cache = RedisCache(redis_process.url, prefix=prefix, integrity_key=INTEGRITY_KEY)
     with IntrospectionServer() as server:
         server.tokens[OPAQUE] = answer(clock)
         url = server.url

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 from .._core.errors import ConfigurationError
@@ -21,12 +21,14 @@ from .._core.keyset import KeySource
 from .._core.policy import check_algorithms
 from .._core.profiles import resolve_profile
 from .discovery import OIDCDiscovery
+from .introspection import Introspection
 from .jwks import JWKSKeys
 from .redis_cache import RedisCache
 
 __all__ = [
     "DEFAULT_ALGORITHM",
     "ENV_NAMES",
+    "INTROSPECTION_NAMES",
     "OPTION_VARIABLES",
     "TOOLING_NAMES",
     "options_from_env",
@@ -56,8 +58,20 @@ ENV_NAMES: Final = (
     "SCOPES_CLAIM",
     "ALLOW_HTTP",
     "SHARED_CACHE_URL",
+    "SHARED_CACHE_KEY",
+    "SHARED_CACHE_TRUST_REDIS_WRITERS",
     "MTLS",
+    "INTROSPECTION_URL",
+    "INTROSPECTION_DISCOVERY",
+    "INTROSPECTION_CLIENT_ID",
+    "INTROSPECTION_CLIENT_SECRET",
+    "INTROSPECTION_AUTH_METHOD",
+    "INTROSPECTION_PRIVATE_KEY_FILE",
+    "INTROSPECT_JWTS",
 )
+
+#: The variables that configure the introspection endpoint (``Verifier(introspection=)``).
+INTROSPECTION_NAMES: Final = tuple(name for name in ENV_NAMES if name.startswith("INTROSPECT"))
 
 #: Variables with the default prefix that this repository's own scripts and tests read, never
 #: an app (``JWT_GUARD_PYTHON=python3.12 bash scripts/test-env.sh``, the fuzz campaign's size,
@@ -115,6 +129,7 @@ OPTION_VARIABLES: Final = {
     "roles_claim": ("ROLES_CLAIM",),
     "scopes_claim": ("SCOPES_CLAIM",),
     "mtls": ("MTLS",),
+    "introspection": INTROSPECTION_NAMES,
 }
 
 
@@ -170,8 +185,12 @@ def options_from_env(
     ``LEEWAY``, ``TYP``, ``PROFILE`` (comma-separated names, e.g. ``rfc9068``), ``ROLES_CLAIM``
     and ``SCOPES_CLAIM`` (comma-separated paths),
     ``ALLOW_HTTP`` (``1`` to allow plain http), ``SHARED_CACHE_URL`` (a ``redis://`` URL: the
-    key source's documents shared by every worker, :class:`RedisCache`), ``MTLS`` (``1`` to
-    check certificate-bound tokens, RFC 8705).
+    key source's documents and introspection answers shared by every worker,
+    :class:`RedisCache`) with ``SHARED_CACHE_KEY`` (its ``integrity_key``) or
+    ``SHARED_CACHE_TRUST_REDIS_WRITERS=1``, ``MTLS`` (``1`` to check certificate-bound tokens,
+    RFC 8705), and the introspection endpoint (RFC 7662): ``INTROSPECTION_URL`` or
+    ``INTROSPECTION_DISCOVERY``, ``INTROSPECTION_CLIENT_ID``, ``INTROSPECTION_CLIENT_SECRET``
+    or ``INTROSPECTION_PRIVATE_KEY_FILE``, ``INTROSPECTION_AUTH_METHOD``, ``INTROSPECT_JWTS``.
 
     Returns the keyword arguments for ``Verifier(...)``. Every problem is reported at once in
     one :class:`ConfigurationError`; among them, each variable with the prefix that is none of
@@ -186,6 +205,17 @@ def options_from_env(
         value = env.get(prefix + name)
         return value.strip() if value is not None and value.strip() else None
 
+    def flag(name: str) -> bool | None:
+        value = get(name)
+        if value is None:
+            return None
+        if value.lower() in ("1", "true", "yes"):
+            return True
+        if value.lower() in ("0", "false", "no"):
+            return False
+        problems.append(f"{prefix}{name} must be 1 (or true, yes) or 0 (or false, no)")
+        return None
+
     problems = unknown_settings(env, prefix, ENV_NAMES, ignore_unknown)
     if problems:
         problems.append(
@@ -198,22 +228,21 @@ def options_from_env(
     jwks_url = get("JWKS_URL")
     discovery = get("DISCOVERY_URL")
     allow_http = get("ALLOW_HTTP") in ("1", "true", "yes")
-    shared_url = get("SHARED_CACHE_URL")
     if issuer is None:
         problems.append(f"{prefix}ISSUER is required (the exact 'iss' of your tokens)")
     if audience is None:
         problems.append(f"{prefix}AUDIENCE is required (this API's identifier)")
-    if (jwks_url is None) == (discovery is None):
-        problems.append(f"set exactly one of {prefix}JWKS_URL or {prefix}DISCOVERY_URL")
+    shared = _shared_cache(get, flag, prefix, problems)
+    introspection = _introspection(get, flag, prefix, problems, allow_http, shared)
+    if jwks_url is not None and discovery is not None:
+        problems.append(f"set exactly one of {prefix}JWKS_URL or {prefix}DISCOVERY_URL, not both")
+    elif jwks_url is None and discovery is None and introspection is None:
+        # Keyless (every token introspected) only with an introspection endpoint.
+        problems.append(
+            f"set exactly one of {prefix}JWKS_URL or {prefix}DISCOVERY_URL (or "
+            f"{prefix}INTROSPECTION_URL to introspect every token)"
+        )
     keys: KeySource | None = None
-    shared: RedisCache | None = None
-    try:
-        if shared_url is not None:
-            shared = RedisCache(shared_url)
-    except ConfigurationError as exc:
-        problems.append(f"{prefix}SHARED_CACHE_URL: {exc.description}")
-    except MissingExtra as exc:
-        problems.append(f"{prefix}SHARED_CACHE_URL: {exc}")
     try:
         if jwks_url is not None and discovery is None:
             keys = JWKSKeys(jwks_url, allow_http=allow_http, shared_cache=shared)
@@ -250,14 +279,9 @@ def options_from_env(
             resolve_profile(settings["profile"], f"{prefix}PROFILE")
         except ConfigurationError as exc:
             problems.append(exc.description)
-    mtls = get("MTLS")
+    mtls = flag("MTLS")
     if mtls is not None:
-        if mtls.lower() in ("1", "true", "yes"):
-            settings["mtls"] = True
-        elif mtls.lower() in ("0", "false", "no"):
-            settings["mtls"] = False
-        else:
-            problems.append(f"{prefix}MTLS must be 1 (or true, yes) or 0 (or false, no)")
+        settings["mtls"] = mtls
     if problems:
         raise ConfigurationError("invalid configuration: " + "; ".join(problems))
     settings.update(
@@ -266,4 +290,103 @@ def options_from_env(
         audience=_list(audience or ""),
         algorithms=algorithms,
     )
+    if introspection is not None:
+        settings["introspection"] = introspection
     return settings
+
+
+def _shared_cache(
+    get: Callable[[str], str | None],
+    flag: Callable[[str], bool | None],
+    prefix: str,
+    problems: list[str],
+) -> RedisCache | None:
+    """``SHARED_CACHE_URL`` with its ``SHARED_CACHE_KEY`` (or the loudly named opt-out
+    ``SHARED_CACHE_TRUST_REDIS_WRITERS``): a :class:`RedisCache`, or ``None``."""
+    url = get("SHARED_CACHE_URL")
+    key = get("SHARED_CACHE_KEY")
+    trust = flag("SHARED_CACHE_TRUST_REDIS_WRITERS")
+    if url is None:
+        for name, value in (("SHARED_CACHE_KEY", key), ("SHARED_CACHE_TRUST_REDIS_WRITERS", trust)):
+            if value is not None:
+                problems.append(f"{prefix}{name} is set without {prefix}SHARED_CACHE_URL")
+        return None
+    if key is None and not trust:
+        # Review R27-8: whoever can write to that Redis could forge any token.
+        problems.append(
+            f"{prefix}SHARED_CACHE_URL needs {prefix}SHARED_CACHE_KEY (the integrity key: at "
+            "least 32 bytes, e.g. python -c 'import secrets; print(secrets.token_hex(32))', the "
+            "same on every instance): without it anyone who can write to that Redis could "
+            f"forge any token; {prefix}SHARED_CACHE_TRUST_REDIS_WRITERS=1 runs without it on a "
+            "Redis only this deployment can write"
+        )
+        return None
+    try:
+        return RedisCache(url, integrity_key=key, trust_redis_writers=bool(trust))
+    except ConfigurationError as exc:
+        problems.append(f"{prefix}SHARED_CACHE_URL: {exc.description}")
+    except MissingExtra as exc:
+        problems.append(f"{prefix}SHARED_CACHE_URL: {exc}")
+    return None
+
+
+def _introspection(
+    get: Callable[[str], str | None],
+    flag: Callable[[str], bool | None],
+    prefix: str,
+    problems: list[str],
+    allow_http: bool,
+    shared: RedisCache | None,
+) -> Introspection | None:
+    """The ``INTROSPECTION_*`` variables as an :class:`Introspection`, or ``None`` when none is
+    set; half a configuration (a client id without an endpoint, an endpoint without a client
+    id) is a problem naming what is missing."""
+    values = {name: get(name) for name in INTROSPECTION_NAMES}
+    if all(value is None for value in values.values()):
+        return None
+    url, discovery = values["INTROSPECTION_URL"], values["INTROSPECTION_DISCOVERY"]
+    client_id = values["INTROSPECTION_CLIENT_ID"]
+    given = ", ".join(prefix + name for name, value in values.items() if value is not None)
+    start = len(problems)
+    if url is None and discovery is None:
+        problems.append(
+            f"{given} set without {prefix}INTROSPECTION_URL (the endpoint) or "
+            f"{prefix}INTROSPECTION_DISCOVERY (the issuer whose metadata names it)"
+        )
+    elif url is not None and discovery is not None:
+        problems.append(
+            f"set one of {prefix}INTROSPECTION_URL or {prefix}INTROSPECTION_DISCOVERY, not both"
+        )
+    if client_id is None:
+        problems.append(
+            f"{prefix}INTROSPECTION_CLIENT_ID is required with {given} (this resource server's "
+            "client id at the authorization server, RFC 7662 §2.1)"
+        )
+    introspect_jwts = flag("INTROSPECT_JWTS")
+    private_key: bytes | None = None
+    key_file = values["INTROSPECTION_PRIVATE_KEY_FILE"]
+    if key_file is not None:
+        try:
+            with open(key_file, "rb") as file:
+                private_key = file.read()
+        except OSError as exc:
+            problems.append(
+                f"{prefix}INTROSPECTION_PRIVATE_KEY_FILE cannot be read ({exc.strerror})"
+            )
+    if len(problems) > start:
+        return None
+    try:
+        return Introspection(
+            url,
+            discovery=discovery,
+            client_id=client_id or "",
+            client_secret=values["INTROSPECTION_CLIENT_SECRET"],
+            private_key=private_key,
+            auth_method=values["INTROSPECTION_AUTH_METHOD"],
+            introspect_jwts=bool(introspect_jwts),
+            allow_http=allow_http,
+            shared_cache=shared,
+        )
+    except ConfigurationError as exc:
+        problems.append(f"introspection ({given}): {exc.description}")
+    return None

@@ -13,9 +13,11 @@ without a shared cache; nothing is ever refused because of Redis alone. The conn
 (URL or client, timeout, one retry after a restart, known-down interval, fork safety) is
 :mod:`.redis_connection`'s, as for the denylist.
 
-Anyone who can write to that Redis can put keys there that this library would trust: with
-``integrity_key=`` each entry carries an HMAC-SHA256 of its name and value, and an entry
-without a valid one is ignored with a WARNING.
+Anyone who can write to that Redis could put there a key set or an introspection answer this
+library would trust, and so mint any token (review R27-8). ``integrity_key=`` is therefore
+required: each entry carries an HMAC-SHA256 of its name and value, and an entry without a valid
+one is ignored with a WARNING. Running without it takes the loudly named
+``trust_redis_writers=True``, and logs a WARNING at start-up naming the risk and the fix.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, Final
 from .._core.errors import ConfigurationError
 from .redis_connection import DOWN_INTERVAL, RedisConnection
 
-__all__ = ["MIN_INTEGRITY_KEY", "RedisCache"]
+__all__ = ["MIN_INTEGRITY_KEY", "RedisCache", "check_integrity_key"]
 
 logger = logging.getLogger("jwt_guard")
 
@@ -65,9 +67,13 @@ class RedisCache:
     presets, ``JWT_GUARD_SHARED_CACHE_URL``) to share its documents, and to
     ``Introspection(..., shared_cache=cache)`` to share introspection answers.
 
-    ``integrity_key`` (at least 32 bytes, the same on every instance): each entry is stored
-    with an HMAC-SHA256 of its name and value, and one without a valid MAC (written by anyone
-    else who can write to this Redis) is ignored with a WARNING.
+    ``integrity_key`` (required: bytes or text of at least 32 bytes, the same on every
+    instance, e.g. ``secrets.token_hex(32)`` kept with the app's other secrets): each entry is
+    stored with an HMAC-SHA256 of its name and value, and one without a valid MAC (written by
+    anyone else who can write to this Redis) is ignored with a WARNING. Without it, whoever
+    can write to this Redis could store a key set or an introspection answer of their own
+    making and so forge any token: ``trust_redis_writers=True`` runs without it on a Redis
+    only this deployment can write, and logs a WARNING at start-up saying so.
     """
 
     def __init__(
@@ -77,18 +83,12 @@ class RedisCache:
         prefix: str = "jwt_guard:cache:",
         timeout: float = 0.5,
         integrity_key: str | bytes | None = None,
+        trust_redis_writers: bool = False,
     ) -> None:
         if not isinstance(prefix, str):
             raise ConfigurationError("prefix must be a string")
-        if integrity_key is not None:
-            if isinstance(integrity_key, str):
-                integrity_key = integrity_key.encode()
-            if not isinstance(integrity_key, bytes) or len(integrity_key) < MIN_INTEGRITY_KEY:
-                raise ConfigurationError(
-                    f"integrity_key must be at least {MIN_INTEGRITY_KEY} bytes (e.g. "
-                    "secrets.token_hex(32), the same on every instance)"
-                )
         self._conn = RedisConnection(url_or_client, timeout=timeout, owner="RedisCache")
+        integrity_key = check_integrity_key(integrity_key, trust_redis_writers)
         self.prefix = prefix
         self.timeout = self._conn.timeout
         self._integrity = integrity_key
@@ -251,6 +251,48 @@ class RedisCache:
         """:meth:`unlock` for the async driver."""
         if token:
             await self._acall(lambda c: c.eval(_UNLOCK, 1, self.prefix + key, token))
+
+
+def check_integrity_key(key: object, trust_redis_writers: object) -> bytes | None:
+    """``integrity_key`` as bytes, or ``None`` under ``trust_redis_writers=True`` (with the
+    start-up WARNING); anything else a :class:`ConfigurationError` naming the fix.
+
+    Strength is checked by length only (RFC 2104 §3: a key shorter than the hash's output
+    weakens the MAC; the floor of HMAC secrets for tokens): how random the bytes are cannot
+    be told from them, so the message names a generator."""
+    if not isinstance(trust_redis_writers, bool):
+        raise ConfigurationError("trust_redis_writers must be True or False")
+    if key is None:
+        if not trust_redis_writers:
+            raise ConfigurationError(
+                "RedisCache needs integrity_key= (at least 32 bytes, e.g. secrets.token_hex(32), "
+                "the same on every instance): without it anyone who can write to this Redis "
+                "could store a key set or an introspection answer this library trusts, and so "
+                "forge any token; on a Redis only this deployment can write, "
+                "trust_redis_writers=True runs without it"
+            )
+        logger.warning(
+            "RedisCache(trust_redis_writers=True): shared cache entries carry no MAC, so "
+            "anyone who can write to this Redis can forge any token (a key set or an "
+            "introspection answer of their own); give RedisCache(integrity_key=...) (at "
+            "least 32 bytes, the same on every instance) instead"
+        )
+        return None
+    if trust_redis_writers:
+        raise ConfigurationError(
+            "RedisCache: give integrity_key= or trust_redis_writers=True, not both "
+            "(integrity_key= checks every entry: drop trust_redis_writers)"
+        )
+    if isinstance(key, str):
+        key = key.encode()
+    if not isinstance(key, bytes):
+        raise ConfigurationError("integrity_key must be bytes or a string")
+    if len(key) < MIN_INTEGRITY_KEY:
+        raise ConfigurationError(
+            f"integrity_key must be at least {MIN_INTEGRITY_KEY} bytes (e.g. "
+            "secrets.token_hex(32), the same on every instance)"
+        )
+    return key
 
 
 def _milliseconds(ttl: float) -> int:

@@ -97,10 +97,27 @@ MEANINGS = {
     "ROLES_CLAIM": "claim paths of the roles, comma-separated",
     "SCOPES_CLAIM": "claim paths of the scopes, comma-separated",
     "ALLOW_HTTP": "`1` (or `true`, `yes`) allows a plain-http key or metadata URL (development)",
-    "SHARED_CACHE_URL": "a `redis://` URL: the key source's documents shared by every worker "
-    "and instance ([`RedisCache`][jwt_guard.RedisCache])",
+    "SHARED_CACHE_URL": "a `redis://` URL: the key source's documents and introspection "
+    "answers shared by every worker and instance ([`RedisCache`][jwt_guard.RedisCache]); needs "
+    "`SHARED_CACHE_KEY`",
+    "SHARED_CACHE_KEY": "the shared cache's integrity key (at least 32 bytes, the same on every "
+    "instance): each entry carries its HMAC, one without is ignored",
+    "SHARED_CACHE_TRUST_REDIS_WRITERS": "`1` runs the shared cache without `SHARED_CACHE_KEY`: "
+    "anyone who can write to that Redis can then forge any token (a WARNING at start-up)",
     "MTLS": "`1` (or `true`, `yes`) checks certificate-bound tokens (RFC 8705): `mtls=True`, "
     "with the middleware's `client_certificate=`",
+    "INTROSPECTION_URL": "the introspection endpoint (RFC 7662); without `JWKS_URL` or "
+    "`DISCOVERY_URL` every token is introspected",
+    "INTROSPECTION_DISCOVERY": "an issuer whose metadata names its `introspection_endpoint` "
+    "(this or `INTROSPECTION_URL`)",
+    "INTROSPECTION_CLIENT_ID": "this resource server's client id at the authorization server "
+    "(required with an endpoint)",
+    "INTROSPECTION_CLIENT_SECRET": "its client secret (`client_secret_basic` or "
+    "`client_secret_post`)",
+    "INTROSPECTION_AUTH_METHOD": "`client_secret_basic` (default with a secret), "
+    "`client_secret_post` or `private_key_jwt` (default with a key file)",
+    "INTROSPECTION_PRIVATE_KEY_FILE": "a PEM private key file for `private_key_jwt` (RFC 7523)",
+    "INTROSPECT_JWTS": "`1` asks about JWTs too, after their local verification (revocation)",
     "COOKIE": "the cookie that may carry the token",
     "OPTIONAL": "requests without a token pass, as anonymous",
     "EXCLUDE": "paths that need no token (a list, or comma-separated)",
@@ -110,9 +127,13 @@ MEANINGS = {
 }
 
 
-#: The variables that set an option of the key source ``Verifier.from_env`` makes, not one of
-#: ``Verifier``'s.
-KEY_SOURCE_OPTIONS = {"ALLOW_HTTP": "allow_http", "SHARED_CACHE_URL": "shared_cache"}
+#: What a variable that sets no ``Verifier`` option of its own sets.
+OTHER_SETS = {
+    "ALLOW_HTTP": "the key source's and introspection endpoint's `allow_http=`",
+    "SHARED_CACHE_URL": "the key source's and introspection endpoint's `shared_cache=`",
+    "SHARED_CACHE_KEY": "`RedisCache(integrity_key=)`",
+    "SHARED_CACHE_TRUST_REDIS_WRITERS": "`RedisCache(trust_redis_writers=)`",
+}
 
 
 def env_table() -> str:
@@ -130,8 +151,8 @@ def env_table() -> str:
     for name in ENV_NAMES:
         if name in option:
             sets = f"`Verifier({option[name]}=)`"
-        elif name in KEY_SOURCE_OPTIONS:
-            sets = f"the key source's `{KEY_SOURCE_OPTIONS[name]}=`"
+        elif name in OTHER_SETS:
+            sets = OTHER_SETS[name]
         else:
             raise SystemExit(f"scripts/docs/tables.py: what does JWT_GUARD_{name} set?")
         rows.append(
