@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwt_guard import (
     ClaimMissing,
@@ -564,3 +565,17 @@ def test_r27b_a_jti_the_verifier_requires_itself_is_still_required_of_an_answer(
             verifier.verify(OPAQUE)
     finally:
         verifier.close()
+
+
+# -- R27B noticed: the test kit's endpoint answered Bearer for a DPoP-bound token ---------------
+
+
+def test_r27b_rfc9449_6_2_the_kit_answers_token_type_dpop_for_a_dpop_bound_token() -> None:
+    # RFC 9449 §6.2 (and oidc-provider): a DPoP-bound token's answer says token_type DPoP; the
+    # kit said Bearer for every token, and a claim named "active" overwrote the answer's own.
+    issuer = LocalIssuer()
+    bound = issuer.opaque_token(dpop_key=ec.generate_private_key(ec.SECP256R1()))
+    answer = issuer.introspect(bound)
+    assert answer["token_type"] == "DPoP" and "jkt" in answer["cnf"]
+    assert issuer.introspect(issuer.opaque_token())["token_type"] == "Bearer"
+    assert issuer.introspect(issuer.opaque_token(active=False))["active"] is True

@@ -163,7 +163,13 @@ class IntrospectionEndpoint:
             return {"active": False}
         if isinstance(nbf, (int, float)) and nbf > now:
             return {"active": False}
-        return {"active": True, "token_type": "Bearer", **claims}
+        # RFC 9449 §6.2: a DPoP-bound token (cnf.jkt) is said to be of type DPoP, as
+        # oidc-provider says it; "active" is the endpoint's own, never a claim's (review R27B).
+        cnf = claims.get("cnf")
+        bound = isinstance(cnf, Mapping) and "jkt" in cnf
+        response = {"token_type": "DPoP" if bound else "Bearer", **claims}
+        response["active"] = True
+        return response
 
     # -- clients --------------------------------------------------------------------------
 
