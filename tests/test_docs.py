@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import itertools
 import os
 import re
 import subprocess
@@ -192,18 +193,41 @@ def test_docstring_style_check() -> None:
     assert docstring_problem(lambda: None) == "no docstring"
 
 
-def heading_anchors(text: str) -> set[str]:
-    """The anchors of a Markdown page's headings as GitHub makes them (fenced blocks' comment
-    lines are no headings); the site's (Python-Markdown's) are the same for these headings."""
-    anchors = set()
+def headings(text: str) -> list[tuple[int, str]]:
+    """A Markdown page's headings, in order, as (level, title); fenced blocks' comment lines
+    are no headings."""
+    found = []
     fence = False
     for line in text.splitlines():
         if line.lstrip().startswith("```"):
             fence = not fence
-        elif not fence and re.match(r"^#{1,6} ", line):
-            words = line.lstrip("#").strip().replace("`", "").lower()
-            anchors.add(re.sub(r"[^\w\- ]", "", words).replace(" ", "-"))
+        elif not fence and (match := re.match(r"^(#{1,6}) (.*)", line)):
+            found.append((len(match.group(1)), match.group(2).strip()))
+    return found
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors of a Markdown page's headings as GitHub makes them; the site's
+    (Python-Markdown's) are the same for these headings."""
+    anchors = set()
+    for _, title in headings(text):
+        words = title.replace("`", "").lower()
+        anchors.add(re.sub(r"[^\w\- ]", "", words).replace(" ", "-"))
     return anchors
+
+
+@pytest.mark.parametrize(
+    "page", sorted((ROOT / "docs").rglob("*.md")), ids=lambda p: p.relative_to(ROOT).as_posix()
+)
+def test_each_page_is_one_title_then_sections(page: Path) -> None:
+    """A page of the site starts with its one ``#`` title (after any front matter), and its
+    sections go down one level at a time: no cut-up README's second title or stray ``####``."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", page.read_text("utf-8"), flags=re.DOTALL)
+    assert text.lstrip().startswith("# "), "the page does not start with its title"
+    levels = [level for level, _ in headings(text)]
+    assert levels.count(1) == 1, "more than one # title"
+    jumps = [(a, b) for a, b in itertools.pairwise(levels) if b > a + 1]
+    assert jumps == [], "a heading skips a level"
 
 
 def broken_links(page: Path) -> list[str]:
