@@ -32,6 +32,7 @@ __all__ = [
     "FetchFailed",
     "after_failure",
     "after_success",
+    "backoff",
     "parse_document",
     "plan",
     "ttl_from_headers",
@@ -56,12 +57,21 @@ _NO_CACHE = re.compile(r"(?:^|,)\s*(no-store|no-cache)\s*(?:,|$)", re.IGNORECASE
 
 class FetchFailed(Exception):
     """A JWKS (or discovery) fetch did not produce a usable document; the text is the reason.
-    ``status`` is the HTTP status of an answer other than 200 (discovery moves on after a 404)."""
+    ``status`` is the HTTP status of an answer other than 200 (discovery moves on after a 404);
+    ``retry_after`` the seconds a 429 or 503 asked for (RFC 9110 §10.2.3), if it said."""
 
-    def __init__(self, reason: str, url: str | None = None, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        url: str | None = None,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.url = url
         self.status = status
+        self.retry_after = retry_after
 
 
 class DiscoveryMismatch(FetchFailed):
@@ -164,12 +174,21 @@ def after_success(state: CacheState, key_set: KeySet, ttl: float, now: float) ->
     )
 
 
+def backoff(
+    failures: int, rand: Callable[[], float] = random.random, maximum: float = BACKOFF_MAX
+) -> float:
+    """Seconds to wait after ``failures`` consecutive failures before the next attempt:
+    BACKOFF_INITIAL doubling up to ``maximum``, with jitter. The key sets' backoff, and the
+    introspection endpoint's (``_sources.introspection``)."""
+    delay = min(maximum, BACKOFF_INITIAL * 2.0 ** min(failures - 1, 32))
+    return delay * (0.5 + rand() / 2)  # jitter: instances that failed together retry apart
+
+
 def after_failure(
     state: CacheState, now: float, rand: Callable[[], float] = random.random
 ) -> CacheState:
     failures = state.failures + 1
-    delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1))
-    delay *= 0.5 + rand() / 2  # jitter: instances that failed together retry apart
+    delay = backoff(failures, rand)
     return replace(state, last_attempt=now, failures=failures, retry_at=now + delay)
 
 

@@ -12,6 +12,9 @@
 - ``jwt_guard.introspection.calls`` (counter): ``jwt_guard.endpoint`` (its URL) and
   ``jwt_guard.outcome`` (``active``, ``inactive`` or ``failure``; RFC 7662);
 - ``jwt_guard.introspection.duration`` (histogram, s): each call, by the same attributes;
+- ``jwt_guard.introspection.skipped`` (counter): calls not made, answered 503 at once, by
+  ``jwt_guard.endpoint`` and ``jwt_guard.reason`` (``cooldown``: the endpoint failed lately;
+  ``max_concurrent_calls``: too many calls in flight);
 - ``jwt_guard.introspection.cache.lookups`` (counter): ``jwt_guard.cache.hit``.
 
 Cost. An SDK ``Counter.add`` costs microseconds, as much as a whole cached verification, so
@@ -118,6 +121,12 @@ class Metrics:
             description="Time of a token introspection call, by endpoint and outcome",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self._introspections_skipped = meter.create_counter(
+            "jwt_guard.introspection.skipped",
+            unit="{call}",
+            description="Token introspection calls not made (503 at once), by endpoint and "
+            "reason: cooldown or max_concurrent_calls",
+        )
         #: Introspection cache lookups [misses, hits], counted like ``lookups``.
         self.introspection_lookups = [0, 0]
         meter.create_observable_counter(
@@ -196,6 +205,15 @@ class Metrics:
         attrs = self._attrs("jwt_guard.endpoint", endpoint, "jwt_guard.outcome", outcome)
         self._introspections.add(1, attrs)
         self._introspection_duration.record(seconds, attrs)
+
+    def introspection_skipped(self, endpoint: str, reason: str) -> None:
+        """Count an introspection call not made, answered 503 at once.
+
+        ``reason`` is ``cooldown`` (the endpoint failed lately) or ``max_concurrent_calls``
+        (too many calls in flight).
+        """
+        attrs = self._attrs("jwt_guard.endpoint", endpoint, "jwt_guard.reason", reason)
+        self._introspections_skipped.add(1, attrs)
 
     def denylist_error(self, store: str) -> None:
         """Count one denylist lookup that failed (the request got a 503)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import ipaddress
 import socket
 import threading
@@ -37,6 +38,7 @@ __all__ = [
     "display_url",
     "loop_client",
     "new_client",
+    "retry_after",
 ]
 
 #: Only what we can decode with a bounded output (see _Decoder): no br, no zstd.
@@ -147,14 +149,36 @@ class _Decoder:
             raise FetchFailed("truncated compressed body")
 
 
+def retry_after(value: str | None, now: float) -> float | None:
+    """A ``Retry-After`` header in seconds from ``now`` (epoch): delay-seconds or an
+    HTTP-date (RFC 9110 §10.2.3); ``None`` when absent or unreadable. Unbounded: the caller
+    caps it."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit() and value.isascii():
+        return float(min(int(value[:12]), 10**9))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 §5.6.7: an HTTP-date is GMT
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
 class _Body:
     """What both drivers do with a streamed response: status, size caps, deadline."""
 
     def __init__(self, response: httpx.Response, max_bytes: int, deadline: float) -> None:
-        if response.status_code != 200:
+        status = response.status_code
+        if status != 200:
             # Redirects included: a JWKS URL that moves is configuration to fix, and following
             # it would let whoever controls the redirect choose our keys.
-            raise FetchFailed(f"HTTP status {response.status_code}", status=response.status_code)
+            wait = None
+            if status in (429, 503):  # RFC 6585 §4, RFC 9110 §15.6.4: may say when to retry
+                wait = retry_after(response.headers.get("retry-after"), time.time())
+            raise FetchFailed(f"HTTP status {status}", status=status, retry_after=wait)
         length = response.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_bytes):
             raise FetchFailed("response too large" if length.isdigit() else "bad Content-Length")

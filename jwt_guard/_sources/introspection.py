@@ -13,15 +13,22 @@ it (:mod:`.fetch`, :mod:`.deadline`):
   or a wrong content type is :class:`IntrospectionUnavailable` (503 with ``Retry-After``),
   never a verdict on the token.
 * **after a fork**, nothing in flight or pooled is inherited (``_after_fork``).
+* **failure backoff**: an endpoint-level fault (transport, timeout, 5xx, 429, an unreadable
+  answer) is remembered, and new calls are refused at once (503) for a cooldown that doubles
+  while it lasts (``jwks_policy.backoff``, the key sets' formula, capped at
+  :data:`BACKOFF_MAX`; a server's ``Retry-After`` up to :data:`MAX_RETRY_AFTER`). What one
+  token's answer says (``active: false``, a 4xx) never counts: no client can trip it.
+* **calls in flight capped** (``max_concurrent_calls``): beyond it a new call is refused at
+  once (503); waiters on a call in flight are not calls.
 * an optional **shared store** (``shared_cache=``: ``get``/``aget``/``set``/``aset`` of bytes
   with a TTL, e.g. Redis) is asked before the endpoint and told every answer, so the workers
-  of a deployment introspect a token once between them.
+  of a deployment introspect a token once between them. Both run inside the call's deadline:
+  a read gets its first half (no answer by then: a miss), a write what is left of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -63,10 +70,18 @@ from .._core.introspection_jwt import (
     parse_jwt_response,
     read_jwt_response,
 )
-from .._core.jwks_policy import FetchFailed
+from .._core.jwks_policy import FetchFailed, backoff
 from .._core.keyset import KeySource
+from .._core.log import RejectionLog
 from .._core.parse import CompactJWS, b64url_encode, parse_json
-from .deadline import DeadlineExceeded, acall_with_deadline, call_with_deadline
+from .deadline import (
+    OPTIONAL_PAUSE,
+    OPTIONAL_SHARE,
+    DeadlineExceeded,
+    OptionalCalls,
+    acall_with_deadline,
+    call_with_deadline,
+)
 from .discovery import metadata_documents, read_metadata_async, read_metadata_sync
 from .fetch import AsyncGet, Sockets, SyncGet, check_url, display_url, loop_client, new_client
 from .jwks_state import WAIT_GRACE
@@ -80,8 +95,22 @@ logger = logging.getLogger("jwt_guard")
 DEFAULT_TIMEOUT: Final = 3.0
 #: An introspection response is a small JSON object; a larger body is a fault, not an answer.
 DEFAULT_MAX_BYTES: Final = 64 * 1024
-#: Retry-After of a 503: the next request makes a new call, so a second is enough.
+#: Retry-After of a 503 outside a cooldown (a call in flight failed, too many calls): a new
+#: call may be made a second later.
 RETRY_AFTER: Final = 1
+#: The longest failure cooldown of our own: 1 s doubling to this while the endpoint keeps
+#: failing. Short, unlike a key set's 60 s: a token not in the cache has no stale answer to
+#: fall back on, so every new token is refused until the next call; 10 s bounds that after
+#: the endpoint recovers, and still spares a struggling server all but one call in 10 s.
+BACKOFF_MAX: Final = 10.0
+#: A server's own Retry-After (on a 429 or 503) is honoured up to this: beyond it, a server's
+#: mistake (or a date from a wrong clock) would refuse every new token for as long.
+MAX_RETRY_AFTER: Final = 60.0
+#: Calls in flight at once, by default. Each holds a connection (and, on the sync driver, a
+#: thread) for up to ``timeout``; at a loopback-to-LAN round trip of 5-50 ms, 64 is 1 000+ new
+#: tokens a second, far beyond the rate at which real clients present tokens not yet cached,
+#: while a flood of made-up tokens (each one a call) is held to 64 connections.
+DEFAULT_MAX_CONCURRENT_CALLS: Final = 64
 #: At most one WARNING per this many seconds for a failing endpoint (then DEBUG): every
 #: request for a new token fails while it is down.
 _LOG_EVERY: Final = 10.0
@@ -194,6 +223,7 @@ class Introspection(IntrospectionSource):
         jwt_response: bool = False,
         response_keys: KeySource | None = None,
         untyped_answers_are_access_tokens: bool = False,
+        max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS,
     ) -> None:
         if not isinstance(allow_http, bool):
             raise ConfigurationError("allow_http must be True or False")
@@ -240,6 +270,13 @@ class Introspection(IntrospectionSource):
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
             raise ConfigurationError("max_bytes must be an integer >= 1024")
         self._max_bytes = max_bytes
+        if (
+            isinstance(max_concurrent_calls, bool)
+            or not isinstance(max_concurrent_calls, int)
+            or max_concurrent_calls < 1
+        ):
+            raise ConfigurationError("max_concurrent_calls must be a positive integer")
+        self._max_calls = max_concurrent_calls
         if client is not None and not isinstance(client, (httpx.Client, httpx.AsyncClient)):
             raise ConfigurationError("client must be an httpx.Client or httpx.AsyncClient")
         if clock is not None and not callable(clock):
@@ -288,6 +325,15 @@ class Introspection(IntrospectionSource):
         self._shared_prefix = f"jwt_guard:introspection:{hashlib.sha256(scope).hexdigest()[:16]}:"
         self._last_warning = -_LOG_EVERY
         self._garbage_warned = False
+        self._log = RejectionLog(logging.WARNING)
+        #: The failure backoff (the clock's time): consecutive endpoint faults, when the last
+        #: one was recorded, no new call before ``_retry_at``; why, for the 503's detail.
+        self._faults = 0
+        self._fault_at = -math.inf
+        self._retry_at = -math.inf
+        self._fault_reason = ""
+        #: The shared store's calls, each within its share of the call's deadline.
+        self._store = OptionalCalls(self._shared_slow)
         self._reset()
         _INSTANCES.add(self)
 
@@ -350,13 +396,19 @@ class Introspection(IntrospectionSource):
         with self._lock:
             call = self._calls.get(key)
             leader = call is None
+            refused = None
             if call is None:
                 # Double-checked: a call that ended since the caller's cache lookup stored
                 # its answer before leaving _calls.
                 cached = self.cache.get(key)
                 if cached is not None:
                     return cached
-                call = self._calls[key] = _Call()
+                refused = self._refusal(len(self._calls))
+                if refused is None:
+                    call = self._calls[key] = _Call()
+        if refused is not None:
+            raise self._refused(*refused)
+        assert call is not None
         if not leader:
             if not call.done.wait(self._timeout + WAIT_GRACE):
                 raise self._unavailable("no answer in time to the call in flight", None)
@@ -378,18 +430,21 @@ class Introspection(IntrospectionSource):
     def _call_sync(
         self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
     ) -> Introspected:
-        started = perf_counter()
-        shared = self._shared_get(key)
+        started, began = perf_counter(), self._clock()
+        deadline = time.monotonic() + self._timeout
+        shared = self._shared_read_sync(key) if self._shared is not None else None
         stored = self._read_shared(shared) if shared is not None else None
         if stored is not None:
             known = self._stored_sync(stored[1])
             if known is not None:
                 return self._from_shared(key, stored[0], known, admit)
+        # What the store's read left of the deadline (at least half of it).
+        remaining = max(deadline - time.monotonic(), 0.001)
         sockets = Sockets()
         client = self._sync_client()
 
         def call() -> _Answer:
-            get = SyncGet(client, self._timeout, self._max_bytes, sockets)
+            get = SyncGet(client, remaining, self._max_bytes, sockets)
             url = self._endpoint_sync(get)
             body, headers = get(url, *self._request(token, url))
             if self._jwt_check is None:
@@ -398,13 +453,12 @@ class Introspection(IntrospectionSource):
             return self._signed_sync(parsed, self._timeout), parsed
 
         try:
-            response, signed = call_with_deadline(call, self._timeout, abort=sockets.abort)
+            response, signed = call_with_deadline(call, remaining, abort=sockets.abort)
         except Exception as exc:
-            raise self._failed(exc, started) from exc
+            raise self._failed(exc, started, began) from exc
         entry = self._answered(key, response, admit, started)
         if self._shared is not None:
-            with contextlib.suppress(Exception):  # optional: a failing store is a miss
-                self._shared.set(*self._shared_value(key, response, signed, entry))
+            self._shared_write_sync(self._shared_value(key, response, signed, entry), deadline)
         return entry
 
     def _stored_sync(self, found: dict[str, Any] | CompactJWS) -> dict[str, Any] | None:
@@ -447,14 +501,36 @@ class Introspection(IntrospectionSource):
         by each reader's rules."""
         return self._shared_prefix + key[:TOKEN_KEY_SIZE].hex()
 
-    def _shared_get(self, key: bytes) -> bytes | None:
-        if self._shared is None:
-            return None
-        try:
-            return self._shared.get(self._shared_name(key))
-        except Exception:  # optional: a failing store is a miss
-            logger.debug("introspection shared cache get failed", exc_info=True)
-            return None
+    def _shared_read_sync(self, key: bytes) -> bytes | None:
+        """The store's entry for the token, within the first half of the call's deadline (in
+        a thread of its own: a store's ``get`` may block for ever); ``None``: a miss."""
+        store = self._shared
+        assert store is not None
+        name = self._shared_name(key)
+        value: bytes | None = self._store.call(
+            lambda: store.get(name), self._timeout * OPTIONAL_SHARE, "read"
+        )
+        return value
+
+    def _shared_write_sync(self, value: tuple[str, bytes, float] | None, deadline: float) -> None:
+        """Tell the store the answer (``_shared_value``), within what is left of the call's
+        deadline."""
+        store = self._shared
+        assert store is not None
+        if value is not None:
+            self._store.call(lambda: store.set(*value), deadline - time.monotonic(), "write")
+
+    def _shared_slow(self, what: str, seconds: float) -> None:
+        """The store ran out of time (then not asked for a second): a rate-limited WARNING."""
+        self._log.line(
+            "introspection_shared_slow",
+            "introspection shared cache %s for %s: no answer within %.2g s, taken as a miss; "
+            "the store is not asked for %g s",
+            what,
+            self.shown,
+            seconds,
+            OPTIONAL_PAUSE,
+        )
 
     def close(self) -> None:
         """Close the sync clients made here and the shared store's.
@@ -476,6 +552,9 @@ class Introspection(IntrospectionSource):
         loop = asyncio.get_running_loop()
         task = self._tasks.get(key)
         if task is None or task.get_loop() is not loop:
+            refused = self._refusal(len(self._tasks))
+            if refused is not None:
+                raise self._refused(*refused)
             task = loop.create_task(self._call_async(token, key, admit))
             self._tasks[key] = task
             task.add_done_callback(lambda done: self._forget_task(key, done))
@@ -499,22 +578,23 @@ class Introspection(IntrospectionSource):
     async def _call_async(
         self, token: bytes, key: bytes, admit: Callable[[dict[str, Any]], Introspected]
     ) -> Introspected | _Failure:
-        started = perf_counter()
-        if self._shared is not None:
-            try:
-                shared = await self._shared.aget(self._shared_name(key))
-            except Exception:  # optional: a failing store is a miss
-                logger.debug("introspection shared cache get failed", exc_info=True)
-                shared = None
+        started, began = perf_counter(), self._clock()
+        deadline = time.monotonic() + self._timeout
+        store = self._shared
+        if store is not None:
+            shared = await self._store.acall(
+                store.aget(self._shared_name(key)), self._timeout * OPTIONAL_SHARE, "read"
+            )
             stored = self._read_shared(shared) if shared is not None else None
             if stored is not None:
                 known = await self._stored_async(stored[1])
                 if known is not None:
                     return self._from_shared(key, stored[0], known, admit)
+        remaining = max(deadline - time.monotonic(), 0.001)
         client = self._async_client()
 
         async def call() -> _Answer:
-            get = AsyncGet(client, self._timeout, self._max_bytes)
+            get = AsyncGet(client, remaining, self._max_bytes)
             url = await self._endpoint_async(get)
             body, answer = await get(url, *self._request(token, url))
             if self._jwt_check is None:
@@ -523,14 +603,15 @@ class Introspection(IntrospectionSource):
             return await self._signed_async(parsed, self._timeout), parsed
 
         try:
-            response, signed = await acall_with_deadline(call(), self._timeout)
+            response, signed = await acall_with_deadline(call(), remaining)
         except Exception as exc:
-            failure = self._failed(exc, started)
+            failure = self._failed(exc, started, began)
             return _Failure(failure.detail["reason"], failure.detail.get("status"))
         entry = self._answered(key, response, admit, started)
-        if self._shared is not None:
-            with contextlib.suppress(Exception):
-                await self._shared.aset(*self._shared_value(key, response, signed, entry))
+        if store is not None:
+            value = self._shared_value(key, response, signed, entry)
+            if value is not None:
+                await self._store.acall(store.aset(*value), deadline - time.monotonic(), "write")
         return entry
 
     async def _stored_async(self, found: dict[str, Any] | CompactJWS) -> dict[str, Any] | None:
@@ -620,6 +701,9 @@ class Introspection(IntrospectionSource):
         started: float,
     ) -> Introspected:
         entry = admit(response)  # judged and cached before any waiter is woken
+        if self._faults:  # the endpoint answers again: the backoff is over
+            with self._lock:
+                self._faults, self._retry_at = 0, -math.inf
         if self._metrics is not None:
             outcome = "inactive" if entry.refusal is TokenInactive else "active"
             self._metrics.introspection_call(self.shown, outcome, perf_counter() - started)
@@ -702,10 +786,11 @@ class Introspection(IntrospectionSource):
         response: dict[str, Any],
         signed: CompactJWS | None,
         entry: Introspected,
-    ) -> tuple[str, bytes, float]:
+    ) -> tuple[str, bytes, float] | None:
+        """The store's entry for an answer: its name, value and TTL (``None``: expired)."""
         ttl = entry.expires - self._clock()
         if ttl <= 0:
-            raise ValueError("already expired")  # suppressed by the caller: nothing to share
+            return None  # nothing to share
         stored: dict[str, Any] = {"until": entry.expires}
         if signed is None:
             stored["response"] = response
@@ -715,8 +800,9 @@ class Introspection(IntrospectionSource):
             )
         return self._shared_name(key), json.dumps(stored).encode(), ttl
 
-    def _failed(self, exc: Exception, started: float) -> IntrospectionUnavailable:
-        """A call that gave no answer: logged (rate-limited), counted, as the 503 to raise."""
+    def _failed(self, exc: Exception, started: float, began: float) -> IntrospectionUnavailable:
+        """A call that gave no answer: logged (rate-limited), counted, remembered for the
+        backoff when the endpoint is at fault, as the 503 to raise."""
         status = None
         if isinstance(exc, FetchFailed):
             reason = str(exc)
@@ -731,6 +817,7 @@ class Introspection(IntrospectionSource):
         else:  # a bug or an exotic transport error: still only a failed call
             reason = f"unexpected error: {type(exc).__name__}"
             logger.debug("unexpected error introspecting at %s", self.shown, exc_info=True)
+        self._backoff(exc, reason, began)
         if self._metrics is not None:
             self._metrics.introspection_call(self.shown, "failure", perf_counter() - started)
         now = time.monotonic()
@@ -746,12 +833,69 @@ class Introspection(IntrospectionSource):
         )
         return self._unavailable(reason, status)
 
+    def _backoff(self, exc: Exception, reason: str, began: float) -> None:
+        """Start (or lengthen) the failure cooldown when ``exc`` is the endpoint's fault: no
+        answer in time, a transport error, 5xx, 429, or a 200 whose body is no answer. A 4xx
+        (a 400 for a token the server does not like) or an error of ours may be one token's
+        doing, and never counts: a client must not be able to refuse everyone's new tokens."""
+        if isinstance(exc, FetchFailed):
+            if exc.status is not None and exc.status < 500 and exc.status != 429:
+                return
+        elif not isinstance(exc, (DeadlineExceeded, TimeoutError)):
+            return
+        asked = exc.retry_after if isinstance(exc, FetchFailed) else None
+        now = self._clock()
+        with self._lock:
+            if began > self._fault_at:  # calls that failed together are one failure
+                self._faults += 1
+            self._fault_at = now
+            delay = backoff(self._faults, maximum=BACKOFF_MAX)
+            if asked is not None:  # RFC 9110 §10.2.3, bounded
+                delay = max(delay, min(asked, MAX_RETRY_AFTER))
+            self._retry_at = max(self._retry_at, now + delay)
+            self._fault_reason = reason
+
+    def _refusal(self, in_flight: int) -> tuple[str, str, float] | None:
+        """Why a new call may not be made now (the sync driver holds the lock): in a failure
+        cooldown, or ``max_concurrent_calls`` in flight; ``None``: go ahead. Reads only."""
+        left = self._retry_at - self._clock()
+        if left > 0:
+            reason = (
+                f"the endpoint failed ({self._fault_reason}); no new call for {left:.1f} s "
+                "(failure backoff)"
+            )
+            return "cooldown", reason, left
+        if in_flight >= self._max_calls:
+            reason = (
+                f"{self._max_calls} calls in flight (max_concurrent_calls): a new token is "
+                "refused until one ends"
+            )
+            return "max_concurrent_calls", reason, 0.0
+        return None
+
+    def _refused(self, why: str, reason: str, left: float) -> IntrospectionUnavailable:
+        """The 503 for a call not made (see ``_refusal``): counted, the cap's WARNING
+        rate-limited (a cooldown's failure was logged when it happened)."""
+        if self._metrics is not None:
+            self._metrics.introspection_skipped(self.shown, why)
+        if why == "max_concurrent_calls":
+            self._log.line(
+                "introspection_busy", "token introspection at %s: %s", self.shown, reason
+            )
+        error = self._unavailable(reason, None)
+        if left > 0:
+            error.detail["cooldown_left"] = round(left, 1)
+        return error
+
     def _unavailable(self, reason: str, status: int | None) -> IntrospectionUnavailable:
         detail: dict[str, Any] = {"endpoint": self.shown, "reason": reason}
         if status is not None:
             detail["status"] = status
-        detail["retry_after"] = RETRY_AFTER
-        return IntrospectionUnavailable(retry_after=RETRY_AFTER, detail=detail)
+        # In a cooldown, when it ends: no new call is made before.
+        left = self._retry_at - self._clock()
+        retry = max(RETRY_AFTER, math.ceil(left)) if left > 0 else RETRY_AFTER
+        detail["retry_after"] = retry
+        return IntrospectionUnavailable(retry_after=retry, detail=detail)
 
 
 def _no_user_info(url: str, what: str) -> str:
@@ -789,6 +933,7 @@ def _after_fork() -> None:
             _ORPHANS.append(source._own_sync)
         _ORPHANS.extend(source._own_async.values())
         source._reset()
+        source._store.reset()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX

@@ -122,11 +122,16 @@ class AsyncDriver(JWKSState):
         if cache is None:
             return (await self._fetch_document_async(get))[:2]
         key = self._shared_key
-        copy = self._shared_copy(await cache.aget(key))
+        bound, store = self._store_bound, self._store
+
+        async def read() -> SharedCopy | None:
+            return self._shared_copy(await store.acall(cache.aget(key), bound, "read"))
+
+        copy = await read()
         seen.extend([copy] if copy is not None else [])
         if self._adoptable(copy):
             return copy
-        token = await cache.alock(key + ":lock", self._lock_ttl)
+        token = await store.acall(cache.alock(key + ":lock", self._lock_ttl), bound, "lock", "")
         if token is None:  # another worker is fetching
             if copy is not None and self._newer(copy):
                 return copy
@@ -135,20 +140,21 @@ class AsyncDriver(JWKSState):
             until = time.monotonic() + self._timeout / 2
             while time.monotonic() < until:
                 await asyncio.sleep(SHARED_POLL)
-                copy = self._shared_copy(await cache.aget(key))
+                copy = await read()
                 if self._newer(copy):
                     return copy
             token = ""  # cold and still nothing: fetch it here
         try:
             if token:  # another worker may have stored its copy since the read above
-                copy = self._shared_copy(await cache.aget(key))
+                copy = await read()
                 if self._adoptable(copy):
                     return copy
             key_set, headers, body = await self._fetch_document_async(get)
-            await cache.aset(key, *self._shared_entry(body, headers))
+            await store.acall(cache.aset(key, *self._shared_entry(body, headers)), bound, "write")
             return key_set, headers
         finally:
-            await cache.aunlock(key + ":lock", token)
+            if token:
+                await store.acall(cache.aunlock(key + ":lock", token), bound, "unlock")
 
     async def _fetch_document_async(self, get: AsyncGet) -> tuple[KeySet, Mapping[str, str], bytes]:
         self._fetches += 1

@@ -39,8 +39,9 @@ from .._core.jwks_policy import (
     ttl_from_headers,
 )
 from .._core.keyset import KeySet, KeySource, unfit
+from .._core.log import RejectionLog
 from .._core.metrics import Metrics
-from .deadline import DeadlineExceeded
+from .deadline import OPTIONAL_PAUSE, OPTIONAL_SHARE, DeadlineExceeded, OptionalCalls
 from .fetch import Flight, check_url, display_url
 from .redis_cache import RedisCache
 
@@ -176,6 +177,10 @@ class JWKSState(KeySource):
         digest = hashlib.sha256(str(url).encode()).hexdigest()[:32]
         self._shared_key = f"{self._shared_kind}:{digest}"
         self._shared_hits = 0
+        #: The shared cache's calls, each within a share of the fetch's deadline: a Redis
+        #: slower than that is a miss, and the provider is asked within the rest.
+        self._store = OptionalCalls(self._shared_slow)
+        self._store_log = RejectionLog(logging.WARNING)
         #: The kid the fetch in flight was started for (an unknown kid), if any.
         self._wanted_kid: str | None = None
         #: Until then, another worker's fetch is awaited: an unknown kid is a 503, not a 401.
@@ -469,6 +474,21 @@ class JWKSState(KeySource):
         return json.dumps(entry).encode(), ttl + self._policy.max_stale
 
     @property
+    def _store_bound(self) -> float:
+        """How long one call to the shared cache may take within a fetch."""
+        return self._timeout * OPTIONAL_SHARE
+
+    def _shared_slow(self, what: str, seconds: float) -> None:
+        self._store_log.line(
+            "shared_cache_slow",
+            "shared cache %s for %s: no answer within %.2g s, taken as a miss; not asked for %g s",
+            what,
+            display_url(self._source_url()),
+            seconds,
+            OPTIONAL_PAUSE,
+        )
+
+    @property
     def _lock_ttl(self) -> float:
         # A fetch ends by its deadline; a worker that died holding the lock holds it no longer.
         return self._timeout + WAIT_GRACE
@@ -617,6 +637,7 @@ def _after_fork() -> None:
             source._sync_client = None
         _ORPHANS.extend(source._own_async.values())
         source._reset_drivers()
+        source._store.reset()
 
 
 #: The parent's clients, kept referenced in a forked child (see ``_after_fork``).

@@ -158,11 +158,17 @@ class SyncDriver(JWKSState):
         if cache is None:
             return self._fetch_document_sync(get)[:2]
         key = self._shared_key
-        copy = self._shared_copy(cache.get(key))
+        bound, store = self._store_bound, self._store
+
+        def read() -> SharedCopy | None:
+            return self._shared_copy(store.call(lambda: cache.get(key), bound, "read"))
+
+        copy = read()
         seen.extend([copy] if copy is not None else [])
         if self._adoptable(copy):
             return copy
-        token = cache.lock(key + ":lock", self._lock_ttl)
+        # No answer in time: go ahead as without a shared cache ("").
+        token = store.call(lambda: cache.lock(key + ":lock", self._lock_ttl), bound, "lock", "")
         if token is None:  # another worker is fetching
             if copy is not None and self._newer(copy):
                 return copy
@@ -171,20 +177,22 @@ class SyncDriver(JWKSState):
             until = time.monotonic() + self._timeout / 2
             while time.monotonic() < until:
                 time.sleep(SHARED_POLL)
-                copy = self._shared_copy(cache.get(key))
+                copy = read()
                 if self._newer(copy):
                     return copy
             token = ""  # cold and still nothing: fetch it here
         try:
             if token:  # another worker may have stored its copy since the read above
-                copy = self._shared_copy(cache.get(key))
+                copy = read()
                 if self._adoptable(copy):
                     return copy
             key_set, headers, body = self._fetch_document_sync(get)
-            cache.set(key, *self._shared_entry(body, headers))
+            entry = self._shared_entry(body, headers)
+            store.call(lambda: cache.set(key, *entry), bound, "write")
             return key_set, headers
         finally:
-            cache.unlock(key + ":lock", token)
+            if token:
+                store.call(lambda: cache.unlock(key + ":lock", token), bound, "unlock")
 
     def _fetch_document_sync(self, get: SyncGet) -> tuple[KeySet, Mapping[str, str], bytes]:
         self._fetches += 1
