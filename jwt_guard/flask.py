@@ -96,6 +96,16 @@ current_principal = cast(Principal, LocalProxy(get_principal))
 
 
 def _as_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        # str(b"...") would be "b'...'": a JWT_GUARD_SHARED_CACHE_KEY of bytes became another
+        # key than the environment's, without a word.
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigurationError(
+                "a JWT_GUARD_* value given as bytes in app.config must be UTF-8 text: give a "
+                "str (e.g. secrets.token_hex(32) for JWT_GUARD_SHARED_CACHE_KEY)"
+            ) from None
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     if isinstance(value, bool):

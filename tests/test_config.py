@@ -715,3 +715,16 @@ async def test_an_app_configured_by_settings_introspects_opaque_tokens(
     assert (good_status, good_text) == (200, "alice")
     assert (bad_status, bad_code) == (401, "token_inactive")
     assert server.count == 2
+
+
+def test_r27_8_flask_shared_cache_key_given_as_bytes_is_the_same_key() -> None:
+    """app.config values become the environment's text: bytes were str()-ed ("b'...'"), a key
+    other than the one written; bytes that are no text are refused with the fix."""
+    app = Flask(__name__)
+    app.config.update(BASE, **REDIS, JWT_GUARD_SHARED_CACHE_KEY=b"k" * 32)
+    guard = JWTGuard(app)
+    assert keys_of(guard)._shared._integrity == b"k" * 32
+    other = Flask(__name__)
+    other.config.update(BASE, **REDIS, JWT_GUARD_SHARED_CACHE_KEY=bytes(range(128, 160)))
+    with pytest.raises(ConfigurationError, match="must be UTF-8 text"):
+        JWTGuard(other)

@@ -262,7 +262,13 @@ class Verifier(Drivers):
 
         ``ISSUER``, ``AUDIENCE``, ``JWKS_URL`` or ``DISCOVERY_URL``, ``ALGORITHMS``, ``LEEWAY``,
         ``TYP``, ``PROFILE``, ``ROLES_CLAIM``, ``SCOPES_CLAIM``, ``ALLOW_HTTP``,
-        ``SHARED_CACHE_URL``. Keyword arguments win; one that replaces a variable set to another
+        ``SHARED_CACHE_URL`` with ``SHARED_CACHE_KEY`` (or ``SHARED_CACHE_TRUST_REDIS_WRITERS``),
+        ``MTLS``, and the introspection endpoint: ``INTROSPECTION_URL`` or
+        ``INTROSPECTION_DISCOVERY``, ``INTROSPECTION_CLIENT_ID``, ``INTROSPECTION_CLIENT_SECRET``
+        or ``INTROSPECTION_PRIVATE_KEY_FILE``, ``INTROSPECTION_AUTH_METHOD``,
+        ``INTROSPECT_JWTS`` (without ``JWKS_URL`` and ``DISCOVERY_URL``, every token is
+        introspected). Half a shared-cache or introspection configuration is refused with what
+        is missing. Keyword arguments win; one that replaces a variable set to another
         value logs a WARNING naming both (not their values), once, when the verifier is built.
 
         Any other variable with the prefix is a :class:`ConfigurationError` naming the closest
