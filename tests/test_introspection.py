@@ -346,10 +346,35 @@ async def test_cache_is_keyed_by_a_hash_never_the_token(
     server.tokens[OPAQUE] = active(clock)
     endpoint = make_endpoint(server.url)
     await run(verifier_for(endpoint, clock), OPAQUE)
-    keys = list(endpoint.cache._cache.keys())
+    keys = list(endpoint.cache._entries or ())
     assert len(keys) == 1
     assert OPAQUE.encode() not in keys[0]
     assert len(keys[0]) == 32 + 8  # its SHA-256 and the judging verifier's number (R27-6)
+
+
+def test_cache_is_bounded_first_in_first_out_and_never_answers_past_an_expiry() -> None:
+    # The core's cache itself: cache_size entries at most (the oldest goes first), an entry
+    # never returned at or past its expiry (and dropped then), one past it never stored.
+    from jwt_guard._core.introspection import IntrospectionCache, inactive_entry
+
+    clock = FakeClock(1000.0)
+    cache = IntrospectionCache(2, positive_ttl=60, negative_ttl=5, clock=clock)
+    for key in (b"a", b"b", b"c"):
+        cache.put(key, inactive_entry({}), None)
+    assert (cache.get(b"a"), len(cache)) == (None, 2)
+    assert cache.get(b"b") is not None and cache.get(b"c") is not None
+    cache.put(b"b", inactive_entry({}), None)  # a new answer: the newest entry
+    cache.put(b"d", inactive_entry({}), None)
+    assert cache.get(b"c") is None and cache.get(b"b") is not None
+    entry = cache.get(b"d")
+    assert entry is not None and entry.expires == 1005.0
+    clock.advance(5)
+    assert cache.get(b"d") is None and len(cache) == 1  # at its expiry: gone
+    assert cache.cap(b"b", cache.put(b"b", inactive_entry({}), None), 1000.0).expires == 1000.0
+    assert cache.get(b"b") is None and len(cache) == 0
+    off = IntrospectionCache(0, positive_ttl=60, negative_ttl=5, clock=clock)
+    off.put(b"a", inactive_entry({}), None)
+    assert (off.get(b"a"), len(off)) == (None, 0)
 
 
 async def test_rfc9449_6_2_a_dpop_bound_introspected_token_needs_dpop(

@@ -23,7 +23,7 @@ from .._core.cache import VerifiedTokens
 from .._core.claims import Validator
 from .._core.dpop import DPoP
 from .._core.errors import ClaimMissing, ConfigurationError
-from .._core.introspection import IntrospectionSource, NoKeys
+from .._core.introspection import TOKEN_KEY_SIZE, IntrospectionSource, NoKeys, token_key
 from .._core.keyset import KeySource
 from .._core.log import logger
 from .._core.metrics import Metrics, resolve_metrics
@@ -252,6 +252,13 @@ class Verifier(Drivers):
         self._opaque_hit = (
             self._introspection_hit if self._hit is not None and endpoint is not None else None
         )
+        if self._opaque_hit is not None:
+            assert config.opaque is not None and endpoint is not None
+            # What _introspection_key adds to a token's hash for this policy, and the cache's
+            # lookup, found once: the hit path is a hash, a probe and a clock reading.
+            self._opaque_judge = self._introspection_key(b"", config.opaque)[TOKEN_KEY_SIZE:]
+            self._opaque_get = endpoint.cache.get
+            self._jwt_shaped = not self._keyless
         self._forget = self._cache.forget
 
     @classmethod
@@ -327,11 +334,10 @@ class Verifier(Drivers):
     def _introspection_hit(self, token: bytes) -> Principal | None:
         """The principal of an opaque token whose answer is cached, else ``None`` (the caller
         takes the full path, which counts the lookup, calls, or raises the refusal)."""
-        opaque = self._opaque
-        assert opaque is not None and opaque.introspection is not None
-        if (not self._keyless and token.count(b".") == 2) or len(token) > self._max_bytes:
+        if (self._jwt_shaped and token.count(b".") == 2) or len(token) > self._max_bytes:
             return None
-        entry = opaque.introspection.cache.get(self._introspection_key(token, opaque))
+        # _introspection_key(token, self._opaque), its judge's part found once.
+        entry = self._opaque_get(token_key(token) + self._opaque_judge)
         return entry.principal if entry is not None else None
 
     @property
