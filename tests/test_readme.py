@@ -238,22 +238,33 @@ def test_python_block(
         block.body, f"{block.where}:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     )
 
+    # Outside any event loop, as `python example.py` runs it: a block may call asyncio.run()
+    # itself. A block with a top-level await (a fragment "in async code") gives a coroutine,
+    # awaited below.
+    async def close() -> None:
+        for verifier in made:  # the snippets leave their clients open, as apps do
+            await verifier.aclose()
+            verifier.close()
+            denylist: Any = verifier.denylist
+            if hasattr(denylist, "aclose"):
+                await denylist.aclose()
+                denylist.close()
+
+    try:
+        result = eval(code, namespace)  # noqa: S307 - the manual's own code, as written
+    except BaseException:
+        asyncio.run(close())
+        raise
+
     async def run() -> None:
-        result = eval(code, namespace)  # noqa: S307 - the README's own code, as written
-        if inspect.isawaitable(result):
-            await result
         try:
+            if inspect.isawaitable(result):
+                await result
             if block.marker.startswith("requests:"):
                 app = namespace["app"] if "app" in namespace else namespace["create_app"]()
                 await exercise(app, idp_issuer, block.marker)
         finally:
-            for verifier in made:  # the snippets leave their clients open, as apps do
-                await verifier.aclose()
-                verifier.close()
-                denylist: Any = verifier.denylist
-                if hasattr(denylist, "aclose"):
-                    await denylist.aclose()
-                    denylist.close()
+            await close()
 
     asyncio.run(run())
     if block.marker:
