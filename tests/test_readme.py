@@ -407,7 +407,11 @@ def test_the_install_line_names_where_jwt_guard_was_installed_from(
             assert name == "direct_url.json"
             return recorded
 
-    monkeypatch.setattr(metadata, "distribution", lambda name: Installed())
+    class EggInfo:  # an old setuptools build's metadata in the clone: no direct_url.json
+        def read_text(self, name: str) -> str | None:
+            return None
+
+    monkeypatch.setattr(metadata, "distributions", lambda name: [EggInfo(), Installed()])
     assert extras.install_line("redis") == line
     assert line in str(extras.MissingExtra("a shared cache", "redis", "redis"))
 

@@ -17,7 +17,10 @@ def install_line(extra: str) -> str:
     another project's under the name. Otherwise it names the package. Never raises.
     """
     try:
-        recorded = metadata.distribution("jwt_guard").read_text("direct_url.json")
+        # The first copy that records where it came from: a stray jwt_guard.egg-info in the
+        # working directory (an old setuptools build) comes first on sys.path and records none.
+        found = (d.read_text("direct_url.json") for d in metadata.distributions(name="jwt_guard"))
+        recorded = next((text for text in found if text), None)
         origin = json.loads(recorded) if recorded else None
         url = urlsplit(origin["url"]) if isinstance(origin, dict) else None
         if url is not None and url.scheme == "file" and not url.netloc:
